@@ -1,0 +1,726 @@
+//! The client aggregate: a client's registration and configuration (stream `client-<id>`).
+
+use crate::event::{
+    ClientDeleted, ClientGrantTypesChanged, ClientRedirectUriAdded, ClientRedirectUriRemoved,
+    ClientRegistered, ClientScopesChanged, ClientSecretRotated, ClientSettingsChanged, Event,
+};
+use crate::values::{ClientId, GrantType, RedirectUri, Scope, SecretHash, TokenFormat};
+use serde::{Deserialize, Serialize};
+
+/// Longest access-token lifetime a client may configure: one day.
+pub const MAX_ACCESS_TOKEN_TTL_SECS: u32 = 86_400;
+
+/// A registered client, as its events describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    /// Its identifier.
+    pub client_id: ClientId,
+    /// Display name.
+    pub name: String,
+    /// Public clients have no secret.
+    pub public: bool,
+    /// Hash of the current secret.
+    pub secret_hash: Option<SecretHash>,
+    /// Registered redirect URIs.
+    pub redirect_uris: Vec<RedirectUri>,
+    /// Allowed grant types.
+    pub grant_types: Vec<GrantType>,
+    /// Allowed (and default) scopes.
+    pub scopes: Vec<Scope>,
+    /// Access token format.
+    pub token_format: TokenFormat,
+    /// Access token lifetime in seconds.
+    pub access_token_ttl_secs: u32,
+    /// May introspect any client's tokens.
+    pub can_introspect: bool,
+}
+
+/// The fold of a client stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientState {
+    /// No event yet.
+    #[default]
+    Unregistered,
+    /// Registered and not deleted.
+    Active(Client),
+    /// Deleted; the id stays taken so that its history is never confused with a new client's.
+    Deleted(ClientId),
+}
+
+impl ClientState {
+    /// The client, if registered and not deleted.
+    pub fn active(&self) -> Option<&Client> {
+        match self {
+            ClientState::Active(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// What a registration asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterClient {
+    /// Identifier chosen for it.
+    pub client_id: ClientId,
+    /// Display name.
+    pub name: String,
+    /// Public client (no secret).
+    pub public: bool,
+    /// Hash of the secret, for a confidential client.
+    pub secret_hash: Option<SecretHash>,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<RedirectUri>,
+    /// Grant types.
+    pub grant_types: Vec<GrantType>,
+    /// Scopes.
+    pub scopes: Vec<Scope>,
+    /// Token format.
+    pub token_format: TokenFormat,
+    /// Access token lifetime in seconds.
+    pub access_token_ttl_secs: u32,
+    /// May introspect any token.
+    pub can_introspect: bool,
+}
+
+/// Changes to a client, decided together and recorded atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateClient {
+    /// Redirect URIs to add.
+    pub add_redirect_uris: Vec<RedirectUri>,
+    /// Redirect URIs to remove.
+    pub remove_redirect_uris: Vec<RedirectUri>,
+    /// New scopes, replacing the old ones.
+    pub scopes: Option<Vec<Scope>>,
+    /// New grant types, replacing the old ones.
+    pub grant_types: Option<Vec<GrantType>>,
+    /// New token format.
+    pub token_format: Option<TokenFormat>,
+    /// New access token lifetime.
+    pub access_token_ttl_secs: Option<u32>,
+    /// New introspection right.
+    pub can_introspect: Option<bool>,
+}
+
+/// Commands on the client aggregate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCommand {
+    /// Register a new client.
+    Register(RegisterClient),
+    /// Change an existing client.
+    Update(UpdateClient),
+    /// Replace the secret of a confidential client (the new hash arrives in the command).
+    RotateSecret(SecretHash),
+    /// Delete the client.
+    Delete,
+}
+
+/// Why a client command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The id is taken (also by a deleted client).
+    #[error("client {0} already exists")]
+    AlreadyExists(ClientId),
+    /// No such client.
+    #[error("client not found")]
+    NotFound,
+    /// The client was deleted.
+    #[error("client {0} was deleted")]
+    Deleted(ClientId),
+    /// A public client was given a secret, or a confidential one none.
+    #[error("{0}")]
+    SecretMismatch(&'static str),
+    /// The redirect URI is already registered.
+    #[error("redirect URI {0} is already registered")]
+    RedirectUriAlreadyRegistered(String),
+    /// The redirect URI is not registered.
+    #[error("redirect URI {0} is not registered")]
+    RedirectUriNotRegistered(String),
+    /// A grant type that needs redirect URIs has none.
+    #[error("grant type {0} needs at least one redirect URI")]
+    RedirectUriRequired(GrantType),
+    /// Public clients cannot use this grant type.
+    #[error("public clients cannot use the {0} grant (RFC 6749 §4.4)")]
+    GrantNotForPublicClients(GrantType),
+    /// At least one grant type is needed.
+    #[error("a client needs at least one grant type")]
+    NoGrantType,
+    /// The name is empty or too long.
+    #[error("client name must be 1 to 200 characters")]
+    InvalidName,
+    /// The lifetime is out of range.
+    #[error("access token lifetime must be between 1 and {MAX_ACCESS_TOKEN_TTL_SECS} seconds")]
+    InvalidTtl,
+}
+
+/// Decides a client command against the current state.
+pub fn decide(state: &ClientState, command: &ClientCommand) -> Result<Vec<Event>, ClientError> {
+    match command {
+        ClientCommand::Register(cmd) => register(state, cmd),
+        ClientCommand::Update(cmd) => update(live(state)?, cmd),
+        ClientCommand::RotateSecret(hash) => {
+            let client = live(state)?;
+            if client.public {
+                return Err(ClientError::SecretMismatch(
+                    "public clients have no secret to rotate",
+                ));
+            }
+            Ok(vec![Event::ClientSecretRotated(ClientSecretRotated {
+                client_id: client.client_id.clone(),
+                secret_hash: hash.clone(),
+            })])
+        }
+        ClientCommand::Delete => {
+            let client = live(state)?;
+            Ok(vec![Event::ClientDeleted(ClientDeleted {
+                client_id: client.client_id.clone(),
+            })])
+        }
+    }
+}
+
+fn live(state: &ClientState) -> Result<&Client, ClientError> {
+    match state {
+        ClientState::Active(c) => Ok(c),
+        ClientState::Unregistered => Err(ClientError::NotFound),
+        ClientState::Deleted(id) => Err(ClientError::Deleted(id.clone())),
+    }
+}
+
+fn check_grants(
+    public: bool,
+    grants: &[GrantType],
+    redirect_uris: &[RedirectUri],
+) -> Result<(), ClientError> {
+    if grants.is_empty() {
+        return Err(ClientError::NoGrantType);
+    }
+    for &g in grants {
+        if public && g == GrantType::ClientCredentials {
+            return Err(ClientError::GrantNotForPublicClients(g));
+        }
+        if matches!(g, GrantType::AuthorizationCode | GrantType::Implicit)
+            && redirect_uris.is_empty()
+        {
+            return Err(ClientError::RedirectUriRequired(g));
+        }
+    }
+    Ok(())
+}
+
+fn check_ttl(ttl: u32) -> Result<(), ClientError> {
+    if ttl == 0 || ttl > MAX_ACCESS_TOKEN_TTL_SECS {
+        return Err(ClientError::InvalidTtl);
+    }
+    Ok(())
+}
+
+fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, ClientError> {
+    match state {
+        ClientState::Unregistered => {}
+        ClientState::Active(c) => return Err(ClientError::AlreadyExists(c.client_id.clone())),
+        ClientState::Deleted(id) => return Err(ClientError::AlreadyExists(id.clone())),
+    }
+    let name = cmd.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ClientError::InvalidName);
+    }
+    match (cmd.public, &cmd.secret_hash) {
+        (true, Some(_)) => {
+            return Err(ClientError::SecretMismatch(
+                "a public client must not have a secret",
+            ))
+        }
+        (false, None) => {
+            return Err(ClientError::SecretMismatch(
+                "a confidential client needs a secret",
+            ))
+        }
+        _ => {}
+    }
+    check_grants(cmd.public, &cmd.grant_types, &cmd.redirect_uris)?;
+    check_ttl(cmd.access_token_ttl_secs)?;
+    Ok(vec![Event::ClientRegistered(ClientRegistered {
+        client_id: cmd.client_id.clone(),
+        name: name.to_owned(),
+        public: cmd.public,
+        secret_hash: cmd.secret_hash.clone(),
+        redirect_uris: dedup(&cmd.redirect_uris),
+        grant_types: dedup(&cmd.grant_types),
+        scopes: dedup(&cmd.scopes),
+        token_format: cmd.token_format,
+        access_token_ttl_secs: cmd.access_token_ttl_secs,
+        can_introspect: cmd.can_introspect,
+    })])
+}
+
+fn dedup<T: Clone + PartialEq>(items: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(item) {
+            out.push(item.clone());
+        }
+    }
+    out
+}
+
+fn update(client: &Client, cmd: &UpdateClient) -> Result<Vec<Event>, ClientError> {
+    let id = &client.client_id;
+    let mut events = Vec::new();
+    let mut uris = client.redirect_uris.clone();
+    for uri in &cmd.remove_redirect_uris {
+        let Some(i) = uris.iter().position(|u| u == uri) else {
+            return Err(ClientError::RedirectUriNotRegistered(uri.as_str().into()));
+        };
+        uris.remove(i);
+        events.push(Event::ClientRedirectUriRemoved(ClientRedirectUriRemoved {
+            client_id: id.clone(),
+            redirect_uri: uri.clone(),
+        }));
+    }
+    for uri in &cmd.add_redirect_uris {
+        if uris.contains(uri) {
+            return Err(ClientError::RedirectUriAlreadyRegistered(
+                uri.as_str().into(),
+            ));
+        }
+        uris.push(uri.clone());
+        events.push(Event::ClientRedirectUriAdded(ClientRedirectUriAdded {
+            client_id: id.clone(),
+            redirect_uri: uri.clone(),
+        }));
+    }
+    let grants = cmd
+        .grant_types
+        .as_ref()
+        .map(|g| dedup(g))
+        .unwrap_or_else(|| client.grant_types.clone());
+    check_grants(client.public, &grants, &uris)?;
+    if let Some(scopes) = &cmd.scopes {
+        let scopes = dedup(scopes);
+        if scopes != client.scopes {
+            events.push(Event::ClientScopesChanged(ClientScopesChanged {
+                client_id: id.clone(),
+                scopes,
+            }));
+        }
+    }
+    if grants != client.grant_types {
+        events.push(Event::ClientGrantTypesChanged(ClientGrantTypesChanged {
+            client_id: id.clone(),
+            grant_types: grants,
+        }));
+    }
+    let token_format = cmd.token_format.unwrap_or(client.token_format);
+    let ttl = cmd
+        .access_token_ttl_secs
+        .unwrap_or(client.access_token_ttl_secs);
+    check_ttl(ttl)?;
+    let can_introspect = cmd.can_introspect.unwrap_or(client.can_introspect);
+    if (token_format, ttl, can_introspect)
+        != (
+            client.token_format,
+            client.access_token_ttl_secs,
+            client.can_introspect,
+        )
+    {
+        events.push(Event::ClientSettingsChanged(ClientSettingsChanged {
+            client_id: id.clone(),
+            token_format,
+            access_token_ttl_secs: ttl,
+            can_introspect,
+        }));
+    }
+    Ok(events)
+}
+
+/// Folds one event of the client stream into the state; token events do not touch it.
+pub fn evolve(state: &mut ClientState, event: &Event) {
+    if let Event::ClientRegistered(e) = event {
+        *state = ClientState::Active(Client {
+            client_id: e.client_id.clone(),
+            name: e.name.clone(),
+            public: e.public,
+            secret_hash: e.secret_hash.clone(),
+            redirect_uris: e.redirect_uris.clone(),
+            grant_types: e.grant_types.clone(),
+            scopes: e.scopes.clone(),
+            token_format: e.token_format,
+            access_token_ttl_secs: e.access_token_ttl_secs,
+            can_introspect: e.can_introspect,
+        });
+        return;
+    }
+    if let Event::ClientDeleted(e) = event {
+        *state = ClientState::Deleted(e.client_id.clone());
+        return;
+    }
+    let ClientState::Active(c) = state else {
+        return;
+    };
+    match event {
+        Event::ClientRedirectUriAdded(e) => c.redirect_uris.push(e.redirect_uri.clone()),
+        Event::ClientRedirectUriRemoved(e) => c.redirect_uris.retain(|u| u != &e.redirect_uri),
+        Event::ClientScopesChanged(e) => c.scopes = e.scopes.clone(),
+        Event::ClientGrantTypesChanged(e) => c.grant_types = e.grant_types.clone(),
+        Event::ClientSettingsChanged(e) => {
+            c.token_format = e.token_format;
+            c.access_token_ttl_secs = e.access_token_ttl_secs;
+            c.can_introspect = e.can_introspect;
+        }
+        Event::ClientSecretRotated(e) => c.secret_hash = Some(e.secret_hash.clone()),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::testing::Scenario;
+
+    pub(crate) fn id() -> ClientId {
+        ClientId::parse("svc-billing").unwrap()
+    }
+
+    fn uri(s: &str) -> RedirectUri {
+        RedirectUri::parse(s).unwrap()
+    }
+
+    fn scopes(s: &str) -> Vec<Scope> {
+        Scope::parse_list(s).unwrap()
+    }
+
+    pub(crate) fn registration() -> RegisterClient {
+        RegisterClient {
+            client_id: id(),
+            name: "Billing".into(),
+            public: false,
+            secret_hash: Some(SecretHash::of("first-secret")),
+            redirect_uris: vec![uri("https://billing.example/cb")],
+            grant_types: vec![GrantType::ClientCredentials],
+            scopes: scopes("read write"),
+            token_format: TokenFormat::Jwt,
+            access_token_ttl_secs: 3600,
+            can_introspect: false,
+        }
+    }
+
+    pub(crate) fn registered() -> Event {
+        decide(
+            &ClientState::Unregistered,
+            &ClientCommand::Register(registration()),
+        )
+        .unwrap()
+        .remove(0)
+    }
+
+    fn client_scenario() -> Scenario<ClientState, ClientCommand, ClientError> {
+        Scenario::new(decide, evolve)
+    }
+
+    #[test]
+    fn registering_a_new_client_records_its_whole_configuration() {
+        client_scenario()
+            .given(vec![])
+            .when(ClientCommand::Register(registration()))
+            .then(vec![Event::ClientRegistered(ClientRegistered {
+                client_id: id(),
+                name: "Billing".into(),
+                public: false,
+                secret_hash: Some(SecretHash::of("first-secret")),
+                redirect_uris: vec![uri("https://billing.example/cb")],
+                grant_types: vec![GrantType::ClientCredentials],
+                scopes: scopes("read write"),
+                token_format: TokenFormat::Jwt,
+                access_token_ttl_secs: 3600,
+                can_introspect: false,
+            })]);
+    }
+
+    #[test]
+    fn registering_an_existing_client_is_refused() {
+        client_scenario()
+            .given(vec![registered()])
+            .when(ClientCommand::Register(registration()))
+            .then_err(ClientError::AlreadyExists(id()));
+    }
+
+    #[test]
+    fn registering_the_id_of_a_deleted_client_is_refused() {
+        client_scenario()
+            .given(vec![
+                registered(),
+                Event::ClientDeleted(ClientDeleted { client_id: id() }),
+            ])
+            .when(ClientCommand::Register(registration()))
+            .then_err(ClientError::AlreadyExists(id()));
+    }
+
+    #[test]
+    fn registering_a_public_client_with_a_secret_is_refused() {
+        let mut cmd = registration();
+        cmd.public = true;
+        cmd.grant_types = vec![GrantType::AuthorizationCode];
+        client_scenario()
+            .given(vec![])
+            .when(ClientCommand::Register(cmd))
+            .then_err(ClientError::SecretMismatch(
+                "a public client must not have a secret",
+            ));
+    }
+
+    #[test]
+    fn registering_a_confidential_client_without_a_secret_is_refused() {
+        let mut cmd = registration();
+        cmd.secret_hash = None;
+        client_scenario()
+            .given(vec![])
+            .when(ClientCommand::Register(cmd))
+            .then_err(ClientError::SecretMismatch(
+                "a confidential client needs a secret",
+            ));
+    }
+
+    #[test]
+    fn registering_a_public_client_for_client_credentials_is_refused() {
+        let mut cmd = registration();
+        cmd.public = true;
+        cmd.secret_hash = None;
+        client_scenario()
+            .given(vec![])
+            .when(ClientCommand::Register(cmd))
+            .then_err(ClientError::GrantNotForPublicClients(
+                GrantType::ClientCredentials,
+            ));
+    }
+
+    #[test]
+    fn registering_without_grant_types_is_refused() {
+        let mut cmd = registration();
+        cmd.grant_types.clear();
+        client_scenario()
+            .given(vec![])
+            .when(ClientCommand::Register(cmd))
+            .then_err(ClientError::NoGrantType);
+    }
+
+    #[test]
+    fn registering_the_code_grant_without_redirect_uris_is_refused() {
+        let mut cmd = registration();
+        cmd.redirect_uris.clear();
+        cmd.grant_types = vec![GrantType::AuthorizationCode];
+        client_scenario()
+            .given(vec![])
+            .when(ClientCommand::Register(cmd))
+            .then_err(ClientError::RedirectUriRequired(
+                GrantType::AuthorizationCode,
+            ));
+    }
+
+    #[test]
+    fn registering_with_an_empty_name_or_zero_lifetime_is_refused() {
+        let mut cmd = registration();
+        cmd.name = "  ".into();
+        client_scenario()
+            .given(vec![])
+            .when(ClientCommand::Register(cmd))
+            .then_err(ClientError::InvalidName);
+        let mut cmd = registration();
+        cmd.access_token_ttl_secs = 0;
+        client_scenario()
+            .given(vec![])
+            .when(ClientCommand::Register(cmd))
+            .then_err(ClientError::InvalidTtl);
+    }
+
+    #[test]
+    fn adding_and_removing_redirect_uris_records_each_change() {
+        client_scenario()
+            .given(vec![registered()])
+            .when(ClientCommand::Update(UpdateClient {
+                add_redirect_uris: vec![uri("http://127.0.0.1/cb")],
+                remove_redirect_uris: vec![uri("https://billing.example/cb")],
+                ..UpdateClient::default()
+            }))
+            .then(vec![
+                Event::ClientRedirectUriRemoved(ClientRedirectUriRemoved {
+                    client_id: id(),
+                    redirect_uri: uri("https://billing.example/cb"),
+                }),
+                Event::ClientRedirectUriAdded(ClientRedirectUriAdded {
+                    client_id: id(),
+                    redirect_uri: uri("http://127.0.0.1/cb"),
+                }),
+            ]);
+    }
+
+    #[test]
+    fn adding_a_registered_redirect_uri_is_refused() {
+        client_scenario()
+            .given(vec![registered()])
+            .when(ClientCommand::Update(UpdateClient {
+                add_redirect_uris: vec![uri("https://billing.example/cb")],
+                ..UpdateClient::default()
+            }))
+            .then_err(ClientError::RedirectUriAlreadyRegistered(
+                "https://billing.example/cb".into(),
+            ));
+    }
+
+    #[test]
+    fn removing_an_unknown_redirect_uri_is_refused() {
+        client_scenario()
+            .given(vec![registered()])
+            .when(ClientCommand::Update(UpdateClient {
+                remove_redirect_uris: vec![uri("https://other.example/cb")],
+                ..UpdateClient::default()
+            }))
+            .then_err(ClientError::RedirectUriNotRegistered(
+                "https://other.example/cb".into(),
+            ));
+    }
+
+    #[test]
+    fn changing_scopes_grants_and_settings_records_only_what_changed() {
+        client_scenario()
+            .given(vec![registered()])
+            .when(ClientCommand::Update(UpdateClient {
+                scopes: Some(scopes("read")),
+                grant_types: Some(vec![GrantType::ClientCredentials]),
+                token_format: Some(TokenFormat::Opaque),
+                ..UpdateClient::default()
+            }))
+            .then(vec![
+                Event::ClientScopesChanged(ClientScopesChanged {
+                    client_id: id(),
+                    scopes: scopes("read"),
+                }),
+                Event::ClientSettingsChanged(ClientSettingsChanged {
+                    client_id: id(),
+                    token_format: TokenFormat::Opaque,
+                    access_token_ttl_secs: 3600,
+                    can_introspect: false,
+                }),
+            ]);
+    }
+
+    #[test]
+    fn changing_grant_types_records_the_new_set() {
+        client_scenario()
+            .given(vec![registered()])
+            .when(ClientCommand::Update(UpdateClient {
+                grant_types: Some(vec![
+                    GrantType::ClientCredentials,
+                    GrantType::AuthorizationCode,
+                ]),
+                ..UpdateClient::default()
+            }))
+            .then(vec![Event::ClientGrantTypesChanged(
+                ClientGrantTypesChanged {
+                    client_id: id(),
+                    grant_types: vec![GrantType::ClientCredentials, GrantType::AuthorizationCode],
+                },
+            )]);
+    }
+
+    #[test]
+    fn removing_the_last_redirect_uri_of_a_code_client_is_refused() {
+        client_scenario()
+            .given(vec![
+                registered(),
+                Event::ClientGrantTypesChanged(ClientGrantTypesChanged {
+                    client_id: id(),
+                    grant_types: vec![GrantType::AuthorizationCode],
+                }),
+            ])
+            .when(ClientCommand::Update(UpdateClient {
+                remove_redirect_uris: vec![uri("https://billing.example/cb")],
+                ..UpdateClient::default()
+            }))
+            .then_err(ClientError::RedirectUriRequired(
+                GrantType::AuthorizationCode,
+            ));
+    }
+
+    #[test]
+    fn updating_an_unknown_client_is_refused() {
+        client_scenario()
+            .given(vec![])
+            .when(ClientCommand::Update(UpdateClient::default()))
+            .then_err(ClientError::NotFound);
+    }
+
+    #[test]
+    fn an_update_that_changes_nothing_records_nothing() {
+        client_scenario()
+            .given(vec![registered()])
+            .when(ClientCommand::Update(UpdateClient {
+                scopes: Some(scopes("read write")),
+                ..UpdateClient::default()
+            }))
+            .then(vec![]);
+    }
+
+    #[test]
+    fn rotating_a_secret_records_only_its_hash() {
+        client_scenario()
+            .given(vec![registered()])
+            .when(ClientCommand::RotateSecret(SecretHash::of("second")))
+            .then(vec![Event::ClientSecretRotated(ClientSecretRotated {
+                client_id: id(),
+                secret_hash: SecretHash::of("second"),
+            })]);
+    }
+
+    #[test]
+    fn rotating_the_secret_of_a_public_client_is_refused() {
+        let mut cmd = registration();
+        cmd.public = true;
+        cmd.secret_hash = None;
+        cmd.grant_types = vec![GrantType::AuthorizationCode];
+        let given = decide(&ClientState::Unregistered, &ClientCommand::Register(cmd)).unwrap();
+        client_scenario()
+            .given(given)
+            .when(ClientCommand::RotateSecret(SecretHash::of("x")))
+            .then_err(ClientError::SecretMismatch(
+                "public clients have no secret to rotate",
+            ));
+    }
+
+    #[test]
+    fn deleting_a_client_records_it_and_a_second_delete_is_refused() {
+        client_scenario()
+            .given(vec![registered()])
+            .when(ClientCommand::Delete)
+            .then(vec![Event::ClientDeleted(ClientDeleted {
+                client_id: id(),
+            })]);
+        client_scenario()
+            .given(vec![
+                registered(),
+                Event::ClientDeleted(ClientDeleted { client_id: id() }),
+            ])
+            .when(ClientCommand::Delete)
+            .then_err(ClientError::Deleted(id()));
+    }
+
+    #[test]
+    fn the_state_is_the_fold_of_its_events() {
+        let mut state = ClientState::default();
+        for e in [
+            registered(),
+            Event::ClientRedirectUriAdded(ClientRedirectUriAdded {
+                client_id: id(),
+                redirect_uri: uri("http://127.0.0.1/x"),
+            }),
+            Event::ClientSecretRotated(ClientSecretRotated {
+                client_id: id(),
+                secret_hash: SecretHash::of("new"),
+            }),
+        ] {
+            evolve(&mut state, &e);
+        }
+        let client = state.active().unwrap();
+        assert_eq!(client.redirect_uris.len(), 2);
+        assert!(client.secret_hash.as_ref().unwrap().verify("new"));
+    }
+}

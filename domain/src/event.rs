@@ -1,0 +1,323 @@
+//! The event model: every event type of the log, and the envelope a recorded event carries.
+//!
+//! Type names are part of the audit contract (operators filter the trail by them), so a variant
+//! is never renamed; a payload that changes gets a new schema version instead.
+
+use crate::values::{ClientId, GrantType, RedirectUri, Scope, SecretHash, TokenFormat};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A client was registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRegistered {
+    /// Its identifier.
+    pub client_id: ClientId,
+    /// A human-readable name.
+    pub name: String,
+    /// Public clients (RFC 6749 §2.1) have no secret.
+    pub public: bool,
+    /// Hash of the secret of a confidential client; never the secret itself.
+    pub secret_hash: Option<SecretHash>,
+    /// Registered redirect URIs.
+    pub redirect_uris: Vec<RedirectUri>,
+    /// Grant types the client may use.
+    pub grant_types: Vec<GrantType>,
+    /// Scopes the client may obtain; also its default when a request names none.
+    pub scopes: Vec<Scope>,
+    /// Format of its access tokens.
+    pub token_format: TokenFormat,
+    /// Lifetime of its access tokens, in seconds.
+    pub access_token_ttl_secs: u32,
+    /// Whether it may introspect tokens of other clients.
+    pub can_introspect: bool,
+}
+
+/// A redirect URI was added to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRedirectUriAdded {
+    /// The client.
+    pub client_id: ClientId,
+    /// The URI added.
+    pub redirect_uri: RedirectUri,
+}
+
+/// A redirect URI was removed from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRedirectUriRemoved {
+    /// The client.
+    pub client_id: ClientId,
+    /// The URI removed.
+    pub redirect_uri: RedirectUri,
+}
+
+/// A client's scopes were replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientScopesChanged {
+    /// The client.
+    pub client_id: ClientId,
+    /// The new scopes.
+    pub scopes: Vec<Scope>,
+}
+
+/// A client's grant types were replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientGrantTypesChanged {
+    /// The client.
+    pub client_id: ClientId,
+    /// The new grant types.
+    pub grant_types: Vec<GrantType>,
+}
+
+/// A client's token settings changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSettingsChanged {
+    /// The client.
+    pub client_id: ClientId,
+    /// Format of its access tokens from now on.
+    pub token_format: TokenFormat,
+    /// Lifetime of its access tokens from now on, in seconds.
+    pub access_token_ttl_secs: u32,
+    /// Whether it may introspect tokens of other clients.
+    pub can_introspect: bool,
+}
+
+/// A confidential client got a new secret; the old one stops working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSecretRotated {
+    /// The client.
+    pub client_id: ClientId,
+    /// Hash of the new secret.
+    pub secret_hash: SecretHash,
+}
+
+/// A client was deleted; its tokens stop being active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientDeleted {
+    /// The client.
+    pub client_id: ClientId,
+}
+
+/// An access token was issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenIssued {
+    /// The token's id (the JWT `jti`; also kept for opaque tokens).
+    pub jti: Uuid,
+    /// SHA-256 of an opaque token; absent for JWTs, which are found by `jti`.
+    pub token_hash: Option<SecretHash>,
+    /// The client it was issued to.
+    pub client_id: ClientId,
+    /// Whom it speaks for: the client itself for `client_credentials`.
+    pub subject: String,
+    /// Granted scopes.
+    pub scopes: Vec<Scope>,
+    /// The grant that produced it.
+    pub grant_type: GrantType,
+    /// Its wire format.
+    pub format: TokenFormat,
+    /// Issued at, seconds since the Unix epoch.
+    pub issued_at: i64,
+    /// Expires at, seconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+/// Why a token was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationReason {
+    /// The client asked for it (RFC 7009).
+    RevokedByClient,
+    /// An administrator asked for it.
+    RevokedByAdmin,
+}
+
+/// A token was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRevoked {
+    /// The token's id.
+    pub jti: Uuid,
+    /// The client it belongs to.
+    pub client_id: ClientId,
+    /// Why.
+    pub reason: RevocationReason,
+}
+
+/// Every event type of the log, tagged by its stable type name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "events are built once and moved, never copied in bulk"
+)]
+pub enum Event {
+    /// See [`ClientRegistered`].
+    ClientRegistered(ClientRegistered),
+    /// See [`ClientRedirectUriAdded`].
+    ClientRedirectUriAdded(ClientRedirectUriAdded),
+    /// See [`ClientRedirectUriRemoved`].
+    ClientRedirectUriRemoved(ClientRedirectUriRemoved),
+    /// See [`ClientScopesChanged`].
+    ClientScopesChanged(ClientScopesChanged),
+    /// See [`ClientGrantTypesChanged`].
+    ClientGrantTypesChanged(ClientGrantTypesChanged),
+    /// See [`ClientSettingsChanged`].
+    ClientSettingsChanged(ClientSettingsChanged),
+    /// See [`ClientSecretRotated`].
+    ClientSecretRotated(ClientSecretRotated),
+    /// See [`ClientDeleted`].
+    ClientDeleted(ClientDeleted),
+    /// See [`AccessTokenIssued`].
+    AccessTokenIssued(AccessTokenIssued),
+    /// See [`TokenRevoked`].
+    TokenRevoked(TokenRevoked),
+}
+
+impl Event {
+    /// Every type name, as stored and as `audit query --type` takes it.
+    pub const TYPE_NAMES: [&'static str; 10] = [
+        "ClientRegistered",
+        "ClientRedirectUriAdded",
+        "ClientRedirectUriRemoved",
+        "ClientScopesChanged",
+        "ClientGrantTypesChanged",
+        "ClientSettingsChanged",
+        "ClientSecretRotated",
+        "ClientDeleted",
+        "AccessTokenIssued",
+        "TokenRevoked",
+    ];
+
+    /// The stable type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::ClientRegistered(_) => "ClientRegistered",
+            Event::ClientRedirectUriAdded(_) => "ClientRedirectUriAdded",
+            Event::ClientRedirectUriRemoved(_) => "ClientRedirectUriRemoved",
+            Event::ClientScopesChanged(_) => "ClientScopesChanged",
+            Event::ClientGrantTypesChanged(_) => "ClientGrantTypesChanged",
+            Event::ClientSettingsChanged(_) => "ClientSettingsChanged",
+            Event::ClientSecretRotated(_) => "ClientSecretRotated",
+            Event::ClientDeleted(_) => "ClientDeleted",
+            Event::AccessTokenIssued(_) => "AccessTokenIssued",
+            Event::TokenRevoked(_) => "TokenRevoked",
+        }
+    }
+
+    /// The schema version of this type's payload as written today.
+    pub fn schema_version(&self) -> u16 {
+        1
+    }
+
+    /// The client the event concerns.
+    pub fn client_id(&self) -> &ClientId {
+        match self {
+            Event::ClientRegistered(e) => &e.client_id,
+            Event::ClientRedirectUriAdded(e) => &e.client_id,
+            Event::ClientRedirectUriRemoved(e) => &e.client_id,
+            Event::ClientScopesChanged(e) => &e.client_id,
+            Event::ClientGrantTypesChanged(e) => &e.client_id,
+            Event::ClientSettingsChanged(e) => &e.client_id,
+            Event::ClientSecretRotated(e) => &e.client_id,
+            Event::ClientDeleted(e) => &e.client_id,
+            Event::AccessTokenIssued(e) => &e.client_id,
+            Event::TokenRevoked(e) => &e.client_id,
+        }
+    }
+
+    /// The resource owner or subject the event concerns, where there is one.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            Event::AccessTokenIssued(e) => Some(&e.subject),
+            _ => None,
+        }
+    }
+}
+
+/// Who caused an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Cause {
+    /// An OAuth client, by its id.
+    Client(String),
+    /// A resource owner, by user id.
+    User(String),
+    /// An administrator, by the admin client or operator name.
+    Admin(String),
+    /// The server itself (initialisation, maintenance).
+    System,
+}
+
+/// Request context recorded with every event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Who caused it.
+    pub caused_by: Cause,
+    /// The id of the request that caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Ties events of one larger operation together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// Source address of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    /// User agent of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+impl Metadata {
+    /// Metadata for an event the server causes on its own.
+    pub fn system() -> Self {
+        Self {
+            caused_by: Cause::System,
+            request_id: None,
+            correlation_id: None,
+            source_ip: None,
+            user_agent: None,
+        }
+    }
+}
+
+/// Hash that precedes the first event of the log.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An event as the log recorded it: envelope, payload and metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    /// Position in the total order of the whole log, from 1.
+    pub position: u64,
+    /// The stream it belongs to, e.g. `client-<id>`.
+    pub stream: String,
+    /// Version within its stream, from 1.
+    pub version: u64,
+    /// Unique id (UUIDv7).
+    pub id: Uuid,
+    /// When the store recorded it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: time::OffsetDateTime,
+    /// Version of the payload's schema.
+    pub schema_version: u16,
+    /// Type name and payload.
+    #[serde(flatten)]
+    pub event: Event,
+    /// Request context.
+    pub metadata: Metadata,
+    /// SHA-256 (hex) of the stored bytes of the previous event, or [`GENESIS_HASH`].
+    pub prev_hash: String,
+}
+
+impl AsRef<RecordedEvent> for RecordedEvent {
+    fn as_ref(&self) -> &RecordedEvent {
+        self
+    }
+}
+
+/// The stream holding a client's registration and configuration.
+pub fn client_stream(client_id: &ClientId) -> String {
+    format!("client-{client_id}")
+}
+
+/// The stream holding the token events of one client, apart from its configuration.
+pub fn token_stream(client_id: &ClientId) -> String {
+    format!("tokens-{client_id}")
+}

@@ -1,0 +1,16 @@
+//! authledger's domain: events, commands, aggregates and the pure decisions between them.
+//!
+//! Nothing here does IO, reads a clock or draws a random number: time and fresh ids arrive in
+//! commands, so every decision can be replayed and tested as given / when / then.
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod event;
+pub mod oauth;
+pub mod token;
+pub mod values;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use event::{Cause, Event, Metadata, RecordedEvent};

@@ -1,0 +1,65 @@
+//! OAuth 2.0 error codes, as RFC 6749 §5.2 and its companions define them.
+
+use serde::Serialize;
+
+/// An error code of the `error` member of an error response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// "The request is missing a required parameter, includes an unsupported parameter value
+    /// (other than grant type), repeats a parameter, includes multiple credentials, utilizes
+    /// more than one mechanism for authenticating the client, or is otherwise malformed."
+    InvalidRequest,
+    /// "Client authentication failed (e.g., unknown client, no client authentication
+    /// included, or unsupported authentication method)."
+    InvalidClient,
+    /// "The provided authorization grant ... is invalid, expired, revoked, does not match the
+    /// redirection URI used in the authorization request, or was issued to another client."
+    InvalidGrant,
+    /// "The authenticated client is not authorized to use this authorization grant type."
+    UnauthorizedClient,
+    /// "The authorization grant type is not supported by the authorization server."
+    UnsupportedGrantType,
+    /// "The requested scope is invalid, unknown, malformed, or exceeds the scope granted by the
+    /// resource owner."
+    InvalidScope,
+    /// RFC 6750 §3.1: "The access token provided is expired, revoked, malformed, or invalid."
+    InvalidToken,
+    /// RFC 6750 §3.1: "The request requires higher privileges than provided by the access
+    /// token."
+    InsufficientScope,
+    /// RFC 7009 §2.2.1: "The authorization server does not support the revocation of the
+    /// presented token type."
+    UnsupportedTokenType,
+    /// Not an OAuth code: the named resource does not exist (admin API).
+    NotFound,
+    /// Not an OAuth code: the request conflicts with the current state (admin API).
+    Conflict,
+    /// RFC 6749 §4.1.2.1: "The authorization server encountered an unexpected condition that
+    /// prevented it from fulfilling the request."
+    ServerError,
+    /// RFC 6749 §4.1.2.1: "The authorization server is currently unable to handle the request
+    /// due to a temporary overloading or maintenance of the server."
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}

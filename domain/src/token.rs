@@ -1,0 +1,308 @@
+//! Token decisions, taken by a client's actor against its configuration (stream `tokens-<id>`).
+//!
+//! Token events live in a stream of their own so that restoring a client never folds them: the
+//! decisions below need only the client's configuration and what the command carries.
+
+use crate::client::ClientState;
+use crate::event::{AccessTokenIssued, Event, RevocationReason, TokenRevoked};
+use crate::oauth::ErrorCode;
+use crate::values::{ClientId, GrantType, Scope, SecretHash, TokenFormat};
+use uuid::Uuid;
+
+/// Issue an access token to the client itself (RFC 6749 §4.4), after the caller authenticated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueClientCredentialsToken {
+    /// Scopes asked for; `None` means the client's default scopes.
+    pub requested_scopes: Option<Vec<Scope>>,
+    /// Fresh token id, used as `jti`.
+    pub jti: Uuid,
+    /// SHA-256 of a fresh opaque token, used if the client issues opaque tokens.
+    pub opaque_token_hash: SecretHash,
+    /// Now, in seconds since the Unix epoch.
+    pub now: i64,
+}
+
+/// What the token index knows of a token that a client asks to revoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownToken {
+    /// Its id.
+    pub jti: Uuid,
+    /// The client it was issued to.
+    pub client_id: ClientId,
+    /// Already revoked (recorded, or in flight in the actor).
+    pub revoked: bool,
+}
+
+/// Revoke a token (RFC 7009); the index lookup arrives in the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeToken {
+    /// The token, if the index knows it.
+    pub token: Option<KnownToken>,
+    /// Why.
+    pub reason: RevocationReason,
+}
+
+/// Commands on a client's tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCommand {
+    /// See [`IssueClientCredentialsToken`].
+    IssueClientCredentials(IssueClientCredentialsToken),
+    /// See [`RevokeToken`].
+    Revoke(RevokeToken),
+}
+
+/// Why a token command was refused, with the RFC 6749 §5.2 code it maps to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The client does not exist or was deleted.
+    #[error("client authentication failed")]
+    UnknownClient,
+    /// The client may not use this grant.
+    #[error("{0}")]
+    UnauthorizedClient(String),
+    /// A requested scope is not one of the client's.
+    #[error("scope {0} is not allowed for this client")]
+    InvalidScope(String),
+}
+
+impl TokenError {
+    /// The RFC 6749 §5.2 error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            TokenError::UnknownClient => ErrorCode::InvalidClient,
+            TokenError::UnauthorizedClient(_) => ErrorCode::UnauthorizedClient,
+            TokenError::InvalidScope(_) => ErrorCode::InvalidScope,
+        }
+    }
+}
+
+/// Decides a token command against the client's configuration.
+pub fn decide(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>, TokenError> {
+    let Some(client) = client.active() else {
+        return Err(TokenError::UnknownClient);
+    };
+    match command {
+        TokenCommand::IssueClientCredentials(cmd) => {
+            if client.public {
+                return Err(TokenError::UnauthorizedClient(
+                    "public clients cannot use the client_credentials grant".into(),
+                ));
+            }
+            if !client.grant_types.contains(&GrantType::ClientCredentials) {
+                return Err(TokenError::UnauthorizedClient(
+                    "this client is not allowed the client_credentials grant".into(),
+                ));
+            }
+            let scopes = match &cmd.requested_scopes {
+                None => client.scopes.clone(),
+                Some(requested) => {
+                    if let Some(bad) = requested.iter().find(|s| !client.scopes.contains(s)) {
+                        return Err(TokenError::InvalidScope(bad.as_str().into()));
+                    }
+                    requested.clone()
+                }
+            };
+            Ok(vec![Event::AccessTokenIssued(AccessTokenIssued {
+                jti: cmd.jti,
+                token_hash: match client.token_format {
+                    TokenFormat::Opaque => Some(cmd.opaque_token_hash.clone()),
+                    TokenFormat::Jwt => None,
+                },
+                client_id: client.client_id.clone(),
+                subject: client.client_id.as_str().to_owned(),
+                scopes,
+                grant_type: GrantType::ClientCredentials,
+                format: client.token_format,
+                issued_at: cmd.now,
+                expires_at: cmd.now + i64::from(client.access_token_ttl_secs),
+            })])
+        }
+        TokenCommand::Revoke(cmd) => match &cmd.token {
+            // Unknown, foreign and already revoked tokens change nothing (RFC 7009 §2.2;
+            // docs/decisions/0003-revoking-foreign-tokens.md).
+            Some(t) if t.client_id == client.client_id && !t.revoked => {
+                Ok(vec![Event::TokenRevoked(TokenRevoked {
+                    jti: t.jti,
+                    client_id: client.client_id.clone(),
+                    reason: cmd.reason,
+                })])
+            }
+            _ => Ok(vec![]),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::tests::{id, registered};
+    use crate::client::{evolve as client_evolve, ClientCommand, UpdateClient};
+    use crate::event::{ClientDeleted, ClientSettingsChanged};
+    use crate::testing::Scenario;
+
+    fn jti() -> Uuid {
+        Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001)
+    }
+
+    fn issue(scopes: Option<&str>) -> TokenCommand {
+        TokenCommand::IssueClientCredentials(IssueClientCredentialsToken {
+            requested_scopes: scopes.map(|s| Scope::parse_list(s).unwrap()),
+            jti: jti(),
+            opaque_token_hash: SecretHash::of("opaque"),
+            now: 1_700_000_000,
+        })
+    }
+
+    fn scenario() -> Scenario<ClientState, TokenCommand, TokenError> {
+        Scenario::new(decide, client_evolve)
+    }
+
+    fn issued(scopes: &str, format: TokenFormat) -> Event {
+        Event::AccessTokenIssued(AccessTokenIssued {
+            jti: jti(),
+            token_hash: (format == TokenFormat::Opaque).then(|| SecretHash::of("opaque")),
+            client_id: id(),
+            subject: "svc-billing".into(),
+            scopes: Scope::parse_list(scopes).unwrap(),
+            grant_type: GrantType::ClientCredentials,
+            format,
+            issued_at: 1_700_000_000,
+            expires_at: 1_700_003_600,
+        })
+    }
+
+    #[test]
+    fn issuing_without_scopes_grants_the_client_defaults() {
+        scenario()
+            .given(vec![registered()])
+            .when(issue(None))
+            .then(vec![issued("read write", TokenFormat::Jwt)]);
+    }
+
+    #[test]
+    fn issuing_a_subset_of_scopes_grants_exactly_that_subset() {
+        scenario()
+            .given(vec![registered()])
+            .when(issue(Some("write")))
+            .then(vec![issued("write", TokenFormat::Jwt)]);
+    }
+
+    #[test]
+    fn issuing_an_opaque_token_records_only_its_hash() {
+        scenario()
+            .given(vec![
+                registered(),
+                Event::ClientSettingsChanged(ClientSettingsChanged {
+                    client_id: id(),
+                    token_format: TokenFormat::Opaque,
+                    access_token_ttl_secs: 3600,
+                    can_introspect: false,
+                }),
+            ])
+            .when(issue(None))
+            .then(vec![issued("read write", TokenFormat::Opaque)]);
+    }
+
+    #[test]
+    fn issuing_a_scope_the_client_lacks_is_refused() {
+        scenario()
+            .given(vec![registered()])
+            .when(issue(Some("read admin")))
+            .then_err(TokenError::InvalidScope("admin".into()));
+    }
+
+    #[test]
+    fn issuing_to_a_client_without_the_grant_is_refused() {
+        let mut state = ClientState::default();
+        client_evolve(&mut state, &registered());
+        let change = crate::client::decide(
+            &state,
+            &ClientCommand::Update(UpdateClient {
+                grant_types: Some(vec![GrantType::AuthorizationCode]),
+                ..UpdateClient::default()
+            }),
+        )
+        .unwrap();
+        let mut given = vec![registered()];
+        given.extend(change);
+        scenario()
+            .given(given)
+            .when(issue(None))
+            .then_err(TokenError::UnauthorizedClient(
+                "this client is not allowed the client_credentials grant".into(),
+            ));
+    }
+
+    #[test]
+    fn issuing_to_a_deleted_or_unknown_client_is_refused() {
+        scenario()
+            .given(vec![
+                registered(),
+                Event::ClientDeleted(ClientDeleted { client_id: id() }),
+            ])
+            .when(issue(None))
+            .then_err(TokenError::UnknownClient);
+        scenario()
+            .given(vec![])
+            .when(issue(None))
+            .then_err(TokenError::UnknownClient);
+    }
+
+    fn revoke(token: Option<KnownToken>) -> TokenCommand {
+        TokenCommand::Revoke(RevokeToken {
+            token,
+            reason: RevocationReason::RevokedByClient,
+        })
+    }
+
+    #[test]
+    fn revoking_an_own_active_token_records_the_revocation() {
+        scenario()
+            .given(vec![registered()])
+            .when(revoke(Some(KnownToken {
+                jti: jti(),
+                client_id: id(),
+                revoked: false,
+            })))
+            .then(vec![Event::TokenRevoked(TokenRevoked {
+                jti: jti(),
+                client_id: id(),
+                reason: RevocationReason::RevokedByClient,
+            })]);
+    }
+
+    #[test]
+    fn revoking_an_unknown_a_foreign_or_a_revoked_token_records_nothing() {
+        scenario()
+            .given(vec![registered()])
+            .when(revoke(None))
+            .then(vec![]);
+        scenario()
+            .given(vec![registered()])
+            .when(revoke(Some(KnownToken {
+                jti: jti(),
+                client_id: ClientId::parse("someone-else").unwrap(),
+                revoked: false,
+            })))
+            .then(vec![]);
+        scenario()
+            .given(vec![registered()])
+            .when(revoke(Some(KnownToken {
+                jti: jti(),
+                client_id: id(),
+                revoked: true,
+            })))
+            .then(vec![]);
+    }
+
+    #[test]
+    fn revoking_for_a_deleted_client_is_refused() {
+        scenario()
+            .given(vec![
+                registered(),
+                Event::ClientDeleted(ClientDeleted { client_id: id() }),
+            ])
+            .when(revoke(None))
+            .then_err(TokenError::UnknownClient);
+    }
+}

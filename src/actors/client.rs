@@ -1,0 +1,275 @@
+//! `ClientActor`: one per client. It serialises every command for its client, decides it with
+//! the domain's pure functions, appends the events and replies once they are durable and the
+//! local projections applied them.
+//!
+//! It pipelines: the next command is decided against state that already includes events still
+//! being flushed. Should an append fail, the actor restores itself from the store; appends
+//! queued behind the failed one then fail on their stale expected version, so every pending
+//! command fails and none is acknowledged without being durable.
+
+use crate::store::{EventStore, NewEvent, StoreError};
+use actix::prelude::*;
+use domain::client::{self, ClientCommand, ClientError, ClientState};
+use domain::event::{client_stream, token_stream, Event};
+use domain::token::{self, TokenCommand, TokenError};
+use domain::values::ClientId;
+use domain::{Metadata, RecordedEvent};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// A snapshot is written once the configuration moved this many versions past the last one.
+const SNAPSHOT_EVERY: u64 = 16;
+
+/// Why a command sent to an actor failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The client aggregate refused it.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The token decision refused it.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The store failed; nothing was acknowledged.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The actor could not be reached.
+    #[error("the client's actor is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The events a command recorded, durable and applied to the local projections.
+pub type CommandResult = Result<Vec<Arc<RecordedEvent>>, CommandError>;
+
+/// A command on the client's configuration.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "CommandResult")]
+pub struct ExecuteClientCommand {
+    /// The command.
+    pub command: ClientCommand,
+    /// Request context for the events.
+    pub metadata: Metadata,
+}
+
+/// A command on the client's tokens.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "CommandResult")]
+pub struct ExecuteTokenCommand {
+    /// The command.
+    pub command: TokenCommand,
+    /// Request context for the events.
+    pub metadata: Metadata,
+}
+
+/// The actor of one client.
+pub struct ClientActor {
+    client_id: ClientId,
+    store: Arc<dyn EventStore>,
+    config_stream: String,
+    tokens_stream: String,
+    state: ClientState,
+    config_version: u64,
+    snapshot_version: u64,
+    tokens_version: u64,
+    in_flight: usize,
+    /// Revocations decided but not yet in the token index.
+    revoking: HashSet<Uuid>,
+    last_used: Instant,
+    idle_timeout: Duration,
+    on_stop: Option<Box<dyn FnOnce(&ClientId, &Addr<ClientActor>)>>,
+}
+
+impl ClientActor {
+    /// Restores the actor of `client_id`: the latest snapshot plus the configuration events
+    /// after it, and the version of the token stream (whose events it never folds).
+    pub fn restore(
+        client_id: ClientId,
+        store: Arc<dyn EventStore>,
+        idle_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let mut actor = Self {
+            config_stream: client_stream(&client_id),
+            tokens_stream: token_stream(&client_id),
+            client_id,
+            store,
+            state: ClientState::default(),
+            config_version: 0,
+            snapshot_version: 0,
+            tokens_version: 0,
+            in_flight: 0,
+            revoking: HashSet::new(),
+            last_used: Instant::now(),
+            idle_timeout,
+            on_stop: None,
+        };
+        actor.reload()?;
+        Ok(actor)
+    }
+
+    /// Runs `f` when the actor stops (the registry forgets it).
+    pub fn on_stop(mut self, f: impl FnOnce(&ClientId, &Addr<ClientActor>) + 'static) -> Self {
+        self.on_stop = Some(Box::new(f));
+        self
+    }
+
+    fn reload(&mut self) -> Result<(), StoreError> {
+        let (mut state, mut version) = match self.store.load_snapshot(&self.config_stream)? {
+            Some((v, bytes)) => match serde_json::from_slice::<ClientState>(&bytes) {
+                Ok(s) => (s, v),
+                // A snapshot is only a cache: an unreadable one is ignored.
+                Err(_) => (ClientState::default(), 0),
+            },
+            None => (ClientState::default(), 0),
+        };
+        self.snapshot_version = version;
+        for e in self.store.read_stream(&self.config_stream, version + 1)? {
+            client::evolve(&mut state, &e.event);
+            version = e.version;
+        }
+        self.state = state;
+        self.config_version = version;
+        self.tokens_version = self.store.stream_version(&self.tokens_stream)?;
+        self.revoking.clear();
+        Ok(())
+    }
+
+    fn restore_after_failure(&mut self) {
+        if let Err(e) = self.reload() {
+            tracing::error!(client_id = %self.client_id, error = %e, "restoring a client actor failed");
+        }
+    }
+
+    fn maybe_snapshot(&mut self) {
+        if self.in_flight == 0 && self.config_version >= self.snapshot_version + SNAPSHOT_EVERY {
+            self.snapshot();
+        }
+    }
+
+    fn snapshot(&mut self) {
+        if self.in_flight != 0 || self.config_version == self.snapshot_version {
+            return;
+        }
+        match serde_json::to_vec(&self.state) {
+            Ok(bytes) => {
+                match self
+                    .store
+                    .save_snapshot(&self.config_stream, self.config_version, &bytes)
+                {
+                    Ok(()) => self.snapshot_version = self.config_version,
+                    Err(e) => tracing::warn!(error = %e, "saving a snapshot failed"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "encoding a snapshot failed"),
+        }
+    }
+
+    /// Appends decided events, replying once they are durable.
+    fn append(
+        &mut self,
+        stream: String,
+        expected: u64,
+        events: Vec<Event>,
+        metadata: Metadata,
+    ) -> ResponseActFuture<Self, CommandResult> {
+        self.in_flight += 1;
+        let new = events
+            .into_iter()
+            .map(|event| NewEvent {
+                event,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let pending = self.store.append(&stream, expected, new);
+        Box::pin(
+            fut::wrap_future::<_, Self>(pending).map(|result, act, _ctx| {
+                act.in_flight -= 1;
+                match result {
+                    Ok(events) => {
+                        for e in &events {
+                            if let Event::TokenRevoked(r) = &e.event {
+                                act.revoking.remove(&r.jti);
+                            }
+                        }
+                        act.maybe_snapshot();
+                        Ok(events)
+                    }
+                    Err(e) => {
+                        act.restore_after_failure();
+                        Err(CommandError::Store(e))
+                    }
+                }
+            }),
+        )
+    }
+}
+
+impl Actor for ClientActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let every = (self.idle_timeout / 4).max(Duration::from_millis(50));
+        ctx.run_interval(every, |act, ctx| {
+            if act.in_flight == 0 && act.last_used.elapsed() >= act.idle_timeout {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.snapshot();
+        if let Some(f) = self.on_stop.take() {
+            f(&self.client_id, &ctx.address());
+        }
+    }
+}
+
+impl Handler<ExecuteClientCommand> for ClientActor {
+    type Result = ResponseActFuture<Self, CommandResult>;
+
+    fn handle(&mut self, msg: ExecuteClientCommand, _ctx: &mut Self::Context) -> Self::Result {
+        self.last_used = Instant::now();
+        let events = match client::decide(&self.state, &msg.command) {
+            Ok(events) => events,
+            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+        };
+        if events.is_empty() {
+            return Box::pin(fut::ready(Ok(Vec::new())));
+        }
+        for e in &events {
+            client::evolve(&mut self.state, e);
+        }
+        let expected = self.config_version;
+        self.config_version += events.len() as u64;
+        self.append(self.config_stream.clone(), expected, events, msg.metadata)
+    }
+}
+
+impl Handler<ExecuteTokenCommand> for ClientActor {
+    type Result = ResponseActFuture<Self, CommandResult>;
+
+    fn handle(&mut self, mut msg: ExecuteTokenCommand, _ctx: &mut Self::Context) -> Self::Result {
+        self.last_used = Instant::now();
+        // The index does not yet hold revocations still being flushed: overlay them.
+        if let TokenCommand::Revoke(r) = &mut msg.command {
+            if let Some(t) = &mut r.token {
+                t.revoked |= self.revoking.contains(&t.jti);
+            }
+        }
+        let events = match token::decide(&self.state, &msg.command) {
+            Ok(events) => events,
+            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+        };
+        if events.is_empty() {
+            return Box::pin(fut::ready(Ok(Vec::new())));
+        }
+        for e in &events {
+            if let Event::TokenRevoked(r) = e {
+                self.revoking.insert(r.jti);
+            }
+        }
+        let expected = self.tokens_version;
+        self.tokens_version += events.len() as u64;
+        self.append(self.tokens_stream.clone(), expected, events, msg.metadata)
+    }
+}

@@ -1,0 +1,65 @@
+//! `authledger audit query`.
+
+use super::backend::Backend;
+use super::{output, Format};
+use crate::service::AuditParams;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+/// Audit commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Events of the trail, filtered, in global order.
+    Query(QueryArgs),
+}
+
+/// Options of `audit query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Only events of this client.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Only events about this subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Only events of this type (repeatable), e.g. AccessTokenIssued.
+    #[arg(long = "type")]
+    pub types: Vec<String>,
+    /// Recorded at or after (RFC 3339 or Unix seconds).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Recorded at or before (RFC 3339 or Unix seconds).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only events after this position (the cursor a previous page printed).
+    #[arg(long)]
+    pub after: Option<u64>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Runs an audit command.
+pub fn run(cmd: AuditCommand, data_dir: PathBuf) -> anyhow::Result<()> {
+    let AuditCommand::Query(a) = cmd;
+    actix_rt::System::new().block_on(async move {
+        let backend = Backend::open(&data_dir)?;
+        let page = backend.audit(&AuditParams {
+            client: a.client,
+            subject: a.subject,
+            types: a.types,
+            since: a.since,
+            until: a.until,
+            after: a.after,
+            limit: Some(a.limit),
+        })?;
+        output::events(a.format, &page.events)?;
+        if let (Some(c), Format::Table) = (page.next_cursor, a.format) {
+            eprintln!("more events may follow: --after {c}");
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,252 @@
+//! Where client and audit commands are carried out: through the admin API of a running server,
+//! or directly on the store when none runs. Both give the same answers.
+
+use super::init::{AdminCredential, SERVER_FILE};
+use crate::engine::{Engine, EngineError};
+use crate::service::{self, AuditOutput, AuditParams, ChangeClient, ClientOutput, CreateClient};
+use crate::store::StoreError;
+use anyhow::{anyhow, Context};
+use domain::{Cause, Metadata};
+use serde::de::DeserializeOwned;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+/// The address of a server running on this data directory, if one answers.
+pub fn running_server(data_dir: &Path) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(data_dir.join(SERVER_FILE)).ok()?;
+    let info: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let addr: SocketAddr = info.get("addr")?.as_str()?.parse().ok()?;
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    Some(addr)
+}
+
+/// Turns a failure to open the store into advice.
+pub fn explain_open_error(e: EngineError, data_dir: &Path) -> anyhow::Error {
+    match e {
+        EngineError::Store(StoreError::Locked) => anyhow!(
+            "{} is in use by another process; if a server runs there, stop it or let this \
+             command go through its admin API (it does so when {} names a live server)",
+            data_dir.display(),
+            SERVER_FILE
+        ),
+        other => anyhow!("opening {}: {other}", data_dir.display()),
+    }
+}
+
+/// The admin API of a running server.
+pub struct Remote {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl Remote {
+    /// Connects with the data directory's admin credential.
+    pub fn connect(addr: SocketAddr, data_dir: &Path) -> anyhow::Result<Self> {
+        let cred = AdminCredential::load(data_dir)?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let base = format!("http://{addr}");
+        let mut res = agent
+            .post(&format!("{base}/token"))
+            .send_form([
+                ("grant_type", "client_credentials"),
+                ("scope", "admin"),
+                ("client_id", cred.client_id.as_str()),
+                ("client_secret", cred.client_secret.as_str()),
+            ])
+            .with_context(|| format!("reaching the server at {base}"))?;
+        let body: serde_json::Value = res.body_mut().read_json()?;
+        let token = body
+            .get("access_token")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| anyhow!("the server refused the admin credential: {body}"))?
+            .to_owned();
+        Ok(Self { base, token, agent })
+    }
+
+    fn answer<T: DeserializeOwned>(
+        res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<T> {
+        let mut res = res.context("calling the admin API")?;
+        let status = res.status();
+        let text = res.body_mut().read_to_string()?;
+        if !status.is_success() {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let d = v
+                .get("error_description")
+                .and_then(|d| d.as_str())
+                .unwrap_or(text.as_str());
+            return Err(anyhow!("{d} (HTTP {})", status.as_u16()));
+        }
+        let text = if text.is_empty() {
+            "null".to_owned()
+        } else {
+            text
+        };
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    fn auth(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+}
+
+/// Where a command runs.
+pub enum Backend {
+    /// A running server.
+    Remote(Remote),
+    /// The store itself.
+    Local(Engine),
+}
+
+impl Backend {
+    /// Picks the running server, or opens the store.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        if let Some(addr) = running_server(data_dir) {
+            return Ok(Backend::Remote(Remote::connect(addr, data_dir)?));
+        }
+        if !data_dir.join(super::init::ADMIN_FILE).exists() {
+            return Err(anyhow!(
+                "{} is not initialised; run `authledger init` or `authledger serve` first",
+                data_dir.display()
+            ));
+        }
+        let engine = Engine::open(data_dir, Duration::from_secs(5))
+            .map_err(|e| explain_open_error(e, data_dir))?;
+        Ok(Backend::Local(engine))
+    }
+
+    fn cli_metadata() -> Metadata {
+        let who = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+        Metadata {
+            caused_by: Cause::Admin(format!("cli:{who}")),
+            ..Metadata::system()
+        }
+    }
+
+    /// Registers a client.
+    pub async fn create_client(&self, req: CreateClient) -> anyhow::Result<ClientOutput> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .post(&format!("{}/admin/api/clients", r.base))
+                    .header("Authorization", &r.auth())
+                    .send_json(&req),
+            ),
+            Backend::Local(e) => Ok(service::create_client(e, req, Self::cli_metadata()).await?),
+        }
+    }
+
+    /// Changes a client.
+    pub async fn update_client(&self, id: &str, req: ChangeClient) -> anyhow::Result<ClientOutput> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .patch(&format!("{}/admin/api/clients/{}", r.base, encode(id)))
+                    .header("Authorization", &r.auth())
+                    .send_json(&req),
+            ),
+            Backend::Local(e) => {
+                Ok(service::update_client(e, id, req, Self::cli_metadata()).await?)
+            }
+        }
+    }
+
+    /// Rotates a client's secret.
+    pub async fn rotate_secret(&self, id: &str) -> anyhow::Result<ClientOutput> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .post(&format!(
+                        "{}/admin/api/clients/{}/rotate-secret",
+                        r.base,
+                        encode(id)
+                    ))
+                    .header("Authorization", &r.auth())
+                    .send_empty(),
+            ),
+            Backend::Local(e) => Ok(service::rotate_secret(e, id, Self::cli_metadata()).await?),
+        }
+    }
+
+    /// Deletes a client.
+    pub async fn delete_client(&self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Backend::Remote(r) => Remote::answer::<serde_json::Value>(
+                r.agent
+                    .delete(&format!("{}/admin/api/clients/{}", r.base, encode(id)))
+                    .header("Authorization", &r.auth())
+                    .call(),
+            )
+            .map(|_| ()),
+            Backend::Local(e) => Ok(service::delete_client(e, id, Self::cli_metadata()).await?),
+        }
+    }
+
+    /// One client.
+    pub fn show_client(&self, id: &str) -> anyhow::Result<ClientOutput> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .get(&format!("{}/admin/api/clients/{}", r.base, encode(id)))
+                    .header("Authorization", &r.auth())
+                    .call(),
+            ),
+            Backend::Local(e) => Ok(service::show_client(e, id)?),
+        }
+    }
+
+    /// Every client.
+    pub fn list_clients(&self) -> anyhow::Result<Vec<ClientOutput>> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .get(&format!("{}/admin/api/clients", r.base))
+                    .header("Authorization", &r.auth())
+                    .call(),
+            ),
+            Backend::Local(e) => Ok(service::list_clients(e)),
+        }
+    }
+
+    /// One page of the audit trail.
+    pub fn audit(&self, p: &AuditParams) -> anyhow::Result<AuditOutput> {
+        match self {
+            Backend::Remote(r) => {
+                let mut q = form_urlencoded::Serializer::new(String::new());
+                let pairs = [
+                    ("client", p.client.clone()),
+                    ("subject", p.subject.clone()),
+                    ("since", p.since.clone()),
+                    ("until", p.until.clone()),
+                    ("after", p.after.map(|a| a.to_string())),
+                    ("limit", p.limit.map(|l| l.to_string())),
+                ];
+                for (k, v) in pairs {
+                    if let Some(v) = v {
+                        q.append_pair(k, &v);
+                    }
+                }
+                for t in &p.types {
+                    q.append_pair("type", t);
+                }
+                Remote::answer(
+                    r.agent
+                        .get(&format!("{}/admin/api/audit?{}", r.base, q.finish()))
+                        .header("Authorization", &r.auth())
+                        .call(),
+                )
+            }
+            Backend::Local(e) => Ok(service::audit_query(e, p)?),
+        }
+    }
+}
+
+fn encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

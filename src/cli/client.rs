@@ -1,0 +1,168 @@
+//! `authledger client create|update|list|show|rotate-secret|delete`.
+
+use super::backend::Backend;
+use super::{output, Format};
+use crate::service::{ChangeClient, CreateClient};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+/// Client commands.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints its secret once.
+    Create(CreateArgs),
+    /// Change a client.
+    Update(UpdateArgs),
+    /// List clients.
+    List(FormatArg),
+    /// Show one client.
+    Show(IdArgs),
+    /// Give a client a new secret (the old one stops working); prints it once.
+    RotateSecret(IdArgs),
+    /// Delete a client; its tokens stop being active.
+    Delete(IdArgs),
+}
+
+/// The output format.
+#[derive(Debug, Args)]
+pub struct FormatArg {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// A client id and the output format.
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// The client id.
+    pub id: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Options of `client create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Display name.
+    #[arg(long)]
+    pub name: String,
+    /// Redirect URI (repeatable).
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// Grant type (repeatable; default client_credentials, or authorization_code with --public).
+    #[arg(long = "grant-type")]
+    pub grant_types: Vec<String>,
+    /// Scope (repeatable, or several space-separated).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// A public client (no secret).
+    #[arg(long)]
+    pub public: bool,
+    /// Client id (default: generated).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Client secret, at least 32 characters (default: 256 random bits).
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Access token format.
+    #[arg(long, value_parser = ["jwt", "opaque"])]
+    pub token_format: Option<String>,
+    /// Access token lifetime in seconds (default 3600).
+    #[arg(long)]
+    pub access_token_ttl: Option<u32>,
+    /// Allow introspecting tokens of every client.
+    #[arg(long)]
+    pub can_introspect: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Options of `client update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The client id.
+    pub id: String,
+    /// Redirect URI to add (repeatable).
+    #[arg(long = "add-redirect-uri")]
+    pub add_redirect_uris: Vec<String>,
+    /// Redirect URI to remove (repeatable).
+    #[arg(long = "remove-redirect-uri")]
+    pub remove_redirect_uris: Vec<String>,
+    /// New scopes, replacing the old (repeatable).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// New grant types, replacing the old (repeatable).
+    #[arg(long = "grant-type")]
+    pub grant_types: Vec<String>,
+    /// New access token format.
+    #[arg(long, value_parser = ["jwt", "opaque"])]
+    pub token_format: Option<String>,
+    /// New access token lifetime in seconds.
+    #[arg(long)]
+    pub access_token_ttl: Option<u32>,
+    /// Allow or forbid introspecting tokens of every client.
+    #[arg(long)]
+    pub can_introspect: Option<bool>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Runs a client command.
+pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
+    actix_rt::System::new().block_on(async move {
+        let backend = Backend::open(&data_dir)?;
+        match cmd {
+            ClientCommand::Create(a) => {
+                let out = backend
+                    .create_client(CreateClient {
+                        name: a.name,
+                        client_id: a.id,
+                        client_secret: a.secret,
+                        public: a.public,
+                        redirect_uris: a.redirect_uris,
+                        grant_types: a.grant_types,
+                        scopes: a.scopes,
+                        token_format: a.token_format,
+                        access_token_ttl: a.access_token_ttl,
+                        can_introspect: a.can_introspect,
+                    })
+                    .await?;
+                output::client(a.format, &out)
+            }
+            ClientCommand::Update(a) => {
+                let out = backend
+                    .update_client(
+                        &a.id,
+                        ChangeClient {
+                            add_redirect_uris: a.add_redirect_uris,
+                            remove_redirect_uris: a.remove_redirect_uris,
+                            scopes: (!a.scopes.is_empty()).then_some(a.scopes),
+                            grant_types: (!a.grant_types.is_empty()).then_some(a.grant_types),
+                            token_format: a.token_format,
+                            access_token_ttl: a.access_token_ttl,
+                            can_introspect: a.can_introspect,
+                        },
+                    )
+                    .await?;
+                output::client(a.format, &out)
+            }
+            ClientCommand::List(a) => output::clients(a.format, &backend.list_clients()?),
+            ClientCommand::Show(a) => output::client(a.format, &backend.show_client(&a.id)?),
+            ClientCommand::RotateSecret(a) => {
+                output::client(a.format, &backend.rotate_secret(&a.id).await?)
+            }
+            ClientCommand::Delete(a) => {
+                backend.delete_client(&a.id).await?;
+                if a.format == Format::Json {
+                    println!("{}", serde_json::json!({ "deleted": a.id }));
+                } else {
+                    println!("deleted client {}", a.id);
+                }
+                Ok(())
+            }
+        }
+    })
+}

@@ -1,0 +1,90 @@
+//! The command line (clap): `serve`, `init`, `client`, `audit`, `replay`.
+
+pub mod audit;
+pub mod backend;
+pub mod client;
+pub mod init;
+pub mod output;
+pub mod replay;
+pub mod serve;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// An event-sourced OAuth 2.0 authorization server: every decision is an event in a durable,
+/// replayable log.
+#[derive(Debug, Parser)]
+#[command(name = "authledger", version, about, long_about = None)]
+pub struct Cli {
+    /// Data directory (store, signing key, admin credential).
+    #[arg(long, global = true, env = "AUTHLEDGER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file (default: ./authledger.toml when present).
+    #[arg(long, global = true, env = "AUTHLEDGER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How a command prints data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// An aligned table for people.
+    Table,
+    /// One JSON document.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (initialises a fresh data directory first).
+    Serve(serve::ServeArgs),
+    /// Initialise a data directory: signing key and admin client; prints the admin credential once.
+    Init(init::InitArgs),
+    /// Manage OAuth clients (works whether or not the server is running).
+    #[command(subcommand)]
+    Client(client::ClientCommand),
+    /// Query the audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Delete and rebuild every projection from the log (the server must be stopped).
+    Replay(replay::ReplayArgs),
+}
+
+/// Runs the command line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let file = match crate::config::FileConfig::load(cli.config.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args, data_dir, file),
+        Command::Init(args) => init::run(args, data_dir),
+        Command::Client(cmd) => client::run(cmd, data_dir),
+        Command::Audit(cmd) => audit::run(cmd, data_dir),
+        Command::Replay(args) => replay::run(args, data_dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

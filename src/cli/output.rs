@@ -1,0 +1,149 @@
+//! Printing data as a table, JSON, JSON lines or CSV.
+
+use super::Format;
+use crate::service::ClientOutput;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use domain::RecordedEvent;
+use serde::Serialize;
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
+    for r in rows {
+        t.add_row(r);
+    }
+    t.to_string()
+}
+
+fn csv<W: std::io::Write>(out: W, header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(header)?;
+    for r in rows {
+        w.write_record(r)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn print_items<T: Serialize>(
+    format: Format,
+    items: &[T],
+    header: &[&str],
+    rows: impl Fn(&T) -> Vec<String>,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(items)?),
+        Format::Jsonl => {
+            for i in items {
+                println!("{}", serde_json::to_string(i)?);
+            }
+        }
+        Format::Table => println!("{}", table(header, items.iter().map(rows).collect())),
+        Format::Csv => csv(
+            std::io::stdout().lock(),
+            header,
+            items.iter().map(rows).collect(),
+        )?,
+    }
+    Ok(())
+}
+
+const CLIENT_HEADER: [&str; 7] = [
+    "client_id",
+    "name",
+    "type",
+    "grant_types",
+    "scopes",
+    "token_format",
+    "redirect_uris",
+];
+
+fn client_row(c: &ClientOutput) -> Vec<String> {
+    vec![
+        c.client_id.clone(),
+        c.name.clone(),
+        if c.public { "public" } else { "confidential" }.into(),
+        c.grant_types.join(" "),
+        c.scopes.join(" "),
+        c.token_format.clone(),
+        c.redirect_uris.join(" "),
+    ]
+}
+
+/// Prints clients.
+pub fn clients(format: Format, items: &[ClientOutput]) -> anyhow::Result<()> {
+    print_items(format, items, &CLIENT_HEADER, client_row)
+}
+
+/// Prints one client; a secret, when present, is printed once and called out.
+pub fn client(format: Format, c: &ClientOutput) -> anyhow::Result<()> {
+    match format {
+        Format::Json | Format::Jsonl => println!("{}", serde_json::to_string(c)?),
+        Format::Csv => print_items(format, std::slice::from_ref(c), &CLIENT_HEADER, client_row)?,
+        Format::Table => {
+            let mut rows = vec![
+                vec!["client_id".into(), c.client_id.clone()],
+                vec!["name".into(), c.name.clone()],
+                vec![
+                    "type".into(),
+                    if c.public { "public" } else { "confidential" }.into(),
+                ],
+                vec!["grant_types".into(), c.grant_types.join(" ")],
+                vec!["scopes".into(), c.scopes.join(" ")],
+                vec!["redirect_uris".into(), c.redirect_uris.join("\n")],
+                vec!["token_format".into(), c.token_format.clone()],
+                vec![
+                    "access_token_ttl".into(),
+                    format!("{} s", c.access_token_ttl),
+                ],
+                vec!["can_introspect".into(), c.can_introspect.to_string()],
+                vec!["registered_at".into(), c.registered_at.clone()],
+                vec!["updated_at".into(), c.updated_at.clone()],
+            ];
+            if let Some(s) = &c.client_secret {
+                rows.insert(1, vec!["client_secret".into(), s.clone()]);
+            }
+            println!("{}", table(&["field", "value"], rows));
+            if c.client_secret.is_some() {
+                println!("The secret is shown only now; store it safely.");
+            }
+        }
+    }
+    Ok(())
+}
+
+const EVENT_HEADER: [&str; 7] = [
+    "position",
+    "recorded_at",
+    "type",
+    "stream",
+    "version",
+    "caused_by",
+    "request_id",
+];
+
+fn event_row(e: &RecordedEvent) -> Vec<String> {
+    let cause = match &e.metadata.caused_by {
+        domain::Cause::Client(id) => format!("client:{id}"),
+        domain::Cause::User(id) => format!("user:{id}"),
+        domain::Cause::Admin(id) => format!("admin:{id}"),
+        domain::Cause::System => "system".into(),
+    };
+    vec![
+        e.position.to_string(),
+        e.recorded_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        e.event.type_name().into(),
+        e.stream.clone(),
+        e.version.to_string(),
+        cause,
+        e.metadata.request_id.clone().unwrap_or_default(),
+    ]
+}
+
+/// Prints events.
+pub fn events(format: Format, items: &[RecordedEvent]) -> anyhow::Result<()> {
+    print_items(format, items, &EVENT_HEADER, event_row)
+}

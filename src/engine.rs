@@ -1,0 +1,86 @@
+//! The engine: the event store, the local projections fed by it, and the actor registry. Both
+//! the HTTP server and the CLI (when the server is stopped) work through it.
+
+use crate::actors::Registry;
+use crate::store::sled_store::{open_db, SledStore};
+use crate::store::{EventStore, StoreError};
+use projections::ReadModels;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Directory of the sled database inside the data directory.
+pub const STORE_DIR: &str = "store";
+
+/// The write side and the local read side of one data directory.
+pub struct Engine {
+    /// The event log.
+    pub store: Arc<SledStore>,
+    /// The local read models, applied before appenders are answered.
+    pub models: Arc<ReadModels>,
+    /// The client actors.
+    pub registry: Arc<Registry>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+/// An engine that could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed (or is locked by a running server).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A projection failed.
+    #[error(transparent)]
+    Projection(#[from] projections::ProjectionError),
+}
+
+impl Engine {
+    /// Opens a data directory: the store, the projections (caught up with the log) and the
+    /// registry. Catching up reads only the events after the projections' checkpoint.
+    pub fn open(data_dir: &Path, actor_idle: Duration) -> Result<Self, EngineError> {
+        let db = open_db(&data_dir.join(STORE_DIR))?;
+        let models = Arc::new(ReadModels::open(&db)?);
+        let hook_models = models.clone();
+        let store = Arc::new(SledStore::start(
+            db,
+            Box::new(move |events| {
+                if let Err(e) = hook_models.apply(events) {
+                    // The events are durable; the projection catches up from its checkpoint on
+                    // the next start.
+                    tracing::error!(error = %e, "applying events to the projections failed");
+                }
+            }),
+        )?);
+        catch_up(&store, &models, |_| {})?;
+        let registry = Registry::new(store.clone() as Arc<dyn EventStore>, actor_idle);
+        Ok(Self {
+            store,
+            models,
+            registry,
+            data_dir: data_dir.to_owned(),
+        })
+    }
+}
+
+/// Applies every event after the projections' checkpoint; `progress` hears how many were
+/// applied so far.
+pub fn catch_up(
+    store: &SledStore,
+    models: &ReadModels,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, EngineError> {
+    let mut from = models.checkpoint()? + 1;
+    let mut applied = 0;
+    loop {
+        let chunk = store.read_all(from, 8192)?;
+        let Some(last) = chunk.last().map(|e| e.position) else {
+            break;
+        };
+        models.apply(&chunk)?;
+        applied += chunk.len() as u64;
+        progress(applied);
+        from = last + 1;
+    }
+    Ok(applied)
+}

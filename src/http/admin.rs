@@ -1,0 +1,170 @@
+//! The admin JSON API under `/admin/api/`: clients and audit queries, for a bearer token with
+//! scope `admin`.
+
+use super::error::OAuthError;
+use super::introspect::active;
+use super::{request_metadata, AppState};
+use crate::service::{self, AuditParams, ChangeClient, CreateClient};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use domain::oauth::ErrorCode;
+use domain::Cause;
+
+/// The scope an admin token must carry.
+pub const ADMIN_SCOPE: &str = "admin";
+
+fn bearer_error(code: ErrorCode, description: &str) -> OAuthError {
+    let challenge = format!(
+        r#"Bearer realm="authledger-admin", error="{}", error_description="{description}""#,
+        code.as_str()
+    );
+    OAuthError::new(code, description).with_challenge(challenge)
+}
+
+/// Checks the bearer token (RFC 6750 §2.1) and answers who the admin is.
+fn authorize(req: &HttpRequest, state: &AppState) -> Result<Cause, OAuthError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(
+            OAuthError::new(ErrorCode::InvalidToken, "a bearer token is required")
+                .with_challenge(r#"Bearer realm="authledger-admin""#.into()),
+        );
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(|| {
+            bearer_error(
+                ErrorCode::InvalidRequest,
+                "use Authorization: Bearer <token>",
+            )
+        })?;
+    let Some(t) = active(state, token)? else {
+        return Err(bearer_error(
+            ErrorCode::InvalidToken,
+            "the token is not active",
+        ));
+    };
+    if !t.record.scopes.iter().any(|s| s.as_str() == ADMIN_SCOPE) {
+        return Err(bearer_error(
+            ErrorCode::InsufficientScope,
+            "this needs a token with scope admin",
+        ));
+    }
+    Ok(Cause::Admin(t.record.client_id.to_string()))
+}
+
+/// `POST /admin/api/clients`.
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<CreateClient>,
+) -> Result<HttpResponse, OAuthError> {
+    let who = authorize(&req, &state)?;
+    let out = service::create_client(
+        &state.engine,
+        body.into_inner(),
+        request_metadata(&req, who),
+    )
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(out))
+}
+
+/// `GET /admin/api/clients`.
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    authorize(&req, &state)?;
+    Ok(HttpResponse::Ok().json(service::list_clients(&state.engine)))
+}
+
+/// `GET /admin/api/clients/{id}`.
+pub async fn show(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, OAuthError> {
+    authorize(&req, &state)?;
+    Ok(HttpResponse::Ok().json(service::show_client(&state.engine, &id)?))
+}
+
+/// `PATCH /admin/api/clients/{id}`.
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<ChangeClient>,
+) -> Result<HttpResponse, OAuthError> {
+    let who = authorize(&req, &state)?;
+    let out = service::update_client(
+        &state.engine,
+        &id,
+        body.into_inner(),
+        request_metadata(&req, who),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// `POST /admin/api/clients/{id}/rotate-secret`.
+pub async fn rotate_secret(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, OAuthError> {
+    let who = authorize(&req, &state)?;
+    let out = service::rotate_secret(&state.engine, &id, request_metadata(&req, who)).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(out))
+}
+
+/// `DELETE /admin/api/clients/{id}`.
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, OAuthError> {
+    let who = authorize(&req, &state)?;
+    service::delete_client(&state.engine, &id, request_metadata(&req, who)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /admin/api/audit?client=&subject=&type=&since=&until=&after=&limit=`; `type` may
+/// repeat or hold a comma-separated list.
+pub async fn audit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    authorize(&req, &state)?;
+    let mut p = AuditParams::default();
+    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        let v = v.into_owned();
+        let number = |v: &str| {
+            v.parse()
+                .map_err(|_| OAuthError::invalid_request(format!("{k} must be a number")))
+        };
+        match k.as_ref() {
+            "client" => p.client = Some(v),
+            "subject" => p.subject = Some(v),
+            "type" => p
+                .types
+                .extend(v.split(',').filter(|t| !t.is_empty()).map(str::to_owned)),
+            "since" => p.since = Some(v),
+            "until" => p.until = Some(v),
+            "after" => p.after = Some(number(&v)?),
+            "limit" => p.limit = Some(number(&v)? as usize),
+            other => {
+                return Err(OAuthError::invalid_request(format!(
+                    "unknown query parameter {other}"
+                )))
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(service::audit_query(&state.engine, &p)?))
+}

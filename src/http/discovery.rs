@@ -1,0 +1,41 @@
+//! `GET /jwks`, `GET /.well-known/oauth-authorization-server` (RFC 8414) and `GET /healthz`.
+
+use super::AppState;
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+
+/// The public signing keys.
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(state.key.jwks())
+}
+
+/// Authorization server metadata (RFC 8414 §2).
+pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    let iss = &state.issuer;
+    HttpResponse::Ok().json(serde_json::json!({
+        "issuer": iss,
+        "token_endpoint": format!("{iss}/token"),
+        "introspection_endpoint": format!("{iss}/introspect"),
+        "revocation_endpoint": format!("{iss}/revoke"),
+        "jwks_uri": format!("{iss}/jwks"),
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_signing_alg_values_supported": [],
+        "access_token_signing_alg_values_supported": ["ES256"],
+        "scopes_supported": [],
+    }))
+}
+
+/// Liveness and the log's head position.
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    use crate::store::EventStore;
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "ok",
+        "head_position": state.engine.store.head_position(),
+    }))
+}

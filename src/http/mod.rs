@@ -1,0 +1,140 @@
+//! The HTTP surface (actix-web): OAuth endpoints, discovery and the admin API.
+
+pub mod admin;
+pub mod client_auth;
+pub mod discovery;
+pub mod error;
+pub mod form;
+pub mod introspect;
+pub mod revoke;
+pub mod token;
+
+use crate::engine::Engine;
+use crate::keys::SigningKey;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use domain::{Cause, Metadata};
+use error::OAuthError;
+use std::sync::Arc;
+
+/// What every handler shares.
+pub struct AppState {
+    /// Store, projections and actors.
+    pub engine: Arc<Engine>,
+    /// The signing key.
+    pub key: Arc<SigningKey>,
+    /// This server's issuer identifier (RFC 8414).
+    pub issuer: String,
+}
+
+/// The request id header, read from the client when it sends one, and echoed back.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request id assigned by the logging middleware.
+#[derive(Clone)]
+pub struct RequestId(pub String);
+
+/// Metadata for the events a request causes.
+pub fn request_metadata(req: &HttpRequest, caused_by: Cause) -> Metadata {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect::<String>())
+    };
+    Metadata {
+        caused_by,
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        correlation_id: header("x-correlation-id"),
+        source_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        user_agent: header("user-agent"),
+    }
+}
+
+use actix_web::HttpMessage;
+
+fn json_error(err: impl std::fmt::Display) -> actix_web::Error {
+    OAuthError::invalid_request(format!("invalid JSON body: {err}")).into()
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|e, _| json_error(e)),
+    )
+    .app_data(web::PathConfig::default().error_handler(|e, _| json_error(e)))
+    .route("/token", web::post().to(token::token))
+    .route("/introspect", web::post().to(introspect::introspect))
+    .route("/revoke", web::post().to(revoke::revoke))
+    .route("/jwks", web::get().to(discovery::jwks))
+    .route("/authorize/jwks", web::get().to(discovery::jwks))
+    .route(
+        "/.well-known/oauth-authorization-server",
+        web::get().to(discovery::metadata),
+    )
+    .route("/healthz", web::get().to(discovery::healthz))
+    .service(
+        web::scope("/admin/api")
+            .route("/clients", web::post().to(admin::create))
+            .route("/clients", web::get().to(admin::list))
+            .route("/clients/{id}", web::get().to(admin::show))
+            .route("/clients/{id}", web::patch().to(admin::update))
+            .route("/clients/{id}", web::delete().to(admin::delete))
+            .route(
+                "/clients/{id}/rotate-secret",
+                web::post().to(admin::rotate_secret),
+            )
+            .route("/audit", web::get().to(admin::audit)),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({
+        "error": "not_found",
+        "error_description": format!("no resource at {}", req.path()),
+    }))
+}
+
+/// Logs each request (method, path without its query, status, time) under a request id.
+pub fn log_requests<S, B>(
+    req: actix_web::dev::ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>>
+where
+    S: Service<
+        actix_web::dev::ServiceRequest,
+        Response = ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+{
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let started = std::time::Instant::now();
+    let fut = srv.call(req);
+    async move {
+        let mut res = fut.await?;
+        let status = res.status().as_u16();
+        tracing::info!(
+            request_id = %id, %method, %path, status,
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            res.headers_mut()
+                .insert(HeaderName::from_static(REQUEST_ID), v);
+        }
+        Ok(res)
+    }
+}

@@ -1,0 +1,53 @@
+//! `POST /revoke` (RFC 7009): a client revokes one of its own tokens. Unknown tokens, and
+//! tokens of other clients, get the same 200 (docs/decisions/0003-revoking-foreign-tokens.md).
+
+use super::client_auth::authenticate;
+use super::error::OAuthError;
+use super::form::read_form;
+use super::introspect::resolve;
+use super::token::command_error;
+use super::{request_metadata, AppState};
+use crate::actors::ExecuteTokenCommand;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use domain::event::RevocationReason;
+use domain::token::{KnownToken, RevokeToken, TokenCommand};
+use domain::Cause;
+
+/// Handles a revocation request.
+#[tracing::instrument(skip_all)]
+pub async fn revoke(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = read_form(&req, payload).await?;
+    let caller = authenticate(&req, &form, &state.engine.models.clients)?;
+    let token = form.require("token")?;
+    let known = resolve(&state, token)?.map(|t| KnownToken {
+        jti: t.record.jti,
+        client_id: t.record.client_id.clone(),
+        revoked: t.revoked_at_position.is_some(),
+    });
+    // Only the owner's actor decides; another client's token is left alone, unseen.
+    if known
+        .as_ref()
+        .is_some_and(|k| k.client_id == caller.view.client.client_id && !k.revoked)
+    {
+        let client_id = caller.view.client.client_id.clone();
+        let command = TokenCommand::Revoke(RevokeToken {
+            token: known,
+            reason: RevocationReason::RevokedByClient,
+        });
+        let metadata = request_metadata(&req, Cause::Client(client_id.to_string()));
+        state
+            .engine
+            .registry
+            .send(&client_id, ExecuteTokenCommand { command, metadata })
+            .await
+            .map_err(command_error)?;
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}

@@ -1,0 +1,439 @@
+//! Client administration and audit queries: what the admin API and the CLI share, so that both
+//! give the same answers whether the server runs or not.
+
+use crate::actors::{CommandError, ExecuteClientCommand};
+use crate::engine::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use domain::client::{ClientCommand, ClientError, RegisterClient, UpdateClient};
+use domain::values::{ClientId, GrantType, RedirectUri, Scope, SecretHash, TokenFormat};
+use domain::{Metadata, RecordedEvent};
+use projections::{AuditQuery, ClientView};
+use serde::{Deserialize, Serialize};
+
+/// Default access token lifetime, in seconds.
+pub const DEFAULT_TTL_SECS: u32 = 3600;
+
+/// Shortest client secret accepted from an operator; SHA-256 protects only secrets of high
+/// entropy, so generated ones (256 bits) are the norm.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Why an administrative request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The input is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such client.
+    #[error("client {0} not found")]
+    NotFound(String),
+    /// The request conflicts with the client's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The server failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<CommandError> for ServiceError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Client(ClientError::NotFound) => ServiceError::NotFound(String::new()),
+            CommandError::Client(ClientError::Deleted(id)) => {
+                ServiceError::NotFound(id.to_string())
+            }
+            CommandError::Client(
+                e @ (ClientError::AlreadyExists(_)
+                | ClientError::RedirectUriAlreadyRegistered(_)
+                | ClientError::RedirectUriNotRegistered(_)),
+            ) => ServiceError::Conflict(e.to_string()),
+            CommandError::Client(e) => ServiceError::Invalid(e.to_string()),
+            CommandError::Token(e) => ServiceError::Invalid(e.to_string()),
+            e @ (CommandError::Store(_) | CommandError::Unavailable(_)) => {
+                ServiceError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+/// A client registration request (admin API body; built from CLI flags).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateClient {
+    /// Display name.
+    pub name: String,
+    /// Chosen id; generated when absent.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Chosen secret; generated when absent (confidential clients).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// A public client (no secret).
+    #[serde(default)]
+    pub public: bool,
+    /// Redirect URIs.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Grant types; default `client_credentials` (confidential) or `authorization_code` (public).
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    /// Scopes (each entry may hold several, space-separated).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `jwt` (default) or `opaque`.
+    #[serde(default)]
+    pub token_format: Option<String>,
+    /// Access token lifetime in seconds (default 3600).
+    #[serde(default)]
+    pub access_token_ttl: Option<u32>,
+    /// May introspect any client's tokens.
+    #[serde(default)]
+    pub can_introspect: bool,
+}
+
+/// Changes to a client (admin API body; built from CLI flags).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeClient {
+    /// Redirect URIs to add.
+    #[serde(default)]
+    pub add_redirect_uris: Vec<String>,
+    /// Redirect URIs to remove.
+    #[serde(default)]
+    pub remove_redirect_uris: Vec<String>,
+    /// New scopes, replacing the old.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// New grant types, replacing the old.
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    /// New token format.
+    #[serde(default)]
+    pub token_format: Option<String>,
+    /// New access token lifetime in seconds.
+    #[serde(default)]
+    pub access_token_ttl: Option<u32>,
+    /// New introspection right.
+    #[serde(default)]
+    pub can_introspect: Option<bool>,
+}
+
+/// A client as the CLI and the admin API print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientOutput {
+    /// Identifier.
+    pub client_id: String,
+    /// The secret: only in the answer to create and rotate-secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// Public client.
+    pub public: bool,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Grant types.
+    pub grant_types: Vec<String>,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Token format.
+    pub token_format: String,
+    /// Access token lifetime in seconds.
+    pub access_token_ttl: u32,
+    /// May introspect any token.
+    pub can_introspect: bool,
+    /// Registration time (RFC 3339).
+    pub registered_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+impl ClientOutput {
+    /// Renders a directory row.
+    pub fn from_view(v: &ClientView, secret: Option<String>) -> Self {
+        let c = &v.client;
+        let rfc3339 = |t: time::OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        Self {
+            client_id: c.client_id.to_string(),
+            client_secret: secret,
+            name: c.name.clone(),
+            public: c.public,
+            redirect_uris: c
+                .redirect_uris
+                .iter()
+                .map(|u| u.as_str().to_owned())
+                .collect(),
+            grant_types: c
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
+            scopes: c.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            token_format: c.token_format.as_str().to_owned(),
+            access_token_ttl: c.access_token_ttl_secs,
+            can_introspect: c.can_introspect,
+            registered_at: rfc3339(v.registered_at),
+            updated_at: rfc3339(v.updated_at),
+        }
+    }
+}
+
+/// 256 random bits, base64url without padding (43 characters).
+pub fn random_secret() -> Result<String, ServiceError> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn parse_scopes(items: &[String]) -> Result<Vec<Scope>, ServiceError> {
+    let mut out = Vec::new();
+    for item in items {
+        for s in Scope::parse_list(item).map_err(|e| ServiceError::Invalid(e.0))? {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_grants(items: &[String]) -> Result<Vec<GrantType>, ServiceError> {
+    items
+        .iter()
+        .map(|g| GrantType::parse(g).map_err(|e| ServiceError::Invalid(e.0)))
+        .collect()
+}
+
+fn parse_uris(items: &[String]) -> Result<Vec<RedirectUri>, ServiceError> {
+    items
+        .iter()
+        .map(|u| RedirectUri::parse(u).map_err(|e| ServiceError::Invalid(e.0)))
+        .collect()
+}
+
+fn parse_format(s: &Option<String>) -> Result<Option<TokenFormat>, ServiceError> {
+    s.as_deref()
+        .map(|f| TokenFormat::parse(f).map_err(|e| ServiceError::Invalid(e.0)))
+        .transpose()
+}
+
+fn parse_id(id: &str) -> Result<ClientId, ServiceError> {
+    ClientId::parse(id).map_err(|e| ServiceError::Invalid(e.0))
+}
+
+fn view(engine: &Engine, id: &ClientId) -> Result<std::sync::Arc<ClientView>, ServiceError> {
+    engine
+        .models
+        .clients
+        .get(id.as_str())
+        .ok_or_else(|| ServiceError::NotFound(id.to_string()))
+}
+
+/// Registers a client; the answer holds its secret, the only time it is shown.
+pub async fn create_client(
+    engine: &Engine,
+    req: CreateClient,
+    metadata: Metadata,
+) -> Result<ClientOutput, ServiceError> {
+    let client_id = match &req.client_id {
+        Some(id) => parse_id(id)?,
+        None => parse_id(&uuid::Uuid::now_v7().simple().to_string())?,
+    };
+    let secret = match (req.public, req.client_secret) {
+        (true, Some(_)) => {
+            return Err(ServiceError::Invalid(
+                "a public client has no secret; drop --secret or --public".into(),
+            ))
+        }
+        (true, None) => None,
+        (false, Some(s)) if s.len() < MIN_SECRET_LEN => {
+            return Err(ServiceError::Invalid(format!(
+                "a client secret must be at least {MIN_SECRET_LEN} characters; omit it to have one generated"
+            )))
+        }
+        (false, Some(s)) => Some(s),
+        (false, None) => Some(random_secret()?),
+    };
+    let grant_types = if req.grant_types.is_empty() {
+        vec![if req.public {
+            GrantType::AuthorizationCode
+        } else {
+            GrantType::ClientCredentials
+        }]
+    } else {
+        parse_grants(&req.grant_types)?
+    };
+    let command = ClientCommand::Register(RegisterClient {
+        client_id: client_id.clone(),
+        name: req.name,
+        public: req.public,
+        secret_hash: secret.as_deref().map(SecretHash::of),
+        redirect_uris: parse_uris(&req.redirect_uris)?,
+        grant_types,
+        scopes: parse_scopes(&req.scopes)?,
+        token_format: parse_format(&req.token_format)?.unwrap_or_default(),
+        access_token_ttl_secs: req.access_token_ttl.unwrap_or(DEFAULT_TTL_SECS),
+        can_introspect: req.can_introspect,
+    });
+    engine
+        .registry
+        .send(&client_id, ExecuteClientCommand { command, metadata })
+        .await?;
+    Ok(ClientOutput::from_view(&*view(engine, &client_id)?, secret))
+}
+
+/// Changes a client.
+pub async fn update_client(
+    engine: &Engine,
+    id: &str,
+    req: ChangeClient,
+    metadata: Metadata,
+) -> Result<ClientOutput, ServiceError> {
+    let client_id = parse_id(id)?;
+    let command = ClientCommand::Update(UpdateClient {
+        add_redirect_uris: parse_uris(&req.add_redirect_uris)?,
+        remove_redirect_uris: parse_uris(&req.remove_redirect_uris)?,
+        scopes: req.scopes.as_deref().map(parse_scopes).transpose()?,
+        grant_types: req.grant_types.as_deref().map(parse_grants).transpose()?,
+        token_format: parse_format(&req.token_format)?,
+        access_token_ttl_secs: req.access_token_ttl,
+        can_introspect: req.can_introspect,
+    });
+    send(engine, &client_id, command, metadata).await?;
+    Ok(ClientOutput::from_view(&*view(engine, &client_id)?, None))
+}
+
+/// Gives a confidential client a new secret; the old one stops working at once.
+pub async fn rotate_secret(
+    engine: &Engine,
+    id: &str,
+    metadata: Metadata,
+) -> Result<ClientOutput, ServiceError> {
+    let client_id = parse_id(id)?;
+    let secret = random_secret()?;
+    let command = ClientCommand::RotateSecret(SecretHash::of(&secret));
+    send(engine, &client_id, command, metadata).await?;
+    Ok(ClientOutput::from_view(
+        &*view(engine, &client_id)?,
+        Some(secret),
+    ))
+}
+
+/// Deletes a client; its tokens stop being active.
+pub async fn delete_client(
+    engine: &Engine,
+    id: &str,
+    metadata: Metadata,
+) -> Result<(), ServiceError> {
+    let client_id = parse_id(id)?;
+    send(engine, &client_id, ClientCommand::Delete, metadata).await?;
+    Ok(())
+}
+
+async fn send(
+    engine: &Engine,
+    client_id: &ClientId,
+    command: ClientCommand,
+    metadata: Metadata,
+) -> Result<(), ServiceError> {
+    engine
+        .registry
+        .send(client_id, ExecuteClientCommand { command, metadata })
+        .await
+        .map_err(|e| match ServiceError::from(e) {
+            ServiceError::NotFound(_) => ServiceError::NotFound(client_id.to_string()),
+            other => other,
+        })?;
+    Ok(())
+}
+
+/// One client.
+pub fn show_client(engine: &Engine, id: &str) -> Result<ClientOutput, ServiceError> {
+    let client_id = parse_id(id)?;
+    Ok(ClientOutput::from_view(&*view(engine, &client_id)?, None))
+}
+
+/// Every client, by id.
+pub fn list_clients(engine: &Engine) -> Vec<ClientOutput> {
+    engine
+        .models
+        .clients
+        .list()
+        .iter()
+        .map(|v| ClientOutput::from_view(v, None))
+        .collect()
+}
+
+/// Audit query parameters as the CLI and the admin API take them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditParams {
+    /// Client id.
+    pub client: Option<String>,
+    /// Subject.
+    pub subject: Option<String>,
+    /// Event types (any of).
+    pub types: Vec<String>,
+    /// RFC 3339 time or Unix seconds.
+    pub since: Option<String>,
+    /// RFC 3339 time or Unix seconds.
+    pub until: Option<String>,
+    /// Cursor: only events after this position.
+    pub after: Option<u64>,
+    /// Page size (default 100, at most 10,000).
+    pub limit: Option<usize>,
+}
+
+/// One page of the audit trail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditOutput {
+    /// Events in global order.
+    pub events: Vec<RecordedEvent>,
+    /// Pass as `after` for the next page.
+    pub next_cursor: Option<u64>,
+}
+
+/// Parses an RFC 3339 time or Unix seconds.
+pub fn parse_time(s: &str) -> Result<time::OffsetDateTime, ServiceError> {
+    if let Ok(secs) = s.parse::<i64>() {
+        return time::OffsetDateTime::from_unix_timestamp(secs)
+            .map_err(|e| ServiceError::Invalid(format!("time {s:?}: {e}")));
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| {
+        ServiceError::Invalid(format!(
+            "time {s:?} is neither RFC 3339 (2026-11-23T12:00:00Z) nor Unix seconds: {e}"
+        ))
+    })
+}
+
+/// Answers an audit query from the audit indexes.
+pub fn audit_query(engine: &Engine, p: &AuditParams) -> Result<AuditOutput, ServiceError> {
+    for t in &p.types {
+        if !domain::Event::TYPE_NAMES.contains(&t.as_str()) {
+            return Err(ServiceError::Invalid(format!(
+                "unknown event type {t:?}; known types: {}",
+                domain::Event::TYPE_NAMES.join(", ")
+            )));
+        }
+    }
+    let q = AuditQuery {
+        client: p.client.clone(),
+        subject: p.subject.clone(),
+        types: p.types.clone(),
+        since: p.since.as_deref().map(parse_time).transpose()?,
+        until: p.until.as_deref().map(parse_time).transpose()?,
+        after: p.after,
+        limit: p.limit.unwrap_or(100).clamp(1, 10_000),
+    };
+    let page = engine
+        .models
+        .audit
+        .query(&q, &*engine.store)
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Ok(AuditOutput {
+        events: page.events,
+        next_cursor: page.next_cursor,
+    })
+}

@@ -1,0 +1,496 @@
+//! The embedded sled backend: one writer thread, group commit, one atomic batch per group.
+//!
+//! Layout of the `log` tree (all in one tree so that a group is one atomic sled batch):
+//! - `e` + position (u64 BE) → the event as stored (JSON); its SHA-256 is the next event's
+//!   `prev_hash`;
+//! - `s` + stream + 0xFF + version (u64 BE) → position;
+//! - `h` + stream → current version of the stream.
+//!
+//! Appends are queued to a single writer thread. It takes every queued append at once, checks
+//! each expected version, writes the accepted ones in one batch, flushes once (fsync), hands the
+//! events to the commit hook (the local projections) and only then answers every appender.
+
+use super::{AppendResult, EventStore, NewEvent, PendingAppend, StoreError, Subscription};
+use domain::event::GENESIS_HASH;
+use domain::values::hex;
+use domain::RecordedEvent;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Called on the writer thread with each durable group, before appenders are answered.
+pub type CommitHook = Box<dyn FnMut(&[Arc<RecordedEvent>]) + Send>;
+
+/// Most appends merged into one flush.
+const MAX_GROUP: usize = 1024;
+
+struct Job {
+    stream: String,
+    expected: u64,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<AppendResult>,
+}
+
+type Subscribers = Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<RecordedEvent>>>>>;
+
+/// The sled event store.
+pub struct SledStore {
+    db: sled::Db,
+    log: sled::Tree,
+    snapshots: sled::Tree,
+    jobs: Mutex<Option<std_mpsc::Sender<Job>>>,
+    durable_head: Arc<AtomicU64>,
+    subscribers: Subscribers,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Opens the sled database of a data directory's store.
+pub fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(32 * 1024 * 1024)
+        .flush_every_ms(Some(1000))
+        .open()
+        .map_err(|e| match &e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::Locked
+            }
+            _ if e.to_string().contains("acquire lock") => StoreError::Locked,
+            _ => StoreError::from(e),
+        })
+}
+
+fn event_key(position: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'e';
+    k[1..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+fn stream_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.len() + 10);
+    k.push(b's');
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0xFF);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn head_key(stream: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.len() + 1);
+    k.push(b'h');
+    k.extend_from_slice(stream.as_bytes());
+    k
+}
+
+fn be_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("expected 8 bytes, got {}", bytes.len())))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// Decodes an event as stored.
+pub fn decode(bytes: &[u8]) -> Result<RecordedEvent, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The hash chained into the next event: SHA-256 of the stored bytes.
+pub fn chain_hash(stored: &[u8]) -> String {
+    hex(&Sha256::digest(stored))
+}
+
+impl SledStore {
+    /// Opens the store on an open database and starts its writer; `hook` sees every durable
+    /// group before its appenders are answered.
+    pub fn start(db: sled::Db, hook: CommitHook) -> Result<Self, StoreError> {
+        let log = db.open_tree("log")?;
+        let snapshots = db.open_tree("snapshots")?;
+        let (head, last_hash) = last_event(&log)?;
+        let durable_head = Arc::new(AtomicU64::new(head));
+        let subscribers: Subscribers = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std_mpsc::channel();
+        let mut writer = Writer {
+            db: db.clone(),
+            log: log.clone(),
+            heads: HashMap::new(),
+            next_position: head + 1,
+            last_hash,
+            last_time: time::OffsetDateTime::UNIX_EPOCH,
+            hook,
+            durable_head: durable_head.clone(),
+            subscribers: subscribers.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("authledger-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(Self {
+            db,
+            log,
+            snapshots,
+            jobs: Mutex::new(Some(tx)),
+            durable_head,
+            subscribers,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Opens the store in `path` with no commit hook.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::start(open_db(path)?, Box::new(|_| {}))
+    }
+
+    /// The underlying database, where projections keep their trees.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Stops the writer after it finished what was queued, and flushes.
+    pub fn close(&self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        if let Ok(mut w) = self.writer.lock() {
+            if let Some(h) = w.take() {
+                let _ = h.join();
+            }
+        }
+        let _ = self.db.flush();
+    }
+
+    /// Every stored event with its raw bytes, in order: for verification and export.
+    pub fn raw_events(
+        &self,
+        from_position: u64,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
+        let head = self.head_position();
+        self.log
+            .range(event_key(from_position)..=event_key(head))
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((be_u64(&k[1..])?, v))
+            })
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn last_event(log: &sled::Tree) -> Result<(u64, String), StoreError> {
+    match log.range(event_key(0)..=event_key(u64::MAX)).next_back() {
+        Some(r) => {
+            let (k, v) = r?;
+            Ok((be_u64(&k[1..])?, chain_hash(&v)))
+        }
+        None => Ok((0, GENESIS_HASH.to_owned())),
+    }
+}
+
+struct Writer {
+    db: sled::Db,
+    log: sled::Tree,
+    heads: HashMap<String, u64>,
+    next_position: u64,
+    last_hash: String,
+    last_time: time::OffsetDateTime,
+    hook: CommitHook,
+    durable_head: Arc<AtomicU64>,
+    subscribers: Subscribers,
+}
+
+impl Writer {
+    fn run(&mut self, rx: std_mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            self.commit(jobs);
+        }
+    }
+
+    fn head_of(&mut self, stream: &str) -> Result<u64, StoreError> {
+        if let Some(v) = self.heads.get(stream) {
+            return Ok(*v);
+        }
+        let v = match self.log.get(head_key(stream))? {
+            Some(b) => be_u64(&b)?,
+            None => 0,
+        };
+        self.heads.insert(stream.to_owned(), v);
+        Ok(v)
+    }
+
+    fn commit(&mut self, jobs: Vec<Job>) {
+        let mut batch = sled::Batch::default();
+        let mut new_heads: HashMap<String, u64> = HashMap::new();
+        let mut accepted: Vec<(oneshot::Sender<AppendResult>, Vec<Arc<RecordedEvent>>)> =
+            Vec::new();
+        let start_position = self.next_position;
+        let start_hash = self.last_hash.clone();
+        let now = time::OffsetDateTime::now_utc();
+        // The trail's time index relies on recorded times never going backwards.
+        let recorded_at = if now > self.last_time {
+            now
+        } else {
+            self.last_time
+        };
+        for job in jobs {
+            let current = match new_heads.get(&job.stream) {
+                Some(v) => *v,
+                None => match self.head_of(&job.stream) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = job.reply.send(Err(e));
+                        continue;
+                    }
+                },
+            };
+            if current != job.expected {
+                let _ = job.reply.send(Err(StoreError::Conflict {
+                    stream: job.stream,
+                    expected: job.expected,
+                    actual: current,
+                }));
+                continue;
+            }
+            let mut recorded = Vec::with_capacity(job.events.len());
+            let mut version = current;
+            let mut failed = None;
+            let mut job_batch = Vec::new();
+            let mut hash = self.last_hash.clone();
+            let mut position = self.next_position;
+            for new in job.events {
+                version += 1;
+                let event = RecordedEvent {
+                    position,
+                    stream: job.stream.clone(),
+                    version,
+                    id: Uuid::now_v7(),
+                    recorded_at,
+                    schema_version: new.event.schema_version(),
+                    event: new.event,
+                    metadata: new.metadata,
+                    prev_hash: hash.clone(),
+                };
+                match serde_json::to_vec(&event) {
+                    Ok(bytes) => {
+                        hash = chain_hash(&bytes);
+                        job_batch.push((event_key(position).to_vec(), bytes));
+                        job_batch.push((
+                            stream_key(&job.stream, version),
+                            position.to_be_bytes().to_vec(),
+                        ));
+                        recorded.push(Arc::new(event));
+                        position += 1;
+                    }
+                    Err(e) => {
+                        failed = Some(StoreError::Corrupt(e.to_string()));
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                let _ = job.reply.send(Err(e));
+                continue;
+            }
+            if recorded.is_empty() {
+                let _ = job.reply.send(Ok(Vec::new()));
+                continue;
+            }
+            for (k, v) in job_batch {
+                batch.insert(k, v);
+            }
+            batch.insert(head_key(&job.stream), &version.to_be_bytes());
+            new_heads.insert(job.stream, version);
+            self.next_position = position;
+            self.last_hash = hash;
+            accepted.push((job.reply, recorded));
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let written = self
+            .log
+            .apply_batch(batch)
+            .and_then(|()| self.db.flush().map(|_| ()));
+        if let Err(e) = written {
+            tracing::error!(error = %e, "append failed; failing every append of the group");
+            let err = StoreError::from(e);
+            for (reply, _) in accepted {
+                let _ = reply.send(Err(err.clone()));
+            }
+            // Start again from what the disk holds.
+            self.heads.clear();
+            match last_event(&self.log) {
+                Ok((head, hash)) => {
+                    self.next_position = head + 1;
+                    self.last_hash = hash;
+                }
+                Err(_) => {
+                    self.next_position = start_position;
+                    self.last_hash = start_hash;
+                }
+            }
+            return;
+        }
+        self.last_time = recorded_at;
+        self.heads.extend(new_heads);
+        let all: Vec<Arc<RecordedEvent>> = accepted
+            .iter()
+            .flat_map(|(_, evs)| evs.iter().cloned())
+            .collect();
+        (self.hook)(&all);
+        if let Ok(mut subs) = self.subscribers.lock() {
+            self.durable_head
+                .store(self.next_position - 1, Ordering::SeqCst);
+            subs.retain(|tx| all.iter().all(|e| tx.send(e.clone()).is_ok()));
+        }
+        for (reply, events) in accepted {
+            let _ = reply.send(Ok(events));
+        }
+    }
+}
+
+impl EventStore for SledStore {
+    fn append(&self, stream: &str, expected_version: u64, events: Vec<NewEvent>) -> PendingAppend {
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            stream: stream.to_owned(),
+            expected: expected_version,
+            events,
+            reply: tx,
+        };
+        let sent = match self.jobs.lock() {
+            Ok(jobs) => match jobs.as_ref() {
+                Some(s) => s.send(job).map_err(|e| e.0),
+                None => Err(job),
+            },
+            Err(_) => Err(job),
+        };
+        if let Err(job) = sent {
+            let _ = job.reply.send(Err(StoreError::Closed));
+        }
+        PendingAppend::new(rx)
+    }
+
+    fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let start = stream_key(stream, from_version.max(1));
+        let end = stream_key(stream, u64::MAX);
+        let mut out = Vec::new();
+        for r in self.log.range(start..=end) {
+            let (_, pos) = r?;
+            let pos = be_u64(&pos)?;
+            match self.log.get(event_key(pos))? {
+                Some(bytes) => out.push(decode(&bytes)?),
+                None => return Err(StoreError::Corrupt(format!("missing event {pos}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let head = self.head_position();
+        if from_position > head {
+            return Ok(Vec::new());
+        }
+        self.log
+            .range(event_key(from_position)..=event_key(head))
+            .take(limit)
+            .map(|r| {
+                let (_, v) = r?;
+                decode(&v)
+            })
+            .collect()
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        match self.log.get(head_key(stream))? {
+            Some(b) => be_u64(&b),
+            None => Ok(0),
+        }
+    }
+
+    fn head_position(&self) -> u64 {
+        self.durable_head.load(Ordering::SeqCst)
+    }
+
+    fn subscribe(&self, after: u64) -> Result<Subscription, StoreError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut subs = self
+            .subscribers
+            .lock()
+            .map_err(|_| StoreError::Io("subscriber list poisoned".into()))?;
+        // Holding the lock keeps the writer from publishing between catch-up and registration.
+        let mut from = after + 1;
+        loop {
+            let chunk = self.read_all(from, 4096)?;
+            let Some(last) = chunk.last().map(|e| e.position) else {
+                break;
+            };
+            for e in chunk {
+                let _ = tx.send(Arc::new(e));
+            }
+            from = last + 1;
+        }
+        subs.push(tx);
+        Ok(Subscription::new(rx, after))
+    }
+
+    fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<(), StoreError> {
+        let mut v = Vec::with_capacity(8 + state.len());
+        v.extend_from_slice(&version.to_be_bytes());
+        v.extend_from_slice(state);
+        self.snapshots.insert(stream.as_bytes(), v)?;
+        Ok(())
+    }
+
+    fn load_snapshot(&self, stream: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        match self.snapshots.get(stream.as_bytes())? {
+            Some(v) if v.len() >= 8 => Ok(Some((be_u64(&v[..8])?, v[8..].to_vec()))),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl projections::EventLookup for SledStore {
+    fn event_at(
+        &self,
+        position: u64,
+    ) -> Result<Option<RecordedEvent>, projections::ProjectionError> {
+        let map = |e: StoreError| projections::ProjectionError::Log(e.to_string());
+        match self
+            .log
+            .get(event_key(position))
+            .map_err(StoreError::from)
+            .map_err(map)?
+        {
+            Some(bytes) => Ok(Some(decode(&bytes).map_err(map)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn events_from(
+        &self,
+        position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, projections::ProjectionError> {
+        self.read_all(position, limit)
+            .map_err(|e| projections::ProjectionError::Log(e.to_string()))
+    }
+}
