@@ -1,0 +1,170 @@
+//! The admin API and the CLI's two modes.
+
+use crate::helpers::{answer, spawn_app};
+
+#[test]
+fn the_admin_api_needs_a_token_with_the_admin_scope() {
+    let app = spawn_app();
+    let url = format!("{}/admin/api/clients", app.base);
+    let (status, body) = answer(app.agent.get(&url).call());
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_token"))
+    );
+    let (id, secret) = app.create_client(&["--scope", "read"]);
+    let token = app.token(&id, &secret, None)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = answer(
+        app.agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .call(),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+
+    let cred: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(app.data_dir().join("admin.json")).unwrap())
+            .unwrap();
+    let admin = app.token(
+        cred["client_id"].as_str().unwrap(),
+        cred["client_secret"].as_str().unwrap(),
+        Some("admin"),
+    );
+    let bearer = format!("Bearer {}", admin["access_token"].as_str().unwrap());
+    let (status, list) = answer(app.agent.get(&url).header("Authorization", &bearer).call());
+    assert_eq!(status, 200);
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["client_id"] == id.as_str()));
+    let (status, body) = answer(
+        app.agent
+            .post(&url)
+            .header("Authorization", &bearer)
+            .send_json(
+                serde_json::json!({"name": "api", "redirect_uris": ["http://example.com/cb"]}),
+            ),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let (status, _) = answer(
+        app.agent
+            .get(&format!("{url}/does-not-exist"))
+            .header("Authorization", &bearer)
+            .call(),
+    );
+    assert_eq!(status, 404);
+    let (status, audit) = answer(
+        app.agent
+            .get(&format!(
+                "{}/admin/api/audit?client={id}&type=AccessTokenIssued",
+                app.base
+            ))
+            .header("Authorization", &bearer)
+            .call(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(audit["events"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn client_commands_answer_the_same_with_the_server_running_or_stopped() {
+    let mut app = spawn_app();
+    let created = app.cli_json(&[
+        "client",
+        "create",
+        "--name",
+        "billing",
+        "--id",
+        "billing",
+        "--scope",
+        "read",
+        "--redirect-uri",
+        "https://billing.example/cb",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(created["client_id"], "billing");
+    assert!(created["client_secret"].as_str().unwrap().len() >= 43);
+    for field in ["redirect_uris", "grant_types", "scopes"] {
+        assert!(created[field].is_array(), "{field}");
+    }
+    let updated = app.cli_json(&[
+        "client",
+        "update",
+        "billing",
+        "--add-redirect-uri",
+        "http://127.0.0.1:9000/cb",
+        "--scope",
+        "read write",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(updated["scopes"], serde_json::json!(["read", "write"]));
+    assert!(
+        updated.get("client_secret").is_none(),
+        "a secret is shown only at create and rotate"
+    );
+    let running_show = app.cli_json(&["client", "show", "billing", "--format", "json"]);
+    let running_list = app.cli_json(&["client", "list", "--format", "json"]);
+    let running_audit = app.cli(&["audit", "query", "--client", "billing", "--format", "jsonl"]);
+    app.stop();
+    assert_eq!(
+        app.cli_json(&["client", "show", "billing", "--format", "json"]),
+        running_show
+    );
+    assert_eq!(
+        app.cli_json(&["client", "list", "--format", "json"]),
+        running_list
+    );
+    let stopped_audit = app.cli(&["audit", "query", "--client", "billing", "--format", "jsonl"]);
+    assert_eq!(stopped_audit.stdout, running_audit.stdout);
+    let lines: Vec<serde_json::Value> = String::from_utf8(stopped_audit.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<_> = lines
+        .iter()
+        .map(|l| l["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "ClientRegistered",
+            "ClientRedirectUriAdded",
+            "ClientScopesChanged"
+        ]
+    );
+    for f in [
+        "position",
+        "stream",
+        "version",
+        "type",
+        "recorded_at",
+        "data",
+        "metadata",
+    ] {
+        assert!(lines[0].get(f).is_some(), "jsonl line lacks {f}");
+    }
+    // Stopped: the CLI works on the store directly and the server sees it after a restart.
+    let out = app.cli(&["client", "delete", "billing"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.start();
+    let out = app.cli(&["client", "show", "billing"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}

@@ -1,0 +1,228 @@
+//! Starting the server, calling it, and running the CLI.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_authledger");
+
+/// A running server on a temp data directory.
+pub struct TestApp {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    pub agent: ureq::Agent,
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+/// Starts the binary on a fresh data directory and waits until it answers.
+pub fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = TestApp {
+        child: None,
+        dir,
+        base: String::new(),
+        agent: agent(),
+    };
+    app.start();
+    app
+}
+
+impl TestApp {
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts (or restarts) the server on this data directory.
+    pub fn start(&mut self) {
+        let server_file = self.data_dir().join("server.json");
+        let _ = std::fs::remove_file(&server_file);
+        // A restart keeps the address, and so the issuer its JWTs name.
+        let bind = match self.base.strip_prefix("http://") {
+            Some(addr) => addr.to_owned(),
+            None => "127.0.0.1:0".to_owned(),
+        };
+        let child = Command::new(BIN)
+            .args(["serve", "--bind", &bind, "--workers", "2"])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "server did not start");
+            if let Ok(text) = std::fs::read_to_string(&server_file) {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    self.base = format!("http://{}", v["addr"].as_str().unwrap());
+                    if self.get("/healthz").0 == 200 {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id() as i32;
+            send_signal(pid, "TERM");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("server did not stop on SIGTERM within 20 s");
+        }
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        answer(self.agent.get(&format!("{}{path}", self.base)).call())
+    }
+
+    /// POSTs a form with optional Basic credentials.
+    pub fn post_form(
+        &self,
+        path: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let full = self.post_form_full(path, basic, form);
+        (full.0, full.1)
+    }
+
+    /// POSTs a form; answers status, body and the WWW-Authenticate header.
+    pub fn post_form_full(
+        &self,
+        path: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> (u16, Value, Option<String>, Option<String>) {
+        let mut req = self.agent.post(&format!("{}{path}", self.base));
+        if let Some((id, secret)) = basic {
+            use base64::Engine;
+            let cred = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+            req = req.header("Authorization", &format!("Basic {cred}"));
+        }
+        let mut res = req.send_form(form.iter().copied()).unwrap();
+        let status = res.status().as_u16();
+        let www = res
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let cache = res
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = res.body_mut().read_to_string().unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, body, www, cache)
+    }
+
+    /// Runs the CLI on this data directory.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(self.data_dir(), args)
+    }
+
+    /// Runs the CLI and parses its stdout as JSON; panics with stderr on failure.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "authledger {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Creates a confidential client; answers (id, secret).
+    pub fn create_client(&self, extra: &[&str]) -> (String, String) {
+        let mut args = vec![
+            "client",
+            "create",
+            "--name",
+            "test client",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let v = self.cli_json(&args);
+        (
+            v["client_id"].as_str().unwrap().to_owned(),
+            v["client_secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Gets a token by client_credentials with Basic authentication.
+    pub fn token(&self, id: &str, secret: &str, scope: Option<&str>) -> Value {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        let (status, body) = self.post_form("/token", Some((id, secret)), &form);
+        assert_eq!(status, 200, "token request failed: {body}");
+        body
+    }
+
+    pub fn introspect(&self, id: &str, secret: &str, token: &str) -> Value {
+        let (status, body) = self.post_form("/introspect", Some((id, secret)), &[("token", token)]);
+        assert_eq!(status, 200, "introspection failed: {body}");
+        body
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends a signal with kill(1): the workspace forbids unsafe code, so no libc::kill.
+pub fn send_signal(pid: i32, name: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status();
+}
+
+pub fn answer(res: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut res = res.unwrap();
+    let status = res.status().as_u16();
+    let text = res.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Runs the CLI on a data directory.
+pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}

@@ -1,0 +1,14 @@
+//! Black-box tests: the real `authledger` binary on 127.0.0.1 with a fresh data directory,
+//! spoken to over HTTP and through its CLI.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod admin;
+mod crash;
+mod helpers;
+mod lifecycle;
+mod oauth;
+mod store;
