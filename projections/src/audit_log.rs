@@ -123,12 +123,8 @@ impl AuditLog {
     }
 
     /// Every stored row, in key order: used to compare two builds.
-    pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ProjectionError> {
-        self.store
-            .tree
-            .iter()
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into))
-            .collect()
+    pub fn dump(&self) -> Result<crate::storage::Rows, ProjectionError> {
+        self.store.dump()
     }
 
     fn index_positions(&self, prefix: u8, name: &str, from: u64, to: u64) -> PositionIter {
@@ -275,13 +271,9 @@ impl Iterator for Merge {
         let mut best: Option<u64> = None;
         for it in self.iters.iter_mut() {
             match it.peek() {
-                Some(Ok(p)) => {
-                    if best.is_none_or(|b| *p < b) {
-                        best = Some(*p);
-                    }
-                }
+                Some(Ok(p)) if best.is_none_or(|b| *p < b) => best = Some(*p),
                 Some(Err(_)) => return it.next(),
-                None => {}
+                _ => {}
             }
         }
         let p = best?;

@@ -152,12 +152,8 @@ impl ClientDirectory {
     }
 
     /// Every stored row, in key order: used to compare two builds.
-    pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ProjectionError> {
-        self.store
-            .tree
-            .iter()
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into))
-            .collect()
+    pub fn dump(&self) -> Result<crate::storage::Rows, ProjectionError> {
+        self.store.dump()
     }
 }
 

@@ -25,6 +25,9 @@ pub enum Write {
     Delete(Vec<u8>),
 }
 
+/// Every row of a projection, in key order.
+pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The checkpoint key: `0x00` sorts before every row prefix.
 const CHECKPOINT: &[u8] = b"\x00checkpoint";
 
@@ -77,6 +80,13 @@ impl CheckpointedTree {
         batch.insert(CHECKPOINT, &last.to_be_bytes());
         self.tree.apply_batch(batch)?;
         Ok(())
+    }
+
+    pub(crate) fn dump(&self) -> Result<Rows, ProjectionError> {
+        self.tree
+            .iter()
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into))
+            .collect()
     }
 
     pub(crate) fn clear(&self) -> Result<(), ProjectionError> {

@@ -62,6 +62,9 @@ pub struct ExecuteTokenCommand {
     pub metadata: Metadata,
 }
 
+/// Called once when an actor stops.
+type OnStop = Box<dyn FnOnce(&ClientId, &Addr<ClientActor>)>;
+
 /// The actor of one client.
 pub struct ClientActor {
     client_id: ClientId,
@@ -77,7 +80,7 @@ pub struct ClientActor {
     revoking: HashSet<Uuid>,
     last_used: Instant,
     idle_timeout: Duration,
-    on_stop: Option<Box<dyn FnOnce(&ClientId, &Addr<ClientActor>)>>,
+    on_stop: Option<OnStop>,
 }
 
 impl ClientActor {

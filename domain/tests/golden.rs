@@ -1,0 +1,57 @@
+//! Golden events: every recorded event type and schema version in `fixtures/events/` must still
+//! decode, so a change that breaks stored events fails here.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use domain::{Event, RecordedEvent};
+use std::path::PathBuf;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events")
+}
+
+#[test]
+fn every_golden_event_decodes_into_todays_types() {
+    let mut seen = Vec::new();
+    for dir in std::fs::read_dir(fixtures()).unwrap() {
+        let dir = dir.unwrap().path();
+        let type_name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let file = file.unwrap().path();
+            let version: u16 = file
+                .file_stem()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim_start_matches('v')
+                .parse()
+                .unwrap();
+            let text = std::fs::read_to_string(&file).unwrap();
+            let event: RecordedEvent = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} no longer decodes: {e}", file.display()));
+            assert_eq!(event.event.type_name(), type_name, "{}", file.display());
+            assert_eq!(event.schema_version, version, "{}", file.display());
+            let again: RecordedEvent =
+                serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+            assert_eq!(again, event);
+            seen.push(type_name.clone());
+        }
+    }
+    for name in Event::TYPE_NAMES {
+        assert!(seen.iter().any(|s| s == name), "no golden event for {name}");
+    }
+}
+
+#[test]
+fn golden_events_hold_hashes_never_raw_secrets() {
+    for name in ["ClientRegistered", "ClientSecretRotated", "AccessTokenIssued"] {
+        let text = std::fs::read_to_string(fixtures().join(name).join("v1.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for field in ["secret_hash", "token_hash"] {
+            if let Some(h) = v["data"].get(field).and_then(|h| h.as_str()) {
+                assert!(h.starts_with("sha256:") && h.len() == 71, "{name}.{field}");
+            }
+        }
+        assert!(v["data"].get("client_secret").is_none());
+        assert!(v["data"].get("access_token").is_none());
+    }
+}
