@@ -39,20 +39,34 @@ impl Engine {
     /// Opens a data directory: the store, the projections (caught up with the log) and the
     /// registry. Catching up reads only the events after the projections' checkpoint.
     pub fn open(data_dir: &Path, actor_idle: Duration) -> Result<Self, EngineError> {
+        let engine = Self::open_stale(data_dir, actor_idle)?;
+        catch_up(&engine.store, &engine.models, |_| {})?;
+        Ok(engine)
+    }
+
+    /// Opens without catching the projections up: for `replay`, which rebuilds them anyway.
+    pub fn open_stale(data_dir: &Path, actor_idle: Duration) -> Result<Self, EngineError> {
         let db = open_db(&data_dir.join(STORE_DIR))?;
         let models = Arc::new(ReadModels::open(&db)?);
         let hook_models = models.clone();
+        let log = db
+            .open_tree(crate::store::sled_store::LOG_TREE)
+            .map_err(StoreError::from)?;
         let store = Arc::new(SledStore::start(
             db,
             Box::new(move |events| {
                 if let Err(e) = hook_models.apply(events) {
-                    // The events are durable; the projection catches up from its checkpoint on
-                    // the next start.
-                    tracing::error!(error = %e, "applying events to the projections failed");
+                    // The events are durable. A projection refuses to apply past a gap, so it
+                    // first catches up from the log, then takes this group again.
+                    tracing::warn!(error = %e, "projection behind the log; catching up");
+                    let repaired = catch_up_from_tree(&log, &hook_models)
+                        .and_then(|()| hook_models.apply(events).map_err(EngineError::from));
+                    if let Err(e) = repaired {
+                        tracing::error!(error = %e, "applying events to the projections failed");
+                    }
                 }
             }),
         )?);
-        catch_up(&store, &models, |_| {})?;
         let registry = Registry::new(store.clone() as Arc<dyn EventStore>, actor_idle);
         Ok(Self {
             store,
@@ -62,6 +76,23 @@ impl Engine {
         })
     }
 }
+
+fn catch_up_from_tree(log: &sled::Tree, models: &ReadModels) -> Result<(), EngineError> {
+    let from = models.checkpoint()? + 1;
+    let mut chunk = Vec::with_capacity(REPLAY_BATCH);
+    for raw in crate::store::sled_store::raw_range(log, from) {
+        chunk.push(crate::store::sled_store::decode(&raw?)?);
+        if chunk.len() == REPLAY_BATCH {
+            models.apply(&chunk)?;
+            chunk.clear();
+        }
+    }
+    models.apply(&chunk)?;
+    Ok(())
+}
+
+/// Events applied per atomic projection batch when catching up.
+const REPLAY_BATCH: usize = 512;
 
 /// Applies every event after the projections' checkpoint; `progress` hears how many were
 /// applied so far.
@@ -73,7 +104,9 @@ pub fn catch_up(
     let mut from = models.checkpoint()? + 1;
     let mut applied = 0;
     loop {
-        let chunk = store.read_all(from, 8192)?;
+        // Small batches: sled holds one epoch guard for a whole batch, and huge ones bloat
+        // its memory and slow it down.
+        let chunk = store.read_all(from, REPLAY_BATCH)?;
         let Some(last) = chunk.last().map(|e| e.position) else {
             break;
         };

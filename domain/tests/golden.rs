@@ -43,7 +43,11 @@ fn every_golden_event_decodes_into_todays_types() {
 
 #[test]
 fn golden_events_hold_hashes_never_raw_secrets() {
-    for name in ["ClientRegistered", "ClientSecretRotated", "AccessTokenIssued"] {
+    for name in [
+        "ClientRegistered",
+        "ClientSecretRotated",
+        "AccessTokenIssued",
+    ] {
         let text = std::fs::read_to_string(fixtures().join(name).join("v1.json")).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         for field in ["secret_hash", "token_hash"] {

@@ -65,8 +65,8 @@ impl ReadModels {
 mod tests {
     use super::*;
     use domain::event::{
-        AccessTokenIssued, ClientDeleted, ClientRegistered, ClientScopesChanged, Event, TokenRevoked,
-        RevocationReason,
+        AccessTokenIssued, ClientDeleted, ClientRegistered, ClientScopesChanged, Event,
+        RevocationReason, TokenRevoked,
     };
     use domain::values::{ClientId, GrantType, Scope, SecretHash, TokenFormat};
     use domain::Metadata;
@@ -152,13 +152,20 @@ mod tests {
     fn the_read_models_reflect_the_history() {
         let (_dir, m) = open();
         m.apply(&history()).unwrap();
-        let t1 = m.tokens.by_hash(SecretHash::of("t1").as_str()).unwrap().unwrap();
+        let t1 = m
+            .tokens
+            .by_hash(SecretHash::of("t1").as_str())
+            .unwrap()
+            .unwrap();
         assert_eq!(t1.revoked_at_position, Some(6));
         assert!(!t1.is_active(50));
         let t2 = m.tokens.by_jti(&Uuid::from_u128(2)).unwrap().unwrap();
         assert!(t2.is_active(50) && !t2.is_active(100));
         assert_eq!(m.clients.get("a").unwrap().client.scopes.len(), 2);
-        assert!(m.clients.get("b").is_none(), "deleted clients leave the directory");
+        assert!(
+            m.clients.get("b").is_none(),
+            "deleted clients leave the directory"
+        );
         assert_eq!(m.checkpoint().unwrap(), 7);
     }
 
@@ -186,7 +193,13 @@ mod tests {
             Ok(self.0.iter().find(|e| e.position == p).cloned())
         }
         fn events_from(&self, p: u64, limit: usize) -> Result<Vec<RecordedEvent>, ProjectionError> {
-            Ok(self.0.iter().filter(|e| e.position >= p).take(limit).cloned().collect())
+            Ok(self
+                .0
+                .iter()
+                .filter(|e| e.position >= p)
+                .take(limit)
+                .cloned()
+                .collect())
         }
     }
 
@@ -196,22 +209,67 @@ mod tests {
         m.apply(&history()).unwrap();
         let log = Log(history());
         let q = |q: AuditQuery| -> Vec<u64> {
-            m.audit.query(&q, &log).unwrap().events.iter().map(|e| e.position).collect()
+            m.audit
+                .query(&q, &log)
+                .unwrap()
+                .events
+                .iter()
+                .map(|e| e.position)
+                .collect()
         };
-        let base = AuditQuery { limit: 100, ..AuditQuery::default() };
-        assert_eq!(q(AuditQuery { client: Some("a".into()), ..base.clone() }), [1, 3, 5, 6]);
-        assert_eq!(q(AuditQuery { subject: Some("b".into()), ..base.clone() }), [4]);
+        let base = AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        };
         assert_eq!(
-            q(AuditQuery { types: vec!["TokenRevoked".into(), "ClientRegistered".into()], ..base.clone() }),
+            q(AuditQuery {
+                client: Some("a".into()),
+                ..base.clone()
+            }),
+            [1, 3, 5, 6]
+        );
+        assert_eq!(
+            q(AuditQuery {
+                subject: Some("b".into()),
+                ..base.clone()
+            }),
+            [4]
+        );
+        assert_eq!(
+            q(AuditQuery {
+                types: vec!["TokenRevoked".into(), "ClientRegistered".into()],
+                ..base.clone()
+            }),
             [1, 2, 6]
         );
         let t = |s: i64| time::OffsetDateTime::from_unix_timestamp(1_700_000_000 + s).unwrap();
-        assert_eq!(q(AuditQuery { since: Some(t(3)), until: Some(t(5)), ..base.clone() }), [3, 4, 5]);
+        assert_eq!(
+            q(AuditQuery {
+                since: Some(t(3)),
+                until: Some(t(5)),
+                ..base.clone()
+            }),
+            [3, 4, 5]
+        );
         let page = m
             .audit
-            .query(&AuditQuery { client: Some("a".into()), limit: 2, ..base.clone() }, &log)
+            .query(
+                &AuditQuery {
+                    client: Some("a".into()),
+                    limit: 2,
+                    ..base.clone()
+                },
+                &log,
+            )
             .unwrap();
         assert_eq!(page.next_cursor, Some(3));
-        assert_eq!(q(AuditQuery { client: Some("a".into()), after: page.next_cursor, ..base }), [5, 6]);
+        assert_eq!(
+            q(AuditQuery {
+                client: Some("a".into()),
+                after: page.next_cursor,
+                ..base
+            }),
+            [5, 6]
+        );
     }
 }

@@ -14,6 +14,15 @@ pub enum ProjectionError {
     /// Reading the log failed.
     #[error("reading the log: {0}")]
     Log(String),
+    /// Events were offered past a gap after the checkpoint; applying them would lose the
+    /// missing ones, so nothing was applied.
+    #[error("projection is at position {checkpoint} but was offered position {offered}; catch up from the log first")]
+    Gap {
+        /// Last applied position.
+        checkpoint: u64,
+        /// First position offered after it.
+        offered: u64,
+    },
 }
 
 /// One change a pure `apply` asks its storage to make.
@@ -63,6 +72,12 @@ impl CheckpointedTree {
         for e in events.iter().map(AsRef::as_ref) {
             if e.position <= last {
                 continue;
+            }
+            if e.position != last + 1 {
+                return Err(ProjectionError::Gap {
+                    checkpoint: last,
+                    offered: e.position,
+                });
             }
             changes(e, &mut writes);
             last = e.position;

@@ -276,3 +276,155 @@ impl Handler<ExecuteTokenCommand> for ClientActor {
         self.append(self.tokens_stream.clone(), expected, events, msg.metadata)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{PendingAppend, SledStore, Subscription};
+    use domain::client::RegisterClient;
+    use domain::token::IssueClientCredentialsToken;
+    use domain::values::{GrantType, SecretHash, TokenFormat};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A sled store whose next append fails once, as a full disk would.
+    struct FlakyStore {
+        inner: SledStore,
+        fail_next: AtomicBool,
+    }
+
+    impl EventStore for FlakyStore {
+        fn append(&self, stream: &str, expected: u64, events: Vec<NewEvent>) -> PendingAppend {
+            if self.fail_next.swap(false, Ordering::SeqCst) {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(Err(StoreError::Io("disk full".into())));
+                return PendingAppend::new(rx);
+            }
+            self.inner.append(stream, expected, events)
+        }
+        fn read_stream(&self, s: &str, v: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.inner.read_stream(s, v)
+        }
+        fn read_all(&self, p: u64, l: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.inner.read_all(p, l)
+        }
+        fn stream_version(&self, s: &str) -> Result<u64, StoreError> {
+            self.inner.stream_version(s)
+        }
+        fn head_position(&self) -> u64 {
+            self.inner.head_position()
+        }
+        fn subscribe(&self, after: u64) -> Result<Subscription, StoreError> {
+            self.inner.subscribe(after)
+        }
+        fn save_snapshot(&self, s: &str, v: u64, b: &[u8]) -> Result<(), StoreError> {
+            self.inner.save_snapshot(s, v, b)
+        }
+        fn load_snapshot(&self, s: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+            self.inner.load_snapshot(s)
+        }
+    }
+
+    fn issue() -> ExecuteTokenCommand {
+        ExecuteTokenCommand {
+            command: TokenCommand::IssueClientCredentials(IssueClientCredentialsToken {
+                requested_scopes: None,
+                jti: Uuid::now_v7(),
+                opaque_token_hash: SecretHash::of("x"),
+                now: 1_800_000_000,
+            }),
+            metadata: Metadata::system(),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_append_fails_every_pending_command_and_the_actor_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FlakyStore {
+            inner: SledStore::open(dir.path()).unwrap(),
+            fail_next: AtomicBool::new(false),
+        });
+        let id = ClientId::parse("svc").unwrap();
+        let addr = ClientActor::restore(id.clone(), store.clone(), Duration::from_secs(60))
+            .unwrap()
+            .start();
+        addr.send(ExecuteClientCommand {
+            command: ClientCommand::Register(RegisterClient {
+                client_id: id.clone(),
+                name: "svc".into(),
+                public: false,
+                secret_hash: Some(SecretHash::of("s")),
+                redirect_uris: vec![],
+                grant_types: vec![GrantType::ClientCredentials],
+                scopes: vec![],
+                token_format: TokenFormat::Opaque,
+                access_token_ttl_secs: 60,
+                can_introspect: false,
+            }),
+            metadata: Metadata::system(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+
+        // Two commands pipelined behind a failing append: both fail, neither is acknowledged.
+        store.fail_next.store(true, Ordering::SeqCst);
+        let first = addr.send(issue());
+        let second = addr.send(issue());
+        assert!(matches!(
+            first.await.unwrap(),
+            Err(CommandError::Store(StoreError::Io(_)))
+        ));
+        assert!(matches!(second.await.unwrap(), Err(CommandError::Store(_))));
+        assert_eq!(store.stream_version("tokens-svc").unwrap(), 0);
+
+        // The actor restored itself and decides against the durable version again.
+        let ok = addr.send(issue()).await.unwrap().unwrap();
+        assert_eq!(ok[0].version, 1);
+        let ok = addr.send(issue()).await.unwrap().unwrap();
+        assert_eq!(ok[0].version, 2);
+    }
+
+    #[actix_rt::test]
+    async fn an_actor_restores_from_its_snapshot_without_folding_token_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn EventStore> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let id = ClientId::parse("svc").unwrap();
+        let mut state = ClientState::default();
+        client::evolve(
+            &mut state,
+            &domain::Event::ClientDeleted(domain::event::ClientDeleted {
+                client_id: id.clone(),
+            }),
+        );
+        // A snapshot at version 40 of a stream that has no events: restoring must use it.
+        store
+            .save_snapshot("client-svc", 40, &serde_json::to_vec(&state).unwrap())
+            .unwrap();
+        let actor = ClientActor::restore(id, store, Duration::from_secs(60)).unwrap();
+        assert_eq!(actor.config_version, 40);
+        assert!(matches!(actor.state, ClientState::Deleted(_)));
+        assert_eq!(actor.tokens_version, 0);
+    }
+
+    #[actix_rt::test]
+    async fn an_idle_actor_stops_and_tells_its_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn EventStore> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut tx = Some(tx);
+        let _addr = ClientActor::restore(
+            ClientId::parse("svc").unwrap(),
+            store,
+            Duration::from_millis(100),
+        )
+        .unwrap()
+        .on_stop(move |id, _| {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(id.to_string());
+            }
+        })
+        .start();
+        let stopped = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        assert_eq!(stopped.unwrap().unwrap(), "svc");
+    }
+}

@@ -157,9 +157,9 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
             ClientCommand::Delete(a) => {
                 backend.delete_client(&a.id).await?;
                 if a.format == Format::Json {
-                    println!("{}", serde_json::json!({ "deleted": a.id }));
+                    crate::say!("{}", serde_json::json!({ "deleted": a.id }));
                 } else {
-                    println!("deleted client {}", a.id);
+                    crate::say!("deleted client {}", a.id);
                 }
                 Ok(())
             }

@@ -4,6 +4,7 @@ use crate::engine::Engine;
 use crate::http::admin::ADMIN_SCOPE;
 use crate::keys::{SigningKey, KEY_FILE};
 use crate::service::{self, CreateClient};
+use crate::store::EventStore;
 use anyhow::Context;
 use clap::Args;
 use domain::Metadata;
@@ -68,11 +69,33 @@ pub async fn initialize(engine: &Engine) -> anyhow::Result<(SigningKey, Option<A
     let dir = &engine.data_dir;
     let key = if dir.join(KEY_FILE).exists() {
         SigningKey::load(dir)?
+    } else if engine.store.head_position() > 0 {
+        // A fresh key would silently turn every JWT issued so far inactive.
+        anyhow::bail!(
+            "{} is missing but {} already holds events: restore the key from your backup",
+            dir.join(KEY_FILE).display(),
+            dir.display()
+        );
     } else {
         SigningKey::generate(dir)?
     };
     if dir.join(ADMIN_FILE).exists() {
         return Ok((key, None));
+    }
+    if engine.models.clients.get(ADMIN_CLIENT_ID).is_some() {
+        // The credential file was lost: a new secret replaces the old one.
+        let out = service::rotate_secret(engine, ADMIN_CLIENT_ID, Metadata::system())
+            .await
+            .map_err(|e| anyhow::anyhow!("rotating the admin secret: {e}"))?;
+        let cred = AdminCredential {
+            client_id: out.client_id,
+            client_secret: out.client_secret.unwrap_or_default(),
+        };
+        crate::fsutil::write_private(
+            &dir.join(ADMIN_FILE),
+            serde_json::to_string_pretty(&cred)?.as_bytes(),
+        )?;
+        return Ok((key, Some(cred)));
     }
     let out = service::create_client(
         engine,
@@ -106,7 +129,7 @@ pub fn run(args: InitArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     if data_dir.join(ADMIN_FILE).exists() {
-        println!("{} is already initialised", data_dir.display());
+        crate::say!("{} is already initialised", data_dir.display());
         return Ok(());
     }
     actix_rt::System::new().block_on(async move {
@@ -117,7 +140,7 @@ pub fn run(args: InitArgs, data_dir: PathBuf) -> anyhow::Result<()> {
             return Ok(());
         };
         if args.format == Some(super::Format::Json) {
-            println!(
+            crate::say!(
                 "{}",
                 serde_json::json!({
                     "client_id": cred.client_id,
@@ -126,11 +149,11 @@ pub fn run(args: InitArgs, data_dir: PathBuf) -> anyhow::Result<()> {
                 })
             );
         } else {
-            println!("initialised {}", data_dir.display());
-            println!("signing key: ES256, kid {}", key.kid());
-            println!("admin client_id:     {}", cred.client_id);
-            println!("admin client_secret: {}", cred.client_secret);
-            println!(
+            crate::say!("initialised {}", data_dir.display());
+            crate::say!("signing key: ES256, kid {}", key.kid());
+            crate::say!("admin client_id:     {}", cred.client_id);
+            crate::say!("admin client_secret: {}", cred.client_secret);
+            crate::say!(
                 "(stored in {}, mode 0600; it is not shown again)",
                 data_dir.join(ADMIN_FILE).display()
             );

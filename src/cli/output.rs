@@ -5,6 +5,26 @@ use crate::service::ClientOutput;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use domain::RecordedEvent;
 use serde::Serialize;
+use std::io::Write;
+
+/// Writes a line to stdout; a closed pipe (`| head`) ends the process quietly instead of
+/// panicking as `println!` would.
+pub fn emit(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{args}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` for command output: see [`emit`].
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => { $crate::cli::output::emit(format_args!($($t)*)) };
+}
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut t = Table::new();
@@ -33,13 +53,13 @@ fn print_items<T: Serialize>(
     rows: impl Fn(&T) -> Vec<String>,
 ) -> anyhow::Result<()> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(items)?),
+        Format::Json => crate::say!("{}", serde_json::to_string_pretty(items)?),
         Format::Jsonl => {
             for i in items {
-                println!("{}", serde_json::to_string(i)?);
+                crate::say!("{}", serde_json::to_string(i)?);
             }
         }
-        Format::Table => println!("{}", table(header, items.iter().map(rows).collect())),
+        Format::Table => crate::say!("{}", table(header, items.iter().map(rows).collect())),
         Format::Csv => csv(
             std::io::stdout().lock(),
             header,
@@ -79,7 +99,7 @@ pub fn clients(format: Format, items: &[ClientOutput]) -> anyhow::Result<()> {
 /// Prints one client; a secret, when present, is printed once and called out.
 pub fn client(format: Format, c: &ClientOutput) -> anyhow::Result<()> {
     match format {
-        Format::Json | Format::Jsonl => println!("{}", serde_json::to_string(c)?),
+        Format::Json | Format::Jsonl => crate::say!("{}", serde_json::to_string(c)?),
         Format::Csv => print_items(format, std::slice::from_ref(c), &CLIENT_HEADER, client_row)?,
         Format::Table => {
             let mut rows = vec![
@@ -104,9 +124,9 @@ pub fn client(format: Format, c: &ClientOutput) -> anyhow::Result<()> {
             if let Some(s) = &c.client_secret {
                 rows.insert(1, vec!["client_secret".into(), s.clone()]);
             }
-            println!("{}", table(&["field", "value"], rows));
+            crate::say!("{}", table(&["field", "value"], rows));
             if c.client_secret.is_some() {
-                println!("The secret is shown only now; store it safely.");
+                crate::say!("The secret is shown only now; store it safely.");
             }
         }
     }

@@ -29,7 +29,7 @@ pub fn run(args: ReplayArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     }
     let json = args.format == Some(super::Format::Json);
     actix_rt::System::new().block_on(async move {
-        let engine = Engine::open(&data_dir, Duration::from_secs(5))
+        let engine = Engine::open_stale(&data_dir, Duration::from_secs(5))
             .map_err(|e| explain_open_error(e, &data_dir))?;
         let total = engine.store.head_position();
         let bar = if json || !std::io::stderr().is_terminal() {
@@ -51,12 +51,12 @@ pub fn run(args: ReplayArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         let secs = started.elapsed().as_secs_f64();
         let rate = if secs > 0.0 { applied as f64 / secs } else { 0.0 };
         if json {
-            println!(
+            crate::say!(
                 "{}",
                 serde_json::json!({"events": applied, "seconds": secs, "events_per_second": rate.round()})
             );
         } else {
-            println!(
+            crate::say!(
                 "replayed {applied} events into every projection in {secs:.2} s ({rate:.0} events/s)"
             );
         }

@@ -99,7 +99,11 @@ pub fn authenticate(
         }
     };
     let failed = || OAuthError::invalid_client("client authentication failed");
-    let view = clients.get(&id).ok_or_else(failed)?;
+    let Some(view) = clients.get(&id) else {
+        // Hash anyway, so that an unknown id costs what a wrong secret costs.
+        let _ = domain::values::SecretHash::of(&secret);
+        return Err(failed());
+    };
     let ok = view
         .client
         .secret_hash

@@ -48,6 +48,19 @@ pub struct SledStore {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// Name of the tree that holds the log.
+pub const LOG_TREE: &str = "log";
+
+/// Stored bytes of every event in `log` from `from` on, including those not yet flushed (for
+/// the writer's own catch-up).
+pub fn raw_range(
+    log: &sled::Tree,
+    from: u64,
+) -> impl Iterator<Item = Result<sled::IVec, StoreError>> {
+    log.range(event_key(from)..=event_key(u64::MAX))
+        .map(|r| r.map(|(_, v)| v).map_err(StoreError::from))
+}
+
 /// Opens the sled database of a data directory's store.
 pub fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
     sled::Config::new()
@@ -108,7 +121,7 @@ impl SledStore {
     /// Opens the store on an open database and starts its writer; `hook` sees every durable
     /// group before its appenders are answered.
     pub fn start(db: sled::Db, hook: CommitHook) -> Result<Self, StoreError> {
-        let log = db.open_tree("log")?;
+        let log = db.open_tree(LOG_TREE)?;
         let snapshots = db.open_tree("snapshots")?;
         let (head, last_hash) = last_event(&log)?;
         let durable_head = Arc::new(AtomicU64::new(head));

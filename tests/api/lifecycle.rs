@@ -128,3 +128,47 @@ fn audit_queries_filter_by_client_subject_type_and_time() {
     let csv = app.cli(&["audit", "query", "--client", &a, "--format", "csv"]);
     assert_eq!(String::from_utf8(csv.stdout).unwrap().lines().count(), 4);
 }
+
+#[test]
+fn a_lost_admin_credential_is_replaced_and_a_lost_signing_key_stops_the_start() {
+    let mut app = spawn_app();
+    let (id, secret) = app.create_client(&[]);
+    app.stop();
+    std::fs::remove_file(app.data_dir().join("admin.json")).unwrap();
+    app.start();
+    assert!(
+        app.data_dir().join("admin.json").exists(),
+        "admin.json was not rewritten"
+    );
+    let out = app.cli(&["client", "show", &id, "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.token(&id, &secret, None);
+    app.stop();
+
+    std::fs::remove_file(app.data_dir().join("signing-key.pem")).unwrap();
+    let mut child = std::process::Command::new(crate::helpers::BIN)
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(app.data_dir())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve started without its signing key");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("restore the key"), "{err}");
+}

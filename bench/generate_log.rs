@@ -1,0 +1,107 @@
+//! Writes a synthetic log into a fresh data directory for replay measurements: many clients,
+//! each registered, then a mix of issued and revoked tokens.
+//!
+//! `cargo run --release --example generate_log -- DATA_DIR EVENTS [CLIENTS]`, then
+//! `authledger replay --data-dir DATA_DIR`.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark tool")]
+
+use authledger::store::{EventStore, NewEvent, SledStore};
+use domain::event::{
+    client_stream, token_stream, AccessTokenIssued, ClientRegistered, Event, RevocationReason,
+    TokenRevoked,
+};
+use domain::values::{ClientId, GrantType, Scope, SecretHash, TokenFormat};
+use domain::Metadata;
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(
+        args.next()
+            .expect("usage: generate_log DATA_DIR EVENTS [CLIENTS]"),
+    );
+    let events: u64 = args.next().expect("EVENTS").parse().unwrap();
+    let clients: u64 = args.next().map(|c| c.parse().unwrap()).unwrap_or(1000);
+    let store = SledStore::open(&dir.join(authledger::engine::STORE_DIR)).unwrap();
+    let started = Instant::now();
+    let meta = Metadata::system();
+    let scopes = Scope::parse_list("read write").unwrap();
+    let mut written = 0u64;
+    let ids: Vec<ClientId> = (0..clients)
+        .map(|c| ClientId::parse(&format!("bench-{c}")).unwrap())
+        .collect();
+    for id in &ids {
+        let e = Event::ClientRegistered(ClientRegistered {
+            client_id: id.clone(),
+            name: id.to_string(),
+            public: false,
+            secret_hash: Some(SecretHash::of(id.as_str())),
+            redirect_uris: vec![],
+            grant_types: vec![GrantType::ClientCredentials],
+            scopes: scopes.clone(),
+            token_format: TokenFormat::Opaque,
+            access_token_ttl_secs: 3600,
+            can_introspect: false,
+        });
+        store
+            .append(
+                &client_stream(id),
+                0,
+                vec![NewEvent {
+                    event: e,
+                    metadata: meta.clone(),
+                }],
+            )
+            .wait()
+            .unwrap();
+        written += 1;
+    }
+    let mut versions = vec![0u64; ids.len()];
+    let mut n: u128 = 0;
+    // Appends of 500 events each, spread over clients in turn; every tenth event revokes.
+    while written < events {
+        let c = (n as usize / 500) % ids.len();
+        let id = &ids[c];
+        let batch: Vec<NewEvent> = (0..500)
+            .map(|i| {
+                n += 1;
+                let event = if i % 10 == 9 {
+                    Event::TokenRevoked(TokenRevoked {
+                        jti: uuid::Uuid::from_u128(n - 1),
+                        client_id: id.clone(),
+                        reason: RevocationReason::RevokedByClient,
+                    })
+                } else {
+                    Event::AccessTokenIssued(AccessTokenIssued {
+                        jti: uuid::Uuid::from_u128(n),
+                        token_hash: Some(SecretHash::of(&n.to_string())),
+                        client_id: id.clone(),
+                        subject: id.to_string(),
+                        scopes: scopes.clone(),
+                        grant_type: GrantType::ClientCredentials,
+                        format: TokenFormat::Opaque,
+                        issued_at: 1_800_000_000,
+                        expires_at: 1_800_003_600,
+                    })
+                };
+                NewEvent {
+                    event,
+                    metadata: meta.clone(),
+                }
+            })
+            .collect();
+        let len = batch.len() as u64;
+        store
+            .append(&token_stream(id), versions[c], batch)
+            .wait()
+            .unwrap();
+        versions[c] += len;
+        written += len;
+    }
+    store.close();
+    println!(
+        "wrote {written} events for {clients} clients in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
