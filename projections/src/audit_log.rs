@@ -1,14 +1,21 @@
 //! The audit trail's indexes: by client, by subject, by event type and by time.
 //!
-//! The events themselves stay in the log; the index rows hold only keys ending in the global
-//! position, so a query filtered to one client reads that client's rows and nothing else.
+//! The events themselves stay in the log. Index rows are postings: the key names the index
+//! (client, subject or type), the block (position / 256) and the row holds the ascending
+//! positions of that block, so an apply writes one row per index and block rather than one per
+//! event. Blocks depend only on positions, so any batching of the same events builds the same
+//! rows. The time index keeps, for each distinct recorded time (ms), the first position.
 
 use crate::storage::{CheckpointedTree, ProjectionError, Write};
 use domain::RecordedEvent;
+use std::collections::BTreeMap;
 use std::iter::Peekable;
 
-/// Separates a name from the position in index keys; it never occurs in UTF-8 text.
+/// Separates a name from the block in index keys; it never occurs in UTF-8 text.
 const SEP: u8 = 0xFF;
+
+/// Position and recorded time (ms) of the last applied event.
+const LAST_TIME: &[u8] = b"\x00last-time";
 
 /// Reads events from the log by position, for the query to resolve index rows.
 pub trait EventLookup {
@@ -50,12 +57,15 @@ pub struct AuditPage {
     pub next_cursor: Option<u64>,
 }
 
-fn key(prefix: u8, name: &str, position: u64) -> Vec<u8> {
+/// Positions per postings block.
+const BLOCK: u64 = 256;
+
+fn key(prefix: u8, name: &str, block: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(name.len() + 10);
     k.push(prefix);
     k.extend_from_slice(name.as_bytes());
     k.push(SEP);
-    k.extend_from_slice(&position.to_be_bytes());
+    k.extend_from_slice(&block.to_be_bytes());
     k
 }
 
@@ -63,33 +73,51 @@ fn millis(t: time::OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn time_key(ms: i64, position: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
+fn time_key(ms: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
     k.push(b'm');
     // Offset so that negative times still sort before positive ones.
     k.extend_from_slice(&((ms as u64) ^ (1 << 63)).to_be_bytes());
-    k.extend_from_slice(&position.to_be_bytes());
     k
 }
 
-/// The pure part: the index rows an event writes.
-pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
-    let p = event.position;
-    out.push(Write::Put(
-        key(b'c', event.event.client_id().as_str(), p),
-        Vec::new(),
-    ));
-    if let Some(subject) = event.event.subject() {
-        out.push(Write::Put(key(b's', subject, p), Vec::new()));
+/// Postings rows to extend (row key → positions to append) and time rows (key, first position).
+pub type Postings = (BTreeMap<Vec<u8>, Vec<u64>>, Vec<(Vec<u8>, u64)>);
+
+/// The pure part: the postings each index gains from `events` (in position order), and the
+/// time rows of recorded times not seen before (`previous_ms`: the time of the event just
+/// before the first one, if known).
+pub fn postings(events: &[&RecordedEvent], previous_ms: Option<i64>) -> Postings {
+    let mut rows: BTreeMap<Vec<u8>, Vec<u64>> = BTreeMap::new();
+    let mut times = Vec::new();
+    let mut last_ms = previous_ms;
+    for e in events {
+        let p = e.position;
+        let block = p / BLOCK;
+        rows.entry(key(b'c', e.event.client_id().as_str(), block))
+            .or_default()
+            .push(p);
+        if let Some(subject) = e.event.subject() {
+            rows.entry(key(b's', subject, block)).or_default().push(p);
+        }
+        rows.entry(key(b't', e.event.type_name(), block))
+            .or_default()
+            .push(p);
+        let ms = millis(e.recorded_at);
+        if last_ms != Some(ms) {
+            times.push((time_key(ms), p));
+            last_ms = Some(ms);
+        }
     }
-    out.push(Write::Put(
-        key(b't', event.event.type_name(), p),
-        Vec::new(),
-    ));
-    out.push(Write::Put(
-        time_key(millis(event.recorded_at), p),
-        Vec::new(),
-    ));
+    (rows, times)
+}
+
+fn decode_positions(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    v.chunks_exact(8).map(|c| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        u64::from_be_bytes(a)
+    })
 }
 
 /// The audit indexes and their storage (tree `proj.audit`).
@@ -112,9 +140,51 @@ impl AuditLog {
         self.store.checkpoint()
     }
 
-    /// Applies events past the checkpoint.
+    /// Applies events past the checkpoint: one read and one write per postings row touched.
     pub fn apply<E: AsRef<RecordedEvent>>(&self, events: &[E]) -> Result<(), ProjectionError> {
-        self.store.apply(events, changes)
+        let pending = self.store.pending(events)?;
+        let Some(last) = pending.last().map(|e| e.position) else {
+            return Ok(());
+        };
+        let previous_ms = match pending[0].position.checked_sub(1) {
+            Some(p) if p > 0 => self.time_of(p)?,
+            _ => None,
+        };
+        let (rows, times) = postings(&pending, previous_ms);
+        let mut writes = Vec::with_capacity(rows.len() + times.len() + 1);
+        for (k, positions) in rows {
+            let mut v = self
+                .store
+                .tree
+                .get(&k)?
+                .map(|v| v.to_vec())
+                .unwrap_or_default();
+            for p in positions {
+                v.extend_from_slice(&p.to_be_bytes());
+            }
+            writes.push(Write::Put(k, v));
+        }
+        for (k, p) in times {
+            writes.push(Write::Put(k, p.to_be_bytes().to_vec()));
+        }
+        writes.push(Write::Put(LAST_TIME.to_vec(), {
+            let ms = millis(pending[pending.len() - 1].recorded_at);
+            let mut v = last.to_be_bytes().to_vec();
+            v.extend_from_slice(&ms.to_be_bytes());
+            v
+        }));
+        self.store.commit(writes, last)
+    }
+
+    /// The recorded time (ms) of the event at `position`, if it was the last one applied.
+    fn time_of(&self, position: u64) -> Result<Option<i64>, ProjectionError> {
+        let Some(v) = self.store.tree.get(LAST_TIME)? else {
+            return Ok(None);
+        };
+        if v.len() != 16 || crate::storage::u64_from(&v[..8])? != position {
+            return Ok(None);
+        }
+        Ok(Some(crate::storage::u64_from(&v[8..])? as i64))
     }
 
     /// Removes every row.
@@ -128,38 +198,43 @@ impl AuditLog {
     }
 
     fn index_positions(&self, prefix: u8, name: &str, from: u64, to: u64) -> PositionIter {
-        let start = key(prefix, name, from);
-        let end = key(prefix, name, to);
-        Box::new(self.store.tree.range(start..=end).map(|r| {
-            let (k, _) = r?;
-            let tail = k.len().saturating_sub(8);
-            crate::storage::u64_from(&k[tail..])
-        }))
+        let start = key(prefix, name, from / BLOCK);
+        let end = key(prefix, name, to / BLOCK);
+        Box::new(self.store.tree.range(start..=end).flat_map(
+            move |r| -> Vec<Result<u64, ProjectionError>> {
+                match r {
+                    Ok((_, v)) => decode_positions(&v)
+                        .filter(|p| (from..=to).contains(p))
+                        .map(Ok)
+                        .collect(),
+                    Err(e) => vec![Err(e.into())],
+                }
+            },
+        ))
     }
 
     /// First position recorded at or after `t`.
     fn first_at_or_after(&self, t: time::OffsetDateTime) -> Result<Option<u64>, ProjectionError> {
-        let start = time_key(millis(t), 0);
-        let end = time_key(i64::MAX, u64::MAX);
+        let start = time_key(millis(t));
+        let end = time_key(i64::MAX);
         match self.store.tree.range(start..=end).next() {
-            Some(r) => {
-                let (k, _) = r?;
-                Ok(Some(crate::storage::u64_from(&k[9..])?))
-            }
+            Some(r) => Ok(Some(crate::storage::u64_from(&r?.1)?)),
             None => Ok(None),
         }
     }
 
-    /// Last position recorded at or before `t`.
+    /// Last position recorded at or before `t`: just before the first one recorded after it.
     fn last_at_or_before(&self, t: time::OffsetDateTime) -> Result<Option<u64>, ProjectionError> {
-        let start = time_key(i64::MIN, 0);
-        let end = time_key(millis(t), u64::MAX);
-        match self.store.tree.range(start..=end).next_back() {
-            Some(r) => {
-                let (k, _) = r?;
-                Ok(Some(crate::storage::u64_from(&k[9..])?))
-            }
-            None => Ok(None),
+        let Some(after) = millis(t).checked_add(1) else {
+            return Ok(Some(u64::MAX));
+        };
+        let start = time_key(after);
+        let end = time_key(i64::MAX);
+        match self.store.tree.range(start..=end).next() {
+            Some(r) => Ok(crate::storage::u64_from(&r?.1)?
+                .checked_sub(1)
+                .filter(|p| *p > 0)),
+            None => Ok(Some(u64::MAX)),
         }
     }
 

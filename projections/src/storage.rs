@@ -59,16 +59,13 @@ impl CheckpointedTree {
         })
     }
 
-    /// Applies the writes that `changes` gives for each event past the checkpoint, and moves the
-    /// checkpoint, in one atomic batch.
-    pub(crate) fn apply<E: AsRef<RecordedEvent>>(
+    /// The events past the checkpoint, in order; refuses events past a gap.
+    pub(crate) fn pending<'a, E: AsRef<RecordedEvent>>(
         &self,
-        events: &[E],
-        mut changes: impl FnMut(&RecordedEvent, &mut Vec<Write>),
-    ) -> Result<(), ProjectionError> {
-        let checkpoint = self.checkpoint()?;
-        let mut writes = Vec::new();
-        let mut last = checkpoint;
+        events: &'a [E],
+    ) -> Result<Vec<&'a RecordedEvent>, ProjectionError> {
+        let mut last = self.checkpoint()?;
+        let mut out = Vec::new();
         for e in events.iter().map(AsRef::as_ref) {
             if e.position <= last {
                 continue;
@@ -79,12 +76,18 @@ impl CheckpointedTree {
                     offered: e.position,
                 });
             }
-            changes(e, &mut writes);
+            out.push(e);
             last = e.position;
         }
-        if last == checkpoint {
-            return Ok(());
-        }
+        Ok(out)
+    }
+
+    /// Writes rows and the new checkpoint in one atomic batch.
+    pub(crate) fn commit(
+        &self,
+        writes: Vec<Write>,
+        checkpoint: u64,
+    ) -> Result<(), ProjectionError> {
         let mut batch = sled::Batch::default();
         for w in writes {
             match w {
@@ -92,9 +95,27 @@ impl CheckpointedTree {
                 Write::Delete(k) => batch.remove(k),
             }
         }
-        batch.insert(CHECKPOINT, &last.to_be_bytes());
+        batch.insert(CHECKPOINT, &checkpoint.to_be_bytes());
         self.tree.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// Applies the writes that `changes` gives for each event past the checkpoint, and moves the
+    /// checkpoint, in one atomic batch.
+    pub(crate) fn apply<E: AsRef<RecordedEvent>>(
+        &self,
+        events: &[E],
+        mut changes: impl FnMut(&RecordedEvent, &mut Vec<Write>),
+    ) -> Result<(), ProjectionError> {
+        let pending = self.pending(events)?;
+        let Some(last) = pending.last().map(|e| e.position) else {
+            return Ok(());
+        };
+        let mut writes = Vec::new();
+        for e in pending {
+            changes(e, &mut writes);
+        }
+        self.commit(writes, last)
     }
 
     pub(crate) fn dump(&self) -> Result<Rows, ProjectionError> {
