@@ -15,5 +15,10 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         .open(&tmp)?;
     f.write_all(contents)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename is durable only once the directory entry is.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

@@ -267,9 +267,25 @@ mod tests {
             q(AuditQuery {
                 client: Some("a".into()),
                 after: page.next_cursor,
-                ..base
+                ..base.clone()
             }),
             [5, 6]
         );
+        // Bounds are exact below the index's millisecond grain.
+        let nanos = time::Duration::nanoseconds(1);
+        let window = AuditQuery {
+            since: Some(t(3) + nanos),
+            until: Some(t(5) - nanos),
+            ..base.clone()
+        };
+        assert_eq!(q(window), [4]);
+        // A clear interrupted after the checkpoint went: re-applying adds no position twice.
+        m.audit.forget_checkpoint().unwrap();
+        m.audit.apply(&history()).unwrap();
+        let registered = AuditQuery {
+            types: vec!["ClientRegistered".into()],
+            ..base
+        };
+        assert_eq!(q(registered), [1, 2]);
     }
 }

@@ -3,9 +3,10 @@
 //! local projections applied them.
 //!
 //! It pipelines: the next command is decided against state that already includes events still
-//! being flushed. Should an append fail, the actor restores itself from the store; appends
-//! queued behind the failed one then fail on their stale expected version, so every pending
-//! command fails and none is acknowledged without being durable.
+//! being flushed. Should an append fail, appends queued behind it on the same stream fail on
+//! their stale expected version, so no command is acknowledged without being durable; the actor
+//! refuses new commands until every pending append has answered, then restores itself from the
+//! store (which then holds whatever did commit, on either of its streams).
 
 use crate::store::{EventStore, NewEvent, StoreError};
 use actix::prelude::*;
@@ -78,6 +79,9 @@ pub struct ClientActor {
     in_flight: usize,
     /// Revocations decided but not yet in the token index.
     revoking: HashSet<Uuid>,
+    /// An append failed: new commands are refused until every pending append has answered and
+    /// the state was reloaded from the store.
+    recovering: bool,
     last_used: Instant,
     idle_timeout: Duration,
     on_stop: Option<OnStop>,
@@ -102,6 +106,7 @@ impl ClientActor {
             tokens_version: 0,
             in_flight: 0,
             revoking: HashSet::new(),
+            recovering: false,
             last_used: Instant::now(),
             idle_timeout,
             on_stop: None,
@@ -137,10 +142,28 @@ impl ClientActor {
         Ok(())
     }
 
-    fn restore_after_failure(&mut self) {
-        if let Err(e) = self.reload() {
-            tracing::error!(client_id = %self.client_id, error = %e, "restoring a client actor failed");
+    /// Reloads once nothing is pending: appends queued behind a failed one may still commit
+    /// (on another stream), and the reloaded state must include them.
+    fn recover_when_idle(&mut self) {
+        if !self.recovering || self.in_flight != 0 {
+            return;
         }
+        match self.reload() {
+            Ok(()) => self.recovering = false,
+            Err(e) => {
+                tracing::error!(client_id = %self.client_id, error = %e, "restoring a client actor failed")
+            }
+        }
+    }
+
+    fn refuse_while_recovering(&mut self) -> Option<ResponseActFuture<Self, CommandResult>> {
+        self.recover_when_idle();
+        self.recovering
+            .then(|| -> ResponseActFuture<Self, CommandResult> {
+                Box::pin(fut::ready(Err(CommandError::Unavailable(
+                    "the client's actor is recovering from a failed write; retry".into(),
+                ))))
+            })
     }
 
     fn maybe_snapshot(&mut self) {
@@ -194,11 +217,15 @@ impl ClientActor {
                                 act.revoking.remove(&r.jti);
                             }
                         }
-                        act.maybe_snapshot();
+                        act.recover_when_idle();
+                        if !act.recovering {
+                            act.maybe_snapshot();
+                        }
                         Ok(events)
                     }
                     Err(e) => {
-                        act.restore_after_failure();
+                        act.recovering = true;
+                        act.recover_when_idle();
                         Err(CommandError::Store(e))
                     }
                 }
@@ -232,6 +259,9 @@ impl Handler<ExecuteClientCommand> for ClientActor {
 
     fn handle(&mut self, msg: ExecuteClientCommand, _ctx: &mut Self::Context) -> Self::Result {
         self.last_used = Instant::now();
+        if let Some(refused) = self.refuse_while_recovering() {
+            return refused;
+        }
         let events = match client::decide(&self.state, &msg.command) {
             Ok(events) => events,
             Err(e) => return Box::pin(fut::ready(Err(e.into()))),
@@ -253,6 +283,9 @@ impl Handler<ExecuteTokenCommand> for ClientActor {
 
     fn handle(&mut self, mut msg: ExecuteTokenCommand, _ctx: &mut Self::Context) -> Self::Result {
         self.last_used = Instant::now();
+        if let Some(refused) = self.refuse_while_recovering() {
+            return refused;
+        }
         // The index does not yet hold revocations still being flushed: overlay them.
         if let TokenCommand::Revoke(r) = &mut msg.command {
             if let Some(t) = &mut r.token {

@@ -57,7 +57,7 @@ pub fn run(cmd: AuditCommand, data_dir: PathBuf) -> anyhow::Result<()> {
             limit: Some(a.limit),
         })?;
         output::events(a.format, &page.events)?;
-        if let (Some(c), Format::Table) = (page.next_cursor, a.format) {
+        if let Some(c) = page.next_cursor {
             eprintln!("more events may follow: --after {c}");
         }
         Ok(())

@@ -105,20 +105,27 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Picks the running server, or opens the store.
+    /// Opens the store; when a server holds it, goes through that server's admin API. (Only a
+    /// locked store sends the admin credential anywhere: a stale `server.json` after a crash
+    /// must not hand it to whatever listens on that port now.)
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        if let Some(addr) = running_server(data_dir) {
-            return Ok(Backend::Remote(Remote::connect(addr, data_dir)?));
-        }
         if !data_dir.join(super::init::ADMIN_FILE).exists() {
             return Err(anyhow!(
                 "{} is not initialised; run `authledger init` or `authledger serve` first",
                 data_dir.display()
             ));
         }
-        let engine = Engine::open(data_dir, Duration::from_secs(5))
-            .map_err(|e| explain_open_error(e, data_dir))?;
-        Ok(Backend::Local(engine))
+        match Engine::open(data_dir, Duration::from_secs(5)) {
+            Ok(engine) => Ok(Backend::Local(engine)),
+            Err(EngineError::Store(StoreError::Locked)) => match running_server(data_dir) {
+                Some(addr) => Ok(Backend::Remote(Remote::connect(addr, data_dir)?)),
+                None => Err(explain_open_error(
+                    EngineError::Store(StoreError::Locked),
+                    data_dir,
+                )),
+            },
+            Err(e) => Err(explain_open_error(e, data_dir)),
+        }
     }
 
     fn cli_metadata() -> Metadata {

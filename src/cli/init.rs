@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use domain::Metadata;
 use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -51,13 +52,22 @@ impl AdminCredential {
 pub async fn ensure_initialized(engine: &Engine) -> anyhow::Result<SigningKey> {
     match initialize(engine).await? {
         (key, Some(cred)) => {
-            eprintln!(
-                "initialised {}: admin client_id {} client_secret {} (also in {}, mode 0600)",
-                engine.data_dir.display(),
-                cred.client_id,
-                cred.client_secret,
-                engine.data_dir.join(ADMIN_FILE).display()
-            );
+            // Shown once on a terminal; never into a log file that stderr may be.
+            if std::io::stderr().is_terminal() {
+                eprintln!(
+                    "initialised {}: admin client_id {} client_secret {} (also in {}, mode 0600)",
+                    engine.data_dir.display(),
+                    cred.client_id,
+                    cred.client_secret,
+                    engine.data_dir.join(ADMIN_FILE).display()
+                );
+            } else {
+                tracing::info!(
+                    client_id = %cred.client_id,
+                    credential_file = %engine.data_dir.join(ADMIN_FILE).display(),
+                    "initialised the data directory; the admin credential is in the credential file"
+                );
+            }
             Ok(key)
         }
         (key, None) => Ok(key),

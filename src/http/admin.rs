@@ -10,6 +10,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use domain::oauth::ErrorCode;
 use domain::Cause;
 
+/// Largest admin API body.
+const MAX_JSON_BODY: usize = 64 * 1024;
+
 /// The scope an admin token must carry.
 pub const ADMIN_SCOPE: &str = "admin";
 
@@ -56,19 +59,37 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<Cause, OAuthError> {
     Ok(Cause::Admin(t.record.client_id.to_string()))
 }
 
+/// Parses a JSON body, after the bearer token was checked (RFC 6750 §3.1 answers an
+/// unauthenticated request with 401 whatever its body).
+async fn json_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, OAuthError> {
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/json",
+        ));
+    }
+    let body = super::form::read_body(req, payload, MAX_JSON_BODY).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| OAuthError::invalid_request(format!("invalid JSON body: {e}")))
+}
+
 /// `POST /admin/api/clients`.
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<CreateClient>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
     let who = authorize(&req, &state)?;
-    let out = service::create_client(
-        &state.engine,
-        body.into_inner(),
-        request_metadata(&req, who),
-    )
-    .await?;
+    let body: CreateClient = json_body(&req, payload).await?;
+    let out = service::create_client(&state.engine, body, request_metadata(&req, who)).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(out))
@@ -98,16 +119,11 @@ pub async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Json<ChangeClient>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
     let who = authorize(&req, &state)?;
-    let out = service::update_client(
-        &state.engine,
-        &id,
-        body.into_inner(),
-        request_metadata(&req, who),
-    )
-    .await?;
+    let body: ChangeClient = json_body(&req, payload).await?;
+    let out = service::update_client(&state.engine, &id, body, request_metadata(&req, who)).await?;
     Ok(HttpResponse::Ok().json(out))
 }
 

@@ -44,7 +44,7 @@ impl Form {
 }
 
 /// Reads and parses the body of an OAuth endpoint request.
-pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<Form, OAuthError> {
+pub async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Form, OAuthError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -56,8 +56,18 @@ pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<F
             "the body must be application/x-www-form-urlencoded",
         ));
     }
+    let body = read_body(req, payload, MAX_BODY).await?;
+    Form::parse(&body)
+}
+
+/// Reads a request body of at most `max` bytes; a larger one is 413 `invalid_request`.
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    max: usize,
+) -> Result<web::BytesMut, OAuthError> {
     let too_large = || {
-        OAuthError::invalid_request(format!("the body exceeds {MAX_BODY} bytes"))
+        OAuthError::invalid_request(format!("the body exceeds {max} bytes"))
             .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     };
     if let Some(len) = req
@@ -66,7 +76,7 @@ pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<F
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
     {
-        if len > MAX_BODY {
+        if len > max {
             return Err(too_large());
         }
     }
@@ -74,12 +84,12 @@ pub async fn read_form(req: &HttpRequest, mut payload: web::Payload) -> Result<F
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| OAuthError::invalid_request(format!("reading the body: {e}")))?;
-        if body.len() + chunk.len() > MAX_BODY {
+        if body.len() + chunk.len() > max {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
-    Form::parse(&body)
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -60,36 +60,48 @@ fn json_error(err: impl std::fmt::Display) -> actix_web::Error {
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(64 * 1024)
-            .error_handler(|e, _| json_error(e)),
-    )
-    .app_data(web::PathConfig::default().error_handler(|e, _| json_error(e)))
-    .route("/token", web::post().to(token::token))
-    .route("/introspect", web::post().to(introspect::introspect))
-    .route("/revoke", web::post().to(revoke::revoke))
-    .route("/jwks", web::get().to(discovery::jwks))
-    .route("/authorize/jwks", web::get().to(discovery::jwks))
-    .route(
-        "/.well-known/oauth-authorization-server",
-        web::get().to(discovery::metadata),
-    )
-    .route("/healthz", web::get().to(discovery::healthz))
-    .service(
-        web::scope("/admin/api")
-            .route("/clients", web::post().to(admin::create))
-            .route("/clients", web::get().to(admin::list))
-            .route("/clients/{id}", web::get().to(admin::show))
-            .route("/clients/{id}", web::patch().to(admin::update))
-            .route("/clients/{id}", web::delete().to(admin::delete))
-            .route(
-                "/clients/{id}/rotate-secret",
-                web::post().to(admin::rotate_secret),
-            )
-            .route("/audit", web::get().to(admin::audit)),
-    )
-    .default_service(web::to(not_found));
+    cfg.app_data(web::PathConfig::default().error_handler(|e, _| json_error(e)))
+        .service(post_only("/token", web::post().to(token::token)))
+        .service(post_only(
+            "/introspect",
+            web::post().to(introspect::introspect),
+        ))
+        .service(post_only("/revoke", web::post().to(revoke::revoke)))
+        .route("/jwks", web::get().to(discovery::jwks))
+        .route("/authorize/jwks", web::get().to(discovery::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            web::get().to(discovery::metadata),
+        )
+        .route("/healthz", web::get().to(discovery::healthz))
+        .service(
+            web::scope("/admin/api")
+                .route("/clients", web::post().to(admin::create))
+                .route("/clients", web::get().to(admin::list))
+                .route("/clients/{id}", web::get().to(admin::show))
+                .route("/clients/{id}", web::patch().to(admin::update))
+                .route("/clients/{id}", web::delete().to(admin::delete))
+                .route(
+                    "/clients/{id}/rotate-secret",
+                    web::post().to(admin::rotate_secret),
+                )
+                .route("/audit", web::get().to(admin::audit)),
+        )
+        .default_service(web::to(not_found));
+}
+
+/// A POST-only endpoint; other methods get 405 with `Allow: POST`.
+fn post_only(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(|| async {
+            HttpResponse::MethodNotAllowed()
+                .insert_header((actix_web::http::header::ALLOW, "POST"))
+                .json(serde_json::json!({
+                    "error": "invalid_request",
+                    "error_description": "this endpoint takes POST only",
+                }))
+        }))
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

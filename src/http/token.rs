@@ -28,7 +28,8 @@ pub fn command_error(e: CommandError) -> OAuthError {
     match e {
         CommandError::Token(t) => OAuthError::new(t.code(), t.to_string()),
         CommandError::Client(c) => OAuthError::invalid_request(c.to_string()),
-        e @ (CommandError::Store(_) | CommandError::Unavailable(_)) => OAuthError::server_error(&e),
+        CommandError::Unavailable(d) => OAuthError::new(ErrorCode::TemporarilyUnavailable, d),
+        e @ CommandError::Store(_) => OAuthError::server_error(&e),
     }
 }
 

@@ -124,6 +124,11 @@ impl SledStore {
         let log = db.open_tree(LOG_TREE)?;
         let snapshots = db.open_tree("snapshots")?;
         let (head, last_hash) = last_event(&log)?;
+        // Recorded times never go backwards, across restarts too.
+        let last_time = match log.get(event_key(head))? {
+            Some(bytes) if head > 0 => decode(&bytes)?.recorded_at,
+            _ => time::OffsetDateTime::UNIX_EPOCH,
+        };
         let durable_head = Arc::new(AtomicU64::new(head));
         let subscribers: Subscribers = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std_mpsc::channel();
@@ -133,7 +138,8 @@ impl SledStore {
             heads: HashMap::new(),
             next_position: head + 1,
             last_hash,
-            last_time: time::OffsetDateTime::UNIX_EPOCH,
+            last_time,
+            failed: None,
             hook,
             durable_head: durable_head.clone(),
             subscribers: subscribers.clone(),
@@ -214,6 +220,9 @@ struct Writer {
     next_position: u64,
     last_hash: String,
     last_time: time::OffsetDateTime,
+    /// Set once a write or flush failed: what is on disk is then unknown, so the writer takes
+    /// no more appends until the process restarts and reads the disk again.
+    failed: Option<String>,
     hook: CommitHook,
     durable_head: Arc<AtomicU64>,
     subscribers: Subscribers,
@@ -246,12 +255,18 @@ impl Writer {
     }
 
     fn commit(&mut self, jobs: Vec<Job>) {
+        if let Some(cause) = &self.failed {
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::Io(format!(
+                    "the store stopped taking writes after a failed write ({cause}); restart the server"
+                ))));
+            }
+            return;
+        }
         let mut batch = sled::Batch::default();
         let mut new_heads: HashMap<String, u64> = HashMap::new();
         let mut accepted: Vec<(oneshot::Sender<AppendResult>, Vec<Arc<RecordedEvent>>)> =
             Vec::new();
-        let start_position = self.next_position;
-        let start_hash = self.last_hash.clone();
         let now = time::OffsetDateTime::now_utc();
         // The trail's time index relies on recorded times never going backwards.
         let recorded_at = if now > self.last_time {
@@ -339,23 +354,14 @@ impl Writer {
             .apply_batch(batch)
             .and_then(|()| self.db.flush().map(|_| ()));
         if let Err(e) = written {
-            tracing::error!(error = %e, "append failed; failing every append of the group");
+            tracing::error!(error = %e, "a write to the log failed; the store takes no more writes until restarted");
             let err = StoreError::from(e);
             for (reply, _) in accepted {
                 let _ = reply.send(Err(err.clone()));
             }
-            // Start again from what the disk holds.
-            self.heads.clear();
-            match last_event(&self.log) {
-                Ok((head, hash)) => {
-                    self.next_position = head + 1;
-                    self.last_hash = hash;
-                }
-                Err(_) => {
-                    self.next_position = start_position;
-                    self.last_hash = start_hash;
-                }
-            }
+            // Whether the group reached the disk is unknown: stop here rather than number
+            // later events against a guess. A restart reads what the disk holds.
+            self.failed = Some(err.to_string());
             return;
         }
         self.last_time = recorded_at;

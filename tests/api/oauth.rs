@@ -369,4 +369,15 @@ fn discovery_documents_list_the_endpoints_and_the_signing_key() {
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(header["kid"], key["kid"]);
     assert_eq!(app.get("/healthz").0, 200);
+    for path in ["/token", "/introspect", "/revoke"] {
+        let mut res = app
+            .agent
+            .get(&format!("{}{path}", app.base))
+            .call()
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 405, "{path}");
+        assert_eq!(res.headers().get("allow").unwrap(), "POST");
+        let body: Value = res.body_mut().read_json().unwrap();
+        assert_eq!(err(&body), "invalid_request");
+    }
 }
