@@ -92,37 +92,29 @@ pub async fn initialize(engine: &Engine) -> anyhow::Result<(SigningKey, Option<A
     if dir.join(ADMIN_FILE).exists() {
         return Ok((key, None));
     }
-    if engine.models.clients.get(ADMIN_CLIENT_ID).is_some() {
+    let out = if engine.models.clients.get(ADMIN_CLIENT_ID).is_some() {
         // The credential file was lost: a new secret replaces the old one.
-        let out = service::rotate_secret(engine, ADMIN_CLIENT_ID, Metadata::system())
+        service::rotate_secret(engine, ADMIN_CLIENT_ID, Metadata::system())
             .await
-            .map_err(|e| anyhow::anyhow!("rotating the admin secret: {e}"))?;
-        let cred = AdminCredential {
-            client_id: out.client_id,
-            client_secret: out.client_secret.unwrap_or_default(),
-        };
-        crate::fsutil::write_private(
-            &dir.join(ADMIN_FILE),
-            serde_json::to_string_pretty(&cred)?.as_bytes(),
-        )?;
-        return Ok((key, Some(cred)));
-    }
-    let out = service::create_client(
-        engine,
-        CreateClient {
-            name: "authledger administration".into(),
-            client_id: Some(ADMIN_CLIENT_ID.into()),
-            scopes: vec![ADMIN_SCOPE.into()],
-            grant_types: vec!["client_credentials".into()],
-            token_format: Some("opaque".into()),
-            access_token_ttl: Some(600),
-            can_introspect: true,
-            ..CreateClient::default()
-        },
-        Metadata::system(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("registering the admin client: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("rotating the admin secret: {e}"))?
+    } else {
+        service::create_client(
+            engine,
+            CreateClient {
+                name: "authledger administration".into(),
+                client_id: Some(ADMIN_CLIENT_ID.into()),
+                scopes: vec![ADMIN_SCOPE.into()],
+                grant_types: vec!["client_credentials".into()],
+                token_format: Some("opaque".into()),
+                access_token_ttl: Some(600),
+                can_introspect: true,
+                ..CreateClient::default()
+            },
+            Metadata::system(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("registering the admin client: {e}"))?
+    };
     let cred = AdminCredential {
         client_id: out.client_id,
         client_secret: out.client_secret.unwrap_or_default(),

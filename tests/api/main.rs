@@ -11,4 +11,5 @@ mod crash;
 mod helpers;
 mod lifecycle;
 mod oauth;
+mod robustness;
 mod store;

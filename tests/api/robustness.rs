@@ -1,0 +1,146 @@
+//! No input makes the server answer 5xx: a few hundred malformed requests, from a fixed seed.
+
+use crate::helpers::spawn_app;
+use base64::Engine;
+
+/// xorshift64*: deterministic, so a failure replays the same inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn bytes(&mut self, max: u64) -> Vec<u8> {
+        let len = self.below(max + 1);
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+    fn text(&mut self, max: u64) -> String {
+        const PIECES: [&str; 16] = [
+            "grant_type",
+            "client_credentials",
+            "token",
+            "scope",
+            "client_id",
+            "client_secret",
+            "=",
+            "&",
+            "%",
+            "%ZZ",
+            "%FF%FE",
+            "+",
+            " ",
+            "\"",
+            "read",
+            "eyJhbGciOiJub25lIn0.e30.",
+        ];
+        let n = self.below(max + 1);
+        (0..n).map(|_| self.pick(&PIECES)).collect()
+    }
+}
+
+#[test]
+fn no_malformed_request_gets_a_server_error() {
+    let app = spawn_app();
+    let (id, secret) = app.create_client(&["--scope", "read", "--token-format", "opaque"]);
+    let token = app.token(&id, &secret, None)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cred: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(app.data_dir().join("admin.json")).unwrap())
+            .unwrap();
+    let admin = app.token(
+        cred["client_id"].as_str().unwrap(),
+        cred["client_secret"].as_str().unwrap(),
+        Some("admin"),
+    )["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut answered = 0;
+    for i in 0..400 {
+        let path = rng.pick(&[
+            "/token",
+            "/introspect",
+            "/revoke",
+            "/admin/api/clients",
+            "/admin/api/audit",
+            "/admin/api/clients/x%FF",
+        ]);
+        let auth = match rng.below(6) {
+            0 => None,
+            1 => Some(format!("Basic {}", b64.encode(rng.bytes(40)))),
+            2 => Some(format!("Basic {}", b64.encode(format!("{id}:{secret}")))),
+            3 => Some(format!("Bearer {admin}")),
+            4 => Some(format!("Bearer {token}")),
+            _ => Some(format!(
+                "{} {}",
+                rng.pick(&["Basic", "Bearer", "Digest", ""]),
+                rng.text(6)
+            )),
+        };
+        let content_type = rng.pick(&[
+            "application/x-www-form-urlencoded",
+            "application/json",
+            "text/plain",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        ]);
+        let body: Vec<u8> = match rng.below(4) {
+            0 => rng.bytes(300),
+            1 => rng.text(12).into_bytes(),
+            2 => format!(
+                r#"{{"name":"{}","redirect_uris":["{}"]}}"#,
+                rng.text(3),
+                rng.text(3)
+            )
+            .into_bytes(),
+            _ => format!(
+                "grant_type=client_credentials&scope={}&token={}",
+                rng.text(3),
+                rng.text(3)
+            )
+            .into_bytes(),
+        };
+        let query = rng.text(8);
+        let url = format!("{}{path}?{query}", app.base);
+        let method = rng.pick(&["GET", "POST", "PATCH", "DELETE"]);
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(url.replace(' ', "%20").replace('"', "%22"))
+            .header("Content-Type", content_type);
+        if let Some(a) = &auth {
+            req = req.header("Authorization", a.as_str());
+        }
+        let req = match req.body(body.clone()) {
+            Ok(r) => r,
+            Err(_) => continue,
+        };
+        let res = app.agent.run(req);
+        let Ok(res) = res else { continue };
+        let status = res.status().as_u16();
+        answered += 1;
+        assert!(
+            status < 500,
+            "case {i}: {method} {path}?{query} auth={auth:?} type={content_type} body={:?} -> {status}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    assert!(
+        answered > 350,
+        "only {answered} of 400 requests were answered"
+    );
+    // The server is still healthy, and the token still works.
+    assert_eq!(app.get("/healthz").0, 200);
+    assert_eq!(app.introspect(&id, &secret, &token)["active"], true);
+}
