@@ -2,7 +2,8 @@
 //! each registered, then a mix of issued and revoked tokens.
 //!
 //! `cargo run --release --example generate_log -- DATA_DIR EVENTS [CLIENTS]`, then
-//! `authledger replay --data-dir DATA_DIR`.
+//! `authledger replay --data-dir DATA_DIR`. Client `bench-N` has the secret `bench-N`, set
+//! through events directly (the CLI would ask for 32 characters).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark tool")]
 
 use authledger::store::{EventStore, NewEvent, SledStore};
@@ -23,6 +24,11 @@ fn main() {
     );
     let events: u64 = args.next().expect("EVENTS").parse().unwrap();
     let clients: u64 = args.next().map(|c| c.parse().unwrap()).unwrap_or(1000);
+    std::fs::create_dir_all(&dir).unwrap();
+    // `serve` refuses a data directory with events but no signing key.
+    if !dir.join(authledger::keys::KEY_FILE).exists() {
+        authledger::keys::SigningKey::generate(&dir).unwrap();
+    }
     let store = SledStore::open(&dir.join(authledger::engine::STORE_DIR)).unwrap();
     let started = Instant::now();
     let meta = Metadata::system();
