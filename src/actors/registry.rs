@@ -28,11 +28,6 @@ impl Registry {
         })
     }
 
-    /// How many actors are running.
-    pub fn running(&self) -> usize {
-        self.actors.lock().map(|a| a.len()).unwrap_or(0)
-    }
-
     fn address(&self, client_id: &ClientId) -> Result<Addr<ClientActor>, CommandError> {
         let mut actors = self
             .actors

@@ -27,15 +27,7 @@ fn the_admin_api_needs_a_token_with_the_admin_scope() {
         (403, Some("insufficient_scope"))
     );
 
-    let cred: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(app.data_dir().join("admin.json")).unwrap())
-            .unwrap();
-    let admin = app.token(
-        cred["client_id"].as_str().unwrap(),
-        cred["client_secret"].as_str().unwrap(),
-        Some("admin"),
-    );
-    let bearer = format!("Bearer {}", admin["access_token"].as_str().unwrap());
+    let bearer = format!("Bearer {}", app.admin_token());
     let (status, list) = answer(app.agent.get(&url).header("Authorization", &bearer).call());
     assert_eq!(status, 200);
     assert!(list

@@ -189,6 +189,18 @@ impl TestApp {
         body
     }
 
+    /// An access token of the admin client (scope `admin`), from `admin.json`.
+    pub fn admin_token(&self) -> String {
+        let text = std::fs::read_to_string(self.data_dir().join("admin.json")).unwrap();
+        let cred: Value = serde_json::from_str(&text).unwrap();
+        let id = cred["client_id"].as_str().unwrap();
+        let secret = cred["client_secret"].as_str().unwrap();
+        self.token(id, secret, Some("admin"))["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     pub fn introspect(&self, id: &str, secret: &str, token: &str) -> Value {
         let (status, body) = self.post_form("/introspect", Some((id, secret)), &[("token", token)]);
         assert_eq!(status, 200, "introspection failed: {body}");

@@ -154,88 +154,60 @@ fn every_bad_token_request_gets_its_rfc_6749_error() {
     let creds = Some((id.as_str(), secret.as_str()));
     let cc = ("grant_type", "client_credentials");
 
-    assert_error(&app, "/token", creds, &[], 400, "invalid_request");
-    assert_error(
-        &app,
-        "/token",
-        creds,
-        &[cc, ("grant_type", "client_credentials")],
-        400,
-        "invalid_request",
+    type Case<'a> = (
+        Option<(&'a str, &'a str)>,
+        Vec<(&'a str, &'a str)>,
+        u16,
+        &'a str,
     );
-    assert_error(
-        &app,
-        "/token",
-        creds,
-        &[("grant_type", "magic")],
-        400,
-        "unsupported_grant_type",
-    );
-    assert_error(
-        &app,
-        "/token",
-        creds,
-        &[("grant_type", "password")],
-        400,
-        "unsupported_grant_type",
-    );
-    assert_error(
-        &app,
-        "/token",
-        creds,
-        &[cc, ("scope", "admin")],
-        400,
-        "invalid_scope",
-    );
-    assert_error(
-        &app,
-        "/token",
-        creds,
-        &[cc, ("scope", "bad\"scope")],
-        400,
-        "invalid_scope",
-    );
-    assert_error(&app, "/token", None, &[cc], 401, "invalid_client");
-    assert_error(
-        &app,
-        "/token",
-        Some((&id, "wrong")),
-        &[cc],
-        401,
-        "invalid_client",
-    );
-    assert_error(
-        &app,
-        "/token",
-        Some(("nobody", "wrong")),
-        &[cc],
-        401,
-        "invalid_client",
-    );
-    assert_error(
-        &app,
-        "/token",
-        None,
-        &[cc, ("client_id", &id), ("client_secret", "wrong")],
-        401,
-        "invalid_client",
-    );
-    assert_error(
-        &app,
-        "/token",
-        creds,
-        &[cc, ("client_id", &id), ("client_secret", &secret)],
-        400,
-        "invalid_request",
-    );
-    assert_error(
-        &app,
-        "/token",
-        None,
-        &[cc, ("client_secret", &secret)],
-        400,
-        "invalid_request",
-    );
+    let cases: Vec<Case> = vec![
+        (creds, vec![], 400, "invalid_request"),
+        (creds, vec![cc, cc], 400, "invalid_request"),
+        (
+            creds,
+            vec![("grant_type", "magic")],
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            creds,
+            vec![("grant_type", "password")],
+            400,
+            "unsupported_grant_type",
+        ),
+        (creds, vec![cc, ("scope", "admin")], 400, "invalid_scope"),
+        (
+            creds,
+            vec![cc, ("scope", "bad\"scope")],
+            400,
+            "invalid_scope",
+        ),
+        (None, vec![cc], 401, "invalid_client"),
+        (Some((&id, "wrong")), vec![cc], 401, "invalid_client"),
+        (Some(("nobody", "wrong")), vec![cc], 401, "invalid_client"),
+        (
+            None,
+            vec![cc, ("client_id", &id), ("client_secret", "wrong")],
+            401,
+            "invalid_client",
+        ),
+        // Two authentication methods in one request.
+        (
+            creds,
+            vec![cc, ("client_id", &id), ("client_secret", &secret)],
+            400,
+            "invalid_request",
+        ),
+        (
+            None,
+            vec![cc, ("client_secret", &secret)],
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (basic, form, status, code) in cases {
+        assert_error(&app, "/token", basic, &form, status, code);
+    }
 
     // A client without the client_credentials grant.
     let v = app.cli_json(&[

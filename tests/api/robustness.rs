@@ -55,17 +55,7 @@ fn no_malformed_request_gets_a_server_error() {
         .as_str()
         .unwrap()
         .to_owned();
-    let cred: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(app.data_dir().join("admin.json")).unwrap())
-            .unwrap();
-    let admin = app.token(
-        cred["client_id"].as_str().unwrap(),
-        cred["client_secret"].as_str().unwrap(),
-        Some("admin"),
-    )["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.admin_token();
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut answered = 0;
