@@ -453,22 +453,28 @@ impl EventStore for SledStore {
 
     fn subscribe(&self, after: u64) -> Result<Subscription, StoreError> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let send_from = |from: &mut u64| -> Result<(), StoreError> {
+            loop {
+                let chunk = self.read_all(*from, 4096)?;
+                let Some(last) = chunk.last().map(|e| e.position) else {
+                    return Ok(());
+                };
+                for e in chunk {
+                    let _ = tx.send(Arc::new(e));
+                }
+                *from = last + 1;
+            }
+        };
+        // The long catch-up runs without the lock, so appends are not held up by it...
+        let mut from = after + 1;
+        send_from(&mut from)?;
+        // ...and the short remainder under it: the writer cannot publish between this read and
+        // the registration, so nothing is missed (repeats are dropped by the subscription).
         let mut subs = self
             .subscribers
             .lock()
             .map_err(|_| StoreError::Io("subscriber list poisoned".into()))?;
-        // Holding the lock keeps the writer from publishing between catch-up and registration.
-        let mut from = after + 1;
-        loop {
-            let chunk = self.read_all(from, 4096)?;
-            let Some(last) = chunk.last().map(|e| e.position) else {
-                break;
-            };
-            for e in chunk {
-                let _ = tx.send(Arc::new(e));
-            }
-            from = last + 1;
-        }
+        send_from(&mut from)?;
         subs.push(tx);
         Ok(Subscription::new(rx, after))
     }

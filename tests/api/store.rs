@@ -197,3 +197,28 @@ fn a_store_killed_mid_append_keeps_every_acknowledged_event() {
         assert_eq!(e.version, i as u64 + 1);
     }
 }
+
+#[test]
+fn a_subscription_taken_while_appends_run_delivers_every_event_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    for i in 0..500 {
+        store.append("s", i, vec![event(1)]).wait().unwrap();
+    }
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 500..1500 {
+                store.append("s", i, vec![event(1)]).wait().unwrap();
+            }
+        })
+    };
+    let mut sub = store.subscribe(100).unwrap();
+    writer.join().unwrap();
+    let mut seen = Vec::new();
+    while let Some(e) = sub.next_blocking(std::time::Duration::from_millis(500)) {
+        seen.push(e.position);
+    }
+    let expected: Vec<u64> = (101..=1500).collect();
+    assert_eq!(seen, expected);
+}
