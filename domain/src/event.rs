@@ -281,8 +281,82 @@ impl Metadata {
 /// Hash that precedes the first event of the log.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+impl Event {
+    /// Decodes a payload stored under `type_name` at `schema_version`. This is where an
+    /// upcaster from an older schema version goes when a payload changes.
+    pub fn decode(type_name: &str, schema_version: u16, data: &str) -> Result<Self, DecodeError> {
+        fn payload<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, DecodeError> {
+            serde_json::from_str(data).map_err(|e| DecodeError(e.to_string()))
+        }
+        if schema_version != 1 {
+            return Err(DecodeError(format!(
+                "{type_name} has no schema version {schema_version} (written by a newer authledger?)"
+            )));
+        }
+        Ok(match type_name {
+            "ClientRegistered" => Event::ClientRegistered(payload(data)?),
+            "ClientRedirectUriAdded" => Event::ClientRedirectUriAdded(payload(data)?),
+            "ClientRedirectUriRemoved" => Event::ClientRedirectUriRemoved(payload(data)?),
+            "ClientScopesChanged" => Event::ClientScopesChanged(payload(data)?),
+            "ClientGrantTypesChanged" => Event::ClientGrantTypesChanged(payload(data)?),
+            "ClientSettingsChanged" => Event::ClientSettingsChanged(payload(data)?),
+            "ClientSecretRotated" => Event::ClientSecretRotated(payload(data)?),
+            "ClientDeleted" => Event::ClientDeleted(payload(data)?),
+            "AccessTokenIssued" => Event::AccessTokenIssued(payload(data)?),
+            "TokenRevoked" => Event::TokenRevoked(payload(data)?),
+            other => {
+                return Err(DecodeError(format!(
+                    "unknown event type {other} (written by a newer authledger?)"
+                )))
+            }
+        })
+    }
+}
+
+/// A stored event that does not decode into today's types.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+/// The stored form of a recorded event, read field by field so that the payload is decoded by
+/// its type name and schema version (see [`Event::decode`]).
+#[derive(Deserialize)]
+struct StoredEvent {
+    position: u64,
+    stream: String,
+    version: u64,
+    id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    recorded_at: time::OffsetDateTime,
+    schema_version: u16,
+    #[serde(rename = "type")]
+    type_name: String,
+    data: Box<serde_json::value::RawValue>,
+    metadata: Metadata,
+    prev_hash: String,
+}
+
+impl TryFrom<StoredEvent> for RecordedEvent {
+    type Error = DecodeError;
+
+    fn try_from(s: StoredEvent) -> Result<Self, Self::Error> {
+        Ok(RecordedEvent {
+            event: Event::decode(&s.type_name, s.schema_version, s.data.get())?,
+            position: s.position,
+            stream: s.stream,
+            version: s.version,
+            id: s.id,
+            recorded_at: s.recorded_at,
+            schema_version: s.schema_version,
+            metadata: s.metadata,
+            prev_hash: s.prev_hash,
+        })
+    }
+}
+
 /// An event as the log recorded it: envelope, payload and metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StoredEvent")]
 pub struct RecordedEvent {
     /// Position in the total order of the whole log, from 1.
     pub position: u64,
@@ -320,4 +394,42 @@ pub fn client_stream(client_id: &ClientId) -> String {
 /// The stream holding the token events of one client, apart from its configuration.
 pub fn token_stream(client_id: &ClientId) -> String {
     format!("tokens-{client_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_types_and_schema_versions_are_refused_with_a_reason() {
+        let err = Event::decode("ClientDeleted", 2, r#"{"client_id":"a"}"#).unwrap_err();
+        assert!(err.0.contains("no schema version 2"), "{err}");
+        let err = Event::decode("ClientExploded", 1, "{}").unwrap_err();
+        assert!(err.0.contains("unknown event type ClientExploded"), "{err}");
+        let err = Event::decode("ClientDeleted", 1, r#"{"client_id":"not valid"}"#).unwrap_err();
+        assert!(err.0.contains("client id"), "{err}");
+    }
+
+    #[test]
+    fn a_recorded_event_round_trips_through_its_stored_form() {
+        let event = RecordedEvent {
+            position: 7,
+            stream: "client-a".into(),
+            version: 1,
+            id: Uuid::from_u128(1),
+            recorded_at: time::OffsetDateTime::UNIX_EPOCH,
+            schema_version: 1,
+            event: Event::ClientDeleted(ClientDeleted {
+                client_id: ClientId::parse("a").unwrap(),
+            }),
+            metadata: Metadata::system(),
+            prev_hash: GENESIS_HASH.into(),
+        };
+        let stored = serde_json::to_string(&event).unwrap();
+        assert!(stored.contains(r#""type":"ClientDeleted","data":{"client_id":"a"}"#));
+        assert_eq!(
+            serde_json::from_str::<RecordedEvent>(&stored).unwrap(),
+            event
+        );
+    }
 }
