@@ -130,6 +130,11 @@ impl ClientActor {
             },
             None => (ClientState::default(), 0),
         };
+        let stream_version = self.store.stream_version(&self.config_stream)?;
+        if version > stream_version {
+            // A snapshot ahead of its stream is not of durable state: fold from the start.
+            (state, version) = (ClientState::default(), 0);
+        }
         self.snapshot_version = version;
         for e in self.store.read_stream(&self.config_stream, version + 1)? {
             client::evolve(&mut state, &e.event);
@@ -173,7 +178,8 @@ impl ClientActor {
     }
 
     fn snapshot(&mut self) {
-        if self.in_flight != 0 || self.config_version == self.snapshot_version {
+        // Only durable state is snapshotted: never with appends pending or after a failure.
+        if self.in_flight != 0 || self.recovering || self.config_version == self.snapshot_version {
             return;
         }
         match serde_json::to_vec(&self.state) {
@@ -188,6 +194,16 @@ impl ClientActor {
             }
             Err(e) => tracing::warn!(error = %e, "encoding a snapshot failed"),
         }
+    }
+
+    /// Answers a decision that records nothing. It may rest on pending events (a revocation
+    /// already on its way), so while any are pending it waits behind them with a barrier
+    /// append, and fails if they do.
+    fn nothing_to_append(&mut self, metadata: Metadata) -> ResponseActFuture<Self, CommandResult> {
+        if self.in_flight == 0 {
+            return Box::pin(fut::ready(Ok(Vec::new())));
+        }
+        self.append(self.tokens_stream.clone(), 0, Vec::new(), metadata)
     }
 
     /// Appends decided events, replying once they are durable.
@@ -267,7 +283,7 @@ impl Handler<ExecuteClientCommand> for ClientActor {
             Err(e) => return Box::pin(fut::ready(Err(e.into()))),
         };
         if events.is_empty() {
-            return Box::pin(fut::ready(Ok(Vec::new())));
+            return self.nothing_to_append(msg.metadata);
         }
         for e in &events {
             client::evolve(&mut self.state, e);
@@ -297,7 +313,7 @@ impl Handler<ExecuteTokenCommand> for ClientActor {
             Err(e) => return Box::pin(fut::ready(Err(e.into()))),
         };
         if events.is_empty() {
-            return Box::pin(fut::ready(Ok(Vec::new())));
+            return self.nothing_to_append(msg.metadata);
         }
         for e in &events {
             if let Event::TokenRevoked(r) = e {
@@ -422,21 +438,88 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn EventStore> = Arc::new(SledStore::open(dir.path()).unwrap());
         let id = ClientId::parse("svc").unwrap();
-        let mut state = ClientState::default();
-        client::evolve(
-            &mut state,
-            &domain::Event::ClientDeleted(domain::event::ClientDeleted {
-                client_id: id.clone(),
-            }),
-        );
-        // A snapshot at version 40 of a stream that has no events: restoring must use it.
-        store
-            .save_snapshot("client-svc", 40, &serde_json::to_vec(&state).unwrap())
-            .unwrap();
+        let deleted = domain::Event::ClientDeleted(domain::event::ClientDeleted {
+            client_id: id.clone(),
+        });
+        // Forty events that fold to "deleted", and a snapshot at version 40 that says otherwise:
+        // restoring must take the snapshot and fold nothing before it.
+        let events = (0..40)
+            .map(|_| NewEvent {
+                event: deleted.clone(),
+                metadata: Metadata::system(),
+            })
+            .collect();
+        store.append("client-svc", 0, events).await.unwrap();
+        let snapshot_state = ClientState::Unregistered;
+        let bytes = serde_json::to_vec(&snapshot_state).unwrap();
+        store.save_snapshot("client-svc", 40, &bytes).unwrap();
+        let actor =
+            ClientActor::restore(id.clone(), store.clone(), Duration::from_secs(60)).unwrap();
+        assert_eq!(actor.config_version, 40);
+        assert_eq!(actor.state, ClientState::Unregistered);
+        assert_eq!(actor.tokens_version, 0);
+
+        // A snapshot ahead of its stream (never durable) is ignored: everything is folded.
+        store.save_snapshot("client-svc", 41, &bytes).unwrap();
         let actor = ClientActor::restore(id, store, Duration::from_secs(60)).unwrap();
         assert_eq!(actor.config_version, 40);
         assert!(matches!(actor.state, ClientState::Deleted(_)));
-        assert_eq!(actor.tokens_version, 0);
+    }
+
+    #[actix_rt::test]
+    async fn a_revocation_that_records_nothing_answers_only_after_the_pending_one_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let id = ClientId::parse("svc").unwrap();
+        let addr = ClientActor::restore(id.clone(), store.clone(), Duration::from_secs(60))
+            .unwrap()
+            .start();
+        addr.send(ExecuteClientCommand {
+            command: ClientCommand::Register(RegisterClient {
+                client_id: id.clone(),
+                name: "svc".into(),
+                public: false,
+                secret_hash: Some(SecretHash::of("s")),
+                redirect_uris: vec![],
+                grant_types: vec![GrantType::ClientCredentials],
+                scopes: vec![],
+                token_format: TokenFormat::Opaque,
+                access_token_ttl_secs: 60,
+                can_introspect: false,
+            }),
+            metadata: Metadata::system(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let mut revoked = 0;
+        for _ in 0..20 {
+            let issued = addr.send(issue()).await.unwrap().unwrap();
+            let domain::Event::AccessTokenIssued(t) = &issued[0].event else {
+                panic!("expected a token");
+            };
+            let revoke = ExecuteTokenCommand {
+                command: TokenCommand::Revoke(domain::token::RevokeToken {
+                    token: Some(domain::token::KnownToken {
+                        jti: t.jti,
+                        client_id: id.clone(),
+                        revoked: false,
+                    }),
+                    reason: domain::event::RevocationReason::RevokedByClient,
+                }),
+                metadata: Metadata::system(),
+            };
+            let before = store.stream_version("tokens-svc").unwrap();
+            let first = addr.send(revoke.clone());
+            let second = addr.send(revoke);
+            let second = second.await.unwrap().unwrap();
+            assert!(second.is_empty(), "the second revocation records nothing");
+            // By the time it answers, the first one's event is durable.
+            assert_eq!(store.stream_version("tokens-svc").unwrap(), before + 1);
+            assert_eq!(first.await.unwrap().unwrap().len(), 1);
+            revoked += 1;
+        }
+        assert_eq!(store.stream_version("tokens-svc").unwrap(), 2 * revoked);
     }
 
     #[actix_rt::test]

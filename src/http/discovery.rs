@@ -31,11 +31,19 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-/// Liveness and the log's head position.
+/// Health and the log's head position; 503 once the store stopped taking writes.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     use crate::store::EventStore;
-    HttpResponse::Ok().json(serde_json::json!({
-        "status": "ok",
-        "head_position": state.engine.store.head_position(),
-    }))
+    let head = state.engine.store.head_position();
+    match state.engine.store.write_failure() {
+        None => HttpResponse::Ok().json(serde_json::json!({
+            "status": "ok",
+            "head_position": head,
+        })),
+        Some(cause) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "failing",
+            "error": format!("the store takes no writes after a failed write ({cause}); restart the server"),
+            "head_position": head,
+        })),
+    }
 }

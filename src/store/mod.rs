@@ -137,7 +137,8 @@ impl Subscription {
 pub trait EventStore: Send + Sync {
     /// Appends events to `stream` if it is at `expected_version` (0: the stream is new).
     /// The returned future resolves once the events are durable; a stale version is refused
-    /// and nothing is written.
+    /// and nothing is written. An append of no events is a barrier: it resolves once every
+    /// append queued before it is durable, and fails if the store failed.
     fn append(&self, stream: &str, expected_version: u64, events: Vec<NewEvent>) -> PendingAppend;
     /// Events of one stream from `from_version` on.
     fn read_stream(

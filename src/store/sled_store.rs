@@ -46,6 +46,7 @@ pub struct SledStore {
     durable_head: Arc<AtomicU64>,
     subscribers: Subscribers,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// Name of the tree that holds the log.
@@ -133,6 +134,7 @@ impl SledStore {
         };
         let durable_head = Arc::new(AtomicU64::new(head));
         let subscribers: Subscribers = Arc::new(Mutex::new(Vec::new()));
+        let failure: Arc<Mutex<Option<String>>> = Arc::default();
         let (tx, rx) = std_mpsc::channel();
         let mut writer = Writer {
             db: db.clone(),
@@ -141,7 +143,7 @@ impl SledStore {
             next_position: head + 1,
             last_hash,
             last_time,
-            failed: None,
+            failed: failure.clone(),
             hook,
             durable_head: durable_head.clone(),
             subscribers: subscribers.clone(),
@@ -158,6 +160,7 @@ impl SledStore {
             durable_head,
             subscribers,
             writer: Mutex::new(Some(handle)),
+            failure,
         })
     }
 
@@ -171,7 +174,16 @@ impl SledStore {
         &self.db
     }
 
-    /// Stops the writer after it finished what was queued, and flushes.
+    /// Why the store stopped taking writes, if it did (a failed write or flush).
+    pub fn write_failure(&self) -> Option<String> {
+        match self.failure.lock() {
+            Ok(f) => f.clone(),
+            Err(e) => e.into_inner().clone(),
+        }
+    }
+
+    /// Stops the writer after it finished what was queued, and flushes (unless a write failed:
+    /// a late flush could then make durable what its callers were told had failed).
     pub fn close(&self) {
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.take();
@@ -181,7 +193,9 @@ impl SledStore {
                 let _ = h.join();
             }
         }
-        let _ = self.db.flush();
+        if self.write_failure().is_none() {
+            let _ = self.db.flush();
+        }
     }
 
     /// Every stored event with its raw bytes, in order: for verification and export.
@@ -224,7 +238,7 @@ struct Writer {
     last_time: time::OffsetDateTime,
     /// Set once a write or flush failed: what is on disk is then unknown, so the writer takes
     /// no more appends until the process restarts and reads the disk again.
-    failed: Option<String>,
+    failed: Arc<Mutex<Option<String>>>,
     hook: CommitHook,
     durable_head: Arc<AtomicU64>,
     subscribers: Subscribers,
@@ -257,7 +271,12 @@ impl Writer {
     }
 
     fn commit(&mut self, jobs: Vec<Job>) {
-        if let Some(cause) = &self.failed {
+        let failed = self
+            .failed
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        if let Some(cause) = failed {
             for job in jobs {
                 let _ = job.reply.send(Err(StoreError::Io(format!(
                     "the store stopped taking writes after a failed write ({cause}); restart the server"
@@ -277,6 +296,11 @@ impl Writer {
             self.last_time
         };
         for job in jobs {
+            if job.events.is_empty() {
+                // A barrier: answered with the group, after everything queued before it.
+                accepted.push((job.reply, Vec::new()));
+                continue;
+            }
             let current = match new_heads.get(&job.stream) {
                 Some(v) => *v,
                 None => match self.head_of(&job.stream) {
@@ -335,10 +359,6 @@ impl Writer {
                 let _ = job.reply.send(Err(e));
                 continue;
             }
-            if recorded.is_empty() {
-                let _ = job.reply.send(Ok(Vec::new()));
-                continue;
-            }
             for (k, v) in job_batch {
                 batch.insert(k, v);
             }
@@ -363,7 +383,10 @@ impl Writer {
             }
             // Whether the group reached the disk is unknown: stop here rather than number
             // later events against a guess. A restart reads what the disk holds.
-            self.failed = Some(err.to_string());
+            match self.failed.lock() {
+                Ok(mut f) => *f = Some(err.to_string()),
+                Err(e) => *e.into_inner() = Some(err.to_string()),
+            }
             return;
         }
         self.last_time = recorded_at;
