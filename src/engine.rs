@@ -2,7 +2,7 @@
 //! the HTTP server and the CLI (when the server is stopped) work through it.
 
 use crate::actors::Registry;
-use crate::store::sled_store::{open_db, SledStore};
+use crate::store::sled_store::{decode, open_db, raw_range, SledStore};
 use crate::store::{EventStore, StoreError};
 use projections::ReadModels;
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ impl Engine {
                     // first catches up from the log, then takes this group again.
                     tracing::warn!(error = %e, "projection behind the log; catching up");
                     let repaired = catch_up_from_tree(&log, &hook_models)
-                        .and_then(|()| hook_models.apply(events).map_err(EngineError::from));
+                        .and_then(|_| hook_models.apply(events).map_err(EngineError::from));
                     if let Err(e) = repaired {
                         tracing::error!(error = %e, "applying events to the projections failed");
                     }
@@ -77,21 +77,8 @@ impl Engine {
     }
 }
 
-fn catch_up_from_tree(log: &sled::Tree, models: &ReadModels) -> Result<(), EngineError> {
-    let from = models.checkpoint()? + 1;
-    let mut chunk = Vec::with_capacity(REPLAY_BATCH);
-    for raw in crate::store::sled_store::raw_range(log, from) {
-        chunk.push(crate::store::sled_store::decode(&raw?)?);
-        if chunk.len() == REPLAY_BATCH {
-            models.apply(&chunk)?;
-            chunk.clear();
-        }
-    }
-    models.apply(&chunk)?;
-    Ok(())
-}
-
-/// Events applied per atomic projection batch when catching up.
+/// Events applied per atomic projection batch when catching up. Small: sled holds one epoch
+/// guard for a whole batch, and huge ones bloat its memory and slow it down.
 const REPLAY_BATCH: usize = 512;
 
 /// Applies every event after the projections' checkpoint; `progress` hears how many were
@@ -99,21 +86,41 @@ const REPLAY_BATCH: usize = 512;
 pub fn catch_up(
     store: &SledStore,
     models: &ReadModels,
+    progress: impl FnMut(u64),
+) -> Result<u64, EngineError> {
+    let from = models.checkpoint()? + 1;
+    apply_in_batches(
+        models,
+        store.raw_events(from).map(|r| r.map(|(_, bytes)| bytes)),
+        progress,
+    )
+}
+
+/// The writer's own catch-up, from inside its commit hook: it reads the `log` tree directly,
+/// since the group being committed is not yet below the store's durable head.
+fn catch_up_from_tree(log: &sled::Tree, models: &ReadModels) -> Result<u64, EngineError> {
+    let from = models.checkpoint()? + 1;
+    apply_in_batches(models, raw_range(log, from), |_| {})
+}
+
+fn apply_in_batches(
+    models: &ReadModels,
+    stored: impl Iterator<Item = Result<sled::IVec, StoreError>>,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, EngineError> {
-    let mut from = models.checkpoint()? + 1;
+    let mut chunk = Vec::with_capacity(REPLAY_BATCH);
     let mut applied = 0;
-    loop {
-        // Small batches: sled holds one epoch guard for a whole batch, and huge ones bloat
-        // its memory and slow it down.
-        let chunk = store.read_all(from, REPLAY_BATCH)?;
-        let Some(last) = chunk.last().map(|e| e.position) else {
-            break;
-        };
-        models.apply(&chunk)?;
-        applied += chunk.len() as u64;
-        progress(applied);
-        from = last + 1;
+    for bytes in stored {
+        chunk.push(decode(&bytes?)?);
+        if chunk.len() == REPLAY_BATCH {
+            models.apply(&chunk)?;
+            applied += chunk.len() as u64;
+            progress(applied);
+            chunk.clear();
+        }
     }
+    models.apply(&chunk)?;
+    applied += chunk.len() as u64;
+    progress(applied);
     Ok(applied)
 }

@@ -385,17 +385,7 @@ mod tests {
         }
     }
 
-    #[actix_rt::test]
-    async fn a_failed_append_fails_every_pending_command_and_the_actor_recovers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(FlakyStore {
-            inner: SledStore::open(dir.path()).unwrap(),
-            fail_next: AtomicBool::new(false),
-        });
-        let id = ClientId::parse("svc").unwrap();
-        let addr = ClientActor::restore(id.clone(), store.clone(), Duration::from_secs(60))
-            .unwrap()
-            .start();
+    async fn register(addr: &Addr<ClientActor>, id: &ClientId) {
         addr.send(ExecuteClientCommand {
             command: ClientCommand::Register(RegisterClient {
                 client_id: id.clone(),
@@ -414,6 +404,20 @@ mod tests {
         .await
         .unwrap()
         .unwrap();
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_append_fails_every_pending_command_and_the_actor_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FlakyStore {
+            inner: SledStore::open(dir.path()).unwrap(),
+            fail_next: AtomicBool::new(false),
+        });
+        let id = ClientId::parse("svc").unwrap();
+        let addr = ClientActor::restore(id.clone(), store.clone(), Duration::from_secs(60))
+            .unwrap()
+            .start();
+        register(&addr, &id).await;
 
         // Two commands pipelined behind a failing append: both fail, neither is acknowledged.
         store.fail_next.store(true, Ordering::SeqCst);
@@ -474,24 +478,7 @@ mod tests {
         let addr = ClientActor::restore(id.clone(), store.clone(), Duration::from_secs(60))
             .unwrap()
             .start();
-        addr.send(ExecuteClientCommand {
-            command: ClientCommand::Register(RegisterClient {
-                client_id: id.clone(),
-                name: "svc".into(),
-                public: false,
-                secret_hash: Some(SecretHash::of("s")),
-                redirect_uris: vec![],
-                grant_types: vec![GrantType::ClientCredentials],
-                scopes: vec![],
-                token_format: TokenFormat::Opaque,
-                access_token_ttl_secs: 60,
-                can_introspect: false,
-            }),
-            metadata: Metadata::system(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        register(&addr, &id).await;
         let mut revoked = 0;
         for _ in 0..20 {
             let issued = addr.send(issue()).await.unwrap().unwrap();
