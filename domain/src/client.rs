@@ -4,7 +4,9 @@ use crate::event::{
     ClientDeleted, ClientGrantTypesChanged, ClientRedirectUriAdded, ClientRedirectUriRemoved,
     ClientRegistered, ClientScopesChanged, ClientSecretRotated, ClientSettingsChanged, Event,
 };
-use crate::values::{ClientId, GrantType, RedirectUri, Scope, SecretHash, TokenFormat};
+use crate::values::{
+    ClientId, GrantType, RedirectMatching, RedirectUri, Scope, SecretHash, TokenFormat,
+};
 use serde::{Deserialize, Serialize};
 
 /// Longest access-token lifetime a client may configure: one day.
@@ -33,6 +35,42 @@ pub struct Client {
     pub access_token_ttl_secs: u32,
     /// May introspect any client's tokens.
     pub can_introspect: bool,
+    /// How presented redirect URIs are matched.
+    #[serde(default)]
+    pub redirect_uri_matching: RedirectMatching,
+    /// May use the PKCE `plain` method.
+    #[serde(default)]
+    pub allow_plain_pkce: bool,
+}
+
+/// Why a presented `redirect_uri` cannot be used (RFC 6749 §4.1.2.1: never redirect then).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectError {
+    /// None was sent and the client has several (or none).
+    #[error("redirect_uri is required: this client has several registered")]
+    Missing,
+    /// It matches no registered one.
+    #[error("redirect_uri is not registered for this client")]
+    NotRegistered,
+}
+
+impl Client {
+    /// The redirect URI a request resolves to: the presented one if it matches a registered
+    /// one, or the only registered one when none was presented.
+    pub fn resolve_redirect_uri(&self, presented: Option<&str>) -> Result<String, RedirectError> {
+        match presented {
+            Some(p) => self
+                .redirect_uris
+                .iter()
+                .any(|r| r.matches(p, self.redirect_uri_matching))
+                .then(|| p.to_owned())
+                .ok_or(RedirectError::NotRegistered),
+            None => match self.redirect_uris.as_slice() {
+                [only] => Ok(only.as_str().to_owned()),
+                _ => Err(RedirectError::Missing),
+            },
+        }
+    }
 }
 
 /// The fold of a client stream.
@@ -80,6 +118,10 @@ pub struct RegisterClient {
     pub access_token_ttl_secs: u32,
     /// May introspect any token.
     pub can_introspect: bool,
+    /// Redirect URI matching rule.
+    pub redirect_uri_matching: RedirectMatching,
+    /// May use PKCE `plain`.
+    pub allow_plain_pkce: bool,
 }
 
 /// Changes to a client, decided together and recorded atomically.
@@ -99,6 +141,10 @@ pub struct UpdateClient {
     pub access_token_ttl_secs: Option<u32>,
     /// New introspection right.
     pub can_introspect: Option<bool>,
+    /// New redirect URI matching rule.
+    pub redirect_uri_matching: Option<RedirectMatching>,
+    /// New PKCE `plain` permission.
+    pub allow_plain_pkce: Option<bool>,
 }
 
 /// Commands on the client aggregate.
@@ -250,6 +296,8 @@ fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, Cli
         token_format: cmd.token_format,
         access_token_ttl_secs: cmd.access_token_ttl_secs,
         can_introspect: cmd.can_introspect,
+        redirect_uri_matching: cmd.redirect_uri_matching,
+        allow_plain_pkce: cmd.allow_plain_pkce,
     })])
 }
 
@@ -316,11 +364,17 @@ fn update(client: &Client, cmd: &UpdateClient) -> Result<Vec<Event>, ClientError
         .unwrap_or(client.access_token_ttl_secs);
     check_ttl(ttl)?;
     let can_introspect = cmd.can_introspect.unwrap_or(client.can_introspect);
-    if (token_format, ttl, can_introspect)
+    let matching = cmd
+        .redirect_uri_matching
+        .unwrap_or(client.redirect_uri_matching);
+    let plain = cmd.allow_plain_pkce.unwrap_or(client.allow_plain_pkce);
+    if (token_format, ttl, can_introspect, matching, plain)
         != (
             client.token_format,
             client.access_token_ttl_secs,
             client.can_introspect,
+            client.redirect_uri_matching,
+            client.allow_plain_pkce,
         )
     {
         events.push(Event::ClientSettingsChanged(ClientSettingsChanged {
@@ -328,6 +382,8 @@ fn update(client: &Client, cmd: &UpdateClient) -> Result<Vec<Event>, ClientError
             token_format,
             access_token_ttl_secs: ttl,
             can_introspect,
+            redirect_uri_matching: matching,
+            allow_plain_pkce: plain,
         }));
     }
     Ok(events)
@@ -347,6 +403,8 @@ pub fn evolve(state: &mut ClientState, event: &Event) {
             token_format: e.token_format,
             access_token_ttl_secs: e.access_token_ttl_secs,
             can_introspect: e.can_introspect,
+            redirect_uri_matching: e.redirect_uri_matching,
+            allow_plain_pkce: e.allow_plain_pkce,
         });
         return;
     }
@@ -366,6 +424,8 @@ pub fn evolve(state: &mut ClientState, event: &Event) {
             c.token_format = e.token_format;
             c.access_token_ttl_secs = e.access_token_ttl_secs;
             c.can_introspect = e.can_introspect;
+            c.redirect_uri_matching = e.redirect_uri_matching;
+            c.allow_plain_pkce = e.allow_plain_pkce;
         }
         Event::ClientSecretRotated(e) => c.secret_hash = Some(e.secret_hash.clone()),
         _ => {}
@@ -401,6 +461,8 @@ pub(crate) mod tests {
             token_format: TokenFormat::Jwt,
             access_token_ttl_secs: 3600,
             can_introspect: false,
+            redirect_uri_matching: RedirectMatching::Exact,
+            allow_plain_pkce: false,
         }
     }
 
@@ -433,6 +495,8 @@ pub(crate) mod tests {
                 token_format: TokenFormat::Jwt,
                 access_token_ttl_secs: 3600,
                 can_introspect: false,
+                redirect_uri_matching: RedirectMatching::Exact,
+                allow_plain_pkce: false,
             })]);
     }
 
@@ -599,6 +663,8 @@ pub(crate) mod tests {
                     token_format: TokenFormat::Opaque,
                     access_token_ttl_secs: 3600,
                     can_introspect: false,
+                    redirect_uri_matching: RedirectMatching::Exact,
+                    allow_plain_pkce: false,
                 }),
             ]);
     }

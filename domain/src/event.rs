@@ -3,7 +3,10 @@
 //! Type names are part of the audit contract (operators filter the trail by them), so a variant
 //! is never renamed; a payload that changes gets a new schema version instead.
 
-use crate::values::{ClientId, GrantType, RedirectUri, Scope, SecretHash, TokenFormat};
+use crate::values::{
+    ClientId, GrantType, PasswordHash, PkceMethod, RedirectMatching, RedirectUri, Scope,
+    SecretHash, TokenFormat, UserId, Username,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -30,6 +33,12 @@ pub struct ClientRegistered {
     pub access_token_ttl_secs: u32,
     /// Whether it may introspect tokens of other clients.
     pub can_introspect: bool,
+    /// How its redirect URIs are matched (absent in events before it existed: exact).
+    #[serde(default)]
+    pub redirect_uri_matching: RedirectMatching,
+    /// Whether it may use the PKCE `plain` method (absent before it existed: no).
+    #[serde(default)]
+    pub allow_plain_pkce: bool,
 }
 
 /// A redirect URI was added to a client.
@@ -79,6 +88,12 @@ pub struct ClientSettingsChanged {
     pub access_token_ttl_secs: u32,
     /// Whether it may introspect tokens of other clients.
     pub can_introspect: bool,
+    /// How its redirect URIs are matched from now on.
+    #[serde(default)]
+    pub redirect_uri_matching: RedirectMatching,
+    /// Whether it may use the PKCE `plain` method from now on.
+    #[serde(default)]
+    pub allow_plain_pkce: bool,
 }
 
 /// A confidential client got a new secret; the old one stops working.
@@ -118,6 +133,10 @@ pub struct AccessTokenIssued {
     pub issued_at: i64,
     /// Expires at, seconds since the Unix epoch.
     pub expires_at: i64,
+    /// The grant (refresh family) it descends from, for tokens issued on a user's behalf by
+    /// a code, password or refresh grant; revoking the family makes it inactive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_id: Option<Uuid>,
 }
 
 /// Why a token was revoked.
@@ -139,6 +158,198 @@ pub struct TokenRevoked {
     pub client_id: ClientId,
     /// Why.
     pub reason: RevocationReason,
+    /// Set when a refresh token was revoked: its whole family (every access and refresh token
+    /// of the same grant) is revoked with it (RFC 7009 §2.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_id: Option<Uuid>,
+}
+
+/// A user approved a client's access to scopes; remembered so that a confidential client's
+/// next request for the same scopes needs no consent page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationGranted {
+    /// The client.
+    pub client_id: ClientId,
+    /// The user.
+    pub user_id: UserId,
+    /// Every scope the user has now granted this client (earlier grants included).
+    pub scopes: Vec<Scope>,
+}
+
+/// A user withdrew a client's authorization: the remembered consent is gone and every token
+/// of that user for that client issued before this event is inactive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationRevoked {
+    /// The client.
+    pub client_id: ClientId,
+    /// The user.
+    pub user_id: UserId,
+}
+
+/// An authorization code was issued (RFC 6749 §4.1.2); only its hash is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationCodeIssued {
+    /// SHA-256 of the code.
+    pub code_hash: SecretHash,
+    /// The client it was issued to.
+    pub client_id: ClientId,
+    /// The user who authorized it.
+    pub user_id: UserId,
+    /// The redirect URI the response went to.
+    pub redirect_uri: String,
+    /// Whether the request named `redirect_uri` (then /token must repeat it, §4.1.3).
+    pub redirect_uri_sent: bool,
+    /// Granted scopes.
+    pub scopes: Vec<Scope>,
+    /// PKCE challenge (RFC 7636), if one was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge: Option<String>,
+    /// Its method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge_method: Option<PkceMethod>,
+    /// Issued at (Unix seconds).
+    pub issued_at: i64,
+    /// Expires at (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// A code was exchanged for tokens, which start a new grant (refresh family).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationCodeRedeemed {
+    /// SHA-256 of the code.
+    pub code_hash: SecretHash,
+    /// The client.
+    pub client_id: ClientId,
+    /// The user.
+    pub user_id: UserId,
+    /// The family of the tokens issued for it.
+    pub family_id: Uuid,
+}
+
+/// A code was presented again after its redemption: the grant it started is revoked
+/// (RFC 6749 §4.1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationCodeReplayed {
+    /// SHA-256 of the code.
+    pub code_hash: SecretHash,
+    /// The client.
+    pub client_id: ClientId,
+    /// The user.
+    pub user_id: UserId,
+    /// The family revoked because of it.
+    pub family_id: Uuid,
+}
+
+/// A refresh token was issued; only its hash is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenIssued {
+    /// Its id (what revocation and rotation name).
+    pub id: Uuid,
+    /// SHA-256 of the token.
+    pub token_hash: SecretHash,
+    /// The client.
+    pub client_id: ClientId,
+    /// The user it speaks for.
+    pub user_id: UserId,
+    /// Scopes of the grant.
+    pub scopes: Vec<Scope>,
+    /// The grant it belongs to.
+    pub family_id: Uuid,
+    /// 1 for the grant's first refresh token, one more for each rotation.
+    pub generation: u32,
+    /// Issued at (Unix seconds).
+    pub issued_at: i64,
+    /// Expires at (Unix seconds).
+    pub expires_at: i64,
+    /// The whole family expires then, however often it rotates.
+    pub family_expires_at: i64,
+}
+
+/// A refresh token was used and retired (rotation); with `superseded`, a retry within the grace
+/// window also retired the never-used successor of an earlier rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenRotated {
+    /// The refresh token used.
+    pub id: Uuid,
+    /// The client.
+    pub client_id: ClientId,
+    /// Its family.
+    pub family_id: Uuid,
+    /// The unused successor retired by a grace-window retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<Uuid>,
+    /// When (Unix seconds).
+    pub rotated_at: i64,
+}
+
+/// A retired refresh token was presented: its whole family is revoked (RFC 9700 §4.14.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenReuseDetected {
+    /// The refresh token presented.
+    pub id: Uuid,
+    /// The client.
+    pub client_id: ClientId,
+    /// The user.
+    pub user_id: UserId,
+    /// The family revoked.
+    pub family_id: Uuid,
+}
+
+/// A resource owner was registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    /// Its id.
+    pub user_id: UserId,
+    /// Its unique username.
+    pub username: Username,
+    /// argon2id hash of the password (never the password).
+    pub password_hash: PasswordHash,
+}
+
+/// A user's password changed; sessions started before it end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPasswordChanged {
+    /// The user.
+    pub user_id: UserId,
+    /// argon2id hash of the new password.
+    pub password_hash: PasswordHash,
+}
+
+/// Why a sign-in failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginFailure {
+    /// No user has that name.
+    UnknownUser,
+    /// The password did not verify.
+    WrongPassword,
+    /// Refused unchecked: too many recent failures.
+    Throttled,
+}
+
+/// A sign-in (login page or password grant) failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserLoginFailed {
+    /// The user, when the name is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    /// The name as typed (at most 64 characters kept).
+    pub username: String,
+    /// Why.
+    pub reason: LoginFailure,
+    /// Where: `login` (the page) or the client id of a password grant.
+    pub via: String,
+}
+
+/// Sign-ins for a user are throttled after repeated failures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserLocked {
+    /// The user.
+    pub user_id: UserId,
+    /// Failures counted in the window.
+    pub failures: u32,
+    /// No attempt is checked before this time (Unix seconds).
+    pub until: i64,
 }
 
 /// Every event type of the log, tagged by its stable type name.
@@ -169,47 +380,104 @@ pub enum Event {
     AccessTokenIssued(AccessTokenIssued),
     /// See [`TokenRevoked`].
     TokenRevoked(TokenRevoked),
+    /// See [`AuthorizationGranted`].
+    AuthorizationGranted(AuthorizationGranted),
+    /// See [`AuthorizationRevoked`].
+    AuthorizationRevoked(AuthorizationRevoked),
+    /// See [`AuthorizationCodeIssued`].
+    AuthorizationCodeIssued(AuthorizationCodeIssued),
+    /// See [`AuthorizationCodeRedeemed`].
+    AuthorizationCodeRedeemed(AuthorizationCodeRedeemed),
+    /// See [`AuthorizationCodeReplayed`].
+    AuthorizationCodeReplayed(AuthorizationCodeReplayed),
+    /// See [`RefreshTokenIssued`].
+    RefreshTokenIssued(RefreshTokenIssued),
+    /// See [`RefreshTokenRotated`].
+    RefreshTokenRotated(RefreshTokenRotated),
+    /// See [`RefreshTokenReuseDetected`].
+    RefreshTokenReuseDetected(RefreshTokenReuseDetected),
+    /// See [`UserRegistered`].
+    UserRegistered(UserRegistered),
+    /// See [`UserPasswordChanged`].
+    UserPasswordChanged(UserPasswordChanged),
+    /// See [`UserLoginFailed`].
+    UserLoginFailed(UserLoginFailed),
+    /// See [`UserLocked`].
+    UserLocked(UserLocked),
+}
+
+/// Expands `$m!(Variant, ...)` over every event type: one list for the type names, the
+/// dispatch of [`Event::decode`] and [`Event::type_name`].
+macro_rules! for_each_event {
+    ($m:ident) => {
+        $m!(
+            ClientRegistered,
+            ClientRedirectUriAdded,
+            ClientRedirectUriRemoved,
+            ClientScopesChanged,
+            ClientGrantTypesChanged,
+            ClientSettingsChanged,
+            ClientSecretRotated,
+            ClientDeleted,
+            AccessTokenIssued,
+            TokenRevoked,
+            AuthorizationGranted,
+            AuthorizationRevoked,
+            AuthorizationCodeIssued,
+            AuthorizationCodeRedeemed,
+            AuthorizationCodeReplayed,
+            RefreshTokenIssued,
+            RefreshTokenRotated,
+            RefreshTokenReuseDetected,
+            UserRegistered,
+            UserPasswordChanged,
+            UserLoginFailed,
+            UserLocked
+        );
+    };
+}
+
+macro_rules! type_names {
+    ($($v:ident),*) => {
+        /// Every type name, as stored and as `audit query --type` takes it.
+        pub const TYPE_NAMES: &'static [&'static str] = &[$(stringify!($v)),*];
+
+        /// The stable type name.
+        pub fn type_name(&self) -> &'static str {
+            match self {
+                $(Event::$v(_) => stringify!($v),)*
+            }
+        }
+
+        fn decode_v1(type_name: &str, data: &str) -> Result<Self, DecodeError> {
+            fn payload<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, DecodeError> {
+                serde_json::from_str(data).map_err(|e| DecodeError(e.to_string()))
+            }
+            Ok(match type_name {
+                $(stringify!($v) => Event::$v(payload(data)?),)*
+                other => {
+                    return Err(DecodeError(format!(
+                        "unknown event type {other} (written by a newer authledger?)"
+                    )))
+                }
+            })
+        }
+    };
 }
 
 impl Event {
-    /// Every type name, as stored and as `audit query --type` takes it.
-    pub const TYPE_NAMES: [&'static str; 10] = [
-        "ClientRegistered",
-        "ClientRedirectUriAdded",
-        "ClientRedirectUriRemoved",
-        "ClientScopesChanged",
-        "ClientGrantTypesChanged",
-        "ClientSettingsChanged",
-        "ClientSecretRotated",
-        "ClientDeleted",
-        "AccessTokenIssued",
-        "TokenRevoked",
-    ];
+    for_each_event!(type_names);
+}
 
-    /// The stable type name.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Event::ClientRegistered(_) => "ClientRegistered",
-            Event::ClientRedirectUriAdded(_) => "ClientRedirectUriAdded",
-            Event::ClientRedirectUriRemoved(_) => "ClientRedirectUriRemoved",
-            Event::ClientScopesChanged(_) => "ClientScopesChanged",
-            Event::ClientGrantTypesChanged(_) => "ClientGrantTypesChanged",
-            Event::ClientSettingsChanged(_) => "ClientSettingsChanged",
-            Event::ClientSecretRotated(_) => "ClientSecretRotated",
-            Event::ClientDeleted(_) => "ClientDeleted",
-            Event::AccessTokenIssued(_) => "AccessTokenIssued",
-            Event::TokenRevoked(_) => "TokenRevoked",
-        }
-    }
-
+impl Event {
     /// The schema version of this type's payload as written today.
     pub fn schema_version(&self) -> u16 {
         1
     }
 
-    /// The client the event concerns.
-    pub fn client_id(&self) -> &ClientId {
-        match self {
+    /// The client the event concerns, if any (user events concern none).
+    pub fn client_id(&self) -> Option<&ClientId> {
+        Some(match self {
             Event::ClientRegistered(e) => &e.client_id,
             Event::ClientRedirectUriAdded(e) => &e.client_id,
             Event::ClientRedirectUriRemoved(e) => &e.client_id,
@@ -220,13 +488,64 @@ impl Event {
             Event::ClientDeleted(e) => &e.client_id,
             Event::AccessTokenIssued(e) => &e.client_id,
             Event::TokenRevoked(e) => &e.client_id,
-        }
+            Event::AuthorizationGranted(e) => &e.client_id,
+            Event::AuthorizationRevoked(e) => &e.client_id,
+            Event::AuthorizationCodeIssued(e) => &e.client_id,
+            Event::AuthorizationCodeRedeemed(e) => &e.client_id,
+            Event::AuthorizationCodeReplayed(e) => &e.client_id,
+            Event::RefreshTokenIssued(e) => &e.client_id,
+            Event::RefreshTokenRotated(e) => &e.client_id,
+            Event::RefreshTokenReuseDetected(e) => &e.client_id,
+            Event::UserRegistered(_)
+            | Event::UserPasswordChanged(_)
+            | Event::UserLoginFailed(_)
+            | Event::UserLocked(_) => return None,
+        })
     }
 
-    /// The resource owner or subject the event concerns, where there is one.
-    pub fn subject(&self) -> Option<&str> {
+    /// The resource owner or subject the event concerns, where there is one: a user id, or
+    /// the client id of a `client_credentials` token.
+    pub fn subject(&self) -> Option<String> {
+        let user = match self {
+            Event::AccessTokenIssued(e) => return Some(e.subject.clone()),
+            Event::AuthorizationGranted(e) => e.user_id,
+            Event::AuthorizationRevoked(e) => e.user_id,
+            Event::AuthorizationCodeIssued(e) => e.user_id,
+            Event::AuthorizationCodeRedeemed(e) => e.user_id,
+            Event::AuthorizationCodeReplayed(e) => e.user_id,
+            Event::RefreshTokenIssued(e) => e.user_id,
+            Event::RefreshTokenReuseDetected(e) => e.user_id,
+            Event::UserRegistered(e) => e.user_id,
+            Event::UserPasswordChanged(e) => e.user_id,
+            Event::UserLoginFailed(e) => e.user_id?,
+            Event::UserLocked(e) => e.user_id,
+            _ => return None,
+        };
+        Some(user.to_string())
+    }
+
+    /// Whether the event belongs to a client's configuration stream (what the client
+    /// aggregate and the client directory fold).
+    pub fn is_client_config(&self) -> bool {
+        matches!(
+            self,
+            Event::ClientRegistered(_)
+                | Event::ClientRedirectUriAdded(_)
+                | Event::ClientRedirectUriRemoved(_)
+                | Event::ClientScopesChanged(_)
+                | Event::ClientGrantTypesChanged(_)
+                | Event::ClientSettingsChanged(_)
+                | Event::ClientSecretRotated(_)
+                | Event::ClientDeleted(_)
+        )
+    }
+
+    /// The refresh family this event revokes, if it revokes one.
+    pub fn revoked_family(&self) -> Option<Uuid> {
         match self {
-            Event::AccessTokenIssued(e) => Some(&e.subject),
+            Event::AuthorizationCodeReplayed(e) => Some(e.family_id),
+            Event::RefreshTokenReuseDetected(e) => Some(e.family_id),
+            Event::TokenRevoked(e) => e.family_id,
             _ => None,
         }
     }
@@ -285,31 +604,12 @@ impl Event {
     /// Decodes a payload stored under `type_name` at `schema_version`. This is where an
     /// upcaster from an older schema version goes when a payload changes.
     pub fn decode(type_name: &str, schema_version: u16, data: &str) -> Result<Self, DecodeError> {
-        fn payload<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, DecodeError> {
-            serde_json::from_str(data).map_err(|e| DecodeError(e.to_string()))
-        }
         if schema_version != 1 {
             return Err(DecodeError(format!(
                 "{type_name} has no schema version {schema_version} (written by a newer authledger?)"
             )));
         }
-        Ok(match type_name {
-            "ClientRegistered" => Event::ClientRegistered(payload(data)?),
-            "ClientRedirectUriAdded" => Event::ClientRedirectUriAdded(payload(data)?),
-            "ClientRedirectUriRemoved" => Event::ClientRedirectUriRemoved(payload(data)?),
-            "ClientScopesChanged" => Event::ClientScopesChanged(payload(data)?),
-            "ClientGrantTypesChanged" => Event::ClientGrantTypesChanged(payload(data)?),
-            "ClientSettingsChanged" => Event::ClientSettingsChanged(payload(data)?),
-            "ClientSecretRotated" => Event::ClientSecretRotated(payload(data)?),
-            "ClientDeleted" => Event::ClientDeleted(payload(data)?),
-            "AccessTokenIssued" => Event::AccessTokenIssued(payload(data)?),
-            "TokenRevoked" => Event::TokenRevoked(payload(data)?),
-            other => {
-                return Err(DecodeError(format!(
-                    "unknown event type {other} (written by a newer authledger?)"
-                )))
-            }
-        })
+        Self::decode_v1(type_name, data)
     }
 }
 
@@ -391,10 +691,19 @@ pub fn client_stream(client_id: &ClientId) -> String {
     format!("client-{client_id}")
 }
 
-/// The stream holding the token events of one client, apart from its configuration.
+/// The stream holding the token events of one client, apart from its configuration: tokens,
+/// consents, codes and refresh tokens.
 pub fn token_stream(client_id: &ClientId) -> String {
     format!("tokens-{client_id}")
 }
+
+/// The stream of one user.
+pub fn user_stream(user_id: &UserId) -> String {
+    format!("user-{user_id}")
+}
+
+/// The stream of failed sign-ins for names that belong to no user.
+pub const UNKNOWN_LOGINS_STREAM: &str = "logins-unknown";
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,10 @@
 
 pub mod client;
 pub mod event;
+pub mod grant;
 pub mod oauth;
 pub mod token;
+pub mod user;
 pub mod values;
 
 #[cfg(test)]

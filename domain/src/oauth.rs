@@ -23,6 +23,11 @@ pub enum ErrorCode {
     /// "The requested scope is invalid, unknown, malformed, or exceeds the scope granted by the
     /// resource owner."
     InvalidScope,
+    /// RFC 6749 §4.1.2.1: "The resource owner or authorization server denied the request."
+    AccessDenied,
+    /// RFC 6749 §4.1.2.1: "The authorization server does not support obtaining an
+    /// authorization code using this method."
+    UnsupportedResponseType,
     /// RFC 6750 §3.1: "The access token provided is expired, revoked, malformed, or invalid."
     InvalidToken,
     /// RFC 6750 §3.1: "The request requires higher privileges than provided by the access
@@ -53,6 +58,8 @@ impl ErrorCode {
             ErrorCode::UnauthorizedClient => "unauthorized_client",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",

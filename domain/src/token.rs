@@ -5,6 +5,7 @@
 
 use crate::client::ClientState;
 use crate::event::{AccessTokenIssued, Event, RevocationReason, TokenRevoked};
+use crate::grant;
 use crate::oauth::ErrorCode;
 use crate::values::{ClientId, GrantType, Scope, SecretHash, TokenFormat};
 use uuid::Uuid;
@@ -31,6 +32,8 @@ pub struct KnownToken {
     pub client_id: ClientId,
     /// Already revoked (recorded, or in flight in the actor).
     pub revoked: bool,
+    /// For a refresh token: its family, revoked with it.
+    pub refresh_family: Option<Uuid>,
 }
 
 /// Revoke a token (RFC 7009); the index lookup arrives in the command.
@@ -49,6 +52,18 @@ pub enum TokenCommand {
     IssueClientCredentials(IssueClientCredentialsToken),
     /// See [`RevokeToken`].
     Revoke(RevokeToken),
+    /// See [`grant::IssueCode`].
+    IssueCode(grant::IssueCode),
+    /// See [`grant::IssueImplicit`].
+    IssueImplicit(grant::IssueImplicit),
+    /// See [`grant::RedeemCode`].
+    RedeemCode(grant::RedeemCode),
+    /// See [`grant::PasswordGrant`].
+    Password(grant::PasswordGrant),
+    /// See [`grant::RefreshGrant`].
+    Refresh(grant::RefreshGrant),
+    /// See [`grant::RevokeAuthorization`].
+    RevokeAuthorization(grant::RevokeAuthorization),
 }
 
 /// Why a token command was refused, with the RFC 6749 §5.2 code it maps to.
@@ -63,6 +78,34 @@ pub enum TokenError {
     /// A requested scope is not one of the client's.
     #[error("scope {0} is not allowed for this client")]
     InvalidScope(String),
+    /// The code, refresh token or credentials are invalid, expired, revoked or another's.
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// The request is malformed or breaks a rule of the client's configuration.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The user has not consented to everything asked for.
+    #[error("the user has not approved this request")]
+    ConsentRequired,
+}
+
+/// A refused command: the error to answer, and the events to record anyway (a replayed code or
+/// a reused refresh token revokes its grant, and the log must say why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// What the client is told.
+    pub error: TokenError,
+    /// Recorded before answering.
+    pub record: Vec<Event>,
+}
+
+impl From<TokenError> for Refusal {
+    fn from(error: TokenError) -> Self {
+        Self {
+            error,
+            record: Vec::new(),
+        }
+    }
 }
 
 impl TokenError {
@@ -72,32 +115,37 @@ impl TokenError {
             TokenError::UnknownClient => ErrorCode::InvalidClient,
             TokenError::UnauthorizedClient(_) => ErrorCode::UnauthorizedClient,
             TokenError::InvalidScope(_) => ErrorCode::InvalidScope,
+            TokenError::InvalidGrant(_) => ErrorCode::InvalidGrant,
+            TokenError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            TokenError::ConsentRequired => ErrorCode::AccessDenied,
         }
     }
 }
 
 /// Decides a token command against the client's configuration.
-pub fn decide(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>, TokenError> {
+pub fn decide(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>, Refusal> {
     let Some(client) = client.active() else {
-        return Err(TokenError::UnknownClient);
+        return Err(TokenError::UnknownClient.into());
     };
     match command {
         TokenCommand::IssueClientCredentials(cmd) => {
             if client.public {
                 return Err(TokenError::UnauthorizedClient(
                     "public clients cannot use the client_credentials grant".into(),
-                ));
+                )
+                .into());
             }
             if !client.grant_types.contains(&GrantType::ClientCredentials) {
                 return Err(TokenError::UnauthorizedClient(
                     "this client is not allowed the client_credentials grant".into(),
-                ));
+                )
+                .into());
             }
             let scopes = match &cmd.requested_scopes {
                 None => client.scopes.clone(),
                 Some(requested) => {
                     if let Some(bad) = requested.iter().find(|s| !client.scopes.contains(s)) {
-                        return Err(TokenError::InvalidScope(bad.as_str().into()));
+                        return Err(TokenError::InvalidScope(bad.as_str().into()).into());
                     }
                     requested.clone()
                 }
@@ -115,6 +163,7 @@ pub fn decide(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>
                 format: client.token_format,
                 issued_at: cmd.now,
                 expires_at: cmd.now + i64::from(client.access_token_ttl_secs),
+                family_id: None,
             })])
         }
         TokenCommand::Revoke(cmd) => match &cmd.token {
@@ -125,10 +174,17 @@ pub fn decide(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>
                     jti: t.jti,
                     client_id: client.client_id.clone(),
                     reason: cmd.reason,
+                    family_id: t.refresh_family,
                 })])
             }
             _ => Ok(vec![]),
         },
+        TokenCommand::IssueCode(cmd) => grant::issue_code(client, cmd),
+        TokenCommand::IssueImplicit(cmd) => grant::issue_implicit(client, cmd),
+        TokenCommand::RedeemCode(cmd) => grant::redeem_code(client, cmd),
+        TokenCommand::Password(cmd) => grant::password(client, cmd),
+        TokenCommand::Refresh(cmd) => grant::refresh(client, cmd),
+        TokenCommand::RevokeAuthorization(cmd) => Ok(grant::revoke_authorization(client, cmd)),
     }
 }
 
@@ -153,7 +209,7 @@ mod tests {
         })
     }
 
-    fn scenario() -> Scenario<ClientState, TokenCommand, TokenError> {
+    fn scenario() -> Scenario<ClientState, TokenCommand, Refusal> {
         Scenario::new(decide, client_evolve)
     }
 
@@ -168,6 +224,7 @@ mod tests {
             format,
             issued_at: 1_700_000_000,
             expires_at: 1_700_003_600,
+            family_id: None,
         })
     }
 
@@ -197,6 +254,8 @@ mod tests {
                     token_format: TokenFormat::Opaque,
                     access_token_ttl_secs: 3600,
                     can_introspect: false,
+                    redirect_uri_matching: Default::default(),
+                    allow_plain_pkce: false,
                 }),
             ])
             .when(issue(None))
@@ -208,7 +267,7 @@ mod tests {
         scenario()
             .given(vec![registered()])
             .when(issue(Some("read admin")))
-            .then_err(TokenError::InvalidScope("admin".into()));
+            .then_err(TokenError::InvalidScope("admin".into()).into());
     }
 
     #[test]
@@ -225,12 +284,12 @@ mod tests {
         .unwrap();
         let mut given = vec![registered()];
         given.extend(change);
-        scenario()
-            .given(given)
-            .when(issue(None))
-            .then_err(TokenError::UnauthorizedClient(
+        scenario().given(given).when(issue(None)).then_err(
+            TokenError::UnauthorizedClient(
                 "this client is not allowed the client_credentials grant".into(),
-            ));
+            )
+            .into(),
+        );
     }
 
     #[test]
@@ -241,11 +300,11 @@ mod tests {
                 Event::ClientDeleted(ClientDeleted { client_id: id() }),
             ])
             .when(issue(None))
-            .then_err(TokenError::UnknownClient);
+            .then_err(TokenError::UnknownClient.into());
         scenario()
             .given(vec![])
             .when(issue(None))
-            .then_err(TokenError::UnknownClient);
+            .then_err(TokenError::UnknownClient.into());
     }
 
     fn revoke(token: Option<KnownToken>) -> TokenCommand {
@@ -263,11 +322,13 @@ mod tests {
                 jti: jti(),
                 client_id: id(),
                 revoked: false,
+                refresh_family: None,
             })))
             .then(vec![Event::TokenRevoked(TokenRevoked {
                 jti: jti(),
                 client_id: id(),
                 reason: RevocationReason::RevokedByClient,
+                family_id: None,
             })]);
     }
 
@@ -283,6 +344,7 @@ mod tests {
                 jti: jti(),
                 client_id: ClientId::parse("someone-else").unwrap(),
                 revoked: false,
+                refresh_family: None,
             })))
             .then(vec![]);
         scenario()
@@ -291,6 +353,7 @@ mod tests {
                 jti: jti(),
                 client_id: id(),
                 revoked: true,
+                refresh_family: None,
             })))
             .then(vec![]);
     }
@@ -303,6 +366,6 @@ mod tests {
                 Event::ClientDeleted(ClientDeleted { client_id: id() }),
             ])
             .when(revoke(None))
-            .then_err(TokenError::UnknownClient);
+            .then_err(TokenError::UnknownClient.into());
     }
 }

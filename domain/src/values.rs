@@ -317,6 +317,256 @@ impl From<SecretHash> for String {
     }
 }
 
+/// A resource owner's identifier (a UUIDv7 drawn when the user registers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub uuid::Uuid);
+
+impl UserId {
+    /// Parses the hyphenated form.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        uuid::Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| InvalidValue(format!("user id {s:?} is not a UUID")))
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A username: 1 to 64 characters of `A-Z a-z 0-9 . _ @ + -`, compared exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Username(String);
+
+impl Username {
+    /// Validates a username.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '-');
+        if s.is_empty() || s.len() > 64 || !s.chars().all(ok) {
+            return Err(InvalidValue(
+                "username must be 1 to 64 characters of A-Z a-z 0-9 . _ @ + -".into(),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The username as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Username {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Username> for String {
+    fn from(u: Username) -> String {
+        u.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An argon2id password hash in PHC string form (`$argon2id$v=19$m=...`): salted and
+/// memory-hard, never the password. Its `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// Accepts an argon2id PHC string.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        if !s.starts_with("$argon2id$") || s.len() > 512 {
+            return Err(InvalidValue(
+                "password hash must be an argon2id PHC string".into(),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The PHC string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(argon2id, redacted)")
+    }
+}
+
+impl TryFrom<String> for PasswordHash {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<PasswordHash> for String {
+    fn from(h: PasswordHash) -> String {
+        h.0
+    }
+}
+
+/// How a presented `redirect_uri` is compared with the registered ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectMatching {
+    /// Exact string comparison, except that a loopback `http` URI matches on any port
+    /// (RFC 8252 §7.3).
+    #[default]
+    Exact,
+    /// Phorge's rule: same scheme, host, port and path; every registered query parameter
+    /// present; extra query parameters allowed unless named like a response parameter.
+    Extended,
+}
+
+impl RedirectMatching {
+    /// The name used in the CLI and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedirectMatching::Exact => "exact",
+            RedirectMatching::Extended => "extended",
+        }
+    }
+
+    /// Parses `exact` or `extended`.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        match s {
+            "exact" => Ok(Self::Exact),
+            "extended" => Ok(Self::Extended),
+            _ => Err(InvalidValue(format!(
+                "redirect URI matching {s:?} is neither exact nor extended"
+            ))),
+        }
+    }
+}
+
+/// Query parameters an authorization response writes; a presented redirect URI that already
+/// carries one could plant a value in the client's callback, so extended matching refuses it.
+pub const RESPONSE_PARAMETERS: [&str; 9] = [
+    "code",
+    "state",
+    "error",
+    "error_description",
+    "iss",
+    "access_token",
+    "token_type",
+    "expires_in",
+    "scope",
+];
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+impl RedirectUri {
+    /// Whether `presented` may be used as this registered redirect URI.
+    pub fn matches(&self, presented: &str, mode: RedirectMatching) -> bool {
+        if presented == self.0 {
+            return true;
+        }
+        let (Ok(reg), Ok(pre)) = (url::Url::parse(&self.0), url::Url::parse(presented)) else {
+            return false;
+        };
+        if pre.fragment().is_some() || presented.contains('#') {
+            return false;
+        }
+        let loopback_any_port = reg.scheme() == "http" && is_loopback(&reg);
+        let same_origin = reg.scheme() == pre.scheme()
+            && reg.host() == pre.host()
+            && (loopback_any_port || reg.port_or_known_default() == pre.port_or_known_default())
+            && reg.username() == pre.username()
+            && reg.password() == pre.password()
+            && reg.path() == pre.path();
+        if !same_origin {
+            return false;
+        }
+        match mode {
+            // Only the port may differ, and only on loopback.
+            RedirectMatching::Exact => loopback_any_port && reg.query() == pre.query(),
+            RedirectMatching::Extended => {
+                let registered: Vec<(String, String)> = reg.query_pairs().into_owned().collect();
+                let presented: Vec<(String, String)> = pre.query_pairs().into_owned().collect();
+                registered.iter().all(|p| presented.contains(p))
+                    && presented.iter().all(|p| {
+                        registered.contains(p) || !RESPONSE_PARAMETERS.contains(&p.0.as_str())
+                    })
+            }
+        }
+    }
+}
+
+/// A PKCE code challenge method (RFC 7636 §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PkceMethod {
+    /// `BASE64URL(SHA256(verifier))`.
+    S256,
+    /// The verifier itself; refused unless a client is configured for it.
+    #[serde(rename = "plain")]
+    Plain,
+}
+
+impl PkceMethod {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PkceMethod::S256 => "S256",
+            PkceMethod::Plain => "plain",
+        }
+    }
+
+    /// Parses `S256` or `plain`.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        match s {
+            "S256" => Ok(Self::S256),
+            "plain" => Ok(Self::Plain),
+            _ => Err(InvalidValue(format!(
+                "code_challenge_method {s:?} is neither S256 nor plain"
+            ))),
+        }
+    }
+}
+
+/// Whether a string is 43 to 128 characters of `[A-Z a-z 0-9 - . _ ~]` (RFC 7636 §4.1, §4.2).
+pub fn is_pkce_string(s: &str) -> bool {
+    (43..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// Checks a `code_verifier` against the challenge recorded with a code, in constant time.
+pub fn pkce_verifies(challenge: &str, method: PkceMethod, verifier: &str) -> bool {
+    use base64::Engine as _;
+    if !is_pkce_string(verifier) {
+        return false;
+    }
+    let derived = match method {
+        PkceMethod::S256 => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(verifier.as_bytes())),
+        PkceMethod::Plain => verifier.to_owned(),
+    };
+    derived.as_bytes().ct_eq(challenge.as_bytes()).into()
+}
+
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -375,5 +625,57 @@ mod tests {
             assert_eq!(GrantType::parse(g.as_str()).unwrap(), g);
         }
         assert!(GrantType::parse("magic").is_err());
+    }
+
+    #[test]
+    fn exact_matching_allows_only_a_loopback_port_to_differ() {
+        let reg = RedirectUri::parse("https://app.example/cb").unwrap();
+        let m = RedirectMatching::Exact;
+        assert!(reg.matches("https://app.example/cb", m));
+        assert!(!reg.matches("https://app.example/cb/", m));
+        assert!(!reg.matches("https://app.example/cc", m));
+        assert!(!reg.matches("https://app.example:8443/cb", m));
+        assert!(!reg.matches("https://app.example/cb?x=1", m));
+        let lo = RedirectUri::parse("http://127.0.0.1/cb").unwrap();
+        assert!(lo.matches("http://127.0.0.1:53122/cb", m));
+        assert!(!lo.matches("http://127.0.0.1:53122/cb?x=1", m));
+        assert!(!lo.matches("http://127.0.0.2:53122/cb", m));
+        let v6 = RedirectUri::parse("http://[::1]:8000/cb").unwrap();
+        assert!(v6.matches("http://[::1]:9000/cb", m));
+    }
+
+    #[test]
+    fn extended_matching_allows_extra_parameters_but_never_response_ones() {
+        let reg = RedirectUri::parse("https://app.example/cb?tenant=a").unwrap();
+        let m = RedirectMatching::Extended;
+        assert!(reg.matches("https://app.example/cb?tenant=a&next=%2Fhome", m));
+        assert!(!reg.matches("https://app.example/cb?next=1", m));
+        assert!(!reg.matches("https://app.example/cb?tenant=a&code=planted", m));
+        assert!(!reg.matches("https://app.example/cb?tenant=a&state=x", m));
+        assert!(!reg.matches("https://app.example/cb?tenant=a#frag", m));
+        assert!(!reg.matches("https://evil.example/cb?tenant=a", m));
+        assert!(!reg.matches("https://app.example/cb/x?tenant=a", m));
+    }
+
+    #[test]
+    fn pkce_verifies_s256_and_plain_and_refuses_short_verifiers() {
+        // RFC 7636 Appendix B.
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(pkce_verifies(challenge, PkceMethod::S256, verifier));
+        assert!(!pkce_verifies(challenge, PkceMethod::Plain, verifier));
+        assert!(pkce_verifies(verifier, PkceMethod::Plain, verifier));
+        assert!(!pkce_verifies("short", PkceMethod::Plain, "short"));
+    }
+
+    #[test]
+    fn usernames_and_password_hashes_are_validated() {
+        assert!(Username::parse("alice.smith@example.com").is_ok());
+        assert!(Username::parse("a b").is_err());
+        assert!(Username::parse("<script>").is_err());
+        assert!(PasswordHash::parse("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA").is_ok());
+        assert!(PasswordHash::parse("plaintext").is_err());
+        let h = PasswordHash::parse("$argon2id$v=19$x").unwrap();
+        assert!(!format!("{h:?}").contains("argon2id$v"));
     }
 }

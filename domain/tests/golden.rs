@@ -47,15 +47,24 @@ fn golden_events_hold_hashes_never_raw_secrets() {
         "ClientRegistered",
         "ClientSecretRotated",
         "AccessTokenIssued",
+        "AuthorizationCodeIssued",
+        "RefreshTokenIssued",
+        "UserRegistered",
     ] {
         let text = std::fs::read_to_string(fixtures().join(name).join("v1.json")).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        for field in ["secret_hash", "token_hash"] {
+        for field in ["secret_hash", "token_hash", "code_hash"] {
             if let Some(h) = v["data"].get(field).and_then(|h| h.as_str()) {
                 assert!(h.starts_with("sha256:") && h.len() == 71, "{name}.{field}");
             }
         }
         assert!(v["data"].get("client_secret").is_none());
         assert!(v["data"].get("access_token").is_none());
+        assert!(v["data"].get("code").is_none());
+        assert!(v["data"].get("refresh_token").is_none());
+        assert!(v["data"].get("password").is_none());
+        if let Some(p) = v["data"].get("password_hash").and_then(|h| h.as_str()) {
+            assert!(p.starts_with("$argon2id$"), "{name}.password_hash");
+        }
     }
 }

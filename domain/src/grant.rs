@@ -1,0 +1,1055 @@
+//! Decisions taken on a user's behalf: consent, authorization codes (RFC 6749 §4.1 with
+//! RFC 7636), the implicit grant (§4.2), the password grant (§4.3) and refresh-token rotation
+//! (§6, RFC 9700 §4.14).
+//!
+//! Like every token decision these run in the client's actor against its configuration. What
+//! they need to know of earlier codes, refresh tokens and consents arrives in the command as a
+//! *view*: the read model's row, brought up to date by [`CodeView::observe`] (and its siblings)
+//! with the actor's events still being flushed. The projections build their rows from the same
+//! events, so a view never disagrees with the decision that produced it.
+
+use crate::client::Client;
+use crate::event::{
+    AccessTokenIssued, AuthorizationCodeIssued, AuthorizationCodeRedeemed,
+    AuthorizationCodeReplayed, AuthorizationGranted, AuthorizationRevoked, Event,
+    RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated,
+};
+use crate::token::{Refusal, TokenError};
+use crate::values::{pkce_verifies, GrantType, PkceMethod, Scope, SecretHash, TokenFormat, UserId};
+use uuid::Uuid;
+
+/// What the read model knows of an authorization code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeView {
+    /// The code as issued.
+    pub issued: AuthorizationCodeIssued,
+    /// The family its redemption started, once redeemed.
+    pub redeemed_family: Option<Uuid>,
+}
+
+impl CodeView {
+    /// Brings the view up to date with an event not yet in the read model.
+    pub fn observe(&mut self, event: &Event) {
+        if let Event::AuthorizationCodeRedeemed(e) = event {
+            if e.code_hash == self.issued.code_hash {
+                self.redeemed_family = Some(e.family_id);
+            }
+        }
+    }
+}
+
+/// What the read model knows of a refresh token and its family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshView {
+    /// The token as issued.
+    pub issued: RefreshTokenIssued,
+    /// When it was used (rotated), or retired unused by a grace-window retry.
+    pub used_at: Option<i64>,
+    /// The family's newest refresh token: (generation, id).
+    pub head: (u32, Uuid),
+    /// The family was revoked (reuse, code replay, revocation).
+    pub family_revoked: bool,
+    /// The user withdrew the client's authorization after this token was issued.
+    pub authorization_revoked: bool,
+}
+
+impl RefreshView {
+    /// Brings the view up to date with an event not yet in the read model.
+    pub fn observe(&mut self, event: &Event) {
+        let family = self.issued.family_id;
+        match event {
+            Event::RefreshTokenRotated(e)
+                if e.id == self.issued.id || e.superseded == Some(self.issued.id) =>
+            {
+                self.used_at.get_or_insert(e.rotated_at);
+            }
+            Event::RefreshTokenIssued(e) if e.family_id == family => {
+                self.head = (e.generation, e.id);
+            }
+            Event::AuthorizationRevoked(e)
+                if e.user_id == self.issued.user_id && e.client_id == self.issued.client_id =>
+            {
+                self.authorization_revoked = true;
+            }
+            e if e.revoked_family() == Some(family) => self.family_revoked = true,
+            _ => {}
+        }
+    }
+}
+
+/// The scopes a user has granted a client (remembered consent), if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsentView {
+    /// Granted scopes; `None`: no remembered consent.
+    pub scopes: Option<Vec<Scope>>,
+}
+
+impl ConsentView {
+    /// Brings the view up to date with an event not yet in the read model.
+    pub fn observe(&mut self, user: UserId, event: &Event) {
+        match event {
+            Event::AuthorizationGranted(e) if e.user_id == user => {
+                self.scopes = Some(e.scopes.clone())
+            }
+            Event::AuthorizationRevoked(e) if e.user_id == user => self.scopes = None,
+            _ => {}
+        }
+    }
+}
+
+/// How the user's consent to an authorization request was obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsentDecision {
+    /// The user pressed Approve on the consent page just now.
+    Approved,
+    /// No page was shown: the remembered consent must cover the request.
+    Remembered,
+}
+
+/// A validated authorization request the user has signed in for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationRequest {
+    /// The signed-in user.
+    pub user_id: UserId,
+    /// Requested scopes; `None`: the client's default scopes.
+    pub scopes: Option<Vec<Scope>>,
+    /// The `redirect_uri` as presented, or `None` when the request named none.
+    pub redirect_uri: Option<String>,
+    /// PKCE challenge and method.
+    pub pkce: Option<(String, PkceMethod)>,
+    /// How consent was given.
+    pub consent: ConsentDecision,
+    /// The user's remembered consent for this client.
+    pub existing_consent: ConsentView,
+    /// Now (Unix seconds).
+    pub now: i64,
+}
+
+/// Issue an authorization code (`response_type=code`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueCode {
+    /// The request.
+    pub request: AuthorizationRequest,
+    /// SHA-256 of the fresh code.
+    pub code_hash: SecretHash,
+    /// Code lifetime in seconds.
+    pub ttl_secs: u32,
+}
+
+/// Issue an access token in the redirect (`response_type=token`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueImplicit {
+    /// The request.
+    pub request: AuthorizationRequest,
+    /// The new token.
+    pub token: NewAccessToken,
+}
+
+/// Fresh values for an access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccessToken {
+    /// Its id.
+    pub jti: Uuid,
+    /// SHA-256 of the opaque value, used if the client issues opaque tokens.
+    pub opaque_token_hash: SecretHash,
+}
+
+/// Fresh values and lifetimes for a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefreshToken {
+    /// Its id.
+    pub id: Uuid,
+    /// SHA-256 of its value.
+    pub token_hash: SecretHash,
+    /// Its own lifetime in seconds.
+    pub ttl_secs: u32,
+    /// The family's absolute lifetime in seconds (used when a family starts).
+    pub family_ttl_secs: u32,
+}
+
+/// Exchange a code for tokens (`grant_type=authorization_code`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedeemCode {
+    /// The code's view, if the read model knows its hash.
+    pub code: Option<CodeView>,
+    /// SHA-256 of the presented code (recorded if it is replayed).
+    pub code_hash: SecretHash,
+    /// `redirect_uri` as presented at /token.
+    pub redirect_uri: Option<String>,
+    /// `code_verifier` as presented.
+    pub code_verifier: Option<String>,
+    /// The new access token.
+    pub token: NewAccessToken,
+    /// The new refresh token (issued if the client may use the refresh grant).
+    pub refresh: NewRefreshToken,
+    /// The new family's id.
+    pub family_id: Uuid,
+    /// Now (Unix seconds).
+    pub now: i64,
+}
+
+/// Issue tokens for a user whose password the caller verified (`grant_type=password`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordGrant {
+    /// The authenticated user.
+    pub user_id: UserId,
+    /// Requested scopes; `None`: the client's defaults.
+    pub scopes: Option<Vec<Scope>>,
+    /// The new access token.
+    pub token: NewAccessToken,
+    /// The new refresh token.
+    pub refresh: NewRefreshToken,
+    /// The new family's id.
+    pub family_id: Uuid,
+    /// Now (Unix seconds).
+    pub now: i64,
+}
+
+/// Rotate a refresh token (`grant_type=refresh_token`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshGrant {
+    /// The presented token's view, if the read model knows its hash.
+    pub token: Option<RefreshView>,
+    /// Narrower scopes asked for; `None`: the grant's scopes.
+    pub scopes: Option<Vec<Scope>>,
+    /// The new access token.
+    pub access: NewAccessToken,
+    /// The successor refresh token.
+    pub refresh: NewRefreshToken,
+    /// How long after a rotation the previous token may still be retried while its successor
+    /// was never used (0: strict).
+    pub grace_secs: u32,
+    /// Now (Unix seconds).
+    pub now: i64,
+}
+
+/// Withdraw a client's authorization on the user's request (`/account`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeAuthorization {
+    /// The user.
+    pub user_id: UserId,
+}
+
+fn invalid_grant(why: &str) -> Refusal {
+    TokenError::InvalidGrant(why.to_owned()).into()
+}
+
+fn allowed(client: &Client, grant: GrantType) -> Result<(), Refusal> {
+    if client.grant_types.contains(&grant) {
+        Ok(())
+    } else {
+        Err(
+            TokenError::UnauthorizedClient(format!("this client is not allowed the {grant} grant"))
+                .into(),
+        )
+    }
+}
+
+/// The scopes granted for a request: the requested ones, each allowed to the client, or the
+/// client's defaults.
+fn granted_scopes(client: &Client, requested: &Option<Vec<Scope>>) -> Result<Vec<Scope>, Refusal> {
+    match requested {
+        None => Ok(client.scopes.clone()),
+        Some(r) => match r.iter().find(|s| !client.scopes.contains(s)) {
+            Some(bad) => Err(TokenError::InvalidScope(bad.as_str().into()).into()),
+            None => Ok(r.clone()),
+        },
+    }
+}
+
+/// Checks the request's redirect URI, PKCE and consent; answers the scopes and the events that
+/// record the consent.
+fn authorize(
+    client: &Client,
+    req: &AuthorizationRequest,
+    grant: GrantType,
+) -> Result<(Vec<Scope>, String, Vec<Event>), Refusal> {
+    allowed(client, grant)?;
+    let redirect = client
+        .resolve_redirect_uri(req.redirect_uri.as_deref())
+        .map_err(|e| TokenError::InvalidRequest(e.to_string()))?;
+    let scopes = granted_scopes(client, &req.scopes)?;
+    if grant == GrantType::AuthorizationCode {
+        match &req.pkce {
+            None if client.public => {
+                return Err(TokenError::InvalidRequest(
+                    "public clients must send a PKCE code_challenge (S256)".into(),
+                )
+                .into())
+            }
+            Some((_, PkceMethod::Plain)) if !client.allow_plain_pkce => {
+                return Err(TokenError::InvalidRequest(
+                    "code_challenge_method plain is not allowed for this client; use S256".into(),
+                )
+                .into())
+            }
+            _ => {}
+        }
+    }
+    let existing = req.existing_consent.scopes.as_deref().unwrap_or_default();
+    let mut events = Vec::new();
+    match req.consent {
+        ConsentDecision::Approved => {
+            let mut all = existing.to_vec();
+            for s in &scopes {
+                if !all.contains(s) {
+                    all.push(s.clone());
+                }
+            }
+            if req.existing_consent.scopes.as_deref() != Some(&all[..]) {
+                events.push(Event::AuthorizationGranted(AuthorizationGranted {
+                    client_id: client.client_id.clone(),
+                    user_id: req.user_id,
+                    scopes: all,
+                }));
+            }
+        }
+        ConsentDecision::Remembered => {
+            // A public client's request always needs the user (RFC 8252 §8.6): anyone can
+            // claim its client_id.
+            if client.public || !scopes.iter().all(|s| existing.contains(s)) {
+                return Err(TokenError::ConsentRequired.into());
+            }
+        }
+    }
+    Ok((scopes, redirect, events))
+}
+
+fn access_token(
+    client: &Client,
+    token: &NewAccessToken,
+    user: UserId,
+    scopes: Vec<Scope>,
+    grant: GrantType,
+    family_id: Option<Uuid>,
+    now: i64,
+) -> Event {
+    Event::AccessTokenIssued(AccessTokenIssued {
+        jti: token.jti,
+        token_hash: (client.token_format == TokenFormat::Opaque)
+            .then(|| token.opaque_token_hash.clone()),
+        client_id: client.client_id.clone(),
+        subject: user.to_string(),
+        scopes,
+        grant_type: grant,
+        format: client.token_format,
+        issued_at: now,
+        expires_at: now + i64::from(client.access_token_ttl_secs),
+        family_id,
+    })
+}
+
+/// Starts a family: the access token, and a refresh token if the client may refresh.
+fn new_family(
+    client: &Client,
+    user: UserId,
+    scopes: Vec<Scope>,
+    grant: GrantType,
+    token: &NewAccessToken,
+    refresh: &NewRefreshToken,
+    family_id: Uuid,
+    now: i64,
+) -> Vec<Event> {
+    let mut events = vec![access_token(
+        client,
+        token,
+        user,
+        scopes.clone(),
+        grant,
+        Some(family_id),
+        now,
+    )];
+    if client.grant_types.contains(&GrantType::RefreshToken) {
+        let family_expires_at = now + i64::from(refresh.family_ttl_secs);
+        events.push(Event::RefreshTokenIssued(RefreshTokenIssued {
+            id: refresh.id,
+            token_hash: refresh.token_hash.clone(),
+            client_id: client.client_id.clone(),
+            user_id: user,
+            scopes,
+            family_id,
+            generation: 1,
+            issued_at: now,
+            expires_at: (now + i64::from(refresh.ttl_secs)).min(family_expires_at),
+            family_expires_at,
+        }));
+    }
+    events
+}
+
+/// Decides [`IssueCode`].
+pub fn issue_code(client: &Client, cmd: &IssueCode) -> Result<Vec<Event>, Refusal> {
+    let req = &cmd.request;
+    let (scopes, redirect_uri, mut events) = authorize(client, req, GrantType::AuthorizationCode)?;
+    events.push(Event::AuthorizationCodeIssued(AuthorizationCodeIssued {
+        code_hash: cmd.code_hash.clone(),
+        client_id: client.client_id.clone(),
+        user_id: req.user_id,
+        redirect_uri,
+        redirect_uri_sent: req.redirect_uri.is_some(),
+        scopes,
+        code_challenge: req.pkce.as_ref().map(|(c, _)| c.clone()),
+        code_challenge_method: req.pkce.as_ref().map(|(_, m)| *m),
+        issued_at: req.now,
+        expires_at: req.now + i64::from(cmd.ttl_secs),
+    }));
+    Ok(events)
+}
+
+/// Decides [`IssueImplicit`].
+pub fn issue_implicit(client: &Client, cmd: &IssueImplicit) -> Result<Vec<Event>, Refusal> {
+    let req = &cmd.request;
+    let (scopes, _, mut events) = authorize(client, req, GrantType::Implicit)?;
+    events.push(access_token(
+        client,
+        &cmd.token,
+        req.user_id,
+        scopes,
+        GrantType::Implicit,
+        None,
+        req.now,
+    ));
+    Ok(events)
+}
+
+/// Decides [`RedeemCode`].
+pub fn redeem_code(client: &Client, cmd: &RedeemCode) -> Result<Vec<Event>, Refusal> {
+    allowed(client, GrantType::AuthorizationCode)?;
+    let Some(view) = cmd
+        .code
+        .as_ref()
+        .filter(|v| v.issued.client_id == client.client_id)
+    else {
+        return Err(invalid_grant(
+            "the authorization code is invalid or was issued to another client",
+        ));
+    };
+    let code = &view.issued;
+    if let Some(family_id) = view.redeemed_family {
+        return Err(Refusal {
+            error: TokenError::InvalidGrant(
+                "the authorization code was already used; every token issued for it is revoked"
+                    .into(),
+            ),
+            record: vec![Event::AuthorizationCodeReplayed(
+                AuthorizationCodeReplayed {
+                    code_hash: cmd.code_hash.clone(),
+                    client_id: client.client_id.clone(),
+                    user_id: code.user_id,
+                    family_id,
+                },
+            )],
+        });
+    }
+    if cmd.now >= code.expires_at {
+        return Err(invalid_grant("the authorization code expired"));
+    }
+    match (&cmd.redirect_uri, code.redirect_uri_sent) {
+        (Some(p), _) if *p != code.redirect_uri => {
+            return Err(invalid_grant(
+                "redirect_uri differs from the one of the authorization request",
+            ))
+        }
+        (None, true) => {
+            return Err(invalid_grant(
+                "redirect_uri is required: the authorization request named one (RFC 6749 §4.1.3)",
+            ))
+        }
+        _ => {}
+    }
+    match (&code.code_challenge, &cmd.code_verifier) {
+        (Some(challenge), Some(verifier)) => {
+            let method = code.code_challenge_method.unwrap_or(PkceMethod::Plain);
+            if !pkce_verifies(challenge, method, verifier) {
+                return Err(invalid_grant(
+                    "code_verifier does not match the code_challenge",
+                ));
+            }
+        }
+        (Some(_), None) => return Err(invalid_grant("code_verifier is required for this code")),
+        // RFC 9700 §2.1.1: a verifier for a code issued without a challenge is a downgrade.
+        (None, Some(_)) => {
+            return Err(invalid_grant(
+                "code_verifier sent for a code issued without a code_challenge",
+            ))
+        }
+        (None, None) => {}
+    }
+    let mut events = vec![Event::AuthorizationCodeRedeemed(
+        AuthorizationCodeRedeemed {
+            code_hash: code.code_hash.clone(),
+            client_id: client.client_id.clone(),
+            user_id: code.user_id,
+            family_id: cmd.family_id,
+        },
+    )];
+    events.extend(new_family(
+        client,
+        code.user_id,
+        code.scopes.clone(),
+        GrantType::AuthorizationCode,
+        &cmd.token,
+        &cmd.refresh,
+        cmd.family_id,
+        cmd.now,
+    ));
+    Ok(events)
+}
+
+/// Decides [`PasswordGrant`].
+pub fn password(client: &Client, cmd: &PasswordGrant) -> Result<Vec<Event>, Refusal> {
+    allowed(client, GrantType::Password)?;
+    let scopes = granted_scopes(client, &cmd.scopes)?;
+    Ok(new_family(
+        client,
+        cmd.user_id,
+        scopes,
+        GrantType::Password,
+        &cmd.token,
+        &cmd.refresh,
+        cmd.family_id,
+        cmd.now,
+    ))
+}
+
+/// Decides [`RefreshGrant`]: rotation, the grace-window retry, or reuse detection.
+pub fn refresh(client: &Client, cmd: &RefreshGrant) -> Result<Vec<Event>, Refusal> {
+    allowed(client, GrantType::RefreshToken)?;
+    let Some(view) = cmd
+        .token
+        .as_ref()
+        .filter(|v| v.issued.client_id == client.client_id)
+    else {
+        return Err(invalid_grant(
+            "the refresh token is invalid or was issued to another client",
+        ));
+    };
+    let old = &view.issued;
+    if view.family_revoked || view.authorization_revoked {
+        return Err(invalid_grant("the refresh token was revoked"));
+    }
+    if cmd.now >= old.expires_at || cmd.now >= old.family_expires_at {
+        return Err(invalid_grant("the refresh token expired"));
+    }
+    let scopes = match &cmd.scopes {
+        None => old.scopes.clone(),
+        Some(r) => match r.iter().find(|s| !old.scopes.contains(s)) {
+            Some(bad) => {
+                return Err(TokenError::InvalidScope(format!(
+                    "{bad} was not granted; a refresh may narrow scopes, never widen them"
+                ))
+                .into())
+            }
+            None => r.clone(),
+        },
+    };
+    let is_head = view.head.1 == old.id;
+    let superseded = match view.used_at {
+        None if is_head => None,
+        Some(used_at)
+            if cmd.grace_secs > 0
+                && view.head.0 == old.generation + 1
+                && cmd.now - used_at <= i64::from(cmd.grace_secs) =>
+        {
+            // The successor was never used: the client lost the response. Retire it and hand
+            // out a fresh one.
+            Some(view.head.1)
+        }
+        _ => {
+            return Err(Refusal {
+                error: TokenError::InvalidGrant(
+                    "the refresh token was already used; every token of its grant is revoked"
+                        .into(),
+                ),
+                record: vec![Event::RefreshTokenReuseDetected(
+                    RefreshTokenReuseDetected {
+                        id: old.id,
+                        client_id: client.client_id.clone(),
+                        user_id: old.user_id,
+                        family_id: old.family_id,
+                    },
+                )],
+            })
+        }
+    };
+    Ok(vec![
+        Event::RefreshTokenRotated(RefreshTokenRotated {
+            id: old.id,
+            client_id: client.client_id.clone(),
+            family_id: old.family_id,
+            superseded,
+            rotated_at: cmd.now,
+        }),
+        Event::RefreshTokenIssued(RefreshTokenIssued {
+            id: cmd.refresh.id,
+            token_hash: cmd.refresh.token_hash.clone(),
+            client_id: client.client_id.clone(),
+            user_id: old.user_id,
+            scopes: old.scopes.clone(),
+            family_id: old.family_id,
+            generation: old.generation + 1,
+            issued_at: cmd.now,
+            expires_at: (cmd.now + i64::from(cmd.refresh.ttl_secs)).min(old.family_expires_at),
+            family_expires_at: old.family_expires_at,
+        }),
+        access_token(
+            client,
+            &cmd.access,
+            old.user_id,
+            scopes,
+            GrantType::RefreshToken,
+            Some(old.family_id),
+            cmd.now,
+        ),
+    ])
+}
+
+/// Decides [`RevokeAuthorization`].
+pub fn revoke_authorization(client: &Client, cmd: &RevokeAuthorization) -> Vec<Event> {
+    vec![Event::AuthorizationRevoked(AuthorizationRevoked {
+        client_id: client.client_id.clone(),
+        user_id: cmd.user_id,
+    })]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::tests::{id, registration};
+    use crate::client::{self, ClientCommand, ClientState};
+    use crate::testing::Scenario;
+    use crate::token::{decide, TokenCommand};
+    use crate::values::RedirectUri;
+
+    const NOW: i64 = 1_700_000_000;
+    const CB: &str = "https://billing.example/cb";
+    // RFC 7636 Appendix B.
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    fn user() -> UserId {
+        UserId(Uuid::from_u128(42))
+    }
+
+    fn registered(public: bool) -> Event {
+        let mut r = registration();
+        r.public = public;
+        r.secret_hash = (!public).then(|| SecretHash::of("s"));
+        r.redirect_uris = vec![RedirectUri::parse(CB).unwrap()];
+        r.grant_types = vec![
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+            GrantType::Password,
+        ];
+        client::decide(&ClientState::Unregistered, &ClientCommand::Register(r))
+            .unwrap()
+            .remove(0)
+    }
+
+    fn scenario() -> Scenario<ClientState, TokenCommand, Refusal> {
+        Scenario::new(decide, client::evolve)
+    }
+
+    fn scopes(s: &str) -> Vec<Scope> {
+        Scope::parse_list(s).unwrap()
+    }
+
+    fn request(consent: ConsentDecision, existing: Option<&str>) -> AuthorizationRequest {
+        AuthorizationRequest {
+            user_id: user(),
+            scopes: Some(scopes("read")),
+            redirect_uri: Some(CB.into()),
+            pkce: Some((CHALLENGE.into(), PkceMethod::S256)),
+            consent,
+            existing_consent: ConsentView {
+                scopes: existing.map(scopes),
+            },
+            now: NOW,
+        }
+    }
+
+    fn code_issued(challenge: bool) -> AuthorizationCodeIssued {
+        AuthorizationCodeIssued {
+            code_hash: SecretHash::of("code"),
+            client_id: id(),
+            user_id: user(),
+            redirect_uri: CB.into(),
+            redirect_uri_sent: true,
+            scopes: scopes("read"),
+            code_challenge: challenge.then(|| CHALLENGE.to_owned()),
+            code_challenge_method: challenge.then_some(PkceMethod::S256),
+            issued_at: NOW,
+            expires_at: NOW + 60,
+        }
+    }
+
+    fn issue(req: AuthorizationRequest) -> TokenCommand {
+        TokenCommand::IssueCode(IssueCode {
+            request: req,
+            code_hash: SecretHash::of("code"),
+            ttl_secs: 60,
+        })
+    }
+
+    #[test]
+    fn approving_records_the_consent_then_the_code() {
+        scenario()
+            .given(vec![registered(false)])
+            .when(issue(request(ConsentDecision::Approved, Some("write"))))
+            .then(vec![
+                Event::AuthorizationGranted(AuthorizationGranted {
+                    client_id: id(),
+                    user_id: user(),
+                    scopes: scopes("write read"),
+                }),
+                Event::AuthorizationCodeIssued(code_issued(true)),
+            ]);
+    }
+
+    #[test]
+    fn remembered_consent_skips_the_page_for_confidential_clients_only() {
+        scenario()
+            .given(vec![registered(false)])
+            .when(issue(request(ConsentDecision::Remembered, Some("read"))))
+            .then(vec![Event::AuthorizationCodeIssued(code_issued(true))]);
+        scenario()
+            .given(vec![registered(true)])
+            .when(issue(request(ConsentDecision::Remembered, Some("read"))))
+            .then_err(TokenError::ConsentRequired.into());
+        scenario()
+            .given(vec![registered(false)])
+            .when(issue(request(ConsentDecision::Remembered, Some("write"))))
+            .then_err(TokenError::ConsentRequired.into());
+    }
+
+    #[test]
+    fn public_clients_need_s256_and_plain_needs_the_clients_permission() {
+        let mut req = request(ConsentDecision::Approved, None);
+        req.pkce = None;
+        scenario()
+            .given(vec![registered(true)])
+            .when(issue(req.clone()))
+            .then_err(
+                TokenError::InvalidRequest(
+                    "public clients must send a PKCE code_challenge (S256)".into(),
+                )
+                .into(),
+            );
+        req.pkce = Some((VERIFIER.into(), PkceMethod::Plain));
+        scenario()
+            .given(vec![registered(false)])
+            .when(issue(req))
+            .then_err(
+                TokenError::InvalidRequest(
+                    "code_challenge_method plain is not allowed for this client; use S256".into(),
+                )
+                .into(),
+            );
+    }
+
+    fn redeem(
+        view: Option<CodeView>,
+        verifier: Option<&str>,
+        redirect: Option<&str>,
+    ) -> TokenCommand {
+        TokenCommand::RedeemCode(RedeemCode {
+            code: view,
+            code_hash: SecretHash::of("code"),
+            redirect_uri: redirect.map(str::to_owned),
+            code_verifier: verifier.map(str::to_owned),
+            token: NewAccessToken {
+                jti: Uuid::from_u128(1),
+                opaque_token_hash: SecretHash::of("at"),
+            },
+            refresh: NewRefreshToken {
+                id: Uuid::from_u128(2),
+                token_hash: SecretHash::of("rt"),
+                ttl_secs: 3600,
+                family_ttl_secs: 86_400,
+            },
+            family_id: Uuid::from_u128(3),
+            now: NOW + 5,
+        })
+    }
+
+    fn view(challenge: bool, redeemed: bool) -> Option<CodeView> {
+        Some(CodeView {
+            issued: code_issued(challenge),
+            redeemed_family: redeemed.then(|| Uuid::from_u128(3)),
+        })
+    }
+
+    fn refresh_issued(id: u128, generation: u32) -> RefreshTokenIssued {
+        RefreshTokenIssued {
+            id: Uuid::from_u128(id),
+            token_hash: SecretHash::of(&format!("rt{id}")),
+            client_id: self::id(),
+            user_id: user(),
+            scopes: scopes("read"),
+            family_id: Uuid::from_u128(3),
+            generation,
+            issued_at: NOW + 5,
+            expires_at: NOW + 5 + 3600,
+            family_expires_at: NOW + 86_400,
+        }
+    }
+
+    #[test]
+    fn a_code_redeems_once_into_a_new_family() {
+        let Ok(events) = decide(
+            &{
+                let mut s = ClientState::default();
+                client::evolve(&mut s, &registered(true));
+                s
+            },
+            &redeem(view(true, false), Some(VERIFIER), Some(CB)),
+        ) else {
+            panic!("refused")
+        };
+        let types: Vec<_> = events.iter().map(Event::type_name).collect();
+        assert_eq!(
+            types,
+            [
+                "AuthorizationCodeRedeemed",
+                "AccessTokenIssued",
+                "RefreshTokenIssued"
+            ]
+        );
+        let Event::RefreshTokenIssued(r) = &events[2] else {
+            panic!()
+        };
+        assert_eq!((r.generation, r.family_id), (1, Uuid::from_u128(3)));
+    }
+
+    #[test]
+    fn a_replayed_code_is_refused_and_revokes_its_family() {
+        scenario()
+            .given(vec![registered(true)])
+            .when(redeem(view(true, true), Some(VERIFIER), Some(CB)))
+            .then_err(Refusal {
+                error: TokenError::InvalidGrant(
+                    "the authorization code was already used; every token issued for it is revoked"
+                        .into(),
+                ),
+                record: vec![Event::AuthorizationCodeReplayed(
+                    AuthorizationCodeReplayed {
+                        code_hash: SecretHash::of("code"),
+                        client_id: id(),
+                        user_id: user(),
+                        family_id: Uuid::from_u128(3),
+                    },
+                )],
+            });
+    }
+
+    #[test]
+    fn pkce_and_redirect_uri_must_match_the_authorization_request() {
+        let refused = |cmd: TokenCommand, why: &str| {
+            scenario()
+                .given(vec![registered(true)])
+                .when(cmd)
+                .then_err(TokenError::InvalidGrant(why.into()).into())
+        };
+        refused(
+            redeem(view(true, false), None, Some(CB)),
+            "code_verifier is required for this code",
+        );
+        refused(
+            redeem(
+                view(true, false),
+                Some(&VERIFIER.replace('d', "e")),
+                Some(CB),
+            ),
+            "code_verifier does not match the code_challenge",
+        );
+        refused(
+            redeem(view(false, false), Some(VERIFIER), Some(CB)),
+            "code_verifier sent for a code issued without a code_challenge",
+        );
+        refused(
+            redeem(
+                view(true, false),
+                Some(VERIFIER),
+                Some("https://billing.example/cB"),
+            ),
+            "redirect_uri differs from the one of the authorization request",
+        );
+        refused(
+            redeem(view(true, false), Some(VERIFIER), None),
+            "redirect_uri is required: the authorization request named one (RFC 6749 §4.1.3)",
+        );
+        refused(
+            redeem(None, Some(VERIFIER), Some(CB)),
+            "the authorization code is invalid or was issued to another client",
+        );
+    }
+
+    fn rotate(view: RefreshView, grace: u32, at: i64, scope: Option<&str>) -> TokenCommand {
+        TokenCommand::Refresh(RefreshGrant {
+            token: Some(view),
+            scopes: scope.map(scopes),
+            access: NewAccessToken {
+                jti: Uuid::from_u128(10),
+                opaque_token_hash: SecretHash::of("at2"),
+            },
+            refresh: NewRefreshToken {
+                id: Uuid::from_u128(11),
+                token_hash: SecretHash::of("rt11"),
+                ttl_secs: 3600,
+                family_ttl_secs: 86_400,
+            },
+            grace_secs: grace,
+            now: at,
+        })
+    }
+
+    fn refresh_view(used_at: Option<i64>, head: (u32, u128)) -> RefreshView {
+        RefreshView {
+            issued: refresh_issued(2, 1),
+            used_at,
+            head: (head.0, Uuid::from_u128(head.1)),
+            family_revoked: false,
+            authorization_revoked: false,
+        }
+    }
+
+    #[test]
+    fn refreshing_rotates_the_token_and_may_narrow_scopes() {
+        let Ok(events) = decide(
+            &{
+                let mut s = ClientState::default();
+                client::evolve(&mut s, &registered(false));
+                s
+            },
+            &rotate(refresh_view(None, (1, 2)), 0, NOW + 10, Some("read")),
+        ) else {
+            panic!("refused")
+        };
+        assert_eq!(
+            events[0],
+            Event::RefreshTokenRotated(RefreshTokenRotated {
+                id: Uuid::from_u128(2),
+                client_id: id(),
+                family_id: Uuid::from_u128(3),
+                superseded: None,
+                rotated_at: NOW + 10,
+            })
+        );
+        let Event::RefreshTokenIssued(next) = &events[1] else {
+            panic!()
+        };
+        assert_eq!(next.generation, 2);
+        scenario()
+            .given(vec![registered(false)])
+            .when(rotate(
+                refresh_view(None, (1, 2)),
+                0,
+                NOW + 10,
+                Some("read write"),
+            ))
+            .then_err(
+                TokenError::InvalidScope(
+                    "write was not granted; a refresh may narrow scopes, never widen them".into(),
+                )
+                .into(),
+            );
+    }
+
+    #[test]
+    fn a_used_refresh_token_revokes_its_family_unless_retried_within_grace() {
+        let reuse = Refusal {
+            error: TokenError::InvalidGrant(
+                "the refresh token was already used; every token of its grant is revoked".into(),
+            ),
+            record: vec![Event::RefreshTokenReuseDetected(
+                RefreshTokenReuseDetected {
+                    id: Uuid::from_u128(2),
+                    client_id: id(),
+                    user_id: user(),
+                    family_id: Uuid::from_u128(3),
+                },
+            )],
+        };
+        // Strict: any reuse.
+        scenario()
+            .given(vec![registered(false)])
+            .when(rotate(
+                refresh_view(Some(NOW + 10), (2, 5)),
+                0,
+                NOW + 11,
+                None,
+            ))
+            .then_err(reuse.clone());
+        // Grace, successor unused: a fresh successor, the unused one retired.
+        let Ok(events) = decide(
+            &{
+                let mut s = ClientState::default();
+                client::evolve(&mut s, &registered(false));
+                s
+            },
+            &rotate(refresh_view(Some(NOW + 10), (2, 5)), 30, NOW + 20, None),
+        ) else {
+            panic!("refused")
+        };
+        let Event::RefreshTokenRotated(r) = &events[0] else {
+            panic!()
+        };
+        assert_eq!(r.superseded, Some(Uuid::from_u128(5)));
+        // Grace, but the successor was used (the head moved on): reuse.
+        scenario()
+            .given(vec![registered(false)])
+            .when(rotate(
+                refresh_view(Some(NOW + 10), (3, 6)),
+                30,
+                NOW + 20,
+                None,
+            ))
+            .then_err(reuse.clone());
+        // Grace elapsed: reuse.
+        scenario()
+            .given(vec![registered(false)])
+            .when(rotate(
+                refresh_view(Some(NOW + 10), (2, 5)),
+                30,
+                NOW + 41,
+                None,
+            ))
+            .then_err(reuse);
+    }
+
+    #[test]
+    fn views_follow_the_events_in_flight() {
+        let mut v = refresh_view(None, (1, 2));
+        v.observe(&Event::RefreshTokenRotated(RefreshTokenRotated {
+            id: Uuid::from_u128(2),
+            client_id: id(),
+            family_id: Uuid::from_u128(3),
+            superseded: None,
+            rotated_at: NOW + 10,
+        }));
+        v.observe(&Event::RefreshTokenIssued(refresh_issued(5, 2)));
+        assert_eq!(
+            (v.used_at, v.head),
+            (Some(NOW + 10), (2, Uuid::from_u128(5)))
+        );
+        v.observe(&Event::RefreshTokenReuseDetected(
+            RefreshTokenReuseDetected {
+                id: Uuid::from_u128(2),
+                client_id: id(),
+                user_id: user(),
+                family_id: Uuid::from_u128(3),
+            },
+        ));
+        assert!(v.family_revoked);
+        let mut c = view(true, false).unwrap();
+        c.observe(&Event::AuthorizationCodeRedeemed(
+            AuthorizationCodeRedeemed {
+                code_hash: SecretHash::of("code"),
+                client_id: id(),
+                user_id: user(),
+                family_id: Uuid::from_u128(9),
+            },
+        ));
+        assert_eq!(c.redeemed_family, Some(Uuid::from_u128(9)));
+    }
+}
