@@ -94,11 +94,13 @@ pub fn postings(events: &[&RecordedEvent], previous_ms: Option<i64>) -> Postings
     for e in events {
         let p = e.position;
         let block = p / BLOCK;
-        rows.entry(key(b'c', e.event.client_id().as_str(), block))
-            .or_default()
-            .push(p);
+        if let Some(client) = e.event.client_id() {
+            rows.entry(key(b'c', client.as_str(), block))
+                .or_default()
+                .push(p);
+        }
         if let Some(subject) = e.event.subject() {
-            rows.entry(key(b's', subject, block)).or_default().push(p);
+            rows.entry(key(b's', &subject, block)).or_default().push(p);
         }
         rows.entry(key(b't', e.event.type_name(), block))
             .or_default()
@@ -274,10 +276,10 @@ impl AuditLog {
         let matches = |e: &RecordedEvent| {
             q.client
                 .as_deref()
-                .is_none_or(|c| e.event.client_id().as_str() == c)
+                .is_none_or(|c| e.event.client_id().map(|id| id.as_str()) == Some(c))
                 && q.subject
                     .as_deref()
-                    .is_none_or(|s| e.event.subject() == Some(s))
+                    .is_none_or(|s| e.event.subject().as_deref() == Some(s))
                 && (q.types.is_empty() || q.types.iter().any(|t| t == e.event.type_name()))
                 // The time index is kept in milliseconds; the bounds are exact.
                 && q.since.is_none_or(|t| e.recorded_at >= t)

@@ -30,7 +30,7 @@ pub struct ClientView {
 /// The pure part: the directory row after an event (`None`: no row).
 pub fn apply_one(current: Option<ClientView>, event: &RecordedEvent) -> Option<ClientView> {
     match &event.event {
-        Event::AccessTokenIssued(_) | Event::TokenRevoked(_) => current,
+        e if !e.is_client_config() => current,
         Event::ClientDeleted(_) => None,
         Event::ClientRegistered(_) => {
             let mut state = ClientState::default();
@@ -93,13 +93,12 @@ impl ClientDirectory {
         {
             let cache = self.cache.read().map_err(|_| poisoned())?;
             self.store.apply(events, |e, writes| {
-                if matches!(
-                    e.event,
-                    Event::AccessTokenIssued(_) | Event::TokenRevoked(_)
-                ) {
+                if !e.event.is_client_config() {
                     return;
                 }
-                let id = e.event.client_id().as_str().to_owned();
+                let Some(id) = e.event.client_id().map(|c| c.as_str().to_owned()) else {
+                    return;
+                };
                 let current = match changed.get(&id) {
                     Some(v) => v.clone(),
                     None => cache.get(&id).map(|v| (**v).clone()),

@@ -5,13 +5,17 @@
 
 pub mod audit_log;
 pub mod client_directory;
+pub mod consents;
 mod storage;
 pub mod token_index;
+pub mod users;
 
 pub use audit_log::{AuditLog, AuditPage, AuditQuery, EventLookup};
 pub use client_directory::{ClientDirectory, ClientView};
+pub use consents::{Consent, Consents};
 pub use storage::{ProjectionError, Rows, Write};
 pub use token_index::{TokenIndex, TokenRecord, TokenView};
+pub use users::{UserDirectory, UserView};
 
 use domain::RecordedEvent;
 
@@ -23,6 +27,10 @@ pub struct ReadModels {
     pub clients: ClientDirectory,
     /// Indexes of the audit trail.
     pub audit: AuditLog,
+    /// User → authorized clients.
+    pub consents: Consents,
+    /// Username → user.
+    pub users: UserDirectory,
 }
 
 impl ReadModels {
@@ -32,6 +40,8 @@ impl ReadModels {
             tokens: TokenIndex::open(db)?,
             clients: ClientDirectory::open(db)?,
             audit: AuditLog::open(db)?,
+            consents: Consents::open(db)?,
+            users: UserDirectory::open(db)?,
         })
     }
 
@@ -41,7 +51,9 @@ impl ReadModels {
             .tokens
             .checkpoint()?
             .min(self.clients.checkpoint()?)
-            .min(self.audit.checkpoint()?))
+            .min(self.audit.checkpoint()?)
+            .min(self.consents.checkpoint()?)
+            .min(self.users.checkpoint()?))
     }
 
     /// Applies events in global order; each projection skips what it already applied.
@@ -49,6 +61,8 @@ impl ReadModels {
         self.tokens.apply(events)?;
         self.clients.apply(events)?;
         self.audit.apply(events)?;
+        self.consents.apply(events)?;
+        self.users.apply(events)?;
         Ok(())
     }
 
@@ -57,6 +71,8 @@ impl ReadModels {
         self.tokens.clear()?;
         self.clients.clear()?;
         self.audit.clear()?;
+        self.consents.clear()?;
+        self.users.clear()?;
         Ok(())
     }
 }
@@ -65,10 +81,14 @@ impl ReadModels {
 mod tests {
     use super::*;
     use domain::event::{
-        AccessTokenIssued, ClientDeleted, ClientRegistered, ClientScopesChanged, Event,
-        RevocationReason, TokenRevoked,
+        AccessTokenIssued, AuthorizationCodeIssued, AuthorizationCodeRedeemed,
+        AuthorizationGranted, AuthorizationRevoked, ClientDeleted, ClientRegistered,
+        ClientScopesChanged, Event, RefreshTokenIssued, RefreshTokenReuseDetected,
+        RefreshTokenRotated, RevocationReason, TokenRevoked, UserRegistered,
     };
-    use domain::values::{ClientId, GrantType, Scope, SecretHash, TokenFormat};
+    use domain::values::{
+        ClientId, GrantType, PasswordHash, Scope, SecretHash, TokenFormat, UserId, Username,
+    };
     use domain::Metadata;
     use uuid::Uuid;
 
@@ -79,7 +99,7 @@ mod tests {
     fn recorded(position: u64, event: Event) -> RecordedEvent {
         RecordedEvent {
             position,
-            stream: format!("x-{}", event.client_id()),
+            stream: format!("x-{}", event.type_name()),
             version: position,
             id: Uuid::from_u128(position as u128),
             recorded_at: time::OffsetDateTime::from_unix_timestamp(1_700_000_000 + position as i64)
@@ -104,6 +124,8 @@ mod tests {
                 token_format: TokenFormat::Opaque,
                 access_token_ttl_secs: 60,
                 can_introspect: false,
+                redirect_uri_matching: Default::default(),
+                allow_plain_pkce: false,
             })
         };
         let issued = |c: &str, n: u128| {
@@ -117,6 +139,37 @@ mod tests {
                 format: TokenFormat::Opaque,
                 issued_at: 1,
                 expires_at: 100,
+                family_id: None,
+            })
+        };
+        let user = UserId(Uuid::from_u128(77));
+        let family = Uuid::from_u128(88);
+        let refresh = |n: u128, generation| {
+            Event::RefreshTokenIssued(RefreshTokenIssued {
+                id: Uuid::from_u128(n),
+                token_hash: SecretHash::of(&format!("r{n}")),
+                client_id: id("a"),
+                user_id: user,
+                scopes: Scope::parse_list("read").unwrap(),
+                family_id: family,
+                generation,
+                issued_at: 1,
+                expires_at: 100,
+                family_expires_at: 1000,
+            })
+        };
+        let user_token = |n: u128| {
+            Event::AccessTokenIssued(AccessTokenIssued {
+                jti: Uuid::from_u128(n),
+                token_hash: Some(SecretHash::of(&format!("t{n}"))),
+                client_id: id("a"),
+                subject: user.to_string(),
+                scopes: Scope::parse_list("read").unwrap(),
+                grant_type: GrantType::AuthorizationCode,
+                format: TokenFormat::Opaque,
+                issued_at: 1,
+                expires_at: 100,
+                family_id: Some(family),
             })
         };
         [
@@ -132,8 +185,60 @@ mod tests {
                 jti: Uuid::from_u128(1),
                 client_id: id("a"),
                 reason: RevocationReason::RevokedByClient,
+                family_id: None,
             }),
             Event::ClientDeleted(ClientDeleted { client_id: id("b") }),
+            // 8..
+            Event::UserRegistered(UserRegistered {
+                user_id: user,
+                username: Username::parse("alice").unwrap(),
+                password_hash: PasswordHash::parse("$argon2id$v=19$x").unwrap(),
+            }),
+            Event::AuthorizationGranted(AuthorizationGranted {
+                client_id: id("a"),
+                user_id: user,
+                scopes: Scope::parse_list("read").unwrap(),
+            }),
+            Event::AuthorizationCodeIssued(AuthorizationCodeIssued {
+                code_hash: SecretHash::of("code"),
+                client_id: id("a"),
+                user_id: user,
+                redirect_uri: "https://a.example/cb".into(),
+                redirect_uri_sent: true,
+                scopes: Scope::parse_list("read").unwrap(),
+                code_challenge: None,
+                code_challenge_method: None,
+                issued_at: 1,
+                expires_at: 61,
+            }),
+            Event::AuthorizationCodeRedeemed(AuthorizationCodeRedeemed {
+                code_hash: SecretHash::of("code"),
+                client_id: id("a"),
+                user_id: user,
+                family_id: family,
+            }),
+            user_token(3),
+            refresh(4, 1),
+            // 14..
+            Event::RefreshTokenRotated(RefreshTokenRotated {
+                id: Uuid::from_u128(4),
+                client_id: id("a"),
+                family_id: family,
+                superseded: None,
+                rotated_at: 5,
+            }),
+            refresh(5, 2),
+            user_token(6),
+            Event::RefreshTokenReuseDetected(RefreshTokenReuseDetected {
+                id: Uuid::from_u128(4),
+                client_id: id("a"),
+                user_id: user,
+                family_id: family,
+            }),
+            Event::AuthorizationRevoked(AuthorizationRevoked {
+                client_id: id("a"),
+                user_id: user,
+            }),
         ]
         .into_iter()
         .enumerate()
@@ -166,7 +271,53 @@ mod tests {
             m.clients.get("b").is_none(),
             "deleted clients leave the directory"
         );
-        assert_eq!(m.checkpoint().unwrap(), 7);
+        assert_eq!(m.checkpoint().unwrap(), 18);
+    }
+
+    #[test]
+    fn user_grants_are_reflected_for_the_decisions_that_need_them() {
+        let (_dir, m) = open();
+        let history = history();
+        m.apply(&history[..16]).unwrap();
+        let user = UserId(Uuid::from_u128(77));
+        assert_eq!(m.users.by_username("alice").map(|u| u.user_id), Some(user));
+        let code = m
+            .tokens
+            .code(SecretHash::of("code").as_str())
+            .unwrap()
+            .unwrap();
+        assert_eq!(code.redeemed_family, Some(Uuid::from_u128(88)));
+        let old = m
+            .tokens
+            .refresh(SecretHash::of("r4").as_str())
+            .unwrap()
+            .unwrap();
+        assert_eq!((old.used_at, old.head.0), (Some(5), 2));
+        assert!(!old.family_revoked);
+        assert!(m.consents.get(&user, "a").unwrap().is_some());
+        assert!(m
+            .tokens
+            .by_jti(&Uuid::from_u128(6))
+            .unwrap()
+            .unwrap()
+            .is_active(50));
+        // Reuse revokes the family: every token of the grant goes inactive.
+        m.apply(&history[16..17]).unwrap();
+        assert!(!m
+            .tokens
+            .by_jti(&Uuid::from_u128(6))
+            .unwrap()
+            .unwrap()
+            .is_active(50));
+        assert!(
+            m.tokens
+                .refresh(SecretHash::of("r5").as_str())
+                .unwrap()
+                .unwrap()
+                .family_revoked
+        );
+        m.apply(&history[17..]).unwrap();
+        assert!(m.consents.of_user(&user).unwrap().is_empty());
     }
 
     #[test]
@@ -181,6 +332,8 @@ mod tests {
         assert_eq!(one.tokens.dump().unwrap(), all.tokens.dump().unwrap());
         assert_eq!(one.clients.dump().unwrap(), all.clients.dump().unwrap());
         assert_eq!(one.audit.dump().unwrap(), all.audit.dump().unwrap());
+        assert_eq!(one.consents.dump().unwrap(), all.consents.dump().unwrap());
+        assert_eq!(one.users.dump().unwrap(), all.users.dump().unwrap());
         all.clear().unwrap();
         assert_eq!(all.checkpoint().unwrap(), 0);
         assert!(all.clients.list().is_empty());
@@ -226,7 +379,14 @@ mod tests {
                 client: Some("a".into()),
                 ..base.clone()
             }),
-            [1, 3, 5, 6]
+            [1, 3, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+        );
+        assert_eq!(
+            q(AuditQuery {
+                subject: Some(Uuid::from_u128(77).to_string()),
+                ..base.clone()
+            }),
+            [8, 9, 10, 11, 12, 13, 15, 16, 17, 18]
         );
         assert_eq!(
             q(AuditQuery {
@@ -269,7 +429,7 @@ mod tests {
                 after: page.next_cursor,
                 ..base.clone()
             }),
-            [5, 6]
+            [5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
         );
         // Bounds are exact below the index's millisecond grain.
         let nanos = time::Duration::nanoseconds(1);

@@ -1,9 +1,16 @@
 //! The token index: jti (and hash of an opaque token) → client, subject, scopes, expiry, state.
 //!
-//! Revocations are rows of their own (`r` + jti), so `apply` never reads before it writes.
+//! It also answers what the decisions on a user's behalf need to know of earlier events:
+//! authorization codes (`c` + hash, redeemed: `C` + hash), refresh tokens (`R` + hash, used:
+//! `u` + id), each family's newest refresh token (`g` + family) and revoked families (`F`),
+//! and withdrawn authorizations (`A` + client + user).
+//!
+//! Every fact is a row of its own (a revocation is `r` + jti), so `apply` never reads before it
+//! writes.
 
 use crate::storage::{CheckpointedTree, ProjectionError, Write};
-use domain::event::{AccessTokenIssued, Event};
+use domain::event::{AccessTokenIssued, AuthorizationCodeIssued, Event, RefreshTokenIssued};
+use domain::grant::{CodeView, RefreshView};
 use domain::values::{ClientId, GrantType, Scope, TokenFormat};
 use domain::RecordedEvent;
 use serde::{Deserialize, Serialize};
@@ -28,6 +35,12 @@ pub struct TokenRecord {
     pub issued_at: i64,
     /// Expires at (Unix seconds).
     pub expires_at: i64,
+    /// The grant (refresh family) it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_id: Option<Uuid>,
+    /// Global position of its issuance.
+    #[serde(default)]
+    pub position: u64,
 }
 
 /// A token and whether it was revoked.
@@ -37,14 +50,58 @@ pub struct TokenView {
     pub record: TokenRecord,
     /// Revoked (the position of the revocation event).
     pub revoked_at_position: Option<u64>,
+    /// Its family was revoked (code replay, refresh reuse, refresh-token revocation).
+    pub family_revoked: bool,
+    /// The user withdrew the client's authorization after it was issued.
+    pub authorization_revoked: bool,
 }
 
 impl TokenView {
     /// Active at `now`: not revoked and not expired. (The client's existence is checked by the
     /// caller against the client directory.)
     pub fn is_active(&self, now: i64) -> bool {
-        self.revoked_at_position.is_none() && now < self.record.expires_at
+        self.revoked_at_position.is_none()
+            && !self.family_revoked
+            && !self.authorization_revoked
+            && now < self.record.expires_at
     }
+}
+
+/// A refresh token row: the event that issued it and where.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RefreshRow {
+    position: u64,
+    issued: RefreshTokenIssued,
+}
+
+fn key16(prefix: u8, id: &Uuid) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(prefix);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn text_key(prefix: u8, text: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + text.len());
+    k.push(prefix);
+    k.extend_from_slice(text.as_bytes());
+    k
+}
+
+fn authorization_key(client: &str, subject: &str) -> Vec<u8> {
+    let mut k = text_key(b'A', client);
+    k.push(0);
+    k.extend_from_slice(subject.as_bytes());
+    k
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    // These types serialise infallibly (no maps with non-string keys).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProjectionError> {
+    serde_json::from_slice(bytes).map_err(|e| ProjectionError::Corrupt(e.to_string()))
 }
 
 fn jti_key(jti: &Uuid) -> Vec<u8> {
@@ -82,6 +139,7 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
                 format,
                 issued_at,
                 expires_at,
+                family_id,
             } = e;
             let record = TokenRecord {
                 jti: *jti,
@@ -92,6 +150,8 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
                 format: *format,
                 issued_at: *issued_at,
                 expires_at: *expires_at,
+                family_id: *family_id,
+                position: event.position,
             };
             if let Ok(bytes) = serde_json::to_vec(&record) {
                 out.push(Write::Put(jti_key(jti), bytes));
@@ -106,7 +166,44 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
                 event.position.to_be_bytes().to_vec(),
             ));
         }
+        Event::AuthorizationCodeIssued(e) => {
+            out.push(Write::Put(text_key(b'c', e.code_hash.as_str()), json(e)));
+        }
+        Event::AuthorizationCodeRedeemed(e) => out.push(Write::Put(
+            text_key(b'C', e.code_hash.as_str()),
+            e.family_id.as_bytes().to_vec(),
+        )),
+        Event::RefreshTokenIssued(e) => {
+            let row = RefreshRow {
+                position: event.position,
+                issued: e.clone(),
+            };
+            out.push(Write::Put(
+                text_key(b'R', e.token_hash.as_str()),
+                json(&row),
+            ));
+            let mut head = e.generation.to_be_bytes().to_vec();
+            head.extend_from_slice(e.id.as_bytes());
+            out.push(Write::Put(key16(b'g', &e.family_id), head));
+        }
+        Event::RefreshTokenRotated(e) => {
+            let at = e.rotated_at.to_be_bytes().to_vec();
+            out.push(Write::Put(key16(b'u', &e.id), at.clone()));
+            if let Some(s) = &e.superseded {
+                out.push(Write::Put(key16(b'u', s), at));
+            }
+        }
+        Event::AuthorizationRevoked(e) => out.push(Write::Put(
+            authorization_key(e.client_id.as_str(), &e.user_id.to_string()),
+            event.position.to_be_bytes().to_vec(),
+        )),
         _ => {}
+    }
+    if let Some(family) = event.event.revoked_family() {
+        out.push(Write::Put(
+            key16(b'F', &family),
+            event.position.to_be_bytes().to_vec(),
+        ));
     }
 }
 
@@ -143,15 +240,97 @@ impl TokenIndex {
         let Some(bytes) = self.store.tree.get(jti_key(jti))? else {
             return Ok(None);
         };
-        let record: TokenRecord =
-            serde_json::from_slice(&bytes).map_err(|e| ProjectionError::Corrupt(e.to_string()))?;
+        let record: TokenRecord = parse(&bytes)?;
         let revoked_at_position = match self.store.tree.get(revoked_key(jti))? {
             Some(v) => Some(crate::storage::u64_from(&v)?),
             None => None,
         };
+        let family_revoked = match &record.family_id {
+            Some(f) => self.family_revoked(f)?,
+            None => false,
+        };
+        let authorization_revoked = record.grant_type != GrantType::ClientCredentials
+            && self.authorization_revoked_after(
+                record.client_id.as_str(),
+                &record.subject,
+                record.position,
+            )?;
         Ok(Some(TokenView {
             record,
             revoked_at_position,
+            family_revoked,
+            authorization_revoked,
+        }))
+    }
+
+    fn family_revoked(&self, family: &Uuid) -> Result<bool, ProjectionError> {
+        Ok(self.store.tree.contains_key(key16(b'F', family))?)
+    }
+
+    /// Whether the user withdrew the client's authorization after `position`.
+    fn authorization_revoked_after(
+        &self,
+        client: &str,
+        subject: &str,
+        position: u64,
+    ) -> Result<bool, ProjectionError> {
+        Ok(
+            match self.store.tree.get(authorization_key(client, subject))? {
+                Some(v) => crate::storage::u64_from(&v)? > position,
+                None => false,
+            },
+        )
+    }
+
+    /// An authorization code by the hash of its value.
+    pub fn code(&self, code_hash: &str) -> Result<Option<CodeView>, ProjectionError> {
+        let Some(bytes) = self.store.tree.get(text_key(b'c', code_hash))? else {
+            return Ok(None);
+        };
+        let issued: AuthorizationCodeIssued = parse(&bytes)?;
+        let redeemed_family = match self.store.tree.get(text_key(b'C', code_hash))? {
+            Some(v) => {
+                Some(Uuid::from_slice(&v).map_err(|e| ProjectionError::Corrupt(e.to_string()))?)
+            }
+            None => None,
+        };
+        Ok(Some(CodeView {
+            issued,
+            redeemed_family,
+        }))
+    }
+
+    /// A refresh token by the hash of its value, with its family's state.
+    pub fn refresh(&self, token_hash: &str) -> Result<Option<RefreshView>, ProjectionError> {
+        let Some(bytes) = self.store.tree.get(text_key(b'R', token_hash))? else {
+            return Ok(None);
+        };
+        let row: RefreshRow = parse(&bytes)?;
+        let issued = row.issued;
+        let used_at = match self.store.tree.get(key16(b'u', &issued.id))? {
+            Some(v) => Some(crate::storage::u64_from(&v)? as i64),
+            None => None,
+        };
+        let head = match self.store.tree.get(key16(b'g', &issued.family_id))? {
+            Some(v) if v.len() == 20 => {
+                let mut g = [0u8; 4];
+                g.copy_from_slice(&v[..4]);
+                let id = Uuid::from_slice(&v[4..])
+                    .map_err(|e| ProjectionError::Corrupt(e.to_string()))?;
+                (u32::from_be_bytes(g), id)
+            }
+            _ => (issued.generation, issued.id),
+        };
+        Ok(Some(RefreshView {
+            family_revoked: self.family_revoked(&issued.family_id)?,
+            authorization_revoked: self.authorization_revoked_after(
+                issued.client_id.as_str(),
+                &issued.user_id.to_string(),
+                row.position,
+            )?,
+            used_at,
+            head,
+            issued,
         }))
     }
 
