@@ -1,7 +1,7 @@
 //! The engine: the event store, the local projections fed by it, and the actor registry. Both
 //! the HTTP server and the CLI (when the server is stopped) work through it.
 
-use crate::actors::Registry;
+use crate::actors::{Registry, UserActor};
 use crate::store::sled_store::{decode, open_db, raw_range, SledStore};
 use crate::store::{EventStore, StoreError};
 use projections::ReadModels;
@@ -22,6 +22,7 @@ pub struct Engine {
     pub registry: Arc<Registry>,
     /// The data directory.
     pub data_dir: PathBuf,
+    users: std::sync::Mutex<Option<actix::Addr<UserActor>>>,
 }
 
 /// An engine that could not open.
@@ -67,13 +68,41 @@ impl Engine {
                 }
             }),
         )?);
-        let registry = Registry::new(store.clone() as Arc<dyn EventStore>, actor_idle);
+        let registry = Registry::new(
+            store.clone() as Arc<dyn EventStore>,
+            models.clone(),
+            actor_idle,
+        );
         Ok(Self {
             store,
             models,
             registry,
             data_dir: data_dir.to_owned(),
+            users: std::sync::Mutex::new(None),
         })
+    }
+}
+
+impl Engine {
+    /// The user actor, started on first use (inside an actix system).
+    pub fn users(&self) -> actix::Addr<UserActor> {
+        use actix::Actor as _;
+        let mut slot = self
+            .users
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*slot {
+            Some(addr) if addr.connected() => addr.clone(),
+            _ => {
+                let addr = UserActor::new(
+                    self.store.clone() as Arc<dyn EventStore>,
+                    self.models.clone(),
+                )
+                .start();
+                *slot = Some(addr.clone());
+                addr
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod fsutil;
 pub mod http;
 pub mod keys;
+pub mod passwords;
 pub mod service;
 pub mod store;
 pub mod telemetry;

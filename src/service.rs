@@ -6,7 +6,9 @@ use crate::engine::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use domain::client::{ClientCommand, ClientError, RegisterClient, UpdateClient};
-use domain::values::{ClientId, GrantType, RedirectUri, Scope, SecretHash, TokenFormat};
+use domain::values::{
+    ClientId, GrantType, RedirectMatching, RedirectUri, Scope, SecretHash, TokenFormat,
+};
 use domain::{Metadata, RecordedEvent};
 use projections::{AuditQuery, ClientView};
 use serde::{Deserialize, Serialize};
@@ -49,6 +51,10 @@ impl From<CommandError> for ServiceError {
             ) => ServiceError::Conflict(e.to_string()),
             CommandError::Client(e) => ServiceError::Invalid(e.to_string()),
             CommandError::Token(e) => ServiceError::Invalid(e.to_string()),
+            CommandError::User(e @ domain::user::UserError::NotFound) => {
+                ServiceError::NotFound(e.to_string())
+            }
+            CommandError::User(e) => ServiceError::Conflict(e.to_string()),
             e @ (CommandError::Store(_) | CommandError::Unavailable(_)) => {
                 ServiceError::Internal(e.to_string())
             }
@@ -89,6 +95,12 @@ pub struct CreateClient {
     /// May introspect any client's tokens.
     #[serde(default)]
     pub can_introspect: bool,
+    /// `exact` (default) or `extended` redirect URI matching.
+    #[serde(default)]
+    pub redirect_uri_matching: Option<String>,
+    /// May use the PKCE `plain` method.
+    #[serde(default)]
+    pub allow_plain_pkce: bool,
 }
 
 /// Changes to a client (admin API body; built from CLI flags).
@@ -116,6 +128,12 @@ pub struct ChangeClient {
     /// New introspection right.
     #[serde(default)]
     pub can_introspect: Option<bool>,
+    /// New redirect URI matching rule.
+    #[serde(default)]
+    pub redirect_uri_matching: Option<String>,
+    /// New PKCE `plain` permission.
+    #[serde(default)]
+    pub allow_plain_pkce: Option<bool>,
 }
 
 /// A client as the CLI and the admin API print it.
@@ -142,6 +160,10 @@ pub struct ClientOutput {
     pub access_token_ttl: u32,
     /// May introspect any token.
     pub can_introspect: bool,
+    /// Redirect URI matching rule.
+    pub redirect_uri_matching: String,
+    /// May use PKCE `plain`.
+    pub allow_plain_pkce: bool,
     /// Registration time (RFC 3339).
     pub registered_at: String,
     /// Last change (RFC 3339).
@@ -175,6 +197,8 @@ impl ClientOutput {
             token_format: c.token_format.as_str().to_owned(),
             access_token_ttl: c.access_token_ttl_secs,
             can_introspect: c.can_introspect,
+            redirect_uri_matching: c.redirect_uri_matching.as_str().to_owned(),
+            allow_plain_pkce: c.allow_plain_pkce,
             registered_at: rfc3339(v.registered_at),
             updated_at: rfc3339(v.updated_at),
         }
@@ -217,6 +241,12 @@ fn parse_uris(items: &[String]) -> Result<Vec<RedirectUri>, ServiceError> {
 fn parse_format(s: &Option<String>) -> Result<Option<TokenFormat>, ServiceError> {
     s.as_deref()
         .map(|f| TokenFormat::parse(f).map_err(|e| ServiceError::Invalid(e.0)))
+        .transpose()
+}
+
+fn parse_matching(s: &Option<String>) -> Result<Option<RedirectMatching>, ServiceError> {
+    s.as_deref()
+        .map(|m| RedirectMatching::parse(m).map_err(|e| ServiceError::Invalid(e.0)))
         .transpose()
 }
 
@@ -277,6 +307,8 @@ pub async fn create_client(
         token_format: parse_format(&req.token_format)?.unwrap_or_default(),
         access_token_ttl_secs: req.access_token_ttl.unwrap_or(DEFAULT_TTL_SECS),
         can_introspect: req.can_introspect,
+        redirect_uri_matching: parse_matching(&req.redirect_uri_matching)?.unwrap_or_default(),
+        allow_plain_pkce: req.allow_plain_pkce,
     });
     engine
         .registry
@@ -301,6 +333,8 @@ pub async fn update_client(
         token_format: parse_format(&req.token_format)?,
         access_token_ttl_secs: req.access_token_ttl,
         can_introspect: req.can_introspect,
+        redirect_uri_matching: parse_matching(&req.redirect_uri_matching)?,
+        allow_plain_pkce: req.allow_plain_pkce,
     });
     send(engine, &client_id, command, metadata).await?;
     Ok(ClientOutput::from_view(&*view(engine, &client_id)?, None))

@@ -208,6 +208,8 @@ pub struct PasswordGrant {
 /// Rotate a refresh token (`grant_type=refresh_token`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshGrant {
+    /// SHA-256 of the presented refresh token.
+    pub token_hash: SecretHash,
     /// The presented token's view, if the read model knows its hash.
     pub token: Option<RefreshView>,
     /// Narrower scopes asked for; `None`: the grant's scopes.
@@ -886,6 +888,7 @@ mod tests {
 
     fn rotate(view: RefreshView, grace: u32, at: i64, scope: Option<&str>) -> TokenCommand {
         TokenCommand::Refresh(RefreshGrant {
+            token_hash: SecretHash::of("rt2"),
             token: Some(view),
             scopes: scope.map(scopes),
             access: NewAccessToken {

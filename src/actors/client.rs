@@ -12,8 +12,9 @@ use crate::store::{EventStore, NewEvent, StoreError};
 use actix::prelude::*;
 use domain::client::{self, ClientCommand, ClientError, ClientState};
 use domain::event::{client_stream, token_stream, Event};
+use domain::grant::{CodeView, ConsentView, RefreshView};
 use domain::token::{self, TokenCommand, TokenError};
-use domain::values::ClientId;
+use domain::values::{ClientId, UserId};
 use domain::{Metadata, RecordedEvent};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub enum CommandError {
     /// The token decision refused it.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The user aggregate refused it.
+    #[error(transparent)]
+    User(#[from] domain::user::UserError),
     /// The store failed; nothing was acknowledged.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -63,6 +67,37 @@ pub struct ExecuteTokenCommand {
     pub metadata: Metadata,
 }
 
+/// What the decisions on a user's behalf read of earlier events: the local read models, as of
+/// the events already applied. The actor brings what they answer up to date with its events
+/// still in flight; since it reads them from inside its own serialised handling, nothing can
+/// slip between the read and the decision.
+pub trait GrantViews: Send + Sync {
+    /// An authorization code by hash.
+    fn code(&self, code_hash: &str) -> Result<Option<CodeView>, String>;
+    /// A refresh token by hash.
+    fn refresh(&self, token_hash: &str) -> Result<Option<RefreshView>, String>;
+    /// A user's remembered consent for a client.
+    fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, String>;
+}
+
+impl GrantViews for projections::ReadModels {
+    fn code(&self, code_hash: &str) -> Result<Option<CodeView>, String> {
+        self.tokens.code(code_hash).map_err(|e| e.to_string())
+    }
+    fn refresh(&self, token_hash: &str) -> Result<Option<RefreshView>, String> {
+        self.tokens.refresh(token_hash).map_err(|e| e.to_string())
+    }
+    fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, String> {
+        let row = self
+            .consents
+            .get(user, client.as_str())
+            .map_err(|e| e.to_string())?;
+        Ok(ConsentView {
+            scopes: row.map(|c| c.scopes),
+        })
+    }
+}
+
 /// Called once when an actor stops.
 type OnStop = Box<dyn FnOnce(&ClientId, &Addr<ClientActor>)>;
 
@@ -79,6 +114,11 @@ pub struct ClientActor {
     in_flight: usize,
     /// Revocations decided but not yet in the token index.
     revoking: HashSet<Uuid>,
+    /// The read models the grant decisions consult.
+    views: Arc<dyn GrantViews>,
+    /// Events appended but not yet answered (so not yet in the read models), by append.
+    in_flight_events: Vec<(u64, Arc<Vec<Event>>)>,
+    next_append: u64,
     /// An append failed: new commands are refused until every pending append has answered and
     /// the state was reloaded from the store.
     recovering: bool,
@@ -93,6 +133,7 @@ impl ClientActor {
     pub fn restore(
         client_id: ClientId,
         store: Arc<dyn EventStore>,
+        views: Arc<dyn GrantViews>,
         idle_timeout: Duration,
     ) -> Result<Self, StoreError> {
         let mut actor = Self {
@@ -106,6 +147,9 @@ impl ClientActor {
             tokens_version: 0,
             in_flight: 0,
             revoking: HashSet::new(),
+            views,
+            in_flight_events: Vec::new(),
+            next_append: 0,
             recovering: false,
             last_used: Instant::now(),
             idle_timeout,
@@ -215,6 +259,12 @@ impl ClientActor {
         metadata: Metadata,
     ) -> ResponseActFuture<Self, CommandResult> {
         self.in_flight += 1;
+        let append_id = self.next_append;
+        self.next_append += 1;
+        if !events.is_empty() {
+            self.in_flight_events
+                .push((append_id, Arc::new(events.clone())));
+        }
         let new = events
             .into_iter()
             .map(|event| NewEvent {
@@ -224,8 +274,9 @@ impl ClientActor {
             .collect();
         let pending = self.store.append(&stream, expected, new);
         Box::pin(
-            fut::wrap_future::<_, Self>(pending).map(|result, act, _ctx| {
+            fut::wrap_future::<_, Self>(pending).map(move |result, act, _ctx| {
                 act.in_flight -= 1;
+                act.in_flight_events.retain(|(id, _)| *id != append_id);
                 match result {
                     Ok(events) => {
                         for e in &events {
@@ -294,6 +345,48 @@ impl Handler<ExecuteClientCommand> for ClientActor {
     }
 }
 
+impl ClientActor {
+    fn events_in_flight(&self) -> impl Iterator<Item = &Event> {
+        self.in_flight_events.iter().flat_map(|(_, e)| e.iter())
+    }
+
+    /// Fills the views a grant decision needs: the read models, then the events in flight.
+    fn fill_views(&self, command: &mut TokenCommand) -> Result<(), CommandError> {
+        let unavailable = |e: String| CommandError::Unavailable(format!("reading the read models: {e}"));
+        match command {
+            TokenCommand::RedeemCode(cmd) => {
+                let mut view = self.views.code(cmd.code_hash.as_str()).map_err(unavailable)?;
+                if let Some(v) = &mut view {
+                    self.events_in_flight().for_each(|e| v.observe(e));
+                }
+                cmd.code = view;
+            }
+            TokenCommand::Refresh(cmd) => {
+                let mut view = self
+                    .views
+                    .refresh(cmd.token_hash.as_str())
+                    .map_err(unavailable)?;
+                if let Some(v) = &mut view {
+                    self.events_in_flight().for_each(|e| v.observe(e));
+                }
+                cmd.token = view;
+            }
+            TokenCommand::IssueCode(domain::grant::IssueCode { request, .. })
+            | TokenCommand::IssueImplicit(domain::grant::IssueImplicit { request, .. }) => {
+                let mut view = self
+                    .views
+                    .consent(&request.user_id, &self.client_id)
+                    .map_err(unavailable)?;
+                self.events_in_flight()
+                    .for_each(|e| view.observe(request.user_id, e));
+                request.existing_consent = view;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 impl Handler<ExecuteTokenCommand> for ClientActor {
     type Result = ResponseActFuture<Self, CommandResult>;
 
@@ -308,9 +401,17 @@ impl Handler<ExecuteTokenCommand> for ClientActor {
                 t.revoked |= self.revoking.contains(&t.jti);
             }
         }
-        let events = match token::decide(&self.state, &msg.command) {
-            Ok(events) => events,
-            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+        if let Err(e) = self.fill_views(&mut msg.command) {
+            return Box::pin(fut::ready(Err(e)));
+        }
+        let (events, refusal) = match token::decide(&self.state, &msg.command) {
+            Ok(events) => (events, None),
+            Err(refusal) if refusal.record.is_empty() => {
+                return Box::pin(fut::ready(Err(refusal.error.into())))
+            }
+            // Refused, but the refusal itself is recorded (a replayed code, a reused refresh
+            // token): the answer waits until the record is durable.
+            Err(refusal) => (refusal.record, Some(refusal.error)),
         };
         if events.is_empty() {
             return self.nothing_to_append(msg.metadata);
@@ -322,12 +423,38 @@ impl Handler<ExecuteTokenCommand> for ClientActor {
         }
         let expected = self.tokens_version;
         self.tokens_version += events.len() as u64;
-        self.append(self.tokens_stream.clone(), expected, events, msg.metadata)
+        let appended = self.append(self.tokens_stream.clone(), expected, events, msg.metadata);
+        match refusal {
+            None => appended,
+            Some(error) => Box::pin(appended.map(move |result, _, _| match result {
+                Ok(_) => Err(CommandError::Token(error)),
+                Err(e) => Err(e),
+            })),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    /// Read models that know nothing: these tests issue client_credentials tokens only.
+    struct NoViews;
+
+    impl super::GrantViews for NoViews {
+        fn code(&self, _: &str) -> Result<Option<domain::grant::CodeView>, String> {
+            Ok(None)
+        }
+        fn refresh(&self, _: &str) -> Result<Option<domain::grant::RefreshView>, String> {
+            Ok(None)
+        }
+        fn consent(
+            &self,
+            _: &domain::values::UserId,
+            _: &ClientId,
+        ) -> Result<domain::grant::ConsentView, String> {
+            Ok(Default::default())
+        }
+    }
+
     use super::*;
     use crate::store::{PendingAppend, SledStore, Subscription};
     use domain::client::RegisterClient;
@@ -414,7 +541,7 @@ mod tests {
             fail_next: AtomicBool::new(false),
         });
         let id = ClientId::parse("svc").unwrap();
-        let addr = ClientActor::restore(id.clone(), store.clone(), Duration::from_secs(60))
+        let addr = ClientActor::restore(id.clone(), store.clone(), Arc::new(NoViews), Duration::from_secs(60))
             .unwrap()
             .start();
         register(&addr, &id).await;
@@ -458,14 +585,14 @@ mod tests {
         let bytes = serde_json::to_vec(&snapshot_state).unwrap();
         store.save_snapshot("client-svc", 40, &bytes).unwrap();
         let actor =
-            ClientActor::restore(id.clone(), store.clone(), Duration::from_secs(60)).unwrap();
+            ClientActor::restore(id.clone(), store.clone(), Arc::new(NoViews), Duration::from_secs(60)).unwrap();
         assert_eq!(actor.config_version, 40);
         assert_eq!(actor.state, ClientState::Unregistered);
         assert_eq!(actor.tokens_version, 0);
 
         // A snapshot ahead of its stream (never durable) is ignored: everything is folded.
         store.save_snapshot("client-svc", 41, &bytes).unwrap();
-        let actor = ClientActor::restore(id, store, Duration::from_secs(60)).unwrap();
+        let actor = ClientActor::restore(id, store, Arc::new(NoViews), Duration::from_secs(60)).unwrap();
         assert_eq!(actor.config_version, 40);
         assert!(matches!(actor.state, ClientState::Deleted(_)));
     }
@@ -475,7 +602,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SledStore::open(dir.path()).unwrap());
         let id = ClientId::parse("svc").unwrap();
-        let addr = ClientActor::restore(id.clone(), store.clone(), Duration::from_secs(60))
+        let addr = ClientActor::restore(id.clone(), store.clone(), Arc::new(NoViews), Duration::from_secs(60))
             .unwrap()
             .start();
         register(&addr, &id).await;
@@ -515,10 +642,7 @@ mod tests {
         let store: Arc<dyn EventStore> = Arc::new(SledStore::open(dir.path()).unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut tx = Some(tx);
-        let _addr = ClientActor::restore(
-            ClientId::parse("svc").unwrap(),
-            store,
-            Duration::from_millis(100),
+        let _addr = ClientActor::restore(ClientId::parse("svc").unwrap(), store, Arc::new(NoViews), Duration::from_millis(100),
         )
         .unwrap()
         .on_stop(move |id, _| {

@@ -1,9 +1,12 @@
-//! Actors: one `ClientActor` per client, started on first use by the `Registry`.
+//! Actors: one `ClientActor` per client, started on first use by the `Registry`, and one
+//! `UserActor` for every user.
 
 pub mod client;
 pub mod registry;
+pub mod user;
 
 pub use client::{
     ClientActor, CommandError, CommandResult, ExecuteClientCommand, ExecuteTokenCommand,
 };
 pub use registry::Registry;
+pub use user::{ExecuteUserCommand, RecordUnknownLogin, UserActor};

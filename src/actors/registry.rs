@@ -1,7 +1,7 @@
 //! The registry: finds a client's actor, starting it on first use; actors leave it when they
 //! stop after an idle period.
 
-use super::client::{ClientActor, CommandError, CommandResult};
+use super::client::{ClientActor, CommandError, CommandResult, GrantViews};
 use crate::store::EventStore;
 use actix::prelude::*;
 use domain::values::ClientId;
@@ -12,6 +12,7 @@ use std::time::Duration;
 /// Keeps one running actor per client.
 pub struct Registry {
     store: Arc<dyn EventStore>,
+    views: Arc<dyn GrantViews>,
     idle_timeout: Duration,
     actors: Mutex<HashMap<ClientId, Addr<ClientActor>>>,
     me: Weak<Registry>,
@@ -19,9 +20,14 @@ pub struct Registry {
 
 impl Registry {
     /// A registry whose actors stop after `idle_timeout` without a command.
-    pub fn new(store: Arc<dyn EventStore>, idle_timeout: Duration) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        views: Arc<dyn GrantViews>,
+        idle_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             store,
+            views,
             idle_timeout,
             actors: Mutex::new(HashMap::new()),
             me: me.clone(),
@@ -39,7 +45,12 @@ impl Registry {
             }
         }
         let me = self.me.clone();
-        let actor = ClientActor::restore(client_id.clone(), self.store.clone(), self.idle_timeout)?
+        let actor = ClientActor::restore(
+            client_id.clone(),
+            self.store.clone(),
+            self.views.clone(),
+            self.idle_timeout,
+        )?
             .on_stop(move |id, addr| {
                 if let Some(registry) = me.upgrade() {
                     registry.forget(id, addr);

@@ -74,6 +74,13 @@ pub struct CreateArgs {
     /// Allow introspecting tokens of every client.
     #[arg(long)]
     pub can_introspect: bool,
+    /// Redirect URI matching: exact (default; a loopback URI matches any port) or extended
+    /// (extra query parameters allowed, never response parameters).
+    #[arg(long, value_parser = ["exact", "extended"])]
+    pub redirect_uri_matching: Option<String>,
+    /// Allow the PKCE plain method (weaker than S256; for clients that cannot hash).
+    #[arg(long)]
+    pub allow_plain_pkce: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -105,6 +112,12 @@ pub struct UpdateArgs {
     /// Allow or forbid introspecting tokens of every client.
     #[arg(long)]
     pub can_introspect: Option<bool>,
+    /// New redirect URI matching rule.
+    #[arg(long, value_parser = ["exact", "extended"])]
+    pub redirect_uri_matching: Option<String>,
+    /// Allow or forbid the PKCE plain method.
+    #[arg(long)]
+    pub allow_plain_pkce: Option<bool>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -128,6 +141,8 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                         token_format: a.token_format,
                         access_token_ttl: a.access_token_ttl,
                         can_introspect: a.can_introspect,
+                        redirect_uri_matching: a.redirect_uri_matching,
+                        allow_plain_pkce: a.allow_plain_pkce,
                     })
                     .await?;
                 output::client(a.format, &out)
@@ -144,6 +159,8 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                             token_format: a.token_format,
                             access_token_ttl: a.access_token_ttl,
                             can_introspect: a.can_introspect,
+                            redirect_uri_matching: a.redirect_uri_matching,
+                            allow_plain_pkce: a.allow_plain_pkce,
                         },
                     )
                     .await?;

@@ -118,6 +118,11 @@ pub fn client(format: Format, c: &ClientOutput) -> anyhow::Result<()> {
                     format!("{} s", c.access_token_ttl),
                 ],
                 vec!["can_introspect".into(), c.can_introspect.to_string()],
+                vec![
+                    "redirect_uri_matching".into(),
+                    c.redirect_uri_matching.clone(),
+                ],
+                vec!["allow_plain_pkce".into(), c.allow_plain_pkce.to_string()],
                 vec!["registered_at".into(), c.registered_at.clone()],
                 vec!["updated_at".into(), c.updated_at.clone()],
             ];

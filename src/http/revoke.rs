@@ -7,6 +7,7 @@ use super::form::read_form;
 use super::introspect::resolve;
 use super::token::command_error;
 use super::{request_metadata, AppState};
+use domain::values::SecretHash;
 use crate::actors::ExecuteTokenCommand;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -24,11 +25,46 @@ pub async fn revoke(
     let form = read_form(&req, payload).await?;
     let caller = authenticate(&req, &form, &state.engine.models.clients)?;
     let token = form.require("token")?;
-    let known = resolve(&state, token)?.map(|t| KnownToken {
-        jti: t.record.jti,
-        client_id: t.record.client_id.clone(),
-        revoked: t.revoked_at_position.is_some(),
-    });
+    let hint = form.get("token_type_hint");
+    let access = |state: &AppState| {
+        resolve(state, token).map(|found| {
+            found.map(|t| KnownToken {
+                jti: t.record.jti,
+                client_id: t.record.client_id.clone(),
+                revoked: t.revoked_at_position.is_some() || t.family_revoked,
+                refresh_family: None,
+            })
+        })
+    };
+    // A refresh token takes its whole grant with it (RFC 7009 §2.1).
+    let refresh = |state: &AppState| {
+        state
+            .engine
+            .models
+            .tokens
+            .refresh(SecretHash::of(token).as_str())
+            .map_err(|e| OAuthError::server_error(&e))
+            .map(|found| {
+                found.map(|r| KnownToken {
+                    jti: r.issued.id,
+                    client_id: r.issued.client_id.clone(),
+                    revoked: r.family_revoked,
+                    refresh_family: Some(r.issued.family_id),
+                })
+            })
+    };
+    // The hint only orders the lookups (RFC 7009 §2.1); both kinds are always tried.
+    let known = if hint == Some("refresh_token") {
+        match refresh(&state)? {
+            Some(k) => Some(k),
+            None => access(&state)?,
+        }
+    } else {
+        match access(&state)? {
+            Some(k) => Some(k),
+            None => refresh(&state)?,
+        }
+    };
     // Only the owner's actor decides; another client's token is left alone, unseen.
     if known
         .as_ref()

@@ -28,6 +28,7 @@ pub fn command_error(e: CommandError) -> OAuthError {
     match e {
         CommandError::Token(t) => OAuthError::new(t.code(), t.to_string()),
         CommandError::Client(c) => OAuthError::invalid_request(c.to_string()),
+        CommandError::User(u) => OAuthError::invalid_request(u.to_string()),
         CommandError::Unavailable(d) => OAuthError::new(ErrorCode::TemporarilyUnavailable, d),
         e @ CommandError::Store(_) => OAuthError::server_error(&e),
     }

@@ -1,0 +1,129 @@
+//! `UserActor`: one for all users. User commands are rare (registration, password changes,
+//! failed sign-ins), and a username must be unique across every user stream, so a single
+//! actor that handles one command at a time, from decision to durable append, is both simple
+//! and correct. Each user still has a stream of its own (`user-<id>`).
+
+use super::client::{CommandError, CommandResult};
+use crate::store::{EventStore, NewEvent};
+use actix::prelude::*;
+use domain::event::{user_stream, UNKNOWN_LOGINS_STREAM};
+use domain::user::{self, UserCommand, UserState};
+use domain::values::UserId;
+use domain::Metadata;
+use projections::ReadModels;
+use std::sync::Arc;
+
+/// A command on one user.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "CommandResult")]
+pub struct ExecuteUserCommand {
+    /// The user (for `Register`, the fresh id).
+    pub user_id: UserId,
+    /// The command.
+    pub command: UserCommand,
+    /// Request context.
+    pub metadata: Metadata,
+}
+
+/// Records a failed sign-in under a name that belongs to no user.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "CommandResult")]
+pub struct RecordUnknownLogin {
+    /// The name as typed.
+    pub typed: String,
+    /// `login` or the client id of a password grant.
+    pub via: String,
+    /// Request context.
+    pub metadata: Metadata,
+}
+
+/// The actor of every user.
+pub struct UserActor {
+    store: Arc<dyn EventStore>,
+    models: Arc<ReadModels>,
+}
+
+impl UserActor {
+    /// An actor over the store and the read models that hold the user directory.
+    pub fn new(store: Arc<dyn EventStore>, models: Arc<ReadModels>) -> Self {
+        Self { store, models }
+    }
+
+    fn append(
+        &self,
+        stream: String,
+        expected: u64,
+        events: Vec<domain::Event>,
+        metadata: Metadata,
+    ) -> AtomicResponse<Self, CommandResult> {
+        let new = events
+            .into_iter()
+            .map(|event| NewEvent {
+                event,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let pending = self.store.append(&stream, expected, new);
+        // Atomic: the next command is decided only once this one is durable and in the
+        // directory, so two registrations of one name cannot both pass.
+        AtomicResponse::new(Box::pin(
+            fut::wrap_future::<_, Self>(pending).map(|r, _, _| r.map_err(CommandError::Store)),
+        ))
+    }
+}
+
+impl Actor for UserActor {
+    type Context = Context<Self>;
+}
+
+fn refused(e: CommandError) -> AtomicResponse<UserActor, CommandResult> {
+    AtomicResponse::new(Box::pin(fut::ready(Err(e))))
+}
+
+impl Handler<ExecuteUserCommand> for UserActor {
+    type Result = AtomicResponse<Self, CommandResult>;
+
+    fn handle(&mut self, mut msg: ExecuteUserCommand, _ctx: &mut Self::Context) -> Self::Result {
+        let stream = user_stream(&msg.user_id);
+        let events = match self.store.read_stream(&stream, 1) {
+            Ok(events) => events,
+            Err(e) => return refused(e.into()),
+        };
+        let mut state = UserState::default();
+        let mut version = 0;
+        for e in &events {
+            user::evolve(&mut state, &e.event);
+            version = e.version;
+        }
+        if let UserCommand::Register {
+            username,
+            username_taken,
+            ..
+        } = &mut msg.command
+        {
+            *username_taken = self.models.users.by_username(username.as_str()).is_some();
+        }
+        match user::decide(&state, &msg.command) {
+            Ok(events) => self.append(stream, version, events, msg.metadata),
+            Err(e) => refused(CommandError::User(e)),
+        }
+    }
+}
+
+impl Handler<RecordUnknownLogin> for UserActor {
+    type Result = AtomicResponse<Self, CommandResult>;
+
+    fn handle(&mut self, msg: RecordUnknownLogin, _ctx: &mut Self::Context) -> Self::Result {
+        let version = match self.store.stream_version(UNKNOWN_LOGINS_STREAM) {
+            Ok(v) => v,
+            Err(e) => return refused(e.into()),
+        };
+        let event = user::unknown_login_failure(&msg.typed, &msg.via);
+        self.append(
+            UNKNOWN_LOGINS_STREAM.to_owned(),
+            version,
+            vec![event],
+            msg.metadata,
+        )
+    }
+}
