@@ -38,10 +38,14 @@ impl Application {
             .unwrap_or_else(|| format!("http://{addr}"))
             .trim_end_matches('/')
             .to_owned();
+        let session_key = http::session::SessionKey::load_or_create(&config.data_dir)?;
         let state = web::Data::new(AppState {
             engine: engine.clone(),
             key,
             issuer: issuer.clone(),
+            grants: config.grants,
+            session_key,
+            throttle: http::throttle::Throttle::default(),
         });
         let mut server = HttpServer::new(move || {
             App::new()

@@ -25,6 +25,18 @@ pub struct FileConfig {
     pub actor_idle_secs: Option<u64>,
     /// HTTP worker threads.
     pub workers: Option<usize>,
+    /// Authorization code lifetime in seconds.
+    pub code_ttl_secs: Option<u32>,
+    /// Refresh token lifetime in seconds.
+    pub refresh_token_ttl_secs: Option<u32>,
+    /// Absolute lifetime of a refresh family in seconds.
+    pub refresh_family_ttl_secs: Option<u32>,
+    /// Grace window for retrying with the previous refresh token, in seconds (0: strict).
+    pub refresh_grace_secs: Option<u32>,
+    /// Lifetime of a browser session in seconds.
+    pub session_ttl_secs: Option<u32>,
+    /// Accept token requests by GET (weaker; for old clients).
+    pub allow_get_token_requests: Option<bool>,
 }
 
 impl FileConfig {
@@ -59,4 +71,36 @@ pub struct ServeConfig {
     pub actor_idle: std::time::Duration,
     /// HTTP worker threads (default: one per core).
     pub workers: Option<usize>,
+    /// Lifetimes and switches of the user grants.
+    pub grants: GrantSettings,
+}
+
+/// Lifetimes and switches of the grants made on a user's behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantSettings {
+    /// Authorization code lifetime (default 60 s).
+    pub code_ttl_secs: u32,
+    /// Refresh token lifetime (default 30 days).
+    pub refresh_token_ttl_secs: u32,
+    /// A refresh family's absolute lifetime (default 90 days).
+    pub refresh_family_ttl_secs: u32,
+    /// Grace window for a retried refresh (default 0: strict).
+    pub refresh_grace_secs: u32,
+    /// Browser session lifetime (default 8 hours).
+    pub session_ttl_secs: u32,
+    /// Accept token requests by GET (Claroline's clients send them; off by default).
+    pub allow_get_token_requests: bool,
+}
+
+impl Default for GrantSettings {
+    fn default() -> Self {
+        Self {
+            code_ttl_secs: 60,
+            refresh_token_ttl_secs: 30 * 86_400,
+            refresh_family_ttl_secs: 90 * 86_400,
+            refresh_grace_secs: 0,
+            session_ttl_secs: 8 * 3600,
+            allow_get_token_requests: false,
+        }
+    }
 }

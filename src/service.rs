@@ -471,3 +471,94 @@ pub fn audit_query(engine: &Engine, p: &AuditParams) -> Result<AuditOutput, Serv
         next_cursor: page.next_cursor,
     })
 }
+
+/// A user registration (admin API body; built from CLI input).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Unique username.
+    pub username: String,
+    /// The password; hashed with argon2id at once and never stored or logged.
+    pub password: String,
+}
+
+impl std::fmt::Debug for CreateUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUser")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A user as the CLI and the admin API print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserOutput {
+    /// Id.
+    pub user_id: String,
+    /// Username.
+    pub username: String,
+    /// Registration time (RFC 3339).
+    pub registered_at: String,
+}
+
+impl UserOutput {
+    /// Renders a directory row.
+    pub fn from_view(v: &projections::UserView) -> Self {
+        Self {
+            user_id: v.user_id.to_string(),
+            username: v.username.to_string(),
+            registered_at: v
+                .registered_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Registers a user.
+pub async fn create_user(
+    engine: &Engine,
+    req: CreateUser,
+    metadata: Metadata,
+) -> Result<UserOutput, ServiceError> {
+    let username =
+        domain::values::Username::parse(&req.username).map_err(|e| ServiceError::Invalid(e.0))?;
+    let password = req.password;
+    let hash = actix_web::web::block(move || crate::passwords::hash(&password))
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let user_id = domain::values::UserId(uuid::Uuid::now_v7());
+    engine
+        .users()
+        .send(crate::actors::ExecuteUserCommand {
+            user_id,
+            command: domain::user::UserCommand::Register {
+                user_id,
+                username,
+                password_hash: hash,
+                username_taken: false,
+            },
+            metadata,
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+    let view = engine
+        .models
+        .users
+        .get(&user_id)
+        .ok_or_else(|| ServiceError::Internal("the new user is not in the directory".into()))?;
+    Ok(UserOutput::from_view(&view))
+}
+
+/// Every user, by username.
+pub fn list_users(engine: &Engine) -> Vec<UserOutput> {
+    engine
+        .models
+        .users
+        .list()
+        .iter()
+        .map(|v| UserOutput::from_view(v))
+        .collect()
+}

@@ -149,6 +149,35 @@ impl Backend {
         }
     }
 
+    /// Registers a user.
+    pub async fn create_user(&self, req: service::CreateUser) -> anyhow::Result<service::UserOutput> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .post(&format!("{}/admin/api/users", r.base))
+                    .header("Authorization", &r.auth())
+                    .send_json(serde_json::json!({
+                        "username": req.username,
+                        "password": req.password,
+                    })),
+            ),
+            Backend::Local(e) => Ok(service::create_user(e, req, Self::cli_metadata()).await?),
+        }
+    }
+
+    /// Every user.
+    pub fn list_users(&self) -> anyhow::Result<Vec<service::UserOutput>> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .get(&format!("{}/admin/api/users", r.base))
+                    .header("Authorization", &r.auth())
+                    .call(),
+            ),
+            Backend::Local(e) => Ok(service::list_users(e)),
+        }
+    }
+
     /// Changes a client.
     pub async fn update_client(&self, id: &str, req: ChangeClient) -> anyhow::Result<ClientOutput> {
         match self {

@@ -1,4 +1,4 @@
-//! The command line (clap): `serve`, `init`, `client`, `audit`, `replay`.
+//! The command line (clap): `serve`, `init`, `client`, `user`, `audit`, `replay`.
 
 pub mod audit;
 pub mod backend;
@@ -7,6 +7,7 @@ pub mod init;
 pub mod output;
 pub mod replay;
 pub mod serve;
+pub mod user;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ pub enum Command {
     /// Manage OAuth clients (works whether or not the server is running).
     #[command(subcommand)]
     Client(client::ClientCommand),
+    /// Manage users (resource owners who sign in on the login page).
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Query the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -77,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args, data_dir, file),
         Command::Init(args) => init::run(args, data_dir),
         Command::Client(cmd) => client::run(cmd, data_dir),
+        Command::User(cmd) => user::run(cmd, data_dir),
         Command::Audit(cmd) => audit::run(cmd, data_dir),
         Command::Replay(args) => replay::run(args, data_dir),
     };

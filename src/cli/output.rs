@@ -172,3 +172,27 @@ fn event_row(e: &RecordedEvent) -> Vec<String> {
 pub fn events(format: Format, items: &[RecordedEvent]) -> anyhow::Result<()> {
     print_items(format, items, &EVENT_HEADER, event_row)
 }
+
+const USER_HEADER: [&str; 3] = ["user_id", "username", "registered_at"];
+
+fn user_row(u: &crate::service::UserOutput) -> Vec<String> {
+    vec![
+        u.user_id.clone(),
+        u.username.clone(),
+        u.registered_at.clone(),
+    ]
+}
+
+/// Prints users.
+pub fn users(format: Format, items: &[crate::service::UserOutput]) -> anyhow::Result<()> {
+    print_items(format, items, &USER_HEADER, user_row)
+}
+
+/// Prints one user.
+pub fn user(format: Format, u: &crate::service::UserOutput) -> anyhow::Result<()> {
+    match format {
+        Format::Json | Format::Jsonl => crate::say!("{}", serde_json::to_string(u)?),
+        _ => print_items(format, std::slice::from_ref(u), &USER_HEADER, user_row)?,
+    }
+    Ok(())
+}

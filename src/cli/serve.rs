@@ -1,7 +1,7 @@
 //! `authledger serve`.
 
 use crate::app::Application;
-use crate::config::{FileConfig, ServeConfig, DEFAULT_BIND};
+use crate::config::{FileConfig, GrantSettings, ServeConfig, DEFAULT_BIND};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +24,27 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "AUTHLEDGER_WORKERS")]
     pub workers: Option<usize>,
+    /// Authorization code lifetime in seconds (default 60).
+    #[arg(long, env = "AUTHLEDGER_CODE_TTL_SECS")]
+    pub code_ttl_secs: Option<u32>,
+    /// Refresh token lifetime in seconds (default 30 days).
+    #[arg(long, env = "AUTHLEDGER_REFRESH_TOKEN_TTL_SECS")]
+    pub refresh_token_ttl_secs: Option<u32>,
+    /// Absolute lifetime of a refresh family in seconds, however often it rotates
+    /// (default 90 days).
+    #[arg(long, env = "AUTHLEDGER_REFRESH_FAMILY_TTL_SECS")]
+    pub refresh_family_ttl_secs: Option<u32>,
+    /// Seconds after a rotation during which the previous refresh token may be retried while
+    /// its successor was never used (default 0: any reuse revokes the family).
+    #[arg(long, env = "AUTHLEDGER_REFRESH_GRACE_SECS")]
+    pub refresh_grace_secs: Option<u32>,
+    /// Browser session lifetime in seconds (default 8 hours).
+    #[arg(long, env = "AUTHLEDGER_SESSION_TTL_SECS")]
+    pub session_ttl_secs: Option<u32>,
+    /// Accept token requests by GET with query parameters, as some old clients send them.
+    /// Weaker: credentials end up in URLs and logs of proxies. Off by default.
+    #[arg(long, env = "AUTHLEDGER_ALLOW_GET_TOKEN_REQUESTS")]
+    pub allow_get_token_requests: bool,
     /// Log as JSON lines.
     #[arg(long, env = "AUTHLEDGER_LOG_JSON")]
     pub log_json: bool,
@@ -43,6 +64,33 @@ pub fn run(args: ServeArgs, data_dir: PathBuf, file: FileConfig) -> anyhow::Resu
             args.actor_idle_secs.or(file.actor_idle_secs).unwrap_or(300),
         ),
         workers: args.workers.or(file.workers),
+        grants: {
+            let d = GrantSettings::default();
+            GrantSettings {
+                code_ttl_secs: args
+                    .code_ttl_secs
+                    .or(file.code_ttl_secs)
+                    .unwrap_or(d.code_ttl_secs),
+                refresh_token_ttl_secs: args
+                    .refresh_token_ttl_secs
+                    .or(file.refresh_token_ttl_secs)
+                    .unwrap_or(d.refresh_token_ttl_secs),
+                refresh_family_ttl_secs: args
+                    .refresh_family_ttl_secs
+                    .or(file.refresh_family_ttl_secs)
+                    .unwrap_or(d.refresh_family_ttl_secs),
+                refresh_grace_secs: args
+                    .refresh_grace_secs
+                    .or(file.refresh_grace_secs)
+                    .unwrap_or(d.refresh_grace_secs),
+                session_ttl_secs: args
+                    .session_ttl_secs
+                    .or(file.session_ttl_secs)
+                    .unwrap_or(d.session_ttl_secs),
+                allow_get_token_requests: args.allow_get_token_requests
+                    || file.allow_get_token_requests.unwrap_or(false),
+            }
+        },
     };
     actix_rt::System::new().block_on(async move {
         let app = Application::build(config).await?;

@@ -187,3 +187,26 @@ pub async fn audit(
     }
     Ok(HttpResponse::Ok().json(service::audit_query(&state.engine, &p)?))
 }
+
+/// `POST /admin/api/users`.
+pub async fn create_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, OAuthError> {
+    let who = authorize(&req, &state)?;
+    let body: service::CreateUser = json_body(&req, payload).await?;
+    let out = service::create_user(&state.engine, body, request_metadata(&req, who)).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(out))
+}
+
+/// `GET /admin/api/users`.
+pub async fn list_users(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    authorize(&req, &state)?;
+    Ok(HttpResponse::Ok().json(service::list_users(&state.engine)))
+}

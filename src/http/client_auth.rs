@@ -18,6 +18,8 @@ pub enum AuthMethod {
     Basic,
     /// Form parameters.
     Post,
+    /// None: a public client identified by `client_id` alone.
+    None,
 }
 
 /// An authenticated client.
@@ -61,6 +63,28 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, String)>, OAut
         return Err(OAuthError::invalid_client("malformed Basic credentials"));
     };
     Ok(Some((decode_component(id)?, decode_component(secret)?)))
+}
+
+/// Authenticates a confidential client, or identifies a public one by its `client_id` when
+/// the request carries no credentials (RFC 6749 §3.2.1, §4.1.3).
+pub fn authenticate_or_public(
+    req: &HttpRequest,
+    form: &Form,
+    clients: &ClientDirectory,
+) -> Result<AuthenticatedClient, OAuthError> {
+    let has_credentials =
+        req.headers().contains_key(header::AUTHORIZATION) || form.get("client_secret").is_some();
+    if !has_credentials {
+        if let Some(view) = form.get("client_id").and_then(|id| clients.get(id)) {
+            if view.client.public {
+                return Ok(AuthenticatedClient {
+                    view,
+                    method: AuthMethod::None,
+                });
+            }
+        }
+    }
+    authenticate(req, form, clients)
 }
 
 /// Authenticates the calling client against the directory. Every failure is

@@ -16,6 +16,8 @@ pub struct OAuthError {
     pub status: StatusCode,
     /// `WWW-Authenticate` value, for 401 answers.
     pub challenge: Option<String>,
+    /// `Retry-After` seconds, for 429 answers.
+    pub retry_after: Option<i64>,
 }
 
 impl OAuthError {
@@ -39,6 +41,7 @@ impl OAuthError {
             description: description.into(),
             status,
             challenge,
+            retry_after: None,
         }
     }
 
@@ -61,6 +64,12 @@ impl OAuthError {
     /// Overrides the status.
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;
+        self
+    }
+
+    /// Sets `Retry-After`.
+    pub fn with_retry_after(mut self, secs: i64) -> Self {
+        self.retry_after = Some(secs);
         self
     }
 
@@ -87,6 +96,9 @@ impl ResponseError for OAuthError {
         res.insert_header((header::CACHE_CONTROL, "no-store"));
         if let Some(c) = &self.challenge {
             res.insert_header((header::WWW_AUTHENTICATE, c.as_str()));
+        }
+        if let Some(s) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, s.to_string()));
         }
         res.json(serde_json::json!({
             "error": self.code.as_str(),

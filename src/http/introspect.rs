@@ -8,7 +8,7 @@ use super::token::unix_now;
 use super::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use domain::values::{join_scopes, SecretHash};
+use domain::values::{join_scopes, SecretHash, UserId};
 use projections::TokenView;
 use uuid::Uuid;
 
@@ -47,6 +47,36 @@ pub fn active(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuthE
     }))
 }
 
+/// A refresh token that could be used now.
+fn active_refresh(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<domain::event::RefreshTokenIssued>, OAuthError> {
+    let now = unix_now();
+    let found = state
+        .engine
+        .models
+        .tokens
+        .refresh(SecretHash::of(token).as_str())
+        .map_err(|e| OAuthError::server_error(&e))?;
+    Ok(found
+        .filter(|v| {
+            v.used_at.is_none()
+                && v.head.1 == v.issued.id
+                && !v.family_revoked
+                && !v.authorization_revoked
+                && now < v.issued.expires_at
+                && now < v.issued.family_expires_at
+                && state
+                    .engine
+                    .models
+                    .clients
+                    .get(v.issued.client_id.as_str())
+                    .is_some()
+        })
+        .map(|v| v.issued))
+}
+
 /// Handles an introspection request.
 #[tracing::instrument(skip_all)]
 pub async fn introspect(
@@ -57,11 +87,17 @@ pub async fn introspect(
     let form = read_form(&req, payload).await?;
     let caller = authenticate(&req, &form, &state.engine.models.clients)?;
     let token = form.require("token")?;
-    let body = match active(&state, token)? {
-        Some(t)
-            if caller.view.client.can_introspect
-                || caller.view.client.client_id == t.record.client_id =>
-        {
+    let may_see = |owner: &domain::values::ClientId| {
+        caller.view.client.can_introspect || caller.view.client.client_id == *owner
+    };
+    let username = |subject: &str| {
+        UserId::parse(subject)
+            .ok()
+            .and_then(|id| state.engine.models.users.get(&id))
+            .map(|u| u.username.to_string())
+    };
+    let mut body = match active(&state, token)? {
+        Some(t) if may_see(&t.record.client_id) => {
             let r = &t.record;
             serde_json::json!({
                 "active": true,
@@ -76,8 +112,26 @@ pub async fn introspect(
                 "jti": r.jti.to_string(),
             })
         }
-        _ => serde_json::json!({ "active": false }),
+        Some(_) => serde_json::json!({ "active": false }),
+        // A refresh token introspects too (RFC 7662 §2.1): active while it is its family's
+        // newest, unused, unexpired and unrevoked.
+        None => match active_refresh(&state, token)? {
+            Some(r) if may_see(&r.client_id) => serde_json::json!({
+                "active": true,
+                "scope": join_scopes(&r.scopes),
+                "client_id": r.client_id.as_str(),
+                "sub": r.user_id.to_string(),
+                "exp": r.expires_at,
+                "iat": r.issued_at,
+                "token_type": "refresh_token",
+                "iss": state.issuer,
+            }),
+            _ => serde_json::json!({ "active": false }),
+        },
     };
+    if let Some(name) = body["sub"].as_str().and_then(username) {
+        body["username"] = name.into();
+    }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body))

@@ -1,12 +1,17 @@
 //! The HTTP surface (actix-web): OAuth endpoints, discovery and the admin API.
 
+pub mod account;
 pub mod admin;
+pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
 pub mod form;
 pub mod introspect;
+pub mod pages;
 pub mod revoke;
+pub mod session;
+pub mod throttle;
 pub mod token;
 
 use crate::engine::Engine;
@@ -26,6 +31,12 @@ pub struct AppState {
     pub key: Arc<SigningKey>,
     /// This server's issuer identifier (RFC 8414).
     pub issuer: String,
+    /// Lifetimes and switches of the user grants.
+    pub grants: crate::config::GrantSettings,
+    /// Seals sessions and pending authorization requests.
+    pub session_key: session::SessionKey,
+    /// Sign-in failure counts.
+    pub throttle: throttle::Throttle,
 }
 
 /// The request id header, read from the client when it sends one, and echoed back.
@@ -61,7 +72,33 @@ fn json_error(err: impl std::fmt::Display) -> actix_web::Error {
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PathConfig::default().error_handler(|e, _| json_error(e)))
-        .service(post_only("/token", web::post().to(token::token)))
+        .service(
+            web::resource("/token")
+                .route(web::post().to(token::token))
+                .route(web::get().to(token::token_by_get))
+                .default_service(web::to(|| async { method_not_allowed("POST") })),
+        )
+        .service(
+            web::resource("/authorize")
+                .route(web::get().to(authorize::authorize))
+                .route(web::post().to(authorize::authorize))
+                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
+        )
+        .service(
+            web::resource("/consent")
+                .route(web::get().to(authorize::consent_form))
+                .route(web::post().to(authorize::consent))
+                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
+        )
+        .service(
+            web::resource("/login")
+                .route(web::get().to(account::login_form))
+                .route(web::post().to(account::login))
+                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
+        )
+        .service(post_only("/logout", web::post().to(account::logout)))
+        .route("/account", web::get().to(account::account))
+        .service(post_only("/account/revoke", web::post().to(account::revoke)))
         .service(post_only(
             "/introspect",
             web::post().to(introspect::introspect),
@@ -85,6 +122,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/clients/{id}/rotate-secret",
                     web::post().to(admin::rotate_secret),
                 )
+                .route("/users", web::post().to(admin::create_user))
+                .route("/users", web::get().to(admin::list_users))
                 .route("/audit", web::get().to(admin::audit)),
         )
         .default_service(web::to(not_found));
@@ -94,13 +133,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 fn post_only(path: &str, route: actix_web::Route) -> actix_web::Resource {
     web::resource(path)
         .route(route)
-        .default_service(web::to(|| async {
-            HttpResponse::MethodNotAllowed()
-                .insert_header((actix_web::http::header::ALLOW, "POST"))
-                .json(serde_json::json!({
-                    "error": "invalid_request",
-                    "error_description": "this endpoint takes POST only",
-                }))
+        .default_service(web::to(|| async { method_not_allowed("POST") }))
+}
+
+fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((actix_web::http::header::ALLOW, allow))
+        .json(serde_json::json!({
+            "error": "invalid_request",
+            "error_description": format!("this endpoint takes {allow} only"),
         }))
 }
 

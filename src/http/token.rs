@@ -1,9 +1,10 @@
-//! `POST /token`: the token endpoint (RFC 6749 §3.2); this server issues by the
-//! `client_credentials` grant (§4.4).
+//! `POST /token`: the token endpoint (RFC 6749 §3.2), for every grant: `client_credentials`
+//! (§4.4), `authorization_code` with PKCE (§4.1.3, RFC 7636), `password` (§4.3) and
+//! `refresh_token` with rotation (§6, RFC 9700 §4.14).
 
-use super::client_auth::authenticate;
+use super::client_auth::authenticate_or_public;
 use super::error::OAuthError;
-use super::form::read_form;
+use super::form::{read_form, Form};
 use super::{request_metadata, AppState};
 use crate::actors::{CommandError, ExecuteTokenCommand};
 use crate::keys::AccessTokenClaims;
@@ -11,8 +12,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use domain::event::Event;
+use domain::event::{AccessTokenIssued, Event};
 use domain::oauth::ErrorCode;
+use domain::grant::{NewAccessToken, NewRefreshToken, PasswordGrant, RedeemCode, RefreshGrant};
 use domain::token::{IssueClientCredentialsToken, TokenCommand};
 use domain::values::{join_scopes, GrantType, Scope, SecretHash, TokenFormat};
 use domain::Cause;
@@ -34,55 +36,15 @@ pub fn command_error(e: CommandError) -> OAuthError {
     }
 }
 
-/// Handles a token request.
-#[tracing::instrument(skip_all, fields(client_id))]
-pub async fn token(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, OAuthError> {
-    let form = read_form(&req, payload).await?;
-    let client = authenticate(&req, &form, &state.engine.models.clients)?;
-    let client_id = client.view.client.client_id.clone();
-    tracing::Span::current().record("client_id", client_id.as_str());
-    let grant = form.require("grant_type")?;
-    match GrantType::parse(grant) {
-        Ok(GrantType::ClientCredentials) => {}
-        _ => {
-            return Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                format!("grant type {grant:?} is not supported here"),
-            ))
-        }
-    }
-    let requested_scopes = form
-        .get("scope")
-        .map(Scope::parse_list)
-        .transpose()
-        .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.0))?;
-    let mut opaque = [0u8; 32];
-    getrandom::getrandom(&mut opaque).map_err(|e| OAuthError::server_error(&e))?;
-    let opaque = URL_SAFE_NO_PAD.encode(opaque);
-    let command = TokenCommand::IssueClientCredentials(IssueClientCredentialsToken {
-        requested_scopes,
-        jti: Uuid::now_v7(),
-        opaque_token_hash: SecretHash::of(&opaque),
-        now: unix_now(),
-    });
-    let metadata = request_metadata(&req, Cause::Client(client_id.to_string()));
-    let events = state
-        .engine
-        .registry
-        .send(&client_id, ExecuteTokenCommand { command, metadata })
-        .await
-        .map_err(command_error)?;
-    let Some(Event::AccessTokenIssued(issued)) = events.first().map(|e| &e.event) else {
-        return Err(OAuthError::server_error(&"no token was recorded"));
-    };
-    let scope = join_scopes(&issued.scopes);
-    // Signing happens here, outside the actor, once the event is durable.
-    let access_token = match issued.format {
-        TokenFormat::Opaque => opaque,
+/// The wire value of an issued access token: the opaque value drawn for it, or a JWT signed
+/// now, outside the actor, once its event is durable.
+pub fn access_token_value(
+    state: &AppState,
+    issued: &AccessTokenIssued,
+    opaque: String,
+) -> Result<String, OAuthError> {
+    match issued.format {
+        TokenFormat::Opaque => Ok(opaque),
         TokenFormat::Jwt => state
             .key
             .sign(&AccessTokenClaims {
@@ -90,13 +52,155 @@ pub async fn token(
                 sub: issued.subject.clone(),
                 aud: state.issuer.clone(),
                 client_id: issued.client_id.to_string(),
-                scope: scope.clone(),
+                scope: join_scopes(&issued.scopes),
                 iat: issued.issued_at,
                 exp: issued.expires_at,
                 jti: issued.jti.to_string(),
             })
-            .map_err(|e| OAuthError::server_error(&e))?,
+            .map_err(|e| OAuthError::server_error(&e)),
+    }
+}
+
+/// 256 random bits, base64url: an opaque token, refresh token or code, and its hash.
+pub fn fresh_secret() -> Result<(String, SecretHash), OAuthError> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| OAuthError::server_error(&e))?;
+    let value = URL_SAFE_NO_PAD.encode(bytes);
+    let hash = SecretHash::of(&value);
+    Ok((value, hash))
+}
+
+/// Handles a token request (POST).
+#[tracing::instrument(skip_all, fields(client_id, grant_type))]
+pub async fn token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = read_form(&req, payload).await?;
+    grant(&req, &form, &state).await
+}
+
+/// Handles a token request by GET, only when `--allow-get-token-requests` is on (some old
+/// clients send them; credentials then travel in URLs).
+pub async fn token_by_get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    if !state.grants.allow_get_token_requests {
+        return Err(OAuthError::invalid_request(
+            "token requests must use POST (RFC 6749 §3.2); this server does not accept GET",
+        )
+        .with_status(actix_web::http::StatusCode::METHOD_NOT_ALLOWED));
+    }
+    let form = Form::parse(req.query_string().as_bytes())?;
+    grant(&req, &form, &state).await
+}
+
+async fn grant(req: &HttpRequest, form: &Form, state: &AppState) -> Result<HttpResponse, OAuthError> {
+    let client = authenticate_or_public(req, form, &state.engine.models.clients)?;
+    let client_id = client.view.client.client_id.clone();
+    let span = tracing::Span::current();
+    span.record("client_id", client_id.as_str());
+    let grant = form.require("grant_type")?;
+    span.record("grant_type", grant);
+    let scopes = form
+        .get("scope")
+        .map(Scope::parse_list)
+        .transpose()
+        .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.0))?;
+    let (opaque, opaque_token_hash) = fresh_secret()?;
+    let access = NewAccessToken {
+        jti: Uuid::now_v7(),
+        opaque_token_hash,
     };
+    let (refresh_value, refresh_hash) = fresh_secret()?;
+    let refresh = NewRefreshToken {
+        id: Uuid::now_v7(),
+        token_hash: refresh_hash,
+        ttl_secs: state.grants.refresh_token_ttl_secs,
+        family_ttl_secs: state.grants.refresh_family_ttl_secs,
+    };
+    let now = unix_now();
+    let command = match GrantType::parse(grant) {
+        Ok(GrantType::ClientCredentials) => {
+            TokenCommand::IssueClientCredentials(IssueClientCredentialsToken {
+                requested_scopes: scopes,
+                jti: access.jti,
+                opaque_token_hash: access.opaque_token_hash,
+                now,
+            })
+        }
+        Ok(GrantType::AuthorizationCode) => TokenCommand::RedeemCode(RedeemCode {
+            code: None,
+            code_hash: SecretHash::of(form.require("code")?),
+            redirect_uri: form.get("redirect_uri").map(str::to_owned),
+            code_verifier: form.get("code_verifier").map(str::to_owned),
+            token: access,
+            refresh,
+            family_id: Uuid::now_v7(),
+            now,
+        }),
+        Ok(GrantType::RefreshToken) => TokenCommand::Refresh(RefreshGrant {
+            token_hash: SecretHash::of(form.require("refresh_token")?),
+            token: None,
+            scopes,
+            access,
+            refresh,
+            grace_secs: state.grants.refresh_grace_secs,
+            now,
+        }),
+        Ok(GrantType::Password) => {
+            if !client.view.client.grant_types.contains(&GrantType::Password) {
+                return Err(OAuthError::new(
+                    ErrorCode::UnauthorizedClient,
+                    "this client is not allowed the password grant",
+                ));
+            }
+            let username = form.require("username")?;
+            let password = form.require("password")?;
+            let user = super::account::check_password(
+                req,
+                state,
+                username,
+                password,
+                client_id.as_str(),
+            )
+            .await?;
+            TokenCommand::Password(PasswordGrant {
+                user_id: user.user_id,
+                scopes,
+                token: access,
+                refresh,
+                family_id: Uuid::now_v7(),
+                now,
+            })
+        }
+        _ => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                format!("grant type {grant:?} is not supported here"),
+            ))
+        }
+    };
+    let metadata = request_metadata(req, Cause::Client(client_id.to_string()));
+    let events = state
+        .engine
+        .registry
+        .send(&client_id, ExecuteTokenCommand { command, metadata })
+        .await
+        .map_err(command_error)?;
+    let Some(issued) = events.iter().find_map(|e| match &e.event {
+        Event::AccessTokenIssued(i) => Some(i),
+        _ => None,
+    }) else {
+        return Err(OAuthError::server_error(&"no token was recorded"));
+    };
+    let refreshed = events
+        .iter()
+        .any(|e| matches!(e.event, Event::RefreshTokenIssued(_)));
+    let access_token = access_token_value(state, issued, opaque)?;
+    let scope = join_scopes(&issued.scopes);
     let mut body = serde_json::json!({
         "access_token": access_token,
         "token_type": "Bearer",
@@ -104,6 +208,9 @@ pub async fn token(
     });
     if !scope.is_empty() {
         body["scope"] = scope.into();
+    }
+    if refreshed {
+        body["refresh_token"] = refresh_value.into();
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -1,0 +1,286 @@
+//! The server-rendered pages: login, consent, account and the error page of `/authorize`.
+//!
+//! maud escapes every interpolated value, so user-controlled text (a `state`, a client name,
+//! a username) can only ever appear as text. No external assets: the stylesheet is inline and
+//! allowed by its hash in the Content-Security-Policy, which allows nothing else.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::HttpResponse;
+use base64::Engine as _;
+use maud::{html, Markup, DOCTYPE};
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
+
+const STYLE: &str = r#"
+:root{--ink:#1d2433;--muted:#5b6478;--line:#dfe3ea;--bg:#f5f7fa;--accent:#2f5bd3;--danger:#b3261e}
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);background:var(--bg)}
+main{max-width:28rem;margin:8vh auto;padding:2rem;background:#fff;border:1px solid var(--line);border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.04)}
+main.wide{max-width:44rem}
+header{display:flex;align-items:center;gap:.6rem;margin-bottom:1.5rem;color:var(--muted);font-size:.9rem}
+header b{color:var(--ink);letter-spacing:.02em}
+h1{font-size:1.35rem;margin:0 0 1rem}
+p{margin:.5rem 0 1rem}
+label{display:block;font-weight:600;margin:.9rem 0 .3rem}
+input[type=text],input[type=password]{width:100%;padding:.6rem .7rem;border:1px solid var(--line);border-radius:8px;font:inherit}
+input:focus{outline:2px solid var(--accent);outline-offset:1px}
+button{font:inherit;padding:.6rem 1.1rem;border-radius:8px;border:1px solid var(--accent);background:var(--accent);color:#fff;cursor:pointer}
+button.secondary{background:#fff;color:var(--ink);border-color:var(--line)}
+button.danger{background:#fff;color:var(--danger);border-color:var(--danger)}
+.actions{display:flex;gap:.75rem;margin-top:1.5rem}
+.error{padding:.7rem .9rem;border-radius:8px;background:#fdecea;color:var(--danger);margin-bottom:1rem}
+ul.scopes{list-style:none;padding:0;margin:1rem 0;border:1px solid var(--line);border-radius:8px}
+ul.scopes li{padding:.6rem .9rem;border-top:1px solid var(--line)}
+ul.scopes li:first-child{border-top:0}
+code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.9em;background:var(--bg);padding:.05rem .3rem;border-radius:4px}
+table{width:100%;border-collapse:collapse;margin:1rem 0}
+th,td{text-align:left;padding:.55rem .4rem;border-top:1px solid var(--line);vertical-align:top}
+th{color:var(--muted);font-weight:600;font-size:.85rem;border-top:0}
+.muted{color:var(--muted);font-size:.9rem}
+form.inline{display:inline}
+"#;
+
+fn style_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE.as_bytes()))
+        )
+    })
+}
+
+/// The Content-Security-Policy of every page: nothing but the inline stylesheet, no framing.
+pub fn content_security_policy() -> String {
+    format!(
+        "default-src 'none'; style-src {}; img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+        style_hash()
+    )
+}
+
+fn layout(title: &str, wide: bool, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="referrer" content="no-referrer";
+                title { (title) " · authledger" }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body {
+                main class=[wide.then_some("wide")] {
+                    header { b { "authledger" } span { "·" } span { (title) } }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// An HTML answer with the pages' security headers.
+pub fn page(status: StatusCode, markup: Markup) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, content_security_policy()))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(markup.into_string())
+}
+
+/// The error page of `/authorize` for requests that must not be redirected (RFC 6749
+/// §4.1.2.1), and of the other pages.
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    page(
+        status,
+        layout(
+            title,
+            false,
+            html! {
+                h1 { (title) }
+                p.error { (message) }
+                p.muted { "The application that sent you here may be misconfigured. You can close this page." }
+            },
+        ),
+    )
+}
+
+/// What the login page shows.
+pub struct LoginPage<'a> {
+    /// Where to go after signing in.
+    pub return_to: &'a str,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// Username to prefill.
+    pub username: &'a str,
+    /// Error to show.
+    pub error: Option<&'a str>,
+}
+
+/// The login page.
+pub fn login(p: &LoginPage<'_>) -> Markup {
+    layout(
+        "Sign in",
+        false,
+        html! {
+            h1 { "Sign in" }
+            @if let Some(e) = p.error { p.error role="alert" { (e) } }
+            form method="post" action="/login" {
+                input type="hidden" name="csrf_token" value=(p.csrf);
+                input type="hidden" name="return_to" value=(p.return_to);
+                label for="username" { "Username" }
+                input type="text" id="username" name="username" value=(p.username)
+                    autocomplete="username" autofocus required maxlength="64";
+                label for="password" { "Password" }
+                input type="password" id="password" name="password"
+                    autocomplete="current-password" required;
+                div.actions { button type="submit" { "Sign in" } }
+            }
+        },
+    )
+}
+
+/// A human description of a scope.
+pub fn describe_scope(scope: &str) -> String {
+    match scope {
+        "openid" => "Confirm who you are".into(),
+        "profile" => "Read your basic profile".into(),
+        "email" => "Read your email address".into(),
+        "offline_access" => "Keep access while you are away".into(),
+        "read" => "Read your data".into(),
+        "write" => "Change your data".into(),
+        "admin" => "Administer this server".into(),
+        other => format!("Access to “{other}”"),
+    }
+}
+
+/// What the consent page shows.
+pub struct ConsentPage<'a> {
+    /// The signed-in user's name.
+    pub username: &'a str,
+    /// The client's display name.
+    pub client_name: &'a str,
+    /// The client's id.
+    pub client_id: &'a str,
+    /// Where the answer goes.
+    pub redirect_host: &'a str,
+    /// Requested scopes.
+    pub scopes: &'a [String],
+    /// The sealed pending request.
+    pub request: &'a str,
+    /// CSRF token.
+    pub csrf: &'a str,
+}
+
+/// The consent page.
+pub fn consent(p: &ConsentPage<'_>) -> Markup {
+    layout(
+        "Authorize",
+        false,
+        html! {
+            h1 { (p.client_name) " wants access to your account" }
+            p.muted { "Signed in as " b { (p.username) } ". Application id " code { (p.client_id) } "." }
+            @if p.scopes.is_empty() {
+                p { "It asks for no particular permission." }
+            } @else {
+                p { "It asks to:" }
+                ul.scopes {
+                    @for s in p.scopes {
+                        li { (describe_scope(s)) br; span.muted { code { (s) } } }
+                    }
+                }
+            }
+            p.muted { "You will be sent back to " b { (p.redirect_host) } "." }
+            form method="post" action="/consent" {
+                input type="hidden" name="csrf_token" value=(p.csrf);
+                input type="hidden" name="request" value=(p.request);
+                div.actions {
+                    button type="submit" name="decision" value="approve" { "Approve" }
+                    button.secondary type="submit" name="decision" value="deny" { "Deny" }
+                }
+            }
+        },
+    )
+}
+
+/// One authorized application on the account page.
+pub struct AuthorizedApp {
+    /// Client id.
+    pub client_id: String,
+    /// Display name.
+    pub name: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// When (RFC 3339, UTC).
+    pub granted_at: String,
+}
+
+/// The account page.
+pub fn account(username: &str, apps: &[AuthorizedApp], csrf: &str, notice: Option<&str>) -> Markup {
+    layout(
+        "Your account",
+        true,
+        html! {
+            h1 { "Applications you authorized" }
+            p.muted { "Signed in as " b { (username) } "." }
+            @if let Some(n) = notice { p.muted role="status" { (n) } }
+            @if apps.is_empty() {
+                p { "You have not authorized any application." }
+            } @else {
+                table {
+                    thead { tr { th { "Application" } th { "Access" } th { "Since" } th {} } }
+                    tbody {
+                        @for a in apps {
+                            tr {
+                                td { (a.name) br; code { (a.client_id) } }
+                                td { (a.scopes.join(" ")) }
+                                td.muted { (a.granted_at) }
+                                td {
+                                    form.inline method="post" action="/account/revoke" {
+                                        input type="hidden" name="csrf_token" value=(csrf);
+                                        input type="hidden" name="client_id" value=(a.client_id);
+                                        button.danger type="submit" { "Revoke" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form method="post" action="/logout" {
+                input type="hidden" name="csrf_token" value=(csrf);
+                button.secondary type="submit" { "Sign out" }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_controlled_values_are_escaped() {
+        let html = login(&LoginPage {
+            return_to: "/authorize?state=<script>alert(1)</script>",
+            csrf: "t",
+            username: "\"><img src=x>",
+            error: Some("<b>bad</b>"),
+        })
+        .into_string();
+        assert!(!html.contains("<script>alert(1)"));
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(!html.contains("\"><img"));
+        assert!(!html.contains("<b>bad</b>"));
+    }
+
+    #[test]
+    fn the_policy_allows_exactly_the_inline_stylesheet() {
+        let csp = content_security_policy();
+        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+        assert!(csp.contains("'sha256-") && !csp.contains("unsafe-inline"));
+    }
+}
