@@ -352,10 +352,14 @@ impl ClientActor {
 
     /// Fills the views a grant decision needs: the read models, then the events in flight.
     fn fill_views(&self, command: &mut TokenCommand) -> Result<(), CommandError> {
-        let unavailable = |e: String| CommandError::Unavailable(format!("reading the read models: {e}"));
+        let unavailable =
+            |e: String| CommandError::Unavailable(format!("reading the read models: {e}"));
         match command {
             TokenCommand::RedeemCode(cmd) => {
-                let mut view = self.views.code(cmd.code_hash.as_str()).map_err(unavailable)?;
+                let mut view = self
+                    .views
+                    .code(cmd.code_hash.as_str())
+                    .map_err(unavailable)?;
                 if let Some(v) = &mut view {
                     self.events_in_flight().for_each(|e| v.observe(e));
                 }
@@ -541,9 +545,14 @@ mod tests {
             fail_next: AtomicBool::new(false),
         });
         let id = ClientId::parse("svc").unwrap();
-        let addr = ClientActor::restore(id.clone(), store.clone(), Arc::new(NoViews), Duration::from_secs(60))
-            .unwrap()
-            .start();
+        let addr = ClientActor::restore(
+            id.clone(),
+            store.clone(),
+            Arc::new(NoViews),
+            Duration::from_secs(60),
+        )
+        .unwrap()
+        .start();
         register(&addr, &id).await;
 
         // Two commands pipelined behind a failing append: both fail, neither is acknowledged.
@@ -584,15 +593,21 @@ mod tests {
         let snapshot_state = ClientState::Unregistered;
         let bytes = serde_json::to_vec(&snapshot_state).unwrap();
         store.save_snapshot("client-svc", 40, &bytes).unwrap();
-        let actor =
-            ClientActor::restore(id.clone(), store.clone(), Arc::new(NoViews), Duration::from_secs(60)).unwrap();
+        let actor = ClientActor::restore(
+            id.clone(),
+            store.clone(),
+            Arc::new(NoViews),
+            Duration::from_secs(60),
+        )
+        .unwrap();
         assert_eq!(actor.config_version, 40);
         assert_eq!(actor.state, ClientState::Unregistered);
         assert_eq!(actor.tokens_version, 0);
 
         // A snapshot ahead of its stream (never durable) is ignored: everything is folded.
         store.save_snapshot("client-svc", 41, &bytes).unwrap();
-        let actor = ClientActor::restore(id, store, Arc::new(NoViews), Duration::from_secs(60)).unwrap();
+        let actor =
+            ClientActor::restore(id, store, Arc::new(NoViews), Duration::from_secs(60)).unwrap();
         assert_eq!(actor.config_version, 40);
         assert!(matches!(actor.state, ClientState::Deleted(_)));
     }
@@ -602,9 +617,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SledStore::open(dir.path()).unwrap());
         let id = ClientId::parse("svc").unwrap();
-        let addr = ClientActor::restore(id.clone(), store.clone(), Arc::new(NoViews), Duration::from_secs(60))
-            .unwrap()
-            .start();
+        let addr = ClientActor::restore(
+            id.clone(),
+            store.clone(),
+            Arc::new(NoViews),
+            Duration::from_secs(60),
+        )
+        .unwrap()
+        .start();
         register(&addr, &id).await;
         let mut revoked = 0;
         for _ in 0..20 {
@@ -642,7 +662,11 @@ mod tests {
         let store: Arc<dyn EventStore> = Arc::new(SledStore::open(dir.path()).unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut tx = Some(tx);
-        let _addr = ClientActor::restore(ClientId::parse("svc").unwrap(), store, Arc::new(NoViews), Duration::from_millis(100),
+        let _addr = ClientActor::restore(
+            ClientId::parse("svc").unwrap(),
+            store,
+            Arc::new(NoViews),
+            Duration::from_millis(100),
         )
         .unwrap()
         .on_stop(move |id, _| {

@@ -51,11 +51,11 @@ impl Registry {
             self.views.clone(),
             self.idle_timeout,
         )?
-            .on_stop(move |id, addr| {
-                if let Some(registry) = me.upgrade() {
-                    registry.forget(id, addr);
-                }
-            });
+        .on_stop(move |id, addr| {
+            if let Some(registry) = me.upgrade() {
+                registry.forget(id, addr);
+            }
+        });
         let addr = actor.start();
         actors.insert(client_id.clone(), addr.clone());
         Ok(addr)

@@ -150,7 +150,10 @@ impl Backend {
     }
 
     /// Registers a user.
-    pub async fn create_user(&self, req: service::CreateUser) -> anyhow::Result<service::UserOutput> {
+    pub async fn create_user(
+        &self,
+        req: service::CreateUser,
+    ) -> anyhow::Result<service::UserOutput> {
         match self {
             Backend::Remote(r) => Remote::answer(
                 r.agent

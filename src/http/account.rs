@@ -262,10 +262,18 @@ pub async fn login(
 }
 
 /// `POST /logout`.
-pub async fn logout(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+pub async fn logout(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let form = read_form(&req, payload).await.unwrap_or_default();
     if !csrf_ok(&req, form.get("csrf_token")) {
-        return pages::error_page(StatusCode::FORBIDDEN, "Sign-out failed", "This form expired; reload the page.");
+        return pages::error_page(
+            StatusCode::FORBIDDEN,
+            "Sign-out failed",
+            "This form expired; reload the page.",
+        );
     }
     let mut res = see_other("/login");
     let _ = res.add_cookie(&clear_session_cookie(&state));
@@ -281,7 +289,11 @@ pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "reading consents failed");
-            return pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Account", "The server failed; try again.");
+            return pages::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Account",
+                "The server failed; try again.",
+            );
         }
     };
     let apps: Vec<AuthorizedApp> = consents
@@ -316,16 +328,28 @@ pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
 
 /// `POST /account/revoke`: withdraws a client's authorization; every token of this user for
 /// that client becomes inactive.
-pub async fn revoke(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+pub async fn revoke(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let Some(user) = current_user(&req, &state, unix_now()) else {
         return to_login("/account");
     };
     let form = read_form(&req, payload).await.unwrap_or_default();
     if !csrf_ok(&req, form.get("csrf_token")) {
-        return pages::error_page(StatusCode::FORBIDDEN, "Revoke failed", "This form expired; reload the page.");
+        return pages::error_page(
+            StatusCode::FORBIDDEN,
+            "Revoke failed",
+            "This form expired; reload the page.",
+        );
     }
     let Some(client_id) = form.get("client_id").and_then(|c| ClientId::parse(c).ok()) else {
-        return pages::error_page(StatusCode::BAD_REQUEST, "Revoke failed", "No such application.");
+        return pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "Revoke failed",
+            "No such application.",
+        );
     };
     let metadata = request_metadata(&req, Cause::User(user.user_id.to_string()));
     let command = TokenCommand::RevokeAuthorization(RevokeAuthorization {
@@ -345,7 +369,11 @@ pub async fn revoke(req: HttpRequest, payload: web::Payload, state: web::Data<Ap
         }
         Err(e) => {
             tracing::warn!(error = %e, "revoking an authorization failed");
-            pages::error_page(StatusCode::BAD_REQUEST, "Revoke failed", "That application no longer exists or could not be reached; try again.")
+            pages::error_page(
+                StatusCode::BAD_REQUEST,
+                "Revoke failed",
+                "That application no longer exists or could not be reached; try again.",
+            )
         }
     }
 }

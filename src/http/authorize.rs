@@ -20,9 +20,7 @@ use domain::grant::{
 };
 use domain::oauth::ErrorCode;
 use domain::token::{TokenCommand, TokenError};
-use domain::values::{
-    is_pkce_string, join_scopes, GrantType, PkceMethod, Scope, UserId,
-};
+use domain::values::{is_pkce_string, join_scopes, GrantType, PkceMethod, Scope, UserId};
 use domain::Cause;
 use projections::{ClientView, UserView};
 use serde::{Deserialize, Serialize};
@@ -128,7 +126,10 @@ fn parameters(raw: &[u8]) -> HashMap<String, Vec<String>> {
 }
 
 /// One parameter: `Ok(None)` when absent or empty, `Err` when repeated (RFC 6749 §3.1).
-fn single<'a>(params: &'a HashMap<String, Vec<String>>, name: &str) -> Result<Option<&'a str>, String> {
+fn single<'a>(
+    params: &'a HashMap<String, Vec<String>>,
+    name: &str,
+) -> Result<Option<&'a str>, String> {
     match params.get(name).map(Vec::as_slice) {
         None => Ok(None),
         Some([v]) => Ok(Some(v.as_str()).filter(|v| !v.is_empty())),
@@ -160,7 +161,9 @@ pub async fn authorize(
         Err(e) => return bad(&e),
     };
     let Some(client) = state.engine.models.clients.get(client_id) else {
-        return bad(&format!("No application is registered with client_id “{client_id}”."));
+        return bad(&format!(
+            "No application is registered with client_id “{client_id}”."
+        ));
     };
     let presented = match single(&params, "redirect_uri") {
         Ok(r) => r,
@@ -168,7 +171,11 @@ pub async fn authorize(
     };
     let target = match client.client.resolve_redirect_uri(presented) {
         Ok(t) => t,
-        Err(e) => return bad(&format!("{e}. The application must use a redirect URI registered for it.")),
+        Err(e) => {
+            return bad(&format!(
+                "{e}. The application must use a redirect URI registered for it."
+            ))
+        }
     };
 
     // 2. Everything else is answered through the redirect.
@@ -188,7 +195,11 @@ pub async fn authorize(
             let now = unix_now();
             let Some(user) = current_user(&req, &state, now) else {
                 let query = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(params.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k, v))))
+                    .extend_pairs(
+                        params
+                            .iter()
+                            .flat_map(|(k, vs)| vs.iter().map(move |v| (k, v))),
+                    )
                     .finish();
                 return to_login(&format!("/authorize?{query}"));
             };
@@ -215,7 +226,15 @@ pub async fn authorize(
                             .all(|s| c.scopes.contains(s))
                     });
                 if remembered {
-                    match issue(&req, &state, &pending, ConsentDecision::Remembered, StatusCode::FOUND).await {
+                    match issue(
+                        &req,
+                        &state,
+                        &pending,
+                        ConsentDecision::Remembered,
+                        StatusCode::FOUND,
+                    )
+                    .await
+                    {
                         Some(res) => return res,
                         None => {} // The consent changed meanwhile: ask.
                     }
@@ -411,7 +430,10 @@ async fn issue(
             vec![
                 ("access_token", token),
                 ("token_type", "Bearer".to_owned()),
-                ("expires_in", (issued.expires_at - issued.issued_at).to_string()),
+                (
+                    "expires_in",
+                    (issued.expires_at - issued.issued_at).to_string(),
+                ),
                 ("scope", join_scopes(&issued.scopes)),
             ]
         }
@@ -515,11 +537,21 @@ pub async fn consent(
         Err(res) => return res,
     };
     match form.get("decision") {
-        Some("approve") => issue(&req, &state, &pending, ConsentDecision::Approved, StatusCode::SEE_OTHER)
-            .await
-            .unwrap_or_else(|| {
-                pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Authorization failed", "Try again.")
-            }),
+        Some("approve") => issue(
+            &req,
+            &state,
+            &pending,
+            ConsentDecision::Approved,
+            StatusCode::SEE_OTHER,
+        )
+        .await
+        .unwrap_or_else(|| {
+            pages::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Authorization failed",
+                "Try again.",
+            )
+        }),
         _ => ClientRedirect {
             target: &pending.target,
             response_type: pending.response_type,

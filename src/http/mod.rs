@@ -98,7 +98,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(post_only("/logout", web::post().to(account::logout)))
         .route("/account", web::get().to(account::account))
-        .service(post_only("/account/revoke", web::post().to(account::revoke)))
+        .service(post_only(
+            "/account/revoke",
+            web::post().to(account::revoke),
+        ))
         .service(post_only(
             "/introspect",
             web::post().to(introspect::introspect),

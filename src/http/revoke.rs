@@ -7,12 +7,12 @@ use super::form::read_form;
 use super::introspect::resolve;
 use super::token::command_error;
 use super::{request_metadata, AppState};
-use domain::values::SecretHash;
 use crate::actors::ExecuteTokenCommand;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::event::RevocationReason;
 use domain::token::{KnownToken, RevokeToken, TokenCommand};
+use domain::values::SecretHash;
 use domain::Cause;
 
 /// Handles a revocation request.

@@ -123,7 +123,11 @@ pub fn session_cookie(state: &AppState, user: &UserView, now: i64) -> Cookie<'st
         password_version: user.password_version,
         expires_at: now + ttl,
     };
-    let mut c = base_cookie(state, SESSION_COOKIE, state.session_key.seal("session", &session));
+    let mut c = base_cookie(
+        state,
+        SESSION_COOKIE,
+        state.session_key.seal("session", &session),
+    );
     c.set_max_age(actix_web::cookie::time::Duration::seconds(ttl));
     c
 }
@@ -170,7 +174,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = SessionKey::load_or_create(dir.path()).unwrap();
         let sealed = key.seal("session", &("alice", 7));
-        assert_eq!(key.open::<(String, u32)>("session", &sealed), Some(("alice".into(), 7)));
+        assert_eq!(
+            key.open::<(String, u32)>("session", &sealed),
+            Some(("alice".into(), 7))
+        );
         assert_eq!(key.open::<(String, u32)>("authz", &sealed), None);
         let mut forged = sealed.clone();
         forged.replace_range(0..1, if sealed.starts_with('A') { "B" } else { "A" });

@@ -152,6 +152,9 @@ mod tests {
         // Others are not slowed at all.
         assert_eq!(t.retry_after(Some("carol"), "198.51.100.7", now), None);
         // And the window forgets.
-        assert_eq!(t.retry_after(Some("bob"), "192.0.2.1", now + WINDOW_SECS), None);
+        assert_eq!(
+            t.retry_after(Some("bob"), "192.0.2.1", now + WINDOW_SECS),
+            None
+        );
     }
 }

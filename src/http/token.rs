@@ -13,8 +13,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use domain::event::{AccessTokenIssued, Event};
-use domain::oauth::ErrorCode;
 use domain::grant::{NewAccessToken, NewRefreshToken, PasswordGrant, RedeemCode, RefreshGrant};
+use domain::oauth::ErrorCode;
 use domain::token::{IssueClientCredentialsToken, TokenCommand};
 use domain::values::{join_scopes, GrantType, Scope, SecretHash, TokenFormat};
 use domain::Cause;
@@ -97,7 +97,11 @@ pub async fn token_by_get(
     grant(&req, &form, &state).await
 }
 
-async fn grant(req: &HttpRequest, form: &Form, state: &AppState) -> Result<HttpResponse, OAuthError> {
+async fn grant(
+    req: &HttpRequest,
+    form: &Form,
+    state: &AppState,
+) -> Result<HttpResponse, OAuthError> {
     let client = authenticate_or_public(req, form, &state.engine.models.clients)?;
     let client_id = client.view.client.client_id.clone();
     let span = tracing::Span::current();
@@ -151,7 +155,12 @@ async fn grant(req: &HttpRequest, form: &Form, state: &AppState) -> Result<HttpR
             now,
         }),
         Ok(GrantType::Password) => {
-            if !client.view.client.grant_types.contains(&GrantType::Password) {
+            if !client
+                .view
+                .client
+                .grant_types
+                .contains(&GrantType::Password)
+            {
                 return Err(OAuthError::new(
                     ErrorCode::UnauthorizedClient,
                     "this client is not allowed the password grant",
@@ -159,14 +168,9 @@ async fn grant(req: &HttpRequest, form: &Form, state: &AppState) -> Result<HttpR
             }
             let username = form.require("username")?;
             let password = form.require("password")?;
-            let user = super::account::check_password(
-                req,
-                state,
-                username,
-                password,
-                client_id.as_str(),
-            )
-            .await?;
+            let user =
+                super::account::check_password(req, state, username, password, client_id.as_str())
+                    .await?;
             TokenCommand::Password(PasswordGrant {
                 user_id: user.user_id,
                 scopes,

@@ -13,6 +13,7 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub base: String,
     pub agent: ureq::Agent,
+    pub flags: Vec<String>,
 }
 
 pub fn agent() -> ureq::Agent {
@@ -25,12 +26,18 @@ pub fn agent() -> ureq::Agent {
 
 /// Starts the binary on a fresh data directory and waits until it answers.
 pub fn spawn_app() -> TestApp {
+    spawn_app_with(&[])
+}
+
+/// Starts the binary with extra `serve` flags.
+pub fn spawn_app_with(flags: &[&str]) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut app = TestApp {
         child: None,
         dir,
         base: String::new(),
         agent: agent(),
+        flags: flags.iter().map(|f| f.to_string()).collect(),
     };
     app.start();
     app
@@ -52,6 +59,7 @@ impl TestApp {
         };
         let child = Command::new(BIN)
             .args(["serve", "--bind", &bind, "--workers", "2"])
+            .args(&self.flags)
             .arg("--data-dir")
             .arg(self.data_dir())
             .env("RUST_LOG", "warn")
@@ -147,6 +155,51 @@ impl TestApp {
     /// Runs the CLI on this data directory.
     pub fn cli(&self, args: &[&str]) -> Output {
         cli(self.data_dir(), args)
+    }
+
+    /// Runs the CLI with `input` on its standard input.
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Registers a user through the CLI; answers its id.
+    pub fn create_user(&self, username: &str, password: &str) -> String {
+        let out = self.cli_stdin(
+            &[
+                "user",
+                "create",
+                "--username",
+                username,
+                "--password-stdin",
+                "--format",
+                "json",
+            ],
+            &format!("{password}\n"),
+        );
+        assert!(
+            out.status.success(),
+            "user create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["user_id"].as_str().unwrap().to_owned()
     }
 
     /// Runs the CLI and parses its stdout as JSON; panics with stderr on failure.

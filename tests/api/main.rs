@@ -8,8 +8,10 @@
 
 mod admin;
 mod crash;
+mod grants;
 mod helpers;
 mod lifecycle;
 mod oauth;
 mod robustness;
 mod store;
+mod web;
