@@ -49,6 +49,8 @@ fn main() {
             token_format: TokenFormat::Opaque,
             access_token_ttl_secs: 3600,
             can_introspect: false,
+            redirect_uri_matching: Default::default(),
+            allow_plain_pkce: false,
         });
         store
             .append(
@@ -77,6 +79,7 @@ fn main() {
                         jti: uuid::Uuid::from_u128(n - 1),
                         client_id: id.clone(),
                         reason: RevocationReason::RevokedByClient,
+                        family_id: None,
                     })
                 } else {
                     Event::AccessTokenIssued(AccessTokenIssued {
@@ -89,6 +92,7 @@ fn main() {
                         format: TokenFormat::Opaque,
                         issued_at: 1_800_000_000,
                         expires_at: 1_800_003_600,
+                        family_id: None,
                     })
                 };
                 NewEvent {

@@ -341,17 +341,29 @@ fn access_token(
     })
 }
 
-/// Starts a family: the access token, and a refresh token if the client may refresh.
-fn new_family(
-    client: &Client,
+/// Who a new family speaks for, with what, and how it was obtained.
+struct FamilyStart {
     user: UserId,
     scopes: Vec<Scope>,
     grant: GrantType,
-    token: &NewAccessToken,
-    refresh: &NewRefreshToken,
     family_id: Uuid,
     now: i64,
+}
+
+/// Starts a family: the access token, and a refresh token if the client may refresh.
+fn new_family(
+    client: &Client,
+    start: FamilyStart,
+    token: &NewAccessToken,
+    refresh: &NewRefreshToken,
 ) -> Vec<Event> {
+    let FamilyStart {
+        user,
+        scopes,
+        grant,
+        family_id,
+        now,
+    } = start;
     let mut events = vec![access_token(
         client,
         token,
@@ -487,13 +499,15 @@ pub fn redeem_code(client: &Client, cmd: &RedeemCode) -> Result<Vec<Event>, Refu
     )];
     events.extend(new_family(
         client,
-        code.user_id,
-        code.scopes.clone(),
-        GrantType::AuthorizationCode,
+        FamilyStart {
+            user: code.user_id,
+            scopes: code.scopes.clone(),
+            grant: GrantType::AuthorizationCode,
+            family_id: cmd.family_id,
+            now: cmd.now,
+        },
         &cmd.token,
         &cmd.refresh,
-        cmd.family_id,
-        cmd.now,
     ));
     Ok(events)
 }
@@ -504,13 +518,15 @@ pub fn password(client: &Client, cmd: &PasswordGrant) -> Result<Vec<Event>, Refu
     let scopes = granted_scopes(client, &cmd.scopes)?;
     Ok(new_family(
         client,
-        cmd.user_id,
-        scopes,
-        GrantType::Password,
+        FamilyStart {
+            user: cmd.user_id,
+            scopes,
+            grant: GrantType::Password,
+            family_id: cmd.family_id,
+            now: cmd.now,
+        },
         &cmd.token,
         &cmd.refresh,
-        cmd.family_id,
-        cmd.now,
     ))
 }
 

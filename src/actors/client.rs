@@ -529,6 +529,8 @@ mod tests {
                 token_format: TokenFormat::Opaque,
                 access_token_ttl_secs: 60,
                 can_introspect: false,
+                redirect_uri_matching: Default::default(),
+                allow_plain_pkce: false,
             }),
             metadata: Metadata::system(),
         })
@@ -638,6 +640,7 @@ mod tests {
                         jti: t.jti,
                         client_id: id.clone(),
                         revoked: false,
+                        refresh_family: None,
                     }),
                     reason: domain::event::RevocationReason::RevokedByClient,
                 }),

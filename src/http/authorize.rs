@@ -226,7 +226,8 @@ pub async fn authorize(
                             .all(|s| c.scopes.contains(s))
                     });
                 if remembered {
-                    match issue(
+                    // `None`: the consent changed meanwhile, so ask.
+                    if let Some(res) = issue(
                         &req,
                         &state,
                         &pending,
@@ -235,8 +236,7 @@ pub async fn authorize(
                     )
                     .await
                     {
-                        Some(res) => return res,
-                        None => {} // The consent changed meanwhile: ask.
+                        return res;
                     }
                 }
             }
@@ -446,13 +446,13 @@ fn pending_for(
     state: &AppState,
     sealed: Option<&str>,
     user: &UserView,
-) -> Result<(Pending, Arc<ClientView>), HttpResponse> {
+) -> Result<(Pending, Arc<ClientView>), Box<HttpResponse>> {
     let expired = || {
-        pages::error_page(
+        Box::new(pages::error_page(
             StatusCode::BAD_REQUEST,
             "Request expired",
             "This authorization request expired or was altered. Go back to the application and start again.",
-        )
+        ))
     };
     let pending: Pending = sealed
         .and_then(|s| state.session_key.open("authz", s))
@@ -480,7 +480,7 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
     };
     let (pending, client) = match pending_for(&state, query.get("request"), &user) {
         Ok(p) => p,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let scopes: Vec<String> = pending
         .scopes
@@ -534,7 +534,7 @@ pub async fn consent(
     }
     let (pending, _) = match pending_for(&state, form.get("request"), &user) {
         Ok(p) => p,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     match form.get("decision") {
         Some("approve") => issue(
