@@ -139,7 +139,8 @@ fn post_only(path: &str, route: actix_web::Route) -> actix_web::Resource {
         .default_service(web::to(|| async { method_not_allowed("POST") }))
 }
 
-fn method_not_allowed(allow: &'static str) -> HttpResponse {
+/// 405 with `Allow`, as JSON like every other API error.
+pub(crate) fn method_not_allowed(allow: &'static str) -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header((actix_web::http::header::ALLOW, allow))
         .json(serde_json::json!({

@@ -88,10 +88,7 @@ pub async fn token_by_get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     if !state.grants.allow_get_token_requests {
-        return Err(OAuthError::invalid_request(
-            "token requests must use POST (RFC 6749 §3.2); this server does not accept GET",
-        )
-        .with_status(actix_web::http::StatusCode::METHOD_NOT_ALLOWED));
+        return Ok(super::method_not_allowed("POST"));
     }
     let form = Form::parse(req.query_string().as_bytes())?;
     grant(&req, &form, &state).await

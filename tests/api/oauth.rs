@@ -173,7 +173,13 @@ fn every_bad_token_request_gets_its_rfc_6749_error() {
             creds,
             vec![("grant_type", "password")],
             400,
-            "unsupported_grant_type",
+            "unauthorized_client",
+        ),
+        (
+            creds,
+            vec![("grant_type", "authorization_code"), ("code", "x")],
+            400,
+            "unauthorized_client",
         ),
         (creds, vec![cc, ("scope", "admin")], 400, "invalid_scope"),
         (
