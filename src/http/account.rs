@@ -306,7 +306,9 @@ pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
                 scopes: c.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
                 granted_at: c
                     .granted_at
-                    .format(&time::format_description::well_known::Rfc3339)
+                    .format(time::macros::format_description!(
+                        "[year]-[month]-[day] [hour]:[minute] UTC"
+                    ))
                     .unwrap_or_default(),
             })
         })

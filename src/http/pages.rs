@@ -214,7 +214,7 @@ pub struct AuthorizedApp {
     pub name: String,
     /// Granted scopes.
     pub scopes: Vec<String>,
-    /// When (RFC 3339, UTC).
+    /// When (UTC, to the minute).
     pub granted_at: String,
 }
 

@@ -7,6 +7,7 @@
 )]
 
 mod admin;
+mod browser;
 mod crash;
 mod grants;
 mod helpers;

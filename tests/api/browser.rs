@@ -1,0 +1,280 @@
+//! The pages in a real browser: headless Chromium driven over WebDriver (chromedriver). A user
+//! signs in, approves, this test's own callback server on 127.0.0.1 receives the code, the test
+//! redeems it with PKCE, introspects the token, then revokes the application from /account.
+//!
+//! Chromium and chromedriver come from Debian (`scripts/test.sh` installs them). Without them
+//! this test fails with instructions; it never skips.
+//!
+//! Screenshots of the three pages go to `target/screenshots/`, and to `docs/img/` as well when
+//! `AUTHLEDGER_SCREENSHOTS=docs/img` is set.
+
+use crate::helpers::{spawn_app, TestApp};
+use crate::web::{CHALLENGE, VERIFIER};
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn chromedriver() -> PathBuf {
+    let candidates = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "chromedriver not found: install Debian's chromium and chromium-driver \
+                 (`sudo apt-get install -y chromium chromium-driver`, or run scripts/test.sh, \
+                 which does it)"
+            )
+        })
+}
+
+/// chromedriver as a child, killed (with its browsers) on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(chromedriver())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let driver = Self { child, port };
+        let agent = crate::helpers::agent();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            if let Ok(mut res) = agent.get(&format!("http://127.0.0.1:{port}/status")).call() {
+                if res
+                    .body_mut()
+                    .read_to_string()
+                    .is_ok_and(|b| b.contains("\"ready\":true"))
+                {
+                    return driver;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The client's callback: answers a small page and hands over the request target.
+fn callback_server() -> (u16, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut line = String::new();
+            let _ = BufReader::new(&stream).read_line(&mut line);
+            let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let body =
+                "<!doctype html><title>Demo App</title><p>Signed in; you can close this tab.</p>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if target.starts_with("/callback") && tx.send(target).is_err() {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    let mut dirs = vec![PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../screenshots")];
+    if let Ok(d) = std::env::var("AUTHLEDGER_SCREENSHOTS") {
+        dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(d));
+    }
+    for d in dirs {
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("{name}.png")), &png).unwrap();
+    }
+}
+
+async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+}
+
+async fn journey(
+    app: &TestApp,
+    driver: &Driver,
+    callback_port: u16,
+    codes: &mpsc::Receiver<String>,
+) {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({ "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--window-size=900,760", "--force-device-scale-factor=1"
+        ] }),
+    );
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .unwrap();
+    let redirect = format!("http://127.0.0.1:{callback_port}/callback");
+    let state = "state-<script>alert(1)</script>";
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "demo")
+        .append_pair("redirect_uri", &redirect)
+        .append_pair("scope", "read profile")
+        .append_pair("state", state)
+        .append_pair("code_challenge", CHALLENGE)
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    c.goto(&format!("{}/authorize?{query}", app.base))
+        .await
+        .unwrap();
+
+    // Login.
+    wait_for(&c, "input[name=username]").await;
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    c.find(Locator::Css("input[name=username]"))
+        .await
+        .unwrap()
+        .send_keys("alice")
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys("wonderland42")
+        .await
+        .unwrap();
+    screenshot(&c, "login").await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // Consent.
+    let approve = wait_for(&c, "button[value=approve]").await;
+    let page = c.source().await.unwrap();
+    assert!(page.contains("Demo App wants access"), "{page}");
+    assert!(page.contains("Read your basic profile"));
+    screenshot(&c, "consent").await;
+    approve.click().await.unwrap();
+
+    // The callback got the code and the state, unchanged.
+    let target = codes
+        .recv_timeout(Duration::from_secs(10))
+        .expect("no callback");
+    let url = url::Url::parse(&format!("http://127.0.0.1{target}")).unwrap();
+    let param = |n: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(param("state").as_deref(), Some(state));
+    assert_eq!(param("iss").as_deref(), Some(app.base.as_str()));
+    let code = param("code").unwrap();
+    let (status, tokens) = app.post_form(
+        "/token",
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", "demo"),
+            ("redirect_uri", &redirect),
+            ("code_verifier", VERIFIER),
+        ],
+    );
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let (rs, rs_secret) = app.create_client(&["--can-introspect"]);
+    let info = app.introspect(&rs, &rs_secret, access);
+    assert_eq!(
+        (info["active"].as_bool(), info["username"].as_str()),
+        (Some(true), Some("alice"))
+    );
+
+    // The account page lists the app; revoking it ends the token.
+    c.goto(&format!("{}/account", app.base)).await.unwrap();
+    wait_for(&c, "button.danger").await;
+    assert!(c.source().await.unwrap().contains("Demo App"));
+    screenshot(&c, "account").await;
+    c.find(Locator::Css("button.danger"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_url(&url::Url::parse(&format!("{}/account?revoked=demo", app.base)).unwrap())
+        .await
+        .unwrap();
+    assert!(c
+        .source()
+        .await
+        .unwrap()
+        .contains("You have not authorized any application"));
+    assert_eq!(app.introspect(&rs, &rs_secret, access)["active"], false);
+    c.close().await.unwrap();
+}
+
+#[test]
+fn a_user_signs_in_approves_and_revokes_in_a_real_browser() {
+    let driver = Driver::start();
+    let app = spawn_app();
+    app.create_user("alice", "wonderland42");
+    app.cli_json(&[
+        "client",
+        "create",
+        "--name",
+        "Demo App",
+        "--id",
+        "demo",
+        "--public",
+        "--redirect-uri",
+        "http://127.0.0.1/callback",
+        "--grant-type",
+        "authorization_code",
+        "--grant-type",
+        "refresh_token",
+        "--scope",
+        "read profile",
+        "--format",
+        "json",
+    ]);
+    let (port, codes) = callback_server();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(journey(&app, &driver, port, &codes));
+}
