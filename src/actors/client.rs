@@ -261,9 +261,24 @@ impl ClientActor {
         self.in_flight += 1;
         let append_id = self.next_append;
         self.next_append += 1;
-        if !events.is_empty() {
-            self.in_flight_events
-                .push((append_id, Arc::new(events.clone())));
+        // Only what a grant view observes is kept: most appends are access tokens, which no
+        // view reads, and cloning them would tax the hottest path.
+        let observed: Vec<Event> = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::AuthorizationGranted(_)
+                        | Event::AuthorizationRevoked(_)
+                        | Event::AuthorizationCodeRedeemed(_)
+                        | Event::RefreshTokenIssued(_)
+                        | Event::RefreshTokenRotated(_)
+                ) || e.revoked_family().is_some()
+            })
+            .cloned()
+            .collect();
+        if !observed.is_empty() {
+            self.in_flight_events.push((append_id, Arc::new(observed)));
         }
         let new = events
             .into_iter()

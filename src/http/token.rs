@@ -70,6 +70,12 @@ pub fn fresh_secret() -> Result<(String, SecretHash), OAuthError> {
     Ok((value, hash))
 }
 
+/// A hash that stands for "no refresh token drawn"; never recorded (the grant that uses it
+/// issues none).
+fn opaque_token_hash_placeholder() -> SecretHash {
+    SecretHash::of("")
+}
+
 /// Handles a token request (POST).
 #[tracing::instrument(skip_all, fields(client_id, grant_type))]
 pub async fn token(
@@ -115,7 +121,13 @@ async fn grant(
         jti: Uuid::now_v7(),
         opaque_token_hash,
     };
-    let (refresh_value, refresh_hash) = fresh_secret()?;
+    let parsed = GrantType::parse(grant);
+    // Only the user grants can issue a refresh token; client_credentials, the hot path, skips
+    // drawing one.
+    let (refresh_value, refresh_hash) = match parsed {
+        Ok(GrantType::ClientCredentials) => (String::new(), opaque_token_hash_placeholder()),
+        _ => fresh_secret()?,
+    };
     let refresh = NewRefreshToken {
         id: Uuid::now_v7(),
         token_hash: refresh_hash,
@@ -123,7 +135,7 @@ async fn grant(
         family_ttl_secs: state.grants.refresh_family_ttl_secs,
     };
     let now = unix_now();
-    let command = match GrantType::parse(grant) {
+    let command = match parsed {
         Ok(GrantType::ClientCredentials) => {
             TokenCommand::IssueClientCredentials(IssueClientCredentialsToken {
                 requested_scopes: scopes,
