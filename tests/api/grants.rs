@@ -934,3 +934,61 @@ fn metadata_lists_the_authorization_endpoint_and_pkce_methods() {
     );
     assert_eq!(m["authorization_response_iss_parameter_supported"], true);
 }
+
+#[test]
+fn authorize_by_post_works_like_get_and_a_script_in_state_stays_text_on_the_login_page() {
+    let app = spawn_app();
+    app.create_user("alice", PW);
+    public_client(&app, "web");
+    let mut b = Browser::new(&app);
+    let evil = "<script>alert(1)</script>";
+    let r = b.authorize(&code_params("web", CB, evil));
+    let login = b.get(r.location.as_deref().unwrap());
+    assert_eq!(login.status, 200);
+    assert!(!login.body.contains("<script>alert"), "{}", login.body);
+    b.sign_in("alice", PW);
+    let r = b.post("/authorize", &code_params("web", CB, evil));
+    assert_eq!(r.status, 302, "{r:?}");
+    let consent = r.location.unwrap();
+    assert!(consent.contains("/consent?"));
+    let page = b.get(&consent);
+    assert!(!page.body.contains("<script>alert"));
+    let done = b.decide(&consent, "approve");
+    assert_eq!(done.param("state").as_deref(), Some(evil));
+}
+
+#[test]
+fn codes_and_refresh_tokens_expire() {
+    let app = spawn_app_with(&["--code-ttl-secs", "1", "--refresh-token-ttl-secs", "2"]);
+    app.create_user("alice", PW);
+    public_client(&app, "web");
+    let mut b = Browser::new(&app);
+    b.sign_in("alice", PW);
+    let code = b
+        .approve(&code_params("web", CB, "s"))
+        .param("code")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (status, body) = redeem(&app, "web", &code, CB);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+    let fresh = tokens_for_public(&app, &mut b);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (status, body) = refresh(&app, fresh["refresh_token"].as_str().unwrap(), None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+}

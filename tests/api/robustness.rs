@@ -42,6 +42,22 @@ impl Rng {
             "read",
             "eyJhbGciOiJub25lIn0.e30.",
         ];
+        const MORE: [&str; 10] = [
+            "response_type=code",
+            "client_id=web",
+            "redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb",
+            "code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method=S256",
+            "request=",
+            "csrf_token=",
+            "decision=approve",
+            "grant_type=refresh_token&refresh_token=",
+            "grant_type=authorization_code&code=",
+        ];
+        if self.below(2) == 0 {
+            let n = self.below(max + 1);
+            return (0..n).map(|_| format!("{}&", self.pick(&MORE))).collect();
+        }
         let n = self.below(max + 1);
         (0..n).map(|_| self.pick(&PIECES)).collect()
     }
@@ -56,10 +72,25 @@ fn no_malformed_request_gets_a_server_error() {
         .unwrap()
         .to_owned();
     let admin = app.admin_token();
+    app.cli_json(&[
+        "client",
+        "create",
+        "--name",
+        "web",
+        "--id",
+        "web",
+        "--public",
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+        "--grant-type",
+        "authorization_code",
+        "--format",
+        "json",
+    ]);
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut answered = 0;
-    for i in 0..400 {
+    for i in 0..600 {
         let path = rng.pick(&[
             "/token",
             "/introspect",
@@ -67,6 +98,13 @@ fn no_malformed_request_gets_a_server_error() {
             "/admin/api/clients",
             "/admin/api/audit",
             "/admin/api/clients/x%FF",
+            "/admin/api/users",
+            "/authorize",
+            "/consent",
+            "/login",
+            "/logout",
+            "/account",
+            "/account/revoke",
         ]);
         let auth = match rng.below(6) {
             0 => None,
@@ -127,8 +165,8 @@ fn no_malformed_request_gets_a_server_error() {
         );
     }
     assert!(
-        answered > 350,
-        "only {answered} of 400 requests were answered"
+        answered > 500,
+        "only {answered} of 600 requests were answered"
     );
     // The server is still healthy, and the token still works.
     assert_eq!(app.get("/healthz").0, 200);
