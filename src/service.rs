@@ -467,10 +467,34 @@ pub fn audit_query(engine: &Engine, p: &AuditParams) -> Result<AuditOutput, Serv
         .query(&q, &*engine.store)
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
     Ok(AuditOutput {
-        events: page.events,
+        events: page.events.into_iter().map(redact).collect(),
         next_cursor: page.next_cursor,
     })
 }
+
+/// The trail shows who did what, not credentials: a password hash, though salted and slow to
+/// attack, is replaced (the stored event keeps it; `replay` needs it).
+fn redact(mut e: RecordedEvent) -> RecordedEvent {
+    use domain::event::Event;
+    let hidden = || domain::values::PasswordHash::parse(REDACTED_HASH).ok();
+    match &mut e.event {
+        Event::UserRegistered(u) => {
+            if let Some(h) = hidden() {
+                u.password_hash = h;
+            }
+        }
+        Event::UserPasswordChanged(u) => {
+            if let Some(h) = hidden() {
+                u.password_hash = h;
+            }
+        }
+        _ => {}
+    }
+    e
+}
+
+/// What the audit trail shows in place of a password hash.
+pub const REDACTED_HASH: &str = "$argon2id$redacted";
 
 /// A user registration (admin API body; built from CLI input).
 #[derive(Clone, Deserialize)]

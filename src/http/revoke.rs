@@ -1,7 +1,7 @@
 //! `POST /revoke` (RFC 7009): a client revokes one of its own tokens. Unknown tokens, and
 //! tokens of other clients, get the same 200 (docs/decisions/0003-revoking-foreign-tokens.md).
 
-use super::client_auth::authenticate;
+use super::client_auth::authenticate_or_public;
 use super::error::OAuthError;
 use super::form::read_form;
 use super::introspect::resolve;
@@ -23,7 +23,8 @@ pub async fn revoke(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = read_form(&req, payload).await?;
-    let caller = authenticate(&req, &form, &state.engine.models.clients)?;
+    // A public client revokes its own tokens with its client_id alone (RFC 7009 §2.1).
+    let caller = authenticate_or_public(&req, &form, &state.engine.models.clients)?;
     let token = form.require("token")?;
     let hint = form.get("token_type_hint");
     let access = |state: &AppState| {

@@ -634,6 +634,21 @@ fn refresh_tokens_rotate_and_a_reused_one_revokes_the_whole_family() {
     }
     assert_eq!(refresh(&app, r2, None).0, 400);
     assert_eq!(events_of_type(&app, "RefreshTokenReuseDetected").len(), 1);
+    // A public client revokes its refresh token with its client_id alone; the grant goes too.
+    let other = tokens_for_public(&app, &mut b);
+    let (status, _) = app.post_form(
+        "/revoke",
+        None,
+        &[
+            ("token", other["refresh_token"].as_str().unwrap()),
+            ("client_id", "web"),
+        ],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        app.introspect(&rs, &rs_secret, other["access_token"].as_str().unwrap())["active"],
+        false
+    );
     // Another client's refresh token.
     let fresh = tokens_for_public(&app, &mut b);
     let secret = confidential_client(&app, "conf", &[]);
