@@ -371,24 +371,22 @@ impl ClientActor {
             |e: String| CommandError::Unavailable(format!("reading the read models: {e}"));
         match command {
             TokenCommand::RedeemCode(cmd) => {
-                let mut view = self
+                cmd.code = self
                     .views
                     .code(cmd.code_hash.as_str())
                     .map_err(unavailable)?;
-                if let Some(v) = &mut view {
+                if let Some(v) = &mut cmd.code {
                     self.events_in_flight().for_each(|e| v.observe(e));
                 }
-                cmd.code = view;
             }
             TokenCommand::Refresh(cmd) => {
-                let mut view = self
+                cmd.token = self
                     .views
                     .refresh(cmd.token_hash.as_str())
                     .map_err(unavailable)?;
-                if let Some(v) = &mut view {
+                if let Some(v) = &mut cmd.token {
                     self.events_in_flight().for_each(|e| v.observe(e));
                 }
-                cmd.token = view;
             }
             TokenCommand::IssueCode(domain::grant::IssueCode { request, .. })
             | TokenCommand::IssueImplicit(domain::grant::IssueImplicit { request, .. }) => {

@@ -4,7 +4,7 @@
 use super::error::OAuthError;
 use super::form::{read_form, Form};
 use super::pages::{self, AuthorizedApp, LoginPage};
-use super::session::{clear_session_cookie, csrf_ok, csrf_token, current_user, session_cookie};
+use super::session::{clear_session_cookie, csrf_ok, current_user, page_with_csrf, session_cookie};
 use super::token::unix_now;
 use super::{request_metadata, AppState};
 use crate::actors::{ExecuteTokenCommand, ExecuteUserCommand, RecordUnknownLogin};
@@ -171,20 +171,14 @@ fn login_page(
     username: &str,
     error: Option<&str>,
 ) -> HttpResponse {
-    let (csrf, cookie) = csrf_token(req, state);
-    let mut res = pages::page(
-        status,
+    page_with_csrf(req, state, status, |csrf| {
         pages::login(&LoginPage {
             return_to,
-            csrf: &csrf,
+            csrf,
             username,
             error,
-        }),
-    );
-    if let Some(c) = cookie {
-        let _ = res.add_cookie(&c);
-    }
-    res
+        })
+    })
 }
 
 /// `GET /login`.
@@ -317,15 +311,9 @@ pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
     let notice = query
         .get("revoked")
         .map(|c| format!("Access of {c} was revoked; its tokens no longer work."));
-    let (csrf, cookie) = csrf_token(&req, &state);
-    let mut res = pages::page(
-        StatusCode::OK,
-        pages::account(user.username.as_str(), &apps, &csrf, notice.as_deref()),
-    );
-    if let Some(c) = cookie {
-        let _ = res.add_cookie(&c);
-    }
-    res
+    page_with_csrf(&req, &state, StatusCode::OK, |csrf| {
+        pages::account(user.username.as_str(), &apps, csrf, notice.as_deref())
+    })
 }
 
 /// `POST /account/revoke`: withdraws a client's authorization; every token of this user for

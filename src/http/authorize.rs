@@ -8,7 +8,7 @@
 use super::account::to_login;
 use super::form::{read_body, Form, MAX_BODY};
 use super::pages::{self, ConsentPage};
-use super::session::{csrf_ok, csrf_token, current_user};
+use super::session::{csrf_ok, current_user, page_with_csrf};
 use super::token::{access_token_value, command_error, fresh_secret, unix_now};
 use super::{request_metadata, AppState};
 use crate::actors::{CommandError, ExecuteTokenCommand};
@@ -493,9 +493,7 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| pending.target.clone());
-    let (csrf, cookie) = csrf_token(&req, &state);
-    let mut res = pages::page(
-        StatusCode::OK,
+    page_with_csrf(&req, &state, StatusCode::OK, |csrf| {
         pages::consent(&ConsentPage {
             username: user.username.as_str(),
             client_name: &client.client.name,
@@ -503,13 +501,9 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
             redirect_host: &host,
             scopes: &scopes,
             request: query.get("request").unwrap_or(""),
-            csrf: &csrf,
-        }),
-    );
-    if let Some(c) = cookie {
-        let _ = res.add_cookie(&c);
-    }
-    res
+            csrf,
+        })
+    })
 }
 
 /// `POST /consent`: Approve issues the code (or token); Deny answers `access_denied`.

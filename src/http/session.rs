@@ -155,6 +155,22 @@ pub fn csrf_token(req: &HttpRequest, state: &AppState) -> (String, Option<Cookie
     (token.clone(), Some(base_cookie(state, CSRF_COOKIE, token)))
 }
 
+/// A page holding a form: rendered with the browser's CSRF token, setting the cookie when the
+/// browser has none yet.
+pub fn page_with_csrf(
+    req: &HttpRequest,
+    state: &AppState,
+    status: actix_web::http::StatusCode,
+    render: impl FnOnce(&str) -> maud::Markup,
+) -> actix_web::HttpResponse {
+    let (csrf, cookie) = csrf_token(req, state);
+    let mut res = super::pages::page(status, render(&csrf));
+    if let Some(c) = cookie {
+        let _ = res.add_cookie(&c);
+    }
+    res
+}
+
 /// Whether a submitted form carries the CSRF token of its browser's cookie.
 pub fn csrf_ok(req: &HttpRequest, submitted: Option<&str>) -> bool {
     match (req.cookie(CSRF_COOKIE), submitted) {

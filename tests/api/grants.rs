@@ -63,6 +63,27 @@ fn confidential_client(app: &TestApp, id: &str, extra: &[&str]) -> String {
         .to_owned()
 }
 
+/// A public client allowed the implicit grant only.
+fn implicit_client(app: &TestApp) {
+    app.cli_json(&[
+        "client",
+        "create",
+        "--name",
+        "Implicit",
+        "--id",
+        "imp",
+        "--public",
+        "--redirect-uri",
+        CB,
+        "--grant-type",
+        "implicit",
+        "--scope",
+        "read",
+        "--format",
+        "json",
+    ]);
+}
+
 /// A resource server that may introspect every token.
 fn introspector(app: &TestApp) -> (String, String) {
     app.create_client(&["--can-introspect"])
@@ -455,23 +476,7 @@ fn other_errors_go_back_to_the_client_with_state() {
         assert_eq!(r.param("state").as_deref(), Some("<script>s</script>"));
     }
     // The implicit grant's errors go in the fragment.
-    app.cli_json(&[
-        "client",
-        "create",
-        "--name",
-        "Implicit",
-        "--id",
-        "imp",
-        "--public",
-        "--redirect-uri",
-        CB,
-        "--grant-type",
-        "implicit",
-        "--scope",
-        "read",
-        "--format",
-        "json",
-    ]);
+    implicit_client(&app);
     let r = b.authorize(&[
         ("response_type", "token"),
         ("client_id", "imp"),
@@ -493,23 +498,7 @@ fn other_errors_go_back_to_the_client_with_state() {
 #[test]
 fn the_implicit_grant_puts_the_token_in_the_fragment_without_a_refresh_token() {
     let (app, mut b) = setup();
-    app.cli_json(&[
-        "client",
-        "create",
-        "--name",
-        "Implicit",
-        "--id",
-        "imp",
-        "--public",
-        "--redirect-uri",
-        CB,
-        "--grant-type",
-        "implicit",
-        "--scope",
-        "read",
-        "--format",
-        "json",
-    ]);
+    implicit_client(&app);
     let done = b.approve(&[
         ("response_type", "token"),
         ("client_id", "imp"),
