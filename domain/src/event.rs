@@ -505,9 +505,10 @@ impl Event {
 
     /// The resource owner or subject the event concerns, where there is one: a user id, or
     /// the client id of a `client_credentials` token.
-    pub fn subject(&self) -> Option<String> {
+    /// Borrowed where the event holds it as text (every token event, the bulk of a replay).
+    pub fn subject(&self) -> Option<std::borrow::Cow<'_, str>> {
         let user = match self {
-            Event::AccessTokenIssued(e) => return Some(e.subject.clone()),
+            Event::AccessTokenIssued(e) => return Some(e.subject.as_str().into()),
             Event::AuthorizationGranted(e) => e.user_id,
             Event::AuthorizationRevoked(e) => e.user_id,
             Event::AuthorizationCodeIssued(e) => e.user_id,
@@ -521,7 +522,7 @@ impl Event {
             Event::UserLocked(e) => e.user_id,
             _ => return None,
         };
-        Some(user.to_string())
+        Some(user.to_string().into())
     }
 
     /// Whether the event belongs to a client's configuration stream (what the client

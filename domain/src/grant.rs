@@ -77,6 +77,32 @@ impl RefreshView {
     }
 }
 
+impl RefreshView {
+    /// Whether the token could be used now: its family's newest, never used, unexpired, and
+    /// neither its family nor the user's authorization revoked.
+    pub fn is_active(&self, now: i64) -> bool {
+        self.used_at.is_none()
+            && self.head.1 == self.issued.id
+            && !self.family_revoked
+            && !self.authorization_revoked
+            && now < self.issued.expires_at
+            && now < self.issued.family_expires_at
+    }
+}
+
+/// Whether any view's `observe` reads this event: the events an actor must keep while they
+/// are in flight. Access tokens, most of all appends, are not among them.
+pub fn observed_by_views(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::AuthorizationGranted(_)
+            | Event::AuthorizationRevoked(_)
+            | Event::AuthorizationCodeRedeemed(_)
+            | Event::RefreshTokenIssued(_)
+            | Event::RefreshTokenRotated(_)
+    ) || event.revoked_family().is_some()
+}
+
 /// The scopes a user has granted a client (remembered consent), if any.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConsentView {
@@ -261,33 +287,51 @@ fn granted_scopes(client: &Client, requested: &Option<Vec<Scope>>) -> Result<Vec
 
 /// Checks the request's redirect URI, PKCE and consent; answers the scopes and the events that
 /// record the consent.
+/// Checks what an authorization request asks for against the client: the grant, the scopes
+/// and the PKCE method. `/authorize` runs it before anyone signs in (its errors are redirected
+/// to the client), and the decision runs it again against the actor's own state.
+pub fn check_request(
+    client: &Client,
+    grant: GrantType,
+    scopes: &Option<Vec<Scope>>,
+    pkce: Option<PkceMethod>,
+) -> Result<Vec<Scope>, TokenError> {
+    allowed(client, grant).map_err(|r| r.error)?;
+    let scopes = granted_scopes(client, scopes).map_err(|r| r.error)?;
+    if grant == GrantType::AuthorizationCode {
+        match pkce {
+            None if client.public => {
+                return Err(TokenError::InvalidRequest(
+                    "public clients must send a PKCE code_challenge (S256)".into(),
+                ))
+            }
+            Some(PkceMethod::Plain) if !client.allow_plain_pkce => {
+                return Err(TokenError::InvalidRequest(
+                    "code_challenge_method plain is not allowed for this client; use S256".into(),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(scopes)
+}
+
+/// Checks the request's redirect URI, grant, scopes and PKCE, and the consent; answers the
+/// scopes and the events that record the consent.
 fn authorize(
     client: &Client,
     req: &AuthorizationRequest,
     grant: GrantType,
 ) -> Result<(Vec<Scope>, String, Vec<Event>), Refusal> {
-    allowed(client, grant)?;
     let redirect = client
         .resolve_redirect_uri(req.redirect_uri.as_deref())
         .map_err(|e| TokenError::InvalidRequest(e.to_string()))?;
-    let scopes = granted_scopes(client, &req.scopes)?;
-    if grant == GrantType::AuthorizationCode {
-        match &req.pkce {
-            None if client.public => {
-                return Err(TokenError::InvalidRequest(
-                    "public clients must send a PKCE code_challenge (S256)".into(),
-                )
-                .into())
-            }
-            Some((_, PkceMethod::Plain)) if !client.allow_plain_pkce => {
-                return Err(TokenError::InvalidRequest(
-                    "code_challenge_method plain is not allowed for this client; use S256".into(),
-                )
-                .into())
-            }
-            _ => {}
-        }
-    }
+    let scopes = check_request(
+        client,
+        grant,
+        &req.scopes,
+        req.pkce.as_ref().map(|(_, m)| *m),
+    )?;
     let existing = req.existing_consent.scopes.as_deref().unwrap_or_default();
     let mut events = Vec::new();
     match req.consent {

@@ -265,28 +265,13 @@ impl ClientActor {
         // view reads, and cloning them would tax the hottest path.
         let observed: Vec<Event> = events
             .iter()
-            .filter(|e| {
-                matches!(
-                    e,
-                    Event::AuthorizationGranted(_)
-                        | Event::AuthorizationRevoked(_)
-                        | Event::AuthorizationCodeRedeemed(_)
-                        | Event::RefreshTokenIssued(_)
-                        | Event::RefreshTokenRotated(_)
-                ) || e.revoked_family().is_some()
-            })
+            .filter(|e| domain::grant::observed_by_views(e))
             .cloned()
             .collect();
         if !observed.is_empty() {
             self.in_flight_events.push((append_id, Arc::new(observed)));
         }
-        let new = events
-            .into_iter()
-            .map(|event| NewEvent {
-                event,
-                metadata: metadata.clone(),
-            })
-            .collect();
+        let new = NewEvent::all(events, &metadata);
         let pending = self.store.append(&stream, expected, new);
         Box::pin(
             fut::wrap_future::<_, Self>(pending).map(move |result, act, _ctx| {
@@ -529,6 +514,17 @@ mod tests {
         }
     }
 
+    fn restore(id: ClientId, store: Arc<dyn EventStore>) -> Result<ClientActor, StoreError> {
+        ClientActor::restore(id, store, Arc::new(NoViews), Duration::from_secs(60))
+    }
+
+    /// A started actor whose client is registered.
+    async fn start_registered(id: &ClientId, store: Arc<dyn EventStore>) -> Addr<ClientActor> {
+        let addr = restore(id.clone(), store).unwrap().start();
+        register(&addr, id).await;
+        addr
+    }
+
     async fn register(addr: &Addr<ClientActor>, id: &ClientId) {
         addr.send(ExecuteClientCommand {
             command: ClientCommand::Register(RegisterClient {
@@ -560,15 +556,7 @@ mod tests {
             fail_next: AtomicBool::new(false),
         });
         let id = ClientId::parse("svc").unwrap();
-        let addr = ClientActor::restore(
-            id.clone(),
-            store.clone(),
-            Arc::new(NoViews),
-            Duration::from_secs(60),
-        )
-        .unwrap()
-        .start();
-        register(&addr, &id).await;
+        let addr = start_registered(&id, store.clone()).await;
 
         // Two commands pipelined behind a failing append: both fail, neither is acknowledged.
         store.fail_next.store(true, Ordering::SeqCst);
@@ -608,21 +596,14 @@ mod tests {
         let snapshot_state = ClientState::Unregistered;
         let bytes = serde_json::to_vec(&snapshot_state).unwrap();
         store.save_snapshot("client-svc", 40, &bytes).unwrap();
-        let actor = ClientActor::restore(
-            id.clone(),
-            store.clone(),
-            Arc::new(NoViews),
-            Duration::from_secs(60),
-        )
-        .unwrap();
+        let actor = restore(id.clone(), store.clone()).unwrap();
         assert_eq!(actor.config_version, 40);
         assert_eq!(actor.state, ClientState::Unregistered);
         assert_eq!(actor.tokens_version, 0);
 
         // A snapshot ahead of its stream (never durable) is ignored: everything is folded.
         store.save_snapshot("client-svc", 41, &bytes).unwrap();
-        let actor =
-            ClientActor::restore(id, store, Arc::new(NoViews), Duration::from_secs(60)).unwrap();
+        let actor = restore(id, store).unwrap();
         assert_eq!(actor.config_version, 40);
         assert!(matches!(actor.state, ClientState::Deleted(_)));
     }
@@ -632,15 +613,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SledStore::open(dir.path()).unwrap());
         let id = ClientId::parse("svc").unwrap();
-        let addr = ClientActor::restore(
-            id.clone(),
-            store.clone(),
-            Arc::new(NoViews),
-            Duration::from_secs(60),
-        )
-        .unwrap()
-        .start();
-        register(&addr, &id).await;
+        let addr = start_registered(&id, store.clone()).await;
         let mut revoked = 0;
         for _ in 0..20 {
             let issued = addr.send(issue()).await.unwrap().unwrap();

@@ -56,13 +56,7 @@ impl UserActor {
         events: Vec<domain::Event>,
         metadata: Metadata,
     ) -> AtomicResponse<Self, CommandResult> {
-        let new = events
-            .into_iter()
-            .map(|event| NewEvent {
-                event,
-                metadata: metadata.clone(),
-            })
-            .collect();
+        let new = NewEvent::all(events, &metadata);
         let pending = self.store.append(&stream, expected, new);
         // Atomic: the next command is decided only once this one is durable and in the
         // directory, so two registrations of one name cannot both pass.

@@ -16,7 +16,8 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::event::Event;
 use domain::grant::{
-    AuthorizationRequest, ConsentDecision, ConsentView, IssueCode, IssueImplicit, NewAccessToken,
+    check_request, AuthorizationRequest, ConsentDecision, ConsentView, IssueCode, IssueImplicit,
+    NewAccessToken,
 };
 use domain::oauth::ErrorCode;
 use domain::token::{TokenCommand, TokenError};
@@ -41,9 +42,9 @@ enum ResponseType {
     Token,
 }
 
-/// A validated request, sealed into the consent form and the login round trip.
+/// A request that passed every check but the user's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Pending {
+struct Validated {
     client_id: String,
     /// As presented (`None`: the request named none).
     redirect_uri: Option<String>,
@@ -53,6 +54,13 @@ struct Pending {
     scopes: Option<Vec<Scope>>,
     state: Option<String>,
     pkce: Option<(String, PkceMethod)>,
+}
+
+/// A validated request of a signed-in user, sealed into the consent form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    #[serde(flatten)]
+    request: Validated,
     user_id: UserId,
     expires_at: i64,
 }
@@ -190,88 +198,68 @@ pub async fn authorize(
         state: state_param,
         issuer: &state.issuer,
     };
-    match validate(&params, &client, presented, &target, state_param) {
-        Ok(pending_without_user) => {
-            let now = unix_now();
-            let Some(user) = current_user(&req, &state, now) else {
-                let query = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(
-                        params
-                            .iter()
-                            .flat_map(|(k, vs)| vs.iter().map(move |v| (k, v))),
-                    )
-                    .finish();
-                return to_login(&format!("/authorize?{query}"));
-            };
-            let pending = Pending {
-                user_id: user.user_id,
-                expires_at: now + PENDING_TTL_SECS,
-                ..pending_without_user
-            };
-            // A confidential client the user already approved for these scopes needs no page.
-            if !client.client.public {
-                let remembered = state
-                    .engine
-                    .models
-                    .consents
-                    .get(&user.user_id, client_id)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|c| {
-                        pending
-                            .scopes
-                            .as_ref()
-                            .unwrap_or(&client.client.scopes)
-                            .iter()
-                            .all(|s| c.scopes.contains(s))
-                    });
-                if remembered {
-                    // `None`: the consent changed meanwhile, so ask.
-                    if let Some(res) = issue(
-                        &req,
-                        &state,
-                        &pending,
-                        ConsentDecision::Remembered,
-                        StatusCode::FOUND,
-                    )
-                    .await
-                    {
-                        return res;
-                    }
-                }
-            }
-            let sealed = state.session_key.seal("authz", &pending);
-            let query = form_urlencoded::Serializer::new(String::new())
-                .append_pair("request", &sealed)
-                .finish();
-            HttpResponse::Found()
-                .insert_header((header::LOCATION, format!("/consent?{query}")))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish()
-        }
-        Err((code, description)) => redirect.error(code, &description, StatusCode::FOUND),
+    let request = match validate(&params, &client, presented, &target, state_param) {
+        Ok(r) => r,
+        Err((code, description)) => return redirect.error(code, &description, StatusCode::FOUND),
+    };
+    let now = unix_now();
+    let Some(user) = current_user(&req, &state, now) else {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(
+                params
+                    .iter()
+                    .flat_map(|(k, vs)| vs.iter().map(move |v| (k, v))),
+            )
+            .finish();
+        return to_login(&format!("/authorize?{query}"));
+    };
+    let pending = Pending {
+        request,
+        user_id: user.user_id,
+        expires_at: now + PENDING_TTL_SECS,
+    };
+    // The decision knows when a remembered consent covers the request (and that a public
+    // client's never does); when it does not, the user is asked.
+    if let Some(res) = issue(
+        &req,
+        &state,
+        &pending,
+        ConsentDecision::Remembered,
+        StatusCode::FOUND,
+    )
+    .await
+    {
+        return res;
     }
+    let sealed = state.session_key.seal("authz", &pending);
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("request", &sealed)
+        .finish();
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, format!("/consent?{query}")))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
 }
 
 type Refused = (ErrorCode, String);
 
-/// Checks everything but the user; answers the pending request (user still unset).
+/// Checks everything but the user.
 fn validate(
     params: &HashMap<String, Vec<String>>,
     client: &ClientView,
     presented: Option<&str>,
     target: &str,
     state: Option<&str>,
-) -> Result<Pending, Refused> {
+) -> Result<Validated, Refused> {
     let invalid = |d: String| (ErrorCode::InvalidRequest, d);
     if let Some((name, _)) = params.iter().find(|(_, v)| v.len() > 1) {
         return Err(invalid(format!("parameter {name} is repeated")));
     }
     let c = &client.client;
-    let response_type = match single(params, "response_type").map_err(invalid)? {
+    let (response_type, grant) = match single(params, "response_type").map_err(invalid)? {
         None => return Err(invalid("response_type is missing".into())),
-        Some("code") => ResponseType::Code,
-        Some("token") => ResponseType::Token,
+        Some("code") => (ResponseType::Code, GrantType::AuthorizationCode),
+        Some("token") => (ResponseType::Token, GrantType::Implicit),
         Some(other) => {
             return Err((
                 ErrorCode::UnsupportedResponseType,
@@ -279,29 +267,12 @@ fn validate(
             ))
         }
     };
-    let grant = match response_type {
-        ResponseType::Code => GrantType::AuthorizationCode,
-        ResponseType::Token => GrantType::Implicit,
-    };
-    if !c.grant_types.contains(&grant) {
-        return Err((
-            ErrorCode::UnauthorizedClient,
-            format!("this client is not allowed the {grant} grant"),
-        ));
-    }
-    let scopes = match single(params, "scope").map_err(invalid)? {
-        None => None,
-        Some(s) => {
-            let scopes = Scope::parse_list(s).map_err(|e| (ErrorCode::InvalidScope, e.0))?;
-            if let Some(bad) = scopes.iter().find(|s| !c.scopes.contains(s)) {
-                return Err((
-                    ErrorCode::InvalidScope,
-                    format!("scope {bad} is not allowed for this client"),
-                ));
-            }
-            Some(scopes)
-        }
-    };
+    let scopes = single(params, "scope")
+        .map_err(invalid)?
+        .map(Scope::parse_list)
+        .transpose()
+        .map_err(|e| (ErrorCode::InvalidScope, e.0))?;
+    // The wire form of PKCE is checked here; what the client may use, by the domain.
     let pkce = match response_type {
         ResponseType::Token => None,
         ResponseType::Code => {
@@ -309,36 +280,27 @@ fn validate(
             let method = single(params, "code_challenge_method").map_err(invalid)?;
             match (challenge, method) {
                 (None, Some(_)) => {
-                    return Err(invalid("code_challenge_method without code_challenge".into()))
-                }
-                (None, None) if c.public => {
                     return Err(invalid(
-                        "public clients must use PKCE: send code_challenge with code_challenge_method=S256"
-                            .into(),
+                        "code_challenge_method without code_challenge".into(),
                     ))
                 }
                 (None, None) => None,
-                (Some(ch), m) => {
-                    if !is_pkce_string(ch) {
-                        return Err(invalid(
-                            "code_challenge must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~"
-                                .into(),
-                        ));
-                    }
-                    // RFC 7636 §4.3: the method defaults to plain.
-                    let method = PkceMethod::parse(m.unwrap_or("plain")).map_err(|e| invalid(e.0))?;
-                    if method == PkceMethod::Plain && !c.allow_plain_pkce {
-                        return Err(invalid(
-                            "code_challenge_method plain is not allowed for this client; use S256"
-                                .into(),
-                        ));
-                    }
-                    Some((ch.to_owned(), method))
+                (Some(ch), _) if !is_pkce_string(ch) => {
+                    return Err(invalid(
+                        "code_challenge must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~".into(),
+                    ))
                 }
+                // RFC 7636 §4.3: the method defaults to plain.
+                (Some(ch), m) => Some((
+                    ch.to_owned(),
+                    PkceMethod::parse(m.unwrap_or("plain")).map_err(|e| invalid(e.0))?,
+                )),
             }
         }
     };
-    Ok(Pending {
+    check_request(c, grant, &scopes, pkce.as_ref().map(|(_, m)| *m))
+        .map_err(|e| (e.code(), e.to_string()))?;
+    Ok(Validated {
         client_id: c.client_id.to_string(),
         redirect_uri: presented.map(str::to_owned),
         target: target.to_owned(),
@@ -346,8 +308,6 @@ fn validate(
         scopes,
         state: state.map(str::to_owned),
         pkce,
-        user_id: UserId(Uuid::nil()),
-        expires_at: 0,
     })
 }
 
@@ -361,20 +321,20 @@ async fn issue(
     status: StatusCode,
 ) -> Option<HttpResponse> {
     let redirect = ClientRedirect {
-        target: &pending.target,
-        response_type: pending.response_type,
-        state: pending.state.as_deref(),
+        target: &pending.request.target,
+        response_type: pending.request.response_type,
+        state: pending.request.state.as_deref(),
         issuer: &state.issuer,
     };
     let fail = |code: ErrorCode, d: &str| Some(redirect.error(code, d, status));
-    let Ok(client_id) = domain::values::ClientId::parse(&pending.client_id) else {
+    let Ok(client_id) = domain::values::ClientId::parse(&pending.request.client_id) else {
         return fail(ErrorCode::InvalidRequest, "malformed client_id");
     };
     let request = AuthorizationRequest {
         user_id: pending.user_id,
-        scopes: pending.scopes.clone(),
-        redirect_uri: pending.redirect_uri.clone(),
-        pkce: pending.pkce.clone(),
+        scopes: pending.request.scopes.clone(),
+        redirect_uri: pending.request.redirect_uri.clone(),
+        pkce: pending.request.pkce.clone(),
         consent: consent.clone(),
         existing_consent: ConsentView::default(),
         now: unix_now(),
@@ -382,7 +342,7 @@ async fn issue(
     let Ok((secret, hash)) = fresh_secret() else {
         return fail(ErrorCode::ServerError, "the server failed; try again");
     };
-    let command = match pending.response_type {
+    let command = match pending.request.response_type {
         ResponseType::Code => TokenCommand::IssueCode(IssueCode {
             request,
             code_hash: hash,
@@ -414,7 +374,7 @@ async fn issue(
             return fail(e.code, &e.description);
         }
     };
-    let params = match pending.response_type {
+    let params = match pending.request.response_type {
         ResponseType::Code => vec![("code", secret)],
         ResponseType::Token => {
             let Some(issued) = events.iter().find_map(|e| match &e.event {
@@ -464,7 +424,7 @@ fn pending_for(
         .engine
         .models
         .clients
-        .get(&pending.client_id)
+        .get(&pending.request.client_id)
         .ok_or_else(expired)?;
     Ok((pending, client))
 }
@@ -483,16 +443,17 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
         Err(res) => return *res,
     };
     let scopes: Vec<String> = pending
+        .request
         .scopes
         .as_ref()
         .unwrap_or(&client.client.scopes)
         .iter()
         .map(|s| s.as_str().to_owned())
         .collect();
-    let host = url::Url::parse(&pending.target)
+    let host = url::Url::parse(&pending.request.target)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| pending.target.clone());
+        .unwrap_or_else(|| pending.request.target.clone());
     page_with_csrf(&req, &state, StatusCode::OK, |csrf| {
         pages::consent(&ConsentPage {
             username: user.username.as_str(),
@@ -547,9 +508,9 @@ pub async fn consent(
             )
         }),
         _ => ClientRedirect {
-            target: &pending.target,
-            response_type: pending.response_type,
-            state: pending.state.as_deref(),
+            target: &pending.request.target,
+            response_type: pending.request.response_type,
+            state: pending.request.state.as_deref(),
             issuer: &state.issuer,
         }
         .error(

@@ -8,6 +8,7 @@ use super::token::unix_now;
 use super::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use domain::grant::RefreshView;
 use domain::values::{join_scopes, SecretHash, UserId};
 use projections::TokenView;
 use uuid::Uuid;
@@ -47,26 +48,24 @@ pub fn active(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuthE
     }))
 }
 
-/// A refresh token that could be used now.
-fn active_refresh(
-    state: &AppState,
-    token: &str,
-) -> Result<Option<domain::event::RefreshTokenIssued>, OAuthError> {
-    let now = unix_now();
-    let found = state
+/// Finds a presented refresh token in the index by the hash of its value.
+pub fn resolve_refresh(state: &AppState, token: &str) -> Result<Option<RefreshView>, OAuthError> {
+    state
         .engine
         .models
         .tokens
         .refresh(SecretHash::of(token).as_str())
-        .map_err(|e| OAuthError::server_error(&e))?;
-    Ok(found
+        .map_err(|e| OAuthError::server_error(&e))
+}
+
+/// A refresh token that could be used now, of a client that still exists.
+fn active_refresh(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<domain::event::RefreshTokenIssued>, OAuthError> {
+    Ok(resolve_refresh(state, token)?
         .filter(|v| {
-            v.used_at.is_none()
-                && v.head.1 == v.issued.id
-                && !v.family_revoked
-                && !v.authorization_revoked
-                && now < v.issued.expires_at
-                && now < v.issued.family_expires_at
+            v.is_active(unix_now())
                 && state
                     .engine
                     .models

@@ -4,7 +4,7 @@
 use super::client_auth::authenticate_or_public;
 use super::error::OAuthError;
 use super::form::read_form;
-use super::introspect::resolve;
+use super::introspect::{resolve, resolve_refresh};
 use super::token::command_error;
 use super::{request_metadata, AppState};
 use crate::actors::ExecuteTokenCommand;
@@ -12,7 +12,6 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::event::RevocationReason;
 use domain::token::{KnownToken, RevokeToken, TokenCommand};
-use domain::values::SecretHash;
 use domain::Cause;
 
 /// Handles a revocation request.
@@ -39,20 +38,14 @@ pub async fn revoke(
     };
     // A refresh token takes its whole grant with it (RFC 7009 §2.1).
     let refresh = |state: &AppState| {
-        state
-            .engine
-            .models
-            .tokens
-            .refresh(SecretHash::of(token).as_str())
-            .map_err(|e| OAuthError::server_error(&e))
-            .map(|found| {
-                found.map(|r| KnownToken {
-                    jti: r.issued.id,
-                    client_id: r.issued.client_id.clone(),
-                    revoked: r.family_revoked,
-                    refresh_family: Some(r.issued.family_id),
-                })
+        resolve_refresh(state, token).map(|found| {
+            found.map(|r| KnownToken {
+                jti: r.issued.id,
+                client_id: r.issued.client_id.clone(),
+                revoked: r.family_revoked,
+                refresh_family: Some(r.issued.family_id),
             })
+        })
     };
     // The hint only orders the lookups (RFC 7009 §2.1); both kinds are always tried.
     let known = if hint == Some("refresh_token") {

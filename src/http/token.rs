@@ -70,12 +70,6 @@ pub fn fresh_secret() -> Result<(String, SecretHash), OAuthError> {
     Ok((value, hash))
 }
 
-/// A hash that stands for "no refresh token drawn"; never recorded (the grant that uses it
-/// issues none).
-fn opaque_token_hash_placeholder() -> SecretHash {
-    SecretHash::of("")
-}
-
 /// Handles a token request (POST).
 #[tracing::instrument(skip_all, fields(client_id, grant_type))]
 pub async fn token(
@@ -122,17 +116,18 @@ async fn grant(
         opaque_token_hash,
     };
     let parsed = GrantType::parse(grant);
-    // Only the user grants can issue a refresh token; client_credentials, the hot path, skips
-    // drawing one.
-    let (refresh_value, refresh_hash) = match parsed {
-        Ok(GrantType::ClientCredentials) => (String::new(), opaque_token_hash_placeholder()),
-        _ => fresh_secret()?,
-    };
-    let refresh = NewRefreshToken {
-        id: Uuid::now_v7(),
-        token_hash: refresh_hash,
-        ttl_secs: state.grants.refresh_token_ttl_secs,
-        family_ttl_secs: state.grants.refresh_family_ttl_secs,
+    // Only the user grants may issue a refresh token: client_credentials, the hot path, draws
+    // none. Its value is kept for the answer; the command carries its hash.
+    let mut refresh_value = String::new();
+    let mut new_refresh = || -> Result<NewRefreshToken, OAuthError> {
+        let (value, token_hash) = fresh_secret()?;
+        refresh_value = value;
+        Ok(NewRefreshToken {
+            id: Uuid::now_v7(),
+            token_hash,
+            ttl_secs: state.grants.refresh_token_ttl_secs,
+            family_ttl_secs: state.grants.refresh_family_ttl_secs,
+        })
     };
     let now = unix_now();
     let command = match parsed {
@@ -150,7 +145,7 @@ async fn grant(
             redirect_uri: form.get("redirect_uri").map(str::to_owned),
             code_verifier: form.get("code_verifier").map(str::to_owned),
             token: access,
-            refresh,
+            refresh: new_refresh()?,
             family_id: Uuid::now_v7(),
             now,
         }),
@@ -159,7 +154,7 @@ async fn grant(
             token: None,
             scopes,
             access,
-            refresh,
+            refresh: new_refresh()?,
             grace_secs: state.grants.refresh_grace_secs,
             now,
         }),
@@ -184,7 +179,7 @@ async fn grant(
                 user_id: user.user_id,
                 scopes,
                 token: access,
-                refresh,
+                refresh: new_refresh()?,
                 family_id: Uuid::now_v7(),
                 now,
             })

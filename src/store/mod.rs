@@ -53,6 +53,19 @@ pub struct NewEvent {
     pub metadata: Metadata,
 }
 
+impl NewEvent {
+    /// The events of one decision, all under the same request context.
+    pub fn all(events: Vec<Event>, metadata: &Metadata) -> Vec<NewEvent> {
+        events
+            .into_iter()
+            .map(|event| NewEvent {
+                event,
+                metadata: metadata.clone(),
+            })
+            .collect()
+    }
+}
+
 /// The outcome of one append: the recorded events, durable.
 pub type AppendResult = Result<Vec<Arc<RecordedEvent>>, StoreError>;
 
