@@ -25,10 +25,7 @@ fn main() {
     let events: u64 = args.next().expect("EVENTS").parse().unwrap();
     let clients: u64 = args.next().map(|c| c.parse().unwrap()).unwrap_or(1000);
     std::fs::create_dir_all(&dir).unwrap();
-    // `serve` refuses a data directory with events but no signing key.
-    if !dir.join(authledger::keys::KEY_FILE).exists() {
-        authledger::keys::SigningKey::generate(&dir).unwrap();
-    }
+    // Signing keys are recorded by `serve` on first start, as on any data directory.
     let store = SledStore::open(&dir.join(authledger::engine::STORE_DIR)).unwrap();
     let started = Instant::now();
     let meta = Metadata::system();
@@ -51,6 +48,10 @@ fn main() {
             can_introspect: false,
             redirect_uri_matching: Default::default(),
             allow_plain_pkce: false,
+            signing_alg: None,
+            auth_method: None,
+            jwks: None,
+            trusted_issuers: vec![],
         });
         store
             .append(
@@ -93,6 +94,7 @@ fn main() {
                         issued_at: 1_800_000_000,
                         expires_at: 1_800_003_600,
                         family_id: None,
+                        kid: None,
                     })
                 };
                 NewEvent {

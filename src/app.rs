@@ -1,7 +1,7 @@
 //! `Application`: opens a data directory (initialising a fresh one), binds the listener and
 //! builds the HTTP server.
 
-use crate::cli::init::{ensure_initialized, SERVER_FILE};
+use crate::cli::init::{ensure_initialized, start_keys, SERVER_FILE};
 use crate::config::ServeConfig;
 use crate::engine::Engine;
 use crate::http::{self, AppState};
@@ -28,7 +28,8 @@ impl Application {
             Engine::open(&config.data_dir, config.actor_idle)
                 .map_err(|e| anyhow::anyhow!("opening {}: {e}", config.data_dir.display()))?,
         );
-        let key = Arc::new(ensure_initialized(&engine).await?);
+        let (keys, key_actor) = start_keys(&engine, &config.keys, Some(config.key_check)).await?;
+        ensure_initialized(&engine).await?;
         let listener = TcpListener::bind(&config.bind)
             .with_context(|| format!("binding {}; is another server on that port?", config.bind))?;
         let addr = listener.local_addr()?;
@@ -41,7 +42,9 @@ impl Application {
         let session_key = http::session::SessionKey::load_or_create(&config.data_dir)?;
         let state = web::Data::new(AppState {
             engine: engine.clone(),
-            key,
+            keys,
+            key_actor,
+            whoami_scope: config.whoami_scope.clone(),
             issuer: issuer.clone(),
             grants: config.grants,
             session_key,

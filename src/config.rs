@@ -37,6 +37,14 @@ pub struct FileConfig {
     pub session_ttl_secs: Option<u32>,
     /// Accept token requests by GET (weaker; for old clients).
     pub allow_get_token_requests: Option<bool>,
+    /// PEM file of the private signing key.
+    pub private_key_path: Option<PathBuf>,
+    /// Default signing algorithm: RS256, ES256 or EdDSA.
+    pub signing_alg: Option<String>,
+    /// Seconds between checks that retire superseded keys.
+    pub key_check_secs: Option<u64>,
+    /// Scope the demo resource `/api/whoami` requires.
+    pub whoami_scope: Option<String>,
 }
 
 impl FileConfig {
@@ -73,6 +81,12 @@ pub struct ServeConfig {
     pub workers: Option<usize>,
     /// Lifetimes and switches of the user grants.
     pub grants: GrantSettings,
+    /// Where the signing keys come from.
+    pub keys: crate::actors::keys::KeySettings,
+    /// How often superseded keys are checked for retirement.
+    pub key_check: std::time::Duration,
+    /// Scope the demo resource `/api/whoami` requires.
+    pub whoami_scope: Option<String>,
 }
 
 /// Lifetimes and switches of the grants made on a user's behalf.

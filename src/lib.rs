@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod fsutil;
 pub mod http;
+pub mod jose;
 pub mod keys;
 pub mod passwords;
 pub mod service;

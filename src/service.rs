@@ -7,7 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use domain::client::{ClientCommand, ClientError, RegisterClient, UpdateClient};
 use domain::values::{
-    ClientId, GrantType, RedirectMatching, RedirectUri, Scope, SecretHash, TokenFormat,
+    AuthMethod, ClientId, GrantType, RedirectMatching, RedirectUri, Scope, SecretHash,
+    SigningAlgorithm, TokenFormat,
 };
 use domain::{Metadata, RecordedEvent};
 use projections::{AuditQuery, ClientView};
@@ -55,6 +56,7 @@ impl From<CommandError> for ServiceError {
                 ServiceError::NotFound(e.to_string())
             }
             CommandError::User(e) => ServiceError::Conflict(e.to_string()),
+            CommandError::Keys(e) => ServiceError::Invalid(e),
             e @ (CommandError::Store(_) | CommandError::Unavailable(_)) => {
                 ServiceError::Internal(e.to_string())
             }
@@ -101,6 +103,18 @@ pub struct CreateClient {
     /// May use the PKCE `plain` method.
     #[serde(default)]
     pub allow_plain_pkce: bool,
+    /// `RS256`, `ES256` or `EdDSA`; default: the server's.
+    #[serde(default)]
+    pub signing_alg: Option<String>,
+    /// `client_secret_basic`, `client_secret_post`, `private_key_jwt` or `none`.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    /// Its public keys, a JWKS document.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// Issuers whose assertions it may present (default: only itself).
+    #[serde(default)]
+    pub trusted_issuers: Vec<String>,
 }
 
 /// Changes to a client (admin API body; built from CLI flags).
@@ -134,6 +148,18 @@ pub struct ChangeClient {
     /// New PKCE `plain` permission.
     #[serde(default)]
     pub allow_plain_pkce: Option<bool>,
+    /// New signing algorithm.
+    #[serde(default)]
+    pub signing_alg: Option<String>,
+    /// New authentication method.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    /// New public keys, replacing the old.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// New trusted issuers, replacing the old.
+    #[serde(default)]
+    pub trusted_issuers: Option<Vec<String>>,
 }
 
 /// A client as the CLI and the admin API print it.
@@ -164,6 +190,18 @@ pub struct ClientOutput {
     pub redirect_uri_matching: String,
     /// May use PKCE `plain`.
     pub allow_plain_pkce: bool,
+    /// Signing algorithm of its JWTs (`default`: the server's).
+    #[serde(default)]
+    pub signing_alg: String,
+    /// How it authenticates.
+    #[serde(default)]
+    pub token_endpoint_auth_method: String,
+    /// Its public keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// Issuers whose assertions it may present.
+    #[serde(default)]
+    pub trusted_issuers: Vec<String>,
     /// Registration time (RFC 3339).
     pub registered_at: String,
     /// Last change (RFC 3339).
@@ -199,6 +237,21 @@ impl ClientOutput {
             can_introspect: c.can_introspect,
             redirect_uri_matching: c.redirect_uri_matching.as_str().to_owned(),
             allow_plain_pkce: c.allow_plain_pkce,
+            signing_alg: c
+                .signing_alg
+                .map_or_else(|| "default".to_owned(), |a| a.to_string()),
+            token_endpoint_auth_method: c
+                .auth_methods()
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            jwks: c.jwks.clone(),
+            trusted_issuers: if c.trusted_issuers.is_empty() {
+                vec![c.client_id.to_string()]
+            } else {
+                c.trusted_issuers.clone()
+            },
             registered_at: rfc3339(v.registered_at),
             updated_at: rfc3339(v.updated_at),
         }
@@ -250,6 +303,36 @@ fn parse_matching(s: &Option<String>) -> Result<Option<RedirectMatching>, Servic
         .transpose()
 }
 
+fn parse_alg(s: &Option<String>) -> Result<Option<SigningAlgorithm>, ServiceError> {
+    s.as_deref()
+        .map(|a| SigningAlgorithm::parse(a).map_err(|e| ServiceError::Invalid(e.0)))
+        .transpose()
+}
+
+fn parse_method(s: &Option<String>) -> Result<Option<AuthMethod>, ServiceError> {
+    s.as_deref()
+        .map(|m| AuthMethod::parse(m).map_err(|e| ServiceError::Invalid(e.0)))
+        .transpose()
+}
+
+/// A client's JWKS: public keys only, each of a kind the server can verify with.
+fn check_jwks(jwks: &Option<serde_json::Value>) -> Result<(), ServiceError> {
+    let Some(doc) = jwks else { return Ok(()) };
+    domain::client::check_jwks(doc).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let given = doc["keys"].as_array().map_or(0, Vec::len);
+    let usable = crate::jose::KeySet::parse(doc)
+        .map_err(|e| ServiceError::Invalid(format!("invalid JWKS: {e}")))?
+        .len();
+    if usable != given {
+        return Err(ServiceError::Invalid(format!(
+            "invalid JWKS: {} of its {given} keys cannot verify signatures (RSA, P-256, P-384 \
+             and Ed25519 keys are supported)",
+            given - usable
+        )));
+    }
+    Ok(())
+}
+
 fn parse_id(id: &str) -> Result<ClientId, ServiceError> {
     ClientId::parse(id).map_err(|e| ServiceError::Invalid(e.0))
 }
@@ -272,7 +355,16 @@ pub async fn create_client(
         Some(id) => parse_id(id)?,
         None => parse_id(&uuid::Uuid::now_v7().simple().to_string())?,
     };
+    let method = parse_method(&req.token_endpoint_auth_method)?;
+    check_jwks(&req.jwks)?;
+    let by_key = method == Some(AuthMethod::PrivateKeyJwt);
     let secret = match (req.public, req.client_secret) {
+        (false, Some(_)) if by_key => {
+            return Err(ServiceError::Invalid(
+                "a private_key_jwt client authenticates with its keys and has no secret; drop --secret".into(),
+            ))
+        }
+        (false, None) if by_key => None,
         (true, Some(_)) => {
             return Err(ServiceError::Invalid(
                 "a public client has no secret; drop --secret or --public".into(),
@@ -309,6 +401,10 @@ pub async fn create_client(
         can_introspect: req.can_introspect,
         redirect_uri_matching: parse_matching(&req.redirect_uri_matching)?.unwrap_or_default(),
         allow_plain_pkce: req.allow_plain_pkce,
+        signing_alg: parse_alg(&req.signing_alg)?,
+        auth_method: method,
+        jwks: req.jwks,
+        trusted_issuers: req.trusted_issuers,
     });
     engine
         .registry
@@ -325,6 +421,7 @@ pub async fn update_client(
     metadata: Metadata,
 ) -> Result<ClientOutput, ServiceError> {
     let client_id = parse_id(id)?;
+    check_jwks(&req.jwks)?;
     let command = ClientCommand::Update(UpdateClient {
         add_redirect_uris: parse_uris(&req.add_redirect_uris)?,
         remove_redirect_uris: parse_uris(&req.remove_redirect_uris)?,
@@ -335,6 +432,10 @@ pub async fn update_client(
         can_introspect: req.can_introspect,
         redirect_uri_matching: parse_matching(&req.redirect_uri_matching)?,
         allow_plain_pkce: req.allow_plain_pkce,
+        signing_alg: parse_alg(&req.signing_alg)?,
+        auth_method: parse_method(&req.token_endpoint_auth_method)?,
+        jwks: req.jwks,
+        trusted_issuers: req.trusted_issuers,
     });
     send(engine, &client_id, command, metadata).await?;
     Ok(ClientOutput::from_view(&*view(engine, &client_id)?, None))

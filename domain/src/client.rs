@@ -1,11 +1,13 @@
 //! The client aggregate: a client's registration and configuration (stream `client-<id>`).
 
 use crate::event::{
-    ClientDeleted, ClientGrantTypesChanged, ClientRedirectUriAdded, ClientRedirectUriRemoved,
-    ClientRegistered, ClientScopesChanged, ClientSecretRotated, ClientSettingsChanged, Event,
+    ClientDeleted, ClientGrantTypesChanged, ClientKeysChanged, ClientRedirectUriAdded,
+    ClientRedirectUriRemoved, ClientRegistered, ClientScopesChanged, ClientSecretRotated,
+    ClientSettingsChanged, Event,
 };
 use crate::values::{
-    ClientId, GrantType, RedirectMatching, RedirectUri, Scope, SecretHash, TokenFormat,
+    AuthMethod, ClientId, GrantType, RedirectMatching, RedirectUri, Scope, SecretHash,
+    SigningAlgorithm, TokenFormat,
 };
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +43,74 @@ pub struct Client {
     /// May use the PKCE `plain` method.
     #[serde(default)]
     pub allow_plain_pkce: bool,
+    /// Algorithm of its JWT access tokens; `None`: the server's default.
+    #[serde(default)]
+    pub signing_alg: Option<SigningAlgorithm>,
+    /// Its registered authentication method; `None`: by secret, Basic or post (or none when
+    /// public).
+    #[serde(default)]
+    pub auth_method: Option<AuthMethod>,
+    /// Its public keys (a JWKS document).
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// Issuers whose assertions it may present; empty: only its own id.
+    #[serde(default)]
+    pub trusted_issuers: Vec<String>,
+}
+
+/// Most keys a client may register.
+pub const MAX_CLIENT_KEYS: usize = 20;
+
+/// Members of a JWK that belong to a private or symmetric key (RFC 7518 §6).
+const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Checks that a document is a JWKS of public asymmetric keys only.
+pub fn check_jwks(jwks: &serde_json::Value) -> Result<(), ClientError> {
+    let bad = |why: &str| Err(ClientError::InvalidJwks(why.to_owned()));
+    let Some(keys) = jwks.get("keys").and_then(|k| k.as_array()) else {
+        return bad("a JWKS is an object with a \"keys\" array (RFC 7517 §5)");
+    };
+    if keys.is_empty() || keys.len() > MAX_CLIENT_KEYS {
+        return bad(&format!("a JWKS needs 1 to {MAX_CLIENT_KEYS} keys"));
+    }
+    for key in keys {
+        let Some(kty) = key.get("kty").and_then(|k| k.as_str()) else {
+            return bad("every key needs a \"kty\"");
+        };
+        if !matches!(kty, "RSA" | "EC" | "OKP") {
+            return bad(&format!(
+                "key type {kty:?} is not an asymmetric key type (RSA, EC or OKP)"
+            ));
+        }
+        if let Some(m) = PRIVATE_JWK_MEMBERS.iter().find(|m| key.get(**m).is_some()) {
+            return bad(&format!(
+                "a key carries the private member \"{m}\": register public keys only"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Client {
+    /// The authentication methods this client may use.
+    pub fn auth_methods(&self) -> &'static [AuthMethod] {
+        match (self.auth_method, self.public) {
+            (Some(AuthMethod::ClientSecretBasic), _) => &[AuthMethod::ClientSecretBasic],
+            (Some(AuthMethod::ClientSecretPost), _) => &[AuthMethod::ClientSecretPost],
+            (Some(AuthMethod::PrivateKeyJwt), _) => &[AuthMethod::PrivateKeyJwt],
+            (Some(AuthMethod::None), _) | (None, true) => &[AuthMethod::None],
+            (None, false) => &[AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost],
+        }
+    }
+
+    /// Whether `issuer` may sign assertions this client presents.
+    pub fn trusts_issuer(&self, issuer: &str) -> bool {
+        if self.trusted_issuers.is_empty() {
+            issuer == self.client_id.as_str()
+        } else {
+            self.trusted_issuers.iter().any(|i| i == issuer)
+        }
+    }
 }
 
 /// Why a presented `redirect_uri` cannot be used (RFC 6749 §4.1.2.1: never redirect then).
@@ -122,6 +192,14 @@ pub struct RegisterClient {
     pub redirect_uri_matching: RedirectMatching,
     /// May use PKCE `plain`.
     pub allow_plain_pkce: bool,
+    /// Signing algorithm of its JWTs (`None`: the server's).
+    pub signing_alg: Option<SigningAlgorithm>,
+    /// Authentication method (`None`: by secret, or none when public).
+    pub auth_method: Option<AuthMethod>,
+    /// Public keys.
+    pub jwks: Option<serde_json::Value>,
+    /// Trusted assertion issuers.
+    pub trusted_issuers: Vec<String>,
 }
 
 /// Changes to a client, decided together and recorded atomically.
@@ -145,6 +223,14 @@ pub struct UpdateClient {
     pub redirect_uri_matching: Option<RedirectMatching>,
     /// New PKCE `plain` permission.
     pub allow_plain_pkce: Option<bool>,
+    /// New signing algorithm.
+    pub signing_alg: Option<SigningAlgorithm>,
+    /// New authentication method.
+    pub auth_method: Option<AuthMethod>,
+    /// New public keys, replacing the old.
+    pub jwks: Option<serde_json::Value>,
+    /// New trusted issuers, replacing the old.
+    pub trusted_issuers: Option<Vec<String>>,
 }
 
 /// Commands on the client aggregate.
@@ -196,6 +282,15 @@ pub enum ClientError {
     /// The lifetime is out of range.
     #[error("access token lifetime must be between 1 and {MAX_ACCESS_TOKEN_TTL_SECS} seconds")]
     InvalidTtl,
+    /// The JWKS document is not a set of public keys.
+    #[error("invalid JWKS: {0}")]
+    InvalidJwks(String),
+    /// A trusted issuer is empty or too long.
+    #[error("a trusted issuer must be 1 to 512 characters")]
+    InvalidIssuer,
+    /// The authentication method does not fit the client.
+    #[error("{0}")]
+    AuthMethodMismatch(&'static str),
 }
 
 /// Decides a client command against the current state.
@@ -270,21 +365,29 @@ fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, Cli
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ClientError::InvalidName);
     }
+    let by_key = cmd.auth_method == Some(AuthMethod::PrivateKeyJwt);
     match (cmd.public, &cmd.secret_hash) {
         (true, Some(_)) => {
             return Err(ClientError::SecretMismatch(
                 "a public client must not have a secret",
             ))
         }
-        (false, None) => {
+        (false, None) if !by_key => {
             return Err(ClientError::SecretMismatch(
-                "a confidential client needs a secret",
+                "a confidential client needs a secret (or private_key_jwt and its keys)",
             ))
         }
         _ => {}
     }
     check_grants(cmd.public, &cmd.grant_types, &cmd.redirect_uris)?;
     check_ttl(cmd.access_token_ttl_secs)?;
+    check_keys(
+        cmd.public,
+        cmd.auth_method,
+        &cmd.grant_types,
+        cmd.jwks.as_ref(),
+        &cmd.trusted_issuers,
+    )?;
     Ok(vec![Event::ClientRegistered(ClientRegistered {
         client_id: cmd.client_id.clone(),
         name: name.to_owned(),
@@ -298,7 +401,49 @@ fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, Cli
         can_introspect: cmd.can_introspect,
         redirect_uri_matching: cmd.redirect_uri_matching,
         allow_plain_pkce: cmd.allow_plain_pkce,
+        signing_alg: cmd.signing_alg,
+        auth_method: cmd.auth_method,
+        jwks: cmd.jwks.clone(),
+        trusted_issuers: dedup(&cmd.trusted_issuers),
     })])
+}
+
+/// The rules tying a client's authentication method, grants and keys together.
+fn check_keys(
+    public: bool,
+    method: Option<AuthMethod>,
+    grants: &[GrantType],
+    jwks: Option<&serde_json::Value>,
+    issuers: &[String],
+) -> Result<(), ClientError> {
+    match (public, method) {
+        (true, Some(m)) if m != AuthMethod::None => {
+            return Err(ClientError::AuthMethodMismatch(
+                "a public client authenticates with none",
+            ))
+        }
+        (false, Some(AuthMethod::None)) => {
+            return Err(ClientError::AuthMethodMismatch(
+                "a confidential client must authenticate; `none` is for public clients",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(jwks) = jwks {
+        check_jwks(jwks)?;
+    }
+    let needs_keys =
+        method == Some(AuthMethod::PrivateKeyJwt) || grants.contains(&GrantType::JwtBearer);
+    if needs_keys && jwks.is_none() {
+        return Err(ClientError::InvalidJwks(
+            "private_key_jwt and the jwt-bearer grant need the client's public keys (--jwks)"
+                .into(),
+        ));
+    }
+    if issuers.iter().any(|i| i.is_empty() || i.len() > 512) {
+        return Err(ClientError::InvalidIssuer);
+    }
+    Ok(())
 }
 
 fn dedup<T: Clone + PartialEq>(items: &[T]) -> Vec<T> {
@@ -355,7 +500,7 @@ fn update(client: &Client, cmd: &UpdateClient) -> Result<Vec<Event>, ClientError
     if grants != client.grant_types {
         events.push(Event::ClientGrantTypesChanged(ClientGrantTypesChanged {
             client_id: id.clone(),
-            grant_types: grants,
+            grant_types: grants.clone(),
         }));
     }
     let token_format = cmd.token_format.unwrap_or(client.token_format);
@@ -368,15 +513,46 @@ fn update(client: &Client, cmd: &UpdateClient) -> Result<Vec<Event>, ClientError
         .redirect_uri_matching
         .unwrap_or(client.redirect_uri_matching);
     let plain = cmd.allow_plain_pkce.unwrap_or(client.allow_plain_pkce);
-    if (token_format, ttl, can_introspect, matching, plain)
-        != (
-            client.token_format,
-            client.access_token_ttl_secs,
-            client.can_introspect,
-            client.redirect_uri_matching,
-            client.allow_plain_pkce,
-        )
-    {
+    let alg = cmd.signing_alg.or(client.signing_alg);
+    let method = cmd.auth_method.or(client.auth_method);
+    let jwks = cmd.jwks.clone().or_else(|| client.jwks.clone());
+    let issuers = cmd
+        .trusted_issuers
+        .as_ref()
+        .map(|i| dedup(i))
+        .unwrap_or_else(|| client.trusted_issuers.clone());
+    check_keys(client.public, method, &grants, jwks.as_ref(), &issuers)?;
+    let can_authenticate =
+        method == Some(AuthMethod::PrivateKeyJwt) || client.secret_hash.is_some() || client.public;
+    if !can_authenticate {
+        return Err(ClientError::SecretMismatch(
+            "this client has no secret: it can only authenticate with private_key_jwt",
+        ));
+    }
+    if (jwks.as_ref(), &issuers) != (client.jwks.as_ref(), &client.trusted_issuers) {
+        events.push(Event::ClientKeysChanged(ClientKeysChanged {
+            client_id: id.clone(),
+            jwks,
+            trusted_issuers: issuers,
+        }));
+    }
+    if (
+        token_format,
+        ttl,
+        can_introspect,
+        matching,
+        plain,
+        alg,
+        method,
+    ) != (
+        client.token_format,
+        client.access_token_ttl_secs,
+        client.can_introspect,
+        client.redirect_uri_matching,
+        client.allow_plain_pkce,
+        client.signing_alg,
+        client.auth_method,
+    ) {
         events.push(Event::ClientSettingsChanged(ClientSettingsChanged {
             client_id: id.clone(),
             token_format,
@@ -384,6 +560,8 @@ fn update(client: &Client, cmd: &UpdateClient) -> Result<Vec<Event>, ClientError
             can_introspect,
             redirect_uri_matching: matching,
             allow_plain_pkce: plain,
+            signing_alg: alg,
+            auth_method: method,
         }));
     }
     Ok(events)
@@ -405,6 +583,10 @@ pub fn evolve(state: &mut ClientState, event: &Event) {
             can_introspect: e.can_introspect,
             redirect_uri_matching: e.redirect_uri_matching,
             allow_plain_pkce: e.allow_plain_pkce,
+            signing_alg: e.signing_alg,
+            auth_method: e.auth_method,
+            jwks: e.jwks.clone(),
+            trusted_issuers: e.trusted_issuers.clone(),
         });
         return;
     }
@@ -426,6 +608,12 @@ pub fn evolve(state: &mut ClientState, event: &Event) {
             c.can_introspect = e.can_introspect;
             c.redirect_uri_matching = e.redirect_uri_matching;
             c.allow_plain_pkce = e.allow_plain_pkce;
+            c.signing_alg = e.signing_alg;
+            c.auth_method = e.auth_method;
+        }
+        Event::ClientKeysChanged(e) => {
+            c.jwks = e.jwks.clone();
+            c.trusted_issuers = e.trusted_issuers.clone();
         }
         Event::ClientSecretRotated(e) => c.secret_hash = Some(e.secret_hash.clone()),
         _ => {}
@@ -463,6 +651,10 @@ pub(crate) mod tests {
             can_introspect: false,
             redirect_uri_matching: RedirectMatching::Exact,
             allow_plain_pkce: false,
+            signing_alg: None,
+            auth_method: None,
+            jwks: None,
+            trusted_issuers: vec![],
         }
     }
 
@@ -497,6 +689,10 @@ pub(crate) mod tests {
                 can_introspect: false,
                 redirect_uri_matching: RedirectMatching::Exact,
                 allow_plain_pkce: false,
+                signing_alg: None,
+                auth_method: None,
+                jwks: None,
+                trusted_issuers: vec![],
             })]);
     }
 
@@ -540,7 +736,7 @@ pub(crate) mod tests {
             .given(vec![])
             .when(ClientCommand::Register(cmd))
             .then_err(ClientError::SecretMismatch(
-                "a confidential client needs a secret",
+                "a confidential client needs a secret (or private_key_jwt and its keys)",
             ));
     }
 
@@ -665,6 +861,8 @@ pub(crate) mod tests {
                     can_introspect: false,
                     redirect_uri_matching: RedirectMatching::Exact,
                     allow_plain_pkce: false,
+                    signing_alg: None,
+                    auth_method: None,
                 }),
             ]);
     }

@@ -100,6 +100,7 @@ pub fn observed_by_views(event: &Event) -> bool {
             | Event::AuthorizationCodeRedeemed(_)
             | Event::RefreshTokenIssued(_)
             | Event::RefreshTokenRotated(_)
+            | Event::JwtAssertionAccepted(_)
     ) || event.revoked_family().is_some()
 }
 
@@ -178,6 +179,8 @@ pub struct NewAccessToken {
     pub jti: Uuid,
     /// SHA-256 of the opaque value, used if the client issues opaque tokens.
     pub opaque_token_hash: SecretHash,
+    /// The key that will sign it, used if the client issues JWTs.
+    pub kid: Option<String>,
 }
 
 /// Fresh values and lifetimes for a refresh token.
@@ -275,7 +278,10 @@ fn allowed(client: &Client, grant: GrantType) -> Result<(), Refusal> {
 
 /// The scopes granted for a request: the requested ones, each allowed to the client, or the
 /// client's defaults.
-fn granted_scopes(client: &Client, requested: &Option<Vec<Scope>>) -> Result<Vec<Scope>, Refusal> {
+pub fn granted_scopes(
+    client: &Client,
+    requested: &Option<Vec<Scope>>,
+) -> Result<Vec<Scope>, Refusal> {
     match requested {
         None => Ok(client.scopes.clone()),
         Some(r) => match r.iter().find(|s| !client.scopes.contains(s)) {
@@ -371,18 +377,35 @@ fn access_token(
     now: i64,
 ) -> Event {
     Event::AccessTokenIssued(AccessTokenIssued {
+        family_id,
+        ..access_token_issued(client, token, user.to_string(), scopes, grant, now)
+    })
+}
+
+/// The record of a new access token for `subject`, in the client's format: an opaque token
+/// keeps the hash of its value, a JWT the key it is signed with.
+pub fn access_token_issued(
+    client: &Client,
+    token: &NewAccessToken,
+    subject: String,
+    scopes: Vec<Scope>,
+    grant: GrantType,
+    now: i64,
+) -> AccessTokenIssued {
+    let opaque = client.token_format == TokenFormat::Opaque;
+    AccessTokenIssued {
         jti: token.jti,
-        token_hash: (client.token_format == TokenFormat::Opaque)
-            .then(|| token.opaque_token_hash.clone()),
+        token_hash: opaque.then(|| token.opaque_token_hash.clone()),
         client_id: client.client_id.clone(),
-        subject: user.to_string(),
+        subject,
         scopes,
         grant_type: grant,
         format: client.token_format,
         issued_at: now,
         expires_at: now + i64::from(client.access_token_ttl_secs),
-        family_id,
-    })
+        family_id: None,
+        kid: if opaque { None } else { token.kid.clone() },
+    }
 }
 
 /// Who a new family speaks for, with what, and how it was obtained.
@@ -822,6 +845,7 @@ mod tests {
             token: NewAccessToken {
                 jti: Uuid::from_u128(1),
                 opaque_token_hash: SecretHash::of("at"),
+                kid: None,
             },
             refresh: NewRefreshToken {
                 id: Uuid::from_u128(2),
@@ -954,6 +978,7 @@ mod tests {
             access: NewAccessToken {
                 jti: Uuid::from_u128(10),
                 opaque_token_hash: SecretHash::of("at2"),
+                kid: None,
             },
             refresh: NewRefreshToken {
                 id: Uuid::from_u128(11),

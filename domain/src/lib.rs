@@ -4,9 +4,11 @@
 //! commands, so every decision can be replayed and tested as given / when / then.
 #![warn(missing_docs)]
 
+pub mod assertion;
 pub mod client;
 pub mod event;
 pub mod grant;
+pub mod keys;
 pub mod oauth;
 pub mod token;
 pub mod user;

@@ -3,6 +3,7 @@
 //! Token events live in a stream of their own so that restoring a client never folds them: the
 //! decisions below need only the client's configuration and what the command carries.
 
+use crate::assertion;
 use crate::client::ClientState;
 use crate::event::{AccessTokenIssued, Event, RevocationReason, TokenRevoked};
 use crate::grant;
@@ -19,6 +20,8 @@ pub struct IssueClientCredentialsToken {
     pub jti: Uuid,
     /// SHA-256 of a fresh opaque token, used if the client issues opaque tokens.
     pub opaque_token_hash: SecretHash,
+    /// The key that will sign it, used if the client issues JWTs.
+    pub kid: Option<String>,
     /// Now, in seconds since the Unix epoch.
     pub now: i64,
 }
@@ -64,6 +67,10 @@ pub enum TokenCommand {
     Refresh(grant::RefreshGrant),
     /// See [`grant::RevokeAuthorization`].
     RevokeAuthorization(grant::RevokeAuthorization),
+    /// See [`assertion::AcceptAssertion`]: client authentication by `private_key_jwt`.
+    AuthenticateByAssertion(assertion::AcceptAssertion),
+    /// See [`assertion::JwtBearerGrant`].
+    JwtBearer(assertion::JwtBearerGrant),
 }
 
 /// Why a token command was refused, with the RFC 6749 §5.2 code it maps to.
@@ -87,6 +94,9 @@ pub enum TokenError {
     /// The user has not consented to everything asked for.
     #[error("the user has not approved this request")]
     ConsentRequired,
+    /// The client's credentials (here: its assertion) are refused.
+    #[error("{0}")]
+    InvalidClient(String),
 }
 
 /// A refused command: the error to answer, and the events to record anyway (a replayed code or
@@ -118,6 +128,7 @@ impl TokenError {
             TokenError::InvalidGrant(_) => ErrorCode::InvalidGrant,
             TokenError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             TokenError::ConsentRequired => ErrorCode::AccessDenied,
+            TokenError::InvalidClient(_) => ErrorCode::InvalidClient,
         }
     }
 }
@@ -164,6 +175,10 @@ pub fn decide(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>
                 issued_at: cmd.now,
                 expires_at: cmd.now + i64::from(client.access_token_ttl_secs),
                 family_id: None,
+                kid: match client.token_format {
+                    TokenFormat::Opaque => None,
+                    TokenFormat::Jwt => cmd.kid.clone(),
+                },
             })])
         }
         TokenCommand::Revoke(cmd) => match &cmd.token {
@@ -185,6 +200,8 @@ pub fn decide(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>
         TokenCommand::Password(cmd) => grant::password(client, cmd),
         TokenCommand::Refresh(cmd) => grant::refresh(client, cmd),
         TokenCommand::RevokeAuthorization(cmd) => Ok(grant::revoke_authorization(client, cmd)),
+        TokenCommand::AuthenticateByAssertion(cmd) => Ok(assertion::authenticate(client, cmd)?),
+        TokenCommand::JwtBearer(cmd) => assertion::grant(client, cmd),
     }
 }
 
@@ -205,6 +222,7 @@ mod tests {
             requested_scopes: scopes.map(|s| Scope::parse_list(s).unwrap()),
             jti: jti(),
             opaque_token_hash: SecretHash::of("opaque"),
+            kid: Some("k1".into()),
             now: 1_700_000_000,
         })
     }
@@ -225,6 +243,7 @@ mod tests {
             issued_at: 1_700_000_000,
             expires_at: 1_700_003_600,
             family_id: None,
+            kid: (format == TokenFormat::Jwt).then(|| "k1".to_owned()),
         })
     }
 
@@ -256,6 +275,8 @@ mod tests {
                     can_introspect: false,
                     redirect_uri_matching: Default::default(),
                     allow_plain_pkce: false,
+                    signing_alg: None,
+                    auth_method: None,
                 }),
             ])
             .when(issue(None))

@@ -126,6 +126,10 @@ mod tests {
                 can_introspect: false,
                 redirect_uri_matching: Default::default(),
                 allow_plain_pkce: false,
+                signing_alg: None,
+                auth_method: None,
+                jwks: None,
+                trusted_issuers: vec![],
             })
         };
         let issued = |c: &str, n: u128| {
@@ -140,6 +144,7 @@ mod tests {
                 issued_at: 1,
                 expires_at: 100,
                 family_id: None,
+                kid: None,
             })
         };
         let user = UserId(Uuid::from_u128(77));
@@ -170,6 +175,7 @@ mod tests {
                 issued_at: 1,
                 expires_at: 100,
                 family_id: Some(family),
+                kid: Some("k1".into()),
             })
         };
         [
@@ -239,6 +245,15 @@ mod tests {
                 client_id: id("a"),
                 user_id: user,
             }),
+            // 19
+            Event::JwtAssertionAccepted(domain::event::JwtAssertionAccepted {
+                client_id: id("a"),
+                issuer: "idp".into(),
+                subject: "alice".into(),
+                jti: "j-1".into(),
+                used_for: domain::event::AssertionUse::AuthorizationGrant,
+                expires_at: 200,
+            }),
         ]
         .into_iter()
         .enumerate()
@@ -271,7 +286,12 @@ mod tests {
             m.clients.get("b").is_none(),
             "deleted clients leave the directory"
         );
-        assert_eq!(m.checkpoint().unwrap(), 18);
+        assert_eq!(m.checkpoint().unwrap(), 19);
+        assert_eq!(m.tokens.key_last_expiry("k1").unwrap(), Some(100));
+        assert_eq!(m.tokens.key_last_expiry("k2").unwrap(), None);
+        assert!(m.tokens.assertion_seen("a", "idp", "j-1", 200).unwrap());
+        assert!(!m.tokens.assertion_seen("a", "idp", "j-1", 300).unwrap());
+        assert!(!m.tokens.assertion_seen("b", "idp", "j-1", 200).unwrap());
     }
 
     #[test]
@@ -379,7 +399,7 @@ mod tests {
                 client: Some("a".into()),
                 ..base.clone()
             }),
-            [1, 3, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+            [1, 3, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
         );
         assert_eq!(
             q(AuditQuery {
@@ -429,7 +449,7 @@ mod tests {
                 after: page.next_cursor,
                 ..base.clone()
             }),
-            [5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+            [5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
         );
         // Bounds are exact below the index's millisecond grain.
         let nanos = time::Duration::nanoseconds(1);

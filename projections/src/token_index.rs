@@ -41,6 +41,9 @@ pub struct TokenRecord {
     /// Global position of its issuance.
     #[serde(default)]
     pub position: u64,
+    /// The key a JWT is signed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
 }
 
 /// A token and whether it was revoked.
@@ -95,6 +98,28 @@ fn authorization_key(client: &str, subject: &str) -> Vec<u8> {
     k
 }
 
+fn key_expiry_prefix(kid: &str) -> Vec<u8> {
+    let mut k = text_key(b'k', kid);
+    k.push(0);
+    k
+}
+
+fn key_expiry_key(kid: &str, expires_at: i64) -> Vec<u8> {
+    let mut k = key_expiry_prefix(kid);
+    // Expiries are after 1970, so the sign bit is clear and big-endian bytes sort by time.
+    k.extend_from_slice(&expires_at.max(0).to_be_bytes());
+    k
+}
+
+fn assertion_key(client: &str, issuer: &str, jti: &str) -> Vec<u8> {
+    let mut k = text_key(b'a', client);
+    k.push(0);
+    k.extend_from_slice(issuer.as_bytes());
+    k.push(0);
+    k.extend_from_slice(jti.as_bytes());
+    k
+}
+
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
     // These types serialise infallibly (no maps with non-string keys).
     serde_json::to_vec(v).unwrap_or_default()
@@ -140,6 +165,7 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
                 issued_at,
                 expires_at,
                 family_id,
+                kid,
             } = e;
             let record = TokenRecord {
                 jti: *jti,
@@ -152,9 +178,15 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
                 expires_at: *expires_at,
                 family_id: *family_id,
                 position: event.position,
+                kid: kid.clone(),
             };
             if let Ok(bytes) = serde_json::to_vec(&record) {
                 out.push(Write::Put(jti_key(jti), bytes));
+            }
+            if let Some(kid) = kid {
+                // One row per key and expiry second: the newest tells when the key's last
+                // token expires, without reading before writing.
+                out.push(Write::Put(key_expiry_key(kid, *expires_at), Vec::new()));
             }
             if let Some(h) = token_hash {
                 out.push(Write::Put(hash_key(h.as_str()), jti.as_bytes().to_vec()));
@@ -193,6 +225,10 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
                 out.push(Write::Put(key16(b'u', s), at));
             }
         }
+        Event::JwtAssertionAccepted(e) => out.push(Write::Put(
+            assertion_key(e.client_id.as_str(), &e.issuer, &e.jti),
+            e.expires_at.to_be_bytes().to_vec(),
+        )),
         Event::AuthorizationRevoked(e) => out.push(Write::Put(
             authorization_key(e.client_id.as_str(), &e.user_id.to_string()),
             event.position.to_be_bytes().to_vec(),
@@ -277,6 +313,40 @@ impl TokenIndex {
         Ok(
             match self.store.tree.get(authorization_key(client, subject))? {
                 Some(v) => crate::storage::u64_from(&v)? > position,
+                None => false,
+            },
+        )
+    }
+
+    /// When the last token signed by `kid` expires, if it signed any.
+    pub fn key_last_expiry(&self, kid: &str) -> Result<Option<i64>, ProjectionError> {
+        let prefix = key_expiry_prefix(kid);
+        let Some(row) = self.store.tree.scan_prefix(&prefix).next_back() else {
+            return Ok(None);
+        };
+        let (k, _) = row?;
+        let tail = k
+            .get(prefix.len()..)
+            .and_then(|t| <[u8; 8]>::try_from(t).ok())
+            .ok_or_else(|| ProjectionError::Corrupt("key expiry row".into()))?;
+        Ok(Some(i64::from_be_bytes(tail)))
+    }
+
+    /// Whether an assertion `jti` of `issuer` was accepted for `client` and is still
+    /// remembered at `now` (until its expiry, plus the clock leeway).
+    pub fn assertion_seen(
+        &self,
+        client: &str,
+        issuer: &str,
+        jti: &str,
+        now: i64,
+    ) -> Result<bool, ProjectionError> {
+        Ok(
+            match self.store.tree.get(assertion_key(client, issuer, jti))? {
+                Some(v) => {
+                    let exp = crate::storage::u64_from(&v)? as i64;
+                    exp + domain::assertion::LEEWAY_SECS >= now
+                }
                 None => false,
             },
         )

@@ -42,6 +42,9 @@ pub enum CommandError {
     /// The actor could not be reached.
     #[error("the client's actor is unavailable: {0}")]
     Unavailable(String),
+    /// A key command was refused or failed.
+    #[error("{0}")]
+    Keys(String),
 }
 
 /// The events a command recorded, durable and applied to the local projections.
@@ -78,6 +81,14 @@ pub trait GrantViews: Send + Sync {
     fn refresh(&self, token_hash: &str) -> Result<Option<RefreshView>, String>;
     /// A user's remembered consent for a client.
     fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, String>;
+    /// Whether an assertion's `jti` was accepted for a client and is still remembered.
+    fn assertion_seen(
+        &self,
+        client: &ClientId,
+        issuer: &str,
+        jti: &str,
+        now: i64,
+    ) -> Result<bool, String>;
 }
 
 impl GrantViews for projections::ReadModels {
@@ -95,6 +106,17 @@ impl GrantViews for projections::ReadModels {
         Ok(ConsentView {
             scopes: row.map(|c| c.scopes),
         })
+    }
+    fn assertion_seen(
+        &self,
+        client: &ClientId,
+        issuer: &str,
+        jti: &str,
+        now: i64,
+    ) -> Result<bool, String> {
+        self.tokens
+            .assertion_seen(client.as_str(), issuer, jti, now)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -383,6 +405,19 @@ impl ClientActor {
                     .for_each(|e| view.observe(request.user_id, e));
                 request.existing_consent = view;
             }
+            TokenCommand::AuthenticateByAssertion(accept)
+            | TokenCommand::JwtBearer(domain::assertion::JwtBearerGrant { accept, .. }) => {
+                let a = &accept.assertion;
+                let client = self.client_id.as_str();
+                accept.seen = self
+                    .views
+                    .assertion_seen(&self.client_id, &a.issuer, &a.jti, accept.now)
+                    .map_err(unavailable)?
+                    || self.events_in_flight().any(|e| {
+                        matches!(e, Event::JwtAssertionAccepted(r)
+                            if r.bars(client, &a.issuer, &a.jti, accept.now))
+                    });
+            }
             _ => {}
         }
         Ok(())
@@ -455,6 +490,9 @@ mod tests {
         ) -> Result<domain::grant::ConsentView, String> {
             Ok(Default::default())
         }
+        fn assertion_seen(&self, _: &ClientId, _: &str, _: &str, _: i64) -> Result<bool, String> {
+            Ok(false)
+        }
     }
 
     use super::*;
@@ -508,6 +546,7 @@ mod tests {
                 requested_scopes: None,
                 jti: Uuid::now_v7(),
                 opaque_token_hash: SecretHash::of("x"),
+                kid: None,
                 now: 1_800_000_000,
             }),
             metadata: Metadata::system(),
@@ -540,6 +579,10 @@ mod tests {
                 can_introspect: false,
                 redirect_uri_matching: Default::default(),
                 allow_plain_pkce: false,
+                signing_alg: None,
+                auth_method: None,
+                jwks: None,
+                trusted_issuers: vec![],
             }),
             metadata: Metadata::system(),
         })

@@ -81,6 +81,21 @@ pub struct CreateArgs {
     /// Allow the PKCE plain method (weaker than S256; for clients that cannot hash).
     #[arg(long)]
     pub allow_plain_pkce: bool,
+    /// Signing algorithm of its JWT access tokens (default: the server's).
+    #[arg(long, value_parser = ["RS256", "ES256", "EdDSA"])]
+    pub signing_alg: Option<String>,
+    /// How it authenticates: client_secret_basic, client_secret_post, private_key_jwt (no
+    /// secret; needs --jwks) or none (public clients). Default: by secret, Basic or post.
+    #[arg(long, value_parser = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"])]
+    pub token_endpoint_auth_method: Option<String>,
+    /// Its public keys: a JWKS document, as @FILE or inline JSON (for private_key_jwt and the
+    /// jwt-bearer grant).
+    #[arg(long, value_parser = parse_jwks)]
+    pub jwks: Option<serde_json::Value>,
+    /// An issuer whose jwt-bearer assertions the client may present (repeatable; default:
+    /// the client's own id).
+    #[arg(long = "trusted-issuer")]
+    pub trusted_issuers: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -118,9 +133,32 @@ pub struct UpdateArgs {
     /// Allow or forbid the PKCE plain method.
     #[arg(long)]
     pub allow_plain_pkce: Option<bool>,
+    /// Signing algorithm of its JWT access tokens (default: the server's).
+    #[arg(long, value_parser = ["RS256", "ES256", "EdDSA"])]
+    pub signing_alg: Option<String>,
+    /// How it authenticates: client_secret_basic, client_secret_post, private_key_jwt (no
+    /// secret; needs --jwks) or none (public clients). Default: by secret, Basic or post.
+    #[arg(long, value_parser = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"])]
+    pub token_endpoint_auth_method: Option<String>,
+    /// Its public keys: a JWKS document, as @FILE or inline JSON (for private_key_jwt and the
+    /// jwt-bearer grant).
+    #[arg(long, value_parser = parse_jwks)]
+    pub jwks: Option<serde_json::Value>,
+    /// Trusted assertion issuers, replacing the old (repeatable).
+    #[arg(long = "trusted-issuer")]
+    pub trusted_issuers: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+}
+
+/// Reads `--jwks`: `@FILE` or the JSON itself.
+fn parse_jwks(arg: &str) -> Result<serde_json::Value, String> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?,
+        None => arg.to_owned(),
+    };
+    serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))
 }
 
 /// Runs a client command.
@@ -143,6 +181,10 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                         can_introspect: a.can_introspect,
                         redirect_uri_matching: a.redirect_uri_matching,
                         allow_plain_pkce: a.allow_plain_pkce,
+                        signing_alg: a.signing_alg,
+                        token_endpoint_auth_method: a.token_endpoint_auth_method,
+                        jwks: a.jwks,
+                        trusted_issuers: a.trusted_issuers,
                     })
                     .await?;
                 output::client(a.format, &out)
@@ -161,6 +203,11 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                             can_introspect: a.can_introspect,
                             redirect_uri_matching: a.redirect_uri_matching,
                             allow_plain_pkce: a.allow_plain_pkce,
+                            signing_alg: a.signing_alg,
+                            token_endpoint_auth_method: a.token_endpoint_auth_method,
+                            jwks: a.jwks,
+                            trusted_issuers: (!a.trusted_issuers.is_empty())
+                                .then_some(a.trusted_issuers),
                         },
                     )
                     .await?;

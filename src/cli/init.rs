@@ -1,16 +1,19 @@
 //! `authledger init`: the signing key and the admin client of a data directory.
 
+use crate::actors::keys::{open_keys, KeySettings};
+use crate::actors::{ExecuteKeyRequest, KeyActor, KeyRequest};
 use crate::engine::Engine;
 use crate::http::admin::ADMIN_SCOPE;
-use crate::keys::{SigningKey, KEY_FILE};
+use crate::keys::Keyring;
 use crate::service::{self, CreateClient};
-use crate::store::EventStore;
+use actix::Actor as _;
 use anyhow::Context;
 use clap::Args;
 use domain::Metadata;
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// File holding the admin credential (0600).
@@ -47,11 +50,47 @@ impl AdminCredential {
     }
 }
 
-/// Loads the signing key and makes sure the admin client exists, creating both on a fresh data
-/// directory (and printing the admin credential to stderr, the only time it is shown).
-pub async fn ensure_initialized(engine: &Engine) -> anyhow::Result<SigningKey> {
+/// Opens the signing keys of a data directory and starts their actor; on a fresh directory
+/// (or one from before keys were events) it records the first key of every algorithm.
+/// `retire_every` starts the periodic retirement of superseded keys (servers only).
+pub async fn start_keys(
+    engine: &Engine,
+    settings: &KeySettings,
+    retire_every: Option<Duration>,
+) -> anyhow::Result<(Arc<Keyring>, actix::Addr<KeyActor>)> {
+    let (keyring, actor) = open_keys(
+        &engine.data_dir,
+        engine.store.clone(),
+        engine.models.clone(),
+        settings,
+        retire_every,
+    )?;
+    let addr = actor.start();
+    addr.send(ExecuteKeyRequest {
+        request: KeyRequest::Bootstrap,
+        metadata: Metadata::system(),
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the key actor stopped: {e}"))?
+    .map_err(|e| anyhow::anyhow!("setting up the signing keys: {e}"))?;
+    Ok((keyring, addr))
+}
+
+/// Key settings from the environment alone, for commands other than `serve`.
+pub fn key_settings_from_env() -> KeySettings {
+    KeySettings {
+        encryption_key: std::env::var(crate::keys::kek::KEK_ENV).ok(),
+        private_key_path: std::env::var_os("AUTHLEDGER_PRIVATE_KEY_PATH").map(PathBuf::from),
+        private_key_passphrase: std::env::var("AUTHLEDGER_PRIVATE_KEY_PASSPHRASE").ok(),
+        default_algorithm: None,
+    }
+}
+
+/// Makes sure the admin client exists, creating it on a fresh data directory (and printing
+/// the admin credential to stderr, the only time it is shown).
+pub async fn ensure_initialized(engine: &Engine) -> anyhow::Result<()> {
     match initialize(engine).await? {
-        (key, Some(cred)) => {
+        Some(cred) => {
             // Shown once on a terminal; never into a log file that stderr may be.
             if std::io::stderr().is_terminal() {
                 eprintln!(
@@ -68,29 +107,17 @@ pub async fn ensure_initialized(engine: &Engine) -> anyhow::Result<SigningKey> {
                     "initialised the data directory; the admin credential is in the credential file"
                 );
             }
-            Ok(key)
+            Ok(())
         }
-        (key, None) => Ok(key),
+        None => Ok(()),
     }
 }
 
 /// Creates what is missing; returns the new admin credential when one was created.
-pub async fn initialize(engine: &Engine) -> anyhow::Result<(SigningKey, Option<AdminCredential>)> {
+pub async fn initialize(engine: &Engine) -> anyhow::Result<Option<AdminCredential>> {
     let dir = &engine.data_dir;
-    let key = if dir.join(KEY_FILE).exists() {
-        SigningKey::load(dir)?
-    } else if engine.store.head_position() > 0 {
-        // A fresh key would silently turn every JWT issued so far inactive.
-        anyhow::bail!(
-            "{} is missing but {} already holds events: restore the key from your backup",
-            dir.join(KEY_FILE).display(),
-            dir.display()
-        );
-    } else {
-        SigningKey::generate(dir)?
-    };
     if dir.join(ADMIN_FILE).exists() {
-        return Ok((key, None));
+        return Ok(None);
     }
     let out = if engine.models.clients.get(ADMIN_CLIENT_ID).is_some() {
         // The credential file was lost: a new secret replaces the old one.
@@ -123,7 +150,7 @@ pub async fn initialize(engine: &Engine) -> anyhow::Result<(SigningKey, Option<A
         &dir.join(ADMIN_FILE),
         serde_json::to_string_pretty(&cred)?.as_bytes(),
     )?;
-    Ok((key, Some(cred)))
+    Ok(Some(cred))
 }
 
 /// Runs `init`.
@@ -137,22 +164,33 @@ pub fn run(args: InitArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     actix_rt::System::new().block_on(async move {
         let engine = Engine::open(&data_dir, Duration::from_secs(5))
             .map_err(|e| super::backend::explain_open_error(e, &data_dir))?;
-        let (key, cred) = initialize(&engine).await?;
-        let Some(cred) = cred else {
+        let (keys, _) = start_keys(&engine, &key_settings_from_env(), None).await?;
+        let Some(cred) = initialize(&engine).await? else {
             return Ok(());
         };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let kids: serde_json::Map<String, serde_json::Value> =
+            domain::values::SigningAlgorithm::ALL
+                .iter()
+                .filter_map(|a| Some((a.to_string(), keys.signing_kid(*a, now)?.into())))
+                .collect();
         if args.format == Some(super::Format::Json) {
             crate::say!(
                 "{}",
                 serde_json::json!({
                     "client_id": cred.client_id,
                     "client_secret": cred.client_secret,
-                    "kid": key.kid(),
+                    "signing_keys": kids,
                 })
             );
         } else {
             crate::say!("initialised {}", data_dir.display());
-            crate::say!("signing key: ES256, kid {}", key.kid());
+            for (alg, kid) in &kids {
+                crate::say!(
+                    "signing key {alg}: kid {}",
+                    kid.as_str().unwrap_or_default()
+                );
+            }
             crate::say!("admin client_id:     {}", cred.client_id);
             crate::say!("admin client_secret: {}", cred.client_secret);
             crate::say!(

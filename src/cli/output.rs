@@ -123,6 +123,29 @@ pub fn client(format: Format, c: &ClientOutput) -> anyhow::Result<()> {
                     c.redirect_uri_matching.clone(),
                 ],
                 vec!["allow_plain_pkce".into(), c.allow_plain_pkce.to_string()],
+                vec!["signing_alg".into(), c.signing_alg.clone()],
+                vec![
+                    "token_endpoint_auth_method".into(),
+                    c.token_endpoint_auth_method.clone(),
+                ],
+                vec![
+                    "jwks".into(),
+                    match &c.jwks {
+                        Some(j) => {
+                            let kids: Vec<&str> = j["keys"]
+                                .as_array()
+                                .map(|k| k.iter().filter_map(|k| k["kid"].as_str()).collect())
+                                .unwrap_or_default();
+                            format!(
+                                "{} keys {}",
+                                j["keys"].as_array().map_or(0, Vec::len),
+                                kids.join(" ")
+                            )
+                        }
+                        None => "-".into(),
+                    },
+                ],
+                vec!["trusted_issuers".into(), c.trusted_issuers.join(" ")],
                 vec!["registered_at".into(), c.registered_at.clone()],
                 vec!["updated_at".into(), c.updated_at.clone()],
             ];

@@ -1,8 +1,10 @@
 //! `authledger serve`.
 
+use crate::actors::keys::KeySettings;
 use crate::app::Application;
 use crate::config::{FileConfig, GrantSettings, ServeConfig, DEFAULT_BIND};
 use clap::Args;
+use domain::values::SigningAlgorithm;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,6 +47,29 @@ pub struct ServeArgs {
     /// Weaker: credentials end up in URLs and logs of proxies. Off by default.
     #[arg(long, env = "AUTHLEDGER_ALLOW_GET_TOKEN_REQUESTS")]
     pub allow_get_token_requests: bool,
+    /// Sign with the private key in this PEM file (PKCS#8, encrypted PKCS#8, PKCS#1 RSA or
+    /// SEC1 EC) instead of a generated key for its algorithm; its public half is recorded in
+    /// the log and stays in the JWKS after the file is replaced, until its tokens expire.
+    #[arg(long, env = "AUTHLEDGER_PRIVATE_KEY_PATH")]
+    pub private_key_path: Option<PathBuf>,
+    /// Passphrase of an encrypted PKCS#8 private key file.
+    #[arg(
+        long,
+        env = "AUTHLEDGER_PRIVATE_KEY_PASSPHRASE",
+        hide_env_values = true
+    )]
+    pub private_key_passphrase: Option<String>,
+    /// Algorithm of clients that name none: RS256, ES256 or EdDSA (default: the PEM file's,
+    /// else ES256).
+    #[arg(long, env = "AUTHLEDGER_SIGNING_ALG", value_parser = ["RS256", "ES256", "EdDSA"])]
+    pub signing_alg: Option<String>,
+    /// Seconds between checks that retire superseded signing keys (default 60).
+    #[arg(long, env = "AUTHLEDGER_KEY_CHECK_SECS")]
+    pub key_check_secs: Option<u64>,
+    /// Protected scope the demo resource `/api/whoami` requires (default: none, any valid
+    /// token).
+    #[arg(long, env = "AUTHLEDGER_WHOAMI_SCOPE")]
+    pub whoami_scope: Option<String>,
     /// Log as JSON lines.
     #[arg(long, env = "AUTHLEDGER_LOG_JSON")]
     pub log_json: bool,
@@ -91,6 +116,23 @@ pub fn run(args: ServeArgs, data_dir: PathBuf, file: FileConfig) -> anyhow::Resu
                     || file.allow_get_token_requests.unwrap_or(false),
             }
         },
+        keys: KeySettings {
+            encryption_key: std::env::var(crate::keys::kek::KEK_ENV).ok(),
+            private_key_path: args.private_key_path.or(file.private_key_path),
+            private_key_passphrase: args.private_key_passphrase,
+            default_algorithm: args
+                .signing_alg
+                .or(file.signing_alg)
+                .map(|a| SigningAlgorithm::parse(&a))
+                .transpose()?,
+        },
+        key_check: Duration::from_secs(
+            args.key_check_secs
+                .or(file.key_check_secs)
+                .unwrap_or(60)
+                .max(1),
+        ),
+        whoami_scope: args.whoami_scope.or(file.whoami_scope),
     };
     actix_rt::System::new().block_on(async move {
         let app = Application::build(config).await?;

@@ -353,6 +353,7 @@ async fn issue(
             token: NewAccessToken {
                 jti: Uuid::now_v7(),
                 opaque_token_hash: hash,
+                kid: state.kid_for(client_id.as_str()),
             },
         }),
     };

@@ -1,14 +1,23 @@
 //! Client authentication at the token, introspection and revocation endpoints:
-//! `client_secret_basic` (RFC 6749 §2.3.1, with form-encoded id and secret) and
-//! `client_secret_post`. Using both in one request is `invalid_request`.
+//! `client_secret_basic` (RFC 6749 §2.3.1, with form-encoded id and secret),
+//! `client_secret_post` and `private_key_jwt` (RFC 7523 §2.2). Using two in one request is
+//! `invalid_request`.
 
+use super::assertion::CLIENT_ASSERTION_TYPE;
 use super::error::OAuthError;
 use super::form::Form;
+use super::AppState;
+use crate::actors::ExecuteTokenCommand;
 use actix_web::http::header;
 use actix_web::HttpRequest;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use projections::{ClientDirectory, ClientView};
+use domain::assertion::AcceptAssertion;
+use domain::event::AssertionUse;
+use domain::token::TokenCommand;
+use domain::values::AuthMethod as DomainMethod;
+use domain::Cause;
+use projections::ClientView;
 use std::sync::Arc;
 
 /// How the client authenticated.
@@ -18,6 +27,8 @@ pub enum AuthMethod {
     Basic,
     /// Form parameters.
     Post,
+    /// A signed assertion.
+    PrivateKeyJwt,
     /// None: a public client identified by `client_id` alone.
     None,
 }
@@ -67,16 +78,21 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, String)>, OAut
 
 /// Authenticates a confidential client, or identifies a public one by its `client_id` when
 /// the request carries no credentials (RFC 6749 §3.2.1, §4.1.3).
-pub fn authenticate_or_public(
+pub async fn authenticate_or_public(
     req: &HttpRequest,
     form: &Form,
-    clients: &ClientDirectory,
+    state: &AppState,
 ) -> Result<AuthenticatedClient, OAuthError> {
-    let has_credentials =
-        req.headers().contains_key(header::AUTHORIZATION) || form.get("client_secret").is_some();
+    let has_credentials = req.headers().contains_key(header::AUTHORIZATION)
+        || form.get("client_secret").is_some()
+        || form.get("client_assertion").is_some()
+        || form.get("client_assertion_type").is_some();
     if !has_credentials {
-        if let Some(view) = form.get("client_id").and_then(|id| clients.get(id)) {
-            if view.client.public {
+        if let Some(view) = form
+            .get("client_id")
+            .and_then(|id| state.engine.models.clients.get(id))
+        {
+            if view.client.auth_methods() == [DomainMethod::None] {
                 return Ok(AuthenticatedClient {
                     view,
                     method: AuthMethod::None,
@@ -84,24 +100,34 @@ pub fn authenticate_or_public(
             }
         }
     }
-    authenticate(req, form, clients)
+    authenticate(req, form, state).await
 }
 
-/// Authenticates the calling client against the directory. Every failure is
-/// `invalid_client` (401), whether the id is unknown or the secret wrong.
-pub fn authenticate(
+/// Authenticates the calling client against the directory: by secret (Basic or post) or by a
+/// signed assertion (`private_key_jwt`). Every failure is `invalid_client` (401), whether the
+/// id is unknown or the credential wrong; a client must use the method it registered.
+pub async fn authenticate(
     req: &HttpRequest,
     form: &Form,
-    clients: &ClientDirectory,
+    state: &AppState,
 ) -> Result<AuthenticatedClient, OAuthError> {
+    let clients = &state.engine.models.clients;
     let basic = basic_credentials(req)?;
     let post_secret = form.get("client_secret");
+    let assertion = form.get("client_assertion");
+    let assertion_type = form.get("client_assertion_type");
+    let methods = usize::from(basic.is_some())
+        + usize::from(post_secret.is_some())
+        + usize::from(assertion.is_some() || assertion_type.is_some());
+    if methods > 1 {
+        return Err(OAuthError::invalid_request(
+            "use one client authentication method: Basic, client_secret or client_assertion",
+        ));
+    }
+    if assertion.is_some() || assertion_type.is_some() {
+        return by_assertion(req, form, state, assertion, assertion_type).await;
+    }
     let (id, secret, method) = match (basic, post_secret) {
-        (Some(_), Some(_)) => {
-            return Err(OAuthError::invalid_request(
-                "use one client authentication method, not both Basic and client_secret",
-            ))
-        }
         (Some((id, secret)), None) => {
             if form.get("client_id").is_some_and(|fid| fid != id) {
                 return Err(OAuthError::invalid_request(
@@ -116,9 +142,10 @@ pub fn authenticate(
                 .ok_or_else(|| OAuthError::invalid_request("client_secret without client_id"))?;
             (id.to_owned(), secret.to_owned(), AuthMethod::Post)
         }
-        (None, None) => {
+        _ => {
             return Err(OAuthError::invalid_client(
-                "client authentication required (client_secret_basic or client_secret_post)",
+                "client authentication required (client_secret_basic, client_secret_post or \
+                 private_key_jwt)",
             ))
         }
     };
@@ -136,5 +163,85 @@ pub fn authenticate(
     if !ok {
         return Err(failed());
     }
+    let used = match method {
+        AuthMethod::Basic => DomainMethod::ClientSecretBasic,
+        _ => DomainMethod::ClientSecretPost,
+    };
+    if !view.client.auth_methods().contains(&used) {
+        return Err(OAuthError::invalid_client(format!(
+            "this client is registered to authenticate with {}",
+            view.client.auth_methods()[0]
+        )));
+    }
     Ok(AuthenticatedClient { view, method })
+}
+
+/// `private_key_jwt` (RFC 7523 §2.2, §3): the assertion names the client as `iss` and `sub`,
+/// is signed by one of its registered keys, and is accepted once.
+async fn by_assertion(
+    req: &HttpRequest,
+    form: &Form,
+    state: &AppState,
+    assertion: Option<&str>,
+    assertion_type: Option<&str>,
+) -> Result<AuthenticatedClient, OAuthError> {
+    if assertion_type != Some(CLIENT_ASSERTION_TYPE) {
+        return Err(OAuthError::invalid_client(format!(
+            "client_assertion_type must be {CLIENT_ASSERTION_TYPE}"
+        )));
+    }
+    let assertion =
+        assertion.ok_or_else(|| OAuthError::invalid_client("client_assertion is missing"))?;
+    let failed = |why: &str| OAuthError::invalid_client(format!("client assertion refused: {why}"));
+    let id = super::assertion::unverified_subject(assertion)
+        .ok_or_else(|| failed("not a JWT with a sub claim"))?;
+    if form.get("client_id").is_some_and(|fid| fid != id) {
+        return Err(OAuthError::invalid_request(
+            "client_id in the body differs from the assertion's subject",
+        ));
+    }
+    let view = state
+        .engine
+        .models
+        .clients
+        .get(&id)
+        .ok_or_else(|| OAuthError::invalid_client("client authentication failed"))?;
+    if !view
+        .client
+        .auth_methods()
+        .contains(&DomainMethod::PrivateKeyJwt)
+    {
+        return Err(OAuthError::invalid_client(format!(
+            "this client is registered to authenticate with {}",
+            view.client.auth_methods()[0]
+        )));
+    }
+    let claims = super::assertion::verify(assertion, view.client.jwks.as_ref())
+        .map_err(|why| failed(&why))?;
+    let issuer = &state.issuer;
+    let command = TokenCommand::AuthenticateByAssertion(AcceptAssertion {
+        assertion: claims,
+        used_for: AssertionUse::ClientAuthentication,
+        audiences: vec![
+            issuer.clone(),
+            format!("{issuer}/token"),
+            format!("{issuer}{}", req.path()),
+        ],
+        seen: false,
+        now: super::token::unix_now(),
+    });
+    let metadata = super::request_metadata(req, Cause::Client(id.clone()));
+    state
+        .engine
+        .registry
+        .send(
+            &view.client.client_id,
+            ExecuteTokenCommand { command, metadata },
+        )
+        .await
+        .map_err(super::token::command_error)?;
+    Ok(AuthenticatedClient {
+        view,
+        method: AuthMethod::PrivateKeyJwt,
+    })
 }

@@ -3,12 +3,26 @@
 use super::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
+use domain::values::{AuthMethod, GrantType, SigningAlgorithm};
+
+/// Algorithms accepted on client assertions and jwt-bearer grants (RFC 7523).
+pub const ASSERTION_ALGS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+/// Methods of the endpoints that require client authentication.
+const AUTHENTICATED: &[&str] = &[
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
 
 /// The public signing keys.
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(state.key.jwks())
+        .content_type("application/jwk-set+json")
+        .body(state.keys.jwks().as_str().to_owned())
 }
 
 /// Authorization server metadata (RFC 8414 §2).
@@ -21,22 +35,19 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         "introspection_endpoint": format!("{iss}/introspect"),
         "revocation_endpoint": format!("{iss}/revoke"),
         "jwks_uri": format!("{iss}/jwks"),
-        "grant_types_supported": [
-            "authorization_code",
-            "client_credentials",
-            "refresh_token",
-            "password",
-            "implicit",
-        ],
+        "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
         "response_types_supported": ["code", "token"],
         "response_modes_supported": ["query", "fragment"],
         "code_challenge_methods_supported": ["S256", "plain"],
         "authorization_response_iss_parameter_supported": true,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "token_endpoint_auth_signing_alg_values_supported": [],
-        "access_token_signing_alg_values_supported": ["ES256"],
+        "token_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "introspection_endpoint_auth_methods_supported": AUTHENTICATED,
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "revocation_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "access_token_signing_alg_values_supported": SigningAlgorithm::ALL.map(SigningAlgorithm::as_str),
+        "tokeninfo_endpoint": format!("{iss}/tokeninfo"),
         "scopes_supported": [],
     }))
 }

@@ -17,13 +17,19 @@ use uuid::Uuid;
 /// hash of its value. `None` for anything unknown, forged or malformed.
 pub fn resolve(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuthError> {
     let found = if token.bytes().filter(|b| *b == b'.').count() == 2 {
-        let Some(claims) = state.key.verify(token, &state.issuer) else {
+        let Some((claims, kid)) = state.keys.verify(token, &state.issuer) else {
             return Ok(None);
         };
         let Ok(jti) = Uuid::parse_str(&claims.jti) else {
             return Ok(None);
         };
-        state.engine.models.tokens.by_jti(&jti)
+        // The token must be the one recorded: signed by the key its event names.
+        state
+            .engine
+            .models
+            .tokens
+            .by_jti(&jti)
+            .map(|t| t.filter(|t| t.record.kid.as_deref() == Some(kid.as_str())))
     } else {
         state
             .engine
@@ -84,7 +90,7 @@ pub async fn introspect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = read_form(&req, payload).await?;
-    let caller = authenticate(&req, &form, &state.engine.models.clients)?;
+    let caller = authenticate(&req, &form, &state).await?;
     let token = form.require("token")?;
     let may_see = |owner: &domain::values::ClientId| {
         caller.view.client.can_introspect || caller.view.client.client_id == *owner

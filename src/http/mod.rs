@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod assertion;
 pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
@@ -15,7 +16,7 @@ pub mod throttle;
 pub mod token;
 
 use crate::engine::Engine;
-use crate::keys::SigningKey;
+use crate::keys::Keyring;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -27,8 +28,12 @@ use std::sync::Arc;
 pub struct AppState {
     /// Store, projections and actors.
     pub engine: Arc<Engine>,
-    /// The signing key.
-    pub key: Arc<SigningKey>,
+    /// The signing keys.
+    pub keys: Arc<Keyring>,
+    /// The writer of the `keys` stream.
+    pub key_actor: actix::Addr<crate::actors::KeyActor>,
+    /// Scope the demo resource `/api/whoami` requires.
+    pub whoami_scope: Option<String>,
     /// This server's issuer identifier (RFC 8414).
     pub issuer: String,
     /// Lifetimes and switches of the user grants.
@@ -37,6 +42,20 @@ pub struct AppState {
     pub session_key: session::SessionKey,
     /// Sign-in failure counts.
     pub throttle: throttle::Throttle,
+}
+
+impl AppState {
+    /// The key that signs a client's JWTs now: its algorithm's, or the server default's.
+    pub fn kid_for(&self, client_id: &str) -> Option<String> {
+        let alg = self
+            .engine
+            .models
+            .clients
+            .get(client_id)
+            .and_then(|v| v.client.signing_alg)
+            .unwrap_or(self.keys.default_algorithm);
+        self.keys.signing_kid(alg, token::unix_now())
+    }
 }
 
 /// The request id header, read from the client when it sends one, and echoed back.

@@ -23,7 +23,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, OAuthError> {
     let form = read_form(&req, payload).await?;
     // A public client revokes its own tokens with its client_id alone (RFC 7009 §2.1).
-    let caller = authenticate_or_public(&req, &form, &state.engine.models.clients)?;
+    let caller = authenticate_or_public(&req, &form, &state).await?;
     let token = form.require("token")?;
     let hint = form.get("token_type_hint");
     let access = |state: &AppState| {

@@ -1,6 +1,6 @@
 //! `POST /token`: the token endpoint (RFC 6749 §3.2), for every grant: `client_credentials`
 //! (§4.4), `authorization_code` with PKCE (§4.1.3, RFC 7636), `password` (§4.3) and
-//! `refresh_token` with rotation (§6, RFC 9700 §4.14).
+//! `refresh_token` with rotation (§6, RFC 9700 §4.14) and `jwt-bearer` (RFC 7523 §2.1).
 
 use super::client_auth::authenticate_or_public;
 use super::error::OAuthError;
@@ -12,7 +12,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use domain::event::{AccessTokenIssued, Event};
+use domain::assertion::{AcceptAssertion, JwtBearerGrant};
+use domain::event::{AccessTokenIssued, AssertionUse, Event};
 use domain::grant::{NewAccessToken, NewRefreshToken, PasswordGrant, RedeemCode, RefreshGrant};
 use domain::oauth::ErrorCode;
 use domain::token::{IssueClientCredentialsToken, TokenCommand};
@@ -32,6 +33,7 @@ pub fn command_error(e: CommandError) -> OAuthError {
         CommandError::Client(c) => OAuthError::invalid_request(c.to_string()),
         CommandError::User(u) => OAuthError::invalid_request(u.to_string()),
         CommandError::Unavailable(d) => OAuthError::new(ErrorCode::TemporarilyUnavailable, d),
+        CommandError::Keys(d) => OAuthError::invalid_request(d),
         e @ CommandError::Store(_) => OAuthError::server_error(&e),
     }
 }
@@ -46,17 +48,23 @@ pub fn access_token_value(
     match issued.format {
         TokenFormat::Opaque => Ok(opaque),
         TokenFormat::Jwt => state
-            .key
-            .sign(&AccessTokenClaims {
-                iss: state.issuer.clone(),
-                sub: issued.subject.clone(),
-                aud: state.issuer.clone(),
-                client_id: issued.client_id.to_string(),
-                scope: join_scopes(&issued.scopes),
-                iat: issued.issued_at,
-                exp: issued.expires_at,
-                jti: issued.jti.to_string(),
-            })
+            .keys
+            .sign(
+                issued
+                    .kid
+                    .as_deref()
+                    .ok_or_else(|| OAuthError::server_error(&"no signing key was chosen"))?,
+                &AccessTokenClaims {
+                    iss: state.issuer.clone(),
+                    sub: issued.subject.clone(),
+                    aud: state.issuer.clone(),
+                    client_id: issued.client_id.to_string(),
+                    scope: join_scopes(&issued.scopes),
+                    iat: issued.issued_at,
+                    exp: issued.expires_at,
+                    jti: issued.jti.to_string(),
+                },
+            )
             .map_err(|e| OAuthError::server_error(&e)),
     }
 }
@@ -99,7 +107,7 @@ async fn grant(
     form: &Form,
     state: &AppState,
 ) -> Result<HttpResponse, OAuthError> {
-    let client = authenticate_or_public(req, form, &state.engine.models.clients)?;
+    let client = authenticate_or_public(req, form, state).await?;
     let client_id = client.view.client.client_id.clone();
     let span = tracing::Span::current();
     span.record("client_id", client_id.as_str());
@@ -114,6 +122,7 @@ async fn grant(
     let access = NewAccessToken {
         jti: Uuid::now_v7(),
         opaque_token_hash,
+        kid: state.kid_for(client_id.as_str()),
     };
     let parsed = GrantType::parse(grant);
     // Only the user grants may issue a refresh token: client_credentials, the hot path, draws
@@ -136,6 +145,7 @@ async fn grant(
                 requested_scopes: scopes,
                 jti: access.jti,
                 opaque_token_hash: access.opaque_token_hash,
+                kid: access.kid,
                 now,
             })
         }
@@ -182,6 +192,25 @@ async fn grant(
                 refresh: new_refresh()?,
                 family_id: Uuid::now_v7(),
                 now,
+            })
+        }
+        Ok(GrantType::JwtBearer) => {
+            let assertion = form.require("assertion")?;
+            let claims = super::assertion::verify(assertion, client.view.client.jwks.as_ref())
+                .map_err(|why| {
+                    OAuthError::new(ErrorCode::InvalidGrant, format!("assertion refused: {why}"))
+                })?;
+            let issuer = &state.issuer;
+            TokenCommand::JwtBearer(JwtBearerGrant {
+                accept: AcceptAssertion {
+                    assertion: claims,
+                    used_for: AssertionUse::AuthorizationGrant,
+                    audiences: vec![issuer.clone(), format!("{issuer}/token")],
+                    seen: false,
+                    now,
+                },
+                scopes,
+                token: access,
             })
         }
         _ => {

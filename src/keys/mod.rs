@@ -1,33 +1,44 @@
-//! The signing key: generated at `init`, kept 0600 in the data directory, published as JWKS.
+//! Signing keys: kept as events in the `keys` stream (private halves encrypted under the KEK,
+//! see [`kek`]) or read from a PEM file; held in memory by the [`Keyring`], which signs access
+//! tokens, verifies them and serves the JWKS.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+pub mod kek;
+pub mod material;
+
+use domain::keys::KeyRing;
+use domain::values::SigningAlgorithm;
+use jsonwebtoken::{Header, Validation};
+use material::{jwt_algorithm, KeyMaterial};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
-/// File name of the private key in the data directory.
-pub const KEY_FILE: &str = "signing-key.pem";
+/// File of the single ES256 key kept by versions before keys were events; imported once.
+pub const LEGACY_KEY_FILE: &str = "signing-key.pem";
 
 /// A key failure.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// Reading or writing the key file failed.
-    #[error("signing key file {path}: {source}")]
+    /// Reading or writing a key file failed.
+    #[error("key file {path}: {source}")]
     Io {
         /// The file.
         path: String,
         /// The cause.
         source: std::io::Error,
     },
-    /// The key file does not hold a P-256 PKCS#8 key.
-    #[error("signing key file does not hold a P-256 PKCS#8 private key: {0}")]
+    /// The key is malformed or of an unsupported kind.
+    #[error("invalid key: {0}")]
     Invalid(String),
+    /// The key-encryption key is missing, wrong or malformed.
+    #[error("{0}")]
+    Kek(String),
     /// Signing failed.
     #[error("signing failed: {0}")]
     Sign(String),
+    /// No key signs for this algorithm.
+    #[error("no active signing key for {0}")]
+    NoKey(SigningAlgorithm),
 }
 
 /// The claims of an access token (RFC 9068 §2.2).
@@ -51,96 +62,103 @@ pub struct AccessTokenClaims {
     pub jti: String,
 }
 
-/// The server's ES256 signing key.
-pub struct SigningKey {
-    kid: String,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    jwk: serde_json::Value,
+/// What the keyring holds at one moment.
+pub struct Snapshot {
+    /// The fold of the `keys` stream.
+    pub ring: KeyRing,
+    /// Every published key, loaded.
+    pub loaded: HashMap<String, Arc<KeyMaterial>>,
+    /// The JWKS document, serialised once.
+    pub jwks: Arc<String>,
 }
 
-impl SigningKey {
-    /// Generates a new key and writes it to `dir/signing-key.pem` with mode 0600.
-    pub fn generate(dir: &Path) -> Result<Self, KeyError> {
-        let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
-        let pem = key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| KeyError::Invalid(e.to_string()))?;
-        let path = dir.join(KEY_FILE);
-        crate::fsutil::write_private(&path, pem.as_bytes()).map_err(|source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_pem(pem.as_str())
+/// The server's signing keys in memory, swapped as a whole when the `keys` stream changes.
+pub struct Keyring {
+    current: RwLock<Arc<Snapshot>>,
+    /// The algorithm of clients that name none.
+    pub default_algorithm: SigningAlgorithm,
+}
+
+impl Keyring {
+    /// An empty keyring.
+    pub fn new(default_algorithm: SigningAlgorithm) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(Snapshot {
+                ring: KeyRing::default(),
+                loaded: HashMap::new(),
+                jwks: Arc::new(r#"{"keys":[]}"#.into()),
+            })),
+            default_algorithm,
+        }
     }
 
-    /// Loads the key of a data directory.
-    pub fn load(dir: &Path) -> Result<Self, KeyError> {
-        let path = dir.join(KEY_FILE);
-        let pem = std::fs::read_to_string(&path).map_err(|source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_pem(&pem)
+    /// The current keys.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
-    fn from_pem(pem: &str) -> Result<Self, KeyError> {
-        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
-            .map_err(|e| KeyError::Invalid(e.to_string()))?;
-        let point = key.verifying_key().to_encoded_point(false);
-        let (Some(x), Some(y)) = (point.x(), point.y()) else {
-            return Err(KeyError::Invalid(
-                "public key has no affine coordinates".into(),
-            ));
-        };
-        let x = URL_SAFE_NO_PAD.encode(x);
-        let y = URL_SAFE_NO_PAD.encode(y);
-        // RFC 7638 thumbprint: the required members in lexicographic order, no whitespace.
-        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|e| KeyError::Invalid(e.to_string()))?;
-        let encoding = EncodingKey::from_ec_der(der.as_bytes());
-        let decoding = DecodingKey::from_ec_components(&x, &y)
-            .map_err(|e| KeyError::Invalid(e.to_string()))?;
-        let jwk = serde_json::json!({
-            "kty": "EC", "crv": "P-256", "x": x, "y": y,
-            "kid": kid, "use": "sig", "alg": "ES256",
+    /// Replaces the keys: the ring and every published key, loaded.
+    pub fn install(&self, ring: KeyRing, loaded: HashMap<String, Arc<KeyMaterial>>) {
+        let keys: Vec<&serde_json::Value> = ring
+            .published()
+            .filter_map(|k| loaded.get(&k.kid).map(|m| &m.jwk))
+            .collect();
+        let jwks = serde_json::json!({ "keys": keys }).to_string();
+        let next = Arc::new(Snapshot {
+            ring,
+            loaded,
+            jwks: Arc::new(jwks),
         });
-        Ok(Self {
-            kid,
-            encoding,
-            decoding,
-            jwk,
-        })
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
     }
 
-    /// The key id (RFC 7638 thumbprint).
-    pub fn kid(&self) -> &str {
-        &self.kid
+    /// The id of the key that signs tokens of `alg` now.
+    pub fn signing_kid(&self, alg: SigningAlgorithm, now: i64) -> Option<String> {
+        self.snapshot()
+            .ring
+            .signing_key(alg, now)
+            .map(|k| k.kid.clone())
     }
 
-    /// The JWKS document that publishes the public key.
-    pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({ "keys": [self.jwk] })
+    /// The JWKS document.
+    pub fn jwks(&self) -> Arc<String> {
+        self.snapshot().jwks.clone()
     }
 
-    /// Signs an access token with header `typ: at+jwt` (RFC 9068 §2.1).
-    pub fn sign(&self, claims: &AccessTokenClaims) -> Result<String, KeyError> {
-        let mut header = Header::new(Algorithm::ES256);
+    /// Signs an access token with the key `kid` (header `typ: at+jwt`, RFC 9068 §2.1).
+    pub fn sign(&self, kid: &str, claims: &AccessTokenClaims) -> Result<String, KeyError> {
+        let snap = self.snapshot();
+        let key = snap
+            .loaded
+            .get(kid)
+            .ok_or_else(|| KeyError::Sign(format!("signing key {kid} is not loaded")))?;
+        let encoding = key
+            .encoding
+            .as_ref()
+            .ok_or_else(|| KeyError::Sign(format!("the private half of {kid} is not here")))?;
+        let mut header = Header::new(jwt_algorithm(key.algorithm));
         header.typ = Some("at+jwt".into());
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|e| KeyError::Sign(e.to_string()))
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, encoding).map_err(|e| KeyError::Sign(e.to_string()))
     }
 
-    /// Verifies a token's signature, type and issuer; expiry and revocation are the token
-    /// index's business. `None` for anything that is not a JWT we signed.
-    pub fn verify(&self, token: &str, issuer: &str) -> Option<AccessTokenClaims> {
+    /// Verifies a token's signature, type and issuer against the published keys; expiry and
+    /// revocation are the token index's business. The algorithm is the key's, never the
+    /// header's choice: `none`, HMAC and any algorithm other than the named key's are refused.
+    /// `None` for anything that is not a JWT we signed.
+    pub fn verify(&self, token: &str, issuer: &str) -> Option<(AccessTokenClaims, String)> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.alg != Algorithm::ES256
-            || header.kid.as_deref() != Some(self.kid.as_str())
+        let kid = header.kid.as_deref()?;
+        let snap = self.snapshot();
+        let key = snap.loaded.get(kid)?;
+        let alg = jwt_algorithm(key.algorithm);
+        if header.alg != alg
             || !header
                 .typ
                 .as_deref()
@@ -148,20 +166,21 @@ impl SigningKey {
         {
             return None;
         }
-        let mut v = Validation::new(Algorithm::ES256);
+        let mut v = Validation::new(alg);
         v.validate_exp = false;
         v.validate_aud = false;
         v.required_spec_claims.clear();
         v.set_issuer(&[issuer]);
-        jsonwebtoken::decode::<AccessTokenClaims>(token, &self.decoding, &v)
+        jsonwebtoken::decode::<AccessTokenClaims>(token, &key.decoding, &v)
             .ok()
-            .map(|d| d.claims)
+            .map(|d| (d.claims, key.kid.clone()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::event::{Event, KeyOrigin, SigningKeyActivated, SigningKeyGenerated};
 
     fn claims() -> AccessTokenClaims {
         AccessTokenClaims {
@@ -176,33 +195,76 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_generated_key_survives_reloading_and_verifies_its_tokens() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = SigningKey::generate(dir.path()).unwrap();
-        let token = key.sign(&claims()).unwrap();
-        let again = SigningKey::load(dir.path()).unwrap();
-        assert_eq!(key.kid(), again.kid());
-        let got = again.verify(&token, "http://127.0.0.1:1").unwrap();
-        assert_eq!(got.sub, "svc");
-        assert!(again.verify(&token, "http://other").is_none());
-        let mut tampered = token.clone();
-        tampered.pop();
-        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
-        assert!(again.verify(&tampered, "http://127.0.0.1:1").is_none());
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+    fn keyring() -> Keyring {
+        let ring = Keyring::new(SigningAlgorithm::ES256);
+        let mut events = Vec::new();
+        let mut loaded = HashMap::new();
+        for alg in SigningAlgorithm::ALL {
+            let (m, _) = material::generate(alg).unwrap();
+            events.push(Event::SigningKeyGenerated(SigningKeyGenerated {
+                kid: m.kid.clone(),
+                algorithm: alg,
+                public_jwk: m.jwk.clone(),
+                private_key: None,
+                origin: KeyOrigin::Generated,
+                created_at: 0,
+            }));
+            events.push(Event::SigningKeyActivated(SigningKeyActivated {
+                kid: m.kid.clone(),
+                algorithm: alg,
+                active_from: 0,
+            }));
+            loaded.insert(m.kid.clone(), Arc::new(m));
+        }
+        ring.install(KeyRing::from_events(&events), loaded);
+        ring
     }
 
     #[test]
-    fn another_key_signature_is_refused() {
-        let a = SigningKey::generate(tempfile::tempdir().unwrap().path()).unwrap();
-        let b = SigningKey::generate(tempfile::tempdir().unwrap().path()).unwrap();
-        let token = a.sign(&claims()).unwrap();
-        assert!(b.verify(&token, "http://127.0.0.1:1").is_none());
+    fn every_algorithm_signs_and_verifies_and_other_issuers_or_edits_fail() {
+        let ring = keyring();
+        for alg in SigningAlgorithm::ALL {
+            let kid = ring.signing_kid(alg, 1).unwrap();
+            let token = ring.sign(&kid, &claims()).unwrap();
+            let (got, by) = ring.verify(&token, "http://127.0.0.1:1").unwrap();
+            assert_eq!((got.sub.as_str(), by.as_str()), ("svc", kid.as_str()));
+            assert!(ring.verify(&token, "http://other").is_none());
+            let mut tampered = token.clone();
+            tampered.pop();
+            tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+            assert!(
+                ring.verify(&tampered, "http://127.0.0.1:1").is_none(),
+                "{alg}"
+            );
+        }
+        let jwks: serde_json::Value = serde_json::from_str(&ring.jwks()).unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn none_and_hmac_keyed_with_the_public_key_are_refused() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine as _;
+        let ring = keyring();
+        for alg in SigningAlgorithm::ALL {
+            let kid = ring.signing_kid(alg, 1).unwrap();
+            let jwk = ring.snapshot().loaded[&kid].jwk.to_string();
+            // HS256 keyed with the published public key, the classic confusion attack.
+            let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+            header.typ = Some("at+jwt".into());
+            header.kid = Some(kid.clone());
+            let forged = jsonwebtoken::encode(
+                &header,
+                &claims(),
+                &jsonwebtoken::EncodingKey::from_secret(jwk.as_bytes()),
+            )
+            .unwrap();
+            assert!(ring.verify(&forged, "http://127.0.0.1:1").is_none());
+            let none_header =
+                URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#));
+            let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
+            let unsigned = format!("{none_header}.{body}.");
+            assert!(ring.verify(&unsigned, "http://127.0.0.1:1").is_none());
+        }
     }
 }

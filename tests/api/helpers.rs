@@ -14,6 +14,8 @@ pub struct TestApp {
     pub base: String,
     pub agent: ureq::Agent,
     pub flags: Vec<String>,
+    /// Environment of the server process.
+    pub env: Vec<(String, String)>,
 }
 
 pub fn agent() -> ureq::Agent {
@@ -38,9 +40,40 @@ pub fn spawn_app_with(flags: &[&str]) -> TestApp {
         base: String::new(),
         agent: agent(),
         flags: flags.iter().map(|f| f.to_string()).collect(),
+        env: Vec::new(),
     };
     app.start();
     app
+}
+
+/// Starts `serve` on a data directory expecting it to refuse; answers its stderr.
+pub fn failed_start(data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> String {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(flags)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve started though it should have refused");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
 }
 
 impl TestApp {
@@ -63,6 +96,7 @@ impl TestApp {
             .arg("--data-dir")
             .arg(self.data_dir())
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -130,7 +130,7 @@ fn audit_queries_filter_by_client_subject_type_and_time() {
 }
 
 #[test]
-fn a_lost_admin_credential_is_replaced_and_a_lost_signing_key_stops_the_start() {
+fn a_lost_admin_credential_is_replaced_and_a_missing_or_wrong_encryption_key_stops_the_start() {
     let mut app = spawn_app();
     let (id, secret) = app.create_client(&[]);
     app.stop();
@@ -149,26 +149,42 @@ fn a_lost_admin_credential_is_replaced_and_a_lost_signing_key_stops_the_start() 
     app.token(&id, &secret, None);
     app.stop();
 
-    std::fs::remove_file(app.data_dir().join("signing-key.pem")).unwrap();
-    let mut child = std::process::Command::new(crate::helpers::BIN)
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(app.data_dir())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("serve started without its signing key");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert!(!status.success());
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(err.contains("restore the key"), "{err}");
+    // The signing keys are in the log, sealed: without their key-encryption key the server
+    // says what is missing instead of minting new keys.
+    let kek = app.data_dir().join("encryption.key");
+    let saved = std::fs::read(&kek).unwrap();
+    std::fs::remove_file(&kek).unwrap();
+    let err = crate::helpers::failed_start(app.data_dir(), &[], &[]);
+    assert!(
+        err.contains("no key-encryption key") && err.contains("AUTHLEDGER_ENCRYPTION_KEY"),
+        "{err}"
+    );
+    assert!(
+        !kek.exists(),
+        "a fresh key-encryption key was made over sealed keys"
+    );
+    let wrong = "ab".repeat(32);
+    let err = crate::helpers::failed_start(
+        app.data_dir(),
+        &[],
+        &[("AUTHLEDGER_ENCRYPTION_KEY", wrong.as_str())],
+    );
+    assert!(
+        err.contains("was encrypted under key-encryption key"),
+        "{err}"
+    );
+    let err = crate::helpers::failed_start(
+        app.data_dir(),
+        &[],
+        &[("AUTHLEDGER_ENCRYPTION_KEY", "not a key")],
+    );
+    assert!(err.contains("must be 32 bytes"), "{err}");
+    std::fs::write(&kek, saved).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = crate::helpers::failed_start(app.data_dir(), &[], &[]);
+    assert!(err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
+    app.start();
+    app.token(&id, &secret, None);
 }
