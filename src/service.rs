@@ -687,3 +687,122 @@ pub fn list_users(engine: &Engine) -> Vec<UserOutput> {
         .map(|v| UserOutput::from_view(v))
         .collect()
 }
+
+/// A signing key as the CLI and the admin API print it (public facts only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyOutput {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub algorithm: String,
+    /// `pending`, `active`, `superseded` or `retired`.
+    pub status: String,
+    /// `generated`, `pem_file` or `imported`.
+    pub origin: String,
+    /// Generated at (RFC 3339).
+    pub created_at: String,
+    /// Signs from (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_from: Option<String>,
+    /// Stopped signing at (RFC 3339), when a successor took over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_at: Option<String>,
+    /// When the last token it signed expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_token_expires_at: Option<String>,
+    /// Left the JWKS at (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<String>,
+}
+
+fn rfc3339_secs(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Every signing key of the log, newest last.
+pub fn list_keys(engine: &Engine) -> Result<Vec<KeyOutput>, ServiceError> {
+    use crate::store::EventStore;
+    let events = engine
+        .store
+        .read_stream(domain::event::KEYS_STREAM, 1)
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let ring = domain::keys::KeyRing::from_events(events.iter().map(|e| &e.event));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    ring.keys
+        .iter()
+        .map(|k| {
+            let origin = serde_json::to_value(k.origin)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            Ok(KeyOutput {
+                kid: k.kid.clone(),
+                algorithm: k.algorithm.to_string(),
+                status: ring.status(k, now).as_str().to_owned(),
+                origin,
+                created_at: rfc3339_secs(k.created_at),
+                active_from: k.active_from.map(rfc3339_secs),
+                superseded_at: ring.superseded_at(k, now).map(rfc3339_secs),
+                last_token_expires_at: engine
+                    .models
+                    .tokens
+                    .key_last_expiry(&k.kid)
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?
+                    .map(rfc3339_secs),
+                retired_at: k.retired_at.map(rfc3339_secs),
+            })
+        })
+        .collect()
+}
+
+/// What `keys rotate` asks for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeys {
+    /// Algorithms to rotate (empty: all).
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// Seconds between publication and first signature.
+    #[serde(default)]
+    pub lead_secs: Option<u64>,
+}
+
+/// Default publication lead time: twice the JWKS cache lifetime (`max-age=300`), so a resource
+/// server that fetched the JWKS just before the rotation refetches it before the new key signs.
+pub const DEFAULT_KEY_LEAD_SECS: u64 = 600;
+
+/// Generates a successor for each algorithm asked for; answers every key.
+pub async fn rotate_keys(
+    engine: &Engine,
+    keys: &actix::Addr<crate::actors::KeyActor>,
+    req: RotateKeys,
+    metadata: Metadata,
+) -> Result<Vec<KeyOutput>, ServiceError> {
+    let algorithms = req
+        .algorithms
+        .iter()
+        .map(|a| SigningAlgorithm::parse(a).map_err(|e| ServiceError::Invalid(e.0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let lead = req.lead_secs.unwrap_or(DEFAULT_KEY_LEAD_SECS);
+    if lead > 30 * 86_400 {
+        return Err(ServiceError::Invalid(
+            "the lead time is at most 30 days".into(),
+        ));
+    }
+    keys.send(crate::actors::ExecuteKeyRequest {
+        request: crate::actors::KeyRequest::Rotate {
+            algorithms,
+            lead_secs: lead as i64,
+        },
+        metadata,
+    })
+    .await
+    .map_err(|e| ServiceError::Internal(format!("the key actor stopped: {e}")))??;
+    list_keys(engine)
+}

@@ -168,6 +168,40 @@ impl Backend {
         }
     }
 
+    /// Every signing key.
+    pub fn list_keys(&self) -> anyhow::Result<Vec<service::KeyOutput>> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .get(&format!("{}/admin/api/keys", r.base))
+                    .header("Authorization", &r.auth())
+                    .call(),
+            ),
+            Backend::Local(e) => Ok(service::list_keys(e)?),
+        }
+    }
+
+    /// Rotates signing keys: through the server's key actor, or a local one over the store
+    /// (which needs the key-encryption key, from the environment or the data directory).
+    pub async fn rotate_keys(
+        &self,
+        req: service::RotateKeys,
+    ) -> anyhow::Result<Vec<service::KeyOutput>> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .post(&format!("{}/admin/api/keys/rotate", r.base))
+                    .header("Authorization", &r.auth())
+                    .send_json(&req),
+            ),
+            Backend::Local(e) => {
+                let settings = super::init::key_settings_from_env();
+                let (_, actor) = super::init::start_keys(e, &settings, None).await?;
+                Ok(service::rotate_keys(e, &actor, req, Self::cli_metadata()).await?)
+            }
+        }
+    }
+
     /// Every user.
     pub fn list_users(&self) -> anyhow::Result<Vec<service::UserOutput>> {
         match self {

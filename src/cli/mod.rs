@@ -1,9 +1,10 @@
-//! The command line (clap): `serve`, `init`, `client`, `user`, `audit`, `replay`.
+//! The command line (clap): `serve`, `init`, `client`, `user`, `keys`, `audit`, `replay`.
 
 pub mod audit;
 pub mod backend;
 pub mod client;
 pub mod init;
+pub mod keys;
 pub mod output;
 pub mod replay;
 pub mod serve;
@@ -58,6 +59,9 @@ pub enum Command {
     /// Query the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Manage signing keys: list them, rotate them.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Delete and rebuild every projection from the log (the server must be stopped).
     Replay(replay::ReplayArgs),
 }
@@ -84,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::User(cmd) => user::run(cmd, data_dir),
         Command::Audit(cmd) => audit::run(cmd, data_dir),
         Command::Replay(args) => replay::run(args, data_dir),
+        Command::Keys(cmd) => keys::run(cmd, data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

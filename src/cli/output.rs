@@ -219,3 +219,31 @@ pub fn user(format: Format, u: &crate::service::UserOutput) -> anyhow::Result<()
     }
     Ok(())
 }
+
+const KEY_HEADER: [&str; 7] = [
+    "kid",
+    "algorithm",
+    "status",
+    "origin",
+    "active_from",
+    "last_token_expires_at",
+    "retired_at",
+];
+
+fn key_row(k: &crate::service::KeyOutput) -> Vec<String> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    vec![
+        k.kid.clone(),
+        k.algorithm.clone(),
+        k.status.clone(),
+        k.origin.clone(),
+        opt(&k.active_from),
+        opt(&k.last_token_expires_at),
+        opt(&k.retired_at),
+    ]
+}
+
+/// Prints signing keys.
+pub fn keys(format: Format, items: &[crate::service::KeyOutput]) -> anyhow::Result<()> {
+    print_items(format, items, &KEY_HEADER, key_row)
+}

@@ -1,4 +1,4 @@
-//! The admin JSON API under `/admin/api/`: clients and audit queries, for a bearer token with
+//! The admin JSON API under `/admin/api/`: clients, users, signing keys and audit queries, for a bearer token with
 //! scope `admin`.
 
 use super::error::OAuthError;
@@ -209,4 +209,33 @@ pub async fn list_users(
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
     Ok(HttpResponse::Ok().json(service::list_users(&state.engine)))
+}
+
+/// `GET /admin/api/keys`: every signing key and where it stands.
+pub async fn list_keys(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    authorize(&req, &state)?;
+    let keys = service::list_keys(&state.engine)?;
+    Ok(HttpResponse::Ok().json(keys))
+}
+
+/// `POST /admin/api/keys/rotate`: a successor per algorithm, published now, signing after the
+/// lead time.
+pub async fn rotate_keys(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let cause = authorize(&req, &state)?;
+    let body: service::RotateKeys = json_body(&req, payload).await?;
+    let keys = service::rotate_keys(
+        &state.engine,
+        &state.key_actor,
+        body,
+        request_metadata(&req, cause),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(keys))
 }

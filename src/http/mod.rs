@@ -10,6 +10,7 @@ pub mod error;
 pub mod form;
 pub mod introspect;
 pub mod pages;
+pub mod resource;
 pub mod revoke;
 pub mod session;
 pub mod throttle;
@@ -126,6 +127,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(introspect::introspect),
         ))
         .service(post_only("/revoke", web::post().to(revoke::revoke)))
+        .route("/tokeninfo", web::get().to(resource::tokeninfo))
+        .service(
+            web::resource("/api/whoami")
+                .route(web::get().to(resource::whoami))
+                .route(web::post().to(resource::whoami))
+                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
+        )
         .route("/jwks", web::get().to(discovery::jwks))
         .route("/authorize/jwks", web::get().to(discovery::jwks))
         .route(
@@ -146,7 +154,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .route("/users", web::post().to(admin::create_user))
                 .route("/users", web::get().to(admin::list_users))
-                .route("/audit", web::get().to(admin::audit)),
+                .route("/audit", web::get().to(admin::audit))
+                .route("/keys", web::get().to(admin::list_keys))
+                .route("/keys/rotate", web::post().to(admin::rotate_keys)),
         )
         .default_service(web::to(not_found));
 }
