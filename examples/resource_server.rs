@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --example resource_server -- --issuer http://127.0.0.1:8080 [--bind 127.0.0.1:9000]
-//!     [--mode jwks | --mode introspection --client-id ID --client-secret SECRET [--cache-ttl SECS]]
+//!     [--mode jwks [--refetch-interval SECS]
+//!      | --mode introspection --client-id ID --client-secret SECRET [--cache-ttl SECS]]
 //! ```
 //!
 //! - `GET /hello`: any valid token; answers who it speaks for.
@@ -48,6 +49,7 @@ struct Options {
     client_id: Option<String>,
     client_secret: Option<String>,
     cache_ttl: u64,
+    refetch_interval: Option<u64>,
 }
 
 fn options() -> Result<Options, String> {
@@ -58,6 +60,7 @@ fn options() -> Result<Options, String> {
         client_id: None,
         client_secret: None,
         cache_ttl: 0,
+        refetch_interval: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -68,6 +71,13 @@ fn options() -> Result<Options, String> {
             "--mode" => o.mode = value()?,
             "--client-id" => o.client_id = Some(value()?),
             "--client-secret" => o.client_secret = Some(value()?),
+            "--refetch-interval" => {
+                o.refetch_interval = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--refetch-interval: {e}"))?,
+                )
+            }
             "--cache-ttl" => {
                 o.cache_ttl = value()?.parse().map_err(|e| format!("--cache-ttl: {e}"))?
             }
@@ -89,7 +99,7 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
-    let rs = match o.mode.as_str() {
+    let mut rs = match o.mode.as_str() {
         "jwks" => ResourceServer::jwks(&o.issuer),
         "introspection" => {
             let (Some(id), Some(secret)) = (o.client_id, o.client_secret) else {
@@ -104,8 +114,11 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     }
-    .realm("notes")
-    .build();
+    .realm("notes");
+    if let Some(secs) = o.refetch_interval {
+        rs = rs.refetch_interval(Duration::from_secs(secs));
+    }
+    let rs = rs.build();
     let rs = web::Data::new(rs);
     let server = HttpServer::new(move || {
         App::new()

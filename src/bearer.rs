@@ -47,7 +47,16 @@ impl BearerError {
 
     /// The `WWW-Authenticate` challenge for a realm.
     pub fn challenge(&self, realm: &str) -> String {
-        let quote = |s: &str| s.replace(['"', '\\'], "'");
+        // Header values are ASCII; quotes and backslashes would end the quoted string.
+        let quote = |s: &str| -> String {
+            s.chars()
+                .map(|c| match c {
+                    '"' | '\\' => '\'',
+                    c if c.is_ascii() && !c.is_ascii_control() => c,
+                    _ => '?',
+                })
+                .collect()
+        };
         let mut c = format!(r#"Bearer realm="{}""#, quote(realm));
         if let Some(code) = self
             .code()
@@ -145,7 +154,7 @@ pub fn token(req: &HttpRequest, body: Option<&[u8]>) -> Result<String, BearerErr
                 let t = rest.trim();
                 if !is_b64token(t) {
                     return Err(BearerError::InvalidRequest(
-                        "the bearer token is not a b64token (RFC 6750 §2.1)".into(),
+                        "the bearer token is not a b64token (RFC 6750 section 2.1)".into(),
                     ));
                 }
                 found.push(t.to_owned());
@@ -170,7 +179,8 @@ pub fn token(req: &HttpRequest, body: Option<&[u8]>) -> Result<String, BearerErr
             }
         }
         _ => Err(BearerError::InvalidRequest(
-            "send the access token one way only: header, form body or query (RFC 6750 §2)".into(),
+            "send the access token one way only: header, form body or query (RFC 6750 section 2)"
+                .into(),
         )),
     }
 }

@@ -115,6 +115,9 @@ struct Endpoints {
     introspection_endpoint: String,
 }
 
+/// An introspection answer, by SHA-256 of the token, and when it was fetched.
+type CachedAnswer = (Instant, Result<AccessToken, String>);
+
 struct CachedKeys {
     keys: Arc<KeySet>,
     fetched: Instant,
@@ -132,7 +135,7 @@ struct Inner {
     endpoints: Mutex<Option<Arc<Endpoints>>>,
     keys: Mutex<Option<CachedKeys>>,
     fetching: tokio::sync::Mutex<()>,
-    introspected: Mutex<HashMap<[u8; 32], (Instant, Result<AccessToken, String>)>>,
+    introspected: Mutex<HashMap<[u8; 32], CachedAnswer>>,
 }
 
 /// Verifies access tokens of one issuer. Cheap to clone; share one per API.

@@ -13,8 +13,8 @@ use crate::event::{
 use crate::values::SigningAlgorithm;
 use std::collections::BTreeMap;
 
-/// Seconds a superseded key outlives the last token it signed, for resource servers whose
-/// clocks run behind and for requests in flight when it was superseded.
+/// Default seconds a superseded key outlives the last token it signed, for resource servers
+/// whose clocks run behind and for requests in flight when it was superseded.
 pub const RETIRE_LEEWAY_SECS: i64 = 60;
 
 /// One key, as its events describe it.
@@ -205,6 +205,8 @@ pub enum KeyCommand {
     RetireExpired {
         /// The latest expiry of a token signed by each key, as the token index knows it.
         latest_expiry: BTreeMap<String, i64>,
+        /// How long a key outlives its last token.
+        leeway_secs: i64,
         /// Now.
         now: i64,
     },
@@ -281,7 +283,11 @@ pub fn decide(ring: &KeyRing, command: &KeyCommand) -> Result<Vec<Event>, KeyErr
             }
             Ok(events)
         }
-        KeyCommand::RetireExpired { latest_expiry, now } => Ok(ring
+        KeyCommand::RetireExpired {
+            latest_expiry,
+            leeway_secs,
+            now,
+        } => Ok(ring
             .keys
             .iter()
             .filter(|k| k.retired_at.is_none())
@@ -290,7 +296,7 @@ pub fn decide(ring: &KeyRing, command: &KeyCommand) -> Result<Vec<Event>, KeyErr
                     return false;
                 };
                 let last_token = latest_expiry.get(&k.kid).copied().unwrap_or(superseded);
-                superseded.max(last_token) + RETIRE_LEEWAY_SECS <= *now
+                superseded.max(last_token) + leeway_secs.max(&0) <= *now
             })
             .map(|k| {
                 Event::SigningKeyRetired(SigningKeyRetired {
@@ -409,6 +415,7 @@ mod tests {
         let expiry = BTreeMap::from([("a".to_owned(), T + 600 + 3600)]);
         let retire = |now| KeyCommand::RetireExpired {
             latest_expiry: expiry.clone(),
+            leeway_secs: RETIRE_LEEWAY_SECS,
             now,
         };
         scenario()
@@ -435,6 +442,7 @@ mod tests {
             .given(initial())
             .when(KeyCommand::RetireExpired {
                 latest_expiry: BTreeMap::new(),
+                leeway_secs: RETIRE_LEEWAY_SECS,
                 now: T + 1_000_000,
             })
             .then(vec![]);

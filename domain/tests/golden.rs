@@ -68,3 +68,20 @@ fn golden_events_hold_hashes_never_raw_secrets() {
         }
     }
 }
+
+#[test]
+fn golden_signing_keys_hold_sealed_private_keys_only() {
+    let text =
+        std::fs::read_to_string(fixtures().join("SigningKeyGenerated").join("v1.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let data = &v["data"];
+    for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+        assert!(
+            data["public_jwk"].get(private).is_none(),
+            "public_jwk.{private}"
+        );
+    }
+    assert!(data["private_key"]["ciphertext"].is_string());
+    assert_eq!(data["private_key"]["kek_id"].as_str().unwrap().len(), 16);
+    assert!(!text.contains("PRIVATE KEY"));
+}

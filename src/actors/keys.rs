@@ -54,6 +54,8 @@ pub struct KeySources {
     pub file_key: Option<Arc<KeyMaterial>>,
     /// Where a legacy `signing-key.pem` may lie.
     pub data_dir: PathBuf,
+    /// How long a superseded key outlives its last token.
+    pub retire_leeway_secs: i64,
 }
 
 /// The actor.
@@ -267,7 +269,11 @@ impl KeyActor {
                         }
                     }
                 }
-                commands.push(KeyCommand::RetireExpired { latest_expiry, now });
+                commands.push(KeyCommand::RetireExpired {
+                    latest_expiry,
+                    leeway_secs: self.sources.retire_leeway_secs,
+                    now,
+                });
             }
         }
         Ok((commands, fresh))
@@ -361,6 +367,8 @@ pub struct KeySettings {
     pub private_key_passphrase: Option<String>,
     /// The algorithm of clients that name none; `None`: the PEM file's, else ES256.
     pub default_algorithm: Option<SigningAlgorithm>,
+    /// How long a superseded key outlives its last token (default 60 s).
+    pub retire_leeway_secs: Option<u64>,
 }
 
 /// Loads the KEK (creating the file on a data directory whose log holds no sealed key) and
@@ -401,6 +409,9 @@ pub fn open_keys(
             kek: Arc::new(kek),
             file_key,
             data_dir: data_dir.to_owned(),
+            retire_leeway_secs: settings
+                .retire_leeway_secs
+                .map_or(keys::RETIRE_LEEWAY_SECS, |s| s as i64),
         },
         retire_every,
     )?;

@@ -83,6 +83,7 @@ pub fn key_settings_from_env() -> KeySettings {
         private_key_path: std::env::var_os("AUTHLEDGER_PRIVATE_KEY_PATH").map(PathBuf::from),
         private_key_passphrase: std::env::var("AUTHLEDGER_PRIVATE_KEY_PASSPHRASE").ok(),
         default_algorithm: None,
+        retire_leeway_secs: None,
     }
 }
 

@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Seconds between checks that retire superseded signing keys (default 60).
     #[arg(long, env = "AUTHLEDGER_KEY_CHECK_SECS")]
     pub key_check_secs: Option<u64>,
+    /// Seconds a superseded key stays published after its last token expired, for resource
+    /// servers whose clocks run behind (default 60).
+    #[arg(long, env = "AUTHLEDGER_KEY_RETIRE_LEEWAY_SECS")]
+    pub key_retire_leeway_secs: Option<u64>,
     /// Protected scope the demo resource `/api/whoami` requires (default: none, any valid
     /// token).
     #[arg(long, env = "AUTHLEDGER_WHOAMI_SCOPE")]
@@ -125,6 +129,7 @@ pub fn run(args: ServeArgs, data_dir: PathBuf, file: FileConfig) -> anyhow::Resu
                 .or(file.signing_alg)
                 .map(|a| SigningAlgorithm::parse(&a))
                 .transpose()?,
+            retire_leeway_secs: args.key_retire_leeway_secs,
         },
         key_check: Duration::from_secs(
             args.key_check_secs

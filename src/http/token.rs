@@ -195,6 +195,17 @@ async fn grant(
             })
         }
         Ok(GrantType::JwtBearer) => {
+            if !client
+                .view
+                .client
+                .grant_types
+                .contains(&GrantType::JwtBearer)
+            {
+                return Err(OAuthError::new(
+                    ErrorCode::UnauthorizedClient,
+                    "this client is not allowed the jwt-bearer grant",
+                ));
+            }
             let assertion = form.require("assertion")?;
             let claims = super::assertion::verify(assertion, client.view.client.jwks.as_ref())
                 .map_err(|why| {

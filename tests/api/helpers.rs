@@ -16,6 +16,8 @@ pub struct TestApp {
     pub flags: Vec<String>,
     /// Environment of the server process.
     pub env: Vec<(String, String)>,
+    /// When set, the server logs at info level into this file.
+    pub log: Option<std::path::PathBuf>,
 }
 
 pub fn agent() -> ureq::Agent {
@@ -41,6 +43,7 @@ pub fn spawn_app_with(flags: &[&str]) -> TestApp {
         agent: agent(),
         flags: flags.iter().map(|f| f.to_string()).collect(),
         env: Vec::new(),
+        log: None,
     };
     app.start();
     app
@@ -90,15 +93,30 @@ impl TestApp {
             Some(addr) => addr.to_owned(),
             None => "127.0.0.1:0".to_owned(),
         };
+        let (out, err, level) = match &self.log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                (
+                    Stdio::from(file.try_clone().unwrap()),
+                    Stdio::from(file),
+                    "info",
+                )
+            }
+            None => (Stdio::null(), Stdio::null(), "warn"),
+        };
         let child = Command::new(BIN)
             .args(["serve", "--bind", &bind, "--workers", "2"])
             .args(&self.flags)
             .arg("--data-dir")
             .arg(self.data_dir())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .unwrap();
         self.child = Some(child);

@@ -7,12 +7,15 @@
 )]
 
 mod admin;
+mod assertions;
 mod browser;
 mod crash;
 mod grants;
 mod helpers;
+mod keys;
 mod lifecycle;
 mod oauth;
+mod resource;
 mod robustness;
 mod store;
 mod web;
