@@ -1,0 +1,99 @@
+//! Signatures and verifications per second for each algorithm, as the server does them
+//! (`Keyring::sign` / `Keyring::verify`: header, claims, JOSE encoding included), on 1 and on
+//! every core.
+//!
+//! ```text
+//! cargo run --release --example signing [-- SECONDS_PER_CASE]
+//! ```
+
+use authledger::keys::material;
+use authledger::keys::{AccessTokenClaims, Keyring};
+use domain::event::{Event, KeyOrigin, SigningKeyActivated, SigningKeyGenerated};
+use domain::keys::KeyRing;
+use domain::values::SigningAlgorithm;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn claims(n: u64) -> AccessTokenClaims {
+    AccessTokenClaims {
+        iss: "http://127.0.0.1:8080".into(),
+        sub: "bench-client".into(),
+        aud: "http://127.0.0.1:8080".into(),
+        client_id: "bench-client".into(),
+        scope: "read write".into(),
+        iat: 1_800_000_000,
+        exp: 1_800_003_600,
+        jti: format!("01900000-0000-7000-8000-{n:012}"),
+    }
+}
+
+/// Runs `f` on `threads` threads for `secs`; answers operations per second.
+fn rate(threads: usize, secs: f64, f: impl Fn(u64) + Sync) -> f64 {
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let total: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let f = &f;
+                s.spawn(move || {
+                    let mut n = 0u64;
+                    while Instant::now() < until {
+                        f(t as u64 * 1_000_000_000 + n);
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ring = Arc::new(Keyring::new(SigningAlgorithm::ES256));
+    let mut events = Vec::new();
+    let mut loaded = HashMap::new();
+    for alg in SigningAlgorithm::ALL {
+        let (m, _) = material::generate(alg).expect("key generation");
+        events.push(Event::SigningKeyGenerated(SigningKeyGenerated {
+            kid: m.kid.clone(),
+            algorithm: alg,
+            public_jwk: m.jwk.clone(),
+            private_key: None,
+            origin: KeyOrigin::Generated,
+            created_at: 0,
+        }));
+        events.push(Event::SigningKeyActivated(SigningKeyActivated {
+            kid: m.kid.clone(),
+            algorithm: alg,
+            active_from: 0,
+        }));
+        loaded.insert(m.kid.clone(), Arc::new(m));
+    }
+    ring.install(KeyRing::from_events(&events), loaded);
+    println!("algorithm  threads  signs_per_s  verifies_per_s");
+    for alg in SigningAlgorithm::ALL {
+        let kid = ring.signing_kid(alg, 1).expect("a key per algorithm");
+        let token = ring.sign(&kid, &claims(0)).expect("sign");
+        for threads in [1, cores] {
+            let signs = rate(threads, secs, |n| {
+                ring.sign(&kid, &claims(n)).expect("sign");
+            });
+            let verifies = rate(threads, secs, |_| {
+                ring.verify(&token, "http://127.0.0.1:8080")
+                    .expect("verify");
+            });
+            println!(
+                "{:<10} {threads:>7} {signs:>12.0} {verifies:>15.0}",
+                alg.as_str()
+            );
+        }
+    }
+}
