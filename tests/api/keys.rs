@@ -431,3 +431,36 @@ fn a_pem_file_key_signs_and_stays_published_after_the_file_is_replaced() {
     assert!(kids(&jwks(&app)).contains(&first_kid));
     assert_eq!(app.introspect(&id, &secret, &token)["active"], true);
 }
+
+#[test]
+fn the_signing_key_file_of_an_earlier_version_is_imported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, kid) = p256_pem(None);
+    std::fs::write(dir.path().join("signing-key.pem"), pem).unwrap();
+    let mut app = TestApp {
+        child: None,
+        dir,
+        base: String::new(),
+        agent: crate::helpers::agent(),
+        flags: Vec::new(),
+        env: Vec::new(),
+        log: None,
+    };
+    app.start();
+    let keys = keys_list(&app);
+    let es: Vec<&Value> = keys.iter().filter(|k| k["algorithm"] == "ES256").collect();
+    assert_eq!(es.len(), 1, "{keys:?}");
+    assert_eq!(
+        (es[0]["kid"].as_str(), es[0]["origin"].as_str()),
+        (Some(kid.as_str()), Some("imported"))
+    );
+    let (id, secret) = app.create_client(&["--scope", "read"]);
+    let token = app.token(&id, &secret, None)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(header(&token).kid.unwrap(), kid);
+    app.stop();
+    app.start();
+    assert_eq!(keys_list(&app).len(), 3, "imported again");
+}

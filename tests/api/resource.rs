@@ -120,6 +120,7 @@ fn whoami_takes_the_token_every_rfc_6750_way_and_answers_every_error_as_it_says(
     let mut bad = vec!["not-a-token".to_owned()];
     bad.extend(forgeries(&app, &id));
     for t in &bad {
+        assert_eq!(app.introspect(&id, &secret, t)["active"], false, "{t}");
         let (status, body, www) = get(&url, &[("Authorization", &bearer(t))]);
         assert_eq!(
             (status, body["error"].as_str()),

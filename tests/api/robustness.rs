@@ -105,6 +105,10 @@ fn no_malformed_request_gets_a_server_error() {
             "/logout",
             "/account",
             "/account/revoke",
+            "/tokeninfo",
+            "/api/whoami",
+            "/admin/api/keys",
+            "/admin/api/keys/rotate",
         ]);
         let auth = match rng.below(6) {
             0 => None,
@@ -124,7 +128,22 @@ fn no_malformed_request_gets_a_server_error() {
             "text/plain",
             "application/x-www-form-urlencoded; charset=utf-8",
         ]);
-        let body: Vec<u8> = match rng.below(4) {
+        let body: Vec<u8> = match rng.below(6) {
+            4 => format!(
+                "grant_type=client_credentials&client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer&client_assertion={}.{}.{}&access_token={}",
+                b64.encode(rng.text(4)),
+                b64.encode(rng.text(4)),
+                rng.text(2),
+                rng.text(2)
+            )
+            .into_bytes(),
+            5 => format!(
+                "grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion={}.{}.{}",
+                b64.encode(r#"{"alg":"ES256","kid":"x"}"#),
+                b64.encode(rng.text(4)),
+                rng.text(2)
+            )
+            .into_bytes(),
             0 => rng.bytes(300),
             1 => rng.text(12).into_bytes(),
             2 => format!(
