@@ -5,14 +5,10 @@
 //! ```text
 //! cargo run --release --example signing [-- SECONDS_PER_CASE]
 //! ```
+#![allow(clippy::expect_used, reason = "a benchmark: a failure ends the run")]
 
-use authledger::keys::material;
 use authledger::keys::{AccessTokenClaims, Keyring};
-use domain::event::{Event, KeyOrigin, SigningKeyActivated, SigningKeyGenerated};
-use domain::keys::KeyRing;
 use domain::values::SigningAlgorithm;
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn claims(n: u64) -> AccessTokenClaims {
@@ -57,27 +53,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3.0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let ring = Arc::new(Keyring::new(SigningAlgorithm::ES256));
-    let mut events = Vec::new();
-    let mut loaded = HashMap::new();
-    for alg in SigningAlgorithm::ALL {
-        let (m, _) = material::generate(alg).expect("key generation");
-        events.push(Event::SigningKeyGenerated(SigningKeyGenerated {
-            kid: m.kid.clone(),
-            algorithm: alg,
-            public_jwk: m.jwk.clone(),
-            private_key: None,
-            origin: KeyOrigin::Generated,
-            created_at: 0,
-        }));
-        events.push(Event::SigningKeyActivated(SigningKeyActivated {
-            kid: m.kid.clone(),
-            algorithm: alg,
-            active_from: 0,
-        }));
-        loaded.insert(m.kid.clone(), Arc::new(m));
-    }
-    ring.install(KeyRing::from_events(&events), loaded);
+    let ring = Keyring::generated(SigningAlgorithm::ES256).expect("key generation");
     println!("algorithm  threads  signs_per_s  verifies_per_s");
     for alg in SigningAlgorithm::ALL {
         let kid = ring.signing_kid(alg, 1).expect("a key per algorithm");

@@ -92,6 +92,33 @@ impl Keyring {
         }
     }
 
+    /// A keyring of fresh keys, one per algorithm, all active: for tests and benchmarks.
+    pub fn generated(default_algorithm: SigningAlgorithm) -> Result<Self, KeyError> {
+        use domain::event::{Event, KeyOrigin, SigningKeyActivated, SigningKeyGenerated};
+        let ring = Self::new(default_algorithm);
+        let mut events = Vec::new();
+        let mut loaded = HashMap::new();
+        for alg in SigningAlgorithm::ALL {
+            let (m, _) = material::generate(alg)?;
+            events.push(Event::SigningKeyGenerated(SigningKeyGenerated {
+                kid: m.kid.clone(),
+                algorithm: alg,
+                public_jwk: m.jwk.clone(),
+                private_key: None,
+                origin: KeyOrigin::Generated,
+                created_at: 0,
+            }));
+            events.push(Event::SigningKeyActivated(SigningKeyActivated {
+                kid: m.kid.clone(),
+                algorithm: alg,
+                active_from: 0,
+            }));
+            loaded.insert(m.kid.clone(), Arc::new(m));
+        }
+        ring.install(KeyRing::from_events(&events), loaded);
+        Ok(ring)
+    }
+
     /// The current keys.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current
@@ -180,7 +207,6 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::event::{Event, KeyOrigin, SigningKeyActivated, SigningKeyGenerated};
 
     fn claims() -> AccessTokenClaims {
         AccessTokenClaims {
@@ -196,28 +222,7 @@ mod tests {
     }
 
     fn keyring() -> Keyring {
-        let ring = Keyring::new(SigningAlgorithm::ES256);
-        let mut events = Vec::new();
-        let mut loaded = HashMap::new();
-        for alg in SigningAlgorithm::ALL {
-            let (m, _) = material::generate(alg).unwrap();
-            events.push(Event::SigningKeyGenerated(SigningKeyGenerated {
-                kid: m.kid.clone(),
-                algorithm: alg,
-                public_jwk: m.jwk.clone(),
-                private_key: None,
-                origin: KeyOrigin::Generated,
-                created_at: 0,
-            }));
-            events.push(Event::SigningKeyActivated(SigningKeyActivated {
-                kid: m.kid.clone(),
-                algorithm: alg,
-                active_from: 0,
-            }));
-            loaded.insert(m.kid.clone(), Arc::new(m));
-        }
-        ring.install(KeyRing::from_events(&events), loaded);
-        ring
+        Keyring::generated(SigningAlgorithm::ES256).unwrap()
     }
 
     #[test]

@@ -14,7 +14,10 @@ fn get(url: &str, headers: &[(&str, &str)]) -> (u16, Value, Option<String>) {
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let mut res = req.call().unwrap();
+    read(req.call().unwrap())
+}
+
+fn read(mut res: ureq::http::Response<ureq::Body>) -> (u16, Value, Option<String>) {
     let status = res.status().as_u16();
     let www = res
         .headers()
@@ -239,18 +242,7 @@ fn call(
     for (k, v) in &headers {
         req = req.header(*k, *v);
     }
-    let mut res = req.send_empty().unwrap();
-    let status = res.status().as_u16();
-    let www = res
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let text = res.body_mut().read_to_string().unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-        www,
-    )
+    read(req.send_empty().unwrap())
 }
 
 #[test]
