@@ -6,6 +6,7 @@
 //! they see a token signed with it), superseded when a newer key of its algorithm becomes
 //! active, and retired once every token it signed has expired.
 
+use crate::client::MAX_ACCESS_TOKEN_TTL_SECS;
 use crate::event::{
     EncryptedPrivateKey, Event, KeyOrigin, SigningKeyActivated, SigningKeyGenerated,
     SigningKeyRetired,
@@ -295,7 +296,13 @@ pub fn decide(ring: &KeyRing, command: &KeyCommand) -> Result<Vec<Event>, KeyErr
                 let Some(superseded) = ring.superseded_at(k, *now) else {
                     return false;
                 };
-                let last_token = latest_expiry.get(&k.kid).copied().unwrap_or(superseded);
+                let mut last_token = latest_expiry.get(&k.kid).copied().unwrap_or(superseded);
+                if k.origin == KeyOrigin::Imported {
+                    // Tokens signed before keys were events name no key, so the index cannot
+                    // tell when they expire; none outlives the longest lifetime a client may have.
+                    last_token =
+                        last_token.max(k.created_at + i64::from(MAX_ACCESS_TOKEN_TTL_SECS));
+                }
                 superseded.max(last_token) + leeway_secs.max(&0) <= *now
             })
             .map(|k| {
@@ -479,6 +486,33 @@ mod tests {
             "f"
         );
         scenario().given(given).when(adopt).then(vec![]);
+    }
+
+    #[test]
+    fn an_imported_key_outlives_every_token_it_may_have_signed_unrecorded() {
+        let mut imported = key("old", SigningAlgorithm::ES256);
+        imported.origin = KeyOrigin::Imported;
+        let mut given = decide(
+            &KeyRing::default(),
+            &KeyCommand::Add {
+                keys: vec![imported],
+                lead_secs: 0,
+                now: T,
+            },
+        )
+        .unwrap();
+        given.extend(decide(&events(&given), &add(&[("b", SigningAlgorithm::ES256)], T)).unwrap());
+        let retire = |now| KeyCommand::RetireExpired {
+            latest_expiry: BTreeMap::new(),
+            leeway_secs: 0,
+            now,
+        };
+        let day = i64::from(MAX_ACCESS_TOKEN_TTL_SECS);
+        scenario()
+            .given(given.clone())
+            .when(retire(T + day - 1))
+            .then(vec![]);
+        assert_eq!(decide(&events(&given), &retire(T + day)).unwrap().len(), 1);
     }
 
     #[test]

@@ -183,6 +183,15 @@ impl KeyActor {
                     let (k, m) = self.sealed(m, &der, KeyOrigin::Imported)?;
                     keys.push(k);
                     fresh.push(m);
+                } else if self.ring.keys.is_empty() && self.store.head_position() > 0 {
+                    // A log written before keys were events, without its key file: a fresh
+                    // key would silently turn every JWT issued so far inactive.
+                    return Err(KeyError::Invalid(format!(
+                        "{} holds events from a version that kept its signing key in {}, and \
+                         that file is missing: restore it from your backup, then start again",
+                        self.sources.data_dir.display(),
+                        legacy.display()
+                    )));
                 }
                 if let Some(file) = &self.sources.file_key {
                     commands.push(KeyCommand::AdoptFileKey {
@@ -198,7 +207,17 @@ impl KeyActor {
                     fresh.push(file.clone());
                 }
                 for alg in SigningAlgorithm::ALL {
-                    let covered = self.ring.published().any(|k| k.algorithm == alg)
+                    // A key whose private half was in a PEM file no longer configured can
+                    // verify but not sign: a generated key takes over at once.
+                    let orphaned = self.ring.signing_key(alg, now).is_some_and(|k| {
+                        k.private_key.is_none()
+                            && self
+                                .sources
+                                .file_key
+                                .as_ref()
+                                .is_none_or(|f| f.kid != k.kid)
+                    });
+                    let covered = (!orphaned && self.ring.published().any(|k| k.algorithm == alg))
                         || keys.iter().any(|k: &NewKey| k.algorithm == alg)
                         || self
                             .sources

@@ -430,6 +430,49 @@ fn a_pem_file_key_signs_and_stays_published_after_the_file_is_replaced() {
     // The first file's key can no longer sign, but its tokens still verify.
     assert!(kids(&jwks(&app)).contains(&first_kid));
     assert_eq!(app.introspect(&id, &secret, &token)["active"], true);
+    app.stop();
+
+    // Without the file, a generated key takes over at once; the file keys keep verifying.
+    app.flags.clear();
+    app.start();
+    let generated = app.token(&id, &secret, None)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kid = header(&generated).kid.unwrap();
+    assert!(kid != first_kid && kid != second_kid);
+    assert_eq!(app.introspect(&id, &secret, &fresh)["active"], true);
+    assert_eq!(app.introspect(&id, &secret, &generated)["active"], true);
+}
+
+#[test]
+fn a_log_of_an_earlier_version_without_its_key_file_stops_the_start() {
+    use authledger::store::{EventStore, NewEvent};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store =
+            authledger::store::sled_store::SledStore::open(&dir.path().join("store")).unwrap();
+        let id = domain::values::ClientId::parse("old").unwrap();
+        let event = domain::Event::ClientDeleted(domain::event::ClientDeleted {
+            client_id: id.clone(),
+        });
+        store
+            .append(
+                &domain::event::client_stream(&id),
+                0,
+                vec![NewEvent {
+                    event,
+                    metadata: domain::Metadata::system(),
+                }],
+            )
+            .wait()
+            .unwrap();
+    }
+    let err = failed_start(dir.path(), &[], &[]);
+    assert!(
+        err.contains("signing-key.pem") && err.contains("restore it"),
+        "{err}"
+    );
 }
 
 #[test]
