@@ -202,6 +202,39 @@ fn the_jwt_bearer_grant_issues_for_trusted_assertions_and_refuses_every_bad_one(
     ]);
     assert_eq!(trail.as_array().unwrap().len(), 2);
     assert_eq!(trail[0]["data"]["issuer"], "https://idp.example");
+
+    // The same assertion presented 16 times at once is accepted once.
+    let once = sign(&idp, &fresh());
+    let oks = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16).map(|_| s.spawn(|| grant(&once).0)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|st| *st == 200)
+            .count()
+    });
+    assert_eq!(oks, 1);
+
+    // The issuer rotates its key: the client's registered keys are replaced.
+    let next = signer("idp-2");
+    let next_jwks = write_jwks(&app, &next);
+    let updated = app.cli_json(&[
+        "client", "update", &id, "--jwks", &next_jwks, "--format", "json",
+    ]);
+    assert_eq!(updated["jwks"]["keys"][0]["kid"], "idp-2");
+    let (status, _) = grant(&sign(&idp, &fresh()));
+    assert_eq!(status, 400, "the replaced key still signs");
+    let (status, body) = grant(&sign(&next, &fresh()));
+    assert_eq!(status, 200, "{body}");
+    let changed = app.cli_json(&[
+        "audit",
+        "query",
+        "--type",
+        "ClientKeysChanged",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(changed.as_array().unwrap().len(), 1);
 }
 
 #[test]
