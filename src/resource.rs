@@ -134,6 +134,7 @@ struct Inner {
     cache_ttl: Duration,
     endpoints: Mutex<Option<Arc<Endpoints>>>,
     keys: Mutex<Option<CachedKeys>>,
+    last_attempt: Mutex<Option<Instant>>,
     fetching: tokio::sync::Mutex<()>,
     introspected: Mutex<HashMap<[u8; 32], CachedAnswer>>,
 }
@@ -181,8 +182,9 @@ impl Builder {
         self
     }
 
-    /// Shortest time between two fetches caused by unknown `kid`s (default 10 s), so that
-    /// made-up key ids cannot make the API hammer the issuer.
+    /// Shortest time between two attempts to fetch the keys, failed ones included (default
+    /// 10 s), so that made-up key ids or a slow issuer cannot make the API hammer it. When a
+    /// fetch fails, the keys fetched before keep serving.
     pub fn refetch_interval(mut self, every: Duration) -> Self {
         self.refetch_interval = every;
         self
@@ -209,6 +211,7 @@ impl Builder {
                 cache_ttl: self.cache_ttl,
                 endpoints: Mutex::new(None),
                 keys: Mutex::new(None),
+                last_attempt: Mutex::new(None),
                 fetching: tokio::sync::Mutex::new(()),
                 introspected: Mutex::new(HashMap::new()),
             }),
@@ -372,22 +375,49 @@ impl ResourceServer {
     }
 
     /// The cached keys, fetched when absent or older than the max age, or (`refresh`) when
-    /// a token named an unknown key and the last fetch is older than the refetch interval.
+    /// a token named an unknown key. Fetches are attempted at most once per refetch interval,
+    /// failed ones included, so made-up key ids or a slow issuer cannot pile requests up; when
+    /// a fetch fails, the keys fetched before go on serving.
     async fn keys(&self, refresh: bool) -> Result<Arc<KeySet>, BearerError> {
-        let fresh_enough = |c: &CachedKeys| {
-            let age = c.fetched.elapsed();
-            age < self.inner.max_age && (!refresh || age < self.inner.refetch_interval)
+        let cached = || {
+            lock(&self.inner.keys)
+                .as_ref()
+                .map(|c| (c.keys.clone(), c.fetched))
         };
-        if let Some(c) = lock(&self.inner.keys).as_ref().filter(|c| fresh_enough(c)) {
-            return Ok(c.keys.clone());
+        if let Some((keys, fetched)) = cached() {
+            if !refresh && fetched.elapsed() < self.inner.max_age {
+                return Ok(keys);
+            }
+        }
+        let tried_recently = || {
+            lock(&self.inner.last_attempt)
+                .is_some_and(|t| t.elapsed() < self.inner.refetch_interval)
+        };
+        let unavailable = || {
+            BearerError::Unavailable("the issuer's keys could not be fetched yet; try again".into())
+        };
+        if tried_recently() {
+            return cached().map(|(k, _)| k).ok_or_else(unavailable);
         }
         // One fetch at a time; whoever waited reuses what the first one fetched.
         let _guard = self.inner.fetching.lock().await;
-        if let Some(c) = lock(&self.inner.keys).as_ref() {
-            if c.fetched.elapsed() < self.inner.refetch_interval || (!refresh && fresh_enough(c)) {
-                return Ok(c.keys.clone());
-            }
+        if tried_recently() {
+            return cached().map(|(k, _)| k).ok_or_else(unavailable);
         }
+        *lock(&self.inner.last_attempt) = Some(Instant::now());
+        match self.fetch_keys().await {
+            Ok(keys) => {
+                *lock(&self.inner.keys) = Some(CachedKeys {
+                    keys: keys.clone(),
+                    fetched: Instant::now(),
+                });
+                Ok(keys)
+            }
+            Err(e) => cached().map(|(k, _)| k).ok_or(e),
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<Arc<KeySet>, BearerError> {
         let endpoints = self.endpoints().await?;
         let url = &endpoints.jwks_uri;
         let unavailable = |e: String| BearerError::Unavailable(format!("reading {url}: {e}"));
@@ -404,12 +434,9 @@ impl ResourceServer {
             .limit(256 * 1024)
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        let keys = Arc::new(KeySet::parse(&doc).map_err(|e| unavailable(e.to_string()))?);
-        *lock(&self.inner.keys) = Some(CachedKeys {
-            keys: keys.clone(),
-            fetched: Instant::now(),
-        });
-        Ok(keys)
+        Ok(Arc::new(
+            KeySet::parse(&doc).map_err(|e| unavailable(e.to_string()))?,
+        ))
     }
 
     async fn check_jwt(&self, token: &str) -> Result<AccessToken, BearerError> {

@@ -71,7 +71,7 @@ impl JwtAssertionAccepted {
         self.client_id.as_str() == client
             && self.issuer == issuer
             && self.jti == jti
-            && self.expires_at + LEEWAY_SECS >= now
+            && self.expires_at.saturating_add(LEEWAY_SECS) >= now
     }
 }
 
@@ -100,18 +100,22 @@ pub fn check(client: &Client, cmd: &AcceptAssertion) -> Result<(), String> {
     if !a.audience.iter().any(|aud| cmd.audiences.contains(aud)) {
         return Err("the assertion's aud names neither this issuer nor its token endpoint".into());
     }
-    if a.expires_at + LEEWAY_SECS < now {
+    if a.expires_at.saturating_add(LEEWAY_SECS) < now {
         return Err("the assertion has expired".into());
     }
-    if a.expires_at - now > MAX_LIFETIME_SECS {
+    if a.expires_at.saturating_sub(now) > MAX_LIFETIME_SECS {
         return Err(format!(
             "the assertion expires more than {MAX_LIFETIME_SECS} seconds from now"
         ));
     }
-    if a.not_before.is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
+    if a.not_before
+        .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
+    {
         return Err("the assertion is not valid yet (nbf)".into());
     }
-    if a.issued_at.is_some_and(|iat| iat > now + LEEWAY_SECS) {
+    if a.issued_at
+        .is_some_and(|iat| iat > now.saturating_add(LEEWAY_SECS))
+    {
         return Err("the assertion was issued in the future (iat)".into());
     }
     if a.jti.is_empty() || a.jti.len() > MAX_JTI_LEN {
@@ -276,6 +280,8 @@ mod tests {
             a
         };
         refused(with(|a| a.expires_at = NOW - 31), false, "expired");
+        refused(with(|a| a.expires_at = i64::MAX), false, "more than 3600");
+        refused(with(|a| a.expires_at = i64::MIN), false, "expired");
         refused(with(|a| a.expires_at = NOW + 3601), false, "more than 3600");
         refused(
             with(|a| a.not_before = Some(NOW + 31)),

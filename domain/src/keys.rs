@@ -18,6 +18,11 @@ use std::collections::BTreeMap;
 /// whose clocks run behind and for requests in flight when it was superseded.
 pub const RETIRE_LEEWAY_SECS: i64 = 60;
 
+/// Seconds a key stays published after it stopped signing, whatever the leeway: a request
+/// that chose it just before may still be recording its token, whose expiry the index does not
+/// know yet.
+pub const MIN_SUPERSEDED_SECS: i64 = 5;
+
 /// One key, as its events describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEntry {
@@ -303,7 +308,8 @@ pub fn decide(ring: &KeyRing, command: &KeyCommand) -> Result<Vec<Event>, KeyErr
                     last_token =
                         last_token.max(k.created_at + i64::from(MAX_ACCESS_TOKEN_TTL_SECS));
                 }
-                superseded.max(last_token) + leeway_secs.max(&0) <= *now
+                superseded + MIN_SUPERSEDED_SECS <= *now
+                    && last_token.max(superseded) + leeway_secs.max(&0) <= *now
             })
             .map(|k| {
                 Event::SigningKeyRetired(SigningKeyRetired {

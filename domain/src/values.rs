@@ -230,6 +230,19 @@ impl GrantType {
             .find(|g| g.as_str() == s)
             .ok_or_else(|| InvalidValue(format!("unknown grant type {s:?}")))
     }
+
+    /// Whether its tokens speak for a user of the directory (their subject is a user id).
+    /// A `client_credentials` token speaks for the client; a `jwt-bearer` token for whatever
+    /// the assertion's issuer named, which may look like a user id and is not one.
+    pub fn speaks_for_a_user(self) -> bool {
+        matches!(
+            self,
+            GrantType::AuthorizationCode
+                | GrantType::Implicit
+                | GrantType::Password
+                | GrantType::RefreshToken
+        )
+    }
 }
 
 impl fmt::Display for GrantType {

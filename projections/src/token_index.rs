@@ -345,7 +345,7 @@ impl TokenIndex {
             match self.store.tree.get(assertion_key(client, issuer, jti))? {
                 Some(v) => {
                     let exp = crate::storage::u64_from(&v)? as i64;
-                    exp + domain::assertion::LEEWAY_SECS >= now
+                    exp.saturating_add(domain::assertion::LEEWAY_SECS) >= now
                 }
                 None => false,
             },

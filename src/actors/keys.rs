@@ -208,15 +208,17 @@ impl KeyActor {
                 }
                 for alg in SigningAlgorithm::ALL {
                     // A key whose private half was in a PEM file no longer configured can
-                    // verify but not sign: a generated key takes over at once.
-                    let orphaned = self.ring.signing_key(alg, now).is_some_and(|k| {
-                        k.private_key.is_none()
-                            && self
-                                .sources
-                                .file_key
-                                .as_ref()
-                                .is_none_or(|f| f.kid != k.kid)
-                    });
+                    // verify but not sign: a generated key takes over at once. Only a server
+                    // decides so; a CLI command may simply not have been given the file.
+                    let orphaned = self.retire_every.is_some()
+                        && self.ring.signing_key(alg, now).is_some_and(|k| {
+                            k.private_key.is_none()
+                                && self
+                                    .sources
+                                    .file_key
+                                    .as_ref()
+                                    .is_none_or(|f| f.kid != k.kid)
+                        });
                     let covered = (!orphaned && self.ring.published().any(|k| k.algorithm == alg))
                         || keys.iter().any(|k: &NewKey| k.algorithm == alg)
                         || self
@@ -252,12 +254,16 @@ impl KeyActor {
                 };
                 let mut keys = Vec::new();
                 for alg in algorithms {
-                    if self
+                    let from_file = self
                         .sources
                         .file_key
                         .as_ref()
                         .is_some_and(|f| f.algorithm == alg)
-                    {
+                        || self
+                            .ring
+                            .signing_key(alg, now)
+                            .is_some_and(|k| k.origin == KeyOrigin::PemFile);
+                    if from_file {
                         return Err(KeyError::Invalid(format!(
                             "{alg} signs with the key of --private-key-path: replace that file \
                              and restart to rotate it, or rotate the other algorithms with \
@@ -376,7 +382,7 @@ impl Handler<ExecuteKeyRequest> for KeyActor {
 }
 
 /// How the server's keys are set up.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct KeySettings {
     /// `AUTHLEDGER_ENCRYPTION_KEY`, if set.
     pub encryption_key: Option<String>,
@@ -388,6 +394,22 @@ pub struct KeySettings {
     pub default_algorithm: Option<SigningAlgorithm>,
     /// How long a superseded key outlives its last token (default 60 s).
     pub retire_leeway_secs: Option<u64>,
+}
+
+impl std::fmt::Debug for KeySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("KeySettings")
+            .field("encryption_key", &redacted(&self.encryption_key))
+            .field("private_key_path", &self.private_key_path)
+            .field(
+                "private_key_passphrase",
+                &redacted(&self.private_key_passphrase),
+            )
+            .field("default_algorithm", &self.default_algorithm)
+            .field("retire_leeway_secs", &self.retire_leeway_secs)
+            .finish()
+    }
 }
 
 /// Loads the KEK (creating the file on a data directory whose log holds no sealed key) and

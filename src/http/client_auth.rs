@@ -200,22 +200,19 @@ async fn by_assertion(
             "client_id in the body differs from the assertion's subject",
         ));
     }
+    // Before the signature verifies, an unknown id and a client of another method get the
+    // same answer: an unsigned JWT must not tell who exists and how they authenticate.
     let view = state
         .engine
         .models
         .clients
         .get(&id)
+        .filter(|v| {
+            v.client
+                .auth_methods()
+                .contains(&DomainMethod::PrivateKeyJwt)
+        })
         .ok_or_else(|| OAuthError::invalid_client("client authentication failed"))?;
-    if !view
-        .client
-        .auth_methods()
-        .contains(&DomainMethod::PrivateKeyJwt)
-    {
-        return Err(OAuthError::invalid_client(format!(
-            "this client is registered to authenticate with {}",
-            view.client.auth_methods()[0]
-        )));
-    }
     let claims = super::assertion::verify(assertion, view.client.jwks.as_ref())
         .map_err(|why| failed(&why))?;
     let issuer = &state.issuer;

@@ -102,9 +102,11 @@ pub async fn introspect(
             .and_then(|id| state.engine.models.users.get(&id))
             .map(|u| u.username.to_string())
     };
+    let mut user_token = true;
     let mut body = match active(&state, token)? {
         Some(t) if may_see(&t.record.client_id) => {
             let r = &t.record;
+            user_token = r.grant_type.speaks_for_a_user();
             serde_json::json!({
                 "active": true,
                 "scope": join_scopes(&r.scopes),
@@ -135,7 +137,11 @@ pub async fn introspect(
             _ => serde_json::json!({ "active": false }),
         },
     };
-    if let Some(name) = body["sub"].as_str().and_then(username) {
+    if let Some(name) = body["sub"]
+        .as_str()
+        .filter(|_| user_token)
+        .and_then(username)
+    {
         body["username"] = name.into();
     }
     Ok(HttpResponse::Ok()

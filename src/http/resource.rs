@@ -17,8 +17,11 @@ const REALM: &str = "authledger";
 /// Largest form body `/api/whoami` reads.
 const MAX_FORM: usize = 16 * 1024;
 
-fn username(state: &AppState, subject: &str) -> Option<String> {
-    UserId::parse(subject)
+fn username(state: &AppState, t: &TokenView) -> Option<String> {
+    if !t.record.grant_type.speaks_for_a_user() {
+        return None;
+    }
+    UserId::parse(&t.record.subject)
         .ok()
         .and_then(|id| state.engine.models.users.get(&id))
         .map(|u| u.username.to_string())
@@ -46,7 +49,7 @@ pub async fn tokeninfo(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
                 "sub": r.subject,
                 "expires_in": (r.expires_at - super::token::unix_now()).max(0),
             });
-            if let Some(name) = username(&state, &r.subject) {
+            if let Some(name) = username(&state, &t) {
                 body["username"] = name.into();
             }
             HttpResponse::Ok()
@@ -73,7 +76,7 @@ pub async fn whoami(
                 "scope": join_scopes(&r.scopes),
                 "exp": r.expires_at,
             });
-            if let Some(name) = username(&state, &r.subject) {
+            if let Some(name) = username(&state, &t) {
                 body["username"] = name.into();
             }
             HttpResponse::Ok()

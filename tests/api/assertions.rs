@@ -203,6 +203,14 @@ fn the_jwt_bearer_grant_issues_for_trusted_assertions_and_refuses_every_bad_one(
     assert_eq!(trail.as_array().unwrap().len(), 2);
     assert_eq!(trail[0]["data"]["issuer"], "https://idp.example");
 
+    // A subject that looks like a user id of this server does not borrow that user's name.
+    let user = app.create_user("carol", "a long enough password 1");
+    let (status, body) = grant(&sign(&idp, &claims(&app, "https://idp.example", &user)));
+    assert_eq!(status, 200, "{body}");
+    let seen = app.introspect(&id, &secret, body["access_token"].as_str().unwrap());
+    assert_eq!(seen["sub"], user.as_str());
+    assert!(seen.get("username").is_none(), "{seen}");
+
     // The same assertion presented 16 times at once is accepted once.
     let once = sign(&idp, &fresh());
     let oks = std::thread::scope(|s| {
