@@ -186,8 +186,11 @@ pub fn token(req: &HttpRequest, body: Option<&[u8]>) -> Result<String, BearerErr
 }
 
 /// Checks that `granted` holds every scope of `required`; the error names what is needed.
-pub fn require_scopes(granted: &[String], required: &[&str]) -> Result<(), BearerError> {
-    if required.iter().all(|r| granted.iter().any(|g| g == r)) {
+pub fn require_scopes<S: AsRef<str>>(granted: &[S], required: &[&str]) -> Result<(), BearerError> {
+    if required
+        .iter()
+        .all(|r| granted.iter().any(|g| g.as_ref() == *r))
+    {
         Ok(())
     } else {
         Err(BearerError::InsufficientScope(required.join(" ")))

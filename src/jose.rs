@@ -109,13 +109,6 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    /// Whether a key with this id is in the set.
-    pub fn has_kid(&self, kid: &str) -> bool {
-        self.keys
-            .iter()
-            .any(|k| k.jwk.common.key_id.as_deref() == Some(kid))
-    }
-
     /// Verifies a JWT's signature with the key its header names (or, without a `kid`, any
     /// key that fits its algorithm), then its claims as `validation` says. `validation`
     /// receives a [`Validation`] for the token's algorithm with no claim checks switched on.

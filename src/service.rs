@@ -7,8 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use domain::client::{ClientCommand, ClientError, RegisterClient, UpdateClient};
 use domain::values::{
-    AuthMethod, ClientId, GrantType, RedirectMatching, RedirectUri, Scope, SecretHash,
-    SigningAlgorithm, TokenFormat,
+    AuthMethod, ClientId, GrantType, InvalidValue, RedirectMatching, RedirectUri, Scope,
+    SecretHash, SigningAlgorithm, TokenFormat,
 };
 use domain::{Metadata, RecordedEvent};
 use projections::{AuditQuery, ClientView};
@@ -212,10 +212,6 @@ impl ClientOutput {
     /// Renders a directory row.
     pub fn from_view(v: &ClientView, secret: Option<String>) -> Self {
         let c = &v.client;
-        let rfc3339 = |t: time::OffsetDateTime| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        };
         Self {
             client_id: c.client_id.to_string(),
             client_secret: secret,
@@ -277,41 +273,24 @@ fn parse_scopes(items: &[String]) -> Result<Vec<Scope>, ServiceError> {
     Ok(out)
 }
 
-fn parse_grants(items: &[String]) -> Result<Vec<GrantType>, ServiceError> {
+/// Parses every item with a value type's `parse`, as a refusal of the request.
+fn parse_all<T>(
+    items: &[String],
+    parse: fn(&str) -> Result<T, InvalidValue>,
+) -> Result<Vec<T>, ServiceError> {
     items
         .iter()
-        .map(|g| GrantType::parse(g).map_err(|e| ServiceError::Invalid(e.0)))
+        .map(|s| parse(s).map_err(|e| ServiceError::Invalid(e.0)))
         .collect()
 }
 
-fn parse_uris(items: &[String]) -> Result<Vec<RedirectUri>, ServiceError> {
-    items
-        .iter()
-        .map(|u| RedirectUri::parse(u).map_err(|e| ServiceError::Invalid(e.0)))
-        .collect()
-}
-
-fn parse_format(s: &Option<String>) -> Result<Option<TokenFormat>, ServiceError> {
+/// Parses an optional setting with a value type's `parse`.
+fn parse_opt<T>(
+    s: &Option<String>,
+    parse: fn(&str) -> Result<T, InvalidValue>,
+) -> Result<Option<T>, ServiceError> {
     s.as_deref()
-        .map(|f| TokenFormat::parse(f).map_err(|e| ServiceError::Invalid(e.0)))
-        .transpose()
-}
-
-fn parse_matching(s: &Option<String>) -> Result<Option<RedirectMatching>, ServiceError> {
-    s.as_deref()
-        .map(|m| RedirectMatching::parse(m).map_err(|e| ServiceError::Invalid(e.0)))
-        .transpose()
-}
-
-fn parse_alg(s: &Option<String>) -> Result<Option<SigningAlgorithm>, ServiceError> {
-    s.as_deref()
-        .map(|a| SigningAlgorithm::parse(a).map_err(|e| ServiceError::Invalid(e.0)))
-        .transpose()
-}
-
-fn parse_method(s: &Option<String>) -> Result<Option<AuthMethod>, ServiceError> {
-    s.as_deref()
-        .map(|m| AuthMethod::parse(m).map_err(|e| ServiceError::Invalid(e.0)))
+        .map(|v| parse(v).map_err(|e| ServiceError::Invalid(e.0)))
         .transpose()
 }
 
@@ -355,7 +334,7 @@ pub async fn create_client(
         Some(id) => parse_id(id)?,
         None => parse_id(&uuid::Uuid::now_v7().simple().to_string())?,
     };
-    let method = parse_method(&req.token_endpoint_auth_method)?;
+    let method = parse_opt(&req.token_endpoint_auth_method, AuthMethod::parse)?;
     check_jwks(&req.jwks)?;
     let by_key = method == Some(AuthMethod::PrivateKeyJwt);
     let secret = match (req.public, req.client_secret) {
@@ -386,22 +365,23 @@ pub async fn create_client(
             GrantType::ClientCredentials
         }]
     } else {
-        parse_grants(&req.grant_types)?
+        parse_all(&req.grant_types, GrantType::parse)?
     };
     let command = ClientCommand::Register(RegisterClient {
         client_id: client_id.clone(),
         name: req.name,
         public: req.public,
         secret_hash: secret.as_deref().map(SecretHash::of),
-        redirect_uris: parse_uris(&req.redirect_uris)?,
+        redirect_uris: parse_all(&req.redirect_uris, RedirectUri::parse)?,
         grant_types,
         scopes: parse_scopes(&req.scopes)?,
-        token_format: parse_format(&req.token_format)?.unwrap_or_default(),
+        token_format: parse_opt(&req.token_format, TokenFormat::parse)?.unwrap_or_default(),
         access_token_ttl_secs: req.access_token_ttl.unwrap_or(DEFAULT_TTL_SECS),
         can_introspect: req.can_introspect,
-        redirect_uri_matching: parse_matching(&req.redirect_uri_matching)?.unwrap_or_default(),
+        redirect_uri_matching: parse_opt(&req.redirect_uri_matching, RedirectMatching::parse)?
+            .unwrap_or_default(),
         allow_plain_pkce: req.allow_plain_pkce,
-        signing_alg: parse_alg(&req.signing_alg)?,
+        signing_alg: parse_opt(&req.signing_alg, SigningAlgorithm::parse)?,
         auth_method: method,
         jwks: req.jwks,
         trusted_issuers: req.trusted_issuers,
@@ -423,17 +403,21 @@ pub async fn update_client(
     let client_id = parse_id(id)?;
     check_jwks(&req.jwks)?;
     let command = ClientCommand::Update(UpdateClient {
-        add_redirect_uris: parse_uris(&req.add_redirect_uris)?,
-        remove_redirect_uris: parse_uris(&req.remove_redirect_uris)?,
+        add_redirect_uris: parse_all(&req.add_redirect_uris, RedirectUri::parse)?,
+        remove_redirect_uris: parse_all(&req.remove_redirect_uris, RedirectUri::parse)?,
         scopes: req.scopes.as_deref().map(parse_scopes).transpose()?,
-        grant_types: req.grant_types.as_deref().map(parse_grants).transpose()?,
-        token_format: parse_format(&req.token_format)?,
+        grant_types: req
+            .grant_types
+            .as_deref()
+            .map(|g| parse_all(g, GrantType::parse))
+            .transpose()?,
+        token_format: parse_opt(&req.token_format, TokenFormat::parse)?,
         access_token_ttl_secs: req.access_token_ttl,
         can_introspect: req.can_introspect,
-        redirect_uri_matching: parse_matching(&req.redirect_uri_matching)?,
+        redirect_uri_matching: parse_opt(&req.redirect_uri_matching, RedirectMatching::parse)?,
         allow_plain_pkce: req.allow_plain_pkce,
-        signing_alg: parse_alg(&req.signing_alg)?,
-        auth_method: parse_method(&req.token_endpoint_auth_method)?,
+        signing_alg: parse_opt(&req.signing_alg, SigningAlgorithm::parse)?,
+        auth_method: parse_opt(&req.token_endpoint_auth_method, AuthMethod::parse)?,
         jwks: req.jwks,
         trusted_issuers: req.trusted_issuers,
     });
@@ -633,10 +617,7 @@ impl UserOutput {
         Self {
             user_id: v.user_id.to_string(),
             username: v.username.to_string(),
-            registered_at: v
-                .registered_at
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
+            registered_at: rfc3339(v.registered_at),
         }
     }
 }
@@ -715,13 +696,15 @@ pub struct KeyOutput {
     pub retired_at: Option<String>,
 }
 
+/// A time as the CLI and the admin API print it.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 fn rfc3339_secs(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .map(rfc3339)
         .unwrap_or_default()
 }
 
@@ -733,19 +716,15 @@ pub fn list_keys(engine: &Engine) -> Result<Vec<KeyOutput>, ServiceError> {
         .read_stream(domain::event::KEYS_STREAM, 1)
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let ring = domain::keys::KeyRing::from_events(events.iter().map(|e| &e.event));
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = crate::http::token::unix_now();
     ring.keys
         .iter()
         .map(|k| {
-            let origin = serde_json::to_value(k.origin)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
             Ok(KeyOutput {
                 kid: k.kid.clone(),
                 algorithm: k.algorithm.to_string(),
                 status: ring.status(k, now).as_str().to_owned(),
-                origin,
+                origin: k.origin.as_str().to_owned(),
                 created_at: rfc3339_secs(k.created_at),
                 active_from: k.active_from.map(rfc3339_secs),
                 superseded_at: ring.superseded_at(k, now).map(rfc3339_secs),
@@ -784,11 +763,7 @@ pub async fn rotate_keys(
     req: RotateKeys,
     metadata: Metadata,
 ) -> Result<Vec<KeyOutput>, ServiceError> {
-    let algorithms = req
-        .algorithms
-        .iter()
-        .map(|a| SigningAlgorithm::parse(a).map_err(|e| ServiceError::Invalid(e.0)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let algorithms = parse_all(&req.algorithms, SigningAlgorithm::parse)?;
     let lead = req.lead_secs.unwrap_or(DEFAULT_KEY_LEAD_SECS);
     if lead > 30 * 86_400 {
         return Err(ServiceError::Invalid(

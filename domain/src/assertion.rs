@@ -65,13 +65,19 @@ pub struct JwtBearerGrant {
     pub token: NewAccessToken,
 }
 
+/// Whether an assertion accepted with expiry `expires_at` is still remembered at `now` (until
+/// it expires, plus the clock leeway).
+pub fn remembered(expires_at: i64, now: i64) -> bool {
+    expires_at.saturating_add(LEEWAY_SECS) >= now
+}
+
 impl JwtAssertionAccepted {
     /// Whether this record still bars `jti` of `issuer` for `client` at `now`.
     pub fn bars(&self, client: &str, issuer: &str, jti: &str, now: i64) -> bool {
         self.client_id.as_str() == client
             && self.issuer == issuer
             && self.jti == jti
-            && self.expires_at.saturating_add(LEEWAY_SECS) >= now
+            && remembered(self.expires_at, now)
     }
 }
 
@@ -152,12 +158,7 @@ pub fn authenticate(client: &Client, cmd: &AcceptAssertion) -> Result<Vec<Event>
 
 /// The `jwt-bearer` grant: an access token for the assertion's subject.
 pub fn grant(client: &Client, cmd: &JwtBearerGrant) -> Result<Vec<Event>, Refusal> {
-    if !client.grant_types.contains(&GrantType::JwtBearer) {
-        return Err(TokenError::UnauthorizedClient(
-            "this client is not allowed the jwt-bearer grant".into(),
-        )
-        .into());
-    }
+    crate::grant::allowed(client, GrantType::JwtBearer)?;
     check(client, &cmd.accept).map_err(TokenError::InvalidGrant)?;
     let scopes = crate::grant::granted_scopes(client, &cmd.scopes)?;
     let issued = crate::grant::access_token_issued(

@@ -214,6 +214,17 @@ pub enum KeyOrigin {
     Imported,
 }
 
+impl KeyOrigin {
+    /// The name events and the CLI use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyOrigin::Generated => "generated",
+            KeyOrigin::PemFile => "pem_file",
+            KeyOrigin::Imported => "imported",
+        }
+    }
+}
+
 /// A private key sealed with AES-256-GCM under the key-encryption key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncryptedPrivateKey {

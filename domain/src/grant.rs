@@ -265,14 +265,14 @@ fn invalid_grant(why: &str) -> Refusal {
     TokenError::InvalidGrant(why.to_owned()).into()
 }
 
-fn allowed(client: &Client, grant: GrantType) -> Result<(), Refusal> {
+/// Refuses a grant type the client is not registered for.
+pub fn allowed(client: &Client, grant: GrantType) -> Result<(), TokenError> {
     if client.grant_types.contains(&grant) {
         Ok(())
     } else {
-        Err(
-            TokenError::UnauthorizedClient(format!("this client is not allowed the {grant} grant"))
-                .into(),
-        )
+        Err(TokenError::UnauthorizedClient(format!(
+            "this client is not allowed the {grant} grant"
+        )))
     }
 }
 
@@ -281,18 +281,16 @@ fn allowed(client: &Client, grant: GrantType) -> Result<(), Refusal> {
 pub fn granted_scopes(
     client: &Client,
     requested: &Option<Vec<Scope>>,
-) -> Result<Vec<Scope>, Refusal> {
+) -> Result<Vec<Scope>, TokenError> {
     match requested {
         None => Ok(client.scopes.clone()),
         Some(r) => match r.iter().find(|s| !client.scopes.contains(s)) {
-            Some(bad) => Err(TokenError::InvalidScope(bad.as_str().into()).into()),
+            Some(bad) => Err(TokenError::InvalidScope(bad.as_str().into())),
             None => Ok(r.clone()),
         },
     }
 }
 
-/// Checks the request's redirect URI, PKCE and consent; answers the scopes and the events that
-/// record the consent.
 /// Checks what an authorization request asks for against the client: the grant, the scopes
 /// and the PKCE method. `/authorize` runs it before anyone signs in (its errors are redirected
 /// to the client), and the decision runs it again against the actor's own state.
@@ -302,8 +300,8 @@ pub fn check_request(
     scopes: &Option<Vec<Scope>>,
     pkce: Option<PkceMethod>,
 ) -> Result<Vec<Scope>, TokenError> {
-    allowed(client, grant).map_err(|r| r.error)?;
-    let scopes = granted_scopes(client, scopes).map_err(|r| r.error)?;
+    allowed(client, grant)?;
+    let scopes = granted_scopes(client, scopes)?;
     if grant == GrantType::AuthorizationCode {
         match pkce {
             None if client.public => {

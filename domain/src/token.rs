@@ -5,10 +5,10 @@
 
 use crate::assertion;
 use crate::client::ClientState;
-use crate::event::{AccessTokenIssued, Event, RevocationReason, TokenRevoked};
+use crate::event::{Event, RevocationReason, TokenRevoked};
 use crate::grant;
 use crate::oauth::ErrorCode;
-use crate::values::{ClientId, GrantType, Scope, SecretHash, TokenFormat};
+use crate::values::{ClientId, GrantType, Scope};
 use uuid::Uuid;
 
 /// Issue an access token to the client itself (RFC 6749 §4.4), after the caller authenticated it.
@@ -16,12 +16,8 @@ use uuid::Uuid;
 pub struct IssueClientCredentialsToken {
     /// Scopes asked for; `None` means the client's default scopes.
     pub requested_scopes: Option<Vec<Scope>>,
-    /// Fresh token id, used as `jti`.
-    pub jti: Uuid,
-    /// SHA-256 of a fresh opaque token, used if the client issues opaque tokens.
-    pub opaque_token_hash: SecretHash,
-    /// The key that will sign it, used if the client issues JWTs.
-    pub kid: Option<String>,
+    /// The new token's id, opaque-value hash and signing key.
+    pub token: grant::NewAccessToken,
     /// Now, in seconds since the Unix epoch.
     pub now: i64,
 }
@@ -146,40 +142,16 @@ pub fn decide(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>
                 )
                 .into());
             }
-            if !client.grant_types.contains(&GrantType::ClientCredentials) {
-                return Err(TokenError::UnauthorizedClient(
-                    "this client is not allowed the client_credentials grant".into(),
-                )
-                .into());
-            }
-            let scopes = match &cmd.requested_scopes {
-                None => client.scopes.clone(),
-                Some(requested) => {
-                    if let Some(bad) = requested.iter().find(|s| !client.scopes.contains(s)) {
-                        return Err(TokenError::InvalidScope(bad.as_str().into()).into());
-                    }
-                    requested.clone()
-                }
-            };
-            Ok(vec![Event::AccessTokenIssued(AccessTokenIssued {
-                jti: cmd.jti,
-                token_hash: match client.token_format {
-                    TokenFormat::Opaque => Some(cmd.opaque_token_hash.clone()),
-                    TokenFormat::Jwt => None,
-                },
-                client_id: client.client_id.clone(),
-                subject: client.client_id.as_str().to_owned(),
+            grant::allowed(client, GrantType::ClientCredentials)?;
+            let scopes = grant::granted_scopes(client, &cmd.requested_scopes)?;
+            Ok(vec![Event::AccessTokenIssued(grant::access_token_issued(
+                client,
+                &cmd.token,
+                client.client_id.as_str().to_owned(),
                 scopes,
-                grant_type: GrantType::ClientCredentials,
-                format: client.token_format,
-                issued_at: cmd.now,
-                expires_at: cmd.now + i64::from(client.access_token_ttl_secs),
-                family_id: None,
-                kid: match client.token_format {
-                    TokenFormat::Opaque => None,
-                    TokenFormat::Jwt => cmd.kid.clone(),
-                },
-            })])
+                GrantType::ClientCredentials,
+                cmd.now,
+            ))])
         }
         TokenCommand::Revoke(cmd) => match &cmd.token {
             // Unknown, foreign and already revoked tokens change nothing (RFC 7009 §2.2;
@@ -210,8 +182,9 @@ mod tests {
     use super::*;
     use crate::client::tests::{id, registered};
     use crate::client::{evolve as client_evolve, ClientCommand, UpdateClient};
-    use crate::event::{ClientDeleted, ClientSettingsChanged};
+    use crate::event::{AccessTokenIssued, ClientDeleted, ClientSettingsChanged};
     use crate::testing::Scenario;
+    use crate::values::{SecretHash, TokenFormat};
 
     fn jti() -> Uuid {
         Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001)
@@ -220,9 +193,11 @@ mod tests {
     fn issue(scopes: Option<&str>) -> TokenCommand {
         TokenCommand::IssueClientCredentials(IssueClientCredentialsToken {
             requested_scopes: scopes.map(|s| Scope::parse_list(s).unwrap()),
-            jti: jti(),
-            opaque_token_hash: SecretHash::of("opaque"),
-            kid: Some("k1".into()),
+            token: grant::NewAccessToken {
+                jti: jti(),
+                opaque_token_hash: SecretHash::of("opaque"),
+                kid: Some("k1".into()),
+            },
             now: 1_700_000_000,
         })
     }

@@ -57,6 +57,12 @@ impl fmt::Display for ClientId {
 #[serde(try_from = "String", into = "String")]
 pub struct Scope(String);
 
+impl AsRef<str> for Scope {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Scope {
     /// Accepts one scope token as RFC 6749 §3.3 defines it.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {

@@ -59,6 +59,17 @@ pub struct TokenView {
     pub authorization_revoked: bool,
 }
 
+impl TokenRecord {
+    /// The user of the directory it speaks for: its subject, for tokens of user grants only
+    /// (see `GrantType::speaks_for_a_user`).
+    pub fn user_id(&self) -> Option<domain::values::UserId> {
+        if !self.grant_type.speaks_for_a_user() {
+            return None;
+        }
+        domain::values::UserId::parse(&self.subject).ok()
+    }
+}
+
 impl TokenView {
     /// Active at `now`: not revoked and not expired. (The client's existence is checked by the
     /// caller against the client directory.)
@@ -130,24 +141,15 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProjectionEr
 }
 
 fn jti_key(jti: &Uuid) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
-    k.push(b'j');
-    k.extend_from_slice(jti.as_bytes());
-    k
+    key16(b'j', jti)
 }
 
 fn hash_key(hash: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + hash.len());
-    k.push(b'h');
-    k.extend_from_slice(hash.as_bytes());
-    k
+    text_key(b'h', hash)
 }
 
 fn revoked_key(jti: &Uuid) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
-    k.push(b'r');
-    k.extend_from_slice(jti.as_bytes());
-    k
+    key16(b'r', jti)
 }
 
 /// The pure part: the rows an event writes.
@@ -343,10 +345,7 @@ impl TokenIndex {
     ) -> Result<bool, ProjectionError> {
         Ok(
             match self.store.tree.get(assertion_key(client, issuer, jti))? {
-                Some(v) => {
-                    let exp = crate::storage::u64_from(&v)? as i64;
-                    exp.saturating_add(domain::assertion::LEEWAY_SECS) >= now
-                }
+                Some(v) => domain::assertion::remembered(crate::storage::u64_from(&v)? as i64, now),
                 None => false,
             },
         )

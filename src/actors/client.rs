@@ -544,9 +544,11 @@ mod tests {
         ExecuteTokenCommand {
             command: TokenCommand::IssueClientCredentials(IssueClientCredentialsToken {
                 requested_scopes: None,
-                jti: Uuid::now_v7(),
-                opaque_token_hash: SecretHash::of("x"),
-                kid: None,
+                token: domain::grant::NewAccessToken {
+                    jti: Uuid::now_v7(),
+                    opaque_token_hash: SecretHash::of("x"),
+                    kid: None,
+                },
                 now: 1_800_000_000,
             }),
             metadata: Metadata::system(),

@@ -4,6 +4,7 @@
 //! tokens have all expired.
 
 use super::client::{CommandError, CommandResult};
+use crate::http::token::unix_now;
 use crate::keys::kek::Kek;
 use crate::keys::material::{self, KeyMaterial};
 use crate::keys::{KeyError, Keyring, LEGACY_KEY_FILE};
@@ -64,14 +65,9 @@ pub struct KeyActor {
     models: Arc<ReadModels>,
     keyring: Arc<Keyring>,
     sources: KeySources,
-    ring: KeyRing,
+    /// Version of the `keys` stream; the ring itself is the keyring's snapshot.
     version: u64,
-    loaded: HashMap<String, Arc<KeyMaterial>>,
     retire_every: Option<Duration>,
-}
-
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// Loads one published key: decrypted from the log, from the PEM file, or (for an earlier
@@ -97,45 +93,30 @@ fn load(entry: &keys::KeyEntry, sources: &KeySources) -> Result<Arc<KeyMaterial>
 }
 
 impl KeyActor {
-    /// Reads the `keys` stream, loads every published key (decrypting it) and installs them
-    /// in `keyring`. Fails with an explanation when a key does not decrypt.
-    pub fn open(
+    /// Loads every published key of `ring` (the fold of the `keys` stream up to `version`),
+    /// decrypting it, and installs them in `keyring`. Fails with an explanation when a key does
+    /// not decrypt.
+    fn open(
         store: Arc<dyn EventStore>,
         models: Arc<ReadModels>,
         keyring: Arc<Keyring>,
         sources: KeySources,
+        (ring, version): (KeyRing, u64),
         retire_every: Option<Duration>,
     ) -> Result<Self, KeyError> {
-        let events = store
-            .read_stream(KEYS_STREAM, 1)
-            .map_err(|e| KeyError::Invalid(format!("reading the keys stream: {e}")))?;
-        let ring = KeyRing::from_events(events.iter().map(|e| &e.event));
-        let version = events.last().map_or(0, |e| e.version);
         let mut loaded = HashMap::new();
         for entry in ring.published() {
             loaded.insert(entry.kid.clone(), load(entry, &sources)?);
         }
-        keyring.install(ring.clone(), loaded.clone());
+        keyring.install(ring, loaded);
         Ok(Self {
             store,
             models,
             keyring,
             sources,
-            ring,
             version,
-            loaded,
             retire_every,
         })
-    }
-
-    /// Whether any key in the log is sealed (then its KEK must be at hand).
-    pub fn log_has_sealed_keys(store: &dyn EventStore) -> Result<bool, KeyError> {
-        let events = store
-            .read_stream(KEYS_STREAM, 1)
-            .map_err(|e| KeyError::Invalid(format!("reading the keys stream: {e}")))?;
-        Ok(events
-            .iter()
-            .any(|e| matches!(&e.event, Event::SigningKeyGenerated(g) if g.private_key.is_some())))
     }
 
     fn new_key(
@@ -169,6 +150,7 @@ impl KeyActor {
     /// The commands a request stands for, with the material of the keys they add.
     fn commands(
         &self,
+        ring: &KeyRing,
         request: &KeyRequest,
         now: i64,
     ) -> Result<(Vec<KeyCommand>, Vec<Arc<KeyMaterial>>), KeyError> {
@@ -178,12 +160,12 @@ impl KeyActor {
             KeyRequest::Bootstrap => {
                 let mut keys = Vec::new();
                 let legacy = self.sources.data_dir.join(LEGACY_KEY_FILE);
-                if self.ring.keys.is_empty() && legacy.exists() {
+                if ring.keys.is_empty() && legacy.exists() {
                     let (m, der) = material::from_pem_file(&legacy, None)?;
                     let (k, m) = self.sealed(m, &der, KeyOrigin::Imported)?;
                     keys.push(k);
                     fresh.push(m);
-                } else if self.ring.keys.is_empty() && self.store.head_position() > 0 {
+                } else if ring.keys.is_empty() && self.store.head_position() > 0 {
                     // A log written before keys were events, without its key file: a fresh
                     // key would silently turn every JWT issued so far inactive.
                     return Err(KeyError::Invalid(format!(
@@ -211,7 +193,7 @@ impl KeyActor {
                     // verify but not sign: a generated key takes over at once. Only a server
                     // decides so; a CLI command may simply not have been given the file.
                     let orphaned = self.retire_every.is_some()
-                        && self.ring.signing_key(alg, now).is_some_and(|k| {
+                        && ring.signing_key(alg, now).is_some_and(|k| {
                             k.private_key.is_none()
                                 && self
                                     .sources
@@ -219,7 +201,7 @@ impl KeyActor {
                                     .as_ref()
                                     .is_none_or(|f| f.kid != k.kid)
                         });
-                    let covered = (!orphaned && self.ring.published().any(|k| k.algorithm == alg))
+                    let covered = (!orphaned && ring.published().any(|k| k.algorithm == alg))
                         || keys.iter().any(|k: &NewKey| k.algorithm == alg)
                         || self
                             .sources
@@ -259,8 +241,7 @@ impl KeyActor {
                         .file_key
                         .as_ref()
                         .is_some_and(|f| f.algorithm == alg)
-                        || self
-                            .ring
+                        || ring
                             .signing_key(alg, now)
                             .is_some_and(|k| k.origin == KeyOrigin::PemFile);
                     if from_file {
@@ -282,8 +263,8 @@ impl KeyActor {
             }
             KeyRequest::RetireExpired => {
                 let mut latest_expiry = BTreeMap::new();
-                for k in self.ring.published() {
-                    if self.ring.status(k, now) == KeyStatus::Superseded {
+                for k in ring.published() {
+                    if ring.status(k, now) == KeyStatus::Superseded {
                         if let Some(exp) = self
                             .models
                             .tokens
@@ -329,21 +310,22 @@ impl Handler<ExecuteKeyRequest> for KeyActor {
 
     fn handle(&mut self, msg: ExecuteKeyRequest, _ctx: &mut Self::Context) -> Self::Result {
         let now = unix_now();
-        let decided = self
-            .commands(&msg.request, now)
-            .and_then(|(commands, fresh)| {
-                let mut ring = self.ring.clone();
-                let mut events = Vec::new();
-                for c in &commands {
-                    let decided =
-                        keys::decide(&ring, c).map_err(|e| KeyError::Invalid(e.to_string()))?;
-                    for e in &decided {
-                        ring.evolve(e);
+        let current = self.keyring.snapshot();
+        let decided =
+            self.commands(&current.ring, &msg.request, now)
+                .and_then(|(commands, fresh)| {
+                    let mut ring = current.ring.clone();
+                    let mut events = Vec::new();
+                    for c in &commands {
+                        let decided =
+                            keys::decide(&ring, c).map_err(|e| KeyError::Invalid(e.to_string()))?;
+                        for e in &decided {
+                            ring.evolve(e);
+                        }
+                        events.extend(decided);
                     }
-                    events.extend(decided);
-                }
-                Ok((events, fresh))
-            });
+                    Ok((events, fresh))
+                });
         let (events, fresh) = match decided {
             Ok(d) => d,
             Err(e) => return AtomicResponse::new(Box::pin(fut::ready(Err(key_error(e))))),
@@ -357,17 +339,19 @@ impl Handler<ExecuteKeyRequest> for KeyActor {
         AtomicResponse::new(Box::pin(fut::wrap_future::<_, Self>(pending).map(
             move |result, act, _| {
                 let recorded = result.map_err(CommandError::Store)?;
+                // The actor is the only writer, so the snapshot is still the one decided on.
+                let current = act.keyring.snapshot();
+                let mut ring = current.ring.clone();
                 for e in &recorded {
-                    act.ring.evolve(&e.event);
+                    ring.evolve(&e.event);
                     act.version = e.version;
                 }
+                let mut loaded = current.loaded.clone();
                 for m in fresh {
-                    act.loaded.insert(m.kid.clone(), m);
+                    loaded.insert(m.kid.clone(), m);
                 }
-                let published: Vec<String> =
-                    act.ring.published().map(|k| k.kid.clone()).collect();
-                act.loaded.retain(|kid, _| published.contains(kid));
-                act.keyring.install(act.ring.clone(), act.loaded.clone());
+                loaded.retain(|kid, _| ring.get(kid).is_some_and(|k| k.retired_at.is_none()));
+                act.keyring.install(ring, loaded);
                 if retiring {
                     for e in &recorded {
                         if let Event::SigningKeyRetired(r) = &e.event {
@@ -421,9 +405,14 @@ pub fn open_keys(
     settings: &KeySettings,
     retire_every: Option<Duration>,
 ) -> anyhow::Result<(Arc<Keyring>, KeyActor)> {
+    let events = store
+        .read_stream(KEYS_STREAM, 1)
+        .map_err(|e| KeyError::Invalid(format!("reading the keys stream: {e}")))?;
+    let ring = KeyRing::from_events(events.iter().map(|e| &e.event));
+    let version = events.last().map_or(0, |e| e.version);
     let kek = match Kek::load(data_dir, settings.encryption_key.as_deref())? {
         Some(k) => k,
-        None if KeyActor::log_has_sealed_keys(store.as_ref())? => anyhow::bail!(
+        None if ring.keys.iter().any(|k| k.private_key.is_some()) => anyhow::bail!(
             "the signing keys in the log are encrypted, but there is no key-encryption key: \
              set {} to the key used before, or restore {} from your backup",
             crate::keys::kek::KEK_ENV,
@@ -454,6 +443,7 @@ pub fn open_keys(
                 .retire_leeway_secs
                 .map_or(keys::RETIRE_LEEWAY_SECS, |s| s as i64),
         },
+        (ring, version),
         retire_every,
     )?;
     Ok((keyring, actor))

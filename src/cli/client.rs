@@ -81,6 +81,21 @@ pub struct CreateArgs {
     /// Allow the PKCE plain method (weaker than S256; for clients that cannot hash).
     #[arg(long)]
     pub allow_plain_pkce: bool,
+    /// Signing and authentication settings.
+    #[command(flatten)]
+    pub keys: KeyOptions,
+    /// An issuer whose jwt-bearer assertions the client may present (repeatable; default:
+    /// the client's own id).
+    #[arg(long = "trusted-issuer")]
+    pub trusted_issuers: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Options of `client create` and `client update` about keys and authentication.
+#[derive(Debug, Args)]
+pub struct KeyOptions {
     /// Signing algorithm of its JWT access tokens (default: the server's).
     #[arg(long, value_parser = ["RS256", "ES256", "EdDSA"])]
     pub signing_alg: Option<String>,
@@ -92,13 +107,6 @@ pub struct CreateArgs {
     /// jwt-bearer grant).
     #[arg(long, value_parser = parse_jwks)]
     pub jwks: Option<serde_json::Value>,
-    /// An issuer whose jwt-bearer assertions the client may present (repeatable; default:
-    /// the client's own id).
-    #[arg(long = "trusted-issuer")]
-    pub trusted_issuers: Vec<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
 }
 
 /// Options of `client update`.
@@ -133,17 +141,9 @@ pub struct UpdateArgs {
     /// Allow or forbid the PKCE plain method.
     #[arg(long)]
     pub allow_plain_pkce: Option<bool>,
-    /// Signing algorithm of its JWT access tokens (default: the server's).
-    #[arg(long, value_parser = ["RS256", "ES256", "EdDSA"])]
-    pub signing_alg: Option<String>,
-    /// How it authenticates: client_secret_basic, client_secret_post, private_key_jwt (no
-    /// secret; needs --jwks) or none (public clients). Default: by secret, Basic or post.
-    #[arg(long, value_parser = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"])]
-    pub token_endpoint_auth_method: Option<String>,
-    /// Its public keys: a JWKS document, as @FILE or inline JSON (for private_key_jwt and the
-    /// jwt-bearer grant).
-    #[arg(long, value_parser = parse_jwks)]
-    pub jwks: Option<serde_json::Value>,
+    /// Signing and authentication settings.
+    #[command(flatten)]
+    pub keys: KeyOptions,
     /// Trusted assertion issuers, replacing the old (repeatable).
     #[arg(long = "trusted-issuer")]
     pub trusted_issuers: Vec<String>,
@@ -181,9 +181,9 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                         can_introspect: a.can_introspect,
                         redirect_uri_matching: a.redirect_uri_matching,
                         allow_plain_pkce: a.allow_plain_pkce,
-                        signing_alg: a.signing_alg,
-                        token_endpoint_auth_method: a.token_endpoint_auth_method,
-                        jwks: a.jwks,
+                        signing_alg: a.keys.signing_alg,
+                        token_endpoint_auth_method: a.keys.token_endpoint_auth_method,
+                        jwks: a.keys.jwks,
                         trusted_issuers: a.trusted_issuers,
                     })
                     .await?;
@@ -203,9 +203,9 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                             can_introspect: a.can_introspect,
                             redirect_uri_matching: a.redirect_uri_matching,
                             allow_plain_pkce: a.allow_plain_pkce,
-                            signing_alg: a.signing_alg,
-                            token_endpoint_auth_method: a.token_endpoint_auth_method,
-                            jwks: a.jwks,
+                            signing_alg: a.keys.signing_alg,
+                            token_endpoint_auth_method: a.keys.token_endpoint_auth_method,
+                            jwks: a.keys.jwks,
                             trusted_issuers: (!a.trusted_issuers.is_empty())
                                 .then_some(a.trusted_issuers),
                         },

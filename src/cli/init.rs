@@ -169,7 +169,7 @@ pub fn run(args: InitArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         let Some(cred) = initialize(&engine).await? else {
             return Ok(());
         };
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = crate::http::token::unix_now();
         let kids: serde_json::Map<String, serde_json::Value> =
             domain::values::SigningAlgorithm::ALL
                 .iter()

@@ -180,9 +180,7 @@ fn event_row(e: &RecordedEvent) -> Vec<String> {
     };
     vec![
         e.position.to_string(),
-        e.recorded_at
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        crate::service::rfc3339(e.recorded_at),
         e.event.type_name().into(),
         e.stream.clone(),
         e.version.to_string(),

@@ -330,6 +330,7 @@ async fn issue(
     let Ok(client_id) = domain::values::ClientId::parse(&pending.request.client_id) else {
         return fail(ErrorCode::InvalidRequest, "malformed client_id");
     };
+    let now = unix_now();
     let request = AuthorizationRequest {
         user_id: pending.user_id,
         scopes: pending.request.scopes.clone(),
@@ -337,7 +338,7 @@ async fn issue(
         pkce: pending.request.pkce.clone(),
         consent: consent.clone(),
         existing_consent: ConsentView::default(),
-        now: unix_now(),
+        now,
     };
     let Ok((secret, hash)) = fresh_secret() else {
         return fail(ErrorCode::ServerError, "the server failed; try again");
@@ -353,7 +354,12 @@ async fn issue(
             token: NewAccessToken {
                 jti: Uuid::now_v7(),
                 opaque_token_hash: hash,
-                kid: state.kid_for(client_id.as_str()),
+                kid: state
+                    .engine
+                    .models
+                    .clients
+                    .get(client_id.as_str())
+                    .and_then(|v| state.kid_for(&v.client, now)),
             },
         }),
     };

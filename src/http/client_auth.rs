@@ -15,23 +15,10 @@ use base64::Engine as _;
 use domain::assertion::AcceptAssertion;
 use domain::event::AssertionUse;
 use domain::token::TokenCommand;
-use domain::values::AuthMethod as DomainMethod;
+use domain::values::AuthMethod;
 use domain::Cause;
 use projections::ClientView;
 use std::sync::Arc;
-
-/// How the client authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
-    /// HTTP Basic.
-    Basic,
-    /// Form parameters.
-    Post,
-    /// A signed assertion.
-    PrivateKeyJwt,
-    /// None: a public client identified by `client_id` alone.
-    None,
-}
 
 /// An authenticated client.
 pub struct AuthenticatedClient {
@@ -92,7 +79,7 @@ pub async fn authenticate_or_public(
             .get("client_id")
             .and_then(|id| state.engine.models.clients.get(id))
         {
-            if view.client.auth_methods() == [DomainMethod::None] {
+            if view.client.auth_methods() == [AuthMethod::None] {
                 return Ok(AuthenticatedClient {
                     view,
                     method: AuthMethod::None,
@@ -134,13 +121,17 @@ pub async fn authenticate(
                     "client_id in the body differs from the authenticated client",
                 ));
             }
-            (id, secret, AuthMethod::Basic)
+            (id, secret, AuthMethod::ClientSecretBasic)
         }
         (None, Some(secret)) => {
             let id = form
                 .get("client_id")
                 .ok_or_else(|| OAuthError::invalid_request("client_secret without client_id"))?;
-            (id.to_owned(), secret.to_owned(), AuthMethod::Post)
+            (
+                id.to_owned(),
+                secret.to_owned(),
+                AuthMethod::ClientSecretPost,
+            )
         }
         _ => {
             return Err(OAuthError::invalid_client(
@@ -163,11 +154,7 @@ pub async fn authenticate(
     if !ok {
         return Err(failed());
     }
-    let used = match method {
-        AuthMethod::Basic => DomainMethod::ClientSecretBasic,
-        _ => DomainMethod::ClientSecretPost,
-    };
-    if !view.client.auth_methods().contains(&used) {
+    if !view.client.auth_methods().contains(&method) {
         return Err(OAuthError::invalid_client(format!(
             "this client is registered to authenticate with {}",
             view.client.auth_methods()[0]
@@ -207,11 +194,7 @@ async fn by_assertion(
         .models
         .clients
         .get(&id)
-        .filter(|v| {
-            v.client
-                .auth_methods()
-                .contains(&DomainMethod::PrivateKeyJwt)
-        })
+        .filter(|v| v.client.auth_methods().contains(&AuthMethod::PrivateKeyJwt))
         .ok_or_else(|| OAuthError::invalid_client("client authentication failed"))?;
     let claims = super::assertion::verify(assertion, view.client.jwks.as_ref())
         .map_err(|why| failed(&why))?;

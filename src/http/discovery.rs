@@ -5,18 +5,6 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use domain::values::{AuthMethod, GrantType, SigningAlgorithm};
 
-/// Algorithms accepted on client assertions and jwt-bearer grants (RFC 7523).
-pub const ASSERTION_ALGS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
-
-/// Methods of the endpoints that require client authentication.
-const AUTHENTICATED: &[&str] = &[
-    "client_secret_basic",
-    "client_secret_post",
-    "private_key_jwt",
-];
-
 /// The public signing keys.
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
@@ -28,6 +16,17 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
 /// Authorization server metadata (RFC 8414 §2).
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     let iss = &state.issuer;
+    // Algorithms accepted on client assertions and jwt-bearer grants (RFC 7523).
+    let assertion_algs: Vec<String> = crate::jose::ACCEPTED
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect();
+    // Endpoints that require client authentication take every method but `none`.
+    let authenticated: Vec<&str> = AuthMethod::ALL
+        .iter()
+        .filter(|m| **m != AuthMethod::None)
+        .map(|m| m.as_str())
+        .collect();
     HttpResponse::Ok().json(serde_json::json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/authorize"),
@@ -41,11 +40,11 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         "code_challenge_methods_supported": ["S256", "plain"],
         "authorization_response_iss_parameter_supported": true,
         "token_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
-        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
-        "introspection_endpoint_auth_methods_supported": AUTHENTICATED,
-        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "introspection_endpoint_auth_methods_supported": authenticated,
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "revocation_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
-        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "access_token_signing_alg_values_supported": SigningAlgorithm::ALL.map(SigningAlgorithm::as_str),
         "tokeninfo_endpoint": format!("{iss}/tokeninfo"),
         "scopes_supported": [],

@@ -13,10 +13,23 @@ use domain::values::{join_scopes, SecretHash, UserId};
 use projections::TokenView;
 use uuid::Uuid;
 
+/// Whether a presented token has the three parts of a JWT (refresh tokens and opaque tokens,
+/// base64url, have none).
+fn is_jwt_shaped(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+/// Adds the `username` of the user a token speaks for, if it speaks for one.
+pub fn add_username(state: &AppState, body: &mut serde_json::Value, user: Option<UserId>) {
+    if let Some(u) = user.and_then(|id| state.engine.models.users.get(&id)) {
+        body["username"] = u.username.to_string().into();
+    }
+}
+
 /// Finds a presented token in the index: a JWT by its verified `jti`, an opaque token by the
 /// hash of its value. `None` for anything unknown, forged or malformed.
 pub fn resolve(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuthError> {
-    let found = if token.bytes().filter(|b| *b == b'.').count() == 2 {
+    let found = if is_jwt_shaped(token) {
         let Some((claims, kid)) = state.keys.verify(token, &state.issuer) else {
             return Ok(None);
         };
@@ -44,15 +57,12 @@ pub fn resolve(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuth
 /// A token that is active now: known, not revoked, not expired, and of a client that still
 /// exists.
 pub fn active(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuthError> {
-    Ok(resolve(state, token)?.filter(|t| {
-        t.is_active(unix_now())
-            && state
-                .engine
-                .models
-                .clients
-                .get(t.record.client_id.as_str())
-                .is_some()
-    }))
+    Ok(resolve(state, token)?
+        .filter(|t| t.is_active(unix_now()) && client_exists(state, &t.record.client_id)))
+}
+
+fn client_exists(state: &AppState, id: &domain::values::ClientId) -> bool {
+    state.engine.models.clients.get(id.as_str()).is_some()
 }
 
 /// Finds a presented refresh token in the index by the hash of its value.
@@ -71,15 +81,7 @@ fn active_refresh(
     token: &str,
 ) -> Result<Option<domain::event::RefreshTokenIssued>, OAuthError> {
     Ok(resolve_refresh(state, token)?
-        .filter(|v| {
-            v.is_active(unix_now())
-                && state
-                    .engine
-                    .models
-                    .clients
-                    .get(v.issued.client_id.as_str())
-                    .is_some()
-        })
+        .filter(|v| v.is_active(unix_now()) && client_exists(state, &v.issued.client_id))
         .map(|v| v.issued))
 }
 
@@ -96,54 +98,54 @@ pub async fn introspect(
     let may_see = |owner: &domain::values::ClientId| {
         caller.view.client.can_introspect || caller.view.client.client_id == *owner
     };
-    let username = |subject: &str| {
-        UserId::parse(subject)
-            .ok()
-            .and_then(|id| state.engine.models.users.get(&id))
-            .map(|u| u.username.to_string())
-    };
-    let mut user_token = true;
-    let mut body = match active(&state, token)? {
-        Some(t) if may_see(&t.record.client_id) => {
+    let inactive = || serde_json::json!({ "active": false });
+    let body = match resolve(&state, token)? {
+        Some(t) => {
             let r = &t.record;
-            user_token = r.grant_type.speaks_for_a_user();
-            serde_json::json!({
-                "active": true,
-                "scope": join_scopes(&r.scopes),
-                "client_id": r.client_id.as_str(),
-                "sub": r.subject,
-                "exp": r.expires_at,
-                "iat": r.issued_at,
-                "token_type": "Bearer",
-                "iss": state.issuer,
-                "aud": state.issuer,
-                "jti": r.jti.to_string(),
-            })
+            if !(t.is_active(unix_now())
+                && client_exists(&state, &r.client_id)
+                && may_see(&r.client_id))
+            {
+                inactive()
+            } else {
+                let mut b = serde_json::json!({
+                    "active": true,
+                    "scope": join_scopes(&r.scopes),
+                    "client_id": r.client_id.as_str(),
+                    "sub": r.subject,
+                    "exp": r.expires_at,
+                    "iat": r.issued_at,
+                    "token_type": "Bearer",
+                    "iss": state.issuer,
+                    "aud": state.issuer,
+                    "jti": r.jti.to_string(),
+                });
+                add_username(&state, &mut b, r.user_id());
+                b
+            }
         }
-        Some(_) => serde_json::json!({ "active": false }),
+        // A known access token is no refresh token, and a JWT that did not verify is neither.
+        None if is_jwt_shaped(token) => inactive(),
         // A refresh token introspects too (RFC 7662 §2.1): active while it is its family's
         // newest, unused, unexpired and unrevoked.
         None => match active_refresh(&state, token)? {
-            Some(r) if may_see(&r.client_id) => serde_json::json!({
-                "active": true,
-                "scope": join_scopes(&r.scopes),
-                "client_id": r.client_id.as_str(),
-                "sub": r.user_id.to_string(),
-                "exp": r.expires_at,
-                "iat": r.issued_at,
-                "token_type": "refresh_token",
-                "iss": state.issuer,
-            }),
-            _ => serde_json::json!({ "active": false }),
+            Some(r) if may_see(&r.client_id) => {
+                let mut b = serde_json::json!({
+                    "active": true,
+                    "scope": join_scopes(&r.scopes),
+                    "client_id": r.client_id.as_str(),
+                    "sub": r.user_id.to_string(),
+                    "exp": r.expires_at,
+                    "iat": r.issued_at,
+                    "token_type": "refresh_token",
+                    "iss": state.issuer,
+                });
+                add_username(&state, &mut b, Some(r.user_id));
+                b
+            }
+            _ => inactive(),
         },
     };
-    if let Some(name) = body["sub"]
-        .as_str()
-        .filter(|_| user_token)
-        .and_then(username)
-    {
-        body["username"] = name.into();
-    }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body))

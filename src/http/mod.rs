@@ -46,16 +46,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The key that signs a client's JWTs now: its algorithm's, or the server default's.
-    pub fn kid_for(&self, client_id: &str) -> Option<String> {
-        let alg = self
-            .engine
-            .models
-            .clients
-            .get(client_id)
-            .and_then(|v| v.client.signing_alg)
-            .unwrap_or(self.keys.default_algorithm);
-        self.keys.signing_kid(alg, token::unix_now())
+    /// The key that signs a client's JWTs at `now`: its algorithm's, or the server default's.
+    pub fn kid_for(&self, client: &domain::client::Client, now: i64) -> Option<String> {
+        let alg = client.signing_alg.unwrap_or(self.keys.default_algorithm);
+        self.keys.signing_kid(alg, now)
     }
 }
 

@@ -3,12 +3,12 @@
 //!
 //! Neither logs a token: the request log records the path without its query string.
 
-use super::introspect::active;
+use super::introspect::{active, add_username};
 use super::AppState;
 use crate::bearer::{self, BearerError};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use domain::values::{join_scopes, UserId};
+use domain::values::join_scopes;
 use projections::TokenView;
 
 /// Realm of the demo resource.
@@ -17,14 +17,17 @@ const REALM: &str = "authledger";
 /// Largest form body `/api/whoami` reads.
 const MAX_FORM: usize = 16 * 1024;
 
-fn username(state: &AppState, t: &TokenView) -> Option<String> {
-    if !t.record.grant_type.speaks_for_a_user() {
-        return None;
-    }
-    UserId::parse(&t.record.subject)
-        .ok()
-        .and_then(|id| state.engine.models.users.get(&id))
-        .map(|u| u.username.to_string())
+/// What both endpoints say of an active token: subject, client, scopes (and the username of
+/// a user's token), no-store.
+fn describe(state: &AppState, t: &TokenView, mut body: serde_json::Value) -> HttpResponse {
+    let r = &t.record;
+    body["sub"] = r.subject.clone().into();
+    body["client_id"] = r.client_id.as_str().into();
+    body["scope"] = join_scopes(&r.scopes).into();
+    add_username(state, &mut body, r.user_id());
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
 }
 
 /// `GET /tokeninfo?access_token=…`: `scope`, `client_id`, `sub` and `expires_in` of an active
@@ -42,19 +45,8 @@ pub async fn tokeninfo(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     };
     match active(&state, &token) {
         Ok(Some(t)) => {
-            let r = &t.record;
-            let mut body = serde_json::json!({
-                "scope": join_scopes(&r.scopes),
-                "client_id": r.client_id.as_str(),
-                "sub": r.subject,
-                "expires_in": (r.expires_at - super::token::unix_now()).max(0),
-            });
-            if let Some(name) = username(&state, &t) {
-                body["username"] = name.into();
-            }
-            HttpResponse::Ok()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(body)
+            let left = (t.record.expires_at - super::token::unix_now()).max(0);
+            describe(&state, &t, serde_json::json!({ "expires_in": left }))
         }
         Ok(None) => invalid("the token is not active"),
         Err(e) => HttpResponse::from_error(e),
@@ -68,21 +60,11 @@ pub async fn whoami(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     match answer(&req, payload, &state).await {
-        Ok(t) => {
-            let r = &t.record;
-            let mut body = serde_json::json!({
-                "sub": r.subject,
-                "client_id": r.client_id.as_str(),
-                "scope": join_scopes(&r.scopes),
-                "exp": r.expires_at,
-            });
-            if let Some(name) = username(&state, &t) {
-                body["username"] = name.into();
-            }
-            HttpResponse::Ok()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(body)
-        }
+        Ok(t) => describe(
+            &state,
+            &t,
+            serde_json::json!({ "exp": t.record.expires_at }),
+        ),
         Err(e) => e.response(REALM),
     }
 }
@@ -107,13 +89,7 @@ async fn answer(
             BearerError::InvalidToken("the token is expired, revoked or unknown".into())
         })?;
     if let Some(scope) = &state.whoami_scope {
-        let granted: Vec<String> = t
-            .record
-            .scopes
-            .iter()
-            .map(|s| s.as_str().to_owned())
-            .collect();
-        bearer::require_scopes(&granted, &[scope.as_str()])?;
+        bearer::require_scopes(&t.record.scopes, &[scope.as_str()])?;
     }
     Ok(t)
 }

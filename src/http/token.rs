@@ -14,9 +14,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use domain::assertion::{AcceptAssertion, JwtBearerGrant};
 use domain::event::{AccessTokenIssued, AssertionUse, Event};
-use domain::grant::{NewAccessToken, NewRefreshToken, PasswordGrant, RedeemCode, RefreshGrant};
+use domain::grant::{
+    self, NewAccessToken, NewRefreshToken, PasswordGrant, RedeemCode, RefreshGrant,
+};
 use domain::oauth::ErrorCode;
-use domain::token::{IssueClientCredentialsToken, TokenCommand};
+use domain::token::{IssueClientCredentialsToken, TokenCommand, TokenError};
 use domain::values::{join_scopes, GrantType, Scope, SecretHash, TokenFormat};
 use domain::Cause;
 use uuid::Uuid;
@@ -29,13 +31,18 @@ pub fn unix_now() -> i64 {
 /// Maps an actor failure to its OAuth error.
 pub fn command_error(e: CommandError) -> OAuthError {
     match e {
-        CommandError::Token(t) => OAuthError::new(t.code(), t.to_string()),
+        CommandError::Token(t) => token_error(t),
         CommandError::Client(c) => OAuthError::invalid_request(c.to_string()),
         CommandError::User(u) => OAuthError::invalid_request(u.to_string()),
         CommandError::Unavailable(d) => OAuthError::new(ErrorCode::TemporarilyUnavailable, d),
         CommandError::Keys(d) => OAuthError::invalid_request(d),
         e @ CommandError::Store(_) => OAuthError::server_error(&e),
     }
+}
+
+/// Maps a refused token decision to its OAuth error.
+pub fn token_error(t: TokenError) -> OAuthError {
+    OAuthError::new(t.code(), t.to_string())
 }
 
 /// The wire value of an issued access token: the opaque value drawn for it, or a JWT signed
@@ -119,10 +126,11 @@ async fn grant(
         .transpose()
         .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.0))?;
     let (opaque, opaque_token_hash) = fresh_secret()?;
+    let now = unix_now();
     let access = NewAccessToken {
         jti: Uuid::now_v7(),
         opaque_token_hash,
-        kid: state.kid_for(client_id.as_str()),
+        kid: state.kid_for(&client.view.client, now),
     };
     let parsed = GrantType::parse(grant);
     // Only the user grants may issue a refresh token: client_credentials, the hot path, draws
@@ -138,14 +146,11 @@ async fn grant(
             family_ttl_secs: state.grants.refresh_family_ttl_secs,
         })
     };
-    let now = unix_now();
     let command = match parsed {
         Ok(GrantType::ClientCredentials) => {
             TokenCommand::IssueClientCredentials(IssueClientCredentialsToken {
                 requested_scopes: scopes,
-                jti: access.jti,
-                opaque_token_hash: access.opaque_token_hash,
-                kid: access.kid,
+                token: access,
                 now,
             })
         }
@@ -169,17 +174,7 @@ async fn grant(
             now,
         }),
         Ok(GrantType::Password) => {
-            if !client
-                .view
-                .client
-                .grant_types
-                .contains(&GrantType::Password)
-            {
-                return Err(OAuthError::new(
-                    ErrorCode::UnauthorizedClient,
-                    "this client is not allowed the password grant",
-                ));
-            }
+            grant::allowed(&client.view.client, GrantType::Password).map_err(token_error)?;
             let username = form.require("username")?;
             let password = form.require("password")?;
             let user =
@@ -195,17 +190,7 @@ async fn grant(
             })
         }
         Ok(GrantType::JwtBearer) => {
-            if !client
-                .view
-                .client
-                .grant_types
-                .contains(&GrantType::JwtBearer)
-            {
-                return Err(OAuthError::new(
-                    ErrorCode::UnauthorizedClient,
-                    "this client is not allowed the jwt-bearer grant",
-                ));
-            }
+            grant::allowed(&client.view.client, GrantType::JwtBearer).map_err(token_error)?;
             let assertion = form.require("assertion")?;
             let claims = super::assertion::verify(assertion, client.view.client.jwks.as_ref())
                 .map_err(|why| {

@@ -21,10 +21,11 @@ pub const KEK_ENV: &str = "AUTHLEDGER_ENCRYPTION_KEY";
 
 /// The key-encryption key.
 pub struct Kek {
+    /// The first 16 hex digits of a SHA-256 over it; safe to record.
     id: String,
     key: LessSafeKey,
     /// Where it came from, for error messages.
-    pub source: String,
+    source: String,
 }
 
 impl std::fmt::Debug for Kek {
@@ -111,11 +112,6 @@ impl Kek {
             source,
         })?;
         Self::from_bytes(bytes.as_ref(), path.display().to_string())
-    }
-
-    /// Its id: the first 16 hex digits of a SHA-256 over it. Safe to record.
-    pub fn id(&self) -> &str {
-        &self.id
     }
 
     /// Encrypts a private key; the kid is bound as associated data, so a ciphertext cannot be

@@ -36,9 +36,6 @@ pub enum KeyError {
     /// Signing failed.
     #[error("signing failed: {0}")]
     Sign(String),
-    /// No key signs for this algorithm.
-    #[error("no active signing key for {0}")]
-    NoKey(SigningAlgorithm),
 }
 
 /// The claims of an access token (RFC 9068 §2.2).

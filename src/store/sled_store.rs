@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -46,7 +46,7 @@ pub struct SledStore {
     durable_head: Arc<AtomicU64>,
     subscribers: Subscribers,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    failure: Arc<Mutex<Option<String>>>,
+    failure: Arc<OnceLock<String>>,
 }
 
 /// Name of the tree that holds the log.
@@ -126,15 +126,11 @@ impl SledStore {
     pub fn start(db: sled::Db, hook: CommitHook) -> Result<Self, StoreError> {
         let log = db.open_tree(LOG_TREE)?;
         let snapshots = db.open_tree("snapshots")?;
-        let (head, last_hash) = last_event(&log)?;
         // Recorded times never go backwards, across restarts too.
-        let last_time = match log.get(event_key(head))? {
-            Some(bytes) if head > 0 => decode(&bytes)?.recorded_at,
-            _ => time::OffsetDateTime::UNIX_EPOCH,
-        };
+        let (head, last_hash, last_time) = last_event(&log)?;
         let durable_head = Arc::new(AtomicU64::new(head));
         let subscribers: Subscribers = Arc::new(Mutex::new(Vec::new()));
-        let failure: Arc<Mutex<Option<String>>> = Arc::default();
+        let failure: Arc<OnceLock<String>> = Arc::default();
         let (tx, rx) = std_mpsc::channel();
         let mut writer = Writer {
             db: db.clone(),
@@ -176,10 +172,7 @@ impl SledStore {
 
     /// Why the store stopped taking writes, if it did (a failed write or flush).
     pub fn write_failure(&self) -> Option<String> {
-        match self.failure.lock() {
-            Ok(f) => f.clone(),
-            Err(e) => e.into_inner().clone(),
-        }
+        self.failure.get().cloned()
     }
 
     /// Stops the writer after it finished what was queued, and flushes (unless a write failed:
@@ -219,13 +212,14 @@ impl Drop for SledStore {
     }
 }
 
-fn last_event(log: &sled::Tree) -> Result<(u64, String), StoreError> {
+/// The log's last position, the hash that chains the next event to it, and when it was recorded.
+fn last_event(log: &sled::Tree) -> Result<(u64, String, time::OffsetDateTime), StoreError> {
     match log.range(event_key(0)..=event_key(u64::MAX)).next_back() {
         Some(r) => {
             let (k, v) = r?;
-            Ok((be_u64(&k[1..])?, chain_hash(&v)))
+            Ok((be_u64(&k[1..])?, chain_hash(&v), decode(&v)?.recorded_at))
         }
-        None => Ok((0, GENESIS_HASH.to_owned())),
+        None => Ok((0, GENESIS_HASH.to_owned(), time::OffsetDateTime::UNIX_EPOCH)),
     }
 }
 
@@ -238,7 +232,7 @@ struct Writer {
     last_time: time::OffsetDateTime,
     /// Set once a write or flush failed: what is on disk is then unknown, so the writer takes
     /// no more appends until the process restarts and reads the disk again.
-    failed: Arc<Mutex<Option<String>>>,
+    failed: Arc<OnceLock<String>>,
     hook: CommitHook,
     durable_head: Arc<AtomicU64>,
     subscribers: Subscribers,
@@ -271,12 +265,7 @@ impl Writer {
     }
 
     fn commit(&mut self, jobs: Vec<Job>) {
-        let failed = self
-            .failed
-            .lock()
-            .map(|f| f.clone())
-            .unwrap_or_else(|e| e.into_inner().clone());
-        if let Some(cause) = failed {
+        if let Some(cause) = self.failed.get() {
             for job in jobs {
                 let _ = job.reply.send(Err(StoreError::Io(format!(
                     "the store stopped taking writes after a failed write ({cause}); restart the server"
@@ -383,10 +372,7 @@ impl Writer {
             }
             // Whether the group reached the disk is unknown: stop here rather than number
             // later events against a guess. A restart reads what the disk holds.
-            match self.failed.lock() {
-                Ok(mut f) => *f = Some(err.to_string()),
-                Err(e) => *e.into_inner() = Some(err.to_string()),
-            }
+            let _ = self.failed.set(err.to_string());
             return;
         }
         self.last_time = recorded_at;
