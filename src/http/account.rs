@@ -152,17 +152,11 @@ pub fn to_login(return_to: &str) -> HttpResponse {
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("return_to", return_to)
         .finish();
-    HttpResponse::Found()
-        .insert_header((header::LOCATION, format!("/login?{query}")))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
+    pages::redirect(StatusCode::FOUND, &format!("/login?{query}"))
 }
 
 fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
+    pages::redirect(StatusCode::SEE_OTHER, location)
 }
 
 fn login_page(
@@ -248,9 +242,8 @@ pub async fn login(
                     "Too many failed attempts. Try again in {wait} seconds."
                 )),
             );
-            if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
             res
         }
         Err(e) => pages::error_page(e.status, "Sign-in failed", &e.description),

@@ -12,7 +12,7 @@ use super::session::{csrf_ok, current_user, page_with_csrf};
 use super::token::{access_token_value, command_error, fresh_secret, unix_now};
 use super::{request_metadata, AppState};
 use crate::actors::{CommandError, ExecuteTokenCommand};
-use actix_web::http::{header, Method, StatusCode};
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::event::Event;
 use domain::grant::{
@@ -45,7 +45,7 @@ enum ResponseType {
 /// A request that passed every check but the user's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Validated {
-    client_id: String,
+    client_id: domain::values::ClientId,
     /// As presented (`None`: the request named none).
     redirect_uri: Option<String>,
     /// Where the response goes.
@@ -107,10 +107,7 @@ impl ClientRedirect<'_> {
                 )
             }
         };
-        HttpResponse::build(status)
-            .insert_header((header::LOCATION, location))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish()
+        pages::redirect(status, &location)
     }
 
     fn error(&self, code: ErrorCode, description: &str, status: StatusCode) -> HttpResponse {
@@ -235,10 +232,7 @@ pub async fn authorize(
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("request", &sealed)
         .finish();
-    HttpResponse::Found()
-        .insert_header((header::LOCATION, format!("/consent?{query}")))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
+    pages::redirect(StatusCode::FOUND, &format!("/consent?{query}"))
 }
 
 type Refused = (ErrorCode, String);
@@ -301,7 +295,7 @@ fn validate(
     check_request(c, grant, &scopes, pkce.as_ref().map(|(_, m)| *m))
         .map_err(|e| (e.code(), e.to_string()))?;
     Ok(Validated {
-        client_id: c.client_id.to_string(),
+        client_id: c.client_id.clone(),
         redirect_uri: presented.map(str::to_owned),
         target: target.to_owned(),
         response_type,
@@ -327,9 +321,7 @@ async fn issue(
         issuer: &state.issuer,
     };
     let fail = |code: ErrorCode, d: &str| Some(redirect.error(code, d, status));
-    let Ok(client_id) = domain::values::ClientId::parse(&pending.request.client_id) else {
-        return fail(ErrorCode::InvalidRequest, "malformed client_id");
-    };
+    let client_id = &pending.request.client_id;
     let now = unix_now();
     let request = AuthorizationRequest {
         user_id: pending.user_id,
@@ -367,7 +359,7 @@ async fn issue(
     let events = match state
         .engine
         .registry
-        .send(&client_id, ExecuteTokenCommand { command, metadata })
+        .send(client_id, ExecuteTokenCommand { command, metadata })
         .await
     {
         Ok(events) => events,
@@ -431,7 +423,7 @@ fn pending_for(
         .engine
         .models
         .clients
-        .get(&pending.request.client_id)
+        .get(pending.request.client_id.as_str())
         .ok_or_else(expired)?;
     Ok((pending, client))
 }

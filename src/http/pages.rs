@@ -91,6 +91,14 @@ pub fn page(status: StatusCode, markup: Markup) -> HttpResponse {
         .body(markup.into_string())
 }
 
+/// A redirect that no cache keeps (it may carry a code, a token or a sealed request).
+pub fn redirect(status: StatusCode, location: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((actix_web::http::header::LOCATION, location))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
 /// The error page of `/authorize` for requests that must not be redirected (RFC 6749
 /// §4.1.2.1), and of the other pages.
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {

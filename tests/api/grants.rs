@@ -115,22 +115,6 @@ fn redeem(app: &TestApp, client: &str, code: &str, redirect: &str) -> (u16, Valu
     )
 }
 
-fn events_of_type(app: &TestApp, t: &str) -> Vec<Value> {
-    let out = app.cli(&[
-        "audit", "query", "--type", t, "--format", "jsonl", "--limit", "1000",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Signs alice in and runs a code flow for the public client; answers the token response.
 fn tokens_for_public(app: &TestApp, browser: &mut Browser) -> Value {
     let done = browser.approve(&code_params("web", CB_PORT, "s1"));
@@ -211,7 +195,7 @@ fn the_code_flow_with_pkce_signs_in_asks_consent_and_issues_introspectable_token
     assert_eq!(info["username"], "alice");
     assert_eq!(info["client_id"], "web");
     // The code itself is stored only as a hash.
-    let issued = events_of_type(&app, "AuthorizationCodeIssued");
+    let issued = app.events("AuthorizationCodeIssued");
     assert_eq!(issued.len(), 1);
     assert!(!issued[0].to_string().contains(&code));
 }
@@ -246,7 +230,7 @@ fn a_reused_code_is_refused_and_revokes_every_token_issued_from_it() {
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
     );
-    let replayed = events_of_type(&app, "AuthorizationCodeReplayed");
+    let replayed = app.events("AuthorizationCodeReplayed");
     assert_eq!(replayed.len(), 1, "the log says why");
 }
 
@@ -273,7 +257,7 @@ fn thirty_two_concurrent_redemptions_of_one_code_give_exactly_one_success() {
         31,
         "{statuses:?}"
     );
-    assert_eq!(events_of_type(&app, "AuthorizationCodeRedeemed").len(), 1);
+    assert_eq!(app.events("AuthorizationCodeRedeemed").len(), 1);
 }
 
 #[test]
@@ -574,7 +558,7 @@ fn consent_is_remembered_for_confidential_clients_and_revoked_from_the_account_p
         "consent asked again"
     );
     assert!(!b.get("/account").body.contains("Confidential App"));
-    assert_eq!(events_of_type(&app, "AuthorizationRevoked").len(), 1);
+    assert_eq!(app.events("AuthorizationRevoked").len(), 1);
 }
 
 fn refresh(app: &TestApp, token: &str, scope: Option<&str>) -> (u16, Value) {
@@ -622,7 +606,7 @@ fn refresh_tokens_rotate_and_a_reused_one_revokes_the_whole_family() {
         assert_eq!(app.introspect(&rs, &rs_secret, t)["active"], false, "{t}");
     }
     assert_eq!(refresh(&app, r2, None).0, 400);
-    assert_eq!(events_of_type(&app, "RefreshTokenReuseDetected").len(), 1);
+    assert_eq!(app.events("RefreshTokenReuseDetected").len(), 1);
     // A public client revokes its refresh token with its client_id alone; the grant goes too.
     let other = tokens_for_public(&app, &mut b);
     let (status, _) = app.post_form(
@@ -705,7 +689,7 @@ fn within_the_grace_window_a_lost_response_may_be_retried_until_the_successor_is
         "successor used: reuse"
     );
     let _ = lost;
-    assert_eq!(events_of_type(&app, "RefreshTokenReuseDetected").len(), 1);
+    assert_eq!(app.events("RefreshTokenReuseDetected").len(), 1);
 }
 
 #[test]
@@ -747,7 +731,7 @@ fn the_password_grant_issues_tokens_and_is_throttled() {
     );
     let (status, _) = grant("nobody", "whatever-pw", "conf", &secret);
     assert_eq!(status, 400);
-    let failed = events_of_type(&app, "UserLoginFailed");
+    let failed = app.events("UserLoginFailed");
     assert_eq!(failed.len(), 6);
     assert!(
         failed
@@ -755,7 +739,7 @@ fn the_password_grant_issues_tokens_and_is_throttled() {
             .all(|e| !e.to_string().contains("wrong-password")),
         "never the password"
     );
-    assert_eq!(events_of_type(&app, "UserLocked").len(), 1);
+    assert_eq!(app.events("UserLocked").len(), 1);
 }
 
 #[test]
@@ -809,7 +793,7 @@ fn login_is_throttled_and_audited_and_its_form_needs_the_csrf_token() {
         ],
     );
     assert_eq!(r.status, 303, "{}", r.body);
-    assert_eq!(events_of_type(&app, "UserLoginFailed").len(), 5);
+    assert_eq!(app.events("UserLoginFailed").len(), 5);
 }
 
 #[test]
@@ -846,7 +830,7 @@ fn users_are_managed_by_the_cli_and_the_admin_api() {
         .map(|u| u["username"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["alice", "carol"]);
-    let registered = events_of_type(&app, "UserRegistered");
+    let registered = app.events("UserRegistered");
     assert!(registered
         .iter()
         .all(|e| !e.to_string().contains("carol-password")));

@@ -265,6 +265,14 @@ impl TestApp {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// Every recorded event of one type, oldest first, from the audit trail.
+    pub fn events(&self, type_name: &str) -> Vec<Value> {
+        let v = self.cli_json(&[
+            "audit", "query", "--type", type_name, "--format", "json", "--limit", "1000",
+        ]);
+        v.as_array().unwrap().clone()
+    }
+
     /// Creates a confidential client; answers (id, secret).
     pub fn create_client(&self, extra: &[&str]) -> (String, String) {
         let mut args = vec![
