@@ -101,6 +101,7 @@ pub fn observed_by_views(event: &Event) -> bool {
             | Event::RefreshTokenIssued(_)
             | Event::RefreshTokenRotated(_)
             | Event::JwtAssertionAccepted(_)
+            | Event::TokenRevoked(_)
     ) || event.revoked_family().is_some()
 }
 

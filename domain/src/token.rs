@@ -35,6 +35,15 @@ pub struct KnownToken {
     pub refresh_family: Option<Uuid>,
 }
 
+impl KnownToken {
+    /// Brings the index's answer up to date with an event not yet in the index.
+    pub fn observe(&mut self, event: &Event) {
+        if let Event::TokenRevoked(r) = event {
+            self.revoked |= r.jti == self.jti;
+        }
+    }
+}
+
 /// Revoke a token (RFC 7009); the index lookup arrives in the command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevokeToken {

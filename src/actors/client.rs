@@ -16,10 +16,8 @@ use domain::grant::{CodeView, ConsentView, RefreshView};
 use domain::token::{self, TokenCommand, TokenError};
 use domain::values::{ClientId, UserId};
 use domain::{Metadata, RecordedEvent};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use uuid::Uuid;
 
 /// A snapshot is written once the configuration moved this many versions past the last one.
 const SNAPSHOT_EVERY: u64 = 16;
@@ -134,8 +132,6 @@ pub struct ClientActor {
     snapshot_version: u64,
     tokens_version: u64,
     in_flight: usize,
-    /// Revocations decided but not yet in the token index.
-    revoking: HashSet<Uuid>,
     /// The read models the grant decisions consult.
     views: Arc<dyn GrantViews>,
     /// Events appended but not yet answered (so not yet in the read models), by append.
@@ -168,7 +164,6 @@ impl ClientActor {
             snapshot_version: 0,
             tokens_version: 0,
             in_flight: 0,
-            revoking: HashSet::new(),
             views,
             in_flight_events: Vec::new(),
             next_append: 0,
@@ -209,7 +204,6 @@ impl ClientActor {
         self.state = state;
         self.config_version = version;
         self.tokens_version = self.store.stream_version(&self.tokens_stream)?;
-        self.revoking.clear();
         Ok(())
     }
 
@@ -301,11 +295,6 @@ impl ClientActor {
                 act.in_flight_events.retain(|(id, _)| *id != append_id);
                 match result {
                     Ok(events) => {
-                        for e in &events {
-                            if let Event::TokenRevoked(r) = &e.event {
-                                act.revoking.remove(&r.jti);
-                            }
-                        }
                         act.recover_when_idle();
                         if !act.recovering {
                             act.maybe_snapshot();
@@ -405,6 +394,9 @@ impl ClientActor {
                     .for_each(|e| view.observe(request.user_id, e));
                 request.existing_consent = view;
             }
+            TokenCommand::Revoke(domain::token::RevokeToken { token: Some(t), .. }) => {
+                self.events_in_flight().for_each(|e| t.observe(e))
+            }
             TokenCommand::AuthenticateByAssertion(accept)
             | TokenCommand::JwtBearer(domain::assertion::JwtBearerGrant { accept, .. }) => {
                 let a = &accept.assertion;
@@ -432,12 +424,6 @@ impl Handler<ExecuteTokenCommand> for ClientActor {
         if let Some(refused) = self.refuse_while_recovering() {
             return refused;
         }
-        // The index does not yet hold revocations still being flushed: overlay them.
-        if let TokenCommand::Revoke(r) = &mut msg.command {
-            if let Some(t) = &mut r.token {
-                t.revoked |= self.revoking.contains(&t.jti);
-            }
-        }
         if let Err(e) = self.fill_views(&mut msg.command) {
             return Box::pin(fut::ready(Err(e)));
         }
@@ -452,11 +438,6 @@ impl Handler<ExecuteTokenCommand> for ClientActor {
         };
         if events.is_empty() {
             return self.nothing_to_append(msg.metadata);
-        }
-        for e in &events {
-            if let Event::TokenRevoked(r) = e {
-                self.revoking.insert(r.jti);
-            }
         }
         let expected = self.tokens_version;
         self.tokens_version += events.len() as u64;
@@ -545,7 +526,7 @@ mod tests {
             command: TokenCommand::IssueClientCredentials(IssueClientCredentialsToken {
                 requested_scopes: None,
                 token: domain::grant::NewAccessToken {
-                    jti: Uuid::now_v7(),
+                    jti: uuid::Uuid::now_v7(),
                     opaque_token_hash: SecretHash::of("x"),
                     kid: None,
                 },

@@ -359,3 +359,24 @@ fn discovery_documents_list_the_endpoints_and_the_signing_key() {
         assert_eq!(err(&body), "invalid_request");
     }
 }
+
+#[test]
+fn concurrent_revocations_of_one_token_record_one_event() {
+    let app = spawn_app();
+    let (id, secret) = app.create_client(&["--scope", "read", "--token-format", "opaque"]);
+    let token = app.token(&id, &secret, None)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                let (status, _) =
+                    app.post_form("/revoke", Some((&id, &secret)), &[("token", &token)]);
+                assert_eq!(status, 200);
+            });
+        }
+    });
+    assert_eq!(app.events("TokenRevoked").len(), 1);
+    assert_eq!(app.introspect(&id, &secret, &token)["active"], false);
+}
