@@ -5,7 +5,7 @@ use super::error::OAuthError;
 use super::form::{read_form, Form};
 use super::pages::{self, AuthorizedApp, LoginPage};
 use super::session::{clear_session_cookie, csrf_ok, current_user, page_with_csrf, session_cookie};
-use super::token::unix_now;
+use super::token::{unix_now, unix_now_ms};
 use super::{request_metadata, AppState};
 use crate::actors::{ExecuteTokenCommand, ExecuteUserCommand, RecordUnknownLogin};
 use crate::passwords;
@@ -46,8 +46,10 @@ pub async fn sign_in(
     via: &str,
 ) -> Result<SignIn, OAuthError> {
     let address = source_address(req);
-    let now = unix_now();
-    if let Some(wait) = state.throttle.retry_after(Some(username), &address, now) {
+    if let Some(wait) = state
+        .throttle
+        .retry_after(Some(username), &address, unix_now_ms())
+    {
         tracing::warn!(username, %address, wait, "sign-in throttled");
         return Ok(SignIn::Throttled(wait));
     }
@@ -67,7 +69,9 @@ pub async fn sign_in(
         state.throttle.succeeded(username, &address);
         return Ok(SignIn::Ok(user.clone()));
     }
-    let lock = state.throttle.failed(Some(username), &address, unix_now());
+    let lock = state
+        .throttle
+        .failed(Some(username), &address, unix_now_ms());
     let recorded = match &user {
         Some(u) => {
             let metadata = request_metadata(req, Cause::User(u.user_id.to_string()));
