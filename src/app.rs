@@ -19,15 +19,48 @@ pub struct Application {
     data_dir: PathBuf,
 }
 
+/// Walks the hash chain before serving; a broken chain stops the start unless allowed.
+fn verify_log(engine: &Engine, allow_unverified: bool) -> anyhow::Result<()> {
+    use crate::store::verify::Verification;
+    let started = std::time::Instant::now();
+    match engine.store.verify(|_| {})? {
+        Verification::Verified {
+            events, head_hash, ..
+        } => {
+            tracing::info!(
+                events,
+                head_hash,
+                ms = started.elapsed().as_millis() as u64,
+                "hash chain verified"
+            );
+            Ok(())
+        }
+        Verification::Broken {
+            position, reason, ..
+        } if allow_unverified => {
+            tracing::error!(position, reason, "the hash chain is broken; serving anyway (--allow-unverified)");
+            Ok(())
+        }
+        Verification::Broken {
+            position, reason, ..
+        } => Err(anyhow::anyhow!(
+            "the log's hash chain breaks at position {position}: {reason}. Restore the data \
+             directory from a backup, or run `authledger audit verify` to look closer; to \
+             serve from it anyway, start with --allow-unverified"
+        )),
+    }
+}
+
 impl Application {
     /// Opens the data directory and binds; must run inside an actix system.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let engine = Arc::new(
-            Engine::open(&config.data_dir, config.actor_idle)
-                .map_err(|e| anyhow::anyhow!("opening {}: {e}", config.data_dir.display()))?,
-        );
+        let opening = |e| anyhow::anyhow!("opening {}: {e}", config.data_dir.display());
+        let engine = Arc::new(Engine::open_stale(&config.data_dir, config.actor_idle).map_err(opening)?);
+        // Before the projections take in anything: a tampered log must not reach them.
+        verify_log(&engine, config.allow_unverified)?;
+        crate::engine::catch_up(&engine.store, &engine.models, |_| {}).map_err(opening)?;
         let (keys, key_actor) = start_keys(&engine, &config.keys, Some(config.key_check)).await?;
         ensure_initialized(&engine).await?;
         let listener = TcpListener::bind(&config.bind)

@@ -87,6 +87,8 @@ pub struct ServeConfig {
     pub key_check: std::time::Duration,
     /// Scope the demo resource `/api/whoami` requires.
     pub whoami_scope: Option<String>,
+    /// Serve even when the log's hash chain does not verify.
+    pub allow_unverified: bool,
 }
 
 /// Lifetimes and switches of the grants made on a user's behalf.

@@ -1,4 +1,4 @@
-//! `authledger audit query`.
+//! `authledger audit query | verify`.
 
 use super::backend::Backend;
 use super::{output, Format};
@@ -11,6 +11,17 @@ use std::path::PathBuf;
 pub enum AuditCommand {
     /// Events of the trail, filtered, in global order.
     Query(QueryArgs),
+    /// Walk the hash chain of the whole log: "verified N events, head hash H", or the first
+    /// position where the chain breaks and why (exit status 1).
+    Verify(VerifyArgs),
+}
+
+/// Options of `audit verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Output format (table: one sentence; json: the full report).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 /// Options of `audit query`.
@@ -44,7 +55,10 @@ pub struct QueryArgs {
 
 /// Runs an audit command.
 pub fn run(cmd: AuditCommand, data_dir: PathBuf) -> anyhow::Result<()> {
-    let AuditCommand::Query(a) = cmd;
+    let a = match cmd {
+        AuditCommand::Query(a) => a,
+        AuditCommand::Verify(v) => return verify(v, &data_dir),
+    };
     actix_rt::System::new().block_on(async move {
         let backend = Backend::open(&data_dir)?;
         let page = backend.audit(&AuditParams {
@@ -62,4 +76,43 @@ pub fn run(cmd: AuditCommand, data_dir: PathBuf) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+fn verify(args: VerifyArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use crate::store::verify::Verification;
+    let json = args.format != Format::Table;
+    let backend = Backend::open(data_dir)?;
+    let outcome = backend.verify(json)?;
+    if json {
+        crate::say!("{}", serde_json::to_string_pretty(&outcome)?);
+    }
+    match outcome {
+        Verification::Verified {
+            events,
+            head_hash,
+            checkpoints,
+            ..
+        } => {
+            if !json {
+                crate::say!("verified {events} events, head hash {head_hash}");
+                for c in &checkpoints {
+                    crate::say!(
+                        "crossed compaction checkpoint: positions {}–{} (compacted by event {})",
+                        c.first,
+                        c.last,
+                        c.compacted_by
+                    );
+                }
+            }
+            Ok(())
+        }
+        Verification::Broken {
+            position,
+            reason,
+            verified,
+        } => Err(anyhow::anyhow!(
+            "the hash chain breaks at position {position}: {reason} ({verified} events \
+             verified before it)"
+        )),
+    }
 }

@@ -4,7 +4,7 @@
 use super::init::{AdminCredential, SERVER_FILE};
 use crate::engine::{Engine, EngineError};
 use crate::service::{self, AuditOutput, AuditParams, ChangeClient, ClientOutput, CreateClient};
-use crate::store::StoreError;
+use crate::store::{EventStore, StoreError};
 use anyhow::{anyhow, Context};
 use domain::{Cause, Metadata};
 use serde::de::DeserializeOwned;
@@ -284,6 +284,25 @@ impl Backend {
                     .call(),
             ),
             Backend::Local(e) => Ok(service::list_clients(e)),
+        }
+    }
+
+    /// Walks the log's hash chain, with a progress bar unless `quiet`.
+    pub fn verify(&self, quiet: bool) -> anyhow::Result<crate::store::verify::Verification> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .get(&format!("{}/admin/api/audit/verify", r.base))
+                    .header("Authorization", &r.auth())
+                    .call(),
+            ),
+            Backend::Local(e) => {
+                let bar = super::progress::events(e.store.head_position(), quiet);
+                bar.set_message("verify");
+                let outcome = e.store.verify(|n| bar.set_position(n))?;
+                bar.finish_and_clear();
+                Ok(outcome)
+            }
         }
     }
 

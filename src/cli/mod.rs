@@ -6,6 +6,7 @@ pub mod client;
 pub mod init;
 pub mod keys;
 pub mod output;
+pub mod progress;
 pub mod replay;
 pub mod serve;
 pub mod user;
@@ -56,7 +57,7 @@ pub enum Command {
     /// Manage users (resource owners who sign in on the login page).
     #[command(subcommand)]
     User(user::UserCommand),
-    /// Query the audit trail.
+    /// Query, verify and follow the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Manage signing keys: list them, rotate them.

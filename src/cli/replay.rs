@@ -5,8 +5,6 @@ use crate::engine::{catch_up, Engine};
 use crate::store::EventStore;
 use anyhow::anyhow;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -32,17 +30,8 @@ pub fn run(args: ReplayArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         let engine = Engine::open_stale(&data_dir, Duration::from_secs(5))
             .map_err(|e| explain_open_error(e, &data_dir))?;
         let total = engine.store.head_position();
-        let bar = if json || !std::io::stderr().is_terminal() {
-            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
-        } else {
-            ProgressBar::new(total)
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} events  {per_sec}  eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        let bar = super::progress::events(total, json);
+        bar.set_message("replay");
         let started = Instant::now();
         engine.models.clear()?;
         let applied = catch_up(&engine.store, &engine.models, |n| bar.set_position(n))?;

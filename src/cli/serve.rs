@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long, env = "AUTHLEDGER_LOG_JSON")]
     pub log_json: bool,
+    /// Serve even if the log's hash chain is broken (by default the start stops and says
+    /// where). Use it to get at a damaged log's data, never as a standing setting.
+    #[arg(long)]
+    pub allow_unverified: bool,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -138,6 +142,7 @@ pub fn run(args: ServeArgs, data_dir: PathBuf, file: FileConfig) -> anyhow::Resu
                 .max(1),
         ),
         whoami_scope: args.whoami_scope.or(file.whoami_scope),
+        allow_unverified: args.allow_unverified,
     };
     actix_rt::System::new().block_on(async move {
         let app = Application::build(config).await?;

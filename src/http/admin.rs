@@ -188,6 +188,21 @@ pub async fn audit(
     Ok(HttpResponse::Ok().json(service::audit_query(&state.engine, &p)?))
 }
 
+/// `GET /admin/api/audit/verify`: walks the log's hash chain; 200 with `status` `verified` or
+/// `broken` (a broken chain is an answer, not a failure of the request).
+pub async fn verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    authorize(&req, &state)?;
+    let engine = state.engine.clone();
+    let outcome = web::block(move || engine.store.verify(|_| {}))
+        .await
+        .map_err(|e| OAuthError::server_error(&e))?
+        .map_err(|e| OAuthError::server_error(&e))?;
+    Ok(HttpResponse::Ok().json(outcome))
+}
+
 /// `POST /admin/api/users`.
 pub async fn create_user(
     req: HttpRequest,

@@ -149,6 +149,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/users", web::post().to(admin::create_user))
                 .route("/users", web::get().to(admin::list_users))
                 .route("/audit", web::get().to(admin::audit))
+                .route("/audit/verify", web::get().to(admin::verify))
                 .route("/keys", web::get().to(admin::list_keys))
                 .route("/keys/rotate", web::post().to(admin::rotate_keys)),
         )

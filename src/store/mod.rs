@@ -1,6 +1,7 @@
 //! The event store: the append-only log every decision is written to, and its contract.
 
 pub mod sled_store;
+pub mod verify;
 
 use domain::{Event, Metadata, RecordedEvent};
 use std::future::Future;

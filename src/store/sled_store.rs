@@ -4,12 +4,17 @@
 //! - `e` + position (u64 BE) → the event as stored (JSON); its SHA-256 is the next event's
 //!   `prev_hash`;
 //! - `s` + stream + 0xFF + version (u64 BE) → position;
-//! - `h` + stream → current version of the stream.
+//! - `h` + stream → current version of the stream;
+//! - `\x00head` → position (u64 BE) and hash of the last event, written with it (the chain's
+//!   end, so that a change to the last event is caught too);
+//! - `x` + position (u64 BE) → a run of events removed by compaction, starting there (JSON
+//!   [`CompactedRun`]).
 //!
 //! Appends are queued to a single writer thread. It takes every queued append at once, checks
 //! each expected version, writes the accepted ones in one batch, flushes once (fsync), hands the
 //! events to the commit hook (the local projections) and only then answers every appender.
 
+use super::verify::{self, CompactedRun, HeadMarker, Verification};
 use super::{AppendResult, EventStore, NewEvent, PendingAppend, StoreError, Subscription};
 use domain::event::GENESIS_HASH;
 use domain::values::hex;
@@ -78,6 +83,22 @@ pub fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
             _ if e.to_string().contains("acquire lock") => StoreError::Locked,
             _ => StoreError::from(e),
         })
+}
+
+/// Key of the head marker.
+const HEAD_MARKER: &[u8] = b"\x00head";
+
+fn head_marker_value(position: u64, hash: &str) -> Vec<u8> {
+    let mut v = position.to_be_bytes().to_vec();
+    v.extend_from_slice(hash.as_bytes());
+    v
+}
+
+fn run_key(first: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'x';
+    k[1..].copy_from_slice(&first.to_be_bytes());
+    k
 }
 
 fn event_key(position: u64) -> [u8; 9] {
@@ -189,6 +210,48 @@ impl SledStore {
         if self.write_failure().is_none() {
             let _ = self.db.flush();
         }
+    }
+
+    /// The head marker, if the log has one (logs written before it existed have none until
+    /// their next append).
+    pub fn head_marker(&self) -> Result<Option<HeadMarker>, StoreError> {
+        let Some(v) = self.log.get(HEAD_MARKER)? else {
+            return Ok(None);
+        };
+        if v.len() < 8 {
+            return Err(StoreError::Corrupt("the head marker is truncated".into()));
+        }
+        Ok(Some(HeadMarker {
+            position: be_u64(&v[..8])?,
+            hash: String::from_utf8_lossy(&v[8..]).into_owned(),
+        }))
+    }
+
+    /// Every run of events removed by compaction, by first position.
+    pub fn compacted_runs(&self) -> Result<std::collections::BTreeMap<u64, CompactedRun>, StoreError> {
+        let mut runs = std::collections::BTreeMap::new();
+        for r in self.log.range(run_key(0)..=run_key(u64::MAX)) {
+            let (_, v) = r?;
+            let run: CompactedRun =
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            runs.insert(run.first, run);
+        }
+        Ok(runs)
+    }
+
+    /// Walks the hash chain of the whole log (see [`verify`]); `progress` gets the count of
+    /// events read.
+    pub fn verify(&self, progress: impl FnMut(u64)) -> Result<Verification, StoreError> {
+        let runs = self.compacted_runs()?;
+        let head = self.head_marker()?;
+        let events = self
+            .log
+            .range(event_key(0)..=event_key(u64::MAX))
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((be_u64(&k[1..])?, v.to_vec()))
+            });
+        verify::verify(events, &runs, head.as_ref(), progress)
     }
 
     /// Every stored event with its raw bytes, in order: for verification and export.
@@ -359,6 +422,12 @@ impl Writer {
         }
         if accepted.is_empty() {
             return;
+        }
+        if self.next_position > 1 {
+            batch.insert(
+                HEAD_MARKER,
+                head_marker_value(self.next_position - 1, &self.last_hash),
+            );
         }
         let written = self
             .log

@@ -8,6 +8,7 @@
 
 mod admin;
 mod assertions;
+mod audit;
 mod browser;
 mod crash;
 mod grants;
