@@ -15,6 +15,7 @@ use std::sync::Arc;
 /// A built, not yet running server.
 pub struct Application {
     server: Server,
+    shutdown: tokio::sync::watch::Sender<bool>,
     addr: SocketAddr,
     data_dir: PathBuf,
 }
@@ -38,7 +39,11 @@ fn verify_log(engine: &Engine, allow_unverified: bool) -> anyhow::Result<()> {
         Verification::Broken {
             position, reason, ..
         } if allow_unverified => {
-            tracing::error!(position, reason, "the hash chain is broken; serving anyway (--allow-unverified)");
+            tracing::error!(
+                position,
+                reason,
+                "the hash chain is broken; serving anyway (--allow-unverified)"
+            );
             Ok(())
         }
         Verification::Broken {
@@ -57,7 +62,8 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let opening = |e| anyhow::anyhow!("opening {}: {e}", config.data_dir.display());
-        let engine = Arc::new(Engine::open_stale(&config.data_dir, config.actor_idle).map_err(opening)?);
+        let engine =
+            Arc::new(Engine::open_stale(&config.data_dir, config.actor_idle).map_err(opening)?);
         // Before the projections take in anything: a tampered log must not reach them.
         verify_log(&engine, config.allow_unverified)?;
         crate::engine::catch_up(&engine.store, &engine.models, |_| {}).map_err(opening)?;
@@ -73,6 +79,7 @@ impl Application {
             .trim_end_matches('/')
             .to_owned();
         let session_key = http::session::SessionKey::load_or_create(&config.data_dir)?;
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let state = web::Data::new(AppState {
             engine: engine.clone(),
             keys,
@@ -82,6 +89,7 @@ impl Application {
             grants: config.grants,
             session_key,
             throttle: http::throttle::Throttle::default(),
+            shutdown: shutdown_rx,
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -106,6 +114,7 @@ impl Application {
         tracing::info!(%addr, %issuer, data_dir = %config.data_dir.display(), "authledger listening");
         Ok(Self {
             server,
+            shutdown,
             addr,
             data_dir: config.data_dir,
         })
@@ -128,6 +137,7 @@ impl Application {
         let running = actix_rt::spawn(server);
         shutdown_signal().await;
         tracing::info!("shutting down");
+        self.shutdown.send_replace(true);
         handle.stop(true).await;
         let _ = running.await;
         let _ = std::fs::remove_file(self.data_dir.join(SERVER_FILE));

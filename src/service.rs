@@ -494,15 +494,76 @@ pub struct AuditParams {
     /// Subject.
     pub subject: Option<String>,
     /// Event types (any of).
+    #[serde(default)]
     pub types: Vec<String>,
+    /// Request id (the `X-Request-Id` of the request that caused the events).
+    pub request_id: Option<String>,
+    /// Correlation id.
+    pub correlation_id: Option<String>,
     /// RFC 3339 time or Unix seconds.
     pub since: Option<String>,
     /// RFC 3339 time or Unix seconds.
     pub until: Option<String>,
-    /// Cursor: only events after this position.
+    /// Cursor of an oldest-first page: only events after this position.
     pub after: Option<u64>,
+    /// Cursor of a newest-first page: only events before this position.
+    pub before: Option<u64>,
+    /// `asc` (oldest first, the default) or `desc` (newest first).
+    pub order: Option<String>,
     /// Page size (default 100, at most 10,000).
     pub limit: Option<usize>,
+}
+
+impl AuditParams {
+    /// The filter part, as the live stream takes it too.
+    pub fn filter(&self) -> Result<projections::AuditFilter, ServiceError> {
+        for t in &self.types {
+            if !domain::Event::TYPE_NAMES.contains(&t.as_str()) {
+                return Err(ServiceError::Invalid(format!(
+                    "unknown event type {t:?}; known types: {}",
+                    domain::Event::TYPE_NAMES.join(", ")
+                )));
+            }
+        }
+        Ok(projections::AuditFilter {
+            client: self.client.clone(),
+            subject: self.subject.clone(),
+            types: self.types.clone(),
+            request_id: self.request_id.clone(),
+            correlation_id: self.correlation_id.clone(),
+        })
+    }
+
+    /// The whole query, with `upto` as the last position it may show.
+    pub fn query(&self, upto: Option<u64>) -> Result<AuditQuery, ServiceError> {
+        let order = match self.order.as_deref() {
+            None | Some("asc") => projections::Order::Ascending,
+            Some("desc") => projections::Order::Descending,
+            Some(other) => {
+                return Err(ServiceError::Invalid(format!(
+                    "order {other:?} is neither asc nor desc"
+                )))
+            }
+        };
+        let cursor = match (order, self.after, self.before) {
+            (projections::Order::Ascending, c, None) => c,
+            (projections::Order::Descending, None, c) => c,
+            _ => {
+                return Err(ServiceError::Invalid(
+                    "use after= with order asc and before= with order desc".into(),
+                ))
+            }
+        };
+        Ok(AuditQuery {
+            filter: self.filter()?,
+            since: self.since.as_deref().map(parse_time).transpose()?,
+            until: self.until.as_deref().map(parse_time).transpose()?,
+            upto,
+            cursor,
+            order,
+            limit: self.limit.unwrap_or(100).clamp(1, 10_000),
+        })
+    }
 }
 
 /// One page of the audit trail.
@@ -510,8 +571,11 @@ pub struct AuditParams {
 pub struct AuditOutput {
     /// Events in global order.
     pub events: Vec<RecordedEvent>,
-    /// Pass as `after` for the next page.
+    /// Pass as `after` (oldest first) or `before` (newest first) for the next page.
     pub next_cursor: Option<u64>,
+    /// The last position the query could see: a follower resumes after it.
+    #[serde(default)]
+    pub head_position: u64,
 }
 
 /// Parses an RFC 3339 time or Unix seconds.
@@ -529,23 +593,12 @@ pub fn parse_time(s: &str) -> Result<time::OffsetDateTime, ServiceError> {
 
 /// Answers an audit query from the audit indexes.
 pub fn audit_query(engine: &Engine, p: &AuditParams) -> Result<AuditOutput, ServiceError> {
-    for t in &p.types {
-        if !domain::Event::TYPE_NAMES.contains(&t.as_str()) {
-            return Err(ServiceError::Invalid(format!(
-                "unknown event type {t:?}; known types: {}",
-                domain::Event::TYPE_NAMES.join(", ")
-            )));
-        }
-    }
-    let q = AuditQuery {
-        client: p.client.clone(),
-        subject: p.subject.clone(),
-        types: p.types.clone(),
-        since: p.since.as_deref().map(parse_time).transpose()?,
-        until: p.until.as_deref().map(parse_time).transpose()?,
-        after: p.after,
-        limit: p.limit.unwrap_or(100).clamp(1, 10_000),
-    };
+    let head = engine
+        .models
+        .audit
+        .checkpoint()
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let q = p.query(Some(head))?;
     let page = engine
         .models
         .audit
@@ -554,12 +607,13 @@ pub fn audit_query(engine: &Engine, p: &AuditParams) -> Result<AuditOutput, Serv
     Ok(AuditOutput {
         events: page.events.into_iter().map(redact).collect(),
         next_cursor: page.next_cursor,
+        head_position: head,
     })
 }
 
 /// The trail shows who did what, not credentials: a password hash, though salted and slow to
 /// attack, is replaced (the stored event keeps it; `replay` needs it).
-fn redact(mut e: RecordedEvent) -> RecordedEvent {
+pub fn redact(mut e: RecordedEvent) -> RecordedEvent {
     use domain::event::Event;
     let hidden = || domain::values::PasswordHash::parse(REDACTED_HASH).ok();
     match &mut e.event {

@@ -1,7 +1,7 @@
 //! The audit trail's indexes: by client, by subject, by event type and by time.
 //!
 //! The events themselves stay in the log. Index rows are postings: the key names the index
-//! (client, subject or type), the block (position / 256) and the row holds the ascending
+//! (client, subject, type, request id or correlation id), the block (position / 256) and the row holds the ascending
 //! positions of that block, so an apply writes one row per index and block rather than one per
 //! event. Blocks depend only on positions, so any batching of the same events builds the same
 //! rows. The time index keeps, for each distinct recorded time (ms), the first position.
@@ -29,21 +29,70 @@ pub trait EventLookup {
     ) -> Result<Vec<RecordedEvent>, ProjectionError>;
 }
 
-/// An audit query; every filter given must hold.
-#[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
+/// What an event must be to be shown: every filter given must hold. Queries and the live
+/// stream use the same filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
     /// Only events of this client.
     pub client: Option<String>,
     /// Only events about this subject.
     pub subject: Option<String>,
     /// Only events of these types (any of them).
     pub types: Vec<String>,
+    /// Only events recorded for this request id.
+    pub request_id: Option<String>,
+    /// Only events of this correlation id.
+    pub correlation_id: Option<String>,
+}
+
+impl AuditFilter {
+    /// Whether `e` passes every filter.
+    pub fn matches(&self, e: &RecordedEvent) -> bool {
+        self.client
+            .as_deref()
+            .is_none_or(|c| e.event.client_id().map(|id| id.as_str()) == Some(c))
+            && self
+                .subject
+                .as_deref()
+                .is_none_or(|s| e.event.subject().as_deref() == Some(s))
+            && (self.types.is_empty() || self.types.iter().any(|t| t == e.event.type_name()))
+            && self
+                .request_id
+                .as_deref()
+                .is_none_or(|r| e.metadata.request_id.as_deref() == Some(r))
+            && self
+                .correlation_id
+                .as_deref()
+                .is_none_or(|c| e.metadata.correlation_id.as_deref() == Some(c))
+    }
+}
+
+/// Which way a page runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first; the cursor is the last position shown, the next page comes after it.
+    #[default]
+    Ascending,
+    /// Newest first; the cursor is the last (oldest) position shown, the next page comes
+    /// before it.
+    Descending,
+}
+
+/// An audit query; every filter given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Which events.
+    pub filter: AuditFilter,
     /// Recorded at or after.
     pub since: Option<time::OffsetDateTime>,
     /// Recorded at or before.
     pub until: Option<time::OffsetDateTime>,
-    /// Only events after this position (the cursor of the previous page).
-    pub after: Option<u64>,
+    /// Only events at or before this position (time travel: the log as it was then).
+    pub upto: Option<u64>,
+    /// The cursor of the previous page: the next page starts just past it.
+    pub cursor: Option<u64>,
+    /// Oldest or newest first.
+    pub order: Order,
     /// At most this many.
     pub limit: usize,
 }
@@ -105,6 +154,12 @@ pub fn postings(events: &[&RecordedEvent], previous_ms: Option<i64>) -> Postings
         rows.entry(key(b't', e.event.type_name(), block))
             .or_default()
             .push(p);
+        if let Some(r) = &e.metadata.request_id {
+            rows.entry(key(b'q', r, block)).or_default().push(p);
+        }
+        if let Some(c) = &e.metadata.correlation_id {
+            rows.entry(key(b'o', c, block)).or_default().push(p);
+        }
         let ms = millis(e.recorded_at);
         if last_ms != Some(ms) {
             times.push((time_key(ms), p));
@@ -208,20 +263,38 @@ impl AuditLog {
         self.store.dump()
     }
 
-    fn index_positions(&self, prefix: u8, name: &str, from: u64, to: u64) -> PositionIter {
+    fn index_positions(
+        &self,
+        prefix: u8,
+        name: &str,
+        from: u64,
+        to: u64,
+        order: Order,
+    ) -> PositionIter {
         let start = key(prefix, name, from / BLOCK);
         let end = key(prefix, name, to / BLOCK);
-        Box::new(self.store.tree.range(start..=end).flat_map(
-            move |r| -> Vec<Result<u64, ProjectionError>> {
+        let rows = self.store.tree.range(start..=end);
+        let rows: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match order {
+            Order::Ascending => Box::new(rows),
+            Order::Descending => Box::new(rows.rev()),
+        };
+        Box::new(
+            rows.flat_map(move |r| -> Vec<Result<u64, ProjectionError>> {
                 match r {
-                    Ok((_, v)) => decode_positions(&v)
-                        .filter(|p| (from..=to).contains(p))
-                        .map(Ok)
-                        .collect(),
+                    Ok((_, v)) => {
+                        let mut ps: Vec<Result<u64, ProjectionError>> = decode_positions(&v)
+                            .filter(|p| (from..=to).contains(p))
+                            .map(Ok)
+                            .collect();
+                        if order == Order::Descending {
+                            ps.reverse();
+                        }
+                        ps
+                    }
                     Err(e) => vec![Err(e.into())],
                 }
-            },
-        ))
+            }),
+        )
     }
 
     /// First position recorded at or after `t`.
@@ -249,15 +322,22 @@ impl AuditLog {
         }
     }
 
-    /// Answers a query from the indexes, resolving positions through `log`.
+    /// Answers a query from the indexes, resolving positions through `log`. The most
+    /// selective index given is walked (client, request id, correlation id, subject, then
+    /// types); without one, the log is scanned between the time bounds.
     pub fn query(
         &self,
         q: &AuditQuery,
         log: &dyn EventLookup,
     ) -> Result<AuditPage, ProjectionError> {
         let limit = q.limit.max(1);
-        let mut lower = q.after.map_or(1, |a| a.saturating_add(1));
-        let mut upper = u64::MAX;
+        let mut lower = 1u64;
+        let mut upper = q.upto.unwrap_or(u64::MAX);
+        match (q.order, q.cursor) {
+            (Order::Ascending, Some(c)) => lower = c.saturating_add(1),
+            (Order::Descending, Some(c)) => upper = upper.min(c.saturating_sub(1)),
+            _ => {}
+        }
         if let Some(since) = q.since {
             match self.first_at_or_after(since)? {
                 Some(p) => lower = lower.max(p),
@@ -270,40 +350,45 @@ impl AuditLog {
                 None => return Ok(AuditPage::default()),
             }
         }
+        if upper == u64::MAX {
+            // Descending scans need a real end; nothing lies past the last applied event.
+            upper = self.checkpoint()?;
+        }
         if lower > upper {
             return Ok(AuditPage::default());
         }
+        let f = &q.filter;
         let matches = |e: &RecordedEvent| {
-            q.client
-                .as_deref()
-                .is_none_or(|c| e.event.client_id().map(|id| id.as_str()) == Some(c))
-                && q.subject
-                    .as_deref()
-                    .is_none_or(|s| e.event.subject().as_deref() == Some(s))
-                && (q.types.is_empty() || q.types.iter().any(|t| t == e.event.type_name()))
+            f.matches(e)
                 // The time index is kept in milliseconds; the bounds are exact.
                 && q.since.is_none_or(|t| e.recorded_at >= t)
                 && q.until.is_none_or(|t| e.recorded_at <= t)
         };
-        let mut events = Vec::new();
-        let indexed: Option<PositionIter> = if let Some(c) = &q.client {
-            Some(self.index_positions(b'c', c, lower, upper))
-        } else if let Some(s) = &q.subject {
-            Some(self.index_positions(b's', s, lower, upper))
-        } else if !q.types.is_empty() {
-            let iters = q
-                .types
-                .iter()
-                .map(|t| self.index_positions(b't', t, lower, upper).peekable())
-                .collect();
-            Some(Box::new(Merge { iters }))
+        let one =
+            |prefix: u8, name: &str| self.index_positions(prefix, name, lower, upper, q.order);
+        let indexed: Option<PositionIter> = if let Some(c) = &f.client {
+            Some(one(b'c', c))
+        } else if let Some(r) = &f.request_id {
+            Some(one(b'q', r))
+        } else if let Some(c) = &f.correlation_id {
+            Some(one(b'o', c))
+        } else if let Some(s) = &f.subject {
+            Some(one(b's', s))
+        } else if !f.types.is_empty() {
+            let iters = f.types.iter().map(|t| one(b't', t).peekable()).collect();
+            Some(Box::new(Merge {
+                iters,
+                order: q.order,
+            }))
         } else {
             None
         };
+        let mut events = Vec::new();
         match indexed {
             Some(positions) => {
                 for p in positions {
                     let p = p?;
+                    // A position whose event was compacted away has nothing to show.
                     if let Some(e) = log.event_at(p)? {
                         if matches(&e) {
                             events.push(e);
@@ -314,7 +399,7 @@ impl AuditLog {
                     }
                 }
             }
-            None => {
+            None if q.order == Order::Ascending => {
                 let mut from = lower;
                 'scan: loop {
                     let chunk = log.events_from(from, 1024)?;
@@ -335,6 +420,28 @@ impl AuditLog {
                     from = last + 1;
                 }
             }
+            None => {
+                let mut to = upper;
+                'back: while to >= lower {
+                    let from = to.saturating_sub(1023).max(lower);
+                    let chunk = log.events_from(from, (to - from + 1) as usize)?;
+                    for e in chunk.into_iter().rev() {
+                        if e.position > to {
+                            continue;
+                        }
+                        if matches(&e) {
+                            events.push(e);
+                            if events.len() == limit {
+                                break 'back;
+                            }
+                        }
+                    }
+                    if from == lower {
+                        break;
+                    }
+                    to = from - 1;
+                }
+            }
         }
         let next_cursor = if events.len() == limit {
             events.last().map(|e| e.position)
@@ -348,9 +455,10 @@ impl AuditLog {
     }
 }
 
-/// Merges ascending position iterators into one ascending iterator without repeats.
+/// Merges position iterators that run the same way into one, without repeats.
 struct Merge {
     iters: Vec<Peekable<PositionIter>>,
+    order: Order,
 }
 
 impl Iterator for Merge {
@@ -360,7 +468,14 @@ impl Iterator for Merge {
         let mut best: Option<u64> = None;
         for it in self.iters.iter_mut() {
             match it.peek() {
-                Some(Ok(p)) if best.is_none_or(|b| *p < b) => best = Some(*p),
+                Some(Ok(p))
+                    if best.is_none_or(|b| match self.order {
+                        Order::Ascending => *p < b,
+                        Order::Descending => *p > b,
+                    }) =>
+                {
+                    best = Some(*p)
+                }
                 Some(Err(_)) => return it.next(),
                 _ => {}
             }

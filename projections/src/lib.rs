@@ -10,7 +10,7 @@ mod storage;
 pub mod token_index;
 pub mod users;
 
-pub use audit_log::{AuditLog, AuditPage, AuditQuery, EventLookup};
+pub use audit_log::{AuditFilter, AuditLog, AuditPage, AuditQuery, EventLookup, Order};
 pub use client_directory::{ClientDirectory, ClientView};
 pub use consents::{Consent, Consents};
 pub use storage::{ProjectionError, Rows, Write};
@@ -396,28 +396,40 @@ mod tests {
         };
         assert_eq!(
             q(AuditQuery {
-                client: Some("a".into()),
+                filter: AuditFilter {
+                    client: Some("a".into()),
+                    ..AuditFilter::default()
+                },
                 ..base.clone()
             }),
             [1, 3, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
         );
         assert_eq!(
             q(AuditQuery {
-                subject: Some(Uuid::from_u128(77).to_string()),
+                filter: AuditFilter {
+                    subject: Some(Uuid::from_u128(77).to_string()),
+                    ..AuditFilter::default()
+                },
                 ..base.clone()
             }),
             [8, 9, 10, 11, 12, 13, 15, 16, 17, 18]
         );
         assert_eq!(
             q(AuditQuery {
-                subject: Some("b".into()),
+                filter: AuditFilter {
+                    subject: Some("b".into()),
+                    ..AuditFilter::default()
+                },
                 ..base.clone()
             }),
             [4]
         );
         assert_eq!(
             q(AuditQuery {
-                types: vec!["TokenRevoked".into(), "ClientRegistered".into()],
+                filter: AuditFilter {
+                    types: vec!["TokenRevoked".into(), "ClientRegistered".into()],
+                    ..AuditFilter::default()
+                },
                 ..base.clone()
             }),
             [1, 2, 6]
@@ -435,7 +447,10 @@ mod tests {
             .audit
             .query(
                 &AuditQuery {
-                    client: Some("a".into()),
+                    filter: AuditFilter {
+                        client: Some("a".into()),
+                        ..AuditFilter::default()
+                    },
                     limit: 2,
                     ..base.clone()
                 },
@@ -445,8 +460,11 @@ mod tests {
         assert_eq!(page.next_cursor, Some(3));
         assert_eq!(
             q(AuditQuery {
-                client: Some("a".into()),
-                after: page.next_cursor,
+                filter: AuditFilter {
+                    client: Some("a".into()),
+                    ..AuditFilter::default()
+                },
+                cursor: page.next_cursor,
                 ..base.clone()
             }),
             [5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
@@ -463,9 +481,66 @@ mod tests {
         m.audit.forget_checkpoint().unwrap();
         m.audit.apply(&history()).unwrap();
         let registered = AuditQuery {
-            types: vec!["ClientRegistered".into()],
-            ..base
+            filter: AuditFilter {
+                types: vec!["ClientRegistered".into()],
+                ..AuditFilter::default()
+            },
+            ..base.clone()
         };
-        assert_eq!(q(registered), [1, 2]);
+        assert_eq!(q(registered.clone()), [1, 2]);
+        // Newest first, paged backwards with the same kind of cursor, through the index...
+        let newest = AuditQuery {
+            filter: AuditFilter {
+                client: Some("a".into()),
+                ..AuditFilter::default()
+            },
+            order: Order::Descending,
+            limit: 4,
+            ..base.clone()
+        };
+        assert_eq!(q(newest.clone()), [19, 18, 17, 16]);
+        assert_eq!(
+            q(AuditQuery {
+                cursor: Some(16),
+                ..newest
+            }),
+            [15, 14, 13, 12]
+        );
+        // ...through merged type indexes, and by scanning without one.
+        assert_eq!(
+            q(AuditQuery {
+                order: Order::Descending,
+                filter: AuditFilter {
+                    types: vec!["TokenRevoked".into(), "ClientRegistered".into()],
+                    ..AuditFilter::default()
+                },
+                ..base.clone()
+            }),
+            [6, 2, 1]
+        );
+        assert_eq!(
+            q(AuditQuery {
+                order: Order::Descending,
+                limit: 3,
+                cursor: Some(5),
+                ..base.clone()
+            }),
+            [4, 3, 2]
+        );
+        // The log as it was at position 5.
+        assert_eq!(
+            q(AuditQuery {
+                upto: Some(5),
+                ..registered
+            }),
+            [1, 2]
+        );
+        assert_eq!(
+            q(AuditQuery {
+                upto: Some(5),
+                ..base
+            }),
+            [1, 2, 3, 4, 5]
+        );
     }
 }

@@ -14,6 +14,9 @@ pub enum AuditCommand {
     /// Walk the hash chain of the whole log: "verified N events, head hash H", or the first
     /// position where the chain breaks and why (exit status 1).
     Verify(VerifyArgs),
+    /// Print the latest events, or every event from a position; with --follow, keep printing
+    /// each new one as it is recorded (through the server's event stream).
+    Tail(TailArgs),
 }
 
 /// Options of `audit verify`.
@@ -24,31 +27,83 @@ pub struct VerifyArgs {
     pub format: Format,
 }
 
-/// Options of `audit query`.
-#[derive(Debug, Args)]
-pub struct QueryArgs {
+/// Which events: the filters `audit query` and `audit tail` share.
+#[derive(Debug, Args, Clone)]
+pub struct FilterArgs {
     /// Only events of this client.
     #[arg(long)]
     pub client: Option<String>,
-    /// Only events about this subject.
+    /// Only events about this subject (a user id, or the subject of a token).
     #[arg(long)]
     pub subject: Option<String>,
     /// Only events of this type (repeatable), e.g. AccessTokenIssued.
     #[arg(long = "type")]
     pub types: Vec<String>,
+    /// Only events caused by the request with this id (its X-Request-Id).
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Only events with this correlation id.
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+}
+
+impl FilterArgs {
+    fn params(&self) -> AuditParams {
+        AuditParams {
+            client: self.client.clone(),
+            subject: self.subject.clone(),
+            types: self.types.clone(),
+            request_id: self.request_id.clone(),
+            correlation_id: self.correlation_id.clone(),
+            ..AuditParams::default()
+        }
+    }
+}
+
+/// Options of `audit query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// Recorded at or after (RFC 3339 or Unix seconds).
     #[arg(long)]
     pub since: Option<String>,
     /// Recorded at or before (RFC 3339 or Unix seconds).
     #[arg(long)]
     pub until: Option<String>,
-    /// Only events after this position (the cursor a previous page printed).
+    /// Newest first (the cursor then pages backwards: pass it as --before).
     #[arg(long)]
+    pub newest_first: bool,
+    /// Only events after this position (the cursor a previous oldest-first page printed).
+    #[arg(long, conflicts_with = "before")]
     pub after: Option<u64>,
+    /// Only events before this position (the cursor a previous newest-first page printed).
+    #[arg(long)]
+    pub before: Option<u64>,
     /// At most this many events.
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
     /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Options of `audit tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Keep printing new events as they are recorded (needs a running server).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Start at this position instead of the last --lines events (resume a shipper from the
+    /// position after the last one it stored).
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// How many of the latest matching events to print first.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub lines: usize,
+    /// Output format: table (one line per event), jsonl or csv (json means jsonl here).
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -58,21 +113,27 @@ pub fn run(cmd: AuditCommand, data_dir: PathBuf) -> anyhow::Result<()> {
     let a = match cmd {
         AuditCommand::Query(a) => a,
         AuditCommand::Verify(v) => return verify(v, &data_dir),
+        AuditCommand::Tail(t) => return tail(t, &data_dir),
     };
     actix_rt::System::new().block_on(async move {
         let backend = Backend::open(&data_dir)?;
         let page = backend.audit(&AuditParams {
-            client: a.client,
-            subject: a.subject,
-            types: a.types,
             since: a.since,
             until: a.until,
             after: a.after,
+            before: a.before,
+            order: a.newest_first.then(|| "desc".to_owned()),
             limit: Some(a.limit),
+            ..a.filter.params()
         })?;
         output::events(a.format, &page.events)?;
         if let Some(c) = page.next_cursor {
-            eprintln!("more events may follow: --after {c}");
+            let flag = if a.newest_first {
+                "--before"
+            } else {
+                "--after"
+            };
+            eprintln!("more events may follow: {flag} {c}");
         }
         Ok(())
     })
@@ -115,4 +176,57 @@ fn verify(args: VerifyArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
              verified before it)"
         )),
     }
+}
+
+fn tail(args: TailArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut printer = output::EventLines::new(args.format);
+    let backend = actix_rt::System::new().block_on(async { Backend::open(data_dir) })?;
+    if args.follow && matches!(backend, Backend::Local(_)) {
+        return Err(anyhow::anyhow!(
+            "--follow needs a running server: nothing else writes to {} while none runs. \
+             Start `authledger serve` on it, or drop --follow to print what is there",
+            data_dir.display()
+        ));
+    }
+    let base = args.filter.params();
+    // Print what is already there, and find where following begins.
+    let resume_at = match args.from {
+        Some(from) => {
+            let mut after = from.saturating_sub(1);
+            loop {
+                let page = backend.audit(&AuditParams {
+                    after: Some(after),
+                    limit: Some(1000),
+                    ..base.clone()
+                })?;
+                for e in &page.events {
+                    printer.print(e)?;
+                }
+                after = page.events.last().map_or(after, |e| e.position);
+                if page.next_cursor.is_none() {
+                    break page.head_position.max(after) + 1;
+                }
+            }
+        }
+        None => {
+            let page = backend.audit(&AuditParams {
+                order: Some("desc".into()),
+                limit: Some(args.lines.max(1)),
+                ..base.clone()
+            })?;
+            if args.lines > 0 {
+                for e in page.events.iter().rev() {
+                    printer.print(e)?;
+                }
+            }
+            page.head_position + 1
+        }
+    };
+    if !args.follow {
+        return Ok(());
+    }
+    let Backend::Remote(remote) = backend else {
+        return Ok(());
+    };
+    remote.follow(&base, resume_at, |e| printer.print(&e))
 }

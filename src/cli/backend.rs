@@ -311,22 +311,7 @@ impl Backend {
         match self {
             Backend::Remote(r) => {
                 let mut q = form_urlencoded::Serializer::new(String::new());
-                let pairs = [
-                    ("client", p.client.clone()),
-                    ("subject", p.subject.clone()),
-                    ("since", p.since.clone()),
-                    ("until", p.until.clone()),
-                    ("after", p.after.map(|a| a.to_string())),
-                    ("limit", p.limit.map(|l| l.to_string())),
-                ];
-                for (k, v) in pairs {
-                    if let Some(v) = v {
-                        q.append_pair(k, &v);
-                    }
-                }
-                for t in &p.types {
-                    q.append_pair("type", t);
-                }
+                audit_pairs(&mut q, p);
                 Remote::answer(
                     r.agent
                         .get(&format!("{}/admin/api/audit?{}", r.base, q.finish()))
@@ -336,6 +321,86 @@ impl Backend {
             }
             Backend::Local(e) => Ok(service::audit_query(e, p)?),
         }
+    }
+}
+
+/// Writes audit parameters as query parameters.
+fn audit_pairs(q: &mut form_urlencoded::Serializer<'_, String>, p: &AuditParams) {
+    let pairs = [
+        ("client", p.client.clone()),
+        ("subject", p.subject.clone()),
+        ("request_id", p.request_id.clone()),
+        ("correlation_id", p.correlation_id.clone()),
+        ("since", p.since.clone()),
+        ("until", p.until.clone()),
+        ("after", p.after.map(|a| a.to_string())),
+        ("before", p.before.map(|a| a.to_string())),
+        ("order", p.order.clone()),
+        ("limit", p.limit.map(|l| l.to_string())),
+    ];
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            q.append_pair(k, &v);
+        }
+    }
+    for t in &p.types {
+        q.append_pair("type", t);
+    }
+}
+
+impl Remote {
+    /// Follows the server's event stream from `from` on, handing each event to `each`, until
+    /// the server stops (then it reconnects from the last event seen, for up to a minute).
+    pub fn follow(
+        &self,
+        filter: &AuditParams,
+        from: u64,
+        mut each: impl FnMut(domain::RecordedEvent) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        use std::io::BufRead;
+        // The stream is long-lived: no overall timeout, only one for connecting.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        audit_pairs(&mut q, filter);
+        let query = q.finish();
+        let mut next = from;
+        let mut res = agent
+            .get(&format!(
+                "{}/admin/api/events/stream?from={next}&{query}",
+                self.base
+            ))
+            .header("Authorization", &self.auth())
+            .header("Accept", "text/event-stream")
+            .call()
+            .context("connecting to the event stream")?;
+        if !res.status().is_success() {
+            let text = res.body_mut().read_to_string().unwrap_or_default();
+            return Err(anyhow!(
+                "the event stream was refused (HTTP {}): {text}",
+                res.status().as_u16()
+            ));
+        }
+        let reader = std::io::BufReader::new(res.body_mut().as_reader());
+        let mut data = String::new();
+        for line in reader.lines() {
+            let line = line.context("reading the event stream")?;
+            if let Some(d) = line.strip_prefix("data: ") {
+                data.push_str(d);
+            } else if line.is_empty() && !data.is_empty() {
+                let e: domain::RecordedEvent = serde_json::from_str(&data)
+                    .context("the event stream sent an event this version cannot read")?;
+                next = e.position + 1;
+                each(e)?;
+                data.clear();
+            }
+        }
+        Err(anyhow!(
+            "the server closed the event stream; resume with --from {next}"
+        ))
     }
 }
 

@@ -245,3 +245,39 @@ fn key_row(k: &crate::service::KeyOutput) -> Vec<String> {
 pub fn keys(format: Format, items: &[crate::service::KeyOutput]) -> anyhow::Result<()> {
     print_items(format, items, &KEY_HEADER, key_row)
 }
+
+/// Prints events one at a time, as a stream: a line per event (table), JSON lines, or CSV
+/// with its header first.
+pub struct EventLines {
+    format: Format,
+    header_done: bool,
+}
+
+impl EventLines {
+    /// A printer in `format` (`json` prints JSON lines: a stream has no closing bracket).
+    pub fn new(format: Format) -> Self {
+        Self {
+            format,
+            header_done: false,
+        }
+    }
+
+    /// Prints one event.
+    pub fn print(&mut self, e: &RecordedEvent) -> anyhow::Result<()> {
+        match self.format {
+            Format::Json | Format::Jsonl => crate::say!("{}", serde_json::to_string(e)?),
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                if !self.header_done {
+                    w.write_record(EVENT_HEADER)?;
+                    self.header_done = true;
+                }
+                w.write_record(event_row(e))?;
+                let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+                crate::say!("{}", String::from_utf8_lossy(&bytes).trim_end());
+            }
+            Format::Table => crate::say!("{}", event_row(e).join("  ")),
+        }
+        Ok(())
+    }
+}

@@ -25,7 +25,7 @@ fn bearer_error(code: ErrorCode, description: &str) -> OAuthError {
 }
 
 /// Checks the bearer token (RFC 6750 §2.1) and answers who the admin is.
-fn authorize(req: &HttpRequest, state: &AppState) -> Result<Cause, OAuthError> {
+pub(crate) fn authorize(req: &HttpRequest, state: &AppState) -> Result<Cause, OAuthError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Err(
             OAuthError::new(ErrorCode::InvalidToken, "a bearer token is required")
@@ -154,15 +154,22 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `GET /admin/api/audit?client=&subject=&type=&since=&until=&after=&limit=`; `type` may
-/// repeat or hold a comma-separated list.
+/// `GET /admin/api/audit?client=&subject=&type=&request_id=&correlation_id=&since=&until=
+/// &order=asc|desc&after=|before=&limit=`; `type` may repeat or hold a comma-separated list.
 pub async fn audit(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
+    let p = audit_params(req.query_string(), &[])?;
+    Ok(HttpResponse::Ok().json(service::audit_query(&state.engine, &p)?))
+}
+
+/// Reads audit parameters from a query string; `extra` names further parameters the caller
+/// reads itself.
+pub fn audit_params(query: &str, extra: &[&str]) -> Result<AuditParams, OAuthError> {
     let mut p = AuditParams::default();
-    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         let v = v.into_owned();
         let number = |v: &str| {
             v.parse()
@@ -174,10 +181,15 @@ pub async fn audit(
             "type" => p
                 .types
                 .extend(v.split(',').filter(|t| !t.is_empty()).map(str::to_owned)),
+            "request_id" => p.request_id = Some(v),
+            "correlation_id" => p.correlation_id = Some(v),
             "since" => p.since = Some(v),
             "until" => p.until = Some(v),
             "after" => p.after = Some(number(&v)?),
+            "before" => p.before = Some(number(&v)?),
+            "order" => p.order = Some(v),
             "limit" => p.limit = Some(number(&v)? as usize),
+            other if extra.contains(&other) => {}
             other => {
                 return Err(OAuthError::invalid_request(format!(
                     "unknown query parameter {other}"
@@ -185,7 +197,7 @@ pub async fn audit(
             }
         }
     }
-    Ok(HttpResponse::Ok().json(service::audit_query(&state.engine, &p)?))
+    Ok(p)
 }
 
 /// `GET /admin/api/audit/verify`: walks the log's hash chain; 200 with `status` `verified` or

@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod form;
 pub mod introspect;
 pub mod pages;
@@ -43,6 +44,9 @@ pub struct AppState {
     pub session_key: session::SessionKey,
     /// Sign-in failure counts.
     pub throttle: throttle::Throttle,
+    /// Turns true when the server begins to stop: long-lived responses (the event stream)
+    /// end then, so that the graceful stop does not wait for them.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -150,6 +154,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/users", web::get().to(admin::list_users))
                 .route("/audit", web::get().to(admin::audit))
                 .route("/audit/verify", web::get().to(admin::verify))
+                .route("/events/stream", web::get().to(events::stream))
                 .route("/keys", web::get().to(admin::list_keys))
                 .route("/keys/rotate", web::post().to(admin::rotate_keys)),
         )

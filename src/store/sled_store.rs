@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 /// Called on the writer thread with each durable group, before appenders are answered.
@@ -49,6 +49,7 @@ pub struct SledStore {
     snapshots: sled::Tree,
     jobs: Mutex<Option<std_mpsc::Sender<Job>>>,
     durable_head: Arc<AtomicU64>,
+    head_watch: watch::Receiver<u64>,
     subscribers: Subscribers,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     failure: Arc<OnceLock<String>>,
@@ -150,6 +151,7 @@ impl SledStore {
         // Recorded times never go backwards, across restarts too.
         let (head, last_hash, last_time) = last_event(&log)?;
         let durable_head = Arc::new(AtomicU64::new(head));
+        let (head_tx, head_watch) = watch::channel(head);
         let subscribers: Subscribers = Arc::new(Mutex::new(Vec::new()));
         let failure: Arc<OnceLock<String>> = Arc::default();
         let (tx, rx) = std_mpsc::channel();
@@ -163,6 +165,7 @@ impl SledStore {
             failed: failure.clone(),
             hook,
             durable_head: durable_head.clone(),
+            head_tx,
             subscribers: subscribers.clone(),
         };
         let handle = std::thread::Builder::new()
@@ -175,6 +178,7 @@ impl SledStore {
             snapshots,
             jobs: Mutex::new(Some(tx)),
             durable_head,
+            head_watch,
             subscribers,
             writer: Mutex::new(Some(handle)),
             failure,
@@ -212,6 +216,12 @@ impl SledStore {
         }
     }
 
+    /// Follows the durable head: changes once each group is durable and projected, so that
+    /// readers (the live event stream) wake only when there is something to read.
+    pub fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head_watch.clone()
+    }
+
     /// The head marker, if the log has one (logs written before it existed have none until
     /// their next append).
     pub fn head_marker(&self) -> Result<Option<HeadMarker>, StoreError> {
@@ -228,7 +238,9 @@ impl SledStore {
     }
 
     /// Every run of events removed by compaction, by first position.
-    pub fn compacted_runs(&self) -> Result<std::collections::BTreeMap<u64, CompactedRun>, StoreError> {
+    pub fn compacted_runs(
+        &self,
+    ) -> Result<std::collections::BTreeMap<u64, CompactedRun>, StoreError> {
         let mut runs = std::collections::BTreeMap::new();
         for r in self.log.range(run_key(0)..=run_key(u64::MAX)) {
             let (_, v) = r?;
@@ -244,13 +256,10 @@ impl SledStore {
     pub fn verify(&self, progress: impl FnMut(u64)) -> Result<Verification, StoreError> {
         let runs = self.compacted_runs()?;
         let head = self.head_marker()?;
-        let events = self
-            .log
-            .range(event_key(0)..=event_key(u64::MAX))
-            .map(|r| {
-                let (k, v) = r?;
-                Ok((be_u64(&k[1..])?, v.to_vec()))
-            });
+        let events = self.log.range(event_key(0)..=event_key(u64::MAX)).map(|r| {
+            let (k, v) = r?;
+            Ok((be_u64(&k[1..])?, v.to_vec()))
+        });
         verify::verify(events, &runs, head.as_ref(), progress)
     }
 
@@ -298,6 +307,7 @@ struct Writer {
     failed: Arc<OnceLock<String>>,
     hook: CommitHook,
     durable_head: Arc<AtomicU64>,
+    head_tx: watch::Sender<u64>,
     subscribers: Subscribers,
 }
 
@@ -456,6 +466,7 @@ impl Writer {
                 .store(self.next_position - 1, Ordering::SeqCst);
             subs.retain(|tx| all.iter().all(|e| tx.send(e.clone()).is_ok()));
         }
+        self.head_tx.send_replace(self.next_position - 1);
         for (reply, events) in accepted {
             let _ = reply.send(Ok(events));
         }

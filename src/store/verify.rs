@@ -332,7 +332,11 @@ mod tests {
         let mut events = clean.clone();
         let text = String::from_utf8(events[4].1.clone()).unwrap();
         let prev_at = text.find("prev_hash").unwrap() + 13;
-        events[4].1[prev_at] = if events[4].1[prev_at] == b'a' { b'b' } else { b'a' };
+        events[4].1[prev_at] = if events[4].1[prev_at] == b'a' {
+            b'b'
+        } else {
+            b'a'
+        };
         assert_eq!(broken_at(&check(&events, &head)), 5);
     }
 

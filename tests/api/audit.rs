@@ -60,7 +60,10 @@ fn verify_finds_a_changed_byte_a_removed_event_and_a_reordered_pair() {
         let key = event_key(target);
         let original = log.get(&key).unwrap().unwrap().to_vec();
         let mut changed = original.clone();
-        let at = String::from_utf8_lossy(&original).find("\"stream\":\"").unwrap() + 10;
+        let at = String::from_utf8_lossy(&original)
+            .find("\"stream\":\"")
+            .unwrap()
+            + 10;
         changed[at] ^= 0x01;
         log.insert(&key, changed).unwrap();
         original
@@ -73,7 +76,10 @@ fn verify_finds_a_changed_byte_a_removed_event_and_a_reordered_pair() {
     );
     // The server refuses to start on it, and says what to do.
     let err = failed_start(app.data_dir(), &[], &[]);
-    assert!(err.contains(&format!("breaks at position {target}")), "{err}");
+    assert!(
+        err.contains(&format!("breaks at position {target}")),
+        "{err}"
+    );
     assert!(err.contains("--allow-unverified"), "{err}");
     // Told to, it serves anyway.
     app.flags = vec!["--allow-unverified".into()];
@@ -138,4 +144,324 @@ fn verify_runs_through_the_admin_api_while_the_server_runs() {
     assert_eq!(status, 200);
     assert_eq!(body["status"], "verified");
     assert!(body["events"].as_u64().unwrap() >= report["events"].as_u64().unwrap());
+}
+
+/// Reads server-sent events from `res` until `stop` says so; answers (position, type, data).
+fn read_sse(
+    res: &mut ureq::http::Response<ureq::Body>,
+    mut stop: impl FnMut(u64) -> bool,
+) -> Vec<(u64, String, Value)> {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(res.body_mut().as_reader());
+    let mut out = Vec::new();
+    let (mut id, mut kind, mut data) = (None, String::new(), String::new());
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix("id: ") {
+            id = Some(v.parse::<u64>().unwrap());
+        } else if let Some(v) = line.strip_prefix("event: ") {
+            kind = v.to_owned();
+        } else if let Some(v) = line.strip_prefix("data: ") {
+            data.push_str(v);
+        } else if line.is_empty() && !data.is_empty() {
+            let position = id.take().unwrap();
+            out.push((position, kind.clone(), serde_json::from_str(&data).unwrap()));
+            data.clear();
+            if stop(position) {
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn stream_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn head_position(app: &TestApp) -> u64 {
+    let v = app.cli_json(&[
+        "audit",
+        "query",
+        "--newest-first",
+        "--limit",
+        "1",
+        "--format",
+        "json",
+    ]);
+    v[0]["position"].as_u64().unwrap()
+}
+
+#[test]
+fn the_event_stream_resumed_from_a_position_delivers_each_event_exactly_once() {
+    let mut app = spawn_app();
+    let (id, secret) = app.create_client(&["--token-format", "opaque"]);
+    for _ in 0..5 {
+        app.token(&id, &secret, None);
+    }
+    let admin = app.admin_token();
+    let sse = stream_agent();
+    let open = |query: &str, last_seen: Option<u64>| {
+        let mut req = sse
+            .get(&format!("{}/admin/api/events/stream?{query}", app.base))
+            .header("Authorization", &format!("Bearer {admin}"));
+        if let Some(p) = last_seen {
+            req = req.header("Last-Event-ID", &p.to_string());
+        }
+        let res = req.call().unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        res
+    };
+    // Tokens keep being issued while the stream is read, dropped and resumed.
+    let writer = {
+        let (base, id, secret) = (app.base.clone(), id.clone(), secret.clone());
+        std::thread::spawn(move || {
+            let agent = agent();
+            for _ in 0..60 {
+                let res = agent
+                    .post(&format!("{base}/token"))
+                    .send_form([
+                        ("grant_type", "client_credentials"),
+                        ("client_id", id.as_str()),
+                        ("client_secret", secret.as_str()),
+                    ])
+                    .unwrap();
+                assert_eq!(res.status(), 200);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let mut first = open("from=1", None);
+    let got = read_sse(&mut first, |p| p >= 12);
+    drop(first);
+    let last_seen = got.last().unwrap().0;
+    writer.join().unwrap();
+    let head = head_position(&app);
+    let mut second = open("from=1", Some(last_seen));
+    let rest = read_sse(&mut second, |p| p >= head);
+    let positions: Vec<u64> = got.iter().chain(rest.iter()).map(|(p, _, _)| *p).collect();
+    assert_eq!(
+        positions,
+        (1..=head).collect::<Vec<_>>(),
+        "each event once, in order"
+    );
+    for (p, kind, data) in got.iter().chain(rest.iter()) {
+        assert_eq!(data["position"].as_u64(), Some(*p));
+        assert_eq!(data["type"].as_str(), Some(kind.as_str()));
+    }
+    // Filtered: only this client's tokens, from a later position, live events too.
+    let mut filtered = open(&format!("from=1&client={id}&type=AccessTokenIssued"), None);
+    let issued = std::thread::spawn({
+        let (base, id, secret) = (app.base.clone(), id.clone(), secret.clone());
+        move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let res = agent()
+                .post(&format!("{base}/token"))
+                .send_form([
+                    ("grant_type", "client_credentials"),
+                    ("client_id", id.as_str()),
+                    ("client_secret", secret.as_str()),
+                ])
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    });
+    let mut count = 0;
+    let tokens = read_sse(&mut filtered, |_| {
+        count += 1;
+        count == 66
+    });
+    issued.join().unwrap();
+    assert!(tokens
+        .iter()
+        .all(|(_, kind, data)| kind == "AccessTokenIssued"
+            && data["data"]["client_id"] == id.as_str()));
+    assert!(tokens.last().unwrap().0 > head, "the live event arrived");
+    // A stream still open does not hold up a graceful stop.
+    let started = std::time::Instant::now();
+    app.stop();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn audit_tail_prints_the_latest_events_and_follows_new_ones() {
+    let mut app = spawn_app();
+    let (id, secret) = app.create_client(&[]);
+    app.token(&id, &secret, None);
+    // Stopped, so that no admin token of the CLI's own lands between the calls.
+    app.stop();
+    let out = app.cli(&["audit", "tail", "-n", "2", "--format", "jsonl"]);
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let head = head_position(&app);
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["position"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [head - 1, head]
+    );
+    app.start();
+    // Following: the events recorded after the tail started arrive, each once.
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "audit", "tail", "--follow", "--from", "1", "--format", "jsonl",
+        ])
+        .args(["--client", &id])
+        .arg("--data-dir")
+        .arg(app.data_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..3 {
+        app.token(&id, &secret, None);
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        assert_eq!(v["data"]["client_id"], id.as_str());
+        seen.push(v["type"].as_str().unwrap().to_owned());
+        if seen.iter().filter(|t| *t == "AccessTokenIssued").count() == 4 {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(seen.first().map(String::as_str), Some("ClientRegistered"));
+    // Without a server there is nothing to follow, and it says so.
+    app.stop();
+    let out = app.cli(&["audit", "tail", "--follow"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a running server"));
+}
+
+#[test]
+fn queries_filter_by_request_and_correlation_id_page_newest_first_and_print_every_format() {
+    let app = spawn_app();
+    let (id, secret) = app.create_client(&["--token-format", "opaque"]);
+    let res = app
+        .agent
+        .post(&format!("{}/token", app.base))
+        .header("X-Request-Id", "req-7f3a")
+        .header("X-Correlation-Id", "batch-42")
+        .send_form([
+            ("grant_type", "client_credentials"),
+            ("client_id", id.as_str()),
+            ("client_secret", secret.as_str()),
+        ])
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for _ in 0..4 {
+        app.token(&id, &secret, None);
+    }
+    let by_request = app.cli_json(&[
+        "audit",
+        "query",
+        "--request-id",
+        "req-7f3a",
+        "--format",
+        "json",
+    ]);
+    let by_request = by_request.as_array().unwrap();
+    assert_eq!(by_request.len(), 1, "{by_request:?}");
+    assert_eq!(by_request[0]["type"], "AccessTokenIssued");
+    let by_correlation = app.cli_json(&[
+        "audit",
+        "query",
+        "--correlation-id",
+        "batch-42",
+        "--client",
+        &id,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(by_correlation.as_array().unwrap().len(), 1);
+
+    // Newest first, two to a page, the cursor going backwards.
+    let page = |extra: &[&str]| -> Vec<u64> {
+        let mut args = vec![
+            "audit",
+            "query",
+            "--client",
+            &id,
+            "--newest-first",
+            "--limit",
+            "2",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        app.cli_json(&args)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["position"].as_u64().unwrap())
+            .collect()
+    };
+    let first = page(&[]);
+    assert_eq!(first.len(), 2);
+    assert!(first[0] > first[1]);
+    let before = first[1].to_string();
+    let second = page(&["--before", &before]);
+    assert!(second[0] < first[1], "{first:?} then {second:?}");
+
+    // The same through the admin API, and a mistaken cursor is a clear 400.
+    let admin = app.admin_token();
+    let (status, body) = answer(
+        app.agent
+            .get(&format!(
+                "{}/admin/api/audit?client={id}&order=desc&limit=2",
+                app.base
+            ))
+            .header("Authorization", &format!("Bearer {admin}"))
+            .call(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["events"].as_array().unwrap().len(), 2);
+    assert!(body["head_position"].as_u64().unwrap() >= first[0]);
+    let (status, body) = answer(
+        app.agent
+            .get(&format!("{}/admin/api/audit?order=desc&after=3", app.base))
+            .header("Authorization", &format!("Bearer {admin}"))
+            .call(),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_request");
+
+    // Every output format.
+    for format in ["table", "json", "jsonl", "csv"] {
+        let out = app.cli(&["audit", "query", "--client", &id, "--format", format]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        match format {
+            "json" => assert_eq!(
+                serde_json::from_str::<Value>(&text)
+                    .unwrap()
+                    .as_array()
+                    .unwrap()
+                    .len(),
+                6
+            ),
+            "jsonl" => assert_eq!(text.lines().count(), 6),
+            "csv" => {
+                assert!(text.starts_with("position,recorded_at,type"));
+                assert_eq!(text.lines().count(), 7);
+            }
+            _ => assert!(text.contains("AccessTokenIssued") && text.contains("ClientRegistered")),
+        }
+    }
 }
