@@ -34,6 +34,9 @@ pub enum EngineError {
     /// A projection failed.
     #[error(transparent)]
     Projection(#[from] projections::ProjectionError),
+    /// The request cannot be carried out as asked.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Engine {
@@ -130,6 +133,39 @@ pub fn catch_up(
 fn catch_up_from_tree(log: &sled::Tree, models: &ReadModels) -> Result<u64, EngineError> {
     let from = models.checkpoint()? + 1;
     apply_in_batches(models, raw_range(log, from), |_| {})
+}
+
+/// Applies the log from its first event into `models` (fresh ones, in another database), up
+/// to and including the last event recorded at or before `until` (all of it when `None`).
+/// Answers the events applied and the last position applied.
+pub fn rebuild_into(
+    store: &SledStore,
+    models: &ReadModels,
+    until: Option<time::OffsetDateTime>,
+    mut progress: impl FnMut(u64),
+) -> Result<(u64, u64), EngineError> {
+    let mut chunk = Vec::with_capacity(REPLAY_BATCH);
+    let (mut applied, mut last) = (0u64, 0u64);
+    for stored in store.raw_events(1) {
+        let (_, bytes) = stored?;
+        let e = decode(&bytes)?;
+        // Recorded times never go backwards, so the first later event ends it.
+        if until.is_some_and(|t| e.recorded_at > t) {
+            break;
+        }
+        last = e.position;
+        chunk.push(e);
+        if chunk.len() == REPLAY_BATCH {
+            models.apply(&chunk)?;
+            applied += chunk.len() as u64;
+            progress(applied);
+            chunk.clear();
+        }
+    }
+    models.apply(&chunk)?;
+    applied += chunk.len() as u64;
+    progress(applied);
+    Ok((applied, last))
 }
 
 fn apply_in_batches(

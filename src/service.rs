@@ -475,6 +475,118 @@ pub fn show_client(engine: &Engine, id: &str) -> Result<ClientOutput, ServiceErr
     Ok(ClientOutput::from_view(&*view(engine, &client_id)?, None))
 }
 
+/// A token that was active at a past moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenAsOf {
+    /// Token id.
+    pub jti: String,
+    /// Its subject.
+    pub sub: String,
+    /// Granted scopes.
+    pub scope: String,
+    /// The grant that issued it.
+    pub grant_type: String,
+    /// Issued at (RFC 3339).
+    pub issued_at: String,
+    /// Expires at (RFC 3339).
+    pub expires_at: String,
+}
+
+/// A client as it was at a past moment, and its tokens active then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientAsOf {
+    /// The moment (RFC 3339).
+    pub as_of: String,
+    /// The last log position the answer includes.
+    pub position: u64,
+    /// The client's configuration then; `None` if it was not registered, or deleted.
+    pub client: Option<ClientOutput>,
+    /// Access tokens active then (not expired, revoked or withdrawn), oldest first.
+    pub active_tokens: Vec<TokenAsOf>,
+}
+
+fn engine_error(e: crate::engine::EngineError) -> ServiceError {
+    match e {
+        crate::engine::EngineError::Invalid(m) => ServiceError::Invalid(m),
+        other => ServiceError::Internal(other.to_string()),
+    }
+}
+
+/// Answers what a client was at `as_of` from the view of that moment (built on first use).
+pub fn client_as_of(
+    engine: &Engine,
+    id: &str,
+    as_of: &str,
+    progress: impl FnMut(u64),
+) -> Result<ClientAsOf, ServiceError> {
+    let client_id = parse_id(id)?;
+    let at = parse_time(as_of)?;
+    let view = crate::timetravel::open_or_build(engine, at, progress).map_err(engine_error)?;
+    let internal = |e: projections::ProjectionError| ServiceError::Internal(e.to_string());
+    let client = view
+        .models
+        .clients
+        .get(client_id.as_str())
+        .map(|v| ClientOutput::from_view(&v, None));
+    let now = at.unix_timestamp();
+    let mut active_tokens = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = view
+            .models
+            .audit
+            .query(
+                &AuditQuery {
+                    filter: projections::AuditFilter {
+                        client: Some(client_id.to_string()),
+                        types: vec!["AccessTokenIssued".into()],
+                        ..Default::default()
+                    },
+                    upto: Some(view.info.position),
+                    cursor,
+                    limit: 1000,
+                    ..Default::default()
+                },
+                &*engine.store,
+            )
+            .map_err(internal)?;
+        for e in &page.events {
+            let domain::Event::AccessTokenIssued(t) = &e.event else {
+                continue;
+            };
+            let Some(token) = view.models.tokens.by_jti(&t.jti).map_err(internal)? else {
+                continue;
+            };
+            if token.is_active(now) {
+                let r = &token.record;
+                let time = |s: i64| {
+                    time::OffsetDateTime::from_unix_timestamp(s)
+                        .map(rfc3339)
+                        .unwrap_or_default()
+                };
+                active_tokens.push(TokenAsOf {
+                    jti: r.jti.to_string(),
+                    sub: r.subject.clone(),
+                    scope: domain::values::join_scopes(&r.scopes),
+                    grant_type: r.grant_type.as_str().to_owned(),
+                    issued_at: time(r.issued_at),
+                    expires_at: time(r.expires_at),
+                });
+            }
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(ClientAsOf {
+        as_of: rfc3339(at),
+        position: view.info.position,
+        client,
+        active_tokens,
+    })
+}
+
 /// Every client, by id.
 pub fn list_clients(engine: &Engine) -> Vec<ClientOutput> {
     engine
@@ -512,6 +624,8 @@ pub struct AuditParams {
     pub order: Option<String>,
     /// Page size (default 100, at most 10,000).
     pub limit: Option<usize>,
+    /// Answer from the view of this moment (RFC 3339 or Unix seconds), as the log was then.
+    pub as_of: Option<String>,
 }
 
 impl AuditParams {
@@ -593,17 +707,23 @@ pub fn parse_time(s: &str) -> Result<time::OffsetDateTime, ServiceError> {
 
 /// Answers an audit query from the audit indexes.
 pub fn audit_query(engine: &Engine, p: &AuditParams) -> Result<AuditOutput, ServiceError> {
-    let head = engine
-        .models
-        .audit
-        .checkpoint()
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let internal = |e: projections::ProjectionError| ServiceError::Internal(e.to_string());
+    let view = match &p.as_of {
+        Some(t) => Some(
+            crate::timetravel::open_or_build(engine, parse_time(t)?, |_| {})
+                .map_err(engine_error)?,
+        ),
+        None => None,
+    };
+    let (audit, head) = match &view {
+        Some(v) => (&v.models.audit, v.info.position),
+        None => (
+            &engine.models.audit,
+            engine.models.audit.checkpoint().map_err(internal)?,
+        ),
+    };
     let q = p.query(Some(head))?;
-    let page = engine
-        .models
-        .audit
-        .query(&q, &*engine.store)
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let page = audit.query(&q, &*engine.store).map_err(internal)?;
     Ok(AuditOutput {
         events: page.events.into_iter().map(redact).collect(),
         next_cursor: page.next_cursor,

@@ -179,7 +179,7 @@ fn decode_positions(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
 
 /// The audit indexes and their storage (tree `proj.audit`).
 pub struct AuditLog {
-    store: CheckpointedTree,
+    pub(crate) store: CheckpointedTree,
 }
 
 type PositionIter = Box<dyn Iterator<Item = Result<u64, ProjectionError>>>;

@@ -61,7 +61,7 @@ pub fn apply_one(current: Option<ClientView>, event: &RecordedEvent) -> Option<C
 
 /// The client directory and its storage (tree `proj.clients`).
 pub struct ClientDirectory {
-    store: CheckpointedTree,
+    pub(crate) store: CheckpointedTree,
     cache: RwLock<HashMap<String, Arc<ClientView>>>,
 }
 

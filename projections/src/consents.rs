@@ -56,7 +56,7 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
 
 /// The consents and their storage (tree `proj.consents`).
 pub struct Consents {
-    store: CheckpointedTree,
+    pub(crate) store: CheckpointedTree,
 }
 
 impl Consents {

@@ -247,7 +247,7 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
 
 /// The token index and its storage (tree `proj.tokens`).
 pub struct TokenIndex {
-    store: CheckpointedTree,
+    pub(crate) store: CheckpointedTree,
 }
 
 impl TokenIndex {

@@ -67,7 +67,7 @@ struct Cache {
 
 /// The user directory and its storage (tree `proj.users`).
 pub struct UserDirectory {
-    store: CheckpointedTree,
+    pub(crate) store: CheckpointedTree,
     cache: RwLock<Cache>,
 }
 

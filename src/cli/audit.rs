@@ -83,6 +83,10 @@ pub struct QueryArgs {
     /// At most this many events.
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
+    /// Answer from the view of this moment (RFC 3339 or Unix seconds): the trail as it stood
+    /// then (see `replay --as-of`).
+    #[arg(long)]
+    pub as_of: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -124,6 +128,7 @@ pub fn run(cmd: AuditCommand, data_dir: PathBuf) -> anyhow::Result<()> {
             before: a.before,
             order: a.newest_first.then(|| "desc".to_owned()),
             limit: Some(a.limit),
+            as_of: a.as_of,
             ..a.filter.params()
         })?;
         output::events(a.format, &page.events)?;

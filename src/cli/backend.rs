@@ -274,6 +274,30 @@ impl Backend {
         }
     }
 
+    /// A client as it was at `as_of`, with the tokens active then.
+    pub fn client_as_of(&self, id: &str, as_of: &str) -> anyhow::Result<service::ClientAsOf> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .get(&format!(
+                        "{}/admin/api/clients/{}?as_of={}",
+                        r.base,
+                        encode(id),
+                        encode(as_of)
+                    ))
+                    .header("Authorization", &r.auth())
+                    .call(),
+            ),
+            Backend::Local(e) => {
+                let bar = super::progress::events(e.store.head_position(), false);
+                bar.set_message("view");
+                let out = service::client_as_of(e, id, as_of, |n| bar.set_position(n));
+                bar.finish_and_clear();
+                Ok(out?)
+            }
+        }
+    }
+
     /// Every client.
     pub fn list_clients(&self) -> anyhow::Result<Vec<ClientOutput>> {
         match self {
@@ -337,6 +361,7 @@ fn audit_pairs(q: &mut form_urlencoded::Serializer<'_, String>, p: &AuditParams)
         ("before", p.before.map(|a| a.to_string())),
         ("order", p.order.clone()),
         ("limit", p.limit.map(|l| l.to_string())),
+        ("as_of", p.as_of.clone()),
     ];
     for (k, v) in pairs {
         if let Some(v) = v {

@@ -15,8 +15,8 @@ pub enum ClientCommand {
     Update(UpdateArgs),
     /// List clients.
     List(FormatArg),
-    /// Show one client.
-    Show(IdArgs),
+    /// Show one client (as it is, or as it was at --as-of with the tokens active then).
+    Show(ShowArgs),
     /// Give a client a new secret (the old one stops working); prints it once.
     RotateSecret(IdArgs),
     /// Delete a client; its tokens stop being active.
@@ -36,6 +36,20 @@ pub struct FormatArg {
 pub struct IdArgs {
     /// The client id.
     pub id: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Options of `client show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The client id.
+    pub id: String,
+    /// Show the client as it was at this moment (RFC 3339 or Unix seconds), with the access
+    /// tokens active then; built from the log into a view (see `replay --as-of`).
+    #[arg(long)]
+    pub as_of: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -214,7 +228,10 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                 output::client(a.format, &out)
             }
             ClientCommand::List(a) => output::clients(a.format, &backend.list_clients()?),
-            ClientCommand::Show(a) => output::client(a.format, &backend.show_client(&a.id)?),
+            ClientCommand::Show(a) => match &a.as_of {
+                None => output::client(a.format, &backend.show_client(&a.id)?),
+                Some(t) => output::client_as_of(a.format, &backend.client_as_of(&a.id, t)?),
+            },
             ClientCommand::RotateSecret(a) => {
                 output::client(a.format, &backend.rotate_secret(&a.id).await?)
             }

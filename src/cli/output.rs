@@ -26,7 +26,7 @@ macro_rules! say {
     ($($t:tt)*) => { $crate::cli::output::emit(format_args!($($t)*)) };
 }
 
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_header(header.to_vec());
@@ -280,4 +280,50 @@ impl EventLines {
         }
         Ok(())
     }
+}
+
+/// Prints a client as it was at a past moment, and its tokens active then.
+pub fn client_as_of(format: Format, c: &crate::service::ClientAsOf) -> anyhow::Result<()> {
+    match format {
+        Format::Json | Format::Jsonl => crate::say!("{}", serde_json::to_string_pretty(c)?),
+        _ => {
+            crate::say!("as of {} (log position {})", c.as_of, c.position);
+            match &c.client {
+                Some(client) => self::client(format, client)?,
+                None => crate::say!("the client was not registered then (or already deleted)"),
+            }
+            crate::say!("{} access tokens active then", c.active_tokens.len());
+            if !c.active_tokens.is_empty() {
+                let rows = c
+                    .active_tokens
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.jti.clone(),
+                            t.sub.clone(),
+                            t.scope.clone(),
+                            t.grant_type.clone(),
+                            t.issued_at.clone(),
+                            t.expires_at.clone(),
+                        ]
+                    })
+                    .collect();
+                crate::say!(
+                    "{}",
+                    table(
+                        &[
+                            "jti",
+                            "sub",
+                            "scope",
+                            "grant_type",
+                            "issued_at",
+                            "expires_at"
+                        ],
+                        rows
+                    )
+                );
+            }
+        }
+    }
+    Ok(())
 }

@@ -114,7 +114,20 @@ pub async fn show(
     id: web::Path<String>,
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
-    Ok(HttpResponse::Ok().json(service::show_client(&state.engine, &id)?))
+    let as_of = form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "as_of")
+        .map(|(_, v)| v.into_owned());
+    match as_of {
+        None => Ok(HttpResponse::Ok().json(service::show_client(&state.engine, &id)?)),
+        Some(t) => {
+            // Building a view reads the log: not on the worker thread.
+            let engine = state.engine.clone();
+            let out = web::block(move || service::client_as_of(&engine, &id, &t, |_| {}))
+                .await
+                .map_err(|e| OAuthError::server_error(&e))??;
+            Ok(HttpResponse::Ok().json(out))
+        }
+    }
 }
 
 /// `PATCH /admin/api/clients/{id}`.
@@ -162,7 +175,11 @@ pub async fn audit(
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
     let p = audit_params(req.query_string(), &[])?;
-    Ok(HttpResponse::Ok().json(service::audit_query(&state.engine, &p)?))
+    let engine = state.engine.clone();
+    let out = web::block(move || service::audit_query(&engine, &p))
+        .await
+        .map_err(|e| OAuthError::server_error(&e))??;
+    Ok(HttpResponse::Ok().json(out))
 }
 
 /// Reads audit parameters from a query string; `extra` names further parameters the caller
@@ -189,6 +206,7 @@ pub fn audit_params(query: &str, extra: &[&str]) -> Result<AuditParams, OAuthErr
             "before" => p.before = Some(number(&v)?),
             "order" => p.order = Some(v),
             "limit" => p.limit = Some(number(&v)? as usize),
+            "as_of" => p.as_of = Some(v),
             other if extra.contains(&other) => {}
             other => {
                 return Err(OAuthError::invalid_request(format!(

@@ -1,0 +1,100 @@
+//! Time travel: the read models as they were at a moment, built into a view of their own.
+//!
+//! `replay --as-of T` applies every event recorded at or before `T` into a fresh set of
+//! projections in `<data dir>/views/as-of-<T in ns>/`, a sled database apart from the live one,
+//! and records what it holds. Nothing writes to a view after it is built: `client show --as-of`
+//! and `audit query --as-of` read from it (building it first when it is missing), and
+//! deleting the `views` directory loses nothing but time.
+
+use crate::engine::{rebuild_into, Engine, EngineError};
+use projections::ReadModels;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Directory of the views inside the data directory.
+pub const VIEWS_DIR: &str = "views";
+/// Key of the view's description in its `view` tree.
+const META: &[u8] = b"meta";
+
+/// What a view holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewInfo {
+    /// The moment it shows (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub as_of: time::OffsetDateTime,
+    /// The last position it applied (0: the log was empty then).
+    pub position: u64,
+    /// Events applied.
+    pub events: u64,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+/// An opened, complete view.
+pub struct View {
+    /// The projections as of the moment.
+    pub models: ReadModels,
+    /// What it holds.
+    pub info: ViewInfo,
+    _db: sled::Db,
+}
+
+fn view_path(engine: &Engine, as_of: time::OffsetDateTime) -> PathBuf {
+    engine
+        .data_dir
+        .join(VIEWS_DIR)
+        .join(format!("as-of-{}", as_of.unix_timestamp_nanos()))
+}
+
+/// Opens the view of `as_of`, building it first if it does not exist or was never finished.
+/// A moment still in the future is refused: its view would change as events arrive.
+pub fn open_or_build(
+    engine: &Engine,
+    as_of: time::OffsetDateTime,
+    progress: impl FnMut(u64),
+) -> Result<View, EngineError> {
+    // One view at a time: sled lets one handle at a time open a database.
+    static OPENING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = OPENING.lock().unwrap_or_else(|p| p.into_inner());
+    if as_of > time::OffsetDateTime::now_utc() {
+        return Err(EngineError::Invalid(
+            "that moment has not happened yet; pick a time in the past".into(),
+        ));
+    }
+    let path = view_path(engine, as_of);
+    let db = sled::Config::new()
+        .path(&path)
+        .open()
+        .map_err(crate::store::StoreError::from)?;
+    let meta = db
+        .open_tree("view")
+        .map_err(crate::store::StoreError::from)?;
+    let models = ReadModels::open(&db)?;
+    if let Some(bytes) = meta.get(META).map_err(crate::store::StoreError::from)? {
+        if let Ok(info) = serde_json::from_slice::<ViewInfo>(&bytes) {
+            return Ok(View {
+                models,
+                info,
+                _db: db,
+            });
+        }
+    }
+    // Missing or unfinished (its description is written last): build from scratch.
+    models.clear()?;
+    let (events, position) = rebuild_into(&engine.store, &models, Some(as_of), progress)?;
+    let info = ViewInfo {
+        as_of,
+        position,
+        events,
+        path: path.clone(),
+    };
+    let bytes = serde_json::to_vec(&info).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    meta.insert(META, bytes)
+        .map_err(crate::store::StoreError::from)?;
+    db.flush().map_err(crate::store::StoreError::from)?;
+    Ok(View {
+        models,
+        info,
+        _db: db,
+    })
+}
