@@ -476,8 +476,25 @@ pub struct UserLoginFailed {
     pub username: String,
     /// Why.
     pub reason: LoginFailure,
-    /// Where: `login` (the page) or the client id of a password grant.
-    pub via: String,
+    /// Where: the login page, or a client's password grant.
+    pub via: SignInVia,
+}
+
+/// Where a sign-in was attempted.
+///
+/// Schema version 1 of `UserLoginFailed` held a bare string here, `login` for the page or the
+/// client id of a password grant, so a client registered as `login` could not be told from
+/// the page; version 2 says which. See [`Event::decode`] for the upcaster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SignInVia {
+    /// The login page.
+    LoginPage,
+    /// A password grant (RFC 6749 §4.3) at `/token`.
+    PasswordGrant {
+        /// The client that sent it.
+        client_id: ClientId,
+    },
 }
 
 /// Sign-ins for a user are throttled after repeated failures.
@@ -603,7 +620,7 @@ macro_rules! type_names {
             }
         }
 
-        fn decode_v1(type_name: &str, data: &str) -> Result<Self, DecodeError> {
+        fn decode_payload(type_name: &str, data: &str) -> Result<Self, DecodeError> {
             fn payload<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, DecodeError> {
                 serde_json::from_str(data).map_err(|e| DecodeError(e.to_string()))
             }
@@ -626,7 +643,16 @@ impl Event {
 impl Event {
     /// The schema version of this type's payload as written today.
     pub fn schema_version(&self) -> u16 {
-        1
+        Self::current_version(self.type_name())
+    }
+
+    /// The schema version a type is written at today; a type starts at 1 and gains a version
+    /// (and an upcaster in [`Event::decode`]) each time its payload changes.
+    pub fn current_version(type_name: &str) -> u16 {
+        match type_name {
+            "UserLoginFailed" => 2,
+            _ => 1,
+        }
     }
 
     /// The client the event concerns, if any (user events concern none).
@@ -763,15 +789,50 @@ impl Metadata {
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 impl Event {
-    /// Decodes a payload stored under `type_name` at `schema_version`. This is where an
-    /// upcaster from an older schema version goes when a payload changes.
+    /// Decodes a payload stored under `type_name` at `schema_version` into today's type. A
+    /// payload of an older version goes through the upcasters, one version at a time, as
+    /// JSON; the stored bytes are never rewritten (the hash chain covers them).
     pub fn decode(type_name: &str, schema_version: u16, data: &str) -> Result<Self, DecodeError> {
-        if schema_version != 1 {
+        let current = Self::current_version(type_name);
+        if schema_version == current {
+            return Self::decode_payload(type_name, data);
+        }
+        if schema_version == 0 || schema_version > current {
             return Err(DecodeError(format!(
                 "{type_name} has no schema version {schema_version} (written by a newer authledger?)"
             )));
         }
-        Self::decode_v1(type_name, data)
+        let mut value: serde_json::Value =
+            serde_json::from_str(data).map_err(|e| DecodeError(e.to_string()))?;
+        for from in schema_version..current {
+            value = upcast(type_name, from, value)?;
+        }
+        Self::decode_payload(type_name, &value.to_string())
+    }
+}
+
+/// Turns a payload of `type_name` at version `from` into version `from + 1`.
+fn upcast(
+    type_name: &str,
+    from: u16,
+    mut value: serde_json::Value,
+) -> Result<serde_json::Value, DecodeError> {
+    match (type_name, from) {
+        // v1 → v2: `via` was `"login"` or a password grant's client id.
+        ("UserLoginFailed", 1) => {
+            let via = match value.get("via").and_then(|v| v.as_str()) {
+                Some("login") => serde_json::json!({ "kind": "login_page" }),
+                Some(client) => {
+                    serde_json::json!({ "kind": "password_grant", "client_id": client })
+                }
+                None => return Err(DecodeError("UserLoginFailed v1 without via".into())),
+            };
+            value["via"] = via;
+            Ok(value)
+        }
+        _ => Err(DecodeError(format!(
+            "no upcaster for {type_name} from schema version {from}"
+        ))),
     }
 }
 
@@ -809,7 +870,8 @@ impl TryFrom<StoredEvent> for RecordedEvent {
             version: s.version,
             id: s.id,
             recorded_at: s.recorded_at,
-            schema_version: s.schema_version,
+            // Decoding brought the payload up to today's version.
+            schema_version: Event::current_version(&s.type_name),
             metadata: s.metadata,
             prev_hash: s.prev_hash,
         })
@@ -905,5 +967,41 @@ mod tests {
             serde_json::from_str::<RecordedEvent>(&stored).unwrap(),
             event
         );
+    }
+}
+
+#[cfg(test)]
+mod upcast_tests {
+    use super::*;
+
+    #[test]
+    fn user_login_failed_v1_names_the_page_or_a_password_grants_client() {
+        let page = Event::decode(
+            "UserLoginFailed",
+            1,
+            r#"{"username":"bob","reason":"unknown_user","via":"login"}"#,
+        )
+        .unwrap();
+        let grant = Event::decode(
+            "UserLoginFailed",
+            1,
+            r#"{"username":"bob","reason":"unknown_user","via":"mobile-app"}"#,
+        )
+        .unwrap();
+        let via = |e: &Event| match e {
+            Event::UserLoginFailed(f) => f.via.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(via(&page), SignInVia::LoginPage);
+        assert_eq!(
+            via(&grant),
+            SignInVia::PasswordGrant {
+                client_id: ClientId::parse("mobile-app").unwrap()
+            }
+        );
+        assert_eq!(grant.schema_version(), 2);
+        // Neither a version from the future nor version 0 is guessed at.
+        assert!(Event::decode("UserLoginFailed", 3, "{}").is_err());
+        assert!(Event::decode("ClientDeleted", 0, "{}").is_err());
     }
 }

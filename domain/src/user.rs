@@ -2,7 +2,8 @@
 //! (stream `user-<id>`).
 
 use crate::event::{
-    Event, LoginFailure, UserLocked, UserLoginFailed, UserPasswordChanged, UserRegistered,
+    Event, LoginFailure, SignInVia, UserLocked, UserLoginFailed, UserPasswordChanged,
+    UserRegistered,
 };
 use crate::values::{PasswordHash, UserId, Username};
 
@@ -49,8 +50,8 @@ pub enum UserCommand {
     RecordLoginFailure {
         /// Why it failed.
         reason: LoginFailure,
-        /// `login` or the client id of a password grant.
-        via: String,
+        /// The login page or a client's password grant.
+        via: SignInVia,
         /// Failures in the window and the time before which nothing is checked.
         lock: Option<(u32, i64)>,
     },
@@ -121,12 +122,12 @@ pub fn decide(state: &UserState, command: &UserCommand) -> Result<Vec<Event>, Us
 }
 
 /// The event recording a failed sign-in under a name no user has.
-pub fn unknown_login_failure(typed: &str, via: &str) -> Event {
+pub fn unknown_login_failure(typed: &str, via: &SignInVia) -> Event {
     Event::UserLoginFailed(UserLoginFailed {
         user_id: None,
         username: typed.chars().take(64).collect(),
         reason: LoginFailure::UnknownUser,
-        via: via.to_owned(),
+        via: via.clone(),
     })
 }
 
@@ -209,7 +210,7 @@ mod tests {
             .given(vec![registered()])
             .when(UserCommand::RecordLoginFailure {
                 reason: LoginFailure::WrongPassword,
-                via: "login".into(),
+                via: SignInVia::LoginPage,
                 lock: Some((5, 1_700_000_001)),
             })
             .then(vec![
@@ -217,7 +218,7 @@ mod tests {
                     user_id: Some(id()),
                     username: "alice".into(),
                     reason: LoginFailure::WrongPassword,
-                    via: "login".into(),
+                    via: SignInVia::LoginPage,
                 }),
                 Event::UserLocked(UserLocked {
                     user_id: id(),

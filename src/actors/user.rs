@@ -31,8 +31,8 @@ pub struct ExecuteUserCommand {
 pub struct RecordUnknownLogin {
     /// The name as typed.
     pub typed: String,
-    /// `login` or the client id of a password grant.
-    pub via: String,
+    /// The login page or a client's password grant.
+    pub via: domain::event::SignInVia,
     /// Request context.
     pub metadata: Metadata,
 }

@@ -11,7 +11,7 @@ use crate::actors::{ExecuteTokenCommand, ExecuteUserCommand, RecordUnknownLogin}
 use crate::passwords;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use domain::event::LoginFailure;
+use domain::event::{LoginFailure, SignInVia};
 use domain::grant::RevokeAuthorization;
 use domain::oauth::ErrorCode;
 use domain::token::TokenCommand;
@@ -43,7 +43,7 @@ pub async fn sign_in(
     state: &AppState,
     username: &str,
     password: &str,
-    via: &str,
+    via: SignInVia,
 ) -> Result<SignIn, OAuthError> {
     let address = source_address(req);
     if let Some(wait) = state
@@ -82,7 +82,7 @@ pub async fn sign_in(
                     user_id: u.user_id,
                     command: UserCommand::RecordLoginFailure {
                         reason: LoginFailure::WrongPassword,
-                        via: via.to_owned(),
+                        via: via.clone(),
                         lock: lock.map(|l| (l.failures, l.until)),
                     },
                     metadata,
@@ -96,7 +96,7 @@ pub async fn sign_in(
                 .users()
                 .send(RecordUnknownLogin {
                     typed: username.to_owned(),
-                    via: via.to_owned(),
+                    via: via.clone(),
                     metadata,
                 })
                 .await
@@ -118,7 +118,7 @@ pub async fn check_password(
     state: &AppState,
     username: &str,
     password: &str,
-    via: &str,
+    via: SignInVia,
 ) -> Result<Arc<UserView>, OAuthError> {
     match sign_in(req, state, username, password, via).await? {
         SignIn::Ok(user) => Ok(user),
@@ -221,7 +221,7 @@ pub async fn login(
             Some("Enter your username and password."),
         );
     }
-    match sign_in(&req, &state, username, password, "login").await {
+    match sign_in(&req, &state, username, password, SignInVia::LoginPage).await {
         Ok(SignIn::Ok(user)) => {
             let mut res = see_other(&return_to);
             let _ = res.add_cookie(&session_cookie(&state, &user, unix_now()));

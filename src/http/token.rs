@@ -183,9 +183,16 @@ async fn grant(
             grant::allowed(&client.view.client, GrantType::Password).map_err(token_error)?;
             let username = form.require("username")?;
             let password = form.require("password")?;
-            let user =
-                super::account::check_password(req, state, username, password, client_id.as_str())
-                    .await?;
+            let user = super::account::check_password(
+                req,
+                state,
+                username,
+                password,
+                domain::event::SignInVia::PasswordGrant {
+                    client_id: client_id.clone(),
+                },
+            )
+            .await?;
             TokenCommand::Password(PasswordGrant {
                 user_id: user.user_id,
                 scopes,
