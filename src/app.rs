@@ -21,10 +21,15 @@ pub struct Application {
 }
 
 /// Walks the hash chain before serving; a broken chain stops the start unless allowed.
-fn verify_log(engine: &Engine, allow_unverified: bool) -> anyhow::Result<()> {
+fn verify_log(engine: &Engine, full: bool, allow_unverified: bool) -> anyhow::Result<()> {
     use crate::store::verify::Verification;
     let started = std::time::Instant::now();
-    match engine.store.verify(|_| {})? {
+    let outcome = if full {
+        engine.store.verify(|_| {})?
+    } else {
+        engine.store.verify_since_mark()?
+    };
+    match outcome {
         Verification::Verified {
             events, head_hash, ..
         } => {
@@ -65,7 +70,11 @@ impl Application {
         let engine =
             Arc::new(Engine::open_stale(&config.data_dir, config.actor_idle).map_err(opening)?);
         // Before the projections take in anything: a tampered log must not reach them.
-        verify_log(&engine, config.allow_unverified)?;
+        verify_log(
+            &engine,
+            config.verify_on_start_full,
+            config.allow_unverified,
+        )?;
         crate::engine::catch_up(&engine.store, &engine.models, |_| {}).map_err(opening)?;
         let (keys, key_actor) = start_keys(&engine, &config.keys, Some(config.key_check)).await?;
         ensure_initialized(&engine).await?;

@@ -89,6 +89,8 @@ pub struct ServeConfig {
     pub whoami_scope: Option<String>,
     /// Serve even when the log's hash chain does not verify.
     pub allow_unverified: bool,
+    /// Walk the whole chain at start (else only what follows the last verified event).
+    pub verify_on_start_full: bool,
 }
 
 /// Lifetimes and switches of the grants made on a user's behalf.

@@ -184,9 +184,9 @@ impl ClientActor {
 
     fn reload(&mut self) -> Result<(), StoreError> {
         let (mut state, mut version) = match self.store.load_snapshot(&self.config_stream)? {
-            Some((v, bytes)) => match serde_json::from_slice::<ClientState>(&bytes) {
+            Some((v, bytes)) => match ciborium::from_reader::<ClientState, _>(bytes.as_slice()) {
                 Ok(s) => (s, v),
-                // A snapshot is only a cache: an unreadable one is ignored.
+                // A snapshot is only a cache: an unreadable one (an older format) is ignored.
                 Err(_) => (ClientState::default(), 0),
             },
             None => (ClientState::default(), 0),
@@ -242,8 +242,11 @@ impl ClientActor {
         if self.in_flight != 0 || self.recovering || self.config_version == self.snapshot_version {
             return;
         }
-        match serde_json::to_vec(&self.state) {
-            Ok(bytes) => {
+        // CBOR: compact and self-describing, so the serde attributes of the domain types
+        // (defaults, tagged enums) hold as they do in JSON (ADR 0012).
+        let mut bytes = Vec::new();
+        match ciborium::into_writer(&self.state, &mut bytes) {
+            Ok(()) => {
                 match self
                     .store
                     .save_snapshot(&self.config_stream, self.config_version, &bytes)
@@ -620,7 +623,8 @@ mod tests {
             .collect();
         store.append("client-svc", 0, events).await.unwrap();
         let snapshot_state = ClientState::Unregistered;
-        let bytes = serde_json::to_vec(&snapshot_state).unwrap();
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&snapshot_state, &mut bytes).unwrap();
         store.save_snapshot("client-svc", 40, &bytes).unwrap();
         let actor = restore(id.clone(), store.clone()).unwrap();
         assert_eq!(actor.config_version, 40);
@@ -629,9 +633,39 @@ mod tests {
 
         // A snapshot ahead of its stream (never durable) is ignored: everything is folded.
         store.save_snapshot("client-svc", 41, &bytes).unwrap();
-        let actor = restore(id, store).unwrap();
+        let actor = restore(id.clone(), store.clone()).unwrap();
         assert_eq!(actor.config_version, 40);
         assert!(matches!(actor.state, ClientState::Deleted(_)));
+        // So is one in an older format (JSON, before snapshots were CBOR).
+        let json = serde_json::to_vec(&snapshot_state).unwrap();
+        store.save_snapshot("client-svc", 40, &json).unwrap();
+        let actor = restore(id, store).unwrap();
+        assert!(matches!(actor.state, ClientState::Deleted(_)));
+    }
+
+    #[actix_rt::test]
+    async fn a_snapshot_is_compact_cbor_that_restores_the_same_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let id = ClientId::parse("svc").unwrap();
+        let addr = start_registered(&id, store.clone()).await;
+        drop(addr);
+        let mut actor = restore(id.clone(), store.clone()).unwrap();
+        let live = actor.state.clone();
+        assert!(matches!(live, ClientState::Active(_)));
+        actor.snapshot();
+        let (version, bytes) = store.load_snapshot("client-svc").unwrap().unwrap();
+        assert_eq!(version, actor.config_version);
+        let json = serde_json::to_vec(&live).unwrap();
+        assert!(
+            bytes.len() < json.len(),
+            "{} vs {}",
+            bytes.len(),
+            json.len()
+        );
+        let back: ClientState = ciborium::from_reader(bytes.as_slice()).unwrap();
+        assert_eq!(back, live);
+        assert_eq!(restore(id, store).unwrap().state, live);
     }
 
     #[actix_rt::test]

@@ -81,6 +81,12 @@ pub struct ServeArgs {
     /// where). Use it to get at a damaged log's data, never as a standing setting.
     #[arg(long)]
     pub allow_unverified: bool,
+    /// How much of the hash chain the start walks: `full` (every event: any changed byte
+    /// stops the start) or `since-last` (from the last event a walk found intact: the start
+    /// then costs what was written since, not the length of the log; run `audit verify`
+    /// regularly).
+    #[arg(long, env = "AUTHLEDGER_VERIFY_ON_START", default_value = "full", value_parser = ["full", "since-last"])]
+    pub verify_on_start: String,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -143,6 +149,7 @@ pub fn run(args: ServeArgs, data_dir: PathBuf, file: FileConfig) -> anyhow::Resu
         ),
         whoami_scope: args.whoami_scope.or(file.whoami_scope),
         allow_unverified: args.allow_unverified,
+        verify_on_start_full: args.verify_on_start == "full",
     };
     actix_rt::System::new().block_on(async move {
         let app = Application::build(config).await?;

@@ -88,6 +88,8 @@ pub fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
 
 /// Key of the head marker.
 const HEAD_MARKER: &[u8] = b"\x00head";
+/// Key of the verified mark: the last event a walk of the chain found intact, and its hash.
+const VERIFIED_MARK: &[u8] = b"\x00verified";
 
 fn head_marker_value(position: u64, hash: &str) -> Vec<u8> {
     let mut v = position.to_be_bytes().to_vec();
@@ -252,15 +254,58 @@ impl SledStore {
     }
 
     /// Walks the hash chain of the whole log (see [`verify`]); `progress` gets the count of
-    /// events read.
+    /// events read. A walk that holds records how far it got (the verified mark).
     pub fn verify(&self, progress: impl FnMut(u64)) -> Result<Verification, StoreError> {
+        self.walk(None, progress)
+    }
+
+    /// Walks the chain from the verified mark on: the event there must still hash as it did,
+    /// and every later link must hold. What start-up checks, so that its cost follows the
+    /// events written since the last walk, not the length of the log; `audit verify` walks
+    /// everything.
+    pub fn verify_since_mark(&self) -> Result<Verification, StoreError> {
+        let mark = match self.log.get(VERIFIED_MARK)? {
+            Some(v) if v.len() > 8 => HeadMarker {
+                position: be_u64(&v[..8])?,
+                hash: String::from_utf8_lossy(&v[8..]).into_owned(),
+            },
+            _ => return self.walk(None, |_| {}),
+        };
+        match self.log.get(event_key(mark.position))? {
+            Some(bytes) if chain_hash(&bytes) == mark.hash => self.walk(Some(mark), |_| {}),
+            // Gone, or changed since it was verified (or compacted away): walk it all.
+            _ => self.walk(None, |_| {}),
+        }
+    }
+
+    fn walk(
+        &self,
+        from: Option<HeadMarker>,
+        progress: impl FnMut(u64),
+    ) -> Result<Verification, StoreError> {
         let runs = self.compacted_runs()?;
         let head = self.head_marker()?;
-        let events = self.log.range(event_key(0)..=event_key(u64::MAX)).map(|r| {
-            let (k, v) = r?;
-            Ok((be_u64(&k[1..])?, v.to_vec()))
-        });
-        verify::verify(events, &runs, head.as_ref(), progress)
+        let start = from.as_ref().map_or(0, |f| f.position + 1);
+        let events = self
+            .log
+            .range(event_key(start)..=event_key(u64::MAX))
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((be_u64(&k[1..])?, v.to_vec()))
+            });
+        let outcome = verify::verify(events, &runs, head.as_ref(), from.as_ref(), progress)?;
+        if let Verification::Verified {
+            head_position,
+            head_hash,
+            ..
+        } = &outcome
+        {
+            if *head_position > 0 {
+                self.log
+                    .insert(VERIFIED_MARK, head_marker_value(*head_position, head_hash))?;
+            }
+        }
+        Ok(outcome)
     }
 
     /// Every stored event with its raw bytes, in order: for verification and export.

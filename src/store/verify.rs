@@ -94,21 +94,27 @@ pub type RawEvent = (u64, Vec<u8>);
 
 /// Walks `events` (ascending keys) and checks every link, the compacted runs and the head
 /// marker. `progress` is called with the number of events read so far, every 4,096 events.
+/// `from` resumes a walk after an event already verified (its position and hash); `events`
+/// then starts after it.
 pub fn verify<I>(
     events: I,
     runs: &BTreeMap<u64, CompactedRun>,
     head: Option<&HeadMarker>,
+    from: Option<&HeadMarker>,
     mut progress: impl FnMut(u64),
 ) -> Result<Verification, StoreError>
 where
     I: IntoIterator<Item = Result<RawEvent, StoreError>>,
 {
-    let mut expected_prev = GENESIS_HASH.to_owned();
-    let mut expected_position = 1u64;
+    let mut expected_prev = from.map_or_else(|| GENESIS_HASH.to_owned(), |f| f.hash.clone());
+    let mut expected_position = from.map_or(1, |f| f.position + 1);
     let mut read = 0u64;
     let mut crossed = Vec::new();
     // What came just before: a broken link is blamed on it or on the event after it.
-    let mut previous = Previous::Start;
+    let mut previous = match from {
+        Some(f) => Previous::Event(f.position),
+        None => Previous::Start,
+    };
     let broken = |position: u64, reason: String, verified: u64| {
         Ok(Verification::Broken {
             position,
@@ -289,7 +295,14 @@ mod tests {
         runs: &BTreeMap<u64, CompactedRun>,
         head: &HeadMarker,
     ) -> Verification {
-        verify(events.iter().cloned().map(Ok), runs, Some(head), |_| {}).unwrap()
+        verify(
+            events.iter().cloned().map(Ok),
+            runs,
+            Some(head),
+            None,
+            |_| {},
+        )
+        .unwrap()
     }
 
     fn broken_at(v: &Verification) -> u64 {
@@ -355,6 +368,37 @@ mod tests {
         swapped[3].1 = b;
         swapped[4].1 = a;
         assert_eq!(broken_at(&check(&swapped, &head)), 4);
+    }
+
+    #[test]
+    fn a_walk_resumed_from_a_verified_event_checks_only_what_follows() {
+        let clean = chain(10);
+        let head = head_of(&clean);
+        let mark = HeadMarker {
+            position: 6,
+            hash: chain_hash(&clean[5].1),
+        };
+        let rest: Vec<RawEvent> = clean[6..].to_vec();
+        let v = verify(
+            rest.iter().cloned().map(Ok),
+            &BTreeMap::new(),
+            Some(&head),
+            Some(&mark),
+            |_| {},
+        )
+        .unwrap();
+        assert!(v.is_verified(), "{v:?}");
+        let mut changed = rest.clone();
+        changed[0].1[30] ^= 1;
+        let v = verify(
+            changed.into_iter().map(Ok),
+            &BTreeMap::new(),
+            Some(&head),
+            Some(&mark),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(broken_at(&v), 7);
     }
 
     #[test]
