@@ -31,7 +31,7 @@ pub enum SignIn {
     Throttled(i64),
 }
 
-fn source_address(req: &HttpRequest) -> String {
+pub(crate) fn source_address(req: &HttpRequest) -> String {
     req.peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| "unknown".into())

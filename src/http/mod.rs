@@ -16,6 +16,7 @@ pub mod revoke;
 pub mod session;
 pub mod throttle;
 pub mod token;
+pub mod viewer;
 
 use crate::engine::Engine;
 use crate::keys::Keyring;
@@ -139,6 +140,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(discovery::metadata),
         )
         .route("/healthz", web::get().to(discovery::healthz))
+        .route("/admin", web::get().to(viewer::events))
+        .route("/admin/login", web::get().to(viewer::login_form))
+        .route("/admin/login", web::post().to(viewer::login))
+        .route("/admin/logout", web::post().to(viewer::logout))
+        .route("/admin/clients/{id}", web::get().to(viewer::client))
         .service(
             web::scope("/admin/api")
                 .route("/clients", web::post().to(admin::create))

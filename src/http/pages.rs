@@ -7,6 +7,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 use base64::Engine as _;
+use domain::{Cause, RecordedEvent};
 use maud::{html, Markup, DOCTYPE};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
@@ -38,6 +39,18 @@ th,td{text-align:left;padding:.55rem .4rem;border-top:1px solid var(--line);vert
 th{color:var(--muted);font-weight:600;font-size:.85rem;border-top:0}
 .muted{color:var(--muted);font-size:.9rem}
 form.inline{display:inline}
+main.full{max-width:76rem;margin:3vh auto}
+form.filters{display:grid;grid-template-columns:repeat(4,1fr);gap:.5rem .75rem;align-items:end}
+form.filters label{margin:0;font-size:.8rem}
+form.filters input{width:100%;padding:.4rem .5rem;border:1px solid var(--line);border-radius:6px;font:inherit;font-size:.9rem}
+nav.top{display:flex;gap:1rem;align-items:center;margin-bottom:1rem}
+nav.top a{color:var(--accent)}
+nav.top form.signout{margin-left:auto}
+details.event{border-top:1px solid var(--line);padding:.35rem 0}
+details.event summary{cursor:pointer;display:grid;grid-template-columns:4rem 17rem 14rem minmax(0,1fr) minmax(0,13rem);gap:.5rem;font-size:.9rem}
+details.event summary>*{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+details.event pre{background:var(--bg);padding:.75rem;border-radius:8px;overflow-x:auto;white-space:pre-wrap;word-break:break-all;font-size:.8rem}
+.pager{display:flex;justify-content:space-between;margin-top:1rem}
 "#;
 
 fn style_hash() -> &'static str {
@@ -290,5 +303,191 @@ mod tests {
         let csp = content_security_policy();
         assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
         assert!(csp.contains("'sha256-") && !csp.contains("unsafe-inline"));
+    }
+}
+
+/// The viewer's sign-in page: the admin client's id and secret.
+pub fn admin_login(csrf: &str, client_id: &str, error: Option<&str>) -> Markup {
+    layout(
+        "Audit viewer",
+        false,
+        html! {
+            h1 { "Sign in to the audit viewer" }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            p.muted { "Use the admin credential (" code { "admin.json" } " in the data directory) or another client that holds the " code { "admin" } " scope." }
+            form method="post" action="/admin/login" {
+                input type="hidden" name="csrf_token" value=(csrf);
+                label for="client_id" { "Client id" }
+                input type="text" id="client_id" name="client_id" value=(client_id) autocomplete="username" required;
+                label for="client_secret" { "Client secret" }
+                input type="password" id="client_secret" name="client_secret" autocomplete="current-password" required;
+                div.actions { button type="submit" { "Sign in" } }
+            }
+        },
+    )
+}
+
+fn admin_nav(csrf: &str) -> Markup {
+    html! {
+        nav.top {
+            a href="/admin" { "Events" }
+            span.muted { "newest first" }
+            form.inline.signout method="post" action="/admin/logout" {
+                input type="hidden" name="csrf_token" value=(csrf);
+                button.secondary type="submit" { "Sign out" }
+            }
+        }
+    }
+}
+
+fn event_list(events: &[RecordedEvent]) -> Markup {
+    html! {
+        @if events.is_empty() { p.muted { "No events match." } }
+        @for e in events {
+            @let cause = match &e.metadata.caused_by {
+                Cause::Client(id) => format!("client {id}"),
+                Cause::User(id) => format!("user {id}"),
+                Cause::Admin(id) => format!("admin {id}"),
+                Cause::System => "system".to_owned(),
+            };
+            details.event data-position=(e.position) {
+                summary {
+                    span { "#" (e.position) }
+                    span { (crate::service::rfc3339(e.recorded_at)) }
+                    b { (e.event.type_name()) }
+                    span { @if let Some(c) = e.event.client_id() {
+                        a href={ "/admin/clients/" (c.as_str()) } { (c.as_str()) }
+                    } @else { (e.stream) } }
+                    span.muted { (cause) }
+                }
+                pre { (serde_json::to_string_pretty(e).unwrap_or_default()) }
+            }
+        }
+    }
+}
+
+fn older_link(base: &str, cursor: Option<u64>, keep: &[(String, String)]) -> Markup {
+    html! {
+        div.pager {
+            a href=(base) { "Newest" }
+            @if let Some(c) = cursor {
+                @let mut q = form_urlencoded::Serializer::new(String::new());
+                @let q = {
+                    for (k, v) in keep.iter().filter(|(k, _)| k != "before") { q.append_pair(k, v); }
+                    q.append_pair("before", &c.to_string());
+                    q.finish()
+                };
+                a rel="next" href={ (base) "?" (q) } { "Older →" }
+            }
+        }
+    }
+}
+
+/// The viewer's events page.
+pub fn admin_events(
+    csrf: &str,
+    given: &[(String, String)],
+    page: Result<&crate::service::AuditOutput, &str>,
+) -> Markup {
+    let value = |name: &str| {
+        given
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let field = |name: &'static str, label: &'static str, hint: &'static str| {
+        html! {
+            div {
+                label for=(name) { (label) }
+                input type="text" id=(name) name=(name) value=(value(name)) placeholder=(hint);
+            }
+        }
+    };
+    full_layout(
+        "Audit trail",
+        html! {
+            (admin_nav(csrf))
+            h1 { "Audit trail" }
+            form.filters method="get" action="/admin" {
+                (field("client", "Client", "client id"))
+                (field("subject", "Subject", "user id or subject"))
+                (field("type", "Types", "AccessTokenIssued,TokenRevoked"))
+                (field("request_id", "Request id", "X-Request-Id"))
+                (field("correlation_id", "Correlation id", ""))
+                (field("since", "Since", "2026-11-23T00:00:00Z"))
+                (field("until", "Until", "RFC 3339 or Unix seconds"))
+                div { button type="submit" { "Filter" } }
+            }
+            @match page {
+                Ok(p) => {
+                    p.muted { (p.events.len()) " events shown; the log's head is at position " (p.head_position) "." }
+                    (event_list(&p.events))
+                    (older_link("/admin", p.next_cursor, given))
+                }
+                Err(e) => { p.error role="alert" { (e) } }
+            }
+        },
+    )
+}
+
+/// A client's page in the viewer: its configuration now and its history.
+pub fn admin_client(
+    csrf: &str,
+    id: &str,
+    current: Option<&crate::service::ClientOutput>,
+    history: Result<&crate::service::AuditOutput, &str>,
+) -> Markup {
+    full_layout(
+        "Client",
+        html! {
+            (admin_nav(csrf))
+            h1 { "Client " code { (id) } }
+            @match current {
+                Some(c) => {
+                    table {
+                        tr { th { "Name" } td { (c.name) } }
+                        tr { th { "Public" } td { (c.public) } }
+                        tr { th { "Grant types" } td { (c.grant_types.join(" ")) } }
+                        tr { th { "Scopes" } td { (c.scopes.join(" ")) } }
+                        tr { th { "Redirect URIs" } td { (c.redirect_uris.join(" ")) } }
+                        tr { th { "Token format" } td { (c.token_format) } }
+                        tr { th { "Registered" } td { (c.registered_at) } }
+                        tr { th { "Updated" } td { (c.updated_at) } }
+                    }
+                }
+                None => { p.muted { "No such client now (never registered, or deleted); its history stays." } }
+            }
+            h2 { "History" }
+            @match history {
+                Ok(p) => {
+                    (event_list(&p.events))
+                    (older_link(&format!("/admin/clients/{id}"), p.next_cursor, &[]))
+                }
+                Err(e) => { p.error role="alert" { (e) } }
+            }
+        },
+    )
+}
+
+fn full_layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="referrer" content="no-referrer";
+                title { (title) " · authledger" }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body {
+                main.full {
+                    header { b { "authledger" } span { "·" } span { (title) } }
+                    (body)
+                }
+            }
+        }
     }
 }

@@ -124,6 +124,186 @@ async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
 }
 
+async fn headless(driver: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({ "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--window-size=1280,900", "--force-device-scale-factor=1"
+        ] }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .unwrap()
+}
+
+async fn fill(c: &Client, css: &str, text: &str) {
+    let field = c.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
+    let c = headless(driver).await;
+    // Not signed in: sent to the sign-in page.
+    c.goto(&format!("{}/admin", app.base)).await.unwrap();
+    wait_for(&c, "input[name=client_secret]").await;
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/admin/login"));
+    // A wrong secret is refused.
+    let cred: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(app.data_dir().join("admin.json")).unwrap())
+            .unwrap();
+    let admin_id = cred["client_id"].as_str().unwrap();
+    fill(&c, "input[name=client_id]", admin_id).await;
+    fill(&c, "input[name=client_secret]", "not-the-secret").await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "p.error").await;
+    assert!(c
+        .source()
+        .await
+        .unwrap()
+        .contains("Wrong client id or secret"));
+    // The admin credential signs in.
+    fill(
+        &c,
+        "input[name=client_secret]",
+        cred["client_secret"].as_str().unwrap(),
+    )
+    .await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "form.filters").await;
+    let first = c.find(Locator::Css("details.event")).await.unwrap();
+    let newest: u64 = first
+        .attr("data-position")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let positions = c.find_all(Locator::Css("details.event")).await.unwrap();
+    assert_eq!(positions.len(), 50, "a full page");
+    let last: u64 = positions[49]
+        .attr("data-position")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(newest - last, 49, "newest first, consecutive");
+    // Expanding an event shows its full JSON.
+    let pre = first.find(Locator::Css("pre")).await.unwrap();
+    assert!(!pre.is_displayed().await.unwrap());
+    first
+        .find(Locator::Css("summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(pre.is_displayed().await.unwrap());
+    let json: serde_json::Value = serde_json::from_str(&pre.text().await.unwrap()).unwrap();
+    assert_eq!(json["position"].as_u64(), Some(newest));
+    screenshot(&c, "admin-events").await;
+    // The next page continues where this one ended.
+    c.find(Locator::Css("a[rel=next]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "details.event").await;
+    let next: u64 = c
+        .find(Locator::Css("details.event"))
+        .await
+        .unwrap()
+        .attr("data-position")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(next, last - 1);
+    // Filters: one client's revocations.
+    c.goto(&format!("{}/admin", app.base)).await.unwrap();
+    wait_for(&c, "form.filters").await;
+    fill(&c, "input[name=client]", client_id).await;
+    fill(&c, "input[name=type]", "TokenRevoked").await;
+    c.find(Locator::Css("form.filters button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "details.event").await;
+    let rows = c
+        .find_all(Locator::Css("details.event summary b"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in rows {
+        assert_eq!(r.text().await.unwrap(), "TokenRevoked");
+    }
+    // The client's page: configuration and history.
+    c.find(Locator::Css("details.event summary a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "h2").await;
+    let page = c.source().await.unwrap();
+    assert!(page.contains("test client"), "the client name");
+    screenshot(&c, "admin-client").await;
+    let mut kinds = Vec::new();
+    loop {
+        for h in c
+            .find_all(Locator::Css("details.event summary b"))
+            .await
+            .unwrap()
+        {
+            kinds.push(h.text().await.unwrap());
+        }
+        match c.find(Locator::Css("a[rel=next]")).await {
+            Ok(next) => {
+                next.click().await.unwrap();
+                wait_for(&c, "h2").await;
+            }
+            Err(_) => break,
+        }
+    }
+    assert_eq!(kinds.len(), 64, "registration, 60 tokens, 3 revocations");
+    assert_eq!(kinds.last().map(String::as_str), Some("ClientRegistered"));
+    // Signing out ends the session.
+    c.find(Locator::Css("form.signout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "input[name=client_secret]").await;
+    c.goto(&format!("{}/admin", app.base)).await.unwrap();
+    wait_for(&c, "input[name=client_secret]").await;
+    c.close().await.unwrap();
+}
+
 async fn journey(
     app: &TestApp,
     driver: &Driver,
@@ -277,4 +457,24 @@ fn a_user_signs_in_approves_and_revokes_in_a_real_browser() {
         .build()
         .unwrap()
         .block_on(journey(&app, &driver, port, &codes));
+}
+
+#[test]
+fn an_operator_browses_filters_and_expands_the_audit_trail_in_a_real_browser() {
+    let driver = Driver::start();
+    let app = spawn_app();
+    let (id, secret) = app.create_client(&["--token-format", "opaque"]);
+    for i in 0..60 {
+        let t = app.token(&id, &secret, None);
+        if i % 20 == 0 {
+            let token = t["access_token"].as_str().unwrap();
+            let (status, _) = app.post_form("/revoke", Some((&id, &secret)), &[("token", token)]);
+            assert_eq!(status, 200);
+        }
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(viewer_tour(&app, &driver, &id));
 }
