@@ -279,33 +279,6 @@ pub fn account(username: &str, apps: &[AuthorizedApp], csrf: &str, notice: Optio
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_controlled_values_are_escaped() {
-        let html = login(&LoginPage {
-            return_to: "/authorize?state=<script>alert(1)</script>",
-            csrf: "t",
-            username: "\"><img src=x>",
-            error: Some("<b>bad</b>"),
-        })
-        .into_string();
-        assert!(!html.contains("<script>alert(1)"));
-        assert!(html.contains("&lt;script&gt;"));
-        assert!(!html.contains("\"><img"));
-        assert!(!html.contains("<b>bad</b>"));
-    }
-
-    #[test]
-    fn the_policy_allows_exactly_the_inline_stylesheet() {
-        let csp = content_security_policy();
-        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
-        assert!(csp.contains("'sha256-") && !csp.contains("unsafe-inline"));
-    }
-}
-
 /// The viewer's sign-in page: the admin client's id and secret.
 pub fn admin_login(csrf: &str, client_id: &str, error: Option<&str>) -> Markup {
     layout(
@@ -489,5 +462,32 @@ fn full_layout(title: &str, body: Markup) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_controlled_values_are_escaped() {
+        let html = login(&LoginPage {
+            return_to: "/authorize?state=<script>alert(1)</script>",
+            csrf: "t",
+            username: "\"><img src=x>",
+            error: Some("<b>bad</b>"),
+        })
+        .into_string();
+        assert!(!html.contains("<script>alert(1)"));
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(!html.contains("\"><img"));
+        assert!(!html.contains("<b>bad</b>"));
+    }
+
+    #[test]
+    fn the_policy_allows_exactly_the_inline_stylesheet() {
+        let csp = content_security_policy();
+        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+        assert!(csp.contains("'sha256-") && !csp.contains("unsafe-inline"));
     }
 }
