@@ -142,41 +142,49 @@ pub fn rebuild_into(
     store: &SledStore,
     models: &ReadModels,
     until: Option<time::OffsetDateTime>,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<(u64, u64), EngineError> {
-    let mut chunk = Vec::with_capacity(REPLAY_BATCH);
-    let (mut applied, mut last) = (0u64, 0u64);
-    for stored in store.raw_events(1) {
-        let (_, bytes) = stored?;
-        let e = decode(&bytes)?;
-        // Recorded times never go backwards, so the first later event ends it.
-        if until.is_some_and(|t| e.recorded_at > t) {
-            break;
-        }
-        last = e.position;
-        chunk.push(e);
-        if chunk.len() == REPLAY_BATCH {
-            models.apply(&chunk)?;
-            applied += chunk.len() as u64;
-            progress(applied);
-            chunk.clear();
-        }
-    }
-    models.apply(&chunk)?;
-    applied += chunk.len() as u64;
-    progress(applied);
+    let mut last = 0u64;
+    let events = store.raw_events(1).map(|r| r.map(|(_, bytes)| bytes));
+    let applied = apply_in_batches_until(models, events, until, &mut last, progress)?;
     Ok((applied, last))
 }
 
 fn apply_in_batches(
     models: &ReadModels,
     stored: impl Iterator<Item = Result<sled::IVec, StoreError>>,
+    progress: impl FnMut(u64),
+) -> Result<u64, EngineError> {
+    let mut last = models.checkpoint()?;
+    apply_in_batches_until(models, stored, None, &mut last, progress)
+}
+
+/// Applies stored events in batches, up to the last recorded at or before `until`; `last` is
+/// the position applied before the first and, after, the last one applied. A gap in the
+/// positions is a run compaction removed: the projections step over it.
+fn apply_in_batches_until(
+    models: &ReadModels,
+    stored: impl Iterator<Item = Result<sled::IVec, StoreError>>,
+    until: Option<time::OffsetDateTime>,
+    last: &mut u64,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, EngineError> {
-    let mut chunk = Vec::with_capacity(REPLAY_BATCH);
+    let mut chunk: Vec<domain::RecordedEvent> = Vec::with_capacity(REPLAY_BATCH);
     let mut applied = 0;
     for bytes in stored {
-        chunk.push(decode(&bytes?)?);
+        let e = decode(&bytes?)?;
+        // Recorded times never go backwards, so the first later event ends it.
+        if until.is_some_and(|t| e.recorded_at > t) {
+            break;
+        }
+        if e.position > *last + 1 {
+            models.apply(&chunk)?;
+            applied += chunk.len() as u64;
+            chunk.clear();
+            models.skip_gap(*last, e.position - 1)?;
+        }
+        *last = e.position;
+        chunk.push(e);
         if chunk.len() == REPLAY_BATCH {
             models.apply(&chunk)?;
             applied += chunk.len() as u64;

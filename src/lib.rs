@@ -31,6 +31,8 @@ pub mod passwords;
 #[cfg(feature = "resource-server")]
 pub mod resource;
 #[cfg(feature = "server")]
+pub mod retention;
+#[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "server")]
 pub mod store;

@@ -201,6 +201,33 @@ pub struct JwtAssertionAccepted {
     pub expires_at: i64,
 }
 
+/// A run of consecutive log positions removed by compaction, as the hash chain needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactedRange {
+    /// First removed position.
+    pub first: u64,
+    /// Last removed position.
+    pub last: u64,
+    /// The `prev_hash` the first removed event recorded.
+    pub prev_hash: String,
+    /// The hash of the last removed event's stored bytes.
+    pub last_hash: String,
+}
+
+/// Events of a retention class older than a cutoff were removed from the log. The event is
+/// itself in the chain, so the runs it lists cannot be forged after the fact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryCompacted {
+    /// The retention class, e.g. `access-tokens`.
+    pub class: String,
+    /// Events of the class that stopped mattering before this time (Unix seconds) went.
+    pub cutoff: i64,
+    /// How many events were removed.
+    pub removed: u64,
+    /// The runs of positions removed.
+    pub runs: Vec<CompactedRange>,
+}
+
 /// Where a signing key's private half is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -570,6 +597,8 @@ pub enum Event {
     SigningKeyActivated(SigningKeyActivated),
     /// See [`SigningKeyRetired`].
     SigningKeyRetired(SigningKeyRetired),
+    /// See [`HistoryCompacted`].
+    HistoryCompacted(HistoryCompacted),
 }
 
 /// Expands `$m!(Variant, ...)` over every event type: one list for the type names, the
@@ -603,7 +632,8 @@ macro_rules! for_each_event {
             JwtAssertionAccepted,
             SigningKeyGenerated,
             SigningKeyActivated,
-            SigningKeyRetired
+            SigningKeyRetired,
+            HistoryCompacted
         );
     };
 }
@@ -684,7 +714,8 @@ impl Event {
             | Event::UserLocked(_)
             | Event::SigningKeyGenerated(_)
             | Event::SigningKeyActivated(_)
-            | Event::SigningKeyRetired(_) => return None,
+            | Event::SigningKeyRetired(_)
+            | Event::HistoryCompacted(_) => return None,
         })
     }
 
@@ -928,6 +959,9 @@ pub fn user_stream(user_id: &UserId) -> String {
 
 /// The stream of the server's signing keys.
 pub const KEYS_STREAM: &str = "keys";
+
+/// The stream of compactions (retention).
+pub const RETENTION_STREAM: &str = "retention";
 
 /// The stream of failed sign-ins for names that belong to no user.
 pub const UNKNOWN_LOGINS_STREAM: &str = "logins-unknown";

@@ -107,7 +107,7 @@ pub struct AuditPage {
 }
 
 /// Positions per postings block.
-const BLOCK: u64 = 256;
+pub const BLOCK: u64 = 256;
 
 fn key(prefix: u8, name: &str, block: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(name.len() + 10);
@@ -235,15 +235,66 @@ impl AuditLog {
         self.store.commit(writes, last)
     }
 
-    /// The recorded time (ms) of the event at `position`, if it was the last one applied.
+    /// The recorded time (ms) of the last event applied, if it lies at or before `position`.
     fn time_of(&self, position: u64) -> Result<Option<i64>, ProjectionError> {
         let Some(v) = self.store.tree.get(LAST_TIME)? else {
             return Ok(None);
         };
-        if v.len() != 16 || crate::storage::u64_from(&v[..8])? != position {
+        // The last applied event precedes `position` in the log even when compaction left a
+        // gap between them.
+        if v.len() != 16 || crate::storage::u64_from(&v[..8])? > position {
             return Ok(None);
         }
         Ok(Some(crate::storage::u64_from(&v[8..])? as i64))
+    }
+
+    /// Takes the positions of `events`, removed from the log by compaction, out of the
+    /// postings, and moves a time row that pointed at one of them to the next event still in
+    /// `log` recorded in the same millisecond (or drops it), so that the rows are what a
+    /// rebuild from the compacted log gives.
+    pub fn forget(
+        &self,
+        events: &[&RecordedEvent],
+        log: &dyn EventLookup,
+    ) -> Result<(), ProjectionError> {
+        let (rows, _) = postings(events, None);
+        let mut batch = sled::Batch::default();
+        for (k, gone) in rows {
+            let Some(v) = self.store.tree.get(&k)? else {
+                continue;
+            };
+            let kept: Vec<u8> = decode_positions(&v)
+                .filter(|p| !gone.contains(p))
+                .flat_map(u64::to_be_bytes)
+                .collect();
+            if kept.is_empty() {
+                batch.remove(k);
+            } else {
+                batch.insert(k, kept);
+            }
+        }
+        for e in events {
+            let ms = millis(e.recorded_at);
+            let tk = time_key(ms);
+            let points_here = match self.store.tree.get(&tk)? {
+                Some(v) => crate::storage::u64_from(&v)? == e.position,
+                None => false,
+            };
+            if !points_here {
+                continue;
+            }
+            let next = log
+                .events_from(e.position + 1, 1)?
+                .into_iter()
+                .next()
+                .filter(|n| millis(n.recorded_at) == ms);
+            match next {
+                Some(n) => batch.insert(tk, n.position.to_be_bytes().to_vec()),
+                None => batch.remove(tk),
+            }
+        }
+        self.store.tree.apply_batch(batch)?;
+        Ok(())
     }
 
     /// Removes every row.

@@ -412,6 +412,28 @@ impl TokenIndex {
         self.by_jti(&jti)
     }
 
+    /// Deletes the rows `events` wrote, after compaction removed them from the log: every
+    /// row here is the fact of one event, so forgetting the event is deleting its rows. (A
+    /// key's expiry row is shared by its tokens of the same second; compaction removes all of
+    /// those, so the row goes with the last of them.) Family rows are never forgotten:
+    /// compaction keeps the events that revoke families.
+    pub fn forget(&self, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
+        let mut writes = Vec::new();
+        for e in events {
+            changes(e, &mut writes);
+        }
+        let mut batch = sled::Batch::default();
+        for w in writes {
+            if let Write::Put(k, _) = w {
+                if k.first() != Some(&b'F') {
+                    batch.remove(k);
+                }
+            }
+        }
+        self.store.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
     /// Every row, in key order: used to compare two builds of the index.
     pub fn dump(&self) -> Result<crate::storage::Rows, ProjectionError> {
         self.store.dump()

@@ -330,6 +330,44 @@ impl Backend {
         }
     }
 
+    /// Compacts history of `class` that stopped mattering more than `age` seconds ago.
+    pub fn compact(
+        &self,
+        class: crate::retention::Class,
+        age: i64,
+        batch: usize,
+        quiet: bool,
+    ) -> anyhow::Result<crate::retention::CompactionReport> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .post(&format!("{}/admin/api/compact", r.base))
+                    .header("Authorization", &r.auth())
+                    .send_json(serde_json::json!({
+                        "class": class.as_str(),
+                        "older_than_secs": age,
+                        "batch": batch,
+                    })),
+            ),
+            Backend::Local(e) => {
+                let cutoff = crate::http::token::unix_now().saturating_sub(age);
+                let bar = indicatif::ProgressBar::new_spinner();
+                if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+                }
+                let metadata = Metadata {
+                    caused_by: Cause::Admin("cli".into()),
+                    ..Metadata::system()
+                };
+                let report = crate::retention::compact(e, class, cutoff, batch, &metadata, |n| {
+                    bar.set_message(format!("{n} events compacted"))
+                })?;
+                bar.finish_and_clear();
+                Ok(report)
+            }
+        }
+    }
+
     /// One page of the audit trail.
     pub fn audit(&self, p: &AuditParams) -> anyhow::Result<AuditOutput> {
         match self {

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod backend;
 pub mod client;
+pub mod compact;
 pub mod init;
 pub mod keys;
 pub mod output;
@@ -65,6 +66,9 @@ pub enum Command {
     Keys(keys::KeysCommand),
     /// Delete and rebuild every projection from the log (the server must be stopped).
     Replay(replay::ReplayArgs),
+    /// Remove history that stopped mattering (expired tokens, spent assertions) in bounded
+    /// batches; the hash chain stays verifiable. Works while the server runs.
+    Compact(compact::CompactArgs),
 }
 
 /// Runs the command line.
@@ -89,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::User(cmd) => user::run(cmd, data_dir),
         Command::Audit(cmd) => audit::run(cmd, data_dir),
         Command::Replay(args) => replay::run(args, data_dir),
+        Command::Compact(args) => compact::run(args, data_dir),
         Command::Keys(cmd) => keys::run(cmd, data_dir),
     };
     match result {

@@ -233,6 +233,51 @@ pub async fn verify(
     Ok(HttpResponse::Ok().json(outcome))
 }
 
+/// The body of `POST /admin/api/compact`.
+#[derive(Debug, serde::Deserialize)]
+pub struct CompactRequest {
+    /// `access-tokens` or `assertions`.
+    pub class: String,
+    /// Keep what stopped mattering less than this many seconds ago.
+    pub older_than_secs: i64,
+    /// Events per batch (default 1,000).
+    pub batch: Option<usize>,
+}
+
+/// `POST /admin/api/compact`: compacts a retention class in bounded batches, off the worker
+/// threads, while the server goes on serving; answers the report when done.
+pub async fn compact(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let who = authorize(&req, &state)?;
+    let body: CompactRequest = json_body(&req, payload).await?;
+    let class = crate::retention::Class::parse(&body.class).map_err(OAuthError::invalid_request)?;
+    if body.older_than_secs < 0 {
+        return Err(OAuthError::invalid_request(
+            "older_than_secs must not be negative",
+        ));
+    }
+    let cutoff = super::token::unix_now().saturating_sub(body.older_than_secs);
+    let metadata = request_metadata(&req, who);
+    let engine = state.engine.clone();
+    let report = web::block(move || {
+        crate::retention::compact(
+            &engine,
+            class,
+            cutoff,
+            body.batch.unwrap_or(1000),
+            &metadata,
+            |_| {},
+        )
+    })
+    .await
+    .map_err(|e| OAuthError::server_error(&e))?
+    .map_err(|e| OAuthError::server_error(&e))?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
 /// `POST /admin/api/users`.
 pub async fn create_user(
     req: HttpRequest,

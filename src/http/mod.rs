@@ -161,6 +161,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/audit", web::get().to(admin::audit))
                 .route("/audit/verify", web::get().to(admin::verify))
                 .route("/events/stream", web::get().to(events::stream))
+                .route("/compact", web::post().to(admin::compact))
                 .route("/keys", web::get().to(admin::list_keys))
                 .route("/keys/rotate", web::post().to(admin::rotate_keys)),
         )

@@ -239,6 +239,29 @@ impl SledStore {
         }))
     }
 
+    /// Removes compacted events (position, stream, version) and records the runs they formed,
+    /// in one atomic batch, flushed. The `HistoryCompacted` event listing the runs must be
+    /// durable first: a crash in between leaves the events in place, and compaction finds them
+    /// again.
+    pub fn remove_compacted(
+        &self,
+        removed: &[(u64, String, u64)],
+        runs: &[CompactedRun],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (position, stream, version) in removed {
+            batch.remove(&event_key(*position)[..]);
+            batch.remove(stream_key(stream, *version));
+        }
+        for run in runs {
+            let bytes = serde_json::to_vec(run).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            batch.insert(&run_key(run.first)[..], bytes);
+        }
+        self.log.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Every run of events removed by compaction, by first position.
     pub fn compacted_runs(
         &self,
@@ -294,6 +317,34 @@ impl SledStore {
                 Ok((be_u64(&k[1..])?, v.to_vec()))
             });
         let outcome = verify::verify(events, &runs, head.as_ref(), from.as_ref(), progress)?;
+        // A run is only as good as the chained event that recorded it.
+        if let Verification::Verified { checkpoints, .. } = &outcome {
+            for run in checkpoints {
+                let recorded = match self.log.get(event_key(run.compacted_by))? {
+                    Some(bytes) => match decode(&bytes)?.event {
+                        domain::Event::HistoryCompacted(h) => h.runs.iter().any(|r| {
+                            r.first == run.first
+                                && r.last == run.last
+                                && r.prev_hash == run.prev_hash
+                                && r.last_hash == run.last_hash
+                        }),
+                        _ => false,
+                    },
+                    None => false,
+                };
+                if !recorded {
+                    return Ok(Verification::Broken {
+                        position: run.first,
+                        reason: format!(
+                            "the compaction checkpoint for positions {}–{} is not the one event \
+                             {} recorded",
+                            run.first, run.last, run.compacted_by
+                        ),
+                        verified: 0,
+                    });
+                }
+            }
+        }
         if let Verification::Verified {
             head_position,
             head_hash,

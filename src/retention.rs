@@ -1,0 +1,201 @@
+//! Retention: compacting history that stopped mattering, in bounded batches, while the
+//! server serves.
+//!
+//! A class names events that may go once they are older than a cutoff:
+//! - `access-tokens`: `AccessTokenIssued` of tokens that expired before the cutoff, and the
+//!   `TokenRevoked` of such tokens (a revocation of a whole refresh family stays);
+//! - `assertions`: `JwtAssertionAccepted` whose `jti` stopped mattering (expiry + 30 s) before
+//!   the cutoff.
+//!
+//! Each batch first appends a `HistoryCompacted` event (stream `retention`) that lists the runs
+//! of positions it removes with the hashes the chain needs across them, waits for it to be
+//! durable, then removes the events and their stream rows and records the runs in one atomic
+//! batch, and finally deletes the projection rows those events wrote. The live projections then
+//! hold what a replay of the compacted log builds. The default keeps everything: nothing
+//! compacts until an operator asks (`authledger compact`, `POST /admin/api/compact`).
+
+use crate::engine::{Engine, EngineError};
+use crate::store::sled_store::chain_hash;
+use crate::store::verify::CompactedRun;
+use crate::store::{EventStore, NewEvent, StoreError};
+use domain::event::{CompactedRange, HistoryCompacted, RETENTION_STREAM};
+use domain::{Event, Metadata, RecordedEvent};
+use serde::{Deserialize, Serialize};
+
+/// What may be compacted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// Access tokens that expired before the cutoff, and their revocations.
+    AccessTokens,
+    /// Accepted JWT assertions whose `jti` stopped mattering before the cutoff.
+    Assertions,
+}
+
+impl Class {
+    /// Parses `access-tokens` or `assertions`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "access-tokens" => Ok(Class::AccessTokens),
+            "assertions" => Ok(Class::Assertions),
+            other => Err(format!(
+                "unknown retention class {other:?}; use access-tokens or assertions"
+            )),
+        }
+    }
+
+    /// The name, as events record it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::AccessTokens => "access-tokens",
+            Class::Assertions => "assertions",
+        }
+    }
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactionReport {
+    /// The class.
+    pub class: String,
+    /// The cutoff (Unix seconds).
+    pub cutoff: i64,
+    /// Batches run (each one `HistoryCompacted` event).
+    pub batches: u64,
+    /// Events removed.
+    pub removed: u64,
+    /// Runs of positions removed.
+    pub runs: u64,
+}
+
+fn eligible(engine: &Engine, class: Class, cutoff: i64, e: &RecordedEvent) -> bool {
+    match (class, &e.event) {
+        (Class::AccessTokens, Event::AccessTokenIssued(t)) => t.expires_at < cutoff,
+        // A revocation is recorded only for a known token, so one whose token is no longer in
+        // the index outlived a compacted token.
+        (Class::AccessTokens, Event::TokenRevoked(r)) if r.family_id.is_none() => {
+            match engine.models.tokens.by_jti(&r.jti) {
+                Ok(Some(t)) => t.record.expires_at < cutoff,
+                Ok(None) => e.recorded_at.unix_timestamp() < cutoff,
+                Err(_) => false,
+            }
+        }
+        (Class::Assertions, Event::JwtAssertionAccepted(a)) => {
+            a.expires_at.saturating_add(30) < cutoff
+        }
+        _ => false,
+    }
+}
+
+/// Compacts `class` before `cutoff` in batches of at most `batch` events, until none is left;
+/// `progress` gets the number removed so far.
+pub fn compact(
+    engine: &Engine,
+    class: Class,
+    cutoff: i64,
+    batch: usize,
+    metadata: &Metadata,
+    mut progress: impl FnMut(u64),
+) -> Result<CompactionReport, EngineError> {
+    let batch = batch.clamp(1, 100_000);
+    let mut report = CompactionReport {
+        class: class.as_str().to_owned(),
+        cutoff,
+        ..CompactionReport::default()
+    };
+    let mut from = 1u64;
+    loop {
+        // Nothing near the head is touched: the commit hook is still writing the postings
+        // block of recent events, and the writer chains the next event to the head.
+        let head = engine.store.head_position();
+        let block = projections::audit_log::BLOCK;
+        let limit = (head / block).saturating_sub(1) * block;
+        let mut picked: Vec<(RecordedEvent, Vec<u8>)> = Vec::new();
+        let mut scanned_to = from;
+        for stored in engine.store.raw_events(from) {
+            let (position, bytes) = stored?;
+            scanned_to = position + 1;
+            if position >= limit {
+                break;
+            }
+            let e = crate::store::sled_store::decode(&bytes)?;
+            if eligible(engine, class, cutoff, &e) {
+                picked.push((e, bytes.to_vec()));
+                if picked.len() == batch {
+                    break;
+                }
+            }
+        }
+        if picked.is_empty() {
+            return Ok(report);
+        }
+        let mut ranges: Vec<CompactedRange> = Vec::new();
+        for (e, bytes) in &picked {
+            let hash = chain_hash(bytes);
+            match ranges.last_mut() {
+                Some(r) if r.last + 1 == e.position => {
+                    r.last = e.position;
+                    r.last_hash = hash;
+                }
+                _ => ranges.push(CompactedRange {
+                    first: e.position,
+                    last: e.position,
+                    prev_hash: e.prev_hash.clone(),
+                    last_hash: hash,
+                }),
+            }
+        }
+        let record = Event::HistoryCompacted(HistoryCompacted {
+            class: class.as_str().to_owned(),
+            cutoff,
+            removed: picked.len() as u64,
+            runs: ranges.clone(),
+        });
+        let version = engine.store.stream_version(RETENTION_STREAM)?;
+        let recorded = engine
+            .store
+            .append(
+                RETENTION_STREAM,
+                version,
+                vec![NewEvent {
+                    event: record,
+                    metadata: metadata.clone(),
+                }],
+            )
+            .wait()?;
+        let compacted_by = recorded
+            .first()
+            .map(|e| e.position)
+            .ok_or_else(|| StoreError::Io("the compaction record was not written".into()))?;
+        let runs: Vec<CompactedRun> = ranges
+            .iter()
+            .map(|r| CompactedRun {
+                first: r.first,
+                last: r.last,
+                prev_hash: r.prev_hash.clone(),
+                last_hash: r.last_hash.clone(),
+                compacted_by,
+            })
+            .collect();
+        let removed: Vec<(u64, String, u64)> = picked
+            .iter()
+            .map(|(e, _)| (e.position, e.stream.clone(), e.version))
+            .collect();
+        engine.store.remove_compacted(&removed, &runs)?;
+        let events: Vec<&RecordedEvent> = picked.iter().map(|(e, _)| e).collect();
+        engine.models.tokens.forget(&events)?;
+        engine.models.audit.forget(&events, &*engine.store)?;
+        report.batches += 1;
+        report.removed += picked.len() as u64;
+        report.runs += runs.len() as u64;
+        progress(report.removed);
+        tracing::info!(
+            class = class.as_str(),
+            removed = picked.len(),
+            runs = runs.len(),
+            compacted_by,
+            "compacted a batch of history"
+        );
+        from = scanned_to;
+    }
+}
