@@ -98,6 +98,7 @@ impl Application {
             grants: config.grants,
             session_key,
             throttle: http::throttle::Throttle::default(),
+            admin_throttle: http::throttle::Throttle::default(),
             shutdown: shutdown_rx,
         });
         let mut server = HttpServer::new(move || {

@@ -39,6 +39,8 @@ pub struct Remote {
     base: String,
     token: String,
     agent: ureq::Agent,
+    /// For calls whose work grows with the log (verify, compaction, building a view).
+    slow: ureq::Agent,
 }
 
 impl Remote {
@@ -66,7 +68,18 @@ impl Remote {
             .and_then(|t| t.as_str())
             .ok_or_else(|| anyhow!("the server refused the admin credential: {body}"))?
             .to_owned();
-        Ok(Self { base, token, agent })
+        let slow: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(3600)))
+            .build()
+            .into();
+        Ok(Self {
+            base,
+            token,
+            agent,
+            slow,
+        })
     }
 
     fn answer<T: DeserializeOwned>(
@@ -275,10 +288,15 @@ impl Backend {
     }
 
     /// A client as it was at `as_of`, with the tokens active then.
-    pub fn client_as_of(&self, id: &str, as_of: &str) -> anyhow::Result<service::ClientAsOf> {
+    pub fn client_as_of(
+        &self,
+        id: &str,
+        as_of: &str,
+        quiet: bool,
+    ) -> anyhow::Result<service::ClientAsOf> {
         match self {
             Backend::Remote(r) => Remote::answer(
-                r.agent
+                r.slow
                     .get(&format!(
                         "{}/admin/api/clients/{}?as_of={}",
                         r.base,
@@ -289,7 +307,7 @@ impl Backend {
                     .call(),
             ),
             Backend::Local(e) => {
-                let bar = super::progress::events(e.store.head_position(), false);
+                let bar = super::progress::events(e.store.head_position(), quiet);
                 bar.set_message("view");
                 let out = service::client_as_of(e, id, as_of, |n| bar.set_position(n));
                 bar.finish_and_clear();
@@ -315,7 +333,7 @@ impl Backend {
     pub fn verify(&self, quiet: bool) -> anyhow::Result<crate::store::verify::Verification> {
         match self {
             Backend::Remote(r) => Remote::answer(
-                r.agent
+                r.slow
                     .get(&format!("{}/admin/api/audit/verify", r.base))
                     .header("Authorization", &r.auth())
                     .call(),
@@ -340,7 +358,7 @@ impl Backend {
     ) -> anyhow::Result<crate::retention::CompactionReport> {
         match self {
             Backend::Remote(r) => Remote::answer(
-                r.agent
+                r.slow
                     .post(&format!("{}/admin/api/compact", r.base))
                     .header("Authorization", &r.auth())
                     .send_json(serde_json::json!({
@@ -374,8 +392,9 @@ impl Backend {
             Backend::Remote(r) => {
                 let mut q = form_urlencoded::Serializer::new(String::new());
                 audit_pairs(&mut q, p);
+                let agent = if p.as_of.is_some() { &r.slow } else { &r.agent };
                 Remote::answer(
-                    r.agent
+                    agent
                         .get(&format!("{}/admin/api/audit?{}", r.base, q.finish()))
                         .header("Authorization", &r.auth())
                         .call(),
@@ -413,7 +432,8 @@ fn audit_pairs(q: &mut form_urlencoded::Serializer<'_, String>, p: &AuditParams)
 
 impl Remote {
     /// Follows the server's event stream from `from` on, handing each event to `each`, until
-    /// the server stops (then it reconnects from the last event seen, for up to a minute).
+    /// the server closes it (it stops or restarts); the error then names the position to
+    /// resume from with `--from`.
     pub fn follow(
         &self,
         filter: &AuditParams,

@@ -230,7 +230,10 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
             ClientCommand::List(a) => output::clients(a.format, &backend.list_clients()?),
             ClientCommand::Show(a) => match &a.as_of {
                 None => output::client(a.format, &backend.show_client(&a.id)?),
-                Some(t) => output::client_as_of(a.format, &backend.client_as_of(&a.id, t)?),
+                Some(t) => output::client_as_of(
+                    a.format,
+                    &backend.client_as_of(&a.id, t, a.format != Format::Table)?,
+                ),
             },
             ClientCommand::RotateSecret(a) => {
                 output::client(a.format, &backend.rotate_secret(&a.id).await?)

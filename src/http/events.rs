@@ -31,6 +31,7 @@ struct Cursor {
     head: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     pending: std::vec::IntoIter<Bytes>,
+    last_sent: std::time::Instant,
 }
 
 /// `GET /admin/api/events/stream?from=POSITION&client=&subject=&type=&request_id=
@@ -41,6 +42,19 @@ pub async fn stream(
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
     let params = audit_params(req.query_string(), &["from"])?;
+    if params.since.is_some()
+        || params.until.is_some()
+        || params.order.is_some()
+        || params.after.is_some()
+        || params.before.is_some()
+        || params.limit.is_some()
+        || params.as_of.is_some()
+    {
+        return Err(OAuthError::invalid_request(
+            "the stream takes from= and the filters (client, subject, type, request_id, \
+             correlation_id); time bounds, order, cursors and as_of belong to /admin/api/audit",
+        ));
+    }
     let filter = params.filter()?;
     let from_query = form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k == "from")
@@ -72,6 +86,7 @@ pub async fn stream(
         filter,
         next,
         pending: Vec::new().into_iter(),
+        last_sent: std::time::Instant::now(),
     };
     let body = stream::unfold(cursor, |mut c| async move {
         let chunk = c.next_chunk().await?;
@@ -90,7 +105,13 @@ impl Cursor {
     async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
             if let Some(b) = self.pending.next() {
+                self.last_sent = std::time::Instant::now();
                 return Some(b);
+            }
+            // A filter may pass nothing for long on a busy log: keep the stream visibly alive.
+            if self.last_sent.elapsed() >= KEEP_ALIVE {
+                self.last_sent = std::time::Instant::now();
+                return Some(Bytes::from_static(b": keep-alive\n\n"));
             }
             if *self.shutdown.borrow() {
                 return None;
@@ -132,9 +153,7 @@ impl Cursor {
                     }
                 }
                 _ = self.shutdown.changed() => {}
-                _ = actix_web::rt::time::sleep(KEEP_ALIVE) => {
-                    return Some(Bytes::from_static(b": keep-alive\n\n"));
-                }
+                _ = actix_web::rt::time::sleep(KEEP_ALIVE.saturating_sub(self.last_sent.elapsed())) => {}
             }
         }
     }

@@ -45,6 +45,9 @@ pub struct AppState {
     pub session_key: session::SessionKey,
     /// Sign-in failure counts.
     pub throttle: throttle::Throttle,
+    /// Failure counts of the audit viewer's sign-in, apart from users' (whose names are
+    /// whatever was typed, and must not feed an admin client's wait).
+    pub admin_throttle: throttle::Throttle,
     /// Turns true when the server begins to stop: long-lived responses (the event stream)
     /// end then, so that the graceful stop does not wait for them.
     pub shutdown: tokio::sync::watch::Receiver<bool>,

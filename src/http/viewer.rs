@@ -5,7 +5,7 @@
 //!
 //! The admin session is a sealed cookie of its own (one hour), checked against the client
 //! directory on every page, so deleting the client or taking `admin` away ends it. Sign-in
-//! failures go through the same throttle as users' sign-ins. The pages use no script: an event
+//! failures are throttled like users' sign-ins, with counts of their own. The pages use no script: an event
 //! expands with `<details>`.
 
 use super::account::source_address;
@@ -92,7 +92,7 @@ pub async fn login(
     let address = source_address(&req);
     let who = format!("admin:{client_id}");
     if let Some(wait) = state
-        .throttle
+        .admin_throttle
         .retry_after(Some(&who), &address, unix_now_ms())
     {
         let msg = format!("Too many failed attempts. Try again in {wait} seconds.");
@@ -116,12 +116,14 @@ pub async fn login(
         .is_some_and(|h| h.verify(secret))
         && is_admin_client(&state, client_id);
     if !verified {
-        state.throttle.failed(Some(&who), &address, unix_now_ms());
+        state
+            .admin_throttle
+            .failed(Some(&who), &address, unix_now_ms());
         tracing::warn!(client_id, %address, "admin viewer sign-in refused");
         let msg = "Wrong client id or secret, or the client does not hold the admin scope.";
         return login_page(&req, &state, StatusCode::UNAUTHORIZED, client_id, Some(msg));
     }
-    state.throttle.succeeded(&who, &address);
+    state.admin_throttle.succeeded(&who, &address);
     let session = AdminSession {
         client_id: client_id.to_owned(),
         expires_at: unix_now() + SESSION_SECS,
