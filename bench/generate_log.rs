@@ -1,6 +1,8 @@
 //! Writes a synthetic log into a fresh data directory for replay measurements: many clients,
 //! each registered, then a mix of issued and revoked tokens.
 //!
+//! `authledger init --data-dir DATA_DIR` first (a log with events but no signing keys reads
+//! as one written before keys were events, and the server refuses it), then
 //! `cargo run --release --example generate_log -- DATA_DIR EVENTS [CLIENTS]`, then
 //! `authledger replay --data-dir DATA_DIR`. Client `bench-N` has the secret `bench-N`, set
 //! through events directly (the CLI would ask for 32 characters).
@@ -25,7 +27,7 @@ fn main() {
     let events: u64 = args.next().expect("EVENTS").parse().unwrap();
     let clients: u64 = args.next().map(|c| c.parse().unwrap()).unwrap_or(1000);
     std::fs::create_dir_all(&dir).unwrap();
-    // Signing keys are recorded by `serve` on first start, as on any data directory.
+    // The signing keys and the admin client come from `authledger init`, run before.
     let store = SledStore::open(&dir.join(authledger::engine::STORE_DIR)).unwrap();
     let started = Instant::now();
     let meta = Metadata::system();
