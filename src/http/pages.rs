@@ -72,6 +72,14 @@ pub fn content_security_policy() -> String {
 }
 
 fn layout(title: &str, wide: bool, body: Markup) -> Markup {
+    page_layout(title, wide.then_some("wide"), body)
+}
+
+fn full_layout(title: &str, body: Markup) -> Markup {
+    page_layout(title, Some("full"), body)
+}
+
+fn page_layout(title: &str, class: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -83,7 +91,7 @@ fn layout(title: &str, wide: bool, body: Markup) -> Markup {
                 style { (maud::PreEscaped(STYLE)) }
             }
             body {
-                main class=[wide.then_some("wide")] {
+                main class=[class] {
                     header { b { "authledger" } span { "·" } span { (title) } }
                     (body)
                 }
@@ -442,27 +450,6 @@ pub fn admin_client(
             }
         },
     )
-}
-
-fn full_layout(title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
-                title { (title) " · authledger" }
-                style { (maud::PreEscaped(STYLE)) }
-            }
-            body {
-                main.full {
-                    header { b { "authledger" } span { "·" } span { (title) } }
-                    (body)
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -124,13 +124,13 @@ async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
 }
 
-async fn headless(driver: &Driver) -> Client {
+async fn headless(driver: &Driver, size: &str) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
         serde_json::json!({ "args": [
             "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--window-size=1280,900", "--force-device-scale-factor=1"
+            format!("--window-size={size}"), "--force-device-scale-factor=1"
         ] }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -147,7 +147,7 @@ async fn fill(c: &Client, css: &str, text: &str) {
 }
 
 async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
-    let c = headless(driver).await;
+    let c = headless(driver, "1280,900").await;
     // Not signed in: sent to the sign-in page.
     c.goto(&format!("{}/admin", app.base)).await.unwrap();
     wait_for(&c, "input[name=client_secret]").await;
@@ -310,19 +310,7 @@ async fn journey(
     callback_port: u16,
     codes: &mpsc::Receiver<String>,
 ) {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({ "args": [
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--window-size=900,760", "--force-device-scale-factor=1"
-        ] }),
-    );
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .unwrap();
+    let c = headless(driver, "900,760").await;
     let redirect = format!("http://127.0.0.1:{callback_port}/callback");
     let state = "state-<script>alert(1)</script>";
     let query = form_urlencoded::Serializer::new(String::new())
