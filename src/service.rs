@@ -559,8 +559,8 @@ pub fn client_as_of(
             };
             if token.is_active(now) {
                 let r = &token.record;
-                let time = |s: i64| {
-                    time::OffsetDateTime::from_unix_timestamp(s)
+                let at = |secs: i64| {
+                    time::OffsetDateTime::from_unix_timestamp(secs)
                         .map(rfc3339)
                         .unwrap_or_default()
                 };
@@ -569,8 +569,8 @@ pub fn client_as_of(
                     sub: r.subject.clone(),
                     scope: domain::values::join_scopes(&r.scopes),
                     grant_type: r.grant_type.as_str().to_owned(),
-                    issued_at: time(r.issued_at),
-                    expires_at: time(r.expires_at),
+                    issued_at: at(r.issued_at),
+                    expires_at: at(r.expires_at),
                 });
             }
         }

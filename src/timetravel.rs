@@ -62,10 +62,7 @@ pub fn open_or_build(
         ));
     }
     let path = view_path(engine, as_of);
-    let db = sled::Config::new()
-        .path(&path)
-        .open()
-        .map_err(crate::store::StoreError::from)?;
+    let db = crate::store::sled_store::open_db(&path)?;
     let meta = db
         .open_tree("view")
         .map_err(crate::store::StoreError::from)?;

@@ -369,10 +369,7 @@ impl Backend {
             ),
             Backend::Local(e) => {
                 let cutoff = crate::http::token::unix_now().saturating_sub(age);
-                let bar = indicatif::ProgressBar::new_spinner();
-                if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                    bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-                }
+                let bar = super::progress::spinner(quiet);
                 let metadata = Metadata {
                     caused_by: Cause::Admin("cli".into()),
                     ..Metadata::system()

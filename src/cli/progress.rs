@@ -4,9 +4,13 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 
+fn hidden(quiet: bool) -> bool {
+    quiet || !std::io::stderr().is_terminal()
+}
+
 /// A bar over `total` events; hidden when `quiet` or when stderr is not a terminal.
 pub fn events(total: u64, quiet: bool) -> ProgressBar {
-    let bar = if quiet || !std::io::stderr().is_terminal() {
+    let bar = if hidden(quiet) {
         ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
     } else {
         ProgressBar::new(total)
@@ -17,5 +21,14 @@ pub fn events(total: u64, quiet: bool) -> ProgressBar {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    bar
+}
+
+/// A spinner for work whose total is not known ahead (compaction), shown under the same rule.
+pub fn spinner(quiet: bool) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    if hidden(quiet) {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
     bar
 }

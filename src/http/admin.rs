@@ -185,14 +185,21 @@ pub async fn audit(
 /// Reads audit parameters from a query string; `extra` names further parameters the caller
 /// reads itself.
 pub fn audit_params(query: &str, extra: &[&str]) -> Result<AuditParams, OAuthError> {
+    audit_params_from(form_urlencoded::parse(query.as_bytes()).into_owned(), extra)
+}
+
+/// Reads audit parameters from name/value pairs (a parsed query string or form).
+pub fn audit_params_from(
+    pairs: impl IntoIterator<Item = (String, String)>,
+    extra: &[&str],
+) -> Result<AuditParams, OAuthError> {
     let mut p = AuditParams::default();
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        let v = v.into_owned();
+    for (k, v) in pairs {
         let number = |v: &str| {
             v.parse()
                 .map_err(|_| OAuthError::invalid_request(format!("{k} must be a number")))
         };
-        match k.as_ref() {
+        match k.as_str() {
             "client" => p.client = Some(v),
             "subject" => p.subject = Some(v),
             "type" => p

@@ -183,10 +183,7 @@ pub async fn events(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         return to_sign_in();
     }
     let given = filters(&req);
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(given.iter())
-        .finish();
-    let outcome = match super::admin::audit_params(&query, &[]) {
+    let outcome = match super::admin::audit_params_from(given.iter().cloned(), &[]) {
         Ok(p) => newest_first(&state, p).await,
         Err(e) => Err(e),
     };

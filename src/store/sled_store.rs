@@ -309,13 +309,13 @@ impl SledStore {
         let runs = self.compacted_runs()?;
         let head = self.head_marker()?;
         let start = from.as_ref().map_or(0, |f| f.position + 1);
-        let events = self
-            .log
-            .range(event_key(start)..=event_key(u64::MAX))
-            .map(|r| {
-                let (k, v) = r?;
-                Ok((be_u64(&k[1..])?, v.to_vec()))
-            });
+        // The marker and its events are written in one batch: events past the marker read
+        // here were appended during the walk, and are the next walk's.
+        let end = head.as_ref().map_or(u64::MAX, |h| h.position);
+        let events = self.log.range(event_key(start)..=event_key(end)).map(|r| {
+            let (k, v) = r?;
+            Ok((be_u64(&k[1..])?, v.to_vec()))
+        });
         let outcome = verify::verify(events, &runs, head.as_ref(), from.as_ref(), progress)?;
         // A run is only as good as the chained event that recorded it.
         if let Verification::Verified { checkpoints, .. } = &outcome {

@@ -489,6 +489,16 @@ fn last_issued(app: &TestApp, client: &str) -> (String, String, u64) {
     )
 }
 
+/// The jtis of the tokens a `client show --as-of` found active.
+fn active_jtis(shown: &Value) -> Vec<&str> {
+    shown["active_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["jti"].as_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn as_of_answers_match_the_state_at_that_time_in_a_scripted_history() {
     let mut app = spawn_app();
@@ -535,25 +545,17 @@ fn as_of_answers_match_the_state_at_that_time_in_a_scripted_history() {
         then["client"]["redirect_uris"],
         serde_json::json!(["https://a.example/cb"])
     );
-    let active_then: Vec<&str> = then["active_tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["jti"].as_str().unwrap())
-        .collect();
-    assert_eq!(active_then, [jti1.as_str()]);
+    assert_eq!(active_jtis(&then), [jti1.as_str()]);
     let now = show(&app, &t2);
     assert_eq!(
         now["client"]["redirect_uris"],
         serde_json::json!(["https://b.example/cb"])
     );
-    let active_now: Vec<&str> = now["active_tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["jti"].as_str().unwrap())
-        .collect();
-    assert_eq!(active_now, [jti2.as_str()], "the first was revoked by then");
+    assert_eq!(
+        active_jtis(&now),
+        [jti2.as_str()],
+        "the first was revoked by then"
+    );
     // Before the client existed.
     let before = show(&app, "2000-01-01T00:00:00Z");
     assert!(before["client"].is_null());

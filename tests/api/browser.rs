@@ -140,6 +140,15 @@ async fn headless(driver: &Driver, size: &str) -> Client {
         .unwrap()
 }
 
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn fill(c: &Client, css: &str, text: &str) {
     let field = c.find(Locator::Css(css)).await.unwrap();
     field.clear().await.unwrap();
@@ -164,12 +173,7 @@ async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
     let admin_id = cred["client_id"].as_str().unwrap();
     fill(&c, "input[name=client_id]", admin_id).await;
     fill(&c, "input[name=client_secret]", "not-the-secret").await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "button[type=submit]").await;
     wait_for(&c, "p.error").await;
     assert!(c
         .source()
@@ -183,12 +187,7 @@ async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
         cred["client_secret"].as_str().unwrap(),
     )
     .await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "button[type=submit]").await;
     wait_for(&c, "form.filters").await;
     let first = c.find(Locator::Css("details.event")).await.unwrap();
     let newest: u64 = first
@@ -223,12 +222,7 @@ async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
     assert_eq!(json["position"].as_u64(), Some(newest));
     screenshot(&c, "admin-events").await;
     // The next page continues where this one ended.
-    c.find(Locator::Css("a[rel=next]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "a[rel=next]").await;
     wait_for(&c, "details.event").await;
     let next: u64 = c
         .find(Locator::Css("details.event"))
@@ -246,12 +240,7 @@ async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
     wait_for(&c, "form.filters").await;
     fill(&c, "input[name=client]", client_id).await;
     fill(&c, "input[name=type]", "TokenRevoked").await;
-    c.find(Locator::Css("form.filters button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "form.filters button").await;
     wait_for(&c, "details.event").await;
     let rows = c
         .find_all(Locator::Css("details.event summary b"))
@@ -262,12 +251,7 @@ async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
         assert_eq!(r.text().await.unwrap(), "TokenRevoked");
     }
     // The client's page: configuration and history.
-    c.find(Locator::Css("details.event summary a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "details.event summary a").await;
     wait_for(&c, "h2").await;
     let page = c.source().await.unwrap();
     assert!(page.contains("test client"), "the client name");
@@ -292,12 +276,7 @@ async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
     assert_eq!(kinds.len(), 64, "registration, 60 tokens, 3 revocations");
     assert_eq!(kinds.last().map(String::as_str), Some("ClientRegistered"));
     // Signing out ends the session.
-    c.find(Locator::Css("form.signout button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "form.signout button").await;
     wait_for(&c, "input[name=client_secret]").await;
     c.goto(&format!("{}/admin", app.base)).await.unwrap();
     wait_for(&c, "input[name=client_secret]").await;
@@ -342,12 +321,7 @@ async fn journey(
         .await
         .unwrap();
     screenshot(&c, "login").await;
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "button[type=submit]").await;
 
     // Consent.
     let approve = wait_for(&c, "button[value=approve]").await;
@@ -395,12 +369,7 @@ async fn journey(
     wait_for(&c, "button.danger").await;
     assert!(c.source().await.unwrap().contains("Demo App"));
     screenshot(&c, "account").await;
-    c.find(Locator::Css("button.danger"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "button.danger").await;
     c.wait()
         .at_most(Duration::from_secs(10))
         .for_url(&url::Url::parse(&format!("{}/account?revoked=demo", app.base)).unwrap())
