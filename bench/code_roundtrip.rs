@@ -148,10 +148,11 @@ fn main() {
             .copied()
             .unwrap_or_default()
     };
+    // The line format of bench/load/lib.lua, so bench/compare.sh reads both alike.
     println!(
-        "code round trips: {} in {elapsed:.1} s = {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, errors {errors} ({threads} threads)",
-        all.len(),
-        all.len() as f64 / elapsed,
+        "scenario=code_roundtrip requests={} seconds={elapsed:.2} rps={:.1} p50_ms={:.3} p99_ms={:.3} errors={errors} first_error=- threads={threads}",
+        all.len() + errors,
+        (all.len() + errors) as f64 / elapsed,
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
     );

@@ -5,13 +5,30 @@
 pub mod kek;
 pub mod material;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use domain::keys::KeyRing;
 use domain::values::SigningAlgorithm;
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::Validation;
 use material::{jwt_algorithm, KeyMaterial};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+
+/// The protected header of an access token (RFC 9068 section 2.1: `typ` is `at+jwt`).
+#[derive(Serialize)]
+struct JwsHeader<'a> {
+    alg: &'static str,
+    typ: &'static str,
+    kid: &'a str,
+}
+
+/// One JWS compact segment: the value as JSON, base64url without padding.
+fn segment(value: &impl Serialize) -> Result<String, KeyError> {
+    serde_json::to_vec(value)
+        .map(|json| URL_SAFE_NO_PAD.encode(json))
+        .map_err(|e| KeyError::Sign(e.to_string()))
+}
 
 /// File of the single ES256 key kept by versions before keys were events; imported once.
 pub const LEGACY_KEY_FILE: &str = "signing-key.pem";
@@ -162,14 +179,22 @@ impl Keyring {
             .loaded
             .get(kid)
             .ok_or_else(|| KeyError::Sign(format!("signing key {kid} is not loaded")))?;
-        let encoding = key
-            .encoding
+        let signer = key
+            .signer
             .as_ref()
             .ok_or_else(|| KeyError::Sign(format!("the private half of {kid} is not here")))?;
-        let mut header = Header::new(jwt_algorithm(key.algorithm));
-        header.typ = Some("at+jwt".into());
-        header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, encoding).map_err(|e| KeyError::Sign(e.to_string()))
+        let header = JwsHeader {
+            alg: key.algorithm.as_str(),
+            typ: "at+jwt",
+            kid: &key.kid,
+        };
+        let mut jws = segment(&header)?;
+        jws.push('.');
+        jws.push_str(&segment(claims)?);
+        let signature = signer.sign(jws.as_bytes())?;
+        jws.push('.');
+        jws.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(jws)
     }
 
     /// Verifies a token's signature, type and issuer against the published keys; expiry and
@@ -245,14 +270,12 @@ mod tests {
 
     #[test]
     fn none_and_hmac_keyed_with_the_public_key_are_refused() {
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        use base64::Engine as _;
         let ring = keyring();
         for alg in SigningAlgorithm::ALL {
             let kid = ring.signing_kid(alg, 1).unwrap();
             let jwk = ring.snapshot().loaded[&kid].jwk.to_string();
             // HS256 keyed with the published public key, the classic confusion attack.
-            let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
             header.typ = Some("at+jwt".into());
             header.kid = Some(kid.clone());
             let forged = jsonwebtoken::encode(

@@ -1,0 +1,114 @@
+-- What every scenario of bench/compare.sh shares: client authentication, form encoding, the
+-- response check, and one result line per run:
+--   scenario=.. requests=.. seconds=.. rps=.. p50_ms=.. p99_ms=.. errors=.. first_error=..
+-- An error is a socket error, a non-2xx answer, or a 2xx whose body fails the scenario's
+-- check: a fast wrong answer must never count as a success.
+local lib = {}
+
+local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+function lib.base64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local quad = {}
+    for j = 4, 1, -1 do
+      quad[j] = n % 64
+      n = math.floor(n / 64)
+    end
+    out[#out + 1] = alphabet:sub(quad[1] + 1, quad[1] + 1) .. alphabet:sub(quad[2] + 1, quad[2] + 1)
+      .. (b and alphabet:sub(quad[3] + 1, quad[3] + 1) or "=")
+      .. (c and alphabet:sub(quad[4] + 1, quad[4] + 1) or "=")
+  end
+  return table.concat(out)
+end
+
+-- application/x-www-form-urlencoded, as RFC 6749 section 2.3.1 asks for Basic credentials too.
+function lib.form(s)
+  return (s:gsub("[^%w%-%._~]", function(ch) return string.format("%%%02X", ch:byte()) end))
+end
+
+function lib.env(name, default)
+  local v = os.getenv(name)
+  if v == nil or v == "" then
+    if default == nil then error("set " .. name) end
+    return default
+  end
+  return v
+end
+
+function lib.basic(id_var, secret_var)
+  return "Basic " .. lib.base64(lib.form(lib.env(id_var)) .. ":" .. lib.form(lib.env(secret_var)))
+end
+
+-- opts: path, body (fixed) or next_body (function returning the next body, or nil when the
+-- supply ran out), check (function(body) -> bool, optional), on_ok (function(body), optional),
+-- auth (the Authorization header; default the CLIENT_ID / CLIENT_SECRET pair).
+function lib.scenario(opts)
+  local name = lib.env("SCENARIO")
+  local headers = {
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["Accept"] = "application/json",
+    ["Authorization"] = opts.auth or lib.basic("CLIENT_ID", "CLIENT_SECRET"),
+  }
+  local threads = {}
+
+  function setup(thread)
+    threads[#threads + 1] = thread
+  end
+
+  function init()
+    bad = 0
+    exhausted = 0
+    first_error = ""
+  end
+
+  if opts.next_body then
+    function request()
+      local body = opts.next_body()
+      if body == nil then
+        -- Out of fresh inputs: the answer would measure another path, so it is an error.
+        exhausted = exhausted + 1
+        body = opts.spent_body
+      end
+      return wrk.format("POST", opts.path, headers, body)
+    end
+  else
+    wrk.method = "POST"
+    wrk.path = opts.path
+    wrk.body = opts.body
+    wrk.headers = headers
+  end
+
+  function response(status, _, body)
+    local ok = status >= 200 and status < 300 and (opts.check == nil or opts.check(body))
+    if not ok then
+      bad = bad + 1
+      if first_error == "" then
+        first_error = (status .. " " .. tostring(body)):sub(1, 120):gsub("[%s=]", "_")
+      end
+    elseif opts.on_ok then
+      opts.on_ok(body)
+    end
+  end
+
+  function done(summary, latency)
+    local bad_total, exhausted_total, sample = 0, 0, ""
+    for _, t in ipairs(threads) do
+      bad_total = bad_total + (t:get("bad") or 0)
+      exhausted_total = exhausted_total + (t:get("exhausted") or 0)
+      if sample == "" then sample = t:get("first_error") or "" end
+    end
+    local e = summary.errors
+    local errors = bad_total + exhausted_total + e.connect + e.read + e.write + e.timeout
+    local seconds = summary.duration / 1e6
+    io.write(string.format(
+      "scenario=%s requests=%d seconds=%.2f rps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%d first_error=%s\n",
+      name, summary.requests, seconds, summary.requests / seconds,
+      latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors,
+      sample == "" and "-" or sample))
+  end
+end
+
+return lib
