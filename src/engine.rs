@@ -2,7 +2,9 @@
 //! the HTTP server and the CLI (when the server is stopped) work through it.
 
 use crate::actors::{Registry, UserActor};
-use crate::store::sled_store::{decode, open_db, raw_range, SledStore};
+use crate::store::sled_store::{
+    decode, open_db_with_cache, raw_range, SledStore, SERVING_CACHE_BYTES,
+};
 use crate::store::{EventStore, StoreError};
 use projections::ReadModels;
 use std::path::{Path, PathBuf};
@@ -50,7 +52,16 @@ impl Engine {
 
     /// Opens without catching the projections up: for `replay`, which rebuilds them anyway.
     pub fn open_stale(data_dir: &Path, actor_idle: Duration) -> Result<Self, EngineError> {
-        let db = open_db(&data_dir.join(STORE_DIR))?;
+        Self::open_stale_with_cache(data_dir, actor_idle, SERVING_CACHE_BYTES)
+    }
+
+    /// [`Engine::open_stale`] with a page cache of `cache_bytes` (a rebuild wants a larger one).
+    pub fn open_stale_with_cache(
+        data_dir: &Path,
+        actor_idle: Duration,
+        cache_bytes: u64,
+    ) -> Result<Self, EngineError> {
+        let db = open_db_with_cache(&data_dir.join(STORE_DIR), cache_bytes)?;
         let models = Arc::new(ReadModels::open(&db)?);
         let hook_models = models.clone();
         let log = db
@@ -178,7 +189,7 @@ fn apply_in_batches_until(
             break;
         }
         if e.position > *last + 1 {
-            models.apply(&chunk)?;
+            models.apply_split(&chunk)?;
             applied += chunk.len() as u64;
             chunk.clear();
             models.skip_gap(*last, e.position - 1)?;
@@ -186,13 +197,13 @@ fn apply_in_batches_until(
         *last = e.position;
         chunk.push(e);
         if chunk.len() == REPLAY_BATCH {
-            models.apply(&chunk)?;
+            models.apply_split(&chunk)?;
             applied += chunk.len() as u64;
             progress(applied);
             chunk.clear();
         }
     }
-    models.apply(&chunk)?;
+    models.apply_split(&chunk)?;
     applied += chunk.len() as u64;
     progress(applied);
     Ok(applied)

@@ -44,14 +44,15 @@ end
 
 -- opts: path, body (fixed) or next_body (function returning the next body, or nil when the
 -- supply ran out), check (function(body) -> bool, optional), on_ok (function(body), optional),
--- auth (the Authorization header; default the CLIENT_ID / CLIENT_SECRET pair).
+-- next_auth (function returning the next Authorization header; default the fixed
+-- CLIENT_ID / CLIENT_SECRET pair).
 function lib.scenario(opts)
   local name = lib.env("SCENARIO")
   local headers = {
     ["Content-Type"] = "application/x-www-form-urlencoded",
     ["Accept"] = "application/json",
-    ["Authorization"] = opts.auth or lib.basic("CLIENT_ID", "CLIENT_SECRET"),
   }
+  if not opts.next_auth then headers["Authorization"] = lib.basic("CLIENT_ID", "CLIENT_SECRET") end
   local threads = {}
 
   function setup(thread)
@@ -64,14 +65,18 @@ function lib.scenario(opts)
     first_error = ""
   end
 
-  if opts.next_body then
+  if opts.next_body or opts.next_auth then
     function request()
-      local body = opts.next_body()
-      if body == nil then
-        -- Out of fresh inputs: the answer would measure another path, so it is an error.
-        exhausted = exhausted + 1
-        body = opts.spent_body
+      local body = opts.body
+      if opts.next_body then
+        body = opts.next_body()
+        if body == nil then
+          -- Out of fresh inputs: the answer would measure another path, so it is an error.
+          exhausted = exhausted + 1
+          body = opts.spent_body
+        end
       end
+      if opts.next_auth then headers["Authorization"] = opts.next_auth() end
       return wrk.format("POST", opts.path, headers, body)
     end
   else

@@ -30,6 +30,9 @@ fn segment(value: &impl Serialize) -> Result<String, KeyError> {
         .map_err(|e| KeyError::Sign(e.to_string()))
 }
 
+/// Verified tokens remembered by [`Keyring::verify`]; about 300 bytes each.
+const VERIFIED_CACHE_ENTRIES: usize = 10_000;
+
 /// File of the single ES256 key kept by versions before keys were events; imported once.
 pub const LEGACY_KEY_FILE: &str = "signing-key.pem";
 
@@ -89,6 +92,10 @@ pub struct Snapshot {
 /// The server's signing keys in memory, swapped as a whole when the `keys` stream changes.
 pub struct Keyring {
     current: RwLock<Arc<Snapshot>>,
+    /// Tokens already verified: SHA-256 over the issuer and the whole token → its claims and
+    /// kid. An ES256 verification costs more than the rest of an introspection; a resource
+    /// server introspects the same token again and again.
+    verified: quick_cache::sync::Cache<[u8; 32], (AccessTokenClaims, String)>,
     /// The algorithm of clients that name none.
     pub default_algorithm: SigningAlgorithm,
 }
@@ -102,6 +109,7 @@ impl Keyring {
                 loaded: HashMap::new(),
                 jwks: Arc::new(r#"{"keys":[]}"#.into()),
             })),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_ENTRIES),
             default_algorithm,
         }
     }
@@ -202,9 +210,33 @@ impl Keyring {
     /// header's choice: `none`, HMAC and any algorithm other than the named key's are refused.
     /// `None` for anything that is not a JWT we signed.
     pub fn verify(&self, token: &str, issuer: &str) -> Option<(AccessTokenClaims, String)> {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::new()
+            .chain_update(issuer)
+            .chain_update([0])
+            .chain_update(token)
+            .finalize()
+            .into();
+        let snap = self.snapshot();
+        if let Some((claims, kid)) = self.verified.get(&digest) {
+            // The same bytes verified before; a key taken out of the ring since takes that
+            // verification with it.
+            if snap.loaded.contains_key(&kid) {
+                return Some((claims, kid));
+            }
+        }
+        let verified = Self::verify_signature(&snap, token, issuer)?;
+        self.verified.insert(digest, verified.clone());
+        Some(verified)
+    }
+
+    fn verify_signature(
+        snap: &Snapshot,
+        token: &str,
+        issuer: &str,
+    ) -> Option<(AccessTokenClaims, String)> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         let kid = header.kid.as_deref()?;
-        let snap = self.snapshot();
         let key = snap.loaded.get(kid)?;
         let alg = jwt_algorithm(key.algorithm);
         if header.alg != alg
@@ -266,6 +298,22 @@ mod tests {
         }
         let jwks: serde_json::Value = serde_json::from_str(&ring.jwks()).unwrap();
         assert_eq!(jwks["keys"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_remembered_verification_ends_with_its_key_and_never_crosses_issuers() {
+        let ring = keyring();
+        let kid = ring.signing_kid(SigningAlgorithm::ES256, 1).unwrap();
+        let token = ring.sign(&kid, &claims()).unwrap();
+        for _ in 0..2 {
+            assert!(ring.verify(&token, "http://127.0.0.1:1").is_some());
+            assert!(ring.verify(&token, "http://other").is_none());
+        }
+        let snap = ring.snapshot();
+        let mut others = snap.loaded.clone();
+        others.remove(&kid);
+        ring.install(snap.ring.clone(), others);
+        assert!(ring.verify(&token, "http://127.0.0.1:1").is_none());
     }
 
     #[test]
