@@ -45,7 +45,7 @@ generated() { # DIR EVENTS CLIENTS
 }
 
 serve() { # DIR
-  "$AL" serve --data-dir "$1" --bind "127.0.0.1:$PORT" --verify-on-start since-last > "$1/serve.log" 2>&1 &
+  RUST_LOG=warn "$AL" serve --data-dir "$1" --bind "127.0.0.1:$PORT" --verify-on-start since-last > "$1/serve.log" 2>&1 &
   PID=$!
   until curl -sf -o /dev/null --max-time 1 "$BASE/healthz"; do
     kill -0 "$PID" 2>/dev/null || { cat "$1/serve.log" >&2; exit 1; }

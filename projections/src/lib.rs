@@ -83,7 +83,9 @@ impl ReadModels {
                 .and_then(|()| self.consents.apply(events))
                 .and_then(|()| self.users.apply(events));
             let audit = audit.join().unwrap_or_else(|_| {
-                Err(ProjectionError::Corrupt("the audit projection's thread panicked".into()))
+                Err(ProjectionError::Corrupt(
+                    "the audit projection's thread panicked".into(),
+                ))
             });
             rest.and(audit)
         })

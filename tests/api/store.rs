@@ -109,7 +109,16 @@ fn events_survive_closing_and_reopening() {
             .wait()
             .unwrap();
     }
-    let store = SledStore::open(dir.path()).unwrap();
+    // sled's I/O threads may hold the directory's lock a moment after the store is dropped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let store = loop {
+        match SledStore::open(dir.path()) {
+            Err(authledger::store::StoreError::Locked) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => break other.unwrap(),
+        }
+    };
     assert_eq!(store.head_position(), 3);
     assert_eq!(store.read_stream("b", 2).unwrap()[0].position, 3);
     store.append("a", 1, vec![event(4)]).wait().unwrap();
