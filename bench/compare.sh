@@ -40,6 +40,8 @@ PEER_PORT="${PEER_PORT:-18191}"
 CEILING_PORT="${CEILING_PORT:-18199}"
 SECRET="bench-secret-0123456789abcdef-0123456"
 SCOPE="read"
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
 
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
@@ -66,7 +68,7 @@ say "building authledger (release)"
 (cd "$ROOT" && cargo build --release --quiet --bin authledger \
   --example ceiling --example signing --example code_roundtrip)
 AL="$ROOT/target/release/authledger"
-EXAMPLES="$ROOT/target/release/examples"
+EX="$ROOT/target/release/examples"
 
 # --- servers -------------------------------------------------------------------------------
 rm -rf "$WORK/data" "$WORK/tokens"
@@ -86,16 +88,6 @@ for port in "$AL_PORT" "$PEER_PORT" $((PEER_PORT + 1)) $((PEER_PORT + 2)) "$CEIL
   ! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" \
     || die "something already listens on 127.0.0.1:$port (set AL_PORT / PEER_PORT / CEILING_PORT)"
 done
-
-wait_for() { # URL PID LOG
-  for _ in $(seq 1 300); do
-    curl -sf -o /dev/null --max-time 1 "$1" && return 0
-    kill -0 "$2" 2>/dev/null || { cat "$3" >&2; die "the server behind $1 exited"; }
-    sleep 0.1
-  done
-  cat "$3" >&2
-  die "$1 did not answer within 30 s"
-}
 
 say "starting authledger on 127.0.0.1:$AL_PORT"
 RUST_LOG=warn "$AL" serve --bind "127.0.0.1:$AL_PORT" --data-dir "$WORK/data" \
@@ -133,7 +125,7 @@ done
 CEILING_PID=""
 case " $SCENARIOS " in *" introspect_"*)
   say "starting the ceiling handler on 127.0.0.1:$CEILING_PORT"
-  "$EXAMPLES/ceiling" "127.0.0.1:$CEILING_PORT" > "$WORK/results/ceiling-$STAMP.log" 2>&1 &
+  "$EX/ceiling" "127.0.0.1:$CEILING_PORT" > "$WORK/results/ceiling-$STAMP.log" 2>&1 &
   CEILING_PID=$!
   PIDS+=("$CEILING_PID")
   wait_for "http://127.0.0.1:$CEILING_PORT/healthz" "$CEILING_PID" "$WORK/results/ceiling-$STAMP.log"
@@ -149,16 +141,15 @@ token_of() { # BASE CLIENT_ID
     | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p'
 }
 
-# One wrk run: SERVER PID BASE SCENARIO SECONDS SCRIPT [VAR=value ...]; prints one line.
-wrk_run() {
-  local server="$1" pid="$2" base="$3" scenario="$4" secs="$5" script="$6" c0 c1 t0 t1 line
-  shift 6
+# Runs a load driver that prints one result line (`scenario=...`) and adds the server's CPU
+# and peak RSS over it: SERVER PID COMMAND...
+measured() {
+  local server="$1" pid="$2" c0 c1 t0 t1 line
+  shift 2
   echo 5 > "/proc/$pid/clear_refs" 2>/dev/null || true # peak RSS from here on
   c0="$(cpu_ticks "$pid")"
   t0="$(now_ms)"
-  line="$(env SCENARIO="$scenario" SCOPE="$SCOPE" CLIENT_SECRET="$SECRET" "$@" \
-    wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --timeout 5s -s "$BENCH/load/$script" "$base" \
-    | grep '^scenario=')" || die "wrk printed no result for $scenario on $server"
+  line="$("$@" | grep '^scenario=')" || die "no result line from $* against $server"
   t1="$(now_ms)"
   c1="$(cpu_ticks "$pid")"
   printf 'server=%s %s cpu_pct=%s peak_rss_mb=%s\n' "$server" "$line" \
@@ -166,38 +157,35 @@ wrk_run() {
     "$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")"
 }
 
+# One wrk run: SERVER PID BASE SCENARIO SECONDS SCRIPT [VAR=value ...]; prints one line.
+wrk_run() {
+  local server="$1" pid="$2" base="$3" scenario="$4" secs="$5" script="$6"
+  shift 6
+  measured "$server" "$pid" env SCENARIO="$scenario" SCOPE="$SCOPE" CLIENT_SECRET="$SECRET" "$@" \
+    wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --timeout 5s -s "$BENCH/load/$script" "$base"
+}
+
 # The code round trip has its own driver (it signs in once, then loops authorize + token).
 code_run() { # SECONDS
-  local c0 c1 t0 t1 out
-  echo 5 > "/proc/$AL_PID/clear_refs" 2>/dev/null || true
-  c0="$(cpu_ticks "$AL_PID")"
-  t0="$(now_ms)"
-  out="$("$EXAMPLES/code_roundtrip" "http://127.0.0.1:$AL_PORT" bench-code "$SECRET" bench-user \
-    bench-password-0123456789 "$CONNECTIONS" "$1")"
-  t1="$(now_ms)"
-  c1="$(cpu_ticks "$AL_PID")"
-  printf 'server=authledger %s cpu_pct=%s peak_rss_mb=%s\n' "$out" \
-    "$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v ms=$((t1 - t0)) 'BEGIN { printf "%.0f", c / hz * 100000 / ms }')" \
-    "$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$AL_PID/status")"
+  measured authledger "$AL_PID" "$EX/code_roundtrip" "http://127.0.0.1:$AL_PORT" bench-code \
+    "$SECRET" bench-user bench-password-0123456789 "$CONNECTIONS" "$1"
 }
 
 # Runs SCENARIO once (SECONDS long) against SERVER (authledger | oidc-provider | ceiling).
 run() { # SERVER SCENARIO SECONDS
   local server="$1" scenario="$2" secs="$3" base pid client tok file
+  local introspect_path=/introspect revoke_path=/revoke
   case "$server" in
     authledger) base="http://127.0.0.1:$AL_PORT" pid="$AL_PID" ;;
     ceiling) base="http://127.0.0.1:$CEILING_PORT" pid="$CEILING_PID" ;;
     oidc-provider)
+      introspect_path=/token/introspection revoke_path=/token/revocation
       case "$scenario" in
         cc_es256) base="http://127.0.0.1:$((PEER_PORT + 1))" pid="${PEER_PIDS[1]}" ;;
         cc_rs256) base="http://127.0.0.1:$((PEER_PORT + 2))" pid="${PEER_PIDS[2]}" ;;
         *) base="http://127.0.0.1:$PEER_PORT" pid="${PEER_PIDS[0]}" ;;
       esac ;;
   esac
-  local peer_paths=0
-  [ "$server" = oidc-provider ] && peer_paths=1
-  local introspect_path=/introspect revoke_path=/revoke
-  [ "$peer_paths" = 1 ] && introspect_path=/token/introspection revoke_path=/token/revocation
   case "$scenario" in
     cc_opaque|cc_es256|cc_rs256)
       client=bench
@@ -246,8 +234,7 @@ servers_for() { # SCENARIO
 }
 
 {
-  echo "# $(date -u +%FT%TZ) authledger $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "# cpu: $(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1); $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(uname -sr)"
+  echo "# $(machine)"
   echo "# oidc-provider $(sed -n 's/^  "version": "\(.*\)",/\1/p' "$BENCH/peer/node_modules/oidc-provider/package.json"), node $("$NODE_BIN" --version), $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
   echo "# wrk 1 thread, $CONNECTIONS connections, ${DURATION} s runs after ${WARMUP} s warm-up, medians of $REPEATS, A B A B"
 } | tee "$RAW"
@@ -267,7 +254,7 @@ done
 LIMIT=""
 case " $SCENARIOS " in *" cc_rs256 "*)
   say "RS256 signing limit (every core, no HTTP)"
-  LIMIT="$("$EXAMPLES/signing" 5 RS256 | awk -v n="$(nproc)" '$1 == "RS256" && $2 == n { print $3 }')"
+  LIMIT="$("$EX/signing" 5 RS256 | awk -v n="$(nproc)" '$1 == "RS256" && $2 == n { print $3 }')"
   echo "rs256_signing_limit_per_s=$LIMIT" | tee -a "$RAW"
 esac
 

@@ -8,12 +8,12 @@
 //! through events directly (the CLI would ask for 32 characters).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark tool")]
 
+#[path = "fixtures.rs"]
+mod fixtures;
+
 use authledger::store::{EventStore, NewEvent, SledStore};
-use domain::event::{
-    client_stream, token_stream, AccessTokenIssued, ClientRegistered, Event, RevocationReason,
-    TokenRevoked,
-};
-use domain::values::{ClientId, GrantType, Scope, SecretHash, TokenFormat};
+use domain::event::{client_stream, token_stream};
+use domain::values::ClientId;
 use domain::Metadata;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -31,30 +31,10 @@ fn main() {
     let store = SledStore::open(&dir.join(authledger::engine::STORE_DIR)).unwrap();
     let started = Instant::now();
     let meta = Metadata::system();
-    let scopes = Scope::parse_list("read write").unwrap();
     let mut written = 0u64;
-    let ids: Vec<ClientId> = (0..clients)
-        .map(|c| ClientId::parse(&format!("bench-{c}")).unwrap())
-        .collect();
+    let ids: Vec<ClientId> = (0..clients).map(fixtures::client_id).collect();
     for id in &ids {
-        let e = Event::ClientRegistered(ClientRegistered {
-            client_id: id.clone(),
-            name: id.to_string(),
-            public: false,
-            secret_hash: Some(SecretHash::of(id.as_str())),
-            redirect_uris: vec![],
-            grant_types: vec![GrantType::ClientCredentials],
-            scopes: scopes.clone(),
-            token_format: TokenFormat::Opaque,
-            access_token_ttl_secs: 3600,
-            can_introspect: false,
-            redirect_uri_matching: Default::default(),
-            allow_plain_pkce: false,
-            signing_alg: None,
-            auth_method: None,
-            jwks: None,
-            trusted_issuers: vec![],
-        });
+        let e = fixtures::registered(id);
         store
             .append(
                 &client_stream(id),
@@ -78,26 +58,9 @@ fn main() {
             .map(|i| {
                 n += 1;
                 let event = if i % 10 == 9 {
-                    Event::TokenRevoked(TokenRevoked {
-                        jti: uuid::Uuid::from_u128(n - 1),
-                        client_id: id.clone(),
-                        reason: RevocationReason::RevokedByClient,
-                        family_id: None,
-                    })
+                    fixtures::revoked(id, n - 1)
                 } else {
-                    Event::AccessTokenIssued(AccessTokenIssued {
-                        jti: uuid::Uuid::from_u128(n),
-                        token_hash: Some(SecretHash::of(&n.to_string())),
-                        client_id: id.clone(),
-                        subject: id.to_string(),
-                        scopes: scopes.clone(),
-                        grant_type: GrantType::ClientCredentials,
-                        format: TokenFormat::Opaque,
-                        issued_at: 1_800_000_000,
-                        expires_at: 1_800_003_600,
-                        family_id: None,
-                        kid: None,
-                    })
+                    fixtures::issued(id, n)
                 };
                 NewEvent {
                     event,

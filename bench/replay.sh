@@ -21,6 +21,8 @@ ACTOR_EVENTS="${ACTOR_EVENTS:-1000000}"
 PORT="${PORT:-18281}"
 AL="$ROOT/target/release/authledger"
 EX="$ROOT/target/release/examples"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 command -v /usr/bin/time >/dev/null || { echo "replay.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
 echo "== building (release)" >&2
@@ -28,50 +30,39 @@ echo "== building (release)" >&2
 mkdir -p "$WORK/results"
 OUT="$WORK/results/replay-$(date -u +%Y%m%dT%H%M%SZ).txt"
 
-log() { # DIR EVENTS CLIENTS: a fresh data directory holding a generated log
-  if [ -n "${KEEP:-}" ] && [ -f "$1/.generated-$2-$3" ]; then return; fi
-  rm -rf "$1"
-  "$AL" init --data-dir "$1" > /dev/null
-  "$EX/generate_log" "$1" "$2" "$3" >&2
-  touch "$1/.generated-$2-$3"
-}
-
-start_time() { # DIR MODE: seconds from launch until /healthz answers
-  local t0 pid
+start() { # DIR MODE: seconds from launch until /healthz answers, and the RSS then (MB)
+  local t0 pid secs
   t0="$(date +%s%N)"
-  "$AL" serve --data-dir "$1" --bind "127.0.0.1:$PORT" --verify-on-start "$2" > "$1/serve.log" 2>&1 &
+  RUST_LOG=warn "$AL" serve --data-dir "$1" --bind "127.0.0.1:$PORT" --verify-on-start "$2" \
+    > "$1/serve.log" 2>&1 &
   pid=$!
-  until curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz"; do
-    kill -0 "$pid" 2>/dev/null || { cat "$1/serve.log" >&2; exit 1; }
-    sleep 0.02
-  done
-  awk -v ns=$(( $(date +%s%N) - t0 )) 'BEGIN { printf "%.2f", ns / 1e9 }'
+  wait_for "http://127.0.0.1:$PORT/healthz" "$pid" "$1/serve.log" 3600
+  secs="$(awk -v ns=$(( $(date +%s%N) - t0 )) 'BEGIN { printf "%.2f", ns / 1e9 }')"
+  echo "$secs $(awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")"
   kill "$pid"
   wait "$pid" 2>/dev/null || true
 }
 
 {
-  echo "# $(date -u +%FT%TZ) authledger $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+  echo "# $(machine)"
   echo "| events | clients | replay s | events/s | replay peak RSS MB | start, whole chain s | start, since-last s | server RSS after start MB |"
   echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
 } | tee "$OUT"
 for n in $SIZES; do
   dir="$WORK/replay-$n"
   echo "== $n events: writing the log" >&2
-  log "$dir" "$n" "$CLIENTS"
+  generated "$dir" "$n" "$CLIENTS"
   echo "== $n events: replay" >&2
   /usr/bin/time -f "%M" -o "$dir/replay.time" "$AL" replay --data-dir "$dir" --format json > "$dir/replay.json"
   secs="$(sed -n 's/.*"seconds":\([0-9.]*\).*/\1/p' "$dir/replay.json")"
   rate="$(sed -n 's/.*"events_per_second":\([0-9.]*\).*/\1/p' "$dir/replay.json")"
   peak="$(awk '{ printf "%.0f", $1 / 1024 }' "$dir/replay.time")"
   echo "== $n events: server starts" >&2
-  full="$(start_time "$dir" full)"
-  "$AL" serve --data-dir "$dir" --bind "127.0.0.1:$PORT" --verify-on-start since-last > /dev/null 2>&1 &
-  pid=$!
-  until curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz"; do sleep 0.05; done
-  rss="$(awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  since="$(start_time "$dir" since-last)"
+  full="$(start "$dir" full)"
+  full="${full% *}"
+  since="$(start "$dir" since-last)"
+  rss="${since#* }"
+  since="${since% *}"
   printf '| %s | %s | %.1f | %s | %s | %s | %s | %s |\n' "$n" "$CLIENTS" "$secs" "$rate" "$peak" "$full" "$since" "$rss" | tee -a "$OUT"
   [ -n "${KEEP:-}" ] || rm -rf "$dir"
 done
@@ -79,7 +70,7 @@ done
 if [ "$ACTOR_EVENTS" -gt 0 ]; then
   echo "== a client actor's start on a client holding $ACTOR_EVENTS events" >&2
   dir="$WORK/actor-$ACTOR_EVENTS"
-  log "$dir" "$ACTOR_EVENTS" 1
+  generated "$dir" "$ACTOR_EVENTS" 1
   "$AL" replay --data-dir "$dir" --format json > /dev/null
   "$EX/actor_start" "$dir" bench-0 | tee -a "$OUT"
   [ -n "${KEEP:-}" ] || rm -rf "$dir"

@@ -27,6 +27,8 @@ PORT="${PORT:-18381}"
 BASE="http://127.0.0.1:$PORT"
 AL="$ROOT/target/release/authledger"
 EX="$ROOT/target/release/examples"
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
 command -v wrk >/dev/null || { echo "scaling.sh: needs wrk (apt-get install wrk)" >&2; exit 2; }
 
 echo "== building (release)" >&2
@@ -36,21 +38,10 @@ OUT="$WORK/results/scaling-$(date -u +%Y%m%dT%H%M%SZ).txt"
 PID=""
 trap '[ -z "$PID" ] || { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }' EXIT
 
-generated() { # DIR EVENTS CLIENTS
-  if [ -n "${KEEP:-}" ] && [ -f "$1/.generated-$2-$3" ]; then return; fi
-  rm -rf "$1"
-  "$AL" init --data-dir "$1" > /dev/null
-  "$EX/generate_log" "$1" "$2" "$3" >&2
-  touch "$1/.generated-$2-$3"
-}
-
 serve() { # DIR
   RUST_LOG=warn "$AL" serve --data-dir "$1" --bind "127.0.0.1:$PORT" --verify-on-start since-last > "$1/serve.log" 2>&1 &
   PID=$!
-  until curl -sf -o /dev/null --max-time 1 "$BASE/healthz"; do
-    kill -0 "$PID" 2>/dev/null || { cat "$1/serve.log" >&2; exit 1; }
-    sleep 0.2
-  done
+  wait_for "$BASE/healthz" "$PID" "$1/serve.log" 3600
 }
 
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
@@ -64,7 +55,7 @@ load() { # SCRIPT SECONDS VAR=value ...: prints "rps p99_ms errors"
 }
 
 {
-  echo "# $(date -u +%FT%TZ) authledger $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), ${DURATION} s runs"
+  echo "# $(machine); ${DURATION} s runs"
   echo "| registered clients | tokens/s, one client | p99 ms | tokens/s, every client in turn | p99 ms | errors | server RSS MB |"
   echo "|---:|---:|---:|---:|---:|---:|---:|"
 } | tee "$OUT"

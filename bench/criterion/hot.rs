@@ -11,62 +11,22 @@
 //! what users see; these tell which piece moved when those do.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark")]
 
+#[path = "../fixtures.rs"]
+mod fixtures;
+
 use authledger::keys::{AccessTokenClaims, Keyring};
 use authledger::store::sled_store::decode;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use domain::client::{evolve, ClientState};
-use domain::event::{
-    client_stream, token_stream, AccessTokenIssued, ClientRegistered, Event, RevocationReason,
-    TokenRevoked, GENESIS_HASH,
-};
+use domain::event::{client_stream, token_stream, Event, GENESIS_HASH};
 use domain::grant::NewAccessToken;
 use domain::token::{decide, IssueClientCredentialsToken, TokenCommand};
-use domain::values::{ClientId, GrantType, Scope, SecretHash, SigningAlgorithm, TokenFormat};
+use domain::values::{Scope, SecretHash, SigningAlgorithm};
 use domain::{Metadata, RecordedEvent};
+use fixtures::{client_id, issued, registered, revoked};
 use projections::ReadModels;
 use std::hint::black_box;
 use uuid::Uuid;
-
-fn client_id(n: u64) -> ClientId {
-    ClientId::parse(&format!("bench-{n}")).unwrap()
-}
-
-fn registered(n: u64) -> Event {
-    Event::ClientRegistered(ClientRegistered {
-        client_id: client_id(n),
-        name: format!("bench {n}"),
-        public: false,
-        secret_hash: Some(SecretHash::of("bench-secret")),
-        redirect_uris: vec![],
-        grant_types: vec![GrantType::ClientCredentials],
-        scopes: Scope::parse_list("read write").unwrap(),
-        token_format: TokenFormat::Opaque,
-        access_token_ttl_secs: 3600,
-        can_introspect: false,
-        redirect_uri_matching: Default::default(),
-        allow_plain_pkce: false,
-        signing_alg: None,
-        auth_method: None,
-        jwks: None,
-        trusted_issuers: vec![],
-    })
-}
-
-fn issued(client: u64, jti: Uuid) -> Event {
-    Event::AccessTokenIssued(AccessTokenIssued {
-        jti,
-        token_hash: Some(SecretHash::of(&jti.to_string())),
-        client_id: client_id(client),
-        subject: format!("bench-{client}"),
-        scopes: Scope::parse_list("read").unwrap(),
-        grant_type: GrantType::ClientCredentials,
-        format: TokenFormat::Opaque,
-        issued_at: 1_800_000_000,
-        expires_at: 1_800_003_600,
-        family_id: None,
-        kid: None,
-    })
-}
 
 fn recorded(position: u64, event: Event) -> RecordedEvent {
     let stream = match &event {
@@ -89,23 +49,18 @@ fn recorded(position: u64, event: Event) -> RecordedEvent {
     }
 }
 
-/// `count` events over 100 clients: their registrations, then 90% tokens and 10% revocations.
+/// `count` events over 100 clients: their registrations, then tokens, every tenth event
+/// revoking the token just before it (as `generate_log.rs` writes them, but interleaved).
 fn mixed_log(count: u64) -> Vec<RecordedEvent> {
-    let mut events: Vec<RecordedEvent> = (0..100).map(|c| recorded(c + 1, registered(c))).collect();
-    let mut issued_jtis = Vec::new();
+    let mut events: Vec<RecordedEvent> = (0..100)
+        .map(|c| recorded(c + 1, registered(&client_id(c))))
+        .collect();
     for p in 101..=count {
-        let client = p % 100;
-        let event = if p % 10 == 0 && !issued_jtis.is_empty() {
-            Event::TokenRevoked(TokenRevoked {
-                jti: issued_jtis.swap_remove(0),
-                client_id: client_id(client),
-                reason: RevocationReason::RevokedByClient,
-                family_id: None,
-            })
+        let n = u128::from(p);
+        let event = if p % 10 == 0 {
+            revoked(&client_id((p - 1) % 100), n - 1)
         } else {
-            let jti = Uuid::now_v7();
-            issued_jtis.push(jti);
-            issued(client, jti)
+            issued(&client_id(p % 100), n)
         };
         events.push(recorded(p, event));
     }
@@ -114,7 +69,7 @@ fn mixed_log(count: u64) -> Vec<RecordedEvent> {
 
 fn decide_and_apply(c: &mut Criterion) {
     let mut state = ClientState::default();
-    evolve(&mut state, &registered(1));
+    evolve(&mut state, &registered(&client_id(1)));
     let command = TokenCommand::IssueClientCredentials(IssueClientCredentialsToken {
         requested_scopes: Some(Scope::parse_list("read").unwrap()),
         token: NewAccessToken {
@@ -128,7 +83,7 @@ fn decide_and_apply(c: &mut Criterion) {
         b.iter(|| decide(black_box(&state), black_box(&command)).unwrap())
     });
 
-    let history: Vec<Event> = (0..10).map(|_| registered(1)).collect();
+    let history: Vec<Event> = (0..10).map(|_| registered(&client_id(1))).collect();
     c.bench_function("apply/client_state_fold_10", |b| {
         b.iter(|| {
             let mut s = ClientState::default();
@@ -138,7 +93,7 @@ fn decide_and_apply(c: &mut Criterion) {
             s
         })
     });
-    let token = recorded(200, issued(1, Uuid::now_v7()));
+    let token = recorded(200, issued(&client_id(1), 200));
     c.bench_function("apply/token_index_rows", |b| {
         b.iter(|| {
             let mut rows = Vec::new();
@@ -152,7 +107,7 @@ fn decide_and_apply(c: &mut Criterion) {
 }
 
 fn encode_decode(c: &mut Criterion) {
-    let event = recorded(200, issued(1, Uuid::now_v7()));
+    let event = recorded(200, issued(&client_id(1), 200));
     let stored = serde_json::to_vec(&event).unwrap();
     let mut group = c.benchmark_group("event");
     group.throughput(Throughput::Bytes(stored.len() as u64));

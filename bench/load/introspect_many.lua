@@ -11,17 +11,12 @@
 local lib = dofile((debug.getinfo(1, "S").source:sub(2):match("(.*/)") or "./") .. "lib.lua")
 local tokens = tonumber(lib.env("TOKENS"))
 local clients = tonumber(lib.env("CLIENTS"))
-local current = 1
 lib.scenario({
   path = lib.env("INTROSPECT_URL_PATH"),
-  next_body = function()
+  next_request = function()
     local n = math.random(0, math.floor(tokens / 10) - 1) * 10 + math.random(1, 8)
-    current = n
-    return "token=" .. n .. "&token_type_hint=access_token"
-  end,
-  next_auth = function()
-    local id = "bench-" .. (math.floor((current - 1) / 500) % clients)
-    return "Basic " .. lib.base64(id .. ":" .. id)
+    local owner = "bench-" .. (math.floor((n - 1) / 500) % clients)
+    return "token=" .. n .. "&token_type_hint=access_token", lib.basic(owner, owner)
   end,
   check = function(body) return body:gsub("%s", ""):find('"active":true', 1, true) ~= nil end,
 })

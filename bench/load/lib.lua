@@ -38,21 +38,27 @@ function lib.env(name, default)
   return v
 end
 
-function lib.basic(id_var, secret_var)
-  return "Basic " .. lib.base64(lib.form(lib.env(id_var)) .. ":" .. lib.form(lib.env(secret_var)))
+-- The Authorization header of HTTP Basic client authentication.
+function lib.basic(id, secret)
+  return "Basic " .. lib.base64(lib.form(id) .. ":" .. lib.form(secret))
 end
 
--- opts: path, body (fixed) or next_body (function returning the next body, or nil when the
--- supply ran out), check (function(body) -> bool, optional), on_ok (function(body), optional),
--- next_auth (function returning the next Authorization header; default the fixed
--- CLIENT_ID / CLIENT_SECRET pair).
+-- opts: path; body (every request the same, as CLIENT_ID / CLIENT_SECRET) or next_request (a
+-- function returning the next body and Authorization header, or nil when the supply ran out);
+-- spent_body (sent once next_request ran out); check (function(body) -> bool, optional);
+-- on_ok (function(body), optional).
 function lib.scenario(opts)
   local name = lib.env("SCENARIO")
   local headers = {
     ["Content-Type"] = "application/x-www-form-urlencoded",
     ["Accept"] = "application/json",
   }
-  if not opts.next_auth then headers["Authorization"] = lib.basic("CLIENT_ID", "CLIENT_SECRET") end
+  -- CLIENT_ID / CLIENT_SECRET, read only by scenarios that send as one client.
+  local fixed_auth = nil
+  local function default_auth()
+    fixed_auth = fixed_auth or lib.basic(lib.env("CLIENT_ID"), lib.env("CLIENT_SECRET"))
+    return fixed_auth
+  end
   local threads = {}
 
   function setup(thread)
@@ -65,24 +71,22 @@ function lib.scenario(opts)
     first_error = ""
   end
 
-  if opts.next_body or opts.next_auth then
+  if opts.next_request then
     function request()
-      local body = opts.body
-      if opts.next_body then
-        body = opts.next_body()
-        if body == nil then
-          -- Out of fresh inputs: the answer would measure another path, so it is an error.
-          exhausted = exhausted + 1
-          body = opts.spent_body
-        end
+      local body, auth = opts.next_request()
+      if body == nil then
+        -- Out of fresh inputs: the answer would measure another path, so it is an error.
+        exhausted = exhausted + 1
+        body, auth = opts.spent_body, nil
       end
-      if opts.next_auth then headers["Authorization"] = opts.next_auth() end
+      headers["Authorization"] = auth or default_auth()
       return wrk.format("POST", opts.path, headers, body)
     end
   else
     wrk.method = "POST"
     wrk.path = opts.path
     wrk.body = opts.body
+    headers["Authorization"] = default_auth()
     wrk.headers = headers
   end
 

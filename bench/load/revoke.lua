@@ -8,7 +8,7 @@ for line in io.lines(lib.env("TOKENS_FILE")) do tokens[#tokens + 1] = line end
 local i = 0
 lib.scenario({
   path = lib.env("REVOKE_URL_PATH"),
-  next_body = function()
+  next_request = function()
     i = i + 1
     local t = tokens[i]
     return t and ("token=" .. lib.form(t) .. "&token_type_hint=access_token") or nil

@@ -7,25 +7,25 @@ local lib = dofile((debug.getinfo(1, "S").source:sub(2):match("(.*/)") or "./") 
 local out = os.getenv("TOKENS_OUT")
 local sink = nil
 local spread = tonumber(os.getenv("CLIENT_SPREAD") or "")
-local next_auth = nil
+local body = "grant_type=client_credentials&scope=" .. lib.form(lib.env("SCOPE", "read"))
+local next_request = nil
 if spread then
   local i = -1
-  next_auth = function()
+  next_request = function()
     i = (i + 1) % spread
-    local id = "bench-" .. i
-    return "Basic " .. lib.base64(id .. ":" .. id)
+    return body, lib.basic("bench-" .. i, "bench-" .. i)
   end
 end
 lib.scenario({
   path = lib.env("TOKEN_URL_PATH"),
-  body = "grant_type=client_credentials&scope=" .. lib.form(lib.env("SCOPE", "read")),
-  check = function(body) return body:find('"access_token":"', 1, true) ~= nil end,
-  next_auth = next_auth,
-  on_ok = out and function(body)
+  body = body,
+  next_request = next_request,
+  check = function(answer) return answer:find('"access_token":"', 1, true) ~= nil end,
+  on_ok = out and function(answer)
     if not sink then
       sink = io.open(out, "a")
       sink:setvbuf("line")
     end
-    sink:write(body:match('"access_token":"([^"]+)"'), "\n")
+    sink:write(answer:match('"access_token":"([^"]+)"'), "\n")
   end,
 })

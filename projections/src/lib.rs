@@ -58,12 +58,8 @@ impl ReadModels {
 
     /// Applies events in global order; each projection skips what it already applied.
     pub fn apply<E: AsRef<RecordedEvent>>(&self, events: &[E]) -> Result<(), ProjectionError> {
-        self.tokens.apply(events)?;
-        self.clients.apply(events)?;
-        self.audit.apply(events)?;
-        self.consents.apply(events)?;
-        self.users.apply(events)?;
-        Ok(())
+        self.apply_all_but_audit(events)?;
+        self.audit.apply(events)
     }
 
     /// [`ReadModels::apply`] on two threads: the audit postings on one, the other projections
@@ -76,12 +72,7 @@ impl ReadModels {
     ) -> Result<(), ProjectionError> {
         std::thread::scope(|s| {
             let audit = s.spawn(|| self.audit.apply(events));
-            let rest = self
-                .tokens
-                .apply(events)
-                .and_then(|()| self.clients.apply(events))
-                .and_then(|()| self.consents.apply(events))
-                .and_then(|()| self.users.apply(events));
+            let rest = self.apply_all_but_audit(events);
             let audit = audit.join().unwrap_or_else(|_| {
                 Err(ProjectionError::Corrupt(
                     "the audit projection's thread panicked".into(),
@@ -89,6 +80,18 @@ impl ReadModels {
             });
             rest.and(audit)
         })
+    }
+
+    /// The projections are independent trees with checkpoints of their own, so the order in
+    /// which they apply a batch does not matter.
+    fn apply_all_but_audit<E: AsRef<RecordedEvent>>(
+        &self,
+        events: &[E],
+    ) -> Result<(), ProjectionError> {
+        self.tokens.apply(events)?;
+        self.clients.apply(events)?;
+        self.consents.apply(events)?;
+        self.users.apply(events)
     }
 
     /// Deletes every projection's rows and checkpoint, ready for a rebuild.
