@@ -11,7 +11,7 @@
 #[path = "fixtures.rs"]
 mod fixtures;
 
-use authledger::store::{EventStore, NewEvent, SledStore};
+use authledger::store::{EventStore, Log, NewEvent};
 use domain::event::{client_stream, token_stream};
 use domain::values::ClientId;
 use domain::Metadata;
@@ -28,7 +28,7 @@ fn main() {
     let clients: u64 = args.next().map(|c| c.parse().unwrap()).unwrap_or(1000);
     std::fs::create_dir_all(&dir).unwrap();
     // The signing keys and the admin client come from `authledger init`, run before.
-    let store = SledStore::open(&dir.join(authledger::engine::STORE_DIR)).unwrap();
+    let store = Log::embedded(&dir.join(authledger::store::segments::LOG_DIR)).unwrap();
     let started = Instant::now();
     let meta = Metadata::system();
     let mut written = 0u64;

@@ -18,7 +18,11 @@ pub struct Application {
     shutdown: tokio::sync::watch::Sender<bool>,
     addr: SocketAddr,
     data_dir: PathBuf,
+    engine: Arc<Engine>,
 }
+
+/// How often the server saves checkpoints of the projections and the log's index.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Walks the hash chain before serving; a broken chain stops the start unless allowed.
 fn verify_log(engine: &Engine, full: bool, allow_unverified: bool) -> anyhow::Result<()> {
@@ -76,6 +80,7 @@ impl Application {
             config.allow_unverified,
         )?;
         crate::engine::catch_up(&engine.store, &engine.models, |_| {}).map_err(opening)?;
+        engine.start_checkpointer(CHECKPOINT_EVERY);
         let (keys, key_actor) = start_keys(&engine, &config.keys, Some(config.key_check)).await?;
         ensure_initialized(&engine).await?;
         let listener = TcpListener::bind(&config.bind)
@@ -127,6 +132,7 @@ impl Application {
             shutdown,
             addr,
             data_dir: config.data_dir,
+            engine,
         })
     }
 
@@ -150,6 +156,9 @@ impl Application {
         self.shutdown.send_replace(true);
         handle.stop(true).await;
         let _ = running.await;
+        // Everything acknowledged is in the log already; the checkpoints make the next start
+        // short.
+        self.engine.close();
         let _ = std::fs::remove_file(self.data_dir.join(SERVER_FILE));
         Ok(())
     }

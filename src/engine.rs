@@ -1,23 +1,33 @@
-//! The engine: the event store, the local projections fed by it, and the actor registry. Both
+//! The engine: the event log, the local projections fed by it, and the actor registry. Both
 //! the HTTP server and the CLI (when the server is stopped) work through it.
+//!
+//! A data directory holds `LOCK` (one process at a time), `log/` (the segment files and the
+//! log's checkpoint) and `projections/` (each projection's checkpoint). A directory written by
+//! the sled release (`store/`) is imported into `log/` on first open (see
+//! [`crate::store::sled_import`]) and left in place for the operator to remove.
 
 use crate::actors::{Registry, UserActor};
-use crate::store::sled_store::{
-    decode, open_db_with_cache, raw_range, SledStore, SERVING_CACHE_BYTES,
-};
+use crate::store::checkpoints::FileCheckpoints;
+use crate::store::lock::DirLock;
+use crate::store::log::{decode, system_clock, Clock, Log, Medium};
+use crate::store::segments::{SegmentFiles, DEFAULT_SEGMENT_BYTES, LOG_DIR};
 use crate::store::{EventStore, StoreError};
-use projections::ReadModels;
+use projections::{CheckpointStore, ReadModels};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Directory of the sled database inside the data directory.
-pub const STORE_DIR: &str = "store";
+/// Directory of the sled database a data directory of the previous release holds.
+pub const SLED_STORE_DIR: &str = "store";
+/// Directory of the projections' checkpoints inside the data directory.
+pub const PROJECTIONS_DIR: &str = "projections";
+/// Environment variable that sets the size of new log segments, in MiB (default 64).
+pub const SEGMENT_MB_ENV: &str = "AUTHLEDGER_SEGMENT_MB";
 
 /// The write side and the local read side of one data directory.
 pub struct Engine {
     /// The event log.
-    pub store: Arc<SledStore>,
+    pub store: Arc<Log>,
     /// The local read models, applied before appenders are answered.
     pub models: Arc<ReadModels>,
     /// The client actors.
@@ -25,6 +35,13 @@ pub struct Engine {
     /// The data directory.
     pub data_dir: PathBuf,
     users: std::sync::Mutex<Option<actix::Addr<UserActor>>>,
+    checkpoints: FileCheckpoints,
+    checkpointer: std::sync::Mutex<Option<Checkpointer>>,
+}
+
+struct Checkpointer {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// An engine that could not open.
@@ -41,47 +58,96 @@ pub enum EngineError {
     Invalid(String),
 }
 
+fn segment_bytes() -> u64 {
+    std::env::var(SEGMENT_MB_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|mb| *mb > 0)
+        .map_or(DEFAULT_SEGMENT_BYTES, |mb| mb * 1024 * 1024)
+}
+
 impl Engine {
-    /// Opens a data directory: the store, the projections (caught up with the log) and the
-    /// registry. Catching up reads only the events after the projections' checkpoint.
+    /// Opens a data directory: the log, the projections (caught up with the log) and the
+    /// registry. Catching up reads only the events after the projections' checkpoints.
     pub fn open(data_dir: &Path, actor_idle: Duration) -> Result<Self, EngineError> {
         let engine = Self::open_stale(data_dir, actor_idle)?;
         catch_up(&engine.store, &engine.models, |_| {})?;
         Ok(engine)
     }
 
-    /// Opens without catching the projections up: for `replay`, which rebuilds them anyway.
+    /// Opens without catching the projections up: the server verifies the chain first, and
+    /// `replay` rebuilds them anyway.
     pub fn open_stale(data_dir: &Path, actor_idle: Duration) -> Result<Self, EngineError> {
-        Self::open_stale_with_cache(data_dir, actor_idle, SERVING_CACHE_BYTES)
+        Self::open_with_clock(data_dir, actor_idle, system_clock())
     }
 
-    /// [`Engine::open_stale`] with a page cache of `cache_bytes` (a rebuild wants a larger one).
-    pub fn open_stale_with_cache(
+    /// [`Engine::open_stale`] with the clock that stamps recorded events.
+    pub fn open_with_clock(
         data_dir: &Path,
         actor_idle: Duration,
-        cache_bytes: u64,
+        clock: Clock,
     ) -> Result<Self, EngineError> {
-        let db = open_db_with_cache(&data_dir.join(STORE_DIR), cache_bytes)?;
-        let models = Arc::new(ReadModels::open(&db)?);
+        let lock = DirLock::acquire(data_dir)?;
+        let log_dir = data_dir.join(LOG_DIR);
+        let sled_dir = data_dir.join(SLED_STORE_DIR);
+        if !log_dir.exists() && sled_dir.join("db").exists() {
+            crate::store::sled_import::import(&sled_dir, &log_dir, |_| {})?;
+        }
+        let (files, _recovery) = SegmentFiles::open(&log_dir, segment_bytes())?;
+        let medium: Arc<dyn Medium> = Arc::new(files);
+        let checkpoints = FileCheckpoints::new(&data_dir.join(PROJECTIONS_DIR));
+        let engine = Self::assemble(medium, checkpoints, actor_idle, clock, data_dir)?;
+        engine.store.hold(lock);
+        Ok(engine)
+    }
+
+    /// An engine whose log and projections live in memory only (tests).
+    pub fn in_memory(actor_idle: Duration) -> Result<Self, EngineError> {
+        let medium: Arc<dyn Medium> = Arc::new(crate::store::MemoryMedium::new());
+        Self::assemble(
+            medium,
+            FileCheckpoints::disabled(),
+            actor_idle,
+            system_clock(),
+            Path::new("/nonexistent"),
+        )
+    }
+
+    fn assemble(
+        medium: Arc<dyn Medium>,
+        checkpoints: FileCheckpoints,
+        actor_idle: Duration,
+        clock: Clock,
+        data_dir: &Path,
+    ) -> Result<Self, EngineError> {
+        let models = Arc::new(ReadModels::open(&checkpoints)?);
         let hook_models = models.clone();
-        let log = db
-            .open_tree(crate::store::sled_store::LOG_TREE)
-            .map_err(StoreError::from)?;
-        let store = Arc::new(SledStore::start(
-            db,
+        let hook_medium = medium.clone();
+        let store = Arc::new(Log::start(
+            medium,
             Box::new(move |events| {
                 if let Err(e) = hook_models.apply(events) {
                     // The events are durable. A projection refuses to apply past a gap, so it
                     // first catches up from the log, then takes this group again.
                     tracing::warn!(error = %e, "projection behind the log; catching up");
-                    let repaired = catch_up_from_tree(&log, &hook_models)
+                    let repaired = catch_up_from_medium(&*hook_medium, &hook_models)
                         .and_then(|_| hook_models.apply(events).map_err(EngineError::from));
                     if let Err(e) = repaired {
                         tracing::error!(error = %e, "applying events to the projections failed");
                     }
                 }
             }),
+            clock,
         )?);
+        // A checkpoint from a longer log than this one (a restored backup) is not this log's.
+        let head = store.head_position();
+        if models.checkpoint_max()? > head {
+            tracing::warn!(
+                head,
+                "projection checkpoints are ahead of the log; rebuilding the projections"
+            );
+            models.clear()?;
+        }
         let registry = Registry::new(
             store.clone() as Arc<dyn EventStore>,
             models.clone(),
@@ -93,7 +159,82 @@ impl Engine {
             registry,
             data_dir: data_dir.to_owned(),
             users: std::sync::Mutex::new(None),
+            checkpoints,
+            checkpointer: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Saves the projections' and the log's checkpoints now.
+    pub fn checkpoint(&self) -> Result<u64, EngineError> {
+        let log = self.store.checkpoint()?;
+        let models = self.models.save_checkpoints(&self.checkpoints)?;
+        Ok(log.min(models))
+    }
+
+    /// Saves checkpoints in the background every `every` (the server's checkpointer), so
+    /// that a start applies only the log written since the last one.
+    pub fn start_checkpointer(self: &Arc<Self>, every: Duration) {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let engine = Arc::downgrade(self);
+        let thread = std::thread::Builder::new()
+            .name("authledger-checkpointer".into())
+            .spawn(move || {
+                let mut saved = 0u64;
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    let Some(engine) = engine.upgrade() else {
+                        return;
+                    };
+                    let head = engine.store.head_position();
+                    if head == saved {
+                        continue;
+                    }
+                    let started = std::time::Instant::now();
+                    match engine.checkpoint() {
+                        Ok(at) => {
+                            saved = head;
+                            tracing::debug!(
+                                position = at,
+                                ms = started.elapsed().as_millis() as u64,
+                                "checkpoint saved"
+                            );
+                        }
+                        // A full disk, say: the log is still the truth; try again later.
+                        Err(e) => tracing::warn!(error = %e, "saving a checkpoint failed"),
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => {
+                if let Ok(mut slot) = self.checkpointer.lock() {
+                    *slot = Some(Checkpointer { stop, thread });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the checkpointer did not start"),
+        }
+    }
+
+    /// Stops the writer (after what is queued), then saves the checkpoints.
+    pub fn close(&self) {
+        if let Ok(mut slot) = self.checkpointer.lock() {
+            if let Some(c) = slot.take() {
+                let _ = c.stop.send(());
+                let _ = c.thread.join();
+            }
+        }
+        self.store.close();
+        if self.store.write_failure().is_none() {
+            if let Err(e) = self.models.save_checkpoints(&self.checkpoints) {
+                tracing::warn!(error = %e, "saving the projections' checkpoints at close failed");
+            }
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -120,14 +261,13 @@ impl Engine {
     }
 }
 
-/// Events applied per atomic projection batch when catching up. Small: sled holds one epoch
-/// guard for a whole batch, and huge ones bloat its memory and slow it down.
-const REPLAY_BATCH: usize = 512;
+/// Events applied per projection batch when catching up.
+const REPLAY_BATCH: usize = 4096;
 
 /// Applies every event after the projections' checkpoint; `progress` hears how many were
 /// applied so far.
 pub fn catch_up(
-    store: &SledStore,
+    store: &Log,
     models: &ReadModels,
     progress: impl FnMut(u64),
 ) -> Result<u64, EngineError> {
@@ -139,18 +279,22 @@ pub fn catch_up(
     )
 }
 
-/// The writer's own catch-up, from inside its commit hook: it reads the `log` tree directly,
-/// since the group being committed is not yet below the store's durable head.
-fn catch_up_from_tree(log: &sled::Tree, models: &ReadModels) -> Result<u64, EngineError> {
+/// The writer's own catch-up, from inside its commit hook: it reads the medium directly, since
+/// the group being committed is not yet below the log's durable head.
+fn catch_up_from_medium(medium: &dyn Medium, models: &ReadModels) -> Result<u64, EngineError> {
     let from = models.checkpoint()? + 1;
-    apply_in_batches(models, raw_range(log, from), |_| {})
+    apply_in_batches(
+        models,
+        medium.scan(from, u64::MAX).map(|r| r.map(|(_, b)| b)),
+        |_| {},
+    )
 }
 
-/// Applies the log from its first event into `models` (fresh ones, in another database), up
-/// to and including the last event recorded at or before `until` (all of it when `None`).
-/// Answers the events applied and the last position applied.
+/// Applies the log from its first event into `models` (fresh ones), up to and including the
+/// last event recorded at or before `until` (all of it when `None`). Answers the events
+/// applied and the last position applied.
 pub fn rebuild_into(
-    store: &SledStore,
+    store: &Log,
     models: &ReadModels,
     until: Option<time::OffsetDateTime>,
     progress: impl FnMut(u64),
@@ -161,9 +305,21 @@ pub fn rebuild_into(
     Ok((applied, last))
 }
 
+/// Saves `models` as checkpoints in `dir` (a view of the past, a rebuild).
+pub fn save_models(models: &ReadModels, dir: &Path) -> Result<(), EngineError> {
+    models.save_checkpoints(&FileCheckpoints::new(dir))?;
+    Ok(())
+}
+
+/// Opens the models checkpointed in `dir`.
+pub fn load_models(dir: &Path) -> Result<ReadModels, EngineError> {
+    let source: &dyn CheckpointStore = &FileCheckpoints::new(dir);
+    Ok(ReadModels::open(source)?)
+}
+
 fn apply_in_batches(
     models: &ReadModels,
-    stored: impl Iterator<Item = Result<sled::IVec, StoreError>>,
+    stored: impl Iterator<Item = Result<Vec<u8>, StoreError>>,
     progress: impl FnMut(u64),
 ) -> Result<u64, EngineError> {
     let mut last = models.checkpoint()?;
@@ -175,7 +331,7 @@ fn apply_in_batches(
 /// positions is a run compaction removed: the projections step over it.
 fn apply_in_batches_until(
     models: &ReadModels,
-    stored: impl Iterator<Item = Result<sled::IVec, StoreError>>,
+    stored: impl Iterator<Item = Result<Vec<u8>, StoreError>>,
     until: Option<time::OffsetDateTime>,
     last: &mut u64,
     mut progress: impl FnMut(u64),

@@ -15,7 +15,7 @@
 //! compacts until an operator asks (`authledger compact`, `POST /admin/api/compact`).
 
 use crate::engine::{Engine, EngineError};
-use crate::store::sled_store::chain_hash;
+use crate::store::log::chain_hash;
 use crate::store::verify::CompactedRun;
 use crate::store::{EventStore, NewEvent, StoreError};
 use domain::event::{CompactedRange, HistoryCompacted, RETENTION_STREAM};
@@ -118,9 +118,9 @@ pub fn compact(
             if position >= limit {
                 break;
             }
-            let e = crate::store::sled_store::decode(&bytes)?;
+            let e = crate::store::log::decode(&bytes)?;
             if eligible(engine, class, cutoff, &e) {
-                picked.push((e, bytes.to_vec()));
+                picked.push((e, bytes));
                 if picked.len() == batch {
                     break;
                 }

@@ -36,6 +36,9 @@ pub enum ServiceError {
     /// The server failed.
     #[error("{0}")]
     Internal(String),
+    /// The store cannot take writes now; nothing was recorded.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<CommandError> for ServiceError {
@@ -57,8 +60,11 @@ impl From<CommandError> for ServiceError {
             }
             CommandError::User(e) => ServiceError::Conflict(e.to_string()),
             CommandError::Keys(e) => ServiceError::Invalid(e),
+            CommandError::Store(
+                e @ (crate::store::StoreError::Corrupt(_) | crate::store::StoreError::Corrupted(_)),
+            ) => ServiceError::Internal(e.to_string()),
             e @ (CommandError::Store(_) | CommandError::Unavailable(_)) => {
-                ServiceError::Internal(e.to_string())
+                ServiceError::Unavailable(e.to_string())
             }
         }
     }

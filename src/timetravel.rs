@@ -1,20 +1,20 @@
 //! Time travel: the read models as they were at a moment, built into a view of their own.
 //!
 //! `replay --as-of T` applies every event recorded at or before `T` into a fresh set of
-//! projections in `<data dir>/views/as-of-<T in ns>/`, a sled database apart from the live one,
-//! and records what it holds. Nothing writes to a view after it is built: `client show --as-of`
+//! projections, saved as checkpoints in `<data dir>/views/as-of-<T in ns>/` apart from the
+//! live ones, with a description of what it holds. Nothing writes to a view after it is built: `client show --as-of`
 //! and `audit query --as-of` read from it (building it first when it is missing), and
 //! deleting the `views` directory loses nothing but time.
 
-use crate::engine::{rebuild_into, Engine, EngineError};
+use crate::engine::{load_models, rebuild_into, save_models, Engine, EngineError};
 use projections::ReadModels;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Directory of the views inside the data directory.
 pub const VIEWS_DIR: &str = "views";
-/// Key of the view's description in its `view` tree.
-const META: &[u8] = b"meta";
+/// The view's description, written last: a view without one was never finished.
+const META: &str = "view.json";
 
 /// What a view holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +36,6 @@ pub struct View {
     pub models: ReadModels,
     /// What it holds.
     pub info: ViewInfo,
-    _db: sled::Db,
 }
 
 fn view_path(engine: &Engine, as_of: time::OffsetDateTime) -> PathBuf {
@@ -53,7 +52,7 @@ pub fn open_or_build(
     as_of: time::OffsetDateTime,
     progress: impl FnMut(u64),
 ) -> Result<View, EngineError> {
-    // One view at a time: sled lets one handle at a time open a database.
+    // One view at a time: two builds of the same view would write the same files.
     static OPENING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = OPENING.lock().unwrap_or_else(|p| p.into_inner());
     if as_of > time::OffsetDateTime::now_utc() {
@@ -62,22 +61,16 @@ pub fn open_or_build(
         ));
     }
     let path = view_path(engine, as_of);
-    let db = crate::store::sled_store::open_db(&path)?;
-    let meta = db
-        .open_tree("view")
-        .map_err(crate::store::StoreError::from)?;
-    let models = ReadModels::open(&db)?;
-    if let Some(bytes) = meta.get(META).map_err(crate::store::StoreError::from)? {
+    if let Ok(bytes) = std::fs::read(path.join(META)) {
         if let Ok(info) = serde_json::from_slice::<ViewInfo>(&bytes) {
             return Ok(View {
-                models,
+                models: load_models(&path)?,
                 info,
-                _db: db,
             });
         }
     }
     // Missing or unfinished (its description is written last): build from scratch.
-    models.clear()?;
+    let models = ReadModels::open(&projections::NoCheckpoints)?;
     let (events, position) = rebuild_into(&engine.store, &models, Some(as_of), progress)?;
     let info = ViewInfo {
         as_of,
@@ -85,13 +78,9 @@ pub fn open_or_build(
         events,
         path: path.clone(),
     };
+    save_models(&models, &path)?;
     let bytes = serde_json::to_vec(&info).map_err(|e| EngineError::Invalid(e.to_string()))?;
-    meta.insert(META, bytes)
-        .map_err(crate::store::StoreError::from)?;
-    db.flush().map_err(crate::store::StoreError::from)?;
-    Ok(View {
-        models,
-        info,
-        _db: db,
-    })
+    crate::store::segments::write_atomically(&path.join(META), &bytes)
+        .map_err(|e| EngineError::Invalid(format!("saving the view: {e}")))?;
+    Ok(View { models, info })
 }

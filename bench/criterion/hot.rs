@@ -5,7 +5,7 @@
 //!   postings derive from an event;
 //! - `event`: encoding a recorded event as stored, and decoding it back;
 //! - `sign`: one access token per algorithm, as the server signs it;
-//! - `replay`: 10,000 mixed events applied to fresh projections in a temporary sled database.
+//! - `replay`: 10,000 mixed events applied to fresh in-memory projections.
 //!
 //! The figures of `bench/compare.sh` (whole requests) and `bench/replay.sh` (whole logs) are
 //! what users see; these tell which piece moved when those do.
@@ -15,7 +15,7 @@
 mod fixtures;
 
 use authledger::keys::{AccessTokenClaims, Keyring};
-use authledger::store::sled_store::decode;
+use authledger::store::log::decode;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use domain::client::{evolve, ClientState};
 use domain::event::{client_stream, token_stream, Event, GENESIS_HASH};
@@ -147,16 +147,12 @@ fn replay(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("projections_10k_events", |b| {
         b.iter_batched(
-            || {
-                let db = sled::Config::new().temporary(true).open().unwrap();
-                let models = ReadModels::open(&db).unwrap();
-                (db, models)
-            },
-            |(db, models)| {
+            || ReadModels::open(&projections::NoCheckpoints).unwrap(),
+            |models| {
                 for chunk in log.chunks(512) {
                     models.apply(chunk).unwrap();
                 }
-                (db, models)
+                models
             },
             BatchSize::PerIteration,
         )

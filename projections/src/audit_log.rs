@@ -6,7 +6,7 @@
 //! event. Blocks depend only on positions, so any batching of the same events builds the same
 //! rows. The time index keeps, for each distinct recorded time (ms), the first position.
 
-use crate::storage::{CheckpointedTree, ProjectionError, Write};
+use crate::storage::{CheckpointStore, CheckpointedTree, ProjectionError, Write};
 use domain::RecordedEvent;
 use std::collections::BTreeMap;
 use std::iter::Peekable;
@@ -177,7 +177,7 @@ fn decode_positions(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
     })
 }
 
-/// The audit indexes and their storage (tree `proj.audit`).
+/// The audit indexes and their storage (projection `audit`).
 pub struct AuditLog {
     pub(crate) store: CheckpointedTree,
 }
@@ -185,10 +185,10 @@ pub struct AuditLog {
 type PositionIter = Box<dyn Iterator<Item = Result<u64, ProjectionError>>>;
 
 impl AuditLog {
-    /// Opens the indexes in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, ProjectionError> {
+    /// Opens the indexes from their last checkpoint in `source`.
+    pub fn open(source: &dyn CheckpointStore) -> Result<Self, ProjectionError> {
         Ok(Self {
-            store: CheckpointedTree::open(db, "proj.audit")?,
+            store: CheckpointedTree::open(source, "audit")?,
         })
     }
 
@@ -258,7 +258,7 @@ impl AuditLog {
         log: &dyn EventLookup,
     ) -> Result<(), ProjectionError> {
         let (rows, _) = postings(events, None);
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::storage::Batch::default();
         for (k, gone) in rows {
             let Some(v) = self.store.tree.get(&k)? else {
                 continue;
@@ -325,7 +325,8 @@ impl AuditLog {
         let start = key(prefix, name, from / BLOCK);
         let end = key(prefix, name, to / BLOCK);
         let rows = self.store.tree.range(start..=end);
-        let rows: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match order {
+        type Row = Result<(Vec<u8>, Vec<u8>), ProjectionError>;
+        let rows: Box<dyn Iterator<Item = Row>> = match order {
             Order::Ascending => Box::new(rows),
             Order::Descending => Box::new(rows.rev()),
         };
@@ -342,7 +343,7 @@ impl AuditLog {
                         }
                         ps
                     }
-                    Err(e) => vec![Err(e.into())],
+                    Err(e) => vec![Err(e)],
                 }
             }),
         )

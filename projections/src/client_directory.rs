@@ -3,7 +3,7 @@
 //! Every row is also held in memory: each token, introspection and revocation request reads
 //! it, and the whole directory of even 100,000 clients is a few tens of megabytes.
 
-use crate::storage::{CheckpointedTree, ProjectionError, Write};
+use crate::storage::{CheckpointStore, CheckpointedTree, ProjectionError, Write};
 use domain::client::{evolve, Client, ClientState};
 use domain::event::Event;
 use domain::RecordedEvent;
@@ -59,16 +59,16 @@ pub fn apply_one(current: Option<ClientView>, event: &RecordedEvent) -> Option<C
     }
 }
 
-/// The client directory and its storage (tree `proj.clients`).
+/// The client directory and its storage (projection `clients`).
 pub struct ClientDirectory {
     pub(crate) store: CheckpointedTree,
     cache: RwLock<HashMap<String, Arc<ClientView>>>,
 }
 
 impl ClientDirectory {
-    /// Opens the directory in `db` and loads it into memory.
-    pub fn open(db: &sled::Db) -> Result<Self, ProjectionError> {
-        let store = CheckpointedTree::open(db, "proj.clients")?;
+    /// Opens the directory from its last checkpoint in `source`.
+    pub fn open(source: &dyn CheckpointStore) -> Result<Self, ProjectionError> {
+        let store = CheckpointedTree::open(source, "clients")?;
         let mut cache = HashMap::new();
         for row in store.tree.scan_prefix(b"c") {
             let (_, v) = row?;

@@ -1,7 +1,7 @@
 //! Consents: which clients each user has authorized, with which scopes and since when. It
 //! serves the `/account` page and the "already approved" check of `/authorize`.
 
-use crate::storage::{CheckpointedTree, ProjectionError, Write};
+use crate::storage::{CheckpointStore, CheckpointedTree, ProjectionError, Write};
 use domain::event::Event;
 use domain::values::{ClientId, Scope, UserId};
 use domain::RecordedEvent;
@@ -54,16 +54,16 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
     }
 }
 
-/// The consents and their storage (tree `proj.consents`).
+/// The consents and their storage (projection `consents`).
 pub struct Consents {
     pub(crate) store: CheckpointedTree,
 }
 
 impl Consents {
-    /// Opens the projection in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, ProjectionError> {
+    /// Opens the projection from its last checkpoint in `source`.
+    pub fn open(source: &dyn CheckpointStore) -> Result<Self, ProjectionError> {
         Ok(Self {
-            store: CheckpointedTree::open(db, "proj.consents")?,
+            store: CheckpointedTree::open(source, "consents")?,
         })
     }
 

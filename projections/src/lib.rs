@@ -1,6 +1,7 @@
-//! authledger's read models. Each projection is a pure function of recorded events plus its
-//! sled storage and a checkpoint (the last global position it applied), so any of them can be
-//! dropped and rebuilt from the log with the same result.
+//! authledger's read models. Each projection is a pure function of recorded events, kept in
+//! memory with a checkpoint (the last global position it applied) and saved now and then to a
+//! [`CheckpointStore`], so any of them can be dropped and rebuilt from the log with the same
+//! result.
 #![warn(missing_docs)]
 
 pub mod audit_log;
@@ -13,7 +14,9 @@ pub mod users;
 pub use audit_log::{AuditFilter, AuditLog, AuditPage, AuditQuery, EventLookup, Order};
 pub use client_directory::{ClientDirectory, ClientView};
 pub use consents::{Consent, Consents};
-pub use storage::{ProjectionError, Rows, Write};
+pub use storage::{
+    CheckpointStore, Map, NoCheckpoints, ProjectionError, Rows, Write, CHECKPOINT as CHECKPOINT_KEY,
+};
 pub use token_index::{TokenIndex, TokenRecord, TokenView};
 pub use users::{UserDirectory, UserView};
 
@@ -34,15 +37,33 @@ pub struct ReadModels {
 }
 
 impl ReadModels {
-    /// Opens (or creates) every projection in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, ProjectionError> {
+    /// Opens every projection from its last checkpoint in `source` (empty where it has none).
+    pub fn open(source: &dyn CheckpointStore) -> Result<Self, ProjectionError> {
         Ok(Self {
-            tokens: TokenIndex::open(db)?,
-            clients: ClientDirectory::open(db)?,
-            audit: AuditLog::open(db)?,
-            consents: Consents::open(db)?,
-            users: UserDirectory::open(db)?,
+            tokens: TokenIndex::open(source)?,
+            clients: ClientDirectory::open(source)?,
+            audit: AuditLog::open(source)?,
+            consents: Consents::open(source)?,
+            users: UserDirectory::open(source)?,
         })
+    }
+
+    /// Saves a copy of every projection to `target`. Each copy is taken in O(1) and written
+    /// without holding the projection, so appends go on meanwhile; each carries its own
+    /// checkpoint, so copies taken at slightly different positions are still each exact.
+    /// Answers the lowest position saved.
+    pub fn save_checkpoints(&self, target: &dyn CheckpointStore) -> Result<u64, ProjectionError> {
+        let mut lowest = u64::MAX;
+        for (name, store) in self.stores() {
+            let copy = store.tree.snapshot();
+            let at = match copy.get(storage::CHECKPOINT) {
+                Some(v) => storage::u64_from(v)?,
+                None => 0,
+            };
+            lowest = lowest.min(at);
+            target.save(name, &copy)?;
+        }
+        Ok(lowest)
     }
 
     /// The lowest checkpoint of all projections: catching up starts after it.
@@ -56,6 +77,16 @@ impl ReadModels {
             .min(self.users.checkpoint()?))
     }
 
+    /// The highest checkpoint of all projections: a log shorter than this is not the one they
+    /// were built from.
+    pub fn checkpoint_max(&self) -> Result<u64, ProjectionError> {
+        let mut max = 0;
+        for (_, s) in self.stores() {
+            max = max.max(s.checkpoint()?);
+        }
+        Ok(max)
+    }
+
     /// Applies events in global order; each projection skips what it already applied.
     pub fn apply<E: AsRef<RecordedEvent>>(&self, events: &[E]) -> Result<(), ProjectionError> {
         self.apply_all_but_audit(events)?;
@@ -64,8 +95,8 @@ impl ReadModels {
 
     /// [`ReadModels::apply`] on two threads: the audit postings on one, the other projections
     /// on the other. For catching up in large batches, where most of the time goes into
-    /// sled's writes; the commit hook's small groups would pay more for the thread than it
-    /// saves.
+    /// building postings; the commit hook's small groups would pay more for the thread than
+    /// it saves.
     pub fn apply_split<E: AsRef<RecordedEvent> + Sync>(
         &self,
         events: &[E],
@@ -118,17 +149,18 @@ impl ReadModels {
 
     fn stores(&self) -> [(&'static str, &storage::CheckpointedTree); 5] {
         [
-            ("tokens", &self.tokens.store),
-            ("clients", &self.clients.store),
-            ("audit", &self.audit.store),
-            ("consents", &self.consents.store),
-            ("users", &self.users.store),
+            &self.tokens.store,
+            &self.clients.store,
+            &self.audit.store,
+            &self.consents.store,
+            &self.users.store,
         ]
+        .map(|s| (s.name, s))
     }
 
-    /// Each projection's name and tree.
-    fn trees(&self) -> [(&'static str, &sled::Tree); 5] {
-        self.stores().map(|(name, s)| (name, &s.tree))
+    /// Each projection's name and a consistent copy of its rows.
+    fn trees(&self) -> [(&'static str, Map); 5] {
+        self.stores().map(|(name, s)| (name, s.tree.snapshot()))
     }
 
     /// Compares every row of every projection with `other` (a fresh build from the same log),
@@ -136,30 +168,30 @@ impl ReadModels {
     pub fn compare(&self, other: &ReadModels, keep: usize) -> Result<Comparison, ProjectionError> {
         let mut out = Comparison::default();
         for ((name, live), (_, rebuilt)) in self.trees().into_iter().zip(other.trees()) {
-            let (mut a, mut b) = (live.iter(), rebuilt.iter());
-            let (mut next_a, mut next_b) = (a.next().transpose()?, b.next().transpose()?);
+            let (mut a, mut b) = (live.into_iter(), rebuilt.into_iter());
+            let (mut next_a, mut next_b) = (a.next(), b.next());
             loop {
                 let (key, live_value, rebuilt_value) = match (&next_a, &next_b) {
                     (None, None) => break,
                     (Some((ka, va)), Some((kb, vb))) if ka == kb => {
                         let row = (ka.clone(), Some(va.clone()), Some(vb.clone()));
-                        next_a = a.next().transpose()?;
-                        next_b = b.next().transpose()?;
+                        next_a = a.next();
+                        next_b = b.next();
                         row
                     }
                     (Some((ka, va)), Some((kb, _))) if ka < kb => {
                         let row = (ka.clone(), Some(va.clone()), None);
-                        next_a = a.next().transpose()?;
+                        next_a = a.next();
                         row
                     }
                     (Some((ka, va)), None) => {
                         let row = (ka.clone(), Some(va.clone()), None);
-                        next_a = a.next().transpose()?;
+                        next_a = a.next();
                         row
                     }
                     (_, Some((kb, vb))) => {
                         let row = (kb.clone(), None, Some(vb.clone()));
-                        next_b = b.next().transpose()?;
+                        next_b = b.next();
                         row
                     }
                 };
@@ -406,16 +438,13 @@ mod tests {
         .collect()
     }
 
-    fn open() -> (tempfile::TempDir, ReadModels) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let models = ReadModels::open(&db).unwrap();
-        (dir, models)
+    fn open() -> ReadModels {
+        ReadModels::open(&NoCheckpoints).unwrap()
     }
 
     #[test]
     fn the_read_models_reflect_the_history() {
-        let (_dir, m) = open();
+        let m = open();
         m.apply(&history()).unwrap();
         let t1 = m
             .tokens
@@ -441,7 +470,7 @@ mod tests {
 
     #[test]
     fn user_grants_are_reflected_for_the_decisions_that_need_them() {
-        let (_dir, m) = open();
+        let m = open();
         let history = history();
         m.apply(&history[..16]).unwrap();
         let user = UserId(Uuid::from_u128(77));
@@ -487,8 +516,8 @@ mod tests {
 
     #[test]
     fn applying_one_by_one_equals_a_full_rebuild_and_reapplying_changes_nothing() {
-        let (_d1, one) = open();
-        let (_d2, all) = open();
+        let one = open();
+        let all = open();
         for e in history() {
             one.apply(std::slice::from_ref(&e)).unwrap();
         }
@@ -523,7 +552,7 @@ mod tests {
 
     #[test]
     fn audit_queries_use_the_indexes_and_page_with_a_cursor() {
-        let (_dir, m) = open();
+        let m = open();
         m.apply(&history()).unwrap();
         let log = Log(history());
         let q = |q: AuditQuery| -> Vec<u64> {

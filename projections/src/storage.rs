@@ -1,13 +1,27 @@
-//! What the projections share: the write type of pure `apply`s and checkpointed trees.
+//! What the projections share: the write type of pure `apply`s, the in-memory ordered trees
+//! they keep their rows in, and the boundary to whatever stores their checkpoints.
+//!
+//! A projection's rows live in memory (an [`imbl::OrdMap`], so that taking a consistent copy
+//! for a background checkpoint is O(1) and never holds the writer up). Durability is the
+//! log's: a projection is only ever a function of it. A [`CheckpointStore`] keeps copies of
+//! the trees, each with the log position it reflects (the checkpoint row), so that a start
+//! applies only the events after it.
 
 use domain::RecordedEvent;
+use std::sync::RwLock;
 
 /// A storage failure of a projection.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
-    /// sled failed.
-    #[error("projection storage: {0}")]
-    Storage(#[from] sled::Error),
+    /// Writing or reading a checkpoint failed.
+    #[error("projection checkpoint {name}: {source}")]
+    Checkpoint {
+        /// The projection.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A stored row did not decode.
     #[error("projection row is corrupt: {0}")]
     Corrupt(String),
@@ -37,19 +51,156 @@ pub enum Write {
 /// Every row of a projection, in key order.
 pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// The checkpoint key: `0x00` sorts before every row prefix.
-const CHECKPOINT: &[u8] = b"\x00checkpoint";
+/// A projection's rows: an ordered map whose clones share structure.
+pub type Map = imbl::OrdMap<Vec<u8>, Vec<u8>>;
 
-/// A sled tree holding one projection's rows and its checkpoint, changed atomically.
+/// Where copies of the trees are kept between starts (files in a data directory, or nowhere).
+pub trait CheckpointStore: Send + Sync {
+    /// The last saved copy of projection `name`, if there is one that can be trusted. A copy
+    /// that fails its own checks is reported by the store and answered as `None`: the
+    /// projection is then rebuilt from the log.
+    fn load(&self, name: &str) -> Result<Option<Map>, ProjectionError>;
+    /// Saves a copy of projection `name` (its checkpoint row included), replacing the last
+    /// one only once the new copy is complete.
+    fn save(&self, name: &str, rows: &Map) -> Result<(), ProjectionError>;
+}
+
+/// Keeps nothing: every open starts empty (tests, scratch rebuilds).
+pub struct NoCheckpoints;
+
+impl CheckpointStore for NoCheckpoints {
+    fn load(&self, _name: &str) -> Result<Option<Map>, ProjectionError> {
+        Ok(None)
+    }
+    fn save(&self, _name: &str, _rows: &Map) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+}
+
+/// The checkpoint key: `0x00` sorts before every row prefix.
+pub const CHECKPOINT: &[u8] = b"\x00checkpoint";
+
+/// An in-memory ordered tree with the small surface the projections need.
+#[derive(Default)]
+pub(crate) struct Tree {
+    map: RwLock<Map>,
+}
+
+/// Changes applied to a tree at once.
+#[derive(Default)]
+pub(crate) struct Batch(Vec<Write>);
+
+impl Batch {
+    pub(crate) fn insert(&mut self, k: impl Into<Vec<u8>>, v: impl Into<Vec<u8>>) {
+        self.0.push(Write::Put(k.into(), v.into()));
+    }
+    pub(crate) fn remove(&mut self, k: impl Into<Vec<u8>>) {
+        self.0.push(Write::Delete(k.into()));
+    }
+}
+
+impl Tree {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Map> {
+        self.map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
+        self.map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, ProjectionError> {
+        Ok(self.read().get(k.as_ref()).cloned())
+    }
+
+    pub(crate) fn contains_key(&self, k: impl AsRef<[u8]>) -> Result<bool, ProjectionError> {
+        Ok(self.read().contains_key(k.as_ref()))
+    }
+
+    /// The rows between two keys (inclusive), copied out.
+    pub(crate) fn range(
+        &self,
+        range: std::ops::RangeInclusive<Vec<u8>>,
+    ) -> std::vec::IntoIter<Result<(Vec<u8>, Vec<u8>), ProjectionError>> {
+        let map = self.read();
+        let rows: Vec<_> = map
+            .range(range)
+            .map(|(k, v)| Ok((k.clone(), v.clone())))
+            .collect();
+        rows.into_iter()
+    }
+
+    /// The rows whose key starts with `prefix`, copied out.
+    pub(crate) fn scan_prefix(
+        &self,
+        prefix: impl AsRef<[u8]>,
+    ) -> std::vec::IntoIter<Result<(Vec<u8>, Vec<u8>), ProjectionError>> {
+        let prefix = prefix.as_ref();
+        let map = self.read();
+        let rows: Vec<_> = map
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| Ok((k.clone(), v.clone())))
+            .collect();
+        rows.into_iter()
+    }
+
+    pub(crate) fn apply_batch(&self, batch: Batch) -> Result<(), ProjectionError> {
+        let mut map = self.write();
+        for w in batch.0 {
+            match w {
+                Write::Put(k, v) => {
+                    map.insert(k, v);
+                }
+                Write::Delete(k) => {
+                    map.remove(&k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn remove(&self, k: impl AsRef<[u8]>) -> Result<(), ProjectionError> {
+        self.write().remove(k.as_ref());
+        Ok(())
+    }
+
+    pub(crate) fn clear(&self) -> Result<(), ProjectionError> {
+        *self.write() = Map::new();
+        Ok(())
+    }
+
+    /// A consistent copy of every row: O(1), the copy shares the tree's nodes.
+    pub(crate) fn snapshot(&self) -> Map {
+        self.read().clone()
+    }
+
+    pub(crate) fn replace(&self, map: Map) {
+        *self.write() = map;
+    }
+}
+
+/// A tree holding one projection's rows and its checkpoint, changed atomically.
 pub(crate) struct CheckpointedTree {
-    pub(crate) tree: sled::Tree,
+    pub(crate) tree: Tree,
+    pub(crate) name: &'static str,
 }
 
 impl CheckpointedTree {
-    pub(crate) fn open(db: &sled::Db, name: &str) -> Result<Self, ProjectionError> {
-        Ok(Self {
-            tree: db.open_tree(name)?,
-        })
+    /// The projection `name`, from its last checkpoint in `source` (empty without one).
+    pub(crate) fn open(
+        source: &dyn CheckpointStore,
+        name: &'static str,
+    ) -> Result<Self, ProjectionError> {
+        let tree = Tree::default();
+        if let Some(map) = source.load(name)? {
+            tree.replace(map);
+        }
+        Ok(Self { tree, name })
     }
 
     pub(crate) fn checkpoint(&self) -> Result<u64, ProjectionError> {
@@ -88,16 +239,9 @@ impl CheckpointedTree {
         writes: Vec<Write>,
         checkpoint: u64,
     ) -> Result<(), ProjectionError> {
-        let mut batch = sled::Batch::default();
-        for w in writes {
-            match w {
-                Write::Put(k, v) => batch.insert(k, v),
-                Write::Delete(k) => batch.remove(k),
-            }
-        }
-        batch.insert(CHECKPOINT, &checkpoint.to_be_bytes());
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        let mut batch = Batch(writes);
+        batch.insert(CHECKPOINT, checkpoint.to_be_bytes());
+        self.tree.apply_batch(batch)
     }
 
     /// Applies the writes that `changes` gives for each event past the checkpoint, and moves the
@@ -119,15 +263,15 @@ impl CheckpointedTree {
     }
 
     pub(crate) fn dump(&self) -> Result<Rows, ProjectionError> {
-        self.tree
-            .iter()
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into))
-            .collect()
+        Ok(self
+            .tree
+            .snapshot()
+            .into_iter()
+            .collect::<Vec<(Vec<u8>, Vec<u8>)>>())
     }
 
     pub(crate) fn clear(&self) -> Result<(), ProjectionError> {
-        self.tree.clear()?;
-        Ok(())
+        self.tree.clear()
     }
 }
 

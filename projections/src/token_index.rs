@@ -8,7 +8,7 @@
 //! Every fact is a row of its own (a revocation is `r` + jti), so `apply` never reads before it
 //! writes.
 
-use crate::storage::{CheckpointedTree, ProjectionError, Write};
+use crate::storage::{CheckpointStore, CheckpointedTree, ProjectionError, Write};
 use domain::event::{AccessTokenIssued, AuthorizationCodeIssued, Event, RefreshTokenIssued};
 use domain::grant::{CodeView, RefreshView};
 use domain::values::{ClientId, GrantType, Scope, TokenFormat};
@@ -245,16 +245,16 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
     }
 }
 
-/// The token index and its storage (tree `proj.tokens`).
+/// The token index and its storage (projection `tokens`).
 pub struct TokenIndex {
     pub(crate) store: CheckpointedTree,
 }
 
 impl TokenIndex {
-    /// Opens the index in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, ProjectionError> {
+    /// Opens the index from its last checkpoint in `source`.
+    pub fn open(source: &dyn CheckpointStore) -> Result<Self, ProjectionError> {
         Ok(Self {
-            store: CheckpointedTree::open(db, "proj.tokens")?,
+            store: CheckpointedTree::open(source, "tokens")?,
         })
     }
 
@@ -422,7 +422,7 @@ impl TokenIndex {
         for e in events {
             changes(e, &mut writes);
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::storage::Batch::default();
         for w in writes {
             if let Write::Put(k, _) = w {
                 if k.first() != Some(&b'F') {

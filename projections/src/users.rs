@@ -3,7 +3,7 @@
 //! Held in memory as well as in its tree: every sign-in and every page with a session reads
 //! it, and a million users fit in a few hundred megabytes at most.
 
-use crate::storage::{CheckpointedTree, ProjectionError, Write};
+use crate::storage::{CheckpointStore, CheckpointedTree, ProjectionError, Write};
 use domain::event::Event;
 use domain::user::{evolve, User, UserState};
 use domain::values::{PasswordHash, UserId, Username};
@@ -65,7 +65,7 @@ struct Cache {
     by_name: HashMap<String, UserId>,
 }
 
-/// The user directory and its storage (tree `proj.users`).
+/// The user directory and its storage (projection `users`).
 pub struct UserDirectory {
     pub(crate) store: CheckpointedTree,
     cache: RwLock<Cache>,
@@ -76,9 +76,9 @@ fn poisoned() -> ProjectionError {
 }
 
 impl UserDirectory {
-    /// Opens the directory in `db` and loads it into memory.
-    pub fn open(db: &sled::Db) -> Result<Self, ProjectionError> {
-        let store = CheckpointedTree::open(db, "proj.users")?;
+    /// Opens the directory from its last checkpoint in `source`.
+    pub fn open(source: &dyn CheckpointStore) -> Result<Self, ProjectionError> {
+        let store = CheckpointedTree::open(source, "users")?;
         let mut cache = Cache::default();
         for row in store.tree.scan_prefix(b"u") {
             let (_, v) = row?;

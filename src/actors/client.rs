@@ -480,15 +480,15 @@ mod tests {
     }
 
     use super::*;
-    use crate::store::{PendingAppend, SledStore, Subscription};
+    use crate::store::{Log, PendingAppend, Subscription};
     use domain::client::RegisterClient;
     use domain::token::IssueClientCredentialsToken;
     use domain::values::{GrantType, SecretHash, TokenFormat};
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    /// A sled store whose next append fails once, as a full disk would.
+    /// A store whose next append fails once, as a full disk would.
     struct FlakyStore {
-        inner: SledStore,
+        inner: Log,
         fail_next: AtomicBool,
     }
 
@@ -496,7 +496,7 @@ mod tests {
         fn append(&self, stream: &str, expected: u64, events: Vec<NewEvent>) -> PendingAppend {
             if self.fail_next.swap(false, Ordering::SeqCst) {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                let _ = tx.send(Err(StoreError::Io("disk full".into())));
+                let _ = tx.send(Err(StoreError::Unavailable("disk full".into())));
                 return PendingAppend::new(rx);
             }
             self.inner.append(stream, expected, events)
@@ -579,9 +579,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_failed_append_fails_every_pending_command_and_the_actor_recovers() {
-        let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(FlakyStore {
-            inner: SledStore::open(dir.path()).unwrap(),
+            inner: Log::in_memory().unwrap(),
             fail_next: AtomicBool::new(false),
         });
         let id = ClientId::parse("svc").unwrap();
@@ -593,7 +592,7 @@ mod tests {
         let second = addr.send(issue());
         assert!(matches!(
             first.await.unwrap(),
-            Err(CommandError::Store(StoreError::Io(_)))
+            Err(CommandError::Store(StoreError::Unavailable(_)))
         ));
         assert!(matches!(second.await.unwrap(), Err(CommandError::Store(_))));
         assert_eq!(store.stream_version("tokens-svc").unwrap(), 0);
@@ -607,8 +606,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_actor_restores_from_its_snapshot_without_folding_token_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn EventStore> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let store: Arc<dyn EventStore> = Arc::new(Log::in_memory().unwrap());
         let id = ClientId::parse("svc").unwrap();
         let deleted = domain::Event::ClientDeleted(domain::event::ClientDeleted {
             client_id: id.clone(),
@@ -645,8 +643,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_snapshot_is_compact_cbor_that_restores_the_same_client() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let store = Arc::new(Log::in_memory().unwrap());
         let id = ClientId::parse("svc").unwrap();
         let addr = start_registered(&id, store.clone()).await;
         drop(addr);
@@ -670,8 +667,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_revocation_that_records_nothing_answers_only_after_the_pending_one_is_durable() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let store = Arc::new(Log::in_memory().unwrap());
         let id = ClientId::parse("svc").unwrap();
         let addr = start_registered(&id, store.clone()).await;
         let mut revoked = 0;
@@ -707,8 +703,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_idle_actor_stops_and_tells_its_registry() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn EventStore> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let store: Arc<dyn EventStore> = Arc::new(Log::in_memory().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut tx = Some(tx);
         let _addr = ClientActor::restore(

@@ -14,6 +14,10 @@ pub enum AuditCommand {
     /// Walk the hash chain of the whole log: "verified N events, head hash H", or the first
     /// position where the chain breaks and why (exit status 1).
     Verify(VerifyArgs),
+    /// Write a signed checkpoint: the log's head position and hash, signed as a JWS with the
+    /// active signing key. Publish it where the data directory's owner cannot rewrite it;
+    /// `audit verify --checkpoint` then catches a log cut short or rewritten since.
+    Checkpoint(CheckpointArgs),
     /// Print the latest events, or every event from a position; with --follow, keep printing
     /// each new one as it is recorded (through the server's event stream).
     Tail(TailArgs),
@@ -25,6 +29,21 @@ pub struct VerifyArgs {
     /// Output format (table: one sentence; json: the full report).
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Also check the log against this signed checkpoint (written by `audit checkpoint`).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// The JWKS to check the checkpoint's signature with (default: the server's own keys;
+    /// give the JWKS published with the checkpoint once its key has retired).
+    #[arg(long, requires = "checkpoint")]
+    pub jwks: Option<PathBuf>,
+}
+
+/// Options of `audit checkpoint`.
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// Write the checkpoint to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 /// Which events: the filters `audit query` and `audit tail` share.
@@ -117,6 +136,7 @@ pub fn run(cmd: AuditCommand, data_dir: PathBuf) -> anyhow::Result<()> {
     let a = match cmd {
         AuditCommand::Query(a) => a,
         AuditCommand::Verify(v) => return verify(v, &data_dir),
+        AuditCommand::Checkpoint(c) => return checkpoint(c, &data_dir),
         AuditCommand::Tail(t) => return tail(t, &data_dir),
     };
     actix_rt::System::new().block_on(async move {
@@ -144,10 +164,67 @@ pub fn run(cmd: AuditCommand, data_dir: PathBuf) -> anyhow::Result<()> {
     })
 }
 
+fn checkpoint(args: CheckpointArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    actix_rt::System::new().block_on(async move {
+        let backend = Backend::open(data_dir)?;
+        let jws = backend.checkpoint().await?;
+        match &args.output {
+            Some(path) => {
+                std::fs::write(path, format!("{jws}\n"))?;
+                eprintln!("wrote a signed checkpoint to {}", path.display());
+            }
+            None => crate::say!("{jws}"),
+        }
+        Ok(())
+    })
+}
+
+fn verify_against_checkpoint(
+    backend: &Backend,
+    file: &std::path::Path,
+    jwks: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let jws = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("reading the checkpoint {}: {e}", file.display()))?;
+    let jwks = match jwks {
+        Some(p) => Some(serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("reading the JWKS {}: {e}", p.display()))?,
+        )?),
+        None => None,
+    };
+    let report = actix_rt::System::new().block_on(backend.verify_checkpoint(jws.trim(), jwks))?;
+    if json {
+        crate::say!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    if report["status"] == "verified" {
+        if !json {
+            crate::say!(
+                "the log holds the checkpoint of position {} (head hash {}, signed by key {})",
+                report["position"],
+                report["head_hash"].as_str().unwrap_or_default(),
+                report["kid"].as_str().unwrap_or_default()
+            );
+        }
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "{}",
+            report["reason"]
+                .as_str()
+                .unwrap_or("the checkpoint does not match the log")
+        ))
+    }
+}
+
 fn verify(args: VerifyArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
     use crate::store::verify::Verification;
     let json = args.format != Format::Table;
-    let backend = Backend::open(data_dir)?;
+    let backend = actix_rt::System::new().block_on(async { Backend::open(data_dir) })?;
+    if let Some(file) = &args.checkpoint {
+        return verify_against_checkpoint(&backend, file, args.jwks.as_deref(), json);
+    }
     let outcome = backend.verify(json)?;
     if json {
         crate::say!("{}", serde_json::to_string_pretty(&outcome)?);

@@ -109,6 +109,9 @@ impl Remote {
     }
 }
 
+/// The issuer a checkpoint signed with the server stopped names (no issuer is configured then).
+pub const OFFLINE_ISSUER: &str = "urn:authledger:offline";
+
 /// Where a command runs.
 pub enum Backend {
     /// A running server.
@@ -344,6 +347,65 @@ impl Backend {
                 let outcome = e.store.verify(|n| bar.set_position(n))?;
                 bar.finish_and_clear();
                 Ok(outcome)
+            }
+        }
+    }
+
+    /// A signed checkpoint of the log's head (a JWS).
+    pub async fn checkpoint(&self) -> anyhow::Result<String> {
+        match self {
+            Backend::Remote(r) => {
+                let v: serde_json::Value = Remote::answer(
+                    r.slow
+                        .post(&format!("{}/admin/api/audit/checkpoint", r.base))
+                        .header("Authorization", &r.auth())
+                        .send_empty(),
+                )?;
+                v["checkpoint"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("the server answered no checkpoint"))
+            }
+            Backend::Local(e) => {
+                let (keys, _) =
+                    super::init::start_keys(e, &super::init::key_settings_from_env(), None).await?;
+                let now = crate::http::token::unix_now();
+                Ok(crate::signed_checkpoint::sign(
+                    e,
+                    &keys,
+                    OFFLINE_ISSUER,
+                    now,
+                )?)
+            }
+        }
+    }
+
+    /// Checks the log against a checkpoint; `jwks` defaults to the server's own keys.
+    pub async fn verify_checkpoint(
+        &self,
+        jws: &str,
+        jwks: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.slow
+                    .post(&format!("{}/admin/api/audit/checkpoint/verify", r.base))
+                    .header("Authorization", &r.auth())
+                    .send_json(serde_json::json!({ "checkpoint": jws, "jwks": jwks })),
+            ),
+            Backend::Local(e) => {
+                let jwks = match jwks {
+                    Some(j) => j.to_string(),
+                    None => {
+                        let (keys, _) =
+                            super::init::start_keys(e, &super::init::key_settings_from_env(), None)
+                                .await?;
+                        keys.jwks().to_string()
+                    }
+                };
+                Ok(crate::http::admin::checkpoint_report(
+                    crate::signed_checkpoint::check(e, jws, &jwks),
+                ))
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod client;
 pub mod compact;
 pub mod init;
 pub mod keys;
+pub mod migrate;
 pub mod output;
 pub mod progress;
 pub mod replay;
@@ -66,6 +67,9 @@ pub enum Command {
     Keys(keys::KeysCommand),
     /// Delete and rebuild every projection from the log (the server must be stopped).
     Replay(replay::ReplayArgs),
+    /// Import a data directory written by the sled release (the server also does this on its
+    /// first start); the old store is verified on the way and left in place.
+    Migrate(migrate::MigrateArgs),
     /// Remove history that stopped mattering (expired tokens, spent assertions) in bounded
     /// batches; the hash chain stays verifiable. Works while the server runs.
     Compact(compact::CompactArgs),
@@ -94,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::Audit(cmd) => audit::run(cmd, data_dir),
         Command::Replay(args) => replay::run(args, data_dir),
         Command::Compact(args) => compact::run(args, data_dir),
+        Command::Migrate(args) => migrate::run(args, data_dir),
         Command::Keys(cmd) => keys::run(cmd, data_dir),
     };
     match result {

@@ -23,10 +23,6 @@ pub struct ReplayArgs {
     /// one; report every difference (exit status 1 if there is any). Changes nothing.
     #[arg(long)]
     pub verify: bool,
-    /// sled page cache for the rebuild, in MiB: larger rebuilds faster (256 MiB gives about
-    /// 10% over the server's 32 MiB on a million events) and raises peak memory as much.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(8..=65536))]
-    pub cache_mb: u64,
     /// Print the summary as JSON.
     #[arg(long, value_enum)]
     pub format: Option<super::Format>,
@@ -50,20 +46,17 @@ pub fn run(args: ReplayArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         if let Some(t) = &args.as_of {
             return as_of(&data_dir, t, json);
         }
-        let engine = Engine::open_stale_with_cache(
-            &data_dir,
-            Duration::from_secs(5),
-            args.cache_mb << 20,
-        )
+        let engine = Engine::open_stale(&data_dir, Duration::from_secs(5))
             .map_err(|e| explain_open_error(e, &data_dir))?;
         let bar = super::progress::events(engine.store.head_position(), json);
         bar.set_message("replay");
         let started = Instant::now();
         engine.models.clear()?;
         let applied = catch_up(&engine.store, &engine.models, |n| bar.set_position(n))?;
-        engine.store.db().flush()?;
         bar.finish_and_clear();
         let secs = started.elapsed().as_secs_f64();
+        // The rebuilt projections become the checkpoints the next start loads.
+        engine.checkpoint()?;
         let rate = if secs > 0.0 { applied as f64 / secs } else { 0.0 };
         if json {
             crate::say!(
@@ -107,13 +100,8 @@ fn as_of(data_dir: &Path, t: &str, json: bool) -> anyhow::Result<()> {
 fn verify(data_dir: &Path, json: bool) -> anyhow::Result<()> {
     let engine = Engine::open(data_dir, Duration::from_secs(5))
         .map_err(|e| explain_open_error(e, data_dir))?;
-    // The fresh build goes next to the live one; sled deletes a temporary database on drop.
-    let db = sled::Config::new()
-        .path(data_dir.join(format!("replay-verify-{}", std::process::id())))
-        .temporary(true)
-        .cache_capacity(32 * 1024 * 1024)
-        .open()?;
-    let fresh = projections::ReadModels::open(&db)?;
+    // The fresh build lives in memory only.
+    let fresh = projections::ReadModels::open(&projections::NoCheckpoints)?;
     let bar = super::progress::events(engine.store.head_position(), json);
     bar.set_message("rebuild");
     let started = Instant::now();

@@ -17,8 +17,8 @@ pub struct ServeArgs {
     /// Issuer URL, as clients reach the server (default http://<bind address>).
     #[arg(long, env = "AUTHLEDGER_ISSUER")]
     pub issuer: Option<String>,
-    /// Event store backend.
-    #[arg(long, env = "AUTHLEDGER_STORE", default_value = "sled", value_parser = ["sled"])]
+    /// Event store backend: the embedded log in the data directory.
+    #[arg(long, env = "AUTHLEDGER_STORE", default_value = "embedded", value_parser = ["embedded"])]
     pub store: String,
     /// Seconds before an idle client actor stops.
     #[arg(long, env = "AUTHLEDGER_ACTOR_IDLE_SECS")]

@@ -240,6 +240,69 @@ pub async fn verify(
     Ok(HttpResponse::Ok().json(outcome))
 }
 
+/// `POST /admin/api/audit/checkpoint`: a signed statement of the log's head (see
+/// [`crate::signed_checkpoint`]), as `{"checkpoint": "<JWS>"}`.
+pub async fn checkpoint(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    authorize(&req, &state)?;
+    let now = crate::http::token::unix_now();
+    let jws = crate::signed_checkpoint::sign(&state.engine, &state.keys, &state.issuer, now)
+        .map_err(|e| OAuthError::server_error(&e))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "checkpoint": jws })))
+}
+
+/// The body of `POST /admin/api/audit/checkpoint/verify`.
+#[derive(Debug, serde::Deserialize)]
+pub struct CheckpointCheck {
+    /// The JWS of a checkpoint.
+    pub checkpoint: String,
+    /// The JWKS to check its signature with (default: the server's own).
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+}
+
+/// `POST /admin/api/audit/checkpoint/verify`: checks the log against a checkpoint published
+/// earlier; 200 with `status` `verified` and what was checked, or `mismatch` and why.
+pub async fn verify_checkpoint(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<CheckpointCheck>,
+) -> Result<HttpResponse, OAuthError> {
+    authorize(&req, &state)?;
+    let body = body.into_inner();
+    let jwks = match body.jwks {
+        Some(j) => j.to_string(),
+        None => state.keys.jwks().to_string(),
+    };
+    let engine = state.engine.clone();
+    let outcome =
+        web::block(move || crate::signed_checkpoint::check(&engine, &body.checkpoint, &jwks))
+            .await
+            .map_err(|e| OAuthError::server_error(&e))?;
+    Ok(HttpResponse::Ok().json(checkpoint_report(outcome)))
+}
+
+/// The JSON report of a checkpoint check, the same through the API and the CLI.
+pub fn checkpoint_report(
+    outcome: Result<crate::signed_checkpoint::Checked, crate::signed_checkpoint::CheckpointError>,
+) -> serde_json::Value {
+    match outcome {
+        Ok(c) => serde_json::json!({
+            "status": "verified",
+            "position": c.statement.position,
+            "head_hash": c.statement.head_hash,
+            "signed_at": c.statement.iat,
+            "issuer": c.statement.iss,
+            "kid": c.kid,
+            "events": c.events,
+            "head_position": c.head_position,
+        }),
+        Err(e) => serde_json::json!({ "status": "mismatch", "reason": e.to_string() }),
+    }
+}
+
 /// The body of `POST /admin/api/compact`.
 #[derive(Debug, serde::Deserialize)]
 pub struct CompactRequest {

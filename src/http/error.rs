@@ -117,6 +117,13 @@ impl From<crate::service::ServiceError> for OAuthError {
             }
             S::Conflict(d) => OAuthError::new(ErrorCode::Conflict, d),
             S::Internal(d) => OAuthError::server_error(&d),
+            S::Unavailable(d) => {
+                tracing::warn!(error = %d, "a request was refused: the store cannot take writes");
+                OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the server cannot record this request now (storage unavailable); try again later",
+                )
+            }
         }
     }
 }

@@ -163,6 +163,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/users", web::get().to(admin::list_users))
                 .route("/audit", web::get().to(admin::audit))
                 .route("/audit/verify", web::get().to(admin::verify))
+                .route("/audit/checkpoint", web::post().to(admin::checkpoint))
+                .route(
+                    "/audit/checkpoint/verify",
+                    web::post().to(admin::verify_checkpoint),
+                )
                 .route("/events/stream", web::get().to(events::stream))
                 .route("/compact", web::post().to(admin::compact))
                 .route("/keys", web::get().to(admin::list_keys))

@@ -42,7 +42,24 @@ pub fn command_error(e: CommandError) -> OAuthError {
         CommandError::User(u) => OAuthError::invalid_request(u.to_string()),
         CommandError::Unavailable(d) => OAuthError::new(ErrorCode::TemporarilyUnavailable, d),
         CommandError::Keys(d) => OAuthError::invalid_request(d),
-        e @ CommandError::Store(_) => OAuthError::server_error(&e),
+        CommandError::Store(e) => store_error(&e),
+    }
+}
+
+/// A store failure on the write path: the request was not recorded. Anything but corruption
+/// is a storage that cannot take writes now (a full disk, an unreachable database), which the
+/// client may retry: 503. The cause goes to the log, not to the client.
+pub fn store_error(e: &crate::store::StoreError) -> OAuthError {
+    use crate::store::StoreError as S;
+    match e {
+        S::Corrupt(_) | S::Corrupted(_) => OAuthError::server_error(e),
+        _ => {
+            tracing::warn!(error = %e, "a request was refused: the store cannot take writes");
+            OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the server cannot record this request now (storage unavailable); try again later",
+            )
+        }
     }
 }
 

@@ -182,6 +182,16 @@ impl Keyring {
 
     /// Signs an access token with the key `kid` (header `typ: at+jwt`, RFC 9068 §2.1).
     pub fn sign(&self, kid: &str, claims: &AccessTokenClaims) -> Result<String, KeyError> {
+        self.sign_typed(kid, "at+jwt", claims)
+    }
+
+    /// Signs any claims as a compact JWS with the key `kid` and header type `typ`.
+    pub fn sign_typed<C: Serialize>(
+        &self,
+        kid: &str,
+        typ: &'static str,
+        claims: &C,
+    ) -> Result<String, KeyError> {
         let snap = self.snapshot();
         let key = snap
             .loaded
@@ -193,7 +203,7 @@ impl Keyring {
             .ok_or_else(|| KeyError::Sign(format!("the private half of {kid} is not here")))?;
         let header = JwsHeader {
             alg: key.algorithm.as_str(),
-            typ: "at+jwt",
+            typ,
             kid: &key.kid,
         };
         let mut jws = segment(&header)?;

@@ -1,6 +1,20 @@
-//! The event store: the append-only log every decision is written to, and its contract.
+//! The storage boundary: the append-only log every decision is written to, its contract, and
+//! the backends behind it. Nothing outside this module names a storage engine.
+//!
+//! - [`EventStore`]: what actors and projections need of any backend (append with an expected
+//!   version, durable on return; stream and global reads; the head; subscriptions; snapshots).
+//! - [`Log`]: the single-writer log (group commit, hash chain, stream index, verification,
+//!   compaction) over a [`Medium`]: [`SegmentFiles`], the embedded log of our own format
+//!   (`docs/log-format.md`), or [`MemoryMedium`] for tests.
+//! - [`checkpoints::FileCheckpoints`]: where the projections' checkpoints are kept.
+//! - [`lock::DirLock`]: one process owns a data directory.
 
-pub mod sled_store;
+pub mod checkpoints;
+pub mod lock;
+pub mod log;
+pub mod memory;
+pub mod segments;
+pub mod sled_import;
 pub mod verify;
 
 use domain::{Event, Metadata, RecordedEvent};
@@ -10,7 +24,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, oneshot};
 
-pub use sled_store::SledStore;
+pub use log::{Log, Medium};
+pub use memory::MemoryMedium;
+pub use segments::SegmentFiles;
 
 /// A store failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -25,9 +41,16 @@ pub enum StoreError {
         /// The version the stream is at.
         actual: u64,
     },
-    /// The storage engine failed.
+    /// The storage failed.
     #[error("storage: {0}")]
     Io(String),
+    /// Nothing was written and the store cannot take writes now (a full disk, a failed
+    /// write); the request may be retried later.
+    #[error("the store cannot take writes now: {0}")]
+    Unavailable(String),
+    /// A stored record fails its own checks: a changed byte at a known place.
+    #[error(transparent)]
+    Corrupted(Box<Corruption>),
     /// Stored bytes did not decode.
     #[error("stored event is corrupt: {0}")]
     Corrupt(String),
@@ -39,10 +62,22 @@ pub enum StoreError {
     Locked,
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        StoreError::Io(e.to_string())
-    }
+/// Where a stored record fails its checks, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the log is damaged{}: {reason} (file {file}, offset {offset}); restore the data directory \
+     from a backup, or start with --allow-unverified to serve read-only up to the last good event",
+    position.map(|p| format!(" at event {p}")).unwrap_or_default()
+)]
+pub struct Corruption {
+    /// The event the record claims to be, when its frame is readable.
+    pub position: Option<u64>,
+    /// The file that holds it.
+    pub file: String,
+    /// Byte offset of the record in that file.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
 }
 
 /// An event to append, with its request context; the store adds the envelope.

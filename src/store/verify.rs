@@ -11,7 +11,7 @@
 //! [`CompactedRun`], which records the hash before the run and the hash of its last event, so
 //! the chain still links across it; verification reports each run it crossed.
 
-use super::sled_store::chain_hash;
+use super::log::chain_hash;
 use super::StoreError;
 use domain::event::GENESIS_HASH;
 use serde::{Deserialize, Serialize};
@@ -124,7 +124,14 @@ where
     };
     let mut iter = events.into_iter().peekable();
     while let Some(item) = iter.next() {
-        let (position, bytes) = item?;
+        let (position, bytes) = match item {
+            Ok(raw) => raw,
+            // A record whose own checksum fails is a changed byte at a known place.
+            Err(StoreError::Corrupted(c)) => {
+                return broken(c.position.unwrap_or(expected_position), c.to_string(), read)
+            }
+            Err(e) => return Err(e),
+        };
         while position > expected_position {
             match runs.get(&expected_position) {
                 Some(run) if run.prev_hash == expected_prev && run.last < position => {
@@ -189,7 +196,7 @@ where
                 Some(Ok((next_pos, next))) if *next_pos == position + 1 => {
                     serde_json::from_slice::<Link>(next).is_ok_and(|l| l.prev_hash == own_hash)
                 }
-                None => head.is_none_or(|h| h.position == position && h.hash == own_hash),
+                None => head.is_none_or(|h| h.position != position || h.hash == own_hash),
                 _ => true,
             };
             return match (successor_agrees, previous) {
@@ -220,6 +227,18 @@ where
             };
         }
         expected_prev = chain_hash(&bytes);
+        if let Some(h) = head.filter(|h| h.position == position) {
+            if h.hash != expected_prev {
+                return broken(
+                    position,
+                    format!(
+                        "event {position} was changed: its stored bytes no longer hash to the \
+                         head marker"
+                    ),
+                    read,
+                );
+            }
+        }
         expected_position = position + 1;
         read += 1;
         if read % 4096 == 0 {
@@ -230,7 +249,9 @@ where
     progress(read);
     let last = expected_position - 1;
     if let Some(h) = head {
-        if h.position != last {
+        // The marker is saved now and then, so the log may have grown past it; it must not
+        // end before it.
+        if h.position > last {
             return broken(
                 last + 1,
                 format!(
@@ -239,15 +260,6 @@ where
                     h.position
                 ),
                 read,
-            );
-        }
-        if h.hash != expected_prev {
-            return broken(
-                last,
-                format!(
-                    "event {last} was changed: its stored bytes no longer hash to the head marker"
-                ),
-                read.saturating_sub(1),
             );
         }
     }

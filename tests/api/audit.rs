@@ -2,23 +2,8 @@
 //! retention.
 
 use crate::helpers::*;
+use crate::logfile;
 use serde_json::Value;
-use std::path::Path;
-
-/// Opens the stopped server's log tree directly, as someone with access to the disk could.
-fn with_log<T>(data_dir: &Path, f: impl FnOnce(&sled::Tree) -> T) -> T {
-    let db = sled::open(data_dir.join("store")).unwrap();
-    let log = db.open_tree("log").unwrap();
-    let out = f(&log);
-    db.flush().unwrap();
-    out
-}
-
-fn event_key(position: u64) -> Vec<u8> {
-    let mut k = vec![b'e'];
-    k.extend_from_slice(&position.to_be_bytes());
-    k
-}
 
 fn verify(app: &TestApp) -> (bool, String) {
     let out = app.cli(&["audit", "verify"]);
@@ -55,19 +40,20 @@ fn verify_finds_a_changed_byte_a_removed_event_and_a_reordered_pair() {
     assert!(head > 10, "{report}");
     let target = head / 2;
 
-    // One byte of one event, inside a string so that it stays readable JSON.
-    let original = with_log(app.data_dir(), |log| {
-        let key = event_key(target);
-        let original = log.get(&key).unwrap().unwrap().to_vec();
-        let mut changed = original.clone();
-        let at = String::from_utf8_lossy(&original)
+    // One byte of one event, inside a string so that it stays readable JSON, written back with
+    // a valid checksum: only the hash chain can tell.
+    let original = logfile::records(app.data_dir());
+    let pairs = logfile::as_pairs(&original);
+    let mut changed = pairs.clone();
+    {
+        let payload = &mut changed[target as usize - 1].1;
+        let at = String::from_utf8_lossy(payload)
             .find("\"stream\":\"")
             .unwrap()
             + 10;
-        changed[at] ^= 0x01;
-        log.insert(&key, changed).unwrap();
-        original
-    });
+        payload[at] ^= 0x01;
+    }
+    logfile::rewrite(app.data_dir(), &changed);
     let (ok, text) = verify(&app);
     assert!(!ok, "{text}");
     assert!(
@@ -89,32 +75,30 @@ fn verify_finds_a_changed_byte_a_removed_event_and_a_reordered_pair() {
     app.flags.clear();
 
     // Put it back: the chain holds again. Then remove one event.
-    with_log(app.data_dir(), |log| {
-        log.insert(event_key(target), original.clone()).unwrap();
-    });
+    logfile::rewrite(app.data_dir(), &pairs);
     let (ok, text) = verify(&app);
     assert!(ok, "{text}");
     let removed_at = target + 1;
-    let removed = with_log(app.data_dir(), |log| {
-        log.remove(event_key(removed_at)).unwrap().unwrap()
-    });
+    let without: Vec<(u64, Vec<u8>)> = pairs
+        .iter()
+        .filter(|(p, _)| *p != removed_at)
+        .cloned()
+        .collect();
+    logfile::rewrite(app.data_dir(), &without);
     let (ok, text) = verify(&app);
     assert!(!ok);
     assert!(
         text.contains(&format!("breaks at position {removed_at}:")) && text.contains("missing"),
         "{text}"
     );
-    with_log(app.data_dir(), |log| {
-        log.insert(event_key(removed_at), removed).unwrap();
-    });
 
-    // Swap two neighbours.
-    with_log(app.data_dir(), |log| {
-        let a = log.get(event_key(target)).unwrap().unwrap();
-        let b = log.get(event_key(target + 1)).unwrap().unwrap();
-        log.insert(event_key(target), b).unwrap();
-        log.insert(event_key(target + 1), a).unwrap();
-    });
+    // Swap two neighbours' contents.
+    let mut swapped = pairs.clone();
+    let (i, j) = (target as usize - 1, target as usize);
+    let (a, b) = (swapped[i].1.clone(), swapped[j].1.clone());
+    swapped[i].1 = b;
+    swapped[j].1 = a;
+    logfile::rewrite(app.data_dir(), &swapped);
     let (ok, text) = verify(&app);
     assert!(!ok);
     assert!(
@@ -595,21 +579,23 @@ fn replay_verify_finds_no_difference_after_use_and_the_one_row_a_test_corrupted(
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("no difference"));
-    // Change one row of the token index.
+    // Change one row of the token index's checkpoint, with valid checksums (a bug that wrote a
+    // wrong row would look like this).
     let key = {
-        let db = sled::open(app.data_dir().join("store")).unwrap();
-        let tree = db.open_tree("proj.tokens").unwrap();
-        let (k, v) = tree
+        use authledger::store::checkpoints::{decode, encode};
+        let file = app.data_dir().join("projections").join("tokens.ckpt");
+        let (_, mut rows) = decode(&std::fs::read(&file).unwrap()).unwrap();
+        let (k, v) = rows
             .iter()
-            .map(Result::unwrap)
             .find(|(k, _)| k[0] == b'j')
+            .map(|(k, v)| (k.clone(), v.clone()))
             .unwrap();
-        let text = String::from_utf8(v.to_vec()).unwrap();
+        let text = String::from_utf8(v).unwrap();
         let forged = text.replacen("\"expires_at\":", "\"expires_at\":9", 1);
         assert_ne!(forged, text);
-        tree.insert(&k, forged.as_bytes()).unwrap();
-        db.flush().unwrap();
-        k.to_vec()
+        rows.insert(k.clone(), forged.into_bytes());
+        std::fs::write(&file, encode(&rows)).unwrap();
+        k
     };
     let out = app.cli(&["replay", "--verify", "--format", "json"]);
     assert_eq!(out.status.code(), Some(1));
@@ -717,12 +703,14 @@ fn compaction_keeps_the_chain_verifiable_and_replay_gives_the_same_live_state() 
     app.stop();
 
     // A forged checkpoint (one the chained event did not record) is caught.
-    with_log(app.data_dir(), |log| {
-        let (k, v) = log.scan_prefix(b"x").next().unwrap().unwrap();
-        let mut run: Value = serde_json::from_slice(&v).unwrap();
-        run["compacted_by"] = Value::from(1);
-        log.insert(k, serde_json::to_vec(&run).unwrap()).unwrap();
-    });
+    {
+        use authledger::store::segments::{meta_body, meta_file};
+        let file = app.data_dir().join("log").join("runs.meta");
+        let bytes = std::fs::read(&file).unwrap();
+        let mut runs: Value = serde_json::from_slice(meta_body(&bytes).unwrap()).unwrap();
+        runs[0]["compacted_by"] = Value::from(1);
+        std::fs::write(&file, meta_file(&serde_json::to_vec(&runs).unwrap())).unwrap();
+    }
     let (ok, text) = verify(&app);
     assert!(!ok);
     assert!(text.contains("is not the one event 1 recorded"), "{text}");

@@ -435,8 +435,7 @@ fn a_log_of_an_earlier_version_without_its_key_file_stops_the_start() {
     use authledger::store::{EventStore, NewEvent};
     let dir = tempfile::tempdir().unwrap();
     {
-        let store =
-            authledger::store::sled_store::SledStore::open(&dir.path().join("store")).unwrap();
+        let store = authledger::store::Log::embedded(&dir.path().join("log")).unwrap();
         let id = domain::values::ClientId::parse("old").unwrap();
         let event = domain::Event::ClientDeleted(domain::event::ClientDeleted {
             client_id: id.clone(),

@@ -15,6 +15,7 @@ mod grants;
 mod helpers;
 mod keys;
 mod lifecycle;
+mod logfile;
 mod oauth;
 mod resource;
 mod robustness;

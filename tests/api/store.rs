@@ -1,6 +1,7 @@
-//! The store contract, run against the sled backend.
+//! The store contract, run against every backend (the embedded log and the in-memory one),
+//! then what only the embedded log promises: reopening, crashes, torn writes and corruption.
 
-use authledger::store::{EventStore, NewEvent, SledStore, StoreError};
+use authledger::store::{EventStore, Log, NewEvent, StoreError};
 use domain::event::{ClientDeleted, Event};
 use domain::values::ClientId;
 use domain::Metadata;
@@ -18,10 +19,56 @@ fn event(n: usize) -> NewEvent {
     }
 }
 
-#[test]
-fn a_stale_expected_version_is_refused_and_nothing_is_written() {
+/// A fresh log of one backend; the directory (if any) lives as long as the log is used.
+pub struct Backend {
+    pub store: Log,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for Backend {
+    type Target = Log;
+    fn deref(&self) -> &Log {
+        &self.store
+    }
+}
+
+pub fn memory() -> Backend {
+    Backend {
+        store: Log::in_memory().unwrap(),
+        _dir: None,
+    }
+}
+
+pub fn embedded() -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    Backend {
+        store: Log::embedded(dir.path()).unwrap(),
+        _dir: Some(dir),
+    }
+}
+
+/// The contract: each test runs once per backend.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_memory {
+            $(#[test] fn $name() { super::$name(super::memory()) })*
+        }
+        mod on_embedded_log {
+            $(#[test] fn $name() { super::$name(super::embedded()) })*
+        }
+    };
+}
+
+contract!(
+    a_stale_expected_version_is_refused_and_nothing_is_written,
+    eight_threads_appending_keep_a_gap_free_global_order_and_stream_versions,
+    a_subscription_delivers_old_then_new_events_once_each_in_order,
+    a_subscription_taken_while_appends_run_delivers_every_event_exactly_once,
+    streams_read_from_a_version_and_snapshots_read_back,
+    compaction_removes_events_and_the_chain_still_verifies,
+);
+
+fn a_stale_expected_version_is_refused_and_nothing_is_written(store: Backend) {
     store
         .append("s", 0, vec![event(1), event(2)])
         .wait()
@@ -45,10 +92,8 @@ fn a_stale_expected_version_is_refused_and_nothing_is_written() {
     assert_eq!(store.stream_version("s").unwrap(), 2);
 }
 
-#[test]
-fn eight_threads_appending_keep_a_gap_free_global_order_and_stream_versions() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+fn eight_threads_appending_keep_a_gap_free_global_order_and_stream_versions(store: Backend) {
+    let store = Arc::new(store);
     let mut threads = Vec::new();
     for t in 0..8 {
         let store = store.clone();
@@ -93,7 +138,7 @@ fn eight_threads_appending_keep_a_gap_free_global_order_and_stream_versions() {
             "hash chain broken at {}",
             e.position
         );
-        prev_hash = authledger::store::sled_store::chain_hash(&raw[i].1);
+        prev_hash = authledger::store::log::chain_hash(&raw[i].1);
     }
     assert_eq!(versions["shared"], 800);
 }
@@ -102,33 +147,22 @@ fn eight_threads_appending_keep_a_gap_free_global_order_and_stream_versions() {
 fn events_survive_closing_and_reopening() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = Log::embedded(dir.path()).unwrap();
         store.append("a", 0, vec![event(1)]).wait().unwrap();
         store
             .append("b", 0, vec![event(2), event(3)])
             .wait()
             .unwrap();
     }
-    // sled's I/O threads may hold the directory's lock a moment after the store is dropped.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let store = loop {
-        match SledStore::open(dir.path()) {
-            Err(authledger::store::StoreError::Locked) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            other => break other.unwrap(),
-        }
-    };
+    let store = Log::embedded(dir.path()).unwrap();
+    assert!(matches!(Log::embedded(dir.path()), Err(StoreError::Locked)));
     assert_eq!(store.head_position(), 3);
     assert_eq!(store.read_stream("b", 2).unwrap()[0].position, 3);
     store.append("a", 1, vec![event(4)]).wait().unwrap();
     assert_eq!(store.read_all(4, 10).unwrap()[0].prev_hash.len(), 64);
 }
 
-#[test]
-fn a_subscription_delivers_old_then_new_events_once_each_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+fn a_subscription_delivers_old_then_new_events_once_each_in_order(store: Backend) {
     store
         .append("a", 0, vec![event(1), event(2)])
         .wait()
@@ -155,7 +189,7 @@ fn crash_child_appends_until_killed() {
     let Ok(dir) = std::env::var("AUTHLEDGER_CRASH_CHILD_DIR") else {
         return;
     };
-    let store = SledStore::open(std::path::Path::new(&dir)).unwrap();
+    let store = Log::embedded(std::path::Path::new(&dir)).unwrap();
     let mut version = store.stream_version("crash").unwrap();
     loop {
         let recorded = store
@@ -193,7 +227,7 @@ fn a_store_killed_mid_append_keeps_every_acknowledged_event() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = Log::embedded(dir.path()).unwrap();
     let all = store.read_all(1, 1_000_000).unwrap();
     assert!(
         all.len() as u64 >= acked,
@@ -207,10 +241,8 @@ fn a_store_killed_mid_append_keeps_every_acknowledged_event() {
     }
 }
 
-#[test]
-fn a_subscription_taken_while_appends_run_delivers_every_event_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+fn a_subscription_taken_while_appends_run_delivers_every_event_exactly_once(store: Backend) {
+    let store = Arc::new(store);
     for i in 0..500 {
         store.append("s", i, vec![event(1)]).wait().unwrap();
     }
@@ -230,4 +262,107 @@ fn a_subscription_taken_while_appends_run_delivers_every_event_exactly_once() {
     }
     let expected: Vec<u64> = (101..=1500).collect();
     assert_eq!(seen, expected);
+}
+
+fn streams_read_from_a_version_and_snapshots_read_back(store: Backend) {
+    for i in 0..5 {
+        store.append("x", i, vec![event(1)]).wait().unwrap();
+        store
+            .append("y", i * 2, vec![event(2), event(3)])
+            .wait()
+            .unwrap();
+    }
+    let y: Vec<u64> = store
+        .read_stream("y", 7)
+        .unwrap()
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(y, [7, 8, 9, 10]);
+    assert!(store.read_stream("y", 11).unwrap().is_empty());
+    assert!(store.read_stream("nobody", 1).unwrap().is_empty());
+    assert_eq!(store.stream_version("x").unwrap(), 5);
+    assert_eq!(store.head_position(), 15);
+    // An empty append is a barrier: it answers once what was queued before it is durable.
+    assert!(store.append("x", 5, vec![]).wait().unwrap().is_empty());
+    assert_eq!(store.load_snapshot("x").unwrap(), None);
+    store.save_snapshot("x", 3, b"state").unwrap();
+    store.save_snapshot("x", 5, b"later").unwrap();
+    assert_eq!(
+        store.load_snapshot("x").unwrap(),
+        Some((5, b"later".to_vec()))
+    );
+}
+
+fn compaction_removes_events_and_the_chain_still_verifies(store: Backend) {
+    use authledger::store::verify::{CompactedRun, Verification};
+    for i in 0..20 {
+        store
+            .append("s", i, vec![event(i as usize)])
+            .wait()
+            .unwrap();
+    }
+    let raw: Vec<(u64, Vec<u8>)> = store.raw_events(1).map(|r| r.unwrap()).collect();
+    let hash = |p: u64| authledger::store::log::chain_hash(&raw[p as usize - 1].1);
+    let prev = |p: u64| {
+        authledger::store::log::decode(&raw[p as usize - 1].1)
+            .unwrap()
+            .prev_hash
+    };
+    // A run 5..=8, recorded by an event that lists it (as retention does).
+    let runs = vec![CompactedRun {
+        first: 5,
+        last: 8,
+        prev_hash: prev(5),
+        last_hash: hash(8),
+        compacted_by: 21,
+    }];
+    let record = domain::Event::HistoryCompacted(domain::event::HistoryCompacted {
+        class: "access-tokens".into(),
+        cutoff: 0,
+        removed: 4,
+        runs: vec![domain::event::CompactedRange {
+            first: 5,
+            last: 8,
+            prev_hash: prev(5),
+            last_hash: hash(8),
+        }],
+    });
+    store
+        .append(
+            "retention",
+            0,
+            vec![NewEvent {
+                event: record,
+                metadata: Metadata::system(),
+            }],
+        )
+        .wait()
+        .unwrap();
+    let removed: Vec<(u64, String, u64)> = (5..=8).map(|p| (p, "s".to_owned(), p)).collect();
+    store.remove_compacted(&removed, &runs).unwrap();
+    let left: Vec<u64> = store
+        .read_all(1, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(
+        left,
+        [1, 2, 3, 4, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
+    );
+    assert_eq!(store.read_stream("s", 1).unwrap().len(), 16);
+    assert_eq!(store.read_stream("s", 9).unwrap()[0].position, 9);
+    assert_eq!(store.stream_version("s").unwrap(), 20);
+    match store.verify(|_| {}).unwrap() {
+        Verification::Verified {
+            head_position,
+            checkpoints,
+            ..
+        } => assert_eq!((head_position, checkpoints.len()), (21, 1)),
+        broken => panic!("{broken:?}"),
+    }
+    // Appends go on after compaction.
+    store.append("s", 20, vec![event(1)]).wait().unwrap();
+    assert_eq!(store.head_position(), 22);
 }

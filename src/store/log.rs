@@ -1,0 +1,900 @@
+//! The single-writer log: group commit, the hash chain, the stream index and the log's own
+//! checkpoint, over a [`Medium`] that keeps the records (segment files, or memory).
+//!
+//! Appends are queued to one writer thread. It takes every append queued while the previous
+//! group was being made durable, checks each expected version, chains and numbers the
+//! accepted events, hands the group to the medium (one sequential write and one sync), hands
+//! the events to the commit hook (the local projections) and only then answers every appender.
+//! One process owns a data directory, so the writer's order is the global order: there is no
+//! gap for a reader to skip.
+//!
+//! The stream index (stream → version and the positions of its events) and the actors'
+//! snapshots live in memory. [`Log::checkpoint`] saves them with the position they reflect and
+//! the head marker (position and hash of the last event); an open loads that and reads only
+//! the records after it.
+
+use super::verify::{self, CompactedRun, HeadMarker, Verification};
+use super::{AppendResult, EventStore, NewEvent, PendingAppend, StoreError, Subscription};
+use domain::event::GENESIS_HASH;
+use domain::values::hex;
+use domain::RecordedEvent;
+use roaring::RoaringTreemap;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock, RwLock};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+/// One record handed to the medium: an event's position and its stored bytes (JSON).
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Global position.
+    pub position: u64,
+    /// The event as stored; its SHA-256 is the next event's `prev_hash`.
+    pub bytes: Vec<u8>,
+}
+
+/// Why a medium did not write a group.
+#[derive(Debug)]
+pub enum WriteFailure {
+    /// Nothing was written (no room for a new segment, for example); a later write may succeed.
+    Unavailable(String),
+    /// The write or the sync failed part-way: what is on disk is unknown.
+    Failed(String),
+}
+
+/// Stored records in order, read lazily.
+pub type RawIter<'a> = Box<dyn Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + Send + 'a>;
+
+/// Where a single-writer log keeps its records and its small metadata.
+pub trait Medium: Send + Sync {
+    /// Writes the records (ascending positions, following the last one) and makes them
+    /// durable with one sync. Called from the writer thread only.
+    fn write(&self, records: &[Record]) -> Result<(), WriteFailure>;
+    /// The stored bytes of the event at `position`.
+    fn read(&self, position: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stored events from `from` to `to` (inclusive) in order; compacted positions are absent.
+    fn scan(&self, from: u64, to: u64) -> RawIter<'_>;
+    /// The last stored event, found when the medium opened.
+    fn last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+    /// Removes events (compaction) durably, giving their space back.
+    fn remove(&self, positions: &BTreeSet<u64>) -> Result<(), StoreError>;
+    /// Saves a named piece of metadata atomically and durably.
+    fn save_meta(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// A named piece of metadata, if saved and intact.
+    fn load_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Where the record at `position` lives, for messages.
+    fn describe(&self, position: u64) -> String;
+    /// Remembers how far the records are known durable, for the next recovery.
+    fn save_tail(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Called on the writer thread with each durable group, before appenders are answered.
+pub type CommitHook = Box<dyn FnMut(&[Arc<RecordedEvent>]) + Send>;
+
+/// Most appends merged into one group.
+const MAX_GROUP: usize = 1024;
+
+/// Metadata names.
+const META_INDEX: &str = "index";
+const META_RUNS: &str = "runs";
+const META_VERIFIED: &str = "verified";
+
+/// Decodes an event as stored.
+pub fn decode(bytes: &[u8]) -> Result<RecordedEvent, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The hash chained into the next event: SHA-256 of the stored bytes.
+pub fn chain_hash(stored: &[u8]) -> String {
+    hex(&Sha256::digest(stored))
+}
+
+/// The envelope fields the stream index needs; the payload is not decoded.
+#[derive(serde::Deserialize)]
+struct Placement<'a> {
+    position: u64,
+    #[serde(borrow)]
+    stream: std::borrow::Cow<'a, str>,
+    version: u64,
+}
+
+/// Each stream's version and the positions of its events.
+#[derive(Default, Clone)]
+struct StreamIndex {
+    /// The last position reflected.
+    position: u64,
+    streams: HashMap<String, StreamEntry>,
+}
+
+#[derive(Default, Clone)]
+struct StreamEntry {
+    version: u64,
+    positions: RoaringTreemap,
+}
+
+impl StreamIndex {
+    fn add(&mut self, stream: &str, version: u64, position: u64) {
+        let entry = match self.streams.get_mut(stream) {
+            Some(e) => e,
+            None => self.streams.entry(stream.to_owned()).or_default(),
+        };
+        entry.version = entry.version.max(version);
+        entry.positions.insert(position);
+        self.position = self.position.max(position);
+    }
+
+    fn add_stored(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let p: Placement =
+            serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.add(&p.stream, p.version, p.position);
+        Ok(())
+    }
+
+    fn version(&self, stream: &str) -> u64 {
+        self.streams.get(stream).map_or(0, |e| e.version)
+    }
+
+    fn encode(&self, snapshots: &HashMap<String, (u64, Vec<u8>)>, head: &HeadMarker) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_u64(&mut out, self.position);
+        put_u64(&mut out, head.position);
+        put_bytes(&mut out, head.hash.as_bytes());
+        put_u64(&mut out, self.streams.len() as u64);
+        for (name, e) in &self.streams {
+            put_bytes(&mut out, name.as_bytes());
+            put_u64(&mut out, e.version);
+            let mut bitmap = Vec::with_capacity(e.positions.serialized_size());
+            // Writing into a Vec cannot fail.
+            let _ = e.positions.serialize_into(&mut bitmap);
+            put_bytes(&mut out, &bitmap);
+        }
+        put_u64(&mut out, snapshots.len() as u64);
+        for (name, (version, state)) in snapshots {
+            put_bytes(&mut out, name.as_bytes());
+            put_u64(&mut out, *version);
+            put_bytes(&mut out, state);
+        }
+        out
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn decode(bytes: &[u8]) -> Option<(Self, HashMap<String, (u64, Vec<u8>)>, HeadMarker)> {
+        let mut r = Reader(bytes);
+        let position = r.u64()?;
+        let head = HeadMarker {
+            position: r.u64()?,
+            hash: String::from_utf8(r.bytes()?.to_vec()).ok()?,
+        };
+        let mut streams = HashMap::new();
+        for _ in 0..r.u64()? {
+            let name = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+            let version = r.u64()?;
+            let positions = RoaringTreemap::deserialize_from(r.bytes()?).ok()?;
+            streams.insert(name, StreamEntry { version, positions });
+        }
+        let mut snapshots = HashMap::new();
+        for _ in 0..r.u64()? {
+            let name = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+            let version = r.u64()?;
+            snapshots.insert(name, (version, r.bytes()?.to_vec()));
+        }
+        Some((Self { position, streams }, snapshots, head))
+    }
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u64(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn u64(&mut self) -> Option<u64> {
+        let (head, rest) = self.0.split_first_chunk::<8>()?;
+        self.0 = rest;
+        Some(u64::from_le_bytes(*head))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.u64()?).ok()?;
+        if len > self.0.len() {
+            return None;
+        }
+        let (b, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Some(b)
+    }
+}
+
+struct Job {
+    stream: String,
+    expected: u64,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<AppendResult>,
+}
+
+type Subscribers = Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<RecordedEvent>>>>>;
+type Snapshots = Arc<RwLock<HashMap<String, (u64, Vec<u8>)>>>;
+
+/// The clock the writer stamps `recorded_at` with.
+pub type Clock = Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>;
+
+/// A log over a medium, with its writer thread.
+pub struct Log {
+    medium: Arc<dyn Medium>,
+    jobs: Mutex<Option<std_mpsc::Sender<Job>>>,
+    durable_head: Arc<AtomicU64>,
+    head_watch: watch::Receiver<u64>,
+    subscribers: Subscribers,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    failure: Arc<OnceLock<String>>,
+    index: Arc<RwLock<StreamIndex>>,
+    snapshots: Snapshots,
+    last_hash: Arc<RwLock<(u64, String)>>,
+    closed: std::sync::atomic::AtomicBool,
+    lock: Mutex<Option<super::lock::DirLock>>,
+}
+
+/// The system clock, for the writer's `recorded_at`.
+pub fn system_clock() -> Clock {
+    Arc::new(time::OffsetDateTime::now_utc)
+}
+
+fn lock_err<T>(_: T) -> StoreError {
+    StoreError::Io("a lock of the log was poisoned".into())
+}
+
+impl Log {
+    /// Opens the log on `medium` and starts its writer; `hook` sees every durable group
+    /// before its appenders are answered. `now` stamps each group's `recorded_at`.
+    pub fn start(
+        medium: Arc<dyn Medium>,
+        hook: CommitHook,
+        now: Clock,
+    ) -> Result<Self, StoreError> {
+        let (head, last_hash, last_time) = match medium.last()? {
+            Some((position, bytes)) => (position, chain_hash(&bytes), decode(&bytes)?.recorded_at),
+            None => (0, GENESIS_HASH.to_owned(), time::OffsetDateTime::UNIX_EPOCH),
+        };
+        let (mut index, snapshots) = match medium.load_meta(META_INDEX)? {
+            Some(bytes) => match StreamIndex::decode(&bytes) {
+                Some((index, snapshots, _)) if index.position <= head => (index, snapshots),
+                Some((index, _, _)) => {
+                    tracing::warn!(
+                        checkpoint = index.position,
+                        head,
+                        "the log's checkpoint is ahead of its last record; rebuilding the stream index from the whole log"
+                    );
+                    (StreamIndex::default(), HashMap::new())
+                }
+                None => {
+                    tracing::warn!("the log's checkpoint does not decode; rebuilding the stream index from the whole log");
+                    (StreamIndex::default(), HashMap::new())
+                }
+            },
+            None => (StreamIndex::default(), HashMap::new()),
+        };
+        // Recovery reads only what follows the checkpoint.
+        if index.position < head {
+            for r in medium.scan(index.position + 1, head) {
+                let (_, bytes) = r?;
+                index.add_stored(&bytes)?;
+            }
+        }
+        index.position = head;
+        let index = Arc::new(RwLock::new(index));
+        let durable_head = Arc::new(AtomicU64::new(head));
+        let (head_tx, head_watch) = watch::channel(head);
+        let subscribers: Subscribers = Arc::new(Mutex::new(Vec::new()));
+        let failure: Arc<OnceLock<String>> = Arc::default();
+        let last = Arc::new(RwLock::new((head, last_hash.clone())));
+        let (tx, rx) = std_mpsc::channel();
+        let mut writer = Writer {
+            medium: medium.clone(),
+            index: index.clone(),
+            next_position: head + 1,
+            last_hash,
+            last_time,
+            failed: failure.clone(),
+            hook,
+            now,
+            durable_head: durable_head.clone(),
+            head_tx,
+            subscribers: subscribers.clone(),
+            last: last.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("authledger-log-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(Self {
+            medium,
+            jobs: Mutex::new(Some(tx)),
+            durable_head,
+            head_watch,
+            subscribers,
+            writer: Mutex::new(Some(handle)),
+            failure,
+            index,
+            snapshots: Arc::new(RwLock::new(snapshots)),
+            last_hash: last,
+            closed: std::sync::atomic::AtomicBool::new(false),
+            lock: Mutex::new(None),
+        })
+    }
+
+    /// The embedded log in `dir` (segment files), owning the directory, with no commit hook.
+    pub fn embedded(dir: &std::path::Path) -> Result<Self, StoreError> {
+        let lock = super::lock::DirLock::acquire(dir)?;
+        let (files, _) = super::SegmentFiles::open(dir, super::segments::DEFAULT_SEGMENT_BYTES)?;
+        let log = Self::start(Arc::new(files), Box::new(|_| {}), system_clock())?;
+        log.hold(lock);
+        Ok(log)
+    }
+
+    /// A log in memory, with no commit hook.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::start(
+            Arc::new(super::MemoryMedium::new()),
+            Box::new(|_| {}),
+            system_clock(),
+        )
+    }
+
+    /// Keeps the data directory's lock for as long as the log is open.
+    pub fn hold(&self, lock: super::lock::DirLock) {
+        if let Ok(mut l) = self.lock.lock() {
+            *l = Some(lock);
+        }
+    }
+
+    /// The medium under the log.
+    pub fn medium(&self) -> &Arc<dyn Medium> {
+        &self.medium
+    }
+
+    /// Why the log stopped taking writes, if it did (a write or sync failed part-way).
+    pub fn write_failure(&self) -> Option<String> {
+        self.failure.get().cloned()
+    }
+
+    /// Saves the stream index, the snapshots and the head marker with the position they
+    /// reflect, so that the next open reads only the records after it. Safe while appending.
+    pub fn checkpoint(&self) -> Result<u64, StoreError> {
+        let index = self.index.read().map_err(lock_err)?.clone();
+        let (position, hash) = self.last_hash.read().map_err(lock_err)?.clone();
+        // The index and the last hash are updated one after the other by the writer: the
+        // marker may trail the index by a group, never lead it.
+        let head = HeadMarker {
+            position: position.min(index.position),
+            hash,
+        };
+        let head = if head.position == position {
+            head
+        } else {
+            HeadMarker {
+                position: 0,
+                hash: GENESIS_HASH.to_owned(),
+            }
+        };
+        let snapshots = self.snapshots.read().map_err(lock_err)?.clone();
+        self.medium.save_tail()?;
+        self.medium
+            .save_meta(META_INDEX, &index.encode(&snapshots, &head))?;
+        Ok(index.position)
+    }
+
+    /// Stops the writer after it finished what was queued and saves a checkpoint (unless a
+    /// write failed: the state on disk is then unknown).
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        if let Ok(mut w) = self.writer.lock() {
+            if let Some(h) = w.take() {
+                let _ = h.join();
+            }
+        }
+        if self.write_failure().is_none() {
+            if let Err(e) = self.checkpoint() {
+                tracing::warn!(error = %e, "saving the log's checkpoint at close failed");
+            }
+        }
+        if let Ok(mut l) = self.lock.lock() {
+            l.take();
+        }
+    }
+
+    /// Follows the durable head: changes once each group is durable and projected.
+    pub fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head_watch.clone()
+    }
+
+    /// The head marker of the last checkpoint: a position the log must still reach, and the
+    /// hash its event had then.
+    pub fn head_marker(&self) -> Result<Option<HeadMarker>, StoreError> {
+        Ok(self
+            .medium
+            .load_meta(META_INDEX)?
+            .and_then(|b| StreamIndex::decode(&b))
+            .map(|(_, _, head)| head)
+            .filter(|h| h.position > 0))
+    }
+
+    /// The last event's position and hash (what a signed checkpoint states).
+    pub fn head(&self) -> Result<HeadMarker, StoreError> {
+        let (position, hash) = self.last_hash.read().map_err(lock_err)?.clone();
+        Ok(HeadMarker { position, hash })
+    }
+
+    /// Removes compacted events (position, stream, version) and records the runs they formed.
+    /// The `HistoryCompacted` event listing the runs must be durable first: a crash in between
+    /// leaves the events in place, and compaction finds them again.
+    pub fn remove_compacted(
+        &self,
+        removed: &[(u64, String, u64)],
+        runs: &[CompactedRun],
+    ) -> Result<(), StoreError> {
+        let mut all = self.compacted_runs()?;
+        for run in runs {
+            all.insert(run.first, run.clone());
+        }
+        let list: Vec<&CompactedRun> = all.values().collect();
+        let bytes = serde_json::to_vec(&list).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // The runs first: events missing without their run would read as a broken chain.
+        self.medium.save_meta(META_RUNS, &bytes)?;
+        let positions: BTreeSet<u64> = removed.iter().map(|(p, _, _)| *p).collect();
+        self.medium.remove(&positions)?;
+        let mut index = self.index.write().map_err(lock_err)?;
+        for (position, stream, _) in removed {
+            if let Some(e) = index.streams.get_mut(stream) {
+                e.positions.remove(*position);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every run of events removed by compaction, by first position.
+    pub fn compacted_runs(&self) -> Result<BTreeMap<u64, CompactedRun>, StoreError> {
+        let Some(bytes) = self.medium.load_meta(META_RUNS)? else {
+            return Ok(BTreeMap::new());
+        };
+        let list: Vec<CompactedRun> =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(list.into_iter().map(|r| (r.first, r)).collect())
+    }
+
+    /// Walks the hash chain of the whole log (see [`verify`]); `progress` gets the count of
+    /// events read. A walk that holds records how far it got (the verified mark).
+    pub fn verify(&self, progress: impl FnMut(u64)) -> Result<Verification, StoreError> {
+        self.walk(None, progress)
+    }
+
+    /// Walks the chain from the verified mark on: the event there must still hash as it did,
+    /// and every later link must hold. What start-up checks, so that its cost follows the
+    /// events written since the last walk, not the length of the log.
+    pub fn verify_since_mark(&self) -> Result<Verification, StoreError> {
+        let mark = match self.medium.load_meta(META_VERIFIED)? {
+            Some(v) if v.len() > 8 => HeadMarker {
+                position: u64::from_le_bytes(v[..8].try_into().unwrap_or([0; 8])),
+                hash: String::from_utf8_lossy(&v[8..]).into_owned(),
+            },
+            _ => return self.walk(None, |_| {}),
+        };
+        match self.medium.read(mark.position) {
+            Ok(Some(bytes)) if chain_hash(&bytes) == mark.hash => self.walk(Some(mark), |_| {}),
+            // Gone, changed or unreadable since it was verified: walk it all.
+            _ => self.walk(None, |_| {}),
+        }
+    }
+
+    fn walk(
+        &self,
+        from: Option<HeadMarker>,
+        progress: impl FnMut(u64),
+    ) -> Result<Verification, StoreError> {
+        let runs = self.compacted_runs()?;
+        let head = self.head_marker()?;
+        let start = from.as_ref().map_or(1, |f| f.position + 1);
+        let end = self.head_position();
+        let events = self.medium.scan(start, end);
+        let outcome = verify::verify(events, &runs, head.as_ref(), from.as_ref(), progress)?;
+        // A run is only as good as the chained event that recorded it.
+        if let Verification::Verified { checkpoints, .. } = &outcome {
+            for run in checkpoints {
+                let recorded = match self.medium.read(run.compacted_by)? {
+                    Some(bytes) => match decode(&bytes)?.event {
+                        domain::Event::HistoryCompacted(h) => h.runs.iter().any(|r| {
+                            r.first == run.first
+                                && r.last == run.last
+                                && r.prev_hash == run.prev_hash
+                                && r.last_hash == run.last_hash
+                        }),
+                        _ => false,
+                    },
+                    None => false,
+                };
+                if !recorded {
+                    return Ok(Verification::Broken {
+                        position: run.first,
+                        reason: format!(
+                            "the compaction checkpoint for positions {}–{} is not the one event \
+                             {} recorded",
+                            run.first, run.last, run.compacted_by
+                        ),
+                        verified: 0,
+                    });
+                }
+            }
+        }
+        if let Verification::Verified {
+            head_position,
+            head_hash,
+            ..
+        } = &outcome
+        {
+            if *head_position > 0 {
+                let mut v = head_position.to_le_bytes().to_vec();
+                v.extend_from_slice(head_hash.as_bytes());
+                self.medium.save_meta(META_VERIFIED, &v)?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Every stored event with its raw bytes from `from_position` to the durable head.
+    pub fn raw_events(&self, from_position: u64) -> RawIter<'_> {
+        self.medium.scan(from_position.max(1), self.head_position())
+    }
+
+    /// The stored bytes of one event.
+    pub fn raw_event(&self, position: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if position > self.head_position() {
+            return Ok(None);
+        }
+        self.medium.read(position)
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Writer {
+    medium: Arc<dyn Medium>,
+    index: Arc<RwLock<StreamIndex>>,
+    next_position: u64,
+    last_hash: String,
+    last_time: time::OffsetDateTime,
+    /// Set once a write failed part-way: what is on disk is then unknown, so the writer
+    /// takes no more appends until the process restarts and reads the disk again.
+    failed: Arc<OnceLock<String>>,
+    hook: CommitHook,
+    now: Clock,
+    durable_head: Arc<AtomicU64>,
+    head_tx: watch::Sender<u64>,
+    subscribers: Subscribers,
+    last: Arc<RwLock<(u64, String)>>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: std_mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            self.commit(jobs);
+        }
+    }
+
+    fn commit(&mut self, jobs: Vec<Job>) {
+        if let Some(cause) = self.failed.get() {
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::Unavailable(format!(
+                    "the log stopped taking writes after a failed write ({cause}); restart the server"
+                ))));
+            }
+            return;
+        }
+        let mut new_heads: HashMap<String, u64> = HashMap::new();
+        let mut accepted: Vec<(oneshot::Sender<AppendResult>, Vec<Arc<RecordedEvent>>)> =
+            Vec::new();
+        let mut records: Vec<Record> = Vec::new();
+        let now = (self.now)();
+        // The trail's time index relies on recorded times never going backwards.
+        let recorded_at = now.max(self.last_time);
+        let mut hash = self.last_hash.clone();
+        let mut position = self.next_position;
+        {
+            let index = match self.index.read() {
+                Ok(i) => i,
+                Err(p) => p.into_inner(),
+            };
+            for job in jobs {
+                if job.events.is_empty() {
+                    // A barrier: answered with the group, after everything queued before it.
+                    accepted.push((job.reply, Vec::new()));
+                    continue;
+                }
+                let current = new_heads
+                    .get(&job.stream)
+                    .copied()
+                    .unwrap_or_else(|| index.version(&job.stream));
+                if current != job.expected {
+                    let _ = job.reply.send(Err(StoreError::Conflict {
+                        stream: job.stream,
+                        expected: job.expected,
+                        actual: current,
+                    }));
+                    continue;
+                }
+                let mut recorded = Vec::with_capacity(job.events.len());
+                let mut job_records = Vec::with_capacity(job.events.len());
+                let (mut version, mut job_hash, mut job_position) =
+                    (current, hash.clone(), position);
+                let mut failed = None;
+                for new in job.events {
+                    version += 1;
+                    let event = RecordedEvent {
+                        position: job_position,
+                        stream: job.stream.clone(),
+                        version,
+                        id: Uuid::now_v7(),
+                        recorded_at,
+                        schema_version: new.event.schema_version(),
+                        event: new.event,
+                        metadata: new.metadata,
+                        prev_hash: job_hash.clone(),
+                    };
+                    match serde_json::to_vec(&event) {
+                        Ok(bytes) => {
+                            job_hash = chain_hash(&bytes);
+                            job_records.push(Record {
+                                position: job_position,
+                                bytes,
+                            });
+                            recorded.push(Arc::new(event));
+                            job_position += 1;
+                        }
+                        Err(e) => {
+                            failed = Some(StoreError::Corrupt(e.to_string()));
+                            break;
+                        }
+                    }
+                }
+                if let Some(e) = failed {
+                    let _ = job.reply.send(Err(e));
+                    continue;
+                }
+                records.extend(job_records);
+                new_heads.insert(job.stream, version);
+                position = job_position;
+                hash = job_hash;
+                accepted.push((job.reply, recorded));
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        if !records.is_empty() {
+            match self.medium.write(&records) {
+                Ok(()) => {}
+                Err(WriteFailure::Unavailable(cause)) => {
+                    // Nothing was written: the positions are free again, and the next group
+                    // may find room.
+                    tracing::error!(error = %cause, "the log could not take a group; its appends were refused");
+                    for (reply, _) in accepted {
+                        let _ = reply.send(Err(StoreError::Unavailable(cause.clone())));
+                    }
+                    return;
+                }
+                Err(WriteFailure::Failed(cause)) => {
+                    tracing::error!(error = %cause, "a write to the log failed; the log takes no more writes until restarted");
+                    for (reply, _) in accepted {
+                        let _ = reply.send(Err(StoreError::Unavailable(cause.clone())));
+                    }
+                    // Whether the group reached the disk is unknown: stop here rather than
+                    // number later events against a guess. A restart reads what the disk holds.
+                    let _ = self.failed.set(cause);
+                    return;
+                }
+            }
+        }
+        self.next_position = position;
+        self.last_hash = hash;
+        self.last_time = recorded_at;
+        {
+            let mut index = match self.index.write() {
+                Ok(i) => i,
+                Err(p) => p.into_inner(),
+            };
+            for (_, events) in &accepted {
+                for e in events {
+                    index.add(&e.stream, e.version, e.position);
+                }
+            }
+        }
+        if let Ok(mut last) = self.last.write() {
+            *last = (self.next_position - 1, self.last_hash.clone());
+        }
+        let all: Vec<Arc<RecordedEvent>> = accepted
+            .iter()
+            .flat_map(|(_, evs)| evs.iter().cloned())
+            .collect();
+        (self.hook)(&all);
+        if let Ok(mut subs) = self.subscribers.lock() {
+            self.durable_head
+                .store(self.next_position - 1, Ordering::SeqCst);
+            subs.retain(|tx| all.iter().all(|e| tx.send(e.clone()).is_ok()));
+        }
+        self.head_tx.send_replace(self.next_position - 1);
+        for (reply, events) in accepted {
+            let _ = reply.send(Ok(events));
+        }
+    }
+}
+
+impl EventStore for Log {
+    fn append(&self, stream: &str, expected_version: u64, events: Vec<NewEvent>) -> PendingAppend {
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            stream: stream.to_owned(),
+            expected: expected_version,
+            events,
+            reply: tx,
+        };
+        let sent = match self.jobs.lock() {
+            Ok(jobs) => match jobs.as_ref() {
+                Some(s) => s.send(job).map_err(|e| e.0),
+                None => Err(job),
+            },
+            Err(_) => Err(job),
+        };
+        if let Err(job) = sent {
+            let _ = job.reply.send(Err(StoreError::Closed));
+        }
+        PendingAppend::new(rx)
+    }
+
+    fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let positions: Vec<u64> = {
+            let index = self.index.read().map_err(lock_err)?;
+            let Some(entry) = index.streams.get(stream) else {
+                return Ok(Vec::new());
+            };
+            let from = from_version.max(1);
+            // Versions and positions line up one to one until compaction removes some.
+            if entry.positions.len() == entry.version {
+                match entry.positions.select(from - 1) {
+                    Some(first) => entry.positions.iter().filter(|p| *p >= first).collect(),
+                    None => Vec::new(),
+                }
+            } else {
+                entry.positions.iter().collect()
+            }
+        };
+        let mut out = Vec::with_capacity(positions.len());
+        for p in positions {
+            match self.medium.read(p)? {
+                Some(bytes) => {
+                    let e = decode(&bytes)?;
+                    if e.version >= from_version {
+                        out.push(e);
+                    }
+                }
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "event {p} of stream {stream} is missing ({})",
+                        self.medium.describe(p)
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let head = self.head_position();
+        if from_position > head || limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.medium
+            .scan(from_position.max(1), head)
+            .take(limit)
+            .map(|r| decode(&r?.1))
+            .collect()
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        Ok(self.index.read().map_err(lock_err)?.version(stream))
+    }
+
+    fn head_position(&self) -> u64 {
+        self.durable_head.load(Ordering::SeqCst)
+    }
+
+    fn subscribe(&self, after: u64) -> Result<Subscription, StoreError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let send_from = |from: &mut u64| -> Result<(), StoreError> {
+            loop {
+                let chunk = self.read_all(*from, 4096)?;
+                let Some(last) = chunk.last().map(|e| e.position) else {
+                    return Ok(());
+                };
+                for e in chunk {
+                    let _ = tx.send(Arc::new(e));
+                }
+                *from = last + 1;
+            }
+        };
+        // The long catch-up runs without the lock, so appends are not held up by it...
+        let mut from = after + 1;
+        send_from(&mut from)?;
+        // ...and the short remainder under it: the writer cannot publish between this read and
+        // the registration, so nothing is missed (repeats are dropped by the subscription).
+        let mut subs = self.subscribers.lock().map_err(lock_err)?;
+        send_from(&mut from)?;
+        subs.push(tx);
+        Ok(Subscription::new(rx, after))
+    }
+
+    fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<(), StoreError> {
+        self.snapshots
+            .write()
+            .map_err(lock_err)?
+            .insert(stream.to_owned(), (version, state.to_vec()));
+        Ok(())
+    }
+
+    fn load_snapshot(&self, stream: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        Ok(self
+            .snapshots
+            .read()
+            .map_err(lock_err)?
+            .get(stream)
+            .cloned())
+    }
+}
+
+impl projections::EventLookup for Log {
+    fn event_at(
+        &self,
+        position: u64,
+    ) -> Result<Option<RecordedEvent>, projections::ProjectionError> {
+        let map = |e: StoreError| projections::ProjectionError::Log(e.to_string());
+        match self.raw_event(position).map_err(map)? {
+            Some(bytes) => Ok(Some(decode(&bytes).map_err(map)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn events_from(
+        &self,
+        position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, projections::ProjectionError> {
+        self.read_all(position, limit)
+            .map_err(|e| projections::ProjectionError::Log(e.to_string()))
+    }
+}
