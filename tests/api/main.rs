@@ -11,6 +11,7 @@ mod assertions;
 mod audit;
 mod browser;
 mod crash;
+mod durability;
 mod grants;
 mod helpers;
 mod keys;
