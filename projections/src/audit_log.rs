@@ -325,8 +325,7 @@ impl AuditLog {
         let start = key(prefix, name, from / BLOCK);
         let end = key(prefix, name, to / BLOCK);
         let rows = self.store.tree.range(start..=end);
-        type Row = Result<(Vec<u8>, Vec<u8>), ProjectionError>;
-        let rows: Box<dyn Iterator<Item = Row>> = match order {
+        let rows: Box<dyn Iterator<Item = crate::storage::Row>> = match order {
             Order::Ascending => Box::new(rows),
             Order::Descending => Box::new(rows.rev()),
         };

@@ -80,6 +80,11 @@ impl CheckpointStore for NoCheckpoints {
 /// The checkpoint key: `0x00` sorts before every row prefix.
 pub const CHECKPOINT: &[u8] = b"\x00checkpoint";
 
+/// One row read out of a tree.
+pub(crate) type Row = Result<(Vec<u8>, Vec<u8>), ProjectionError>;
+/// Rows read out of a tree, in key order.
+pub(crate) type RowIter = std::vec::IntoIter<Row>;
+
 /// An in-memory ordered tree with the small surface the projections need.
 #[derive(Default)]
 pub(crate) struct Tree {
@@ -121,10 +126,7 @@ impl Tree {
     }
 
     /// The rows between two keys (inclusive), copied out.
-    pub(crate) fn range(
-        &self,
-        range: std::ops::RangeInclusive<Vec<u8>>,
-    ) -> std::vec::IntoIter<Result<(Vec<u8>, Vec<u8>), ProjectionError>> {
+    pub(crate) fn range(&self, range: std::ops::RangeInclusive<Vec<u8>>) -> RowIter {
         let map = self.read();
         let rows: Vec<_> = map
             .range(range)
@@ -134,10 +136,7 @@ impl Tree {
     }
 
     /// The rows whose key starts with `prefix`, copied out.
-    pub(crate) fn scan_prefix(
-        &self,
-        prefix: impl AsRef<[u8]>,
-    ) -> std::vec::IntoIter<Result<(Vec<u8>, Vec<u8>), ProjectionError>> {
+    pub(crate) fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> RowIter {
         let prefix = prefix.as_ref();
         let map = self.read();
         let rows: Vec<_> = map

@@ -302,7 +302,7 @@ impl TokenIndex {
     }
 
     fn family_revoked(&self, family: &Uuid) -> Result<bool, ProjectionError> {
-        Ok(self.store.tree.contains_key(key16(b'F', family))?)
+        self.store.tree.contains_key(key16(b'F', family))
     }
 
     /// Whether the user withdrew the client's authorization after `position`.

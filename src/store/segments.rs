@@ -582,10 +582,7 @@ fn recover_tail(s: &Segment, size: u64, known: u64) -> Result<Tail, StoreError> 
     let mut last = None;
     let mut entries = Vec::new();
     let mut next_entry = HEADER as usize;
-    loop {
-        let Some(head) = bytes.get(offset..offset + FRAME as usize) else {
-            break;
-        };
+    while let Some(head) = bytes.get(offset..offset + FRAME as usize) {
         let head: &[u8; FRAME as usize] = head.try_into().unwrap_or(&[0; FRAME as usize]);
         let (length, crc, position) = parse_frame(head);
         if length == 0 && crc == 0 && position == 0 {
