@@ -180,16 +180,25 @@ impl Engine {
             .name("authledger-checkpointer".into())
             .spawn(move || {
                 let mut saved = 0u64;
+                let mut marked = 0u64;
+                let mut last_full = std::time::Instant::now();
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(every)
+                    stopped.recv_timeout(HEAD_EVERY.min(every))
                 {
                     let Some(engine) = engine.upgrade() else {
                         return;
                     };
                     let head = engine.store.head_position();
-                    if head == saved {
+                    if head != marked {
+                        match engine.store.save_head() {
+                            Ok(p) => marked = p,
+                            Err(e) => tracing::warn!(error = %e, "saving the head marker failed"),
+                        }
+                    }
+                    if head == saved || last_full.elapsed() < every {
                         continue;
                     }
+                    last_full = std::time::Instant::now();
                     let started = std::time::Instant::now();
                     match engine.checkpoint() {
                         Ok(at) => {
@@ -260,6 +269,9 @@ impl Engine {
         }
     }
 }
+
+/// How often the checkpointer saves the head marker.
+const HEAD_EVERY: Duration = Duration::from_secs(1);
 
 /// Events applied per projection batch when catching up.
 const REPLAY_BATCH: usize = 4096;

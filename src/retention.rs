@@ -185,6 +185,8 @@ pub fn compact(
         let events: Vec<&RecordedEvent> = picked.iter().map(|(e, _)| e).collect();
         engine.models.tokens.forget(&events)?;
         engine.models.audit.forget(&events, &*engine.store)?;
+        // The saved projections must not bring the removed events' rows back after a crash.
+        engine.checkpoint()?;
         report.batches += 1;
         report.removed += picked.len() as u64;
         report.runs += runs.len() as u64;

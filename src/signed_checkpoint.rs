@@ -149,9 +149,25 @@ pub fn check(engine: &Engine, jws: &str, jwks: &str) -> Result<Checked, Checkpoi
              was rewritten",
             statement.position
         ))),
-        None => Err(CheckpointError::Mismatch(format!(
-            "event {} that the checkpoint states is gone from the log",
-            statement.position
-        ))),
+        None => {
+            let compacted = engine
+                .store
+                .compacted_runs()?
+                .values()
+                .any(|r| (r.first..=r.last).contains(&statement.position));
+            Err(CheckpointError::Mismatch(if compacted {
+                format!(
+                    "event {} that the checkpoint states was removed by compaction since, so \
+                     its hash can no longer be compared; take checkpoints after compacting, or \
+                     keep the events they name",
+                    statement.position
+                )
+            } else {
+                format!(
+                    "event {} that the checkpoint states is gone from the log",
+                    statement.position
+                )
+            }))
+        }
     }
 }

@@ -82,6 +82,7 @@ const MAX_GROUP: usize = 1024;
 const META_INDEX: &str = "index";
 const META_RUNS: &str = "runs";
 const META_VERIFIED: &str = "verified";
+const META_HEAD: &str = "head";
 
 /// Decodes an event as stored.
 pub fn decode(bytes: &[u8]) -> Result<RecordedEvent, StoreError> {
@@ -421,15 +422,35 @@ impl Log {
         self.head_watch.clone()
     }
 
-    /// The head marker of the last checkpoint: a position the log must still reach, and the
-    /// hash its event had then.
+    /// Saves the head marker alone (cheap: the server does it every second), so that a walk
+    /// notices events removed from the end of the log since.
+    pub fn save_head(&self) -> Result<u64, StoreError> {
+        let (position, hash) = self.last_hash.read().map_err(lock_err)?.clone();
+        let mut v = position.to_le_bytes().to_vec();
+        v.extend_from_slice(hash.as_bytes());
+        self.medium.save_meta(META_HEAD, &v)?;
+        Ok(position)
+    }
+
+    /// The last saved head marker: a position the log must still reach, and the hash its
+    /// event had then.
     pub fn head_marker(&self) -> Result<Option<HeadMarker>, StoreError> {
-        Ok(self
+        let from_head = self.medium.load_meta(META_HEAD)?.and_then(|v| {
+            let position = u64::from_le_bytes(v.get(..8)?.try_into().ok()?);
+            let hash = String::from_utf8(v.get(8..)?.to_vec()).ok()?;
+            Some(HeadMarker { position, hash })
+        });
+        let from_index = self
             .medium
             .load_meta(META_INDEX)?
             .and_then(|b| StreamIndex::decode(&b))
-            .map(|(_, _, head)| head)
-            .filter(|h| h.position > 0))
+            .map(|(_, _, head)| head);
+        // The later of the two: both are written now and then, each atomically.
+        Ok([from_head, from_index]
+            .into_iter()
+            .flatten()
+            .filter(|h| h.position > 0)
+            .max_by_key(|h| h.position))
     }
 
     /// The last event's position and hash (what a signed checkpoint states).
@@ -456,12 +477,16 @@ impl Log {
         self.medium.save_meta(META_RUNS, &bytes)?;
         let positions: BTreeSet<u64> = removed.iter().map(|(p, _, _)| *p).collect();
         self.medium.remove(&positions)?;
-        let mut index = self.index.write().map_err(lock_err)?;
-        for (position, stream, _) in removed {
-            if let Some(e) = index.streams.get_mut(stream) {
-                e.positions.remove(*position);
+        {
+            let mut index = self.index.write().map_err(lock_err)?;
+            for (position, stream, _) in removed {
+                if let Some(e) = index.streams.get_mut(stream) {
+                    e.positions.remove(*position);
+                }
             }
         }
+        // The saved index must not name the removed events after a crash.
+        self.checkpoint()?;
         Ok(())
     }
 

@@ -65,8 +65,9 @@ pub enum StoreError {
 /// Where a stored record fails its checks, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the log is damaged{}: {reason} (file {file}, offset {offset}); restore the data directory \
-     from a backup, or start with --allow-unverified to serve read-only up to the last good event",
+    "the log is damaged{}: {reason} (file {file}, offset {offset}); nothing was cut off or \
+     repaired. Restore the data directory from a backup, or put the original byte back if you \
+     know it",
     position.map(|p| format!(" at event {p}")).unwrap_or_default()
 )]
 pub struct Corruption {

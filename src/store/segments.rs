@@ -12,7 +12,9 @@
 //! - `<name>.meta`: the log's small metadata (checkpoint, compacted runs, verified mark), each
 //!   `magic, length, crc, bytes`, replaced by rename.
 //!
-//! Recovery scans the active segment only, from the offset of the last checkpoint. A last
+//! Recovery reads the newest segment only (at most one segment, whatever the log's length);
+//! the offset the last checkpoint saw durable tells a torn write after it from damage before
+//! it. A last
 //! record that was never completely written (a torn write: its bytes run past the segment or
 //! into the zeroed tail) is cut off with a warning naming its position and size; a complete
 //! record that fails its checksum anywhere is corruption, reported with the file and offset
@@ -316,6 +318,11 @@ impl SegmentFiles {
                 sparse: RwLock::new(None),
             });
             check_header(&segment, size)?;
+            if i + 1 < count && size == declared_size(&segment)? && size > HEADER {
+                // Never sealed (preallocated to its full size): find its end as for the newest.
+                let (end, _, _, _) = recover_tail(&segment, size, u64::MAX)?;
+                segment.len.store(end, Ordering::SeqCst);
+            }
             if i + 1 == count {
                 let known = tail.filter(|(b, _)| *b == base).map_or(HEADER, |(_, o)| o);
                 let (end, last, entries, truncated) = recover_tail(&segment, size, known)?;
@@ -389,15 +396,20 @@ impl SegmentFiles {
     /// Makes a new segment starting at `base`, preallocated; nothing is left behind on failure.
     fn create_segment(&self, base: u64, size: u64) -> Result<Arc<Segment>, WriteFailure> {
         let path = self.dir.join(segment_name(base));
+        // Made complete under a temporary name, then renamed: a crash never leaves a segment
+        // without its header.
+        let fresh = path.with_extension("seg.new");
         let made = (|| -> std::io::Result<File> {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create_new(true)
-                .open(&path)?;
+                .create(true)
+                .truncate(true)
+                .open(&fresh)?;
             preallocate(&file, size)?;
             file.write_all_at(&header(base, size), 0)?;
             file.sync_all()?;
+            std::fs::rename(&fresh, &path)?;
             File::open(&self.dir)?.sync_all()?;
             Ok(file)
         })();
@@ -410,7 +422,7 @@ impl SegmentFiles {
                 sparse: RwLock::new(Some(Vec::new())),
             })),
             Err(e) => {
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&fresh);
                 let what = format!("making log segment {}: {e}", path.display());
                 if is_no_space(&e) {
                     Err(WriteFailure::Unavailable(format!(
@@ -536,6 +548,15 @@ impl SegmentFiles {
     }
 }
 
+/// The size a segment's header says it was preallocated to.
+fn declared_size(s: &Segment) -> Result<u64, StoreError> {
+    let mut h = [0u8; 8];
+    s.file
+        .read_exact_at(&mut h, 20)
+        .map_err(|e| io(&format!("reading {}", s.name()), e))?;
+    Ok(u64::from_le_bytes(h))
+}
+
 fn check_header(s: &Segment, size: u64) -> Result<(), StoreError> {
     let mut h = [0u8; HEADER as usize];
     if size < HEADER {
@@ -547,6 +568,14 @@ fn check_header(s: &Segment, size: u64) -> Result<(), StoreError> {
     let crc = u32::from_le_bytes([h[28], h[29], h[30], h[31]]);
     if &h[..8] != SEGMENT_MAGIC || crc32c::crc32c(&h[..28]) != crc {
         return Err(s.corruption(0, None, "the segment header is damaged".into()));
+    }
+    let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+    if version != 1 {
+        return Err(s.corruption(
+            0,
+            None,
+            format!("the segment is of format version {version}, which this release does not read; use a newer release"),
+        ));
     }
     let base = u64::from_le_bytes(h[12..20].try_into().unwrap_or([0; 8]));
     if base != s.base {
@@ -721,12 +750,16 @@ impl Medium for SegmentFiles {
             let Some(first) = records.first() else {
                 return Ok(());
             };
-            let segment = self.create_segment(first.position, size)?;
-            if let Some(old) = active.take() {
-                if let Err(e) = self.seal(&old) {
-                    tracing::warn!(error = %e, "sealing a full segment failed");
+            // The full segment is sealed (cut to its records) before the next is made, so that
+            // only the newest segment ever has a preallocated tail.
+            if let Some(old) = active.as_mut() {
+                if old.size > old.segment.len.load(Ordering::SeqCst) {
+                    self.seal(old)
+                        .map_err(|e| WriteFailure::Unavailable(e.to_string()))?;
+                    old.size = old.segment.len.load(Ordering::SeqCst);
                 }
             }
+            let segment = self.create_segment(first.position, size)?;
             self.segments
                 .write()
                 .map_err(|_| failed(poisoned()))?

@@ -1,10 +1,10 @@
 //! Tamper evidence: walking the hash chain of the whole log.
 //!
 //! Every stored event records `prev_hash`, the SHA-256 of its predecessor's stored bytes (the
-//! first one records [`GENESIS_HASH`]), and the log keeps a head marker with the hash of the
-//! last event, written in the same batch as the event. A changed byte anywhere therefore breaks
-//! a link: the changed event no longer hashes to what its successor (or the head marker)
-//! recorded. A removed event leaves a gap in the positions, and two swapped events sit under
+//! first one records [`GENESIS_HASH`]), and the log saves a head marker (a position and the
+//! hash of its event) every second and at each checkpoint. A changed byte anywhere therefore
+//! breaks a link: the changed event no longer hashes to what its successor (or the head
+//! marker) recorded, and a log that ends before the marker lost events from its end. A removed event leaves a gap in the positions, and two swapped events sit under
 //! each other's positions.
 //!
 //! Compaction (retention) removes events on purpose. Each run of removed events is replaced by a

@@ -366,3 +366,65 @@ fn compaction_removes_events_and_the_chain_still_verifies(store: Backend) {
     store.append("s", 20, vec![event(1)]).wait().unwrap();
     assert_eq!(store.head_position(), 22);
 }
+
+fn small_segments(dir: &std::path::Path) -> Log {
+    use authledger::store::{log::system_clock, SegmentFiles};
+    let (files, _) = SegmentFiles::open(dir, 64 * 1024).unwrap();
+    Log::start(Arc::new(files), Box::new(|_| {}), system_clock()).unwrap()
+}
+
+#[test]
+fn a_log_of_many_segments_reads_back_whole_after_reopening_and_compaction_gives_space_back() {
+    use authledger::store::verify::Verification;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = small_segments(dir.path());
+        for i in 0..3000u64 {
+            store
+                .append("many", i, vec![event(i as usize)])
+                .wait()
+                .unwrap();
+        }
+    }
+    let segments = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir.join("."))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        v.sort();
+        v
+    };
+    let files = segments(dir.path());
+    assert!(files.len() > 3, "{} segments", files.len());
+    // Every segment but the newest is cut to its records.
+    let sealed = std::fs::metadata(&files[0]).unwrap().len();
+    assert!(sealed < 64 * 1024, "{sealed}");
+    let store = small_segments(dir.path());
+    assert_eq!(store.head_position(), 3000);
+    assert_eq!(store.read_all(1, 10_000).unwrap().len(), 3000);
+    let middle = store.read_stream("many", 1500).unwrap();
+    assert_eq!((middle.len(), middle[0].position), (1501, 1500));
+    assert!(matches!(
+        store.verify(|_| {}).unwrap(),
+        Verification::Verified { events: 3000, .. }
+    ));
+    // Compaction rewrites the first segment without its events, smaller.
+    let raw: Vec<(u64, Vec<u8>)> = store.raw_events(1).take(50).map(|r| r.unwrap()).collect();
+    let removed: Vec<(u64, String, u64)> = (10..=40).map(|p| (p, "many".to_owned(), p)).collect();
+    let runs = vec![authledger::store::verify::CompactedRun {
+        first: 10,
+        last: 40,
+        prev_hash: authledger::store::log::decode(&raw[9].1).unwrap().prev_hash,
+        last_hash: authledger::store::log::chain_hash(&raw[39].1),
+        compacted_by: 1,
+    }];
+    store.remove_compacted(&removed, &runs).unwrap();
+    assert!(std::fs::metadata(&files[0]).unwrap().len() < sealed);
+    assert_eq!(store.read_all(1, 10_000).unwrap().len(), 3000 - 31);
+    store.append("many", 3000, vec![event(1)]).wait().unwrap();
+    drop(store);
+    let store = small_segments(dir.path());
+    assert_eq!(store.read_all(1, 10_000).unwrap().len(), 3000 - 31 + 1);
+    assert_eq!(store.read_stream("many", 41).unwrap()[0].position, 41);
+}
