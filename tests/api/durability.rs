@@ -88,7 +88,7 @@ fn a_changed_byte_is_named_by_event_file_and_offset_and_nothing_is_dropped() {
             format!("damaged at event {}", victim.position),
             file.clone(),
             format!("offset {}", victim.offset),
-            "restore the data directory from a backup".into(),
+            "Restore the data directory from a backup".into(),
         ] {
             assert!(err.contains(&needle), "{needle:?} not in {err}");
         }
