@@ -24,6 +24,88 @@ pub struct Application {
 /// How often the server saves checkpoints of the projections and the log's index.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Records the outcome of a walk of the whole chain in the log (stream `integrity`).
+fn record_walk(
+    engine: &Engine,
+    outcome: &crate::store::verify::Verification,
+    millis: u64,
+) -> Result<(), crate::store::StoreError> {
+    use crate::store::verify::Verification;
+    use crate::store::{EventStore, NewEvent};
+    use domain::event::{ChainBroken, ChainVerified, Event, INTEGRITY_STREAM};
+    let event = match outcome {
+        Verification::Verified {
+            events,
+            head_position,
+            head_hash,
+            ..
+        } => Event::ChainVerified(ChainVerified {
+            events: *events,
+            head_position: *head_position,
+            head_hash: head_hash.clone(),
+            millis,
+        }),
+        Verification::Broken {
+            position,
+            reason,
+            verified,
+        } => Event::ChainBroken(ChainBroken {
+            position: *position,
+            reason: reason.clone(),
+            verified: *verified,
+        }),
+    };
+    let version = engine.store.stream_version(INTEGRITY_STREAM)?;
+    engine
+        .store
+        .append(
+            INTEGRITY_STREAM,
+            version,
+            vec![NewEvent {
+                event,
+                metadata: domain::Metadata::system(),
+            }],
+        )
+        .wait()
+        .map(|_| ())
+}
+
+/// After a start that walked only the events since the last verified mark: the whole chain,
+/// on a thread of its own while the server serves, its outcome recorded in the log.
+fn verify_in_background(engine: Arc<Engine>) {
+    let spawned = std::thread::Builder::new()
+        .name("authledger-verify".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            let outcome = match engine.store.verify(|_| {}) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(error = %e, "the background walk of the hash chain failed");
+                    return;
+                }
+            };
+            let millis = started.elapsed().as_millis() as u64;
+            match &outcome {
+                crate::store::verify::Verification::Verified { events, .. } => {
+                    tracing::info!(events, ms = millis, "background walk: the whole hash chain holds")
+                }
+                crate::store::verify::Verification::Broken {
+                    position, reason, ..
+                } => tracing::error!(
+                    position,
+                    reason,
+                    "background walk: the hash chain is broken; run `authledger audit verify` and restore the data directory from a backup"
+                ),
+            }
+            if let Err(e) = record_walk(&engine, &outcome, millis) {
+                tracing::info!(error = %e, "the outcome of the background walk was not recorded");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "the background walk of the hash chain did not start");
+    }
+}
+
 /// Walks the hash chain before serving; a broken chain stops the start unless allowed.
 fn verify_log(engine: &Engine, full: bool, allow_unverified: bool) -> anyhow::Result<()> {
     use crate::store::verify::Verification;
@@ -71,18 +153,33 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let opening = |e| anyhow::anyhow!("opening {}: {e}", config.data_dir.display());
-        let engine =
-            Arc::new(Engine::open_stale(&config.data_dir, config.actor_idle).map_err(opening)?);
+        let engine = Arc::new(
+            if config.allow_unverified {
+                Engine::open_stale_past_damage(&config.data_dir, config.actor_idle)
+            } else {
+                Engine::open_stale(&config.data_dir, config.actor_idle)
+            }
+            .map_err(opening)?,
+        );
         // Before the projections take in anything: a tampered log must not reach them.
         verify_log(
             &engine,
             config.verify_on_start_full,
             config.allow_unverified,
         )?;
-        crate::engine::catch_up(&engine.store, &engine.models, |_| {}).map_err(opening)?;
+        if config.allow_unverified {
+            crate::engine::catch_up_to_damage(&engine.store, &engine.models).map_err(opening)?;
+        } else {
+            crate::engine::catch_up(&engine.store, &engine.models, |_| {}).map_err(opening)?;
+        }
         engine.start_checkpointer(CHECKPOINT_EVERY);
         let (keys, key_actor) = start_keys(&engine, &config.keys, Some(config.key_check)).await?;
         ensure_initialized(&engine).await?;
+        // After the keys and the admin client: the walk's own event must not make a fresh
+        // directory look like one of an earlier version.
+        if !config.verify_on_start_full {
+            verify_in_background(engine.clone());
+        }
         let listener = TcpListener::bind(&config.bind)
             .with_context(|| format!("binding {}; is another server on that port?", config.bind))?;
         let addr = listener.local_addr()?;

@@ -81,11 +81,29 @@ impl Engine {
         Self::open_with_clock(data_dir, actor_idle, system_clock())
     }
 
+    /// [`Engine::open_stale`] on a log that may be damaged (`serve --allow-unverified`): damage
+    /// in the newest segment ends the log before it, and the log then takes no writes.
+    pub fn open_stale_past_damage(
+        data_dir: &Path,
+        actor_idle: Duration,
+    ) -> Result<Self, EngineError> {
+        Self::open_inner(data_dir, actor_idle, system_clock(), true)
+    }
+
     /// [`Engine::open_stale`] with the clock that stamps recorded events.
     pub fn open_with_clock(
         data_dir: &Path,
         actor_idle: Duration,
         clock: Clock,
+    ) -> Result<Self, EngineError> {
+        Self::open_inner(data_dir, actor_idle, clock, false)
+    }
+
+    fn open_inner(
+        data_dir: &Path,
+        actor_idle: Duration,
+        clock: Clock,
+        past_damage: bool,
     ) -> Result<Self, EngineError> {
         let lock = DirLock::acquire(data_dir)?;
         let log_dir = data_dir.join(LOG_DIR);
@@ -93,11 +111,18 @@ impl Engine {
         if !log_dir.exists() && sled_dir.join("db").exists() {
             crate::store::sled_import::import(&sled_dir, &log_dir, |_| {})?;
         }
-        let (files, _recovery) = SegmentFiles::open(&log_dir, segment_bytes())?;
+        let (files, recovery) = if past_damage {
+            SegmentFiles::open_past_damage(&log_dir, segment_bytes())?
+        } else {
+            SegmentFiles::open(&log_dir, segment_bytes())?
+        };
         let medium: Arc<dyn Medium> = Arc::new(files);
         let checkpoints = FileCheckpoints::new(&data_dir.join(PROJECTIONS_DIR));
         let engine = Self::assemble(medium, checkpoints, actor_idle, clock, data_dir)?;
         engine.store.hold(lock);
+        if let Some(damage) = recovery.damaged {
+            engine.store.refuse_writes(&damage);
+        }
         Ok(engine)
     }
 
@@ -291,6 +316,20 @@ pub fn catch_up(
     )
 }
 
+/// [`catch_up`] that stops at the first damaged record instead of failing: the projections
+/// then hold everything before it, and the log takes no more writes (read-only serving past
+/// damage, `serve --allow-unverified`).
+pub fn catch_up_to_damage(store: &Log, models: &ReadModels) -> Result<u64, EngineError> {
+    match catch_up(store, models, |_| {}) {
+        Err(EngineError::Store(StoreError::Corrupted(c))) => {
+            tracing::error!(error = %c, "the projections stop before the damaged record; serving read-only");
+            store.refuse_writes(&format!("the log is damaged ({c}); serving read-only"));
+            models.checkpoint().map_err(EngineError::from)
+        }
+        other => other,
+    }
+}
+
 /// The writer's own catch-up, from inside its commit hook: it reads the medium directly, since
 /// the group being committed is not yet below the log's durable head.
 fn catch_up_from_medium(medium: &dyn Medium, models: &ReadModels) -> Result<u64, EngineError> {
@@ -351,7 +390,15 @@ fn apply_in_batches_until(
     let mut chunk: Vec<domain::RecordedEvent> = Vec::with_capacity(REPLAY_BATCH);
     let mut applied = 0;
     for bytes in stored {
-        let e = decode(&bytes?)?;
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                // What came before the failure is applied: a caller may serve up to it.
+                models.apply_split(&chunk)?;
+                return Err(e.into());
+            }
+        };
+        let e = decode(&bytes)?;
         // Recorded times never go backwards, so the first later event ends it.
         if until.is_some_and(|t| e.recorded_at > t) {
             break;

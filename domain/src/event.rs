@@ -228,6 +228,32 @@ pub struct HistoryCompacted {
     pub runs: Vec<CompactedRange>,
 }
 
+/// A walk of the whole hash chain found every link intact (the server walks it in the
+/// background after each start). Recorded so that the trail shows when the log was last
+/// proven whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainVerified {
+    /// Events read (compacted ones not counted).
+    pub events: u64,
+    /// The last position walked.
+    pub head_position: u64,
+    /// The hash of its stored bytes.
+    pub head_hash: String,
+    /// How long the walk took (ms).
+    pub millis: u64,
+}
+
+/// A walk of the whole hash chain found a broken link: an event changed, removed or moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainBroken {
+    /// Where the chain breaks.
+    pub position: u64,
+    /// Why, in words.
+    pub reason: String,
+    /// Events verified before the break.
+    pub verified: u64,
+}
+
 /// Where a signing key's private half is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -599,6 +625,10 @@ pub enum Event {
     SigningKeyRetired(SigningKeyRetired),
     /// See [`HistoryCompacted`].
     HistoryCompacted(HistoryCompacted),
+    /// See [`ChainVerified`].
+    ChainVerified(ChainVerified),
+    /// See [`ChainBroken`].
+    ChainBroken(ChainBroken),
 }
 
 /// Expands `$m!(Variant, ...)` over every event type: one list for the type names, the
@@ -633,7 +663,9 @@ macro_rules! for_each_event {
             SigningKeyGenerated,
             SigningKeyActivated,
             SigningKeyRetired,
-            HistoryCompacted
+            HistoryCompacted,
+            ChainVerified,
+            ChainBroken
         );
     };
 }
@@ -715,7 +747,9 @@ impl Event {
             | Event::SigningKeyGenerated(_)
             | Event::SigningKeyActivated(_)
             | Event::SigningKeyRetired(_)
-            | Event::HistoryCompacted(_) => return None,
+            | Event::HistoryCompacted(_)
+            | Event::ChainVerified(_)
+            | Event::ChainBroken(_) => return None,
         })
     }
 
@@ -962,6 +996,9 @@ pub const KEYS_STREAM: &str = "keys";
 
 /// The stream of compactions (retention).
 pub const RETENTION_STREAM: &str = "retention";
+
+/// The stream of the walks of the hash chain.
+pub const INTEGRITY_STREAM: &str = "integrity";
 
 /// The stream of failed sign-ins for names that belong to no user.
 pub const UNKNOWN_LOGINS_STREAM: &str = "logins-unknown";

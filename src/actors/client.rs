@@ -87,6 +87,11 @@ pub trait GrantViews: Send + Sync {
         jti: &str,
         now: i64,
     ) -> Result<bool, String>;
+    /// The client's configuration as the directory holds it, and the version of its
+    /// configuration stream it reflects: an actor restores from it without reading the log.
+    fn client(&self, _client: &ClientId) -> Option<(domain::client::Client, u64)> {
+        None
+    }
 }
 
 impl GrantViews for projections::ReadModels {
@@ -115,6 +120,11 @@ impl GrantViews for projections::ReadModels {
         self.tokens
             .assertion_seen(client.as_str(), issuer, jti, now)
             .map_err(|e| e.to_string())
+    }
+    fn client(&self, client: &ClientId) -> Option<(domain::client::Client, u64)> {
+        self.clients
+            .get(client.as_str())
+            .map(|v| (v.client.clone(), v.version))
     }
 }
 
@@ -183,6 +193,18 @@ impl ClientActor {
     }
 
     fn reload(&mut self) -> Result<(), StoreError> {
+        let stream_version = self.store.stream_version(&self.config_stream)?;
+        self.tokens_version = self.store.stream_version(&self.tokens_stream)?;
+        // The directory row is applied before any append is answered, so when it reflects the
+        // stream's version it is the whole state: no snapshot, no read of the log.
+        if let Some((client, version)) = self.views.client(&self.client_id) {
+            if version == stream_version {
+                self.state = ClientState::Active(client);
+                self.config_version = version;
+                self.snapshot_version = version;
+                return Ok(());
+            }
+        }
         let (mut state, mut version) = match self.store.load_snapshot(&self.config_stream)? {
             Some((v, bytes)) => match ciborium::from_reader::<ClientState, _>(bytes.as_slice()) {
                 Ok(s) => (s, v),
@@ -191,7 +213,6 @@ impl ClientActor {
             },
             None => (ClientState::default(), 0),
         };
-        let stream_version = self.store.stream_version(&self.config_stream)?;
         if version > stream_version {
             // A snapshot ahead of its stream is not of durable state: fold from the start.
             (state, version) = (ClientState::default(), 0);
@@ -203,7 +224,6 @@ impl ClientActor {
         }
         self.state = state;
         self.config_version = version;
-        self.tokens_version = self.store.stream_version(&self.tokens_stream)?;
         Ok(())
     }
 
@@ -331,6 +351,22 @@ impl Actor for ClientActor {
         self.snapshot();
         if let Some(f) = self.on_stop.take() {
             f(&self.client_id, &ctx.address());
+        }
+    }
+}
+
+/// Asks an actor to stop now if nothing is pending (the registry keeps the number of live
+/// actors bounded); a busy one goes on and stops when idle.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+impl Handler<Retire> for ClientActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        if self.in_flight == 0 {
+            ctx.stop();
         }
     }
 }
@@ -699,6 +735,102 @@ mod tests {
             revoked += 1;
         }
         assert_eq!(store.stream_version("tokens-svc").unwrap(), 2 * revoked);
+    }
+
+    /// A log whose commit hook feeds in-memory read models, counting reads of streams.
+    struct Counting {
+        inner: Log,
+        stream_reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl EventStore for Counting {
+        fn append(&self, stream: &str, expected: u64, events: Vec<NewEvent>) -> PendingAppend {
+            self.inner.append(stream, expected, events)
+        }
+        fn read_stream(&self, s: &str, v: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.stream_reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.read_stream(s, v)
+        }
+        fn read_all(&self, p: u64, l: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.inner.read_all(p, l)
+        }
+        fn stream_version(&self, s: &str) -> Result<u64, StoreError> {
+            self.inner.stream_version(s)
+        }
+        fn head_position(&self) -> u64 {
+            self.inner.head_position()
+        }
+        fn subscribe(&self, after: u64) -> Result<Subscription, StoreError> {
+            self.inner.subscribe(after)
+        }
+        fn save_snapshot(&self, s: &str, v: u64, b: &[u8]) -> Result<(), StoreError> {
+            self.inner.save_snapshot(s, v, b)
+        }
+        fn load_snapshot(&self, s: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+            self.inner.load_snapshot(s)
+        }
+    }
+
+    fn projected() -> (Arc<Counting>, Arc<projections::ReadModels>) {
+        let models = Arc::new(projections::ReadModels::open(&projections::NoCheckpoints).unwrap());
+        let hook = models.clone();
+        let inner = Log::start(
+            Arc::new(crate::store::MemoryMedium::new()),
+            Box::new(move |events| hook.apply(events).unwrap()),
+            crate::store::log::system_clock(),
+        )
+        .unwrap();
+        let store = Arc::new(Counting {
+            inner,
+            stream_reads: Default::default(),
+        });
+        (store, models)
+    }
+
+    #[actix_rt::test]
+    async fn an_actor_restores_from_the_directory_row_without_reading_the_log() {
+        let (store, models) = projected();
+        let id = ClientId::parse("svc").unwrap();
+        let first = ClientActor::restore(
+            id.clone(),
+            store.clone(),
+            models.clone(),
+            Duration::from_secs(60),
+        )
+        .unwrap()
+        .start();
+        register(&first, &id).await;
+        first.send(issue()).await.unwrap().unwrap();
+        let reads = store.stream_reads.load(Ordering::SeqCst);
+        let again =
+            ClientActor::restore(id.clone(), store.clone(), models, Duration::from_secs(60))
+                .unwrap()
+                .start();
+        assert_eq!(store.stream_reads.load(Ordering::SeqCst), reads);
+        // It knows the client and the token stream's version.
+        let issued = again.send(issue()).await.unwrap().unwrap();
+        assert_eq!(issued[0].version, 2);
+    }
+
+    #[actix_rt::test]
+    async fn the_registry_keeps_live_actors_near_its_bound() {
+        let (store, models) = projected();
+        let registry = crate::actors::registry::Registry::with_limit(
+            store.clone(),
+            models,
+            Duration::from_secs(600),
+            10,
+        );
+        for n in 0..40 {
+            let id = ClientId::parse(&format!("c{n}")).unwrap();
+            let addr = restore(id.clone(), store.clone()).unwrap().start();
+            register(&addr, &id).await;
+            registry.send(&id, issue()).await.unwrap();
+        }
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(registry.live() <= 12, "{} live actors", registry.live());
     }
 
     #[actix_rt::test]

@@ -1,7 +1,8 @@
 //! The registry: finds a client's actor, starting it on first use; actors leave it when they
-//! stop after an idle period.
+//! stop after an idle period, or when more than [`MAX_LIVE_ACTORS`] are live and they are the
+//! least recently used.
 
-use super::client::{ClientActor, CommandError, CommandResult, GrantViews};
+use super::client::{ClientActor, CommandError, CommandResult, GrantViews, Retire};
 use crate::store::EventStore;
 use actix::prelude::*;
 use domain::values::ClientId;
@@ -9,12 +10,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+/// Live actors above which the least recently used are asked to stop. An actor restores from
+/// the client directory in microseconds, so a bound costs little and keeps a server with many
+/// clients from holding an actor for each one seen within the idle timeout.
+pub const MAX_LIVE_ACTORS: usize = 10_000;
+
 /// Keeps one running actor per client.
 pub struct Registry {
     store: Arc<dyn EventStore>,
     views: Arc<dyn GrantViews>,
     idle_timeout: Duration,
-    actors: Mutex<HashMap<ClientId, Addr<ClientActor>>>,
+    actors: Mutex<HashMap<ClientId, (Addr<ClientActor>, std::time::Instant)>>,
+    max_live: usize,
     me: Weak<Registry>,
 }
 
@@ -30,8 +37,31 @@ impl Registry {
             views,
             idle_timeout,
             actors: Mutex::new(HashMap::new()),
+            max_live: MAX_LIVE_ACTORS,
             me: me.clone(),
         })
+    }
+
+    /// [`Registry::new`] with another bound on live actors.
+    pub fn with_limit(
+        store: Arc<dyn EventStore>,
+        views: Arc<dyn GrantViews>,
+        idle_timeout: Duration,
+        max_live: usize,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            store,
+            views,
+            idle_timeout,
+            actors: Mutex::new(HashMap::new()),
+            max_live: max_live.max(1),
+            me: me.clone(),
+        })
+    }
+
+    /// Live actors now (including any asked to stop that have not yet).
+    pub fn live(&self) -> usize {
+        self.actors.lock().map(|a| a.len()).unwrap_or(0)
     }
 
     fn address(&self, client_id: &ClientId) -> Result<Addr<ClientActor>, CommandError> {
@@ -39,9 +69,19 @@ impl Registry {
             .actors
             .lock()
             .map_err(|_| CommandError::Unavailable("registry lock poisoned".into()))?;
-        if let Some(addr) = actors.get(client_id) {
+        if let Some((addr, used)) = actors.get_mut(client_id) {
             if addr.connected() {
+                *used = std::time::Instant::now();
                 return Ok(addr.clone());
+            }
+        }
+        if actors.len() >= self.max_live {
+            // The least recently used tenth is asked to stop; each leaves the map as it does.
+            let mut by_use: Vec<(std::time::Instant, &Addr<ClientActor>)> =
+                actors.values().map(|(a, t)| (*t, a)).collect();
+            by_use.sort_unstable_by_key(|(t, _)| *t);
+            for (_, addr) in by_use.into_iter().take(self.max_live / 10 + 1) {
+                addr.do_send(Retire);
             }
         }
         let me = self.me.clone();
@@ -57,13 +97,13 @@ impl Registry {
             }
         });
         let addr = actor.start();
-        actors.insert(client_id.clone(), addr.clone());
+        actors.insert(client_id.clone(), (addr.clone(), std::time::Instant::now()));
         Ok(addr)
     }
 
     fn forget(&self, client_id: &ClientId, addr: &Addr<ClientActor>) {
         if let Ok(mut actors) = self.actors.lock() {
-            if actors.get(client_id) == Some(addr) {
+            if actors.get(client_id).map(|(a, _)| a) == Some(addr) {
                 actors.remove(client_id);
             }
         }

@@ -81,11 +81,12 @@ pub struct ServeArgs {
     /// where). Use it to get at a damaged log's data, never as a standing setting.
     #[arg(long)]
     pub allow_unverified: bool,
-    /// How much of the hash chain the start walks: `full` (every event: any changed byte
-    /// stops the start) or `since-last` (from the last event a walk found intact: the start
-    /// then costs what was written since, not the length of the log; run `audit verify`
-    /// regularly).
-    #[arg(long, env = "AUTHLEDGER_VERIFY_ON_START", default_value = "full", value_parser = ["full", "since-last"])]
+    /// How much of the hash chain the start walks before serving: `since-last` (from the
+    /// last event a walk found intact, so the start costs what was written since, not the
+    /// length of the log; the whole chain is then walked in the background and the outcome
+    /// recorded as `ChainVerified` or `ChainBroken`) or `full` (every event before serving:
+    /// any changed byte stops the start).
+    #[arg(long, env = "AUTHLEDGER_VERIFY_ON_START", default_value = "since-last", value_parser = ["full", "since-last"])]
     pub verify_on_start: String,
 }
 

@@ -55,6 +55,14 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     use crate::store::EventStore;
     let head = state.engine.store.head_position();
+    if let Some(reason) = state.engine.store.read_only() {
+        // Alive and answering reads on purpose (`--allow-unverified` past damage).
+        return HttpResponse::Ok().json(serde_json::json!({
+            "status": "read_only",
+            "reason": reason,
+            "head_position": head,
+        }));
+    }
     match state.engine.store.write_failure() {
         None => HttpResponse::Ok().json(serde_json::json!({
             "status": "ok",

@@ -237,6 +237,7 @@ pub struct Log {
     subscribers: Subscribers,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     failure: Arc<OnceLock<String>>,
+    read_only: Arc<OnceLock<String>>,
     index: Arc<RwLock<StreamIndex>>,
     snapshots: Snapshots,
     last_hash: Arc<RwLock<(u64, String)>>,
@@ -296,6 +297,7 @@ impl Log {
         let (head_tx, head_watch) = watch::channel(head);
         let subscribers: Subscribers = Arc::new(Mutex::new(Vec::new()));
         let failure: Arc<OnceLock<String>> = Arc::default();
+        let read_only: Arc<OnceLock<String>> = Arc::default();
         let last = Arc::new(RwLock::new((head, last_hash.clone())));
         let (tx, rx) = std_mpsc::channel();
         let mut writer = Writer {
@@ -305,6 +307,7 @@ impl Log {
             last_hash,
             last_time,
             failed: failure.clone(),
+            read_only: read_only.clone(),
             hook,
             now,
             durable_head: durable_head.clone(),
@@ -324,6 +327,7 @@ impl Log {
             subscribers,
             writer: Mutex::new(Some(handle)),
             failure,
+            read_only,
             index,
             snapshots: Arc::new(RwLock::new(snapshots)),
             last_hash: last,
@@ -360,6 +364,17 @@ impl Log {
     /// The medium under the log.
     pub fn medium(&self) -> &Arc<dyn Medium> {
         &self.medium
+    }
+
+    /// Stops taking writes for good (until restarted): every append is refused with
+    /// `reason`. For a log served read-only past damage.
+    pub fn refuse_writes(&self, reason: &str) {
+        let _ = self.read_only.set(reason.to_owned());
+    }
+
+    /// Why the log serves read-only, if it was opened past damage.
+    pub fn read_only(&self) -> Option<String> {
+        self.read_only.get().cloned()
     }
 
     /// Why the log stopped taking writes, if it did (a write or sync failed part-way).
@@ -607,6 +622,8 @@ struct Writer {
     /// Set once a write failed part-way: what is on disk is then unknown, so the writer
     /// takes no more appends until the process restarts and reads the disk again.
     failed: Arc<OnceLock<String>>,
+    /// Set when the log is served read-only past damage: every append is refused.
+    read_only: Arc<OnceLock<String>>,
     hook: CommitHook,
     now: Clock,
     durable_head: Arc<AtomicU64>,
@@ -630,6 +647,12 @@ impl Writer {
     }
 
     fn commit(&mut self, jobs: Vec<Job>) {
+        if let Some(reason) = self.read_only.get() {
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::Unavailable(reason.clone())));
+            }
+            return;
+        }
         if let Some(cause) = self.failed.get() {
             for job in jobs {
                 let _ = job.reply.send(Err(StoreError::Unavailable(format!(

@@ -66,8 +66,8 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "the log is damaged{}: {reason} (file {file}, offset {offset}); nothing was cut off or \
-     repaired. Restore the data directory from a backup, or put the original byte back if you \
-     know it",
+     repaired. Restore the data directory from a backup, or start with --allow-unverified to \
+     serve read-only what precedes the damage",
     position.map(|p| format!(" at event {p}")).unwrap_or_default()
 )]
 pub struct Corruption {

@@ -257,6 +257,8 @@ pub struct SegmentFiles {
     segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
     active: Mutex<Option<Active>>,
     last: Mutex<Option<(u64, Vec<u8>)>>,
+    /// Set when opened past damage: the log serves what precedes it and takes no writes.
+    read_only: Mutex<Option<String>>,
 }
 
 /// What opening found at the tail of the log.
@@ -264,11 +266,30 @@ pub struct SegmentFiles {
 pub struct Recovery {
     /// A torn last record cut off: its offset in the segment, and how many bytes went.
     pub truncated: Option<(String, u64, u64)>,
+    /// Damage in the newest segment that an open past damage stopped at.
+    pub damaged: Option<String>,
 }
 
 impl SegmentFiles {
     /// Opens (or creates) the log in `dir`. New segments get `segment_bytes`.
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Self, Recovery), StoreError> {
+        Self::open_with(dir, segment_bytes, false)
+    }
+
+    /// Opens a log whose newest segment may be damaged: it ends before the first bad record
+    /// (nothing is cut or changed on disk) and takes no writes. For `serve --allow-unverified`.
+    pub fn open_past_damage(
+        dir: &Path,
+        segment_bytes: u64,
+    ) -> Result<(Self, Recovery), StoreError> {
+        Self::open_with(dir, segment_bytes, true)
+    }
+
+    fn open_with(
+        dir: &Path,
+        segment_bytes: u64,
+        past_damage: bool,
+    ) -> Result<(Self, Recovery), StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| io("creating the log directory", e))?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io("listing the log directory", e))? {
@@ -291,6 +312,7 @@ impl SegmentFiles {
             segments: RwLock::new(BTreeMap::new()),
             active: Mutex::new(None),
             last: Mutex::new(None),
+            read_only: Mutex::new(None),
         };
         let tail = files.load_meta(TAIL_META)?.and_then(|b| {
             let base = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
@@ -325,7 +347,25 @@ impl SegmentFiles {
             }
             if i + 1 == count {
                 let known = tail.filter(|(b, _)| *b == base).map_or(HEADER, |(_, o)| o);
-                let (end, last, entries, truncated) = recover_tail(&segment, size, known)?;
+                let (end, last, entries, truncated) = match recover_tail_or_prefix(
+                    &segment, size, known,
+                ) {
+                    Ok(t) => t,
+                    Err(damage) => match *damage {
+                        (StoreError::Corrupted(c), prefix) if past_damage => {
+                            let reason = format!(
+                                "the log is damaged at offset {} of {}; serving read-only up to \
+                                 the event before it (--allow-unverified)",
+                                c.offset, c.file
+                            );
+                            tracing::error!(error = %c, "opening the log past damage: it ends before the bad record and takes no writes");
+                            *files.read_only.lock().map_err(|_| poisoned())? = Some(reason);
+                            recovery.damaged = Some(c.to_string());
+                            prefix
+                        }
+                        (e, _) => return Err(e),
+                    },
+                };
                 recovery.truncated = truncated;
                 segment.len.store(end, Ordering::SeqCst);
                 *segment.sparse.write().map_err(|_| poisoned())? = Some(entries);
@@ -602,11 +642,20 @@ type Tail = (
 /// segment long, whatever the log's length). `known` is where the last checkpoint saw the
 /// durable records end: a bad record before it is corruption, whatever it looks like.
 fn recover_tail(s: &Segment, size: u64, known: u64) -> Result<Tail, StoreError> {
+    recover_tail_or_prefix(s, size, known).map_err(|damage| damage.0)
+}
+
+/// Damage found by recovery, with the records before it.
+type Damage = Box<(StoreError, Tail)>;
+
+/// [`recover_tail`], answering on damage the error and the records before it.
+fn recover_tail_or_prefix(s: &Segment, size: u64, known: u64) -> Result<Tail, Damage> {
+    let io_err = |e: StoreError| Box::new((e, (HEADER, None, Vec::new(), None)));
     let mut bytes = Vec::with_capacity(size as usize);
     (&s.file)
         .seek(SeekFrom::Start(0))
         .and_then(|_| (&s.file).read_to_end(&mut bytes))
-        .map_err(|e| io(&format!("reading {}", s.name()), e))?;
+        .map_err(|e| io_err(io(&format!("reading {}", s.name()), e)))?;
     let mut offset = HEADER as usize;
     let mut last = None;
     let mut entries = Vec::new();
@@ -619,13 +668,16 @@ fn recover_tail(s: &Segment, size: u64, known: u64) -> Result<Tail, StoreError> 
             if let Some(stray) = bytes[offset..].iter().rposition(|b| *b != 0) {
                 let cut = stray as u64 + 1;
                 if (offset as u64) < known {
-                    return Err(s.corruption(
-                        offset as u64,
-                        None,
-                        "a record's frame was zeroed inside the durable records".into(),
-                    ));
+                    return Err(Box::new((
+                        s.corruption(
+                            offset as u64,
+                            None,
+                            "a record's frame was zeroed inside the durable records".into(),
+                        ),
+                        (offset as u64, last, entries, None),
+                    )));
                 }
-                return torn(s, offset, cut, last, entries);
+                return torn(s, offset, cut, last, entries).map_err(io_err);
             }
             break;
         }
@@ -648,14 +700,17 @@ fn recover_tail(s: &Segment, size: u64, known: u64) -> Result<Tail, StoreError> 
                     .iter()
                     .rposition(|b| *b != 0)
                     .map_or(0, |r| r as u64 + 1);
-                return torn(s, offset, written, last, entries);
+                return torn(s, offset, written, last, entries).map_err(io_err);
             }
             _ => {
-                return Err(s.corruption(
-                    offset as u64,
-                    Some(position),
-                    "the record's checksum does not match its bytes".into(),
-                ))
+                return Err(Box::new((
+                    s.corruption(
+                        offset as u64,
+                        Some(position),
+                        "the record's checksum does not match its bytes".into(),
+                    ),
+                    (offset as u64, last, entries, None),
+                )))
             }
         }
     }
@@ -727,6 +782,14 @@ fn preallocate(file: &File, size: u64) -> std::io::Result<()> {
 impl Medium for SegmentFiles {
     fn write(&self, records: &[Record]) -> Result<(), WriteFailure> {
         let failed = |e: StoreError| WriteFailure::Failed(e.to_string());
+        if let Some(reason) = self
+            .read_only
+            .lock()
+            .map_err(|_| failed(poisoned()))?
+            .clone()
+        {
+            return Err(WriteFailure::Unavailable(reason));
+        }
         let mut frames = Vec::new();
         // Offsets of each record within `frames`.
         let mut starts = Vec::with_capacity(records.len());

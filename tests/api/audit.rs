@@ -42,9 +42,8 @@ fn verify_finds_a_changed_byte_a_removed_event_and_a_reordered_pair() {
 
     // One byte of one event, inside a string so that it stays readable JSON, written back with
     // a valid checksum: only the hash chain can tell.
-    let original = logfile::records(app.data_dir());
-    let pairs = logfile::as_pairs(&original);
-    let mut changed = pairs.clone();
+    let original = logfile::as_pairs(&logfile::records(app.data_dir()));
+    let mut changed = original.clone();
     {
         let payload = &mut changed[target as usize - 1].1;
         let at = String::from_utf8_lossy(payload)
@@ -60,21 +59,46 @@ fn verify_finds_a_changed_byte_a_removed_event_and_a_reordered_pair() {
         text.contains(&format!("breaks at position {target}:")),
         "{text}"
     );
-    // The server refuses to start on it, and says what to do.
-    let err = failed_start(app.data_dir(), &[], &[]);
+    // A start that walks the whole chain refuses it, and says what to do.
+    let err = failed_start(app.data_dir(), &["--verify-on-start", "full"], &[]);
     assert!(
         err.contains(&format!("breaks at position {target}")),
         "{err}"
     );
     assert!(err.contains("--allow-unverified"), "{err}");
-    // Told to, it serves anyway.
-    app.flags = vec!["--allow-unverified".into()];
+    // A start that walks only what follows the last verified mark serves, and the whole walk
+    // it runs in the background records the break in the trail.
+    app.start();
+    let recorded = (0..400).find_map(|_| {
+        let found = app.events("ChainBroken");
+        if found.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            None
+        } else {
+            Some(found)
+        }
+    });
+    let recorded = recorded.expect("the background walk recorded no ChainBroken");
+    assert_eq!(
+        recorded[0]["data"]["position"].as_u64(),
+        Some(target),
+        "{recorded:?}"
+    );
+    app.stop();
+    // Told to, a full start serves anyway.
+    app.flags = vec![
+        "--allow-unverified".into(),
+        "--verify-on-start".into(),
+        "full".into(),
+    ];
     app.start();
     assert_eq!(app.get("/healthz").0, 200);
     app.stop();
     app.flags.clear();
 
-    // Put it back: the chain holds again. Then remove one event.
+    // Put it back: the chain holds again. (The servers since appended their walks' events.)
+    let mut pairs = logfile::as_pairs(&logfile::records(app.data_dir()));
+    pairs[target as usize - 1] = original[target as usize - 1].clone();
     logfile::rewrite(app.data_dir(), &pairs);
     let (ok, text) = verify(&app);
     assert!(ok, "{text}");

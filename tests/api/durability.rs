@@ -142,9 +142,12 @@ fn a_torn_last_record_is_cut_off_with_a_warning_and_acknowledged_events_stay() {
     assert!(text.contains(&format!("bytes={}", torn.len())), "{text}");
     assert_answers(&app, &tokens);
     app.stop();
+    // Every record stays; the server's background walk appended its own after them.
     let after = logfile::records(app.data_dir());
-    assert_eq!(after.len(), records.len());
-    assert_eq!(after.last().unwrap().payload, last.payload);
+    assert!(after.len() >= records.len());
+    for (a, b) in records.iter().zip(&after) {
+        assert_eq!((a.position, &a.payload), (b.position, &b.payload));
+    }
     let report = app.cli_json(&["audit", "verify", "--format", "json"]);
     assert_eq!(report["status"], "verified", "{report}");
 }
@@ -525,4 +528,53 @@ fn file_claims(file: &Path) -> Value {
         .decode(payload)
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+fn allowed_past_damage_the_server_serves_read_only_what_precedes_it_and_changes_nothing() {
+    let mut app = spawn_app();
+    let _dump = DumpLogOnPanic(app.data_dir().join("serve.log"));
+    let tokens = history(&app);
+    app.stop();
+    let records = logfile::records(app.data_dir());
+    let last = records.last().unwrap();
+    let before = std::fs::read(&last.file).unwrap();
+    logfile::flip(&last.file, last.offset + 16 + 20);
+    let damaged = std::fs::read(&last.file).unwrap();
+    app.log = Some(app.data_dir().join("serve.log"));
+    app.flags = vec!["--allow-unverified".into()];
+    app.start();
+    // The damaged record is the last token's issuance: every other token precedes it.
+    assert_answers(&app, &tokens[..tokens.len() - 1]);
+    let (id, secret, _, _) = &tokens[0];
+    let (status, body) = app.post_form(
+        "/token",
+        Some((id, secret)),
+        &[("grant_type", "client_credentials")],
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    app.stop();
+    assert_eq!(
+        std::fs::read(&last.file).unwrap(),
+        damaged,
+        "nothing was cut or repaired"
+    );
+    std::fs::write(&last.file, before).unwrap();
+    app.flags.clear();
+    app.start();
+    assert_answers(&app, &tokens);
+}
+
+/// Prints a server log if the test fails, for the CI output.
+struct DumpLogOnPanic(PathBuf);
+
+impl Drop for DumpLogOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(text) = std::fs::read_to_string(&self.0) {
+                eprintln!("--- {} ---\n{text}", self.0.display());
+            }
+        }
+    }
 }
