@@ -218,14 +218,46 @@ fn verify_against_checkpoint(
     }
 }
 
+/// Walks the chain of a stopped server's log without loading its projections (the walk needs
+/// only the log). `None` when the server runs or the directory holds no new-format log yet:
+/// the caller then goes through the server or the whole engine.
+fn walk_log_alone(
+    data_dir: &std::path::Path,
+    quiet: bool,
+) -> anyhow::Result<Option<crate::store::verify::Verification>> {
+    use crate::store::{lock::DirLock, log::system_clock, segments, Log, SegmentFiles, StoreError};
+    let log_dir = data_dir.join(segments::LOG_DIR);
+    if super::backend::running_server(data_dir).is_some() || !log_dir.exists() {
+        return Ok(None);
+    }
+    let lock = match DirLock::acquire(data_dir) {
+        Ok(l) => l,
+        Err(StoreError::Locked) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let (files, _) = SegmentFiles::open(&log_dir, segments::DEFAULT_SEGMENT_BYTES)?;
+    let log = Log::start(std::sync::Arc::new(files), Box::new(|_| {}), system_clock())?;
+    log.hold(lock);
+    let bar = super::progress::events(crate::store::EventStore::head_position(&log), quiet);
+    bar.set_message("verify");
+    let outcome = log.verify(|n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    Ok(Some(outcome))
+}
+
 fn verify(args: VerifyArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
     use crate::store::verify::Verification;
     let json = args.format != Format::Table;
-    let backend = actix_rt::System::new().block_on(async { Backend::open(data_dir) })?;
-    if let Some(file) = &args.checkpoint {
-        return verify_against_checkpoint(&backend, file, args.jwks.as_deref(), json);
-    }
-    let outcome = backend.verify(json)?;
+    let outcome = match (&args.checkpoint, walk_log_alone(data_dir, json)?) {
+        (None, Some(outcome)) => outcome,
+        (checkpoint, _) => {
+            let backend = actix_rt::System::new().block_on(async { Backend::open(data_dir) })?;
+            if let Some(file) = checkpoint {
+                return verify_against_checkpoint(&backend, file, args.jwks.as_deref(), json);
+            }
+            backend.verify(json)?
+        }
+    };
     if json {
         crate::say!("{}", serde_json::to_string_pretty(&outcome)?);
     }
