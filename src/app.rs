@@ -133,8 +133,12 @@ fn verify_log(engine: &Engine, full: bool, allow_unverified: bool) -> anyhow::Re
             tracing::error!(
                 position,
                 reason,
-                "the hash chain is broken; serving anyway (--allow-unverified)"
+                "the hash chain is broken; serving read-only (--allow-unverified)"
             );
+            engine.store.refuse_writes(&format!(
+                "the hash chain breaks at position {position}: {reason}; serving read-only \
+                 (--allow-unverified)"
+            ));
             Ok(())
         }
         Verification::Broken {

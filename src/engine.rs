@@ -189,7 +189,8 @@ impl Engine {
         })
     }
 
-    /// Saves the projections' and the log's checkpoints now.
+    /// Saves the projections' and the log's checkpoints now (refused while the log is served
+    /// read-only past damage: the data directory is then left exactly as found).
     pub fn checkpoint(&self) -> Result<u64, EngineError> {
         let log = self.store.checkpoint()?;
         let models = self.models.save_checkpoints(&self.checkpoints)?;
@@ -214,6 +215,9 @@ impl Engine {
                         return;
                     };
                     let head = engine.store.head_position();
+                    if engine.store.read_only().is_some() {
+                        continue;
+                    }
                     if head != marked {
                         match engine.store.save_head() {
                             Ok(p) => marked = p,
@@ -258,7 +262,7 @@ impl Engine {
             }
         }
         self.store.close();
-        if self.store.write_failure().is_none() {
+        if self.store.write_failure().is_none() && self.store.read_only().is_none() {
             if let Err(e) = self.models.save_checkpoints(&self.checkpoints) {
                 tracing::warn!(error = %e, "saving the projections' checkpoints at close failed");
             }

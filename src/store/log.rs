@@ -385,6 +385,10 @@ impl Log {
     /// Saves the stream index, the snapshots and the head marker with the position they
     /// reflect, so that the next open reads only the records after it. Safe while appending.
     pub fn checkpoint(&self) -> Result<u64, StoreError> {
+        if let Some(reason) = self.read_only() {
+            // Served past damage: nothing is written, so the next start sees the log as it is.
+            return Err(StoreError::Unavailable(reason));
+        }
         let index = self.index.read().map_err(lock_err)?.clone();
         let (position, hash) = self.last_hash.read().map_err(lock_err)?.clone();
         // The index and the last hash are updated one after the other by the writer: the
@@ -422,7 +426,7 @@ impl Log {
                 let _ = h.join();
             }
         }
-        if self.write_failure().is_none() {
+        if self.write_failure().is_none() && self.read_only().is_none() {
             if let Err(e) = self.checkpoint() {
                 tracing::warn!(error = %e, "saving the log's checkpoint at close failed");
             }
@@ -440,6 +444,9 @@ impl Log {
     /// Saves the head marker alone (cheap: the server does it every second), so that a walk
     /// notices events removed from the end of the log since.
     pub fn save_head(&self) -> Result<u64, StoreError> {
+        if let Some(reason) = self.read_only() {
+            return Err(StoreError::Unavailable(reason));
+        }
         let (position, hash) = self.last_hash.read().map_err(lock_err)?.clone();
         let mut v = position.to_le_bytes().to_vec();
         v.extend_from_slice(hash.as_bytes());
@@ -584,7 +591,7 @@ impl Log {
             ..
         } = &outcome
         {
-            if *head_position > 0 {
+            if *head_position > 0 && self.read_only().is_none() {
                 let mut v = head_position.to_le_bytes().to_vec();
                 v.extend_from_slice(head_hash.as_bytes());
                 self.medium.save_meta(META_VERIFIED, &v)?;

@@ -541,6 +541,7 @@ fn allowed_past_damage_the_server_serves_read_only_what_precedes_it_and_changes_
     let before = std::fs::read(&last.file).unwrap();
     logfile::flip(&last.file, last.offset + 16 + 20);
     let damaged = std::fs::read(&last.file).unwrap();
+    let files_before = every_file(app.data_dir());
     app.log = Some(app.data_dir().join("serve.log"));
     app.flags = vec!["--allow-unverified".into()];
     app.start();
@@ -577,4 +578,19 @@ impl Drop for DumpLogOnPanic {
             }
         }
     }
+}
+
+/// The contents of the log's and the projections' files.
+fn every_file(data_dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for sub in ["log", "projections"] {
+        if let Ok(entries) = std::fs::read_dir(data_dir.join(sub)) {
+            for e in entries {
+                let p = e.unwrap().path();
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
 }
