@@ -561,6 +561,11 @@ fn allowed_past_damage_the_server_serves_read_only_what_precedes_it_and_changes_
         damaged,
         "nothing was cut or repaired"
     );
+    assert_eq!(
+        every_file(app.data_dir()),
+        files_before,
+        "no checkpoint or marker was written"
+    );
     std::fs::write(&last.file, before).unwrap();
     app.flags.clear();
     app.start();
