@@ -324,11 +324,10 @@ impl AuditLog {
     ) -> PositionIter {
         let start = key(prefix, name, from / BLOCK);
         let end = key(prefix, name, to / BLOCK);
-        let rows = self.store.tree.range(start..=end);
-        let rows: Box<dyn Iterator<Item = crate::storage::Row>> = match order {
-            Order::Ascending => Box::new(rows),
-            Order::Descending => Box::new(rows.rev()),
-        };
+        let rows = self
+            .store
+            .tree
+            .range_ordered(start..=end, order == Order::Descending);
         Box::new(
             rows.flat_map(move |r| -> Vec<Result<u64, ProjectionError>> {
                 match r {

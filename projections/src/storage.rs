@@ -125,14 +125,28 @@ impl Tree {
         Ok(self.read().contains_key(k.as_ref()))
     }
 
-    /// The rows between two keys (inclusive), copied out.
-    pub(crate) fn range(&self, range: std::ops::RangeInclusive<Vec<u8>>) -> RowIter {
-        let map = self.read();
-        let rows: Vec<_> = map
-            .range(range)
-            .map(|(k, v)| Ok((k.clone(), v.clone())))
-            .collect();
-        rows.into_iter()
+    /// The rows between two keys (inclusive), read lazily from a consistent copy of the tree
+    /// (O(1) to take): a query that stops after a few rows copies only those.
+    pub(crate) fn range(&self, range: std::ops::RangeInclusive<Vec<u8>>) -> LazyRows {
+        self.range_ordered(range, false)
+    }
+
+    /// [`Tree::range`], from the last key down when `descending`.
+    pub(crate) fn range_ordered(
+        &self,
+        range: std::ops::RangeInclusive<Vec<u8>>,
+        descending: bool,
+    ) -> LazyRows {
+        let (start, end) = range.into_inner();
+        let empty = start > end;
+        LazyRows {
+            map: self.snapshot(),
+            low: std::ops::Bound::Included(start),
+            high: std::ops::Bound::Included(end),
+            descending,
+            buffer: std::collections::VecDeque::new(),
+            done: empty,
+        }
     }
 
     /// The rows whose key starts with `prefix`, copied out.
@@ -180,6 +194,64 @@ impl Tree {
 
     pub(crate) fn replace(&self, map: Map) {
         *self.write() = map;
+    }
+}
+
+/// Rows of a range, fetched a chunk at a time from a copy of the tree.
+pub(crate) struct LazyRows {
+    map: Map,
+    low: std::ops::Bound<Vec<u8>>,
+    high: std::ops::Bound<Vec<u8>>,
+    descending: bool,
+    buffer: std::collections::VecDeque<(Vec<u8>, Vec<u8>)>,
+    done: bool,
+}
+
+/// Rows fetched per chunk.
+const CHUNK: usize = 64;
+
+impl Iterator for LazyRows {
+    type Item = Row;
+
+    fn next(&mut self) -> Option<Row> {
+        use std::ops::Bound;
+        if self.buffer.is_empty() && !self.done {
+            let range = (self.low.clone(), self.high.clone());
+            let chunk: Vec<(Vec<u8>, Vec<u8>)> = if self.descending {
+                self.map
+                    .range(range)
+                    .rev()
+                    .take(CHUNK)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            } else {
+                self.map
+                    .range(range)
+                    .take(CHUNK)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            if chunk.len() < CHUNK {
+                self.done = true;
+            }
+            if let Some((last, _)) = chunk.last() {
+                // The range is never handed an empty or inverted pair of bounds.
+                let at_the_end = match (&self.low, &self.high) {
+                    (_, Bound::Included(end)) if !self.descending => last >= end,
+                    (Bound::Included(start), _) if self.descending => last <= start,
+                    _ => false,
+                };
+                if at_the_end {
+                    self.done = true;
+                } else if self.descending {
+                    self.high = Bound::Excluded(last.clone());
+                } else {
+                    self.low = Bound::Excluded(last.clone());
+                }
+            }
+            self.buffer.extend(chunk);
+        }
+        self.buffer.pop_front().map(Ok)
     }
 }
 
@@ -279,4 +351,36 @@ pub(crate) fn u64_from(bytes: &[u8]) -> Result<u64, ProjectionError> {
         .try_into()
         .map_err(|_| ProjectionError::Corrupt(format!("expected 8 bytes, got {}", bytes.len())))?;
     Ok(u64::from_be_bytes(arr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lazy_range_gives_every_row_once_in_either_order_across_chunks() {
+        let tree = Tree::default();
+        let mut batch = Batch::default();
+        for i in 0u32..300 {
+            batch.insert(i.to_be_bytes().to_vec(), vec![i as u8]);
+        }
+        tree.apply_batch(batch).unwrap();
+        let keys = |rows: LazyRows| -> Vec<u32> {
+            rows.map(|r| u32::from_be_bytes(r.unwrap().0.try_into().unwrap()))
+                .collect()
+        };
+        let (lo, hi) = (10u32.to_be_bytes().to_vec(), 137u32.to_be_bytes().to_vec());
+        assert_eq!(
+            keys(tree.range(lo.clone()..=hi.clone())),
+            (10..=137).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            keys(tree.range_ordered(lo.clone()..=hi.clone(), true)),
+            (10..=137).rev().collect::<Vec<_>>()
+        );
+        // Exactly one chunk, ending on the bound.
+        let end = (10 + CHUNK as u32 - 1).to_be_bytes().to_vec();
+        assert_eq!(keys(tree.range(lo.clone()..=end)).len(), CHUNK);
+        assert!(keys(tree.range(hi..=lo)).is_empty());
+    }
 }
