@@ -522,10 +522,12 @@ mod tests {
     use domain::values::{GrantType, SecretHash, TokenFormat};
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    /// A store whose next append fails once, as a full disk would.
+    /// A store whose next append fails once when asked to, as a full disk would, and that
+    /// counts reads of streams.
     struct FlakyStore {
         inner: Log,
         fail_next: AtomicBool,
+        stream_reads: std::sync::atomic::AtomicUsize,
     }
 
     impl EventStore for FlakyStore {
@@ -538,6 +540,7 @@ mod tests {
             self.inner.append(stream, expected, events)
         }
         fn read_stream(&self, s: &str, v: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.stream_reads.fetch_add(1, Ordering::SeqCst);
             self.inner.read_stream(s, v)
         }
         fn read_all(&self, p: u64, l: usize) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -618,6 +621,7 @@ mod tests {
         let store = Arc::new(FlakyStore {
             inner: Log::in_memory().unwrap(),
             fail_next: AtomicBool::new(false),
+            stream_reads: Default::default(),
         });
         let id = ClientId::parse("svc").unwrap();
         let addr = start_registered(&id, store.clone()).await;
@@ -737,41 +741,8 @@ mod tests {
         assert_eq!(store.stream_version("tokens-svc").unwrap(), 2 * revoked);
     }
 
-    /// A log whose commit hook feeds in-memory read models, counting reads of streams.
-    struct Counting {
-        inner: Log,
-        stream_reads: std::sync::atomic::AtomicUsize,
-    }
-
-    impl EventStore for Counting {
-        fn append(&self, stream: &str, expected: u64, events: Vec<NewEvent>) -> PendingAppend {
-            self.inner.append(stream, expected, events)
-        }
-        fn read_stream(&self, s: &str, v: u64) -> Result<Vec<RecordedEvent>, StoreError> {
-            self.stream_reads.fetch_add(1, Ordering::SeqCst);
-            self.inner.read_stream(s, v)
-        }
-        fn read_all(&self, p: u64, l: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-            self.inner.read_all(p, l)
-        }
-        fn stream_version(&self, s: &str) -> Result<u64, StoreError> {
-            self.inner.stream_version(s)
-        }
-        fn head_position(&self) -> u64 {
-            self.inner.head_position()
-        }
-        fn subscribe(&self, after: u64) -> Result<Subscription, StoreError> {
-            self.inner.subscribe(after)
-        }
-        fn save_snapshot(&self, s: &str, v: u64, b: &[u8]) -> Result<(), StoreError> {
-            self.inner.save_snapshot(s, v, b)
-        }
-        fn load_snapshot(&self, s: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-            self.inner.load_snapshot(s)
-        }
-    }
-
-    fn projected() -> (Arc<Counting>, Arc<projections::ReadModels>) {
+    /// A log whose commit hook feeds in-memory read models.
+    fn projected() -> (Arc<FlakyStore>, Arc<projections::ReadModels>) {
         let models = Arc::new(projections::ReadModels::open(&projections::NoCheckpoints).unwrap());
         let hook = models.clone();
         let inner = Log::start(
@@ -780,8 +751,9 @@ mod tests {
             crate::store::log::system_clock(),
         )
         .unwrap();
-        let store = Arc::new(Counting {
+        let store = Arc::new(FlakyStore {
             inner,
+            fail_next: AtomicBool::new(false),
             stream_reads: Default::default(),
         });
         (store, models)

@@ -32,14 +32,7 @@ impl Registry {
         views: Arc<dyn GrantViews>,
         idle_timeout: Duration,
     ) -> Arc<Self> {
-        Arc::new_cyclic(|me| Self {
-            store,
-            views,
-            idle_timeout,
-            actors: Mutex::new(HashMap::new()),
-            max_live: MAX_LIVE_ACTORS,
-            me: me.clone(),
-        })
+        Self::with_limit(store, views, idle_timeout, MAX_LIVE_ACTORS)
     }
 
     /// [`Registry::new`] with another bound on live actors.
