@@ -78,7 +78,7 @@ impl Engine {
     /// Opens without catching the projections up: the server verifies the chain first, and
     /// `replay` rebuilds them anyway.
     pub fn open_stale(data_dir: &Path, actor_idle: Duration) -> Result<Self, EngineError> {
-        Self::open_with_clock(data_dir, actor_idle, system_clock())
+        Self::open_inner(data_dir, actor_idle, system_clock(), false)
     }
 
     /// [`Engine::open_stale`] on a log that may be damaged (`serve --allow-unverified`): damage
@@ -88,15 +88,6 @@ impl Engine {
         actor_idle: Duration,
     ) -> Result<Self, EngineError> {
         Self::open_inner(data_dir, actor_idle, system_clock(), true)
-    }
-
-    /// [`Engine::open_stale`] with the clock that stamps recorded events.
-    pub fn open_with_clock(
-        data_dir: &Path,
-        actor_idle: Duration,
-        clock: Clock,
-    ) -> Result<Self, EngineError> {
-        Self::open_inner(data_dir, actor_idle, clock, false)
     }
 
     fn open_inner(
@@ -109,7 +100,7 @@ impl Engine {
         let log_dir = data_dir.join(LOG_DIR);
         let sled_dir = data_dir.join(SLED_STORE_DIR);
         if !log_dir.exists() && sled_dir.join("db").exists() {
-            crate::store::sled_import::import(&sled_dir, &log_dir, |_| {})?;
+            crate::store::sled_import::import(&sled_dir, &log_dir, |_, _| {})?;
         }
         let (files, recovery) = if past_damage {
             SegmentFiles::open_past_damage(&log_dir, segment_bytes())?
@@ -124,18 +115,6 @@ impl Engine {
             engine.store.refuse_writes(&damage);
         }
         Ok(engine)
-    }
-
-    /// An engine whose log and projections live in memory only (tests).
-    pub fn in_memory(actor_idle: Duration) -> Result<Self, EngineError> {
-        let medium: Arc<dyn Medium> = Arc::new(crate::store::MemoryMedium::new());
-        Self::assemble(
-            medium,
-            FileCheckpoints::disabled(),
-            actor_idle,
-            system_clock(),
-            Path::new("/nonexistent"),
-        )
     }
 
     fn assemble(

@@ -127,6 +127,11 @@ pub fn compact(
             }
         }
         if picked.is_empty() {
+            if report.batches > 0 {
+                // Once per compaction, not per batch (a checkpoint copies every projection):
+                // the saved projections must not bring the removed events' rows back.
+                engine.checkpoint()?;
+            }
             return Ok(report);
         }
         let mut ranges: Vec<CompactedRange> = Vec::new();
@@ -185,8 +190,6 @@ pub fn compact(
         let events: Vec<&RecordedEvent> = picked.iter().map(|(e, _)| e).collect();
         engine.models.tokens.forget(&events)?;
         engine.models.audit.forget(&events, &*engine.store)?;
-        // The saved projections must not bring the removed events' rows back after a crash.
-        engine.checkpoint()?;
         report.batches += 1;
         report.removed += picked.len() as u64;
         report.runs += runs.len() as u64;

@@ -15,7 +15,7 @@ pub use audit_log::{AuditFilter, AuditLog, AuditPage, AuditQuery, EventLookup, O
 pub use client_directory::{ClientDirectory, ClientView};
 pub use consents::{Consent, Consents};
 pub use storage::{
-    CheckpointStore, Map, NoCheckpoints, ProjectionError, Rows, Write, CHECKPOINT as CHECKPOINT_KEY,
+    checkpoint_of, CheckpointStore, Map, NoCheckpoints, ProjectionError, Rows, Write,
 };
 pub use token_index::{TokenIndex, TokenRecord, TokenView};
 pub use users::{UserDirectory, UserView};
@@ -56,11 +56,7 @@ impl ReadModels {
         let mut lowest = u64::MAX;
         for (name, store) in self.stores() {
             let copy = store.tree.snapshot();
-            let at = match copy.get(storage::CHECKPOINT) {
-                Some(v) => storage::u64_from(v)?,
-                None => 0,
-            };
-            lowest = lowest.min(at);
+            lowest = lowest.min(checkpoint_of(&copy));
             target.save(name, &copy)?;
         }
         Ok(lowest)

@@ -80,6 +80,13 @@ impl CheckpointStore for NoCheckpoints {
 /// The checkpoint key: `0x00` sorts before every row prefix.
 pub const CHECKPOINT: &[u8] = b"\x00checkpoint";
 
+/// The log position a projection's rows reflect (0 without a checkpoint row).
+pub fn checkpoint_of(rows: &Map) -> u64 {
+    rows.get(CHECKPOINT)
+        .and_then(|v| u64_from(v).ok())
+        .unwrap_or(0)
+}
+
 /// One row read out of a tree.
 pub(crate) type Row = Result<(Vec<u8>, Vec<u8>), ProjectionError>;
 /// Rows read out of a tree, in key order.

@@ -48,11 +48,13 @@ pub fn run(args: MigrateArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         ));
     }
     let _lock = DirLock::acquire(&data_dir)?;
-    let total = sled_import::count(&sled_dir)?;
-    let bar = super::progress::events(total, json);
+    let bar = super::progress::events(0, json);
     bar.set_message("migrate");
     let started = std::time::Instant::now();
-    let imported = sled_import::import(&sled_dir, &log_dir, |n| bar.set_position(n))?;
+    let imported = sled_import::import(&sled_dir, &log_dir, |n, total| {
+        bar.set_length(total);
+        bar.set_position(n);
+    })?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     if json {

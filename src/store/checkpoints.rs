@@ -18,39 +18,28 @@ const BLOCK: usize = 1 << 20;
 
 /// Checkpoints kept as files in one directory.
 pub struct FileCheckpoints {
-    dir: Option<PathBuf>,
+    dir: PathBuf,
 }
 
 impl FileCheckpoints {
     /// Checkpoints in `dir` (created on the first save).
     pub fn new(dir: &Path) -> Self {
         Self {
-            dir: Some(dir.to_owned()),
+            dir: dir.to_owned(),
         }
     }
 
-    /// Keeps none: loads nothing, saves nowhere (an engine in memory).
-    pub fn disabled() -> Self {
-        Self { dir: None }
-    }
-
     /// The file of projection `name`.
-    pub fn path(&self, name: &str) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{name}.ckpt")))
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.ckpt"))
     }
-}
-
-fn checkpoint_of(rows: &Map) -> u64 {
-    rows.get(projections::CHECKPOINT_KEY)
-        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-        .map_or(0, u64::from_be_bytes)
 }
 
 /// The bytes of a checkpoint file for `rows`.
 pub fn encode(rows: &Map) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&checkpoint_of(rows).to_le_bytes());
+    out.extend_from_slice(&projections::checkpoint_of(rows).to_le_bytes());
     out.extend_from_slice(&(rows.len() as u64).to_le_bytes());
     let crc = crc32c::crc32c(&out[..24]);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -138,9 +127,7 @@ pub fn decode(bytes: &[u8]) -> Result<(u64, Map), Damage> {
 
 impl CheckpointStore for FileCheckpoints {
     fn load(&self, name: &str) -> Result<Option<Map>, ProjectionError> {
-        let Some(path) = self.path(name) else {
-            return Ok(None);
-        };
+        let path = self.path(name);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -171,11 +158,8 @@ impl CheckpointStore for FileCheckpoints {
             name: name.to_owned(),
             source,
         };
-        let (Some(dir), Some(path)) = (&self.dir, self.path(name)) else {
-            return Ok(());
-        };
-        std::fs::create_dir_all(dir).map_err(wrap)?;
-        write_atomically(&path, &encode(rows)).map_err(wrap)
+        std::fs::create_dir_all(&self.dir).map_err(wrap)?;
+        write_atomically(&self.path(name), &encode(rows)).map_err(wrap)
     }
 }
 

@@ -389,22 +389,9 @@ impl Log {
             // Served past damage: nothing is written, so the next start sees the log as it is.
             return Err(StoreError::Unavailable(reason));
         }
+        // Any durable event makes a head marker; the last one known is the best.
+        let head = self.head()?;
         let index = self.index.read().map_err(lock_err)?.clone();
-        let (position, hash) = self.last_hash.read().map_err(lock_err)?.clone();
-        // The index and the last hash are updated one after the other by the writer: the
-        // marker may trail the index by a group, never lead it.
-        let head = HeadMarker {
-            position: position.min(index.position),
-            hash,
-        };
-        let head = if head.position == position {
-            head
-        } else {
-            HeadMarker {
-                position: 0,
-                hash: GENESIS_HASH.to_owned(),
-            }
-        };
         let snapshots = self.snapshots.read().map_err(lock_err)?.clone();
         self.medium.save_tail()?;
         self.medium

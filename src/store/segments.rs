@@ -103,6 +103,17 @@ impl Segment {
             .read_exact_at(&mut head, offset)
             .map_err(|e| io(&format!("reading {}", self.name()), e))?;
         let (length, crc, position) = parse_frame(&head);
+        self.check_length(offset, end, length)?;
+        let mut payload = vec![0u8; length as usize];
+        self.file
+            .read_exact_at(&mut payload, offset + FRAME)
+            .map_err(|e| io(&format!("reading {}", self.name()), e))?;
+        self.check_crc(offset, position, crc, &payload)?;
+        Ok(Some((position, payload, offset + FRAME + length)))
+    }
+
+    /// A frame's claimed length must fit before the end of the durable records.
+    fn check_length(&self, offset: u64, end: u64, length: u64) -> Result<(), StoreError> {
         if length == 0 || offset + FRAME + length > end {
             return Err(self.corruption(
                 offset,
@@ -110,18 +121,25 @@ impl Segment {
                 format!("a record claims {length} bytes, past the end of the segment's records"),
             ));
         }
-        let mut payload = vec![0u8; length as usize];
-        self.file
-            .read_exact_at(&mut payload, offset + FRAME)
-            .map_err(|e| io(&format!("reading {}", self.name()), e))?;
-        if record_crc(position, &payload) != crc {
+        Ok(())
+    }
+
+    /// A frame's checksum must match its position and payload.
+    fn check_crc(
+        &self,
+        offset: u64,
+        position: u64,
+        crc: u32,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        if record_crc(position, payload) != crc {
             return Err(self.corruption(
                 offset,
                 Some(position),
                 "the record's checksum does not match its bytes".into(),
             ));
         }
-        Ok(Some((position, payload, offset + FRAME + length)))
+        Ok(())
     }
 
     /// The sparse index, loaded from its file or rebuilt by a scan.
@@ -180,6 +198,21 @@ pub fn header(base: u64, size: u64) -> [u8; HEADER as usize] {
     let crc = crc32c::crc32c(&h[..28]);
     h[28..32].copy_from_slice(&crc.to_le_bytes());
     h
+}
+
+/// Writes the sparse index of the segment at `segment_path`. It is rebuilt by a scan when
+/// missing, so a failure costs time only; a stale one is removed rather than left behind.
+fn save_sparse(segment_path: &Path, entries: &[(u64, u64)]) {
+    let mut body = Vec::with_capacity(entries.len() * 16);
+    for (p, o) in entries {
+        body.extend_from_slice(&p.to_le_bytes());
+        body.extend_from_slice(&o.to_le_bytes());
+    }
+    let path = segment_path.with_extension("idx");
+    if let Err(e) = write_atomically(&path, &wrap_meta(INDEX_MAGIC, &body)) {
+        tracing::warn!(error = %e, file = %path.display(), "writing a segment's sparse index failed");
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
 fn read_index_file(path: &Path) -> Option<Vec<(u64, u64)>> {
@@ -264,8 +297,6 @@ pub struct SegmentFiles {
 /// What opening found at the tail of the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovery {
-    /// A torn last record cut off: its offset in the segment, and how many bytes went.
-    pub truncated: Option<(String, u64, u64)>,
     /// Damage in the newest segment that an open past damage stopped at.
     pub damaged: Option<String>,
 }
@@ -342,14 +373,12 @@ impl SegmentFiles {
             check_header(&segment, size)?;
             if i + 1 < count && size == declared_size(&segment)? && size > HEADER {
                 // Never sealed (preallocated to its full size): find its end as for the newest.
-                let (end, _, _, _) = recover_tail(&segment, size, u64::MAX)?;
+                let (end, _, _) = recover_tail(&segment, size, u64::MAX)?;
                 segment.len.store(end, Ordering::SeqCst);
             }
             if i + 1 == count {
                 let known = tail.filter(|(b, _)| *b == base).map_or(HEADER, |(_, o)| o);
-                let (end, last, entries, truncated) = match recover_tail_or_prefix(
-                    &segment, size, known,
-                ) {
+                let (end, last, entries) = match recover_tail_or_prefix(&segment, size, known) {
                     Ok(t) => t,
                     Err(damage) => match *damage {
                         (StoreError::Corrupted(c), prefix) if past_damage => {
@@ -366,7 +395,6 @@ impl SegmentFiles {
                         (e, _) => return Err(e),
                     },
                 };
-                recovery.truncated = truncated;
                 segment.len.store(end, Ordering::SeqCst);
                 *segment.sparse.write().map_err(|_| poisoned())? = Some(entries);
                 if let Some(l) = last {
@@ -485,18 +513,7 @@ impl SegmentFiles {
         s.file
             .sync_all()
             .map_err(|e| io(&format!("sealing {}", s.name()), e))?;
-        let mut body = Vec::new();
-        for (p, o) in s.sparse()? {
-            body.extend_from_slice(&p.to_le_bytes());
-            body.extend_from_slice(&o.to_le_bytes());
-        }
-        // The index is rebuilt by a scan when it is missing: a failure here costs time only.
-        if let Err(e) = write_atomically(
-            &s.path.with_extension("idx"),
-            &wrap_meta(INDEX_MAGIC, &body),
-        ) {
-            tracing::warn!(error = %e, segment = %s.name(), "writing a segment's sparse index failed");
-        }
+        save_sparse(&s.path, &s.sparse()?);
         Ok(())
     }
 
@@ -551,18 +568,7 @@ impl SegmentFiles {
                 .open(&segment.path)
         })()
         .map_err(|e| io(&format!("rewriting {}", segment.name()), e))?;
-        let mut body = Vec::new();
-        for (p, o) in &sparse {
-            body.extend_from_slice(&p.to_le_bytes());
-            body.extend_from_slice(&o.to_le_bytes());
-        }
-        if let Err(e) = write_atomically(
-            &segment.path.with_extension("idx"),
-            &wrap_meta(INDEX_MAGIC, &body),
-        ) {
-            tracing::warn!(error = %e, "writing a segment's sparse index failed");
-            let _ = std::fs::remove_file(segment.path.with_extension("idx"));
-        }
+        save_sparse(&segment.path, &sparse);
         Ok(Arc::new(Segment {
             base: segment.base,
             path: segment.path.clone(),
@@ -574,7 +580,7 @@ impl SegmentFiles {
 
     /// Remembers where the active segment's durable records end, so recovery can tell a torn
     /// write after it from corruption before it.
-    fn save_tail_meta(&self) -> Result<(), StoreError> {
+    fn save_tail_now(&self) -> Result<(), StoreError> {
         let (base, end) = {
             let active = self.active.lock().map_err(|_| poisoned())?;
             match active.as_ref() {
@@ -631,12 +637,8 @@ fn check_header(s: &Segment, size: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
-type Tail = (
-    u64,
-    Option<(u64, Vec<u8>)>,
-    Vec<(u64, u64)>,
-    Option<(String, u64, u64)>,
-);
+/// What recovery found: the end of the records, the last one, and the sparse index entries.
+type Tail = (u64, Option<(u64, Vec<u8>)>, Vec<(u64, u64)>);
 
 /// Finds the end of the records of the newest segment, reading it whole (it is at most one
 /// segment long, whatever the log's length). `known` is where the last checkpoint saw the
@@ -650,7 +652,7 @@ type Damage = Box<(StoreError, Tail)>;
 
 /// [`recover_tail`], answering on damage the error and the records before it.
 fn recover_tail_or_prefix(s: &Segment, size: u64, known: u64) -> Result<Tail, Damage> {
-    let io_err = |e: StoreError| Box::new((e, (HEADER, None, Vec::new(), None)));
+    let io_err = |e: StoreError| Box::new((e, (HEADER, None, Vec::new())));
     let mut bytes = Vec::with_capacity(size as usize);
     (&s.file)
         .seek(SeekFrom::Start(0))
@@ -674,7 +676,7 @@ fn recover_tail_or_prefix(s: &Segment, size: u64, known: u64) -> Result<Tail, Da
                             None,
                             "a record's frame was zeroed inside the durable records".into(),
                         ),
-                        (offset as u64, last, entries, None),
+                        (offset as u64, last, entries),
                     )));
                 }
                 return torn(s, offset, cut, last, entries).map_err(io_err);
@@ -682,10 +684,11 @@ fn recover_tail_or_prefix(s: &Segment, size: u64, known: u64) -> Result<Tail, Da
             break;
         }
         let end = offset + FRAME as usize + length as usize;
-        let complete = length > 0
-            && end <= bytes.len()
-            && bytes[end - 1] != 0
-            && bytes[end..].iter().all(|b| *b == 0);
+        // Complete: every byte it claims is there and its JSON's last byte is not a zero.
+        let complete = length > 0 && end <= bytes.len() && bytes[end - 1] != 0;
+        let zeros_after = bytes
+            .get(end..)
+            .is_none_or(|rest| rest.iter().all(|b| *b == 0));
         match bytes.get(offset + FRAME as usize..end) {
             Some(payload) if record_crc(position, payload) == crc => {
                 if offset >= next_entry {
@@ -695,7 +698,7 @@ fn recover_tail_or_prefix(s: &Segment, size: u64, known: u64) -> Result<Tail, Da
                 last = Some((position, payload.to_vec()));
                 offset = end;
             }
-            _ if !complete && (offset as u64) >= known && is_last_frame(&bytes, offset, end) => {
+            _ if !complete && zeros_after && (offset as u64) >= known => {
                 let written = bytes[offset..]
                     .iter()
                     .rposition(|b| *b != 0)
@@ -709,18 +712,12 @@ fn recover_tail_or_prefix(s: &Segment, size: u64, known: u64) -> Result<Tail, Da
                         Some(position),
                         "the record's checksum does not match its bytes".into(),
                     ),
-                    (offset as u64, last, entries, None),
+                    (offset as u64, last, entries),
                 )))
             }
         }
     }
-    Ok((offset as u64, last, entries, None))
-}
-
-/// Whether nothing but zeros follows the frame at `offset` (whose bytes claim to end at `end`).
-fn is_last_frame(bytes: &[u8], offset: usize, end: usize) -> bool {
-    let _ = offset;
-    end >= bytes.len() || bytes[end..].iter().all(|b| *b == 0)
+    Ok((offset as u64, last, entries))
 }
 
 fn torn(
@@ -743,12 +740,7 @@ fn torn(
         after_position = after,
         "the last record of the log was never completely written (a crash during a write); it was cut off"
     );
-    Ok((
-        offset as u64,
-        last,
-        entries,
-        Some((s.path.display().to_string(), offset as u64, bytes)),
-    ))
+    Ok((offset as u64, last, entries))
 }
 
 /// Appends the record of `payload` at `position` to `out`.
@@ -958,7 +950,7 @@ impl Medium for SegmentFiles {
     }
 
     fn save_tail(&self) -> Result<(), StoreError> {
-        self.save_tail_meta()
+        self.save_tail_now()
     }
 
     fn describe(&self, position: u64) -> String {
@@ -1017,26 +1009,12 @@ impl SegmentScan {
                 .read_exact(&mut head)
                 .map_err(|e| io(&format!("reading {}", s.name()), e))?;
             let (length, crc, position) = parse_frame(&head);
-            if length == 0 || *offset + FRAME + length > *end {
-                return Err(s.corruption(
-                    *offset,
-                    None,
-                    format!(
-                        "a record claims {length} bytes, past the end of the segment's records"
-                    ),
-                ));
-            }
+            s.check_length(*offset, *end, length)?;
             let mut payload = vec![0u8; length as usize];
             reader
                 .read_exact(&mut payload)
                 .map_err(|e| io(&format!("reading {}", s.name()), e))?;
-            if record_crc(position, &payload) != crc {
-                return Err(s.corruption(
-                    *offset,
-                    Some(position),
-                    "the record's checksum does not match its bytes".into(),
-                ));
-            }
+            s.check_crc(*offset, position, crc, &payload)?;
             *offset += FRAME + length;
             if position < self.from {
                 continue;

@@ -45,28 +45,15 @@ fn be_u64(bytes: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(arr))
 }
 
-/// How many events the sled store in `sled_dir` holds (for a progress bar).
-pub fn count(sled_dir: &Path) -> Result<u64, StoreError> {
-    let db = sled::Config::new()
-        .path(sled_dir)
-        .open()
-        .map_err(sled_err)?;
-    let log = db.open_tree("log").map_err(sled_err)?;
-    let head = match log.get(b"\x00head").map_err(sled_err)? {
-        Some(v) if v.len() >= 8 => be_u64(&v[..8])?,
-        _ => 0,
-    };
-    Ok(head)
-}
-
 /// Copies the sled store in `sled_dir` into a new embedded log in `log_dir`, verifying the
-/// chain as it goes; `progress` hears the events copied. The new log is built beside its final
+/// chain as it goes; `progress` hears the events copied and the position of the last one (the
+/// total for a progress bar). The new log is built beside its final
 /// place and renamed into it only when complete, so an interrupted import leaves nothing that
 /// a start would take for a log.
 pub fn import(
     sled_dir: &Path,
     log_dir: &Path,
-    mut progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64, u64),
 ) -> Result<Imported, StoreError> {
     tracing::info!(from = %sled_dir.display(), to = %log_dir.display(), "importing the sled store of an earlier release");
     let db = sled::Config::new()
@@ -89,6 +76,7 @@ pub fn import(
         }),
         _ => None,
     };
+    let total = head.as_ref().map_or(0, |h| h.position);
     let staging = log_dir.with_extension("importing");
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
@@ -124,13 +112,13 @@ pub fn import(
                 copied += 1;
                 if group.len() == GROUP {
                     write(&mut group, &mut failure);
-                    progress(copied);
+                    progress(copied, total);
                 }
             }
         });
     let outcome = verify::verify(events, &runs, head.as_ref(), None, |_| {})?;
     write(&mut group, &mut failure);
-    progress(copied);
+    progress(copied, total);
     if let Some(e) = failure {
         return Err(e);
     }

@@ -69,18 +69,21 @@ fn verify_finds_a_changed_byte_a_removed_event_and_a_reordered_pair() {
     // A start that walks only what follows the last verified mark serves, and the whole walk
     // it runs in the background records the break in the trail.
     app.start();
-    let recorded = (0..400).find_map(|_| {
-        let found = app.events("ChainBroken");
-        if found.is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(25));
-            None
-        } else {
-            Some(found)
-        }
-    });
-    let recorded = recorded.expect("the background walk recorded no ChainBroken");
+    // Waited for on the event stream, which answers when the walk records its outcome.
+    let admin = app.admin_token();
+    let mut stream = stream_agent()
+        .get(&format!(
+            "{}/admin/api/events/stream?from=1&type=ChainBroken",
+            app.base
+        ))
+        .header("Authorization", &format!("Bearer {admin}"))
+        .call()
+        .unwrap();
+    let recorded = read_sse(&mut stream, |_| true);
+    drop(stream);
+    assert_eq!(recorded[0].1, "ChainBroken", "{recorded:?}");
     assert_eq!(
-        recorded[0]["data"]["position"].as_u64(),
+        recorded[0].2["data"]["position"].as_u64(),
         Some(target),
         "{recorded:?}"
     );
