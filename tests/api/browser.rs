@@ -149,6 +149,21 @@ async fn click(c: &Client, css: &str) {
         .unwrap();
 }
 
+/// Clicks something that loads a new page and waits until the new page has
+/// replaced the old one: waiting for an element alone would find it on the
+/// old page when both pages have it.
+async fn navigate(c: &Client, css: &str) {
+    c.execute("document.documentElement.dataset.leaving = '1'", vec![])
+        .await
+        .unwrap();
+    click(c, css).await;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("html:not([data-leaving])"))
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css} loaded no new page: {e}"));
+}
+
 async fn fill(c: &Client, css: &str, text: &str) {
     let field = c.find(Locator::Css(css)).await.unwrap();
     field.clear().await.unwrap();
@@ -173,7 +188,7 @@ async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
     let admin_id = cred["client_id"].as_str().unwrap();
     fill(&c, "input[name=client_id]", admin_id).await;
     fill(&c, "input[name=client_secret]", "not-the-secret").await;
-    click(&c, "button[type=submit]").await;
+    navigate(&c, "button[type=submit]").await;
     wait_for(&c, "p.error").await;
     assert!(c
         .source()
@@ -187,7 +202,7 @@ async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
         cred["client_secret"].as_str().unwrap(),
     )
     .await;
-    click(&c, "button[type=submit]").await;
+    navigate(&c, "button[type=submit]").await;
     wait_for(&c, "form.filters").await;
     let first = c.find(Locator::Css("details.event")).await.unwrap();
     let newest: u64 = first
@@ -222,7 +237,7 @@ async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
     assert_eq!(json["position"].as_u64(), Some(newest));
     screenshot(&c, "admin-events").await;
     // The next page continues where this one ended.
-    click(&c, "a[rel=next]").await;
+    navigate(&c, "a[rel=next]").await;
     wait_for(&c, "details.event").await;
     let next: u64 = c
         .find(Locator::Css("details.event"))
@@ -240,7 +255,7 @@ async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
     wait_for(&c, "form.filters").await;
     fill(&c, "input[name=client]", client_id).await;
     fill(&c, "input[name=type]", "TokenRevoked").await;
-    click(&c, "form.filters button").await;
+    navigate(&c, "form.filters button").await;
     wait_for(&c, "details.event").await;
     let rows = c
         .find_all(Locator::Css("details.event summary b"))
@@ -251,7 +266,7 @@ async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
         assert_eq!(r.text().await.unwrap(), "TokenRevoked");
     }
     // The client's page: configuration and history.
-    click(&c, "details.event summary a").await;
+    navigate(&c, "details.event summary a").await;
     wait_for(&c, "h2").await;
     let page = c.source().await.unwrap();
     assert!(page.contains("test client"), "the client name");
@@ -265,18 +280,15 @@ async fn viewer_tour(app: &TestApp, driver: &Driver, client_id: &str) {
         {
             kinds.push(h.text().await.unwrap());
         }
-        match c.find(Locator::Css("a[rel=next]")).await {
-            Ok(next) => {
-                next.click().await.unwrap();
-                wait_for(&c, "h2").await;
-            }
-            Err(_) => break,
+        if c.find(Locator::Css("a[rel=next]")).await.is_err() {
+            break;
         }
+        navigate(&c, "a[rel=next]").await;
     }
     assert_eq!(kinds.len(), 64, "registration, 60 tokens, 3 revocations");
     assert_eq!(kinds.last().map(String::as_str), Some("ClientRegistered"));
     // Signing out ends the session.
-    click(&c, "form.signout button").await;
+    navigate(&c, "form.signout button").await;
     wait_for(&c, "input[name=client_secret]").await;
     c.goto(&format!("{}/admin", app.base)).await.unwrap();
     wait_for(&c, "input[name=client_secret]").await;

@@ -319,6 +319,13 @@ fn a_data_directory_of_the_sled_release_is_imported_whole_with_the_same_answers(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sled-v1/data"),
         dir.path(),
     );
+    // Git keeps no file modes but the executable bit: the release wrote its keys 0600, and
+    // the server refuses a key others can read.
+    for key in ["encryption.key", "session.key"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path().join(key), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+    }
     let out = cli(dir.path(), &["migrate", "--format", "json"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
