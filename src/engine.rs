@@ -100,7 +100,21 @@ impl Engine {
         let log_dir = data_dir.join(LOG_DIR);
         let sled_dir = data_dir.join(SLED_STORE_DIR);
         if !log_dir.exists() && sled_dir.join("db").exists() {
-            crate::store::sled_import::import(&sled_dir, &log_dir, |_, _| {})?;
+            // The first start of this release on an old data dir: the import can take minutes
+            // on a large store, so it shows the same bar as `authledger migrate` (on a
+            // terminal) and a log line every million events (anywhere).
+            let bar = crate::cli::progress::events(0, false);
+            bar.set_message("migrate");
+            let mut logged = 0u64;
+            crate::store::sled_import::import(&sled_dir, &log_dir, |copied, total| {
+                bar.set_length(total);
+                bar.set_position(copied);
+                if copied >= logged + 1_000_000 {
+                    logged = copied;
+                    tracing::info!(copied, total, "importing the sled store");
+                }
+            })?;
+            bar.finish_and_clear();
         }
         let (files, recovery) = if past_damage {
             SegmentFiles::open_past_damage(&log_dir, segment_bytes())?

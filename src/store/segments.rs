@@ -961,10 +961,27 @@ impl Medium for SegmentFiles {
     }
 }
 
+/// Reads a segment sequentially with `pread` from an offset of its own. (A clone of a `File`
+/// shares one file offset with the original and every other clone, so a seek and a read on a
+/// clone race with every other scan of the segment: two concurrent scans read each other's
+/// bytes and report damage that is not there.)
+struct PositionalReader {
+    segment: Arc<Segment>,
+    offset: u64,
+}
+
+impl Read for PositionalReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.segment.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 /// Reads the records of consecutive segments in order, in large sequential reads.
 struct SegmentScan {
     segments: std::vec::IntoIter<Arc<Segment>>,
-    current: Option<(Arc<Segment>, std::io::BufReader<File>, u64, u64)>,
+    current: Option<(Arc<Segment>, std::io::BufReader<PositionalReader>, u64, u64)>,
     from: u64,
     to: u64,
     done: bool,
@@ -977,15 +994,13 @@ impl SegmentScan {
         };
         let offset = s.start_for(self.from)?;
         let end = s.len.load(Ordering::SeqCst);
-        let mut file = s
-            .file
-            .try_clone()
-            .map_err(|e| io(&format!("reading {}", s.name()), e))?;
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| io(&format!("reading {}", s.name()), e))?;
+        let reader = PositionalReader {
+            segment: s.clone(),
+            offset,
+        };
         self.current = Some((
             s,
-            std::io::BufReader::with_capacity(1 << 20, file),
+            std::io::BufReader::with_capacity(1 << 20, reader),
             offset,
             end,
         ));
@@ -1045,5 +1060,34 @@ impl Iterator for SegmentScan {
                 Some(Err(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_interleaved_scans_of_one_segment_each_read_every_record_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, _) = SegmentFiles::open(dir.path(), DEFAULT_SEGMENT_BYTES).unwrap();
+        // Three read buffers' worth of records, so that each scan goes back to the file while
+        // the other is half-way.
+        let records: Vec<Record> = (1..=3000u64)
+            .map(|p| Record {
+                position: p,
+                bytes: format!("{{\"n\":{p},\"pad\":\"{}\"}}", "x".repeat(1000)).into_bytes(),
+            })
+            .collect();
+        files.write(&records).unwrap();
+        let (mut a, mut b) = (files.scan(1, 3000), files.scan(1, 3000));
+        for p in 1..=3000u64 {
+            assert_eq!(
+                a.next().unwrap().unwrap(),
+                (p, records[p as usize - 1].bytes.clone())
+            );
+            assert_eq!(b.next().unwrap().unwrap().0, p);
+        }
+        assert!(a.next().is_none() && b.next().is_none());
     }
 }

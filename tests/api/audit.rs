@@ -295,7 +295,12 @@ fn the_event_stream_resumed_from_a_position_delivers_each_event_exactly_once() {
         .iter()
         .all(|(_, kind, data)| kind == "AccessTokenIssued"
             && data["data"]["client_id"] == id.as_str()));
-    assert!(tokens.last().unwrap().0 > head, "the live event arrived");
+    assert!(
+        tokens.last().unwrap().0 > head,
+        "the live event arrived: head {head}, {} tokens at {:?}",
+        tokens.len(),
+        tokens.iter().map(|t| t.0).collect::<Vec<_>>()
+    );
     // A stream still open does not hold up a graceful stop.
     let started = std::time::Instant::now();
     app.stop();

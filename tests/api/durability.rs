@@ -311,8 +311,8 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[test]
-fn a_data_directory_of_the_sled_release_is_imported_whole_with_the_same_answers() {
+/// A copy of the sled release's data directory, its keys 0600 as the release wrote them.
+fn sled_fixture_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     // The import opens the sled files, which sled rewrites even to read them: use a copy.
     copy_dir(
@@ -326,6 +326,33 @@ fn a_data_directory_of_the_sled_release_is_imported_whole_with_the_same_answers(
         std::fs::set_permissions(dir.path().join(key), std::fs::Permissions::from_mode(0o600))
             .unwrap();
     }
+    dir
+}
+
+#[test]
+fn without_migrate_the_first_command_on_a_sled_data_directory_imports_it() {
+    let dir = sled_fixture_copy();
+    let out = cli(dir.path(), &["audit", "verify", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report, fixture("audit-verify.json"));
+    assert!(dir.path().join("log").is_dir() && dir.path().join("store").exists());
+    assert_eq!(
+        serde_json::from_slice::<Value>(
+            &cli(
+                dir.path(),
+                &["client", "show", "billing", "--format", "json"]
+            )
+            .stdout
+        )
+        .unwrap(),
+        fixture("client-show-billing.json")
+    );
+}
+
+#[test]
+fn a_data_directory_of_the_sled_release_is_imported_whole_with_the_same_answers() {
+    let dir = sled_fixture_copy();
     let out = cli(dir.path(), &["migrate", "--format", "json"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
