@@ -2,7 +2,7 @@
 
 use crate::helpers::{agent, spawn_app};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 #[test]
@@ -10,7 +10,7 @@ fn every_token_received_before_a_sigkill_is_active_after_restart() {
     let mut app = spawn_app();
     let (id, secret) = app.create_client(&["--scope", "read", "--token-format", "opaque"]);
     let (jid, jsecret) = app.create_client(&["--scope", "read"]);
-    let received: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let (sent, tokens) = mpsc::channel::<(String, String, String)>();
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for n in 0..8 {
@@ -20,7 +20,7 @@ fn every_token_received_before_a_sigkill_is_active_after_restart() {
             (jid.clone(), jsecret.clone())
         };
         let base = app.base.clone();
-        let received = received.clone();
+        let sent = sent.clone();
         let stop = stop.clone();
         workers.push(std::thread::spawn(move || {
             let agent = agent();
@@ -41,21 +41,26 @@ fn every_token_received_before_a_sigkill_is_active_after_restart() {
                     break;
                 };
                 if let Some(t) = body["access_token"].as_str() {
-                    received
-                        .lock()
-                        .unwrap()
-                        .push((cid.clone(), csecret.clone(), t.to_owned()));
+                    let _ = sent.send((cid.clone(), csecret.clone(), t.to_owned()));
                 }
             }
         }));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    drop(sent);
+    // Kill under load: once 200 tokens have been acknowledged, while the workers go on.
+    let mut received = Vec::new();
+    while received.len() < 200 {
+        match tokens.recv_timeout(Duration::from_secs(60)) {
+            Ok(t) => received.push(t),
+            Err(e) => panic!("the load stopped after {} tokens: {e}", received.len()),
+        }
+    }
     app.kill();
     stop.store(true, Ordering::SeqCst);
     for w in workers {
         w.join().unwrap();
     }
-    let received = received.lock().unwrap().clone();
+    received.extend(tokens.try_iter());
     assert!(
         received.len() > 50,
         "too few tokens before the kill: {}",
