@@ -377,46 +377,90 @@ fn apply_in_batches(
 /// Applies stored events in batches, up to the last recorded at or before `until`; `last` is
 /// the position applied before the first and, after, the last one applied. A gap in the
 /// positions is a run compaction removed: the projections step over it.
+///
+/// Decoding runs on a thread of its own, a batch ahead of the projections: decoding JSON and
+/// applying cost about the same, so the two overlap.
 fn apply_in_batches_until(
     models: &ReadModels,
-    stored: impl Iterator<Item = Result<Vec<u8>, StoreError>>,
+    mut stored: impl Iterator<Item = Result<Vec<u8>, StoreError>>,
     until: Option<time::OffsetDateTime>,
     last: &mut u64,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, EngineError> {
-    let mut chunk: Vec<domain::RecordedEvent> = Vec::with_capacity(REPLAY_BATCH);
-    let mut applied = 0;
-    for bytes in stored {
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => {
-                // What came before the failure is applied: a caller may serve up to it.
-                models.apply_split(&chunk)?;
-                return Err(e.into());
+    use std::sync::mpsc::sync_channel;
+    type Decoded = Result<Vec<domain::RecordedEvent>, StoreError>;
+    std::thread::scope(|s| {
+        let (raw_tx, raw_rx) = sync_channel::<Vec<Vec<u8>>>(2);
+        let (decoded_tx, decoded_rx) = sync_channel::<Decoded>(2);
+        s.spawn(move || {
+            for raw in raw_rx {
+                let decoded: Decoded = raw.iter().map(|b| decode(b)).collect();
+                if decoded_tx.send(decoded).is_err() {
+                    break;
+                }
             }
+        });
+        let mut read_failure: Option<StoreError> = None;
+        // Reads the next batch of stored bytes; a read failure ends the batches.
+        let mut next_raw = || -> Option<Vec<Vec<u8>>> {
+            if read_failure.is_some() {
+                return None;
+            }
+            let mut raw = Vec::with_capacity(REPLAY_BATCH);
+            for bytes in stored.by_ref() {
+                match bytes {
+                    Ok(b) => raw.push(b),
+                    Err(e) => {
+                        read_failure = Some(e);
+                        break;
+                    }
+                }
+                if raw.len() == REPLAY_BATCH {
+                    break;
+                }
+            }
+            (!raw.is_empty()).then_some(raw)
         };
-        let e = decode(&bytes)?;
-        // Recorded times never go backwards, so the first later event ends it.
-        if until.is_some_and(|t| e.recorded_at > t) {
-            break;
+        let mut in_flight = 0;
+        for _ in 0..2 {
+            if let Some(raw) = next_raw() {
+                in_flight += raw_tx.send(raw).is_ok() as usize;
+            }
         }
-        if e.position > *last + 1 {
-            models.apply_split(&chunk)?;
-            applied += chunk.len() as u64;
-            chunk.clear();
-            models.skip_gap(*last, e.position - 1)?;
-        }
-        *last = e.position;
-        chunk.push(e);
-        if chunk.len() == REPLAY_BATCH {
+        let mut applied = 0;
+        let mut chunk: Vec<domain::RecordedEvent> = Vec::with_capacity(REPLAY_BATCH);
+        let mut reached_until = false;
+        while in_flight > 0 && !reached_until {
+            let Ok(batch) = decoded_rx.recv() else { break };
+            in_flight -= 1;
+            if let Some(raw) = next_raw() {
+                in_flight += raw_tx.send(raw).is_ok() as usize;
+            }
+            for e in batch? {
+                // Recorded times never go backwards, so the first later event ends it.
+                if until.is_some_and(|t| e.recorded_at > t) {
+                    reached_until = true;
+                    break;
+                }
+                if e.position > *last + 1 {
+                    models.apply_split(&chunk)?;
+                    applied += chunk.len() as u64;
+                    chunk.clear();
+                    models.skip_gap(*last, e.position - 1)?;
+                }
+                *last = e.position;
+                chunk.push(e);
+            }
             models.apply_split(&chunk)?;
             applied += chunk.len() as u64;
             progress(applied);
             chunk.clear();
         }
-    }
-    models.apply_split(&chunk)?;
-    applied += chunk.len() as u64;
-    progress(applied);
-    Ok(applied)
+        drop(raw_tx);
+        // What came before a read failure is applied: a caller may serve up to it.
+        match read_failure {
+            Some(e) if !reached_until => Err(e.into()),
+            _ => Ok(applied),
+        }
+    })
 }

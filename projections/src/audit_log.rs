@@ -1,8 +1,10 @@
 //! The audit trail's indexes: by client, by subject, by event type and by time.
 //!
 //! The events themselves stay in the log. Index rows are postings: the key names the index
-//! (client, subject, type, request id or correlation id), the block (position / 256) and the row holds the ascending
-//! positions of that block, so an apply writes one row per index and block rather than one per
+//! (client, subject, type, request id or correlation id) and the block (position / 256), and the
+//! row holds which of the block's 256 positions the index has: fewer than 32 as one byte each
+//! (the offset in the block, ascending), 32 or more as a 256-bit bitmap of 32 bytes, so a row
+//! never exceeds 32 bytes. An apply writes one row per index and block rather than one per
 //! event. Blocks depend only on positions, so any batching of the same events builds the same
 //! rows. The time index keeps, for each distinct recorded time (ms), the first position.
 
@@ -169,13 +171,79 @@ pub fn postings(events: &[&RecordedEvent], previous_ms: Option<i64>) -> Postings
     (rows, times)
 }
 
-fn decode_positions(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    v.chunks_exact(8).map(|c| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(c);
-        u64::from_be_bytes(a)
-    })
+/// The positions of one block (a set of offsets 0..=255).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct BlockSet([u64; 4]);
+
+/// Rows with fewer offsets than this list them; rows with more are bitmaps.
+const LISTED: usize = 32;
+
+impl BlockSet {
+    fn decode(v: &[u8]) -> Result<Self, ProjectionError> {
+        let mut set = Self::default();
+        if v.len() == LISTED {
+            for (i, word) in set.0.iter_mut().enumerate() {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&v[i * 8..i * 8 + 8]);
+                *word = u64::from_le_bytes(a);
+            }
+        } else if v.len() < LISTED {
+            v.iter().for_each(|&o| set.insert(o));
+        } else {
+            return Err(ProjectionError::Corrupt(format!(
+                "an audit postings row of {} bytes",
+                v.len()
+            )));
+        }
+        Ok(set)
+    }
+
+    fn insert(&mut self, offset: u8) {
+        self.0[usize::from(offset / 64)] |= 1 << (offset % 64);
+    }
+
+    fn remove(&mut self, offset: u8) {
+        self.0[usize::from(offset / 64)] &= !(1 << (offset % 64));
+    }
+
+    fn offsets(&self) -> impl DoubleEndedIterator<Item = u8> + '_ {
+        (0..=255u8).filter(|o| self.0[usize::from(o / 64)] & (1 << (o % 64)) != 0)
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        if self.len() < LISTED {
+            self.offsets().collect()
+        } else {
+            self.0.iter().flat_map(|w| w.to_le_bytes()).collect()
+        }
+    }
 }
+
+/// The block a postings row's key names (its last 8 bytes).
+fn block_of(key: &[u8]) -> u64 {
+    key.len()
+        .checked_sub(8)
+        .and_then(|at| key[at..].try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// The positions a postings row holds, ascending.
+fn decode_positions(key: &[u8], v: &[u8]) -> Result<Vec<u64>, ProjectionError> {
+    let base = block_of(key) * BLOCK;
+    Ok(BlockSet::decode(v)?
+        .offsets()
+        .map(|o| base + u64::from(o))
+        .collect())
+}
+
+/// The row that names the index's row format; it sorts before every row.
+const ROW_FORMAT: &[u8] = b"\x00format";
+/// Postings as offsets or bitmaps (an earlier build kept u64 positions).
+const ROW_FORMAT_V2: &[u8] = b"2";
 
 /// The audit indexes and their storage (projection `audit`).
 pub struct AuditLog {
@@ -186,10 +254,16 @@ type PositionIter = Box<dyn Iterator<Item = Result<u64, ProjectionError>>>;
 
 impl AuditLog {
     /// Opens the indexes from their last checkpoint in `source`.
+    /// A checkpoint of another row format (an earlier build's) is dropped, and the indexes
+    /// rebuilt from the log.
     pub fn open(source: &dyn CheckpointStore) -> Result<Self, ProjectionError> {
-        Ok(Self {
+        let log = Self {
             store: CheckpointedTree::open(source, "audit")?,
-        })
+        };
+        if log.store.tree.get(ROW_FORMAT)?.as_deref() != Some(ROW_FORMAT_V2) {
+            log.clear()?;
+        }
+        Ok(log)
     }
 
     /// Last applied global position.
@@ -210,18 +284,13 @@ impl AuditLog {
         let (rows, times) = postings(&pending, previous_ms);
         let mut writes = Vec::with_capacity(rows.len() + times.len() + 1);
         for (k, positions) in rows {
-            let mut v = self
-                .store
-                .tree
-                .get(&k)?
-                .map(|v| v.to_vec())
-                .unwrap_or_default();
-            // A row may already hold these positions if a clear was interrupted: never twice.
-            let held = decode_positions(&v).last().unwrap_or(0);
-            for p in positions.into_iter().filter(|p| *p > held) {
-                v.extend_from_slice(&p.to_be_bytes());
-            }
-            writes.push(Write::Put(k, v));
+            let mut set = match self.store.tree.get(&k)? {
+                Some(v) => BlockSet::decode(&v)?,
+                None => BlockSet::default(),
+            };
+            // A set: a position applied again (after an interrupted clear) is held once.
+            positions.iter().for_each(|p| set.insert((p % BLOCK) as u8));
+            writes.push(Write::Put(k, set.encode()));
         }
         for (k, p) in times {
             writes.push(Write::Put(k, p.to_be_bytes().to_vec()));
@@ -263,14 +332,12 @@ impl AuditLog {
             let Some(v) = self.store.tree.get(&k)? else {
                 continue;
             };
-            let kept: Vec<u8> = decode_positions(&v)
-                .filter(|p| !gone.contains(p))
-                .flat_map(u64::to_be_bytes)
-                .collect();
-            if kept.is_empty() {
+            let mut kept = BlockSet::decode(&v)?;
+            gone.iter().for_each(|p| kept.remove((p % BLOCK) as u8));
+            if kept.len() == 0 {
                 batch.remove(k);
             } else {
-                batch.insert(k, kept);
+                batch.insert(k, kept.encode());
             }
         }
         for e in events {
@@ -299,7 +366,10 @@ impl AuditLog {
 
     /// Removes every row.
     pub fn clear(&self) -> Result<(), ProjectionError> {
-        self.store.clear()
+        self.store.clear()?;
+        let mut batch = crate::storage::Batch::default();
+        batch.insert(ROW_FORMAT, ROW_FORMAT_V2);
+        self.store.tree.apply_batch(batch)
     }
 
     /// Forgets only the checkpoint, as a clear interrupted after its first key would.
@@ -331,11 +401,16 @@ impl AuditLog {
         Box::new(
             rows.flat_map(move |r| -> Vec<Result<u64, ProjectionError>> {
                 match r {
-                    Ok((_, v)) => {
-                        let mut ps: Vec<Result<u64, ProjectionError>> = decode_positions(&v)
-                            .filter(|p| (from..=to).contains(p))
-                            .map(Ok)
-                            .collect();
+                    Ok((k, v)) => {
+                        let mut ps: Vec<Result<u64, ProjectionError>> =
+                            match decode_positions(&k, &v) {
+                                Ok(ps) => ps
+                                    .into_iter()
+                                    .filter(|p| (from..=to).contains(p))
+                                    .map(Ok)
+                                    .collect(),
+                                Err(e) => vec![Err(e)],
+                            };
                         if order == Order::Descending {
                             ps.reverse();
                         }
@@ -537,5 +612,27 @@ impl Iterator for Merge {
             }
         }
         Some(Ok(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_postings_row_lists_few_offsets_and_maps_many_in_at_most_32_bytes() {
+        let k = key(b'c', "billing", 3);
+        for count in [1usize, 31, 32, 200, 256] {
+            let mut set = BlockSet::default();
+            (0..count).for_each(|i| set.insert((i * 255 / count.max(2)) as u8));
+            let v = set.encode();
+            assert!(v.len() <= 32, "{count}: {} bytes", v.len());
+            assert_eq!(BlockSet::decode(&v).unwrap(), set);
+            let ps = decode_positions(&k, &v).unwrap();
+            assert_eq!(ps.len(), set.len());
+            assert!(ps.windows(2).all(|w| w[0] < w[1]));
+            assert!(ps.iter().all(|p| (3 * BLOCK..4 * BLOCK).contains(p)));
+        }
+        assert!(BlockSet::decode(&[0; 33]).is_err());
     }
 }

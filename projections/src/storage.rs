@@ -54,25 +54,56 @@ pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 /// A projection's rows: an ordered map whose clones share structure.
 pub type Map = imbl::OrdMap<Vec<u8>, Vec<u8>>;
 
-/// Where copies of the trees are kept between starts (files in a data directory, or nowhere).
+/// Receives the rows of a copy one at a time, and may stop the walk with an error.
+pub type RowSink<'a> = dyn FnMut(&[u8], &[u8]) -> std::io::Result<()> + 'a;
+
+/// A consistent copy of one projection, handed to a [`CheckpointStore`] to save.
+pub trait RowSource {
+    /// The log position the copy reflects.
+    fn position(&self) -> u64;
+    /// Calls `row` with every row of the copy, in key order, and stops at its first error.
+    fn for_each_row(&self, row: &mut RowSink<'_>) -> std::io::Result<()>;
+}
+
+impl RowSource for Map {
+    fn position(&self) -> u64 {
+        checkpoint_of(self)
+    }
+    fn for_each_row(&self, row: &mut RowSink<'_>) -> std::io::Result<()> {
+        self.iter().try_for_each(|(k, v)| row(k, v))
+    }
+}
+
+/// Where copies of the projections are kept between starts (files in a data directory, or
+/// nowhere). Rows stream in both directions, so neither a save nor a load holds a second
+/// copy of a projection in memory.
 pub trait CheckpointStore: Send + Sync {
-    /// The last saved copy of projection `name`, if there is one that can be trusted. A copy
-    /// that fails its own checks is reported by the store and answered as `None`: the
-    /// projection is then rebuilt from the log.
-    fn load(&self, name: &str) -> Result<Option<Map>, ProjectionError>;
+    /// Feeds every row of the last saved copy of projection `name` to `row`, and answers
+    /// whether there was a copy that could be trusted. A copy that fails its own checks is
+    /// reported by the store and answered as `false`, possibly after some of its rows were
+    /// fed: the caller then drops what it was given and rebuilds the projection from the log.
+    fn load(
+        &self,
+        name: &str,
+        row: &mut dyn FnMut(Vec<u8>, Vec<u8>),
+    ) -> Result<bool, ProjectionError>;
     /// Saves a copy of projection `name` (its checkpoint row included), replacing the last
     /// one only once the new copy is complete.
-    fn save(&self, name: &str, rows: &Map) -> Result<(), ProjectionError>;
+    fn save(&self, name: &str, rows: &dyn RowSource) -> Result<(), ProjectionError>;
 }
 
 /// Keeps nothing: every open starts empty (tests, scratch rebuilds).
 pub struct NoCheckpoints;
 
 impl CheckpointStore for NoCheckpoints {
-    fn load(&self, _name: &str) -> Result<Option<Map>, ProjectionError> {
-        Ok(None)
+    fn load(
+        &self,
+        _name: &str,
+        _row: &mut dyn FnMut(Vec<u8>, Vec<u8>),
+    ) -> Result<bool, ProjectionError> {
+        Ok(false)
     }
-    fn save(&self, _name: &str, _rows: &Map) -> Result<(), ProjectionError> {
+    fn save(&self, _name: &str, _rows: &dyn RowSource) -> Result<(), ProjectionError> {
         Ok(())
     }
 }
@@ -274,11 +305,33 @@ impl CheckpointedTree {
         source: &dyn CheckpointStore,
         name: &'static str,
     ) -> Result<Self, ProjectionError> {
-        let tree = Tree::default();
-        if let Some(map) = source.load(name)? {
-            tree.replace(map);
+        Ok(Self::open_split(source, name, 0, &mut |_, _| {})?.0)
+    }
+
+    /// [`CheckpointedTree::open`] for a projection that keeps part of its rows elsewhere:
+    /// saved rows whose key starts with `prefix` (never 0, which the checkpoint row starts
+    /// with) go to `other` instead of the tree. Answers whether the saved copy was trusted;
+    /// when it was not, the tree is empty and whatever `other` was given must be dropped.
+    pub(crate) fn open_split(
+        source: &dyn CheckpointStore,
+        name: &'static str,
+        prefix: u8,
+        other: &mut dyn FnMut(Vec<u8>, Vec<u8>),
+    ) -> Result<(Self, bool), ProjectionError> {
+        let mut map = Map::new();
+        let trusted = source.load(name, &mut |k, v| {
+            if prefix != 0 && k.first() == Some(&prefix) {
+                other(k, v)
+            } else {
+                map.insert(k, v);
+            }
+        })?;
+        if !trusted {
+            map = Map::new();
         }
-        Ok(Self { tree, name })
+        let tree = Tree::default();
+        tree.replace(map);
+        Ok((Self { tree, name }, trusted))
     }
 
     pub(crate) fn checkpoint(&self) -> Result<u64, ProjectionError> {

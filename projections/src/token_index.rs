@@ -5,15 +5,18 @@
 //! `u` + id), each family's newest refresh token (`g` + family) and revoked families (`F`),
 //! and withdrawn authorizations (`A` + client + user).
 //!
-//! Every fact is a row of its own (a revocation is `r` + jti), so `apply` never reads before it
-//! writes.
+//! Access tokens, the bulk of it, are slots of a compact table of their own
+//! ([`crate::token_table`], about 60 bytes a token); every other fact is a row of its own in
+//! an ordered tree (a revocation is `r` + jti), so `apply` never reads before it writes.
 
-use crate::storage::{CheckpointStore, CheckpointedTree, ProjectionError, Write};
+use crate::storage::{CheckpointStore, CheckpointedTree, ProjectionError, RowSource, Write};
+use crate::token_table::{self, TableCopy, TableLoader, TokenTable};
 use domain::event::{AccessTokenIssued, AuthorizationCodeIssued, Event, RefreshTokenIssued};
 use domain::grant::{CodeView, RefreshView};
 use domain::values::{ClientId, GrantType, Scope, TokenFormat};
 use domain::RecordedEvent;
 use serde::{Deserialize, Serialize};
+use std::sync::RwLock;
 use uuid::Uuid;
 
 /// What the index keeps of an issued token.
@@ -176,16 +179,16 @@ const RECORD_V1: u8 = 1;
 
 /// The row that names the index's row format; it sorts before every row.
 const ROW_FORMAT: &[u8] = b"\x00format";
-/// Binary token records and raw hash keys.
-const ROW_FORMAT_V2: &[u8] = b"2";
+/// Access tokens in the compact table; binary records and raw hash keys for the others.
+const ROW_FORMAT_V3: &[u8] = b"3";
 
-fn put_text(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn put_text(out: &mut Vec<u8>, text: &str) {
     let bytes = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
     out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
     out.extend_from_slice(bytes);
 }
 
-fn encode_record(r: &TokenRecord) -> Vec<u8> {
+pub(crate) fn encode_record(r: &TokenRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(96 + r.subject.len());
     out.push(RECORD_V1);
     out.extend_from_slice(r.jti.as_bytes());
@@ -294,6 +297,10 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
                 family_id,
                 kid,
             } = e;
+            key_expiry_row(e, out);
+            if slot_hash(e).is_some() {
+                return revoked_family(event, out);
+            }
             let record = TokenRecord {
                 jti: *jti,
                 client_id: client_id.clone(),
@@ -308,11 +315,6 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
                 kid: kid.clone(),
             };
             out.push(Write::Put(jti_key(jti), encode_record(&record)));
-            if let Some(kid) = kid {
-                // One row per key and expiry second: the newest tells when the key's last
-                // token expires, without reading before writing.
-                out.push(Write::Put(key_expiry_key(kid, *expires_at), Vec::new()));
-            }
             if let Some(h) = token_hash {
                 out.push(Write::Put(hash_key(h.as_str()), jti.as_bytes().to_vec()));
             }
@@ -360,6 +362,18 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
         )),
         _ => {}
     }
+    revoked_family(event, out)
+}
+
+/// One row per key and expiry second: the newest tells when the key's last token expires,
+/// without reading before writing.
+fn key_expiry_row(e: &AccessTokenIssued, out: &mut Vec<Write>) {
+    if let Some(kid) = &e.kid {
+        out.push(Write::Put(key_expiry_key(kid, e.expires_at), Vec::new()));
+    }
+}
+
+fn revoked_family(event: &RecordedEvent, out: &mut Vec<Write>) {
     if let Some(family) = event.event.revoked_family() {
         out.push(Write::Put(
             key16(b'F', &family),
@@ -368,22 +382,128 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
     }
 }
 
-/// The token index and its storage (projection `tokens`).
+/// The slot an event adds to the compact table: an access token that fits one (see
+/// [`token_table::fits`]), with the prefix of its hash if it is opaque.
+fn table_entry(event: &RecordedEvent) -> Option<(TokenRecord, Option<[u8; 16]>)> {
+    let Event::AccessTokenIssued(e) = &event.event else {
+        return None;
+    };
+    let hash = slot_hash(e)?;
+    let record = TokenRecord {
+        jti: e.jti,
+        client_id: e.client_id.clone(),
+        subject: e.subject.clone(),
+        scopes: e.scopes.clone(),
+        grant_type: e.grant_type,
+        format: e.format,
+        issued_at: e.issued_at,
+        expires_at: e.expires_at,
+        family_id: e.family_id,
+        position: event.position,
+        kid: e.kid.clone(),
+    };
+    Some((record, hash))
+}
+
+/// Whether a token fits a slot of the compact table (see [`token_table::fits`]), and if so
+/// the prefix of its hash, if it is opaque.
+fn slot_hash(e: &AccessTokenIssued) -> Option<Option<[u8; 16]>> {
+    let hash = match &e.token_hash {
+        Some(h) => Some(token_table::sha256_prefix(h.as_str())?),
+        None => None,
+    };
+    token_table::fits(&e.jti, e.issued_at, e.expires_at, hash.as_ref()).then_some(hash)
+}
+
+/// The token index and its storage (projection `tokens`): the tree of rows and the table of
+/// access tokens. A writer takes the table's lock before the tree's, and so does a copy for a
+/// checkpoint, so a copy of the two always reflects the same position.
 pub struct TokenIndex {
     pub(crate) store: CheckpointedTree,
+    table: RwLock<TokenTable>,
+}
+
+/// A consistent copy of the token index, for a checkpoint or a comparison.
+pub(crate) struct TokensCopy {
+    pub(crate) tree: crate::storage::Map,
+    table: TableCopy,
+}
+
+impl TokensCopy {
+    /// Every row in key order, as [`TokenIndex::dump`] shows them.
+    /// The table's tokens show as `j` rows, like the tree's, merged in among them.
+    pub(crate) fn into_dump_rows(self) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
+        let mut tree = self.tree.into_iter().peekable();
+        let mut table = self.table.into_dump_rows().peekable();
+        std::iter::from_fn(move || match (tree.peek(), table.peek()) {
+            (Some((a, _)), Some((b, _))) if b < a => table.next(),
+            (Some(_), _) => tree.next(),
+            (None, _) => table.next(),
+        })
+    }
+}
+
+impl RowSource for TokensCopy {
+    fn position(&self) -> u64 {
+        crate::storage::checkpoint_of(&self.tree)
+    }
+    fn for_each_row(&self, row: &mut crate::storage::RowSink<'_>) -> std::io::Result<()> {
+        self.tree.for_each_row(row)?;
+        self.table.for_each_checkpoint_row(row)
+    }
 }
 
 impl TokenIndex {
     /// Opens the index from its last checkpoint in `source`. A checkpoint of another row
-    /// format (an earlier build's JSON records) is dropped, and the index rebuilt from the log.
+    /// format (an earlier build's) or whose table does not load is dropped, and the index
+    /// rebuilt from the log.
     pub fn open(source: &dyn CheckpointStore) -> Result<Self, ProjectionError> {
-        let index = Self {
-            store: CheckpointedTree::open(source, "tokens")?,
+        let mut loader = TableLoader::default();
+        let (store, trusted) = CheckpointedTree::open_split(
+            source,
+            "tokens",
+            token_table::TABLE_PREFIX,
+            &mut |k, v| loader.row(k, v),
+        )?;
+        let current = trusted && store.tree.get(ROW_FORMAT)?.as_deref() == Some(ROW_FORMAT_V3);
+        let (table, rebuild) = match loader.finish() {
+            Ok(table) if current => (table, false),
+            _ => (TokenTable::default(), true),
         };
-        if index.store.tree.get(ROW_FORMAT)?.as_deref() != Some(ROW_FORMAT_V2) {
+        let index = Self {
+            store,
+            table: RwLock::new(table),
+        };
+        if rebuild {
             index.clear()?;
         }
         Ok(index)
+    }
+
+    fn table(&self) -> std::sync::RwLockReadGuard<'_, TokenTable> {
+        self.table
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, TokenTable> {
+        self.table
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Access tokens held in the compact table.
+    pub fn table_len(&self) -> usize {
+        self.table().len()
+    }
+
+    /// A consistent copy of the tree and the table.
+    pub(crate) fn copy(&self) -> TokensCopy {
+        let table = self.table();
+        TokensCopy {
+            tree: self.store.tree.snapshot(),
+            table: table.copy(),
+        }
     }
 
     /// Last applied global position.
@@ -393,24 +513,66 @@ impl TokenIndex {
 
     /// Applies events past the checkpoint.
     pub fn apply<E: AsRef<RecordedEvent>>(&self, events: &[E]) -> Result<(), ProjectionError> {
-        self.store.apply(events, changes)
+        let mut table = self.table_mut();
+        let pending = self.store.pending(events)?;
+        let Some(last) = pending.last().map(|e| e.position) else {
+            return Ok(());
+        };
+        let mut writes = Vec::new();
+        for e in pending {
+            // The common case without building a record: the token goes to the table.
+            if let Event::AccessTokenIssued(t) = &e.event {
+                if let Some(hash) = slot_hash(t) {
+                    table.insert(&token_table::TokenRef {
+                        jti: &t.jti,
+                        hash,
+                        position: e.position,
+                        issued_at: t.issued_at,
+                        expires_at: t.expires_at,
+                        client_id: &t.client_id,
+                        subject: &t.subject,
+                        scopes: &t.scopes,
+                        grant_type: t.grant_type,
+                        format: t.format,
+                        kid: t.kid.as_deref(),
+                        family_id: t.family_id.as_ref(),
+                    });
+                    key_expiry_row(t, &mut writes);
+                    revoked_family(e, &mut writes);
+                    continue;
+                }
+            }
+            changes(e, &mut writes);
+        }
+        self.store.commit(writes, last)
     }
 
     /// Removes every row.
     pub fn clear(&self) -> Result<(), ProjectionError> {
+        let mut table = self.table_mut();
+        *table = TokenTable::default();
         self.store.clear()?;
         let mut batch = crate::storage::Batch::default();
-        batch.insert(ROW_FORMAT, ROW_FORMAT_V2);
+        batch.insert(ROW_FORMAT, ROW_FORMAT_V3);
         self.store.tree.apply_batch(batch)
     }
 
     /// Looks a token up by id.
     pub fn by_jti(&self, jti: &Uuid) -> Result<Option<TokenView>, ProjectionError> {
-        let Some(bytes) = self.store.tree.get(jti_key(jti))? else {
-            return Ok(None);
+        let in_table = self.table().by_jti(jti);
+        let record = match in_table {
+            Some(r) => r,
+            None => match self.store.tree.get(jti_key(jti))? {
+                Some(bytes) => decode_record(&bytes)?,
+                None => return Ok(None),
+            },
         };
-        let record = decode_record(&bytes)?;
-        let revoked_at_position = match self.store.tree.get(revoked_key(jti))? {
+        self.view(record).map(Some)
+    }
+
+    /// A record with what later events say of it.
+    fn view(&self, record: TokenRecord) -> Result<TokenView, ProjectionError> {
+        let revoked_at_position = match self.store.tree.get(revoked_key(&record.jti))? {
             Some(v) => Some(crate::storage::u64_from(&v)?),
             None => None,
         };
@@ -424,12 +586,12 @@ impl TokenIndex {
                 &record.subject,
                 record.position,
             )?;
-        Ok(Some(TokenView {
+        Ok(TokenView {
             record,
             revoked_at_position,
             family_revoked,
             authorization_revoked,
-        }))
+        })
     }
 
     fn family_revoked(&self, family: &Uuid) -> Result<bool, ProjectionError> {
@@ -536,6 +698,12 @@ impl TokenIndex {
 
     /// Looks an opaque token up by the hash of its value (`sha256:<hex>`).
     pub fn by_hash(&self, hash: &str) -> Result<Option<TokenView>, ProjectionError> {
+        if let Some(prefix) = token_table::sha256_prefix(hash) {
+            let in_table = self.table().by_hash(&prefix);
+            if let Some(record) = in_table {
+                return self.view(record).map(Some);
+            }
+        }
         let Some(jti) = self.store.tree.get(hash_key(hash))? else {
             return Ok(None);
         };
@@ -549,8 +717,12 @@ impl TokenIndex {
     /// those, so the row goes with the last of them.) Family rows are never forgotten:
     /// compaction keeps the events that revoke families.
     pub fn forget(&self, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
+        let mut table = self.table_mut();
         let mut writes = Vec::new();
         for e in events {
+            if let Some((record, _)) = table_entry(e) {
+                table.remove(&record.jti);
+            }
             changes(e, &mut writes);
         }
         let mut batch = crate::storage::Batch::default();
@@ -567,7 +739,7 @@ impl TokenIndex {
 
     /// Every row, in key order: used to compare two builds of the index.
     pub fn dump(&self) -> Result<crate::storage::Rows, ProjectionError> {
-        self.store.dump()
+        Ok(self.copy().into_dump_rows().collect())
     }
 }
 
