@@ -476,6 +476,14 @@ impl TokenIndex {
         };
         if rebuild {
             index.clear()?;
+        } else {
+            let mut table = index.table_mut();
+            for row in index.store.tree.scan_prefix([b'r']) {
+                let (k, _) = row?;
+                if let Ok(jti) = Uuid::from_slice(&k[1..]) {
+                    table.note_revoked(&jti);
+                }
+            }
         }
         Ok(index)
     }
@@ -490,6 +498,12 @@ impl TokenIndex {
         self.table
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes room for about `events` more access tokens: a rebuild calls it once, rather
+    /// than let the lookups grow one doubling at a time.
+    pub fn reserve(&self, events: usize) {
+        self.table_mut().reserve(events);
     }
 
     /// Access tokens held in the compact table.
@@ -520,6 +534,9 @@ impl TokenIndex {
         };
         let mut writes = Vec::new();
         for e in pending {
+            if let Event::TokenRevoked(r) = &e.event {
+                table.note_revoked(&r.jti);
+            }
             // The common case without building a record: the token goes to the table.
             if let Event::AccessTokenIssued(t) = &e.event {
                 if let Some(hash) = slot_hash(t) {
@@ -559,7 +576,10 @@ impl TokenIndex {
 
     /// Looks a token up by id.
     pub fn by_jti(&self, jti: &Uuid) -> Result<Option<TokenView>, ProjectionError> {
-        let in_table = self.table().by_jti(jti);
+        let (in_table, may_be_revoked) = {
+            let table = self.table();
+            (table.by_jti(jti), table.may_be_revoked(jti))
+        };
         let record = match in_table {
             Some(r) => r,
             None => match self.store.tree.get(jti_key(jti))? {
@@ -567,12 +587,21 @@ impl TokenIndex {
                 None => return Ok(None),
             },
         };
-        self.view(record).map(Some)
+        self.view(record, may_be_revoked).map(Some)
     }
 
-    /// A record with what later events say of it.
-    fn view(&self, record: TokenRecord) -> Result<TokenView, ProjectionError> {
-        let revoked_at_position = match self.store.tree.get(revoked_key(&record.jti))? {
+    /// A record with what later events say of it; `may_be_revoked` false spares the look for
+    /// its revocation row.
+    fn view(
+        &self,
+        record: TokenRecord,
+        may_be_revoked: bool,
+    ) -> Result<TokenView, ProjectionError> {
+        let revoked = match may_be_revoked {
+            true => self.store.tree.get(revoked_key(&record.jti))?,
+            false => None,
+        };
+        let revoked_at_position = match revoked {
             Some(v) => Some(crate::storage::u64_from(&v)?),
             None => None,
         };
@@ -699,9 +728,15 @@ impl TokenIndex {
     /// Looks an opaque token up by the hash of its value (`sha256:<hex>`).
     pub fn by_hash(&self, hash: &str) -> Result<Option<TokenView>, ProjectionError> {
         if let Some(prefix) = token_table::sha256_prefix(hash) {
-            let in_table = self.table().by_hash(&prefix);
-            if let Some(record) = in_table {
-                return self.view(record).map(Some);
+            let found = {
+                let table = self.table();
+                table.by_hash(&prefix).map(|r| {
+                    let may_be_revoked = table.may_be_revoked(&r.jti);
+                    (r, may_be_revoked)
+                })
+            };
+            if let Some((record, may_be_revoked)) = found {
+                return self.view(record, may_be_revoked).map(Some);
             }
         }
         let Some(jti) = self.store.tree.get(hash_key(hash))? else {

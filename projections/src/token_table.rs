@@ -34,55 +34,77 @@ pub(crate) const TABLE_PREFIX: u8 = 0xF1;
 const DUMP_PREFIX: u8 = b'j';
 
 /// A vector that grows at its end, in chunks shared between copies: a copy costs one pointer
-/// per chunk, and a change to a shared chunk copies that chunk only.
+/// per full chunk and a copy of the last, partly filled one; a change to a shared chunk copies
+/// that chunk only. The last chunk is not shared, so appending costs no atomic operation.
 #[derive(Clone)]
 pub(crate) struct Chunked<T: Clone> {
     chunks: Vec<Arc<Vec<T>>>,
-    len: usize,
+    tail: Vec<T>,
 }
 
 impl<T: Clone> Default for Chunked<T> {
     fn default() -> Self {
         Self {
             chunks: Vec::new(),
-            len: 0,
+            tail: Vec::new(),
         }
     }
 }
 
 impl<T: Clone> Chunked<T> {
+    /// Chunks of `CHUNK` values each, but the last, which may hold fewer.
+    fn from_chunks(mut chunks: Vec<Vec<T>>) -> Self {
+        let tail = match chunks.last() {
+            Some(last) if last.len() < CHUNK => chunks.pop().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        Self {
+            chunks: chunks.into_iter().map(Arc::new).collect(),
+            tail,
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.chunks.len() * CHUNK + self.tail.len()
     }
 
     pub(crate) fn get(&self, i: usize) -> Option<&T> {
-        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+        match self.chunks.get(i / CHUNK) {
+            Some(chunk) => chunk.get(i % CHUNK),
+            None if i / CHUNK == self.chunks.len() => self.tail.get(i % CHUNK),
+            None => None,
+        }
     }
 
     /// Appends `value`; answers its index.
     pub(crate) fn push(&mut self, value: T) -> usize {
-        match self.chunks.last_mut() {
-            Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(value),
-            _ => {
-                let mut chunk = Vec::with_capacity(CHUNK);
-                chunk.push(value);
-                self.chunks.push(Arc::new(chunk));
-            }
+        if self.tail.capacity() == 0 {
+            self.tail.reserve_exact(CHUNK);
         }
-        self.len += 1;
-        self.len - 1
+        self.tail.push(value);
+        let i = self.len() - 1;
+        if self.tail.len() == CHUNK {
+            let full = std::mem::take(&mut self.tail);
+            self.chunks.push(Arc::new(full));
+        }
+        i
     }
 
     fn set(&mut self, i: usize, value: T) {
-        if let Some(chunk) = self.chunks.get_mut(i / CHUNK) {
-            if let Some(v) = Arc::make_mut(chunk).get_mut(i % CHUNK) {
-                *v = value;
-            }
+        let slot = match self.chunks.get_mut(i / CHUNK) {
+            Some(chunk) => Arc::make_mut(chunk).get_mut(i % CHUNK),
+            None => self.tail.get_mut(i % CHUNK),
+        };
+        if let Some(v) = slot {
+            *v = value;
         }
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.chunks.iter().flat_map(|c| c.iter())
+        self.chunks
+            .iter()
+            .flat_map(|c| c.iter())
+            .chain(self.tail.iter())
     }
 }
 
@@ -351,10 +373,47 @@ pub(crate) struct TokenTable {
     shapes: Interner<Shape>,
     subjects: Interner<str>,
     families: Interner<Uuid>,
+    /// 64-bit hashes of every revoked jti noted since the table was built: a token whose hash
+    /// is absent is not revoked, which introspection learns without a look into the tree of
+    /// rows (a cache miss at every level). Only ever added to: a stale hash costs that look,
+    /// never a wrong answer. Derived from the `r` rows, never saved.
+    revoked: HashTable<u64>,
     hasher: Hasher,
 }
 
 impl TokenTable {
+    /// Notes that `jti` was revoked (see `revoked`).
+    pub(crate) fn note_revoked(&mut self, jti: &Uuid) {
+        let h = self.hasher.hash_one(jti.as_bytes());
+        if self.revoked.find(h, |&x| x == h).is_none() {
+            self.revoked.insert_unique(h, h, |&x| x);
+        }
+    }
+
+    /// Whether `jti` may have been revoked: `false` means it was not.
+    pub(crate) fn may_be_revoked(&self, jti: &Uuid) -> bool {
+        let h = self.hasher.hash_one(jti.as_bytes());
+        self.revoked.find(h, |&x| x == h).is_some()
+    }
+
+    /// Makes room for `additional` more tokens in the lookups, so that a rebuild does not
+    /// grow them step by step (each step rehashes every token, a cache miss apiece).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let Self {
+            slots,
+            by_jti,
+            by_hash,
+            hasher,
+            ..
+        } = self;
+        by_jti.reserve(additional, |&j| {
+            slots.get(j as usize).map_or(0, |s| hasher.hash_one(s.jti))
+        });
+        by_hash.reserve(additional, |&j| {
+            slots.get(j as usize).map_or(0, |s| hasher.hash_one(s.hash))
+        });
+    }
+
     /// Tokens held (tombstones not counted).
     pub(crate) fn len(&self) -> usize {
         self.live
@@ -426,11 +485,49 @@ impl TokenTable {
             subject,
             family,
         };
-        if let Some(i) = self.find_jti(&slot.jti) {
-            // The same token applied again (a rebuild over a checkpoint): replace it.
-            self.remove_slot(i);
+        // One probe of the jti table finds a token applied before and, in the common case,
+        // the place for the new one: each probe of a table of millions is a cache miss.
+        let i = self.slots.len() as u32;
+        let Self {
+            slots,
+            by_jti,
+            hasher,
+            ..
+        } = self;
+        let entry = by_jti.entry(
+            hasher.hash_one(slot.jti),
+            |&j| slots.get(j as usize).is_some_and(|s| s.jti == slot.jti),
+            |&j| slots.get(j as usize).map_or(0, |s| hasher.hash_one(s.jti)),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(e) => {
+                // The same token applied again (a rebuild over a checkpoint): replace it.
+                let old = *e.get();
+                self.remove_slot(old);
+                self.put(slot);
+            }
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(i);
+                self.slots.push(slot);
+                self.index_hash(i, &slot);
+                self.live += 1;
+            }
         }
-        self.put(slot);
+    }
+
+    /// Adds a slot's hash to the hash lookup, if it has one.
+    fn index_hash(&mut self, i: u32, slot: &Slot) {
+        let Self {
+            slots,
+            by_hash,
+            hasher,
+            ..
+        } = self;
+        if slot.hash != [0; 16] {
+            by_hash.insert_unique(hasher.hash_one(slot.hash), i, |&j| {
+                slots.get(j as usize).map_or(0, |s| hasher.hash_one(s.hash))
+            });
+        }
     }
 
     /// Places a slot and indexes it.
@@ -439,18 +536,13 @@ impl TokenTable {
         let Self {
             slots,
             by_jti,
-            by_hash,
             hasher,
             ..
         } = self;
         by_jti.insert_unique(hasher.hash_one(slot.jti), i, |&j| {
             slots.get(j as usize).map_or(0, |s| hasher.hash_one(s.jti))
         });
-        if slot.hash != [0; 16] {
-            by_hash.insert_unique(hasher.hash_one(slot.hash), i, |&j| {
-                slots.get(j as usize).map_or(0, |s| hasher.hash_one(s.hash))
-            });
-        }
+        self.index_hash(i, &slot);
         self.live += 1;
     }
 
@@ -739,10 +831,7 @@ impl TableLoader {
                 "a token slot names a value the checkpoint does not hold".into(),
             )
         };
-        t.slots = Chunked {
-            chunks: self.slots.into_iter().map(Arc::new).collect(),
-            len,
-        };
+        t.slots = Chunked::from_chunks(self.slots);
         // The two lookups are built on two threads: each insert is a cache miss in a table
         // of millions, and that is most of a start's time. Capacity is reserved up front, so
         // neither table rehashes.
@@ -816,6 +905,33 @@ mod tests {
     #[test]
     fn a_slot_is_sixty_bytes() {
         assert_eq!(std::mem::size_of::<Slot>(), SLOT_BYTES);
+    }
+
+    #[test]
+    fn a_chunked_vector_keeps_its_copies_apart_across_chunk_boundaries() {
+        let mut v = Chunked::default();
+        for i in 0..CHUNK * 2 + 5 {
+            assert_eq!(v.push(i), i);
+        }
+        let copy = v.clone();
+        v.set(3, 0);
+        v.set(CHUNK * 2 + 1, 0);
+        v.push(7);
+        assert_eq!(
+            (copy.get(3), copy.get(CHUNK * 2 + 1)),
+            (Some(&3), Some(&(CHUNK * 2 + 1)))
+        );
+        assert_eq!((v.get(3), v.get(CHUNK * 2 + 1)), (Some(&0), Some(&0)));
+        assert_eq!(
+            (copy.len(), v.len(), v.get(v.len())),
+            (CHUNK * 2 + 5, CHUNK * 2 + 6, None)
+        );
+        assert_eq!(copy.iter().count(), copy.len());
+        let rebuilt = Chunked::from_chunks(vec![(0..CHUNK).collect(), vec![CHUNK]]);
+        assert_eq!(
+            (rebuilt.len(), rebuilt.get(CHUNK)),
+            (CHUNK + 1, Some(&CHUNK))
+        );
     }
 
     #[test]

@@ -15,12 +15,26 @@ use std::time::Duration;
 /// clients from holding an actor for each one seen within the idle timeout.
 pub const MAX_LIVE_ACTORS: usize = 10_000;
 
+/// A live actor, when it was last used, and whether it was asked to stop.
+struct Live {
+    addr: Addr<ClientActor>,
+    used: std::time::Instant,
+    retiring: bool,
+}
+
+/// The live actors, and how many of them were asked to stop and have not yet.
+#[derive(Default)]
+struct Actors {
+    by_client: HashMap<ClientId, Live>,
+    retiring: usize,
+}
+
 /// Keeps one running actor per client.
 pub struct Registry {
     store: Arc<dyn EventStore>,
     views: Arc<dyn GrantViews>,
     idle_timeout: Duration,
-    actors: Mutex<HashMap<ClientId, (Addr<ClientActor>, std::time::Instant)>>,
+    actors: Mutex<Actors>,
     max_live: usize,
     me: Weak<Registry>,
 }
@@ -46,7 +60,7 @@ impl Registry {
             store,
             views,
             idle_timeout,
-            actors: Mutex::new(HashMap::new()),
+            actors: Mutex::new(Actors::default()),
             max_live: max_live.max(1),
             me: me.clone(),
         })
@@ -54,7 +68,7 @@ impl Registry {
 
     /// Live actors now (including any asked to stop that have not yet).
     pub fn live(&self) -> usize {
-        self.actors.lock().map(|a| a.len()).unwrap_or(0)
+        self.actors.lock().map(|a| a.by_client.len()).unwrap_or(0)
     }
 
     fn address(&self, client_id: &ClientId) -> Result<Addr<ClientActor>, CommandError> {
@@ -62,20 +76,30 @@ impl Registry {
             .actors
             .lock()
             .map_err(|_| CommandError::Unavailable("registry lock poisoned".into()))?;
-        if let Some((addr, used)) = actors.get_mut(client_id) {
-            if addr.connected() {
-                *used = std::time::Instant::now();
-                return Ok(addr.clone());
+        if let Some(live) = actors.by_client.get_mut(client_id) {
+            if live.addr.connected() {
+                live.used = std::time::Instant::now();
+                return Ok(live.addr.clone());
             }
         }
-        if actors.len() >= self.max_live {
+        // Those already asked to stop do not count: without this, every start until they had
+        // stopped would sort the whole map again and ask the same ones again.
+        if actors.by_client.len() - actors.retiring >= self.max_live {
             // The least recently used tenth is asked to stop; each leaves the map as it does.
-            let mut by_use: Vec<(std::time::Instant, &Addr<ClientActor>)> =
-                actors.values().map(|(a, t)| (*t, a)).collect();
+            let mut by_use: Vec<(std::time::Instant, &mut Live)> = actors
+                .by_client
+                .values_mut()
+                .filter(|l| !l.retiring)
+                .map(|l| (l.used, l))
+                .collect();
             by_use.sort_unstable_by_key(|(t, _)| *t);
-            for (_, addr) in by_use.into_iter().take(self.max_live / 10 + 1) {
-                addr.do_send(Retire);
+            let mut asked = 0;
+            for (_, live) in by_use.into_iter().take(self.max_live / 10 + 1) {
+                live.retiring = true;
+                live.addr.do_send(Retire);
+                asked += 1;
             }
+            actors.retiring += asked;
         }
         let me = self.me.clone();
         let actor = ClientActor::restore(
@@ -90,14 +114,24 @@ impl Registry {
             }
         });
         let addr = actor.start();
-        actors.insert(client_id.clone(), (addr.clone(), std::time::Instant::now()));
+        let live = Live {
+            addr: addr.clone(),
+            used: std::time::Instant::now(),
+            retiring: false,
+        };
+        if let Some(old) = actors.by_client.insert(client_id.clone(), live) {
+            // A stopped actor's entry, replaced before its stop reached `forget`.
+            actors.retiring -= usize::from(old.retiring);
+        }
         Ok(addr)
     }
 
     fn forget(&self, client_id: &ClientId, addr: &Addr<ClientActor>) {
         if let Ok(mut actors) = self.actors.lock() {
-            if actors.get(client_id).map(|(a, _)| a) == Some(addr) {
-                actors.remove(client_id);
+            if actors.by_client.get(client_id).map(|l| &l.addr) == Some(addr) {
+                if let Some(old) = actors.by_client.remove(client_id) {
+                    actors.retiring -= usize::from(old.retiring);
+                }
             }
         }
     }
