@@ -806,6 +806,35 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_client_whose_actor_was_asked_to_retire_is_still_served() {
+        let (store, models) = projected();
+        let registry = crate::actors::registry::Registry::with_limit(
+            store.clone(),
+            models,
+            Duration::from_secs(600),
+            2,
+        );
+        let ids: Vec<ClientId> = (0..4)
+            .map(|n| ClientId::parse(&format!("r{n}")).unwrap())
+            .collect();
+        for id in &ids {
+            let addr = restore(id.clone(), store.clone()).unwrap().start();
+            register(&addr, id).await;
+        }
+        // r0 and r1 fill the bound; r2 asks r0 to retire; r0 is used again before it stops.
+        for id in &ids[..3] {
+            registry.send(id, issue()).await.unwrap();
+        }
+        let again = registry.send(&ids[0], issue()).await.unwrap();
+        assert_eq!(again[0].version, 2, "r0's second token follows its first");
+        registry.send(&ids[3], issue()).await.unwrap();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(registry.live() <= 3, "{} live actors", registry.live());
+    }
+
+    #[actix_rt::test]
     async fn an_idle_actor_stops_and_tells_its_registry() {
         let store: Arc<dyn EventStore> = Arc::new(Log::in_memory().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel();
