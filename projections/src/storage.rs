@@ -187,6 +187,14 @@ impl Tree {
         }
     }
 
+    /// Calls `f` with the key of every row that starts with `prefix`, without copying rows.
+    pub(crate) fn for_each_key_with_prefix(&self, prefix: &[u8], mut f: impl FnMut(&[u8])) {
+        let map = self.read();
+        map.range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .for_each(|(k, _)| f(k));
+    }
+
     /// The rows whose key starts with `prefix`, copied out.
     pub(crate) fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> RowIter {
         let prefix = prefix.as_ref();

@@ -478,12 +478,11 @@ impl TokenIndex {
             index.clear()?;
         } else {
             let mut table = index.table_mut();
-            for row in index.store.tree.scan_prefix([b'r']) {
-                let (k, _) = row?;
+            index.store.tree.for_each_key_with_prefix(b"r", |k| {
                 if let Ok(jti) = Uuid::from_slice(&k[1..]) {
                     table.note_revoked(&jti);
                 }
-            }
+            });
         }
         Ok(index)
     }

@@ -363,13 +363,74 @@ pub(crate) fn fits(jti: &Uuid, issued_at: i64, expires_at: i64, hash: Option<&[u
         && hash.is_none_or(|h| *h != [0; 16])
 }
 
+/// Shards of a lookup: each grows on its own, so a doubling rehashes a 256th of the tokens
+/// (about 30k at 8M) while the writer holds the table, not all of them at once (a stall of
+/// 100 ms at a million tokens, each rehash a cache miss into the slots).
+const SHARDS: usize = 256;
+
+/// A hash table of slot numbers in [`SHARDS`] shards. The shard comes from bits 48..56 of the
+/// hash, which hashbrown uses for neither the bucket (low bits) nor the tag (top 7 bits).
+struct Lookup {
+    shards: Vec<HashTable<u32>>,
+}
+
+impl Default for Lookup {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+fn shard(h: u64) -> usize {
+    (h >> 48) as usize % SHARDS
+}
+
+impl Lookup {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| HashTable::with_capacity(n.div_ceil(SHARDS)))
+                .collect(),
+        }
+    }
+
+    fn reserve(&mut self, additional: usize, hasher: impl Fn(&u32) -> u64) {
+        for t in &mut self.shards {
+            t.reserve(additional.div_ceil(SHARDS), &hasher);
+        }
+    }
+
+    fn find(&self, h: u64, eq: impl FnMut(&u32) -> bool) -> Option<&u32> {
+        self.shards[shard(h)].find(h, eq)
+    }
+
+    fn entry(
+        &mut self,
+        h: u64,
+        eq: impl FnMut(&u32) -> bool,
+        hasher: impl Fn(&u32) -> u64,
+    ) -> hashbrown::hash_table::Entry<'_, u32> {
+        self.shards[shard(h)].entry(h, eq, hasher)
+    }
+
+    fn insert_unique(&mut self, h: u64, value: u32, hasher: impl Fn(&u32) -> u64) {
+        self.shards[shard(h)].insert_unique(h, value, hasher);
+    }
+
+    /// Removes the entry `eq` accepts, if there is one.
+    fn remove(&mut self, h: u64, eq: impl FnMut(&u32) -> bool) {
+        if let Ok(entry) = self.shards[shard(h)].find_entry(h, eq) {
+            entry.remove();
+        }
+    }
+}
+
 /// The slots, their interned values, and the two lookups.
 #[derive(Default)]
 pub(crate) struct TokenTable {
     slots: Chunked<Slot>,
     live: usize,
-    by_jti: HashTable<u32>,
-    by_hash: HashTable<u32>,
+    by_jti: Lookup,
+    by_hash: Lookup,
     shapes: Interner<Shape>,
     subjects: Interner<str>,
     families: Interner<Uuid>,
@@ -558,14 +619,10 @@ impl TokenTable {
             return;
         };
         let h = self.hasher.hash_one(slot.jti);
-        if let Ok(entry) = self.by_jti.find_entry(h, |&j| j == i) {
-            entry.remove();
-        }
+        self.by_jti.remove(h, |&j| j == i);
         if slot.hash != [0; 16] {
             let h = self.hasher.hash_one(slot.hash);
-            if let Ok(entry) = self.by_hash.find_entry(h, |&j| j == i) {
-                entry.remove();
-            }
+            self.by_hash.remove(h, |&j| j == i);
         }
         self.slots.set(
             i as usize,
@@ -834,19 +891,21 @@ impl TableLoader {
         t.slots = Chunked::from_chunks(self.slots);
         // The two lookups are built on two threads: each insert is a cache miss in a table
         // of millions, and that is most of a start's time. Capacity is reserved up front, so
-        // neither table rehashes.
+        // a shard rehashes only if it gets more than its share.
         let (slots, hasher) = (&t.slots, &t.hasher);
         let (by_jti, by_hash) = std::thread::scope(|s| {
             let by_hash = s.spawn(|| {
-                let mut table = HashTable::with_capacity(len);
+                let mut table = Lookup::with_capacity(len);
                 for (i, slot) in slots.iter().enumerate() {
                     if slot.hash != [0; 16] {
-                        table.insert_unique(hasher.hash_one(slot.hash), i as u32, |_| 0);
+                        table.insert_unique(hasher.hash_one(slot.hash), i as u32, |&j| {
+                            slots.get(j as usize).map_or(0, |s| hasher.hash_one(s.hash))
+                        });
                     }
                 }
                 table
             });
-            let mut by_jti = HashTable::with_capacity(len);
+            let mut by_jti = Lookup::with_capacity(len);
             for (i, slot) in slots.iter().enumerate() {
                 if slot.is_tombstone()
                     || slot.shape >= shapes
@@ -858,7 +917,7 @@ impl TableLoader {
                 match by_jti.entry(
                     hasher.hash_one(slot.jti),
                     |&j: &u32| slots.get(j as usize).is_some_and(|s| s.jti == slot.jti),
-                    |_| 0,
+                    |&j| slots.get(j as usize).map_or(0, |s| hasher.hash_one(s.jti)),
                 ) {
                     hashbrown::hash_table::Entry::Occupied(_) => return Err(bad()),
                     hashbrown::hash_table::Entry::Vacant(v) => {
