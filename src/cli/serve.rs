@@ -81,6 +81,9 @@ pub struct ServeArgs {
     /// where). Use it to get at a damaged log's data, never as a standing setting.
     #[arg(long)]
     pub allow_unverified: bool,
+    /// Tests only: lets an admin move the server's clock forward (`POST /admin/api/clock`).
+    #[arg(long, hide = true)]
+    pub test_clock: bool,
     /// How much of the hash chain the start walks before serving: `since-last` (from the
     /// last event a walk found intact, so the start costs what was written since, not the
     /// length of the log; the whole chain is then walked in the background and the outcome
@@ -152,6 +155,10 @@ pub fn run(args: ServeArgs, data_dir: PathBuf, file: FileConfig) -> anyhow::Resu
         allow_unverified: args.allow_unverified,
         verify_on_start_full: args.verify_on_start == "full",
     };
+    if args.test_clock {
+        tracing::warn!("serving with a clock that admins can move (--test-clock): for tests only");
+        crate::clock::allow_moving();
+    }
     actix_rt::System::new().block_on(async move {
         let app = Application::build(config).await?;
         app.run_until_stopped().await

@@ -253,6 +253,30 @@ pub async fn checkpoint(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "checkpoint": jws })))
 }
 
+/// The body of `POST /admin/api/clock`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ClockMove {
+    /// Milliseconds to move the clock forward.
+    pub advance_ms: u32,
+}
+
+/// `POST /admin/api/clock`: moves the server's clock forward, on a server started with the
+/// hidden `serve --test-clock` only (404 otherwise, as if the route did not exist).
+pub async fn advance_clock(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<ClockMove>,
+) -> Result<HttpResponse, OAuthError> {
+    authorize(&req, &state)?;
+    if !crate::clock::advance(body.advance_ms) {
+        return Ok(HttpResponse::NotFound().json(serde_json::json!({
+            "error": "not_found",
+            "error_description": "no resource at /admin/api/clock",
+        })));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "now_ms": crate::http::token::unix_now_ms() })))
+}
+
 /// The body of `POST /admin/api/audit/checkpoint/verify`.
 #[derive(Debug, serde::Deserialize)]
 pub struct CheckpointCheck {

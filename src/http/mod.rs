@@ -171,7 +171,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/events/stream", web::get().to(events::stream))
                 .route("/compact", web::post().to(admin::compact))
                 .route("/keys", web::get().to(admin::list_keys))
-                .route("/keys/rotate", web::post().to(admin::rotate_keys)),
+                .route("/keys/rotate", web::post().to(admin::rotate_keys))
+                .route("/clock", web::post().to(admin::advance_clock)),
         )
         .default_service(web::to(not_found));
 }

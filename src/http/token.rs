@@ -25,13 +25,12 @@ use uuid::Uuid;
 
 /// Unix seconds now.
 pub fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    crate::clock::now().unix_timestamp()
 }
 
 /// Unix milliseconds now.
 pub fn unix_now_ms() -> i64 {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
-        .unwrap_or(i64::MAX)
+    i64::try_from(crate::clock::now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// Maps an actor failure to its OAuth error.

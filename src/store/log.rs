@@ -247,7 +247,7 @@ pub struct Log {
 
 /// The system clock, for the writer's `recorded_at`.
 pub fn system_clock() -> Clock {
-    Arc::new(time::OffsetDateTime::now_utc)
+    Arc::new(crate::clock::now)
 }
 
 fn lock_err<T>(_: T) -> StoreError {

@@ -1,6 +1,6 @@
 //! The admin API and the CLI's two modes.
 
-use crate::helpers::{answer, spawn_app};
+use crate::helpers::{answer, spawn_app, spawn_app_with, TestApp};
 
 #[test]
 fn the_admin_api_needs_a_token_with_the_admin_scope() {
@@ -159,4 +159,43 @@ fn client_commands_answer_the_same_with_the_server_running_or_stopped() {
     let out = app.cli(&["client", "show", "billing"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}
+
+#[test]
+fn the_clock_moves_only_on_a_server_started_with_a_test_clock() {
+    let move_clock = |app: &TestApp| {
+        answer(
+            app.agent
+                .post(&format!("{}/admin/api/clock", app.base))
+                .header("Authorization", &format!("Bearer {}", app.admin_token()))
+                .send_json(serde_json::json!({ "advance_ms": 60_000 })),
+        )
+    };
+    let plain = spawn_app();
+    let (status, body) = move_clock(&plain);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let app = spawn_app_with(&["--test-clock"]);
+    let before = helpers_now_ms();
+    let (status, body) = move_clock(&app);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["now_ms"].as_i64().unwrap() >= before + 60_000,
+        "{body}"
+    );
+    // Unauthenticated, it is refused like every admin route.
+    let (status, _) = answer(
+        app.agent
+            .post(&format!("{}/admin/api/clock", app.base))
+            .send_json(serde_json::json!({ "advance_ms": 1 })),
+    );
+    assert_eq!(status, 401);
+}
+
+fn helpers_now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.unwrap().as_millis() as i64
 }

@@ -744,7 +744,7 @@ fn the_password_grant_issues_tokens_and_is_throttled() {
 
 #[test]
 fn login_is_throttled_and_audited_and_its_form_needs_the_csrf_token() {
-    let app = spawn_app();
+    let app = spawn_app_with(&["--test-clock"]);
     app.create_user("alice", PW);
     let mut b = Browser::new(&app);
     let page = b.get("/login?return_to=https://evil.example/");
@@ -783,7 +783,7 @@ fn login_is_throttled_and_audited_and_its_form_needs_the_csrf_token() {
     assert!(r.header("retry-after").is_some());
     assert!(!b.cookies.contains_key("authledger_session"));
     // The wait ends: after it, the right password works.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    app.advance_clock(1100);
     let r = b.post(
         "/login",
         &[
@@ -947,7 +947,13 @@ fn authorize_by_post_works_like_get_and_a_script_in_state_stays_text_on_the_logi
 
 #[test]
 fn codes_and_refresh_tokens_expire() {
-    let app = spawn_app_with(&["--code-ttl-secs", "1", "--refresh-token-ttl-secs", "2"]);
+    let app = spawn_app_with(&[
+        "--code-ttl-secs",
+        "1",
+        "--refresh-token-ttl-secs",
+        "2",
+        "--test-clock",
+    ]);
     app.create_user("alice", PW);
     public_client(&app, "web");
     let mut b = Browser::new(&app);
@@ -956,7 +962,7 @@ fn codes_and_refresh_tokens_expire() {
         .approve(&code_params("web", CB, "s"))
         .param("code")
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    app.advance_clock(2100);
     let (status, body) = redeem(&app, "web", &code, CB);
     assert_eq!(
         (status, body["error"].as_str()),
@@ -968,7 +974,7 @@ fn codes_and_refresh_tokens_expire() {
         .unwrap()
         .contains("expired"));
     let fresh = tokens_for_public(&app, &mut b);
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    app.advance_clock(2100);
     let (status, body) = refresh(&app, fresh["refresh_token"].as_str().unwrap(), None);
     assert_eq!(
         (status, body["error"].as_str()),

@@ -314,6 +314,19 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Moves the server's clock `ms` forward: the server must run with `--test-clock`.
+    pub fn advance_clock(&self, ms: u32) {
+        let r = self
+            .agent
+            .post(&format!("{}/admin/api/clock", self.base))
+            .header("Authorization", &format!("Bearer {}", self.admin_token()))
+            .send_json(serde_json::json!({ "advance_ms": ms }));
+        assert!(
+            matches!(&r, Ok(resp) if resp.status() == 200),
+            "moving the clock failed (is the server running with --test-clock?)"
+        );
+    }
+
     pub fn introspect(&self, id: &str, secret: &str, token: &str) -> Value {
         let (status, body) = self.post_form("/introspect", Some((id, secret)), &[("token", token)]);
         assert_eq!(status, 200, "introspection failed: {body}");
