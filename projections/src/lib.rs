@@ -73,7 +73,7 @@ impl ReadModels {
         let mut lowest = tokens.position();
         target.save(self.tokens.store.name, &tokens)?;
         drop(tokens);
-        for (name, store) in self.stores().into_iter().skip(1) {
+        for (name, store) in self.tree_only() {
             let copy = store.tree.snapshot();
             lowest = lowest.min(checkpoint_of(&copy));
             target.save(name, &copy)?;
@@ -163,8 +163,19 @@ impl ReadModels {
     }
 
     fn stores(&self) -> [(&'static str, &storage::CheckpointedTree); 5] {
+        let [clients, audit, consents, users] = self.tree_only();
         [
-            &self.tokens.store,
+            (self.tokens.store.name, &self.tokens.store),
+            clients,
+            audit,
+            consents,
+            users,
+        ]
+    }
+
+    /// The projections whose rows are all in their tree (the token index has its table too).
+    fn tree_only(&self) -> [(&'static str, &storage::CheckpointedTree); 4] {
+        [
             &self.clients.store,
             &self.audit.store,
             &self.consents.store,
@@ -178,7 +189,7 @@ impl ReadModels {
         let tokens = self.tokens.copy();
         let mut out: Vec<(&'static str, RowIter)> =
             vec![(self.tokens.store.name, Box::new(tokens.into_dump_rows()))];
-        for (name, s) in self.stores().into_iter().skip(1) {
+        for (name, s) in self.tree_only() {
             out.push((name, Box::new(s.tree.snapshot().into_iter())));
         }
         out

@@ -313,22 +313,21 @@ impl CheckpointedTree {
         source: &dyn CheckpointStore,
         name: &'static str,
     ) -> Result<Self, ProjectionError> {
-        Ok(Self::open_split(source, name, 0, &mut |_, _| {})?.0)
+        Ok(Self::open_split(source, name, None, &mut |_, _| {})?.0)
     }
 
     /// [`CheckpointedTree::open`] for a projection that keeps part of its rows elsewhere:
-    /// saved rows whose key starts with `prefix` (never 0, which the checkpoint row starts
-    /// with) go to `other` instead of the tree. Answers whether the saved copy was trusted;
+    /// saved rows whose key starts with `prefix` go to `other` instead of the tree. Answers whether the saved copy was trusted;
     /// when it was not, the tree is empty and whatever `other` was given must be dropped.
     pub(crate) fn open_split(
         source: &dyn CheckpointStore,
         name: &'static str,
-        prefix: u8,
+        prefix: Option<u8>,
         other: &mut dyn FnMut(Vec<u8>, Vec<u8>),
     ) -> Result<(Self, bool), ProjectionError> {
         let mut map = Map::new();
         let trusted = source.load(name, &mut |k, v| {
-            if prefix != 0 && k.first() == Some(&prefix) {
+            if prefix.is_some() && k.first() == prefix.as_ref() {
                 other(k, v)
             } else {
                 map.insert(k, v);

@@ -382,29 +382,6 @@ fn revoked_family(event: &RecordedEvent, out: &mut Vec<Write>) {
     }
 }
 
-/// The slot an event adds to the compact table: an access token that fits one (see
-/// [`token_table::fits`]), with the prefix of its hash if it is opaque.
-fn table_entry(event: &RecordedEvent) -> Option<(TokenRecord, Option<[u8; 16]>)> {
-    let Event::AccessTokenIssued(e) = &event.event else {
-        return None;
-    };
-    let hash = slot_hash(e)?;
-    let record = TokenRecord {
-        jti: e.jti,
-        client_id: e.client_id.clone(),
-        subject: e.subject.clone(),
-        scopes: e.scopes.clone(),
-        grant_type: e.grant_type,
-        format: e.format,
-        issued_at: e.issued_at,
-        expires_at: e.expires_at,
-        family_id: e.family_id,
-        position: event.position,
-        kid: e.kid.clone(),
-    };
-    Some((record, hash))
-}
-
 /// Whether a token fits a slot of the compact table (see [`token_table::fits`]), and if so
 /// the prefix of its hash, if it is opaque.
 fn slot_hash(e: &AccessTokenIssued) -> Option<Option<[u8; 16]>> {
@@ -462,7 +439,7 @@ impl TokenIndex {
         let (store, trusted) = CheckpointedTree::open_split(
             source,
             "tokens",
-            token_table::TABLE_PREFIX,
+            Some(token_table::TABLE_PREFIX),
             &mut |k, v| loader.row(k, v),
         )?;
         let current = trusted && store.tree.get(ROW_FORMAT)?.as_deref() == Some(ROW_FORMAT_V3);
@@ -754,8 +731,10 @@ impl TokenIndex {
         let mut table = self.table_mut();
         let mut writes = Vec::new();
         for e in events {
-            if let Some((record, _)) = table_entry(e) {
-                table.remove(&record.jti);
+            if let Event::AccessTokenIssued(t) = &e.event {
+                if slot_hash(t).is_some() {
+                    table.remove(&t.jti);
+                }
             }
             changes(e, &mut writes);
         }
