@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 const MAGIC: &[u8; 8] = b"ALPROJ01";
 const HEADER: usize = 28;
 const BLOCK: usize = 1 << 20;
+/// Bytes of a checkpoint file written between two syncs.
+const SYNC_EVERY: u64 = 8 << 20;
 
 /// Checkpoints kept as files in one directory.
 pub struct FileCheckpoints {
@@ -98,6 +100,48 @@ impl<W: Write + Seek> Writer<W> {
         self.out.write_all(&header)?;
         self.out.seek(SeekFrom::End(0))?;
         Ok(self.out)
+    }
+}
+
+/// A checkpoint file that is synced as it grows, a few MiB at a time. Left to the kernel,
+/// hundreds of MiB of a checkpoint stay dirty until the final sync, and on ext4
+/// (`data=ordered`) the log's next `fdatasync` commits the journal behind all of them: token
+/// requests waited 230-430 ms during a 400 MB checkpoint. Synced in steps, the log waits at
+/// most behind one step.
+struct Paced {
+    file: File,
+    unsynced: u64,
+}
+
+impl Paced {
+    fn new(file: File) -> Self {
+        Self { file, unsynced: 0 }
+    }
+
+    fn into_inner(self) -> File {
+        self.file
+    }
+}
+
+impl Write for Paced {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_EVERY {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for Paced {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(pos)
     }
 }
 
@@ -268,12 +312,13 @@ impl CheckpointStore for FileCheckpoints {
         let tmp = path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             let file = File::create(&tmp)?;
-            let mut w = Writer::new(BufWriter::with_capacity(BLOCK, file))?;
+            let mut w = Writer::new(BufWriter::with_capacity(BLOCK, Paced::new(file)))?;
             rows.for_each_row(&mut |k, v| w.row(k, v))?;
             let file = w
                 .finish(rows.position())?
                 .into_inner()
-                .map_err(|e| e.into_error())?;
+                .map_err(|e| e.into_error())?
+                .into_inner();
             file.sync_all()?;
             drop(file);
             std::fs::rename(&tmp, &path)?;
@@ -328,7 +373,8 @@ mod tests {
     fn a_file_saved_a_block_at_a_time_loads_back_row_by_row_and_a_damaged_one_is_set_aside() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileCheckpoints::new(&dir.path().join("projections"));
-        let m = rows(30_000);
+        // About 12 MB: past the first sync step.
+        let m = rows(80_000);
         store.save("audit", &m).unwrap();
         let bytes = std::fs::read(store.path("audit")).unwrap();
         assert_eq!(bytes, encode(&m), "the file is the documented encoding");

@@ -104,17 +104,22 @@ struct Placement<'a> {
 }
 
 /// Each stream's version and the positions of its events.
+///
+/// A persistent map, so that the checkpointer's copy costs O(1) under the read lock: a deep
+/// copy of 200,000 streams held the writer (and, the lock preferring writers, every reader)
+/// for 120 ms at normal priority and 1.2 s at the checkpointer's. After a copy, the first
+/// append to a stream copies its path and its bitmap once.
 #[derive(Default, Clone)]
 struct StreamIndex {
     /// The last position reflected.
     position: u64,
-    streams: HashMap<String, StreamEntry>,
+    streams: imbl::HashMap<String, StreamEntry>,
 }
 
 #[derive(Default, Clone)]
 struct StreamEntry {
     version: u64,
-    positions: RoaringTreemap,
+    positions: Arc<RoaringTreemap>,
 }
 
 impl StreamIndex {
@@ -124,7 +129,7 @@ impl StreamIndex {
             None => self.streams.entry(stream.to_owned()).or_default(),
         };
         entry.version = entry.version.max(version);
-        entry.positions.insert(position);
+        Arc::make_mut(&mut entry.positions).insert(position);
         self.position = self.position.max(position);
     }
 
@@ -170,11 +175,11 @@ impl StreamIndex {
             position: r.u64()?,
             hash: String::from_utf8(r.bytes()?.to_vec()).ok()?,
         };
-        let mut streams = HashMap::new();
+        let mut streams = imbl::HashMap::new();
         for _ in 0..r.u64()? {
             let name = String::from_utf8(r.bytes()?.to_vec()).ok()?;
             let version = r.u64()?;
-            let positions = RoaringTreemap::deserialize_from(r.bytes()?).ok()?;
+            let positions = Arc::new(RoaringTreemap::deserialize_from(r.bytes()?).ok()?);
             streams.insert(name, StreamEntry { version, positions });
         }
         let mut snapshots = HashMap::new();
@@ -490,7 +495,7 @@ impl Log {
             let mut index = self.index.write().map_err(lock_err)?;
             for (position, stream, _) in removed {
                 if let Some(e) = index.streams.get_mut(stream) {
-                    e.positions.remove(*position);
+                    Arc::make_mut(&mut e.positions).remove(*position);
                 }
             }
         }
@@ -938,5 +943,48 @@ impl projections::EventLookup for Log {
     ) -> Result<Vec<RecordedEvent>, projections::ProjectionError> {
         self.read_all(position, limit)
             .map_err(|e| projections::ProjectionError::Log(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_of_the_stream_index_keeps_what_it_held_while_the_original_grows() {
+        let mut index = StreamIndex::default();
+        for p in 1..=1000 {
+            index.add(&format!("tokens-c{}", p % 7), p / 7 + 1, p);
+        }
+        let copy = index.clone();
+        let encoded = copy.encode(
+            &HashMap::new(),
+            &HeadMarker {
+                position: 1000,
+                hash: String::new(),
+            },
+        );
+        index.add("tokens-c1", 500, 1001);
+        index.add("client-new", 1, 1002);
+        assert_eq!(copy.version("tokens-c1"), 995 / 7 + 1);
+        assert_eq!(index.version("tokens-c1"), 500);
+        assert_eq!(copy.version("client-new"), 0);
+        assert_eq!(copy.position, 1000);
+        assert!(!copy.streams["tokens-c1"].positions.contains(1001));
+        assert!(index.streams["tokens-c1"].positions.contains(1001));
+        assert_eq!(
+            copy.encode(
+                &HashMap::new(),
+                &HeadMarker {
+                    position: 1000,
+                    hash: String::new()
+                }
+            ),
+            encoded,
+            "the copy encodes as it did when taken"
+        );
+        let (back, _, _) = StreamIndex::decode(&encoded).unwrap();
+        assert_eq!(back.streams.len(), 7);
+        assert_eq!(back.version("tokens-c3"), copy.version("tokens-c3"));
     }
 }
