@@ -113,7 +113,8 @@ struct Placement<'a> {
 struct StreamIndex {
     /// The last position reflected.
     position: u64,
-    streams: imbl::HashMap<String, StreamEntry>,
+    /// Names as `Arc<str>`: copying a node of the map (after a copy of it) copies no strings.
+    streams: imbl::HashMap<Arc<str>, StreamEntry>,
 }
 
 #[derive(Default, Clone)]
@@ -126,7 +127,7 @@ impl StreamIndex {
     fn add(&mut self, stream: &str, version: u64, position: u64) {
         let entry = match self.streams.get_mut(stream) {
             Some(e) => e,
-            None => self.streams.entry(stream.to_owned()).or_default(),
+            None => self.streams.entry(Arc::from(stream)).or_default(),
         };
         entry.version = entry.version.max(version);
         Arc::make_mut(&mut entry.positions).insert(position);
@@ -177,7 +178,7 @@ impl StreamIndex {
         };
         let mut streams = imbl::HashMap::new();
         for _ in 0..r.u64()? {
-            let name = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+            let name: Arc<str> = std::str::from_utf8(r.bytes()?).ok()?.into();
             let version = r.u64()?;
             let positions = Arc::new(RoaringTreemap::deserialize_from(r.bytes()?).ok()?);
             streams.insert(name, StreamEntry { version, positions });
@@ -494,7 +495,7 @@ impl Log {
         {
             let mut index = self.index.write().map_err(lock_err)?;
             for (position, stream, _) in removed {
-                if let Some(e) = index.streams.get_mut(stream) {
+                if let Some(e) = index.streams.get_mut(stream.as_str()) {
                     Arc::make_mut(&mut e.positions).remove(*position);
                 }
             }
