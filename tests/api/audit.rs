@@ -635,7 +635,7 @@ fn replay_verify_finds_no_difference_after_use_and_the_one_row_a_test_corrupted(
 
 #[test]
 fn compaction_keeps_the_chain_verifiable_and_replay_gives_the_same_live_state() {
-    let mut app = spawn_app();
+    let mut app = spawn_app_with(&["--test-clock"]);
     let (short, short_secret) =
         app.create_client(&["--token-format", "opaque", "--access-token-ttl", "1"]);
     let (long, long_secret) = app.create_client(&["--token-format", "opaque"]);
@@ -659,7 +659,7 @@ fn compaction_keeps_the_chain_verifiable_and_replay_gives_the_same_live_state() 
     for _ in 0..600 {
         app.token(&long, &long_secret, None);
     }
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    app.advance_clock(1100);
     // While the server serves.
     let report = app.cli_json(&[
         "compact",

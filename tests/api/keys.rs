@@ -123,7 +123,7 @@ fn each_client_signs_with_its_algorithm_and_every_format_introspects_alike() {
 
 #[test]
 fn no_token_is_rejected_while_keys_rotate_under_load() {
-    let app = Arc::new(spawn_app_with(&["--key-check-secs", "1"]));
+    let app = Arc::new(spawn_app_with(&["--key-check-secs", "1", "--test-clock"]));
     let (id, secret) = app.create_client(&["--scope", "read", "--access-token-ttl", "600"]);
     let stop = Arc::new(AtomicBool::new(false));
     let issued = Arc::new(AtomicU64::new(0));
@@ -184,18 +184,25 @@ fn no_token_is_rejected_while_keys_rotate_under_load() {
             })
         })
         .collect();
-    // Activation times are whole seconds: rotations more than a second apart each get a
-    // signing window of their own.
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(1100));
+    // Activation times are whole seconds: moving the server's clock 2.1 s past each rotation
+    // activates its key and gives it a signing window of its own; the workers then sign with it.
+    for rotation in 0..3 {
         let out = app.cli(&["keys", "rotate", "--algorithm", "ES256", "--lead-time", "1"]);
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        app.advance_clock(2100);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen_kids.lock().unwrap().len() < rotation + 2 {
+            assert!(
+                Instant::now() < deadline,
+                "no token was signed with the key of rotation {rotation}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    std::thread::sleep(Duration::from_millis(2200));
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
@@ -231,7 +238,13 @@ fn no_token_is_rejected_while_keys_rotate_under_load() {
 
 #[test]
 fn a_new_key_is_published_before_it_signs_and_the_old_one_retires_after_its_tokens() {
-    let app = spawn_app_with(&["--key-check-secs", "1", "--key-retire-leeway-secs", "0"]);
+    let app = spawn_app_with(&[
+        "--key-check-secs",
+        "1",
+        "--key-retire-leeway-secs",
+        "0",
+        "--test-clock",
+    ]);
     let (id, secret) = app.create_client(&["--scope", "read", "--access-token-ttl", "8"]);
     let old = app.token(&id, &secret, None)["access_token"]
         .as_str()
@@ -263,7 +276,7 @@ fn a_new_key_is_published_before_it_signs_and_the_old_one_retires_after_its_toke
         .unwrap()
         .to_owned();
     assert_eq!(header(&during).kid.unwrap(), old_kid);
-    std::thread::sleep(Duration::from_millis(2200));
+    app.advance_clock(2200);
     let after = app.token(&id, &secret, None)["access_token"]
         .as_str()
         .unwrap()
@@ -273,7 +286,9 @@ fn a_new_key_is_published_before_it_signs_and_the_old_one_retires_after_its_toke
         kids(&jwks(&app)).contains(&old_kid),
         "retired while its tokens live"
     );
-    // The old key's last token expires 8 s after it was signed; then the key leaves the JWKS.
+    // The old key's last token expires 8 s after it was signed; then the key leaves the JWKS
+    // (at the next key check, every second of real time).
+    app.advance_clock(9000);
     let deadline = Instant::now() + Duration::from_secs(25);
     loop {
         if !kids(&jwks(&app)).contains(&old_kid) {
