@@ -142,17 +142,26 @@ impl Batch {
     }
 }
 
+/// Reads `lock` even if a writer panicked: each write leaves the data whole, so a panic
+/// elsewhere must not take the read models down with it.
+pub(crate) fn read_lock<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// [`read_lock`] for writing.
+pub(crate) fn write_lock<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Tree {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Map> {
-        self.map
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        read_lock(&self.map)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
-        self.map
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        write_lock(&self.map)
     }
 
     pub(crate) fn get(&self, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, ProjectionError> {

@@ -465,15 +465,11 @@ impl TokenIndex {
     }
 
     fn table(&self) -> std::sync::RwLockReadGuard<'_, TokenTable> {
-        self.table
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::storage::read_lock(&self.table)
     }
 
     fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, TokenTable> {
-        self.table
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::storage::write_lock(&self.table)
     }
 
     /// Makes room for about `events` more access tokens: a rebuild calls it once, rather
