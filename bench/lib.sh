@@ -23,10 +23,10 @@ wait_for() { # URL PID LOG [SECONDS=30]
 
 # A data directory holding a log written by bench/generate_log.rs; with KEEP set, one written
 # before with the same sizes is kept.
-generated() { # DIR EVENTS CLIENTS
-  if [ -n "${KEEP:-}" ] && [ -f "$1/.generated-$2-$3" ]; then return; fi
+generated() { # DIR EVENTS CLIENTS (a kept directory is reused if this build's envelope wrote it)
+  if [ -n "${KEEP:-}" ] && [ -f "$1/.generated-$2-$3-envelope2" ]; then return; fi
   rm -rf "$1"
   "$AL" init --data-dir "$1" > /dev/null
   "$EX/generate_log" "$1" "$2" "$3" >&2
-  touch "$1/.generated-$2-$3"
+  touch "$1/.generated-$2-$3-envelope2"
 }

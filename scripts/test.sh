@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Runs every test, the browser test included. Installs what the tests need first: headless
-# Chromium and chromedriver from Debian (the browser test drives them over WebDriver).
+# Chromium and chromedriver from Debian (the browser test drives them over WebDriver), and
+# python3 (the log-format page's script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
-  echo "installing chromium and chromium-driver (Debian) for the browser test" >&2
+# python3 runs the log walk that docs/log-format.md gives, as a third party would.
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+if [ -n "$missing" ]; then
+  echo "installing$missing (Debian) for the browser test and the log-format script" >&2
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
 cargo test --workspace "$@"

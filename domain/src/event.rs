@@ -682,6 +682,13 @@ macro_rules! type_names {
             }
         }
 
+        /// Writes the payload alone (the `data` of the JSON envelope), as JSON.
+        pub fn encode_payload(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+            match self {
+                $(Event::$v(p) => serde_json::to_writer(out, p),)*
+            }
+        }
+
         fn decode_payload(type_name: &str, data: &str) -> Result<Self, DecodeError> {
             fn payload<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, DecodeError> {
                 serde_json::from_str(data).map_err(|e| DecodeError(e.to_string()))

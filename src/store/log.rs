@@ -26,7 +26,8 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-/// One record handed to the medium: an event's position and its stored bytes (JSON).
+/// One record handed to the medium: an event's position and its stored bytes
+/// ([`super::record`]).
 #[derive(Debug, Clone)]
 pub struct Record {
     /// Global position.
@@ -84,23 +85,14 @@ const META_RUNS: &str = "runs";
 const META_VERIFIED: &str = "verified";
 const META_HEAD: &str = "head";
 
-/// Decodes an event as stored.
+/// Decodes an event as stored (either envelope, [`super::record`]).
 pub fn decode(bytes: &[u8]) -> Result<RecordedEvent, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+    Ok(super::record::decode(bytes)?)
 }
 
 /// The hash chained into the next event: SHA-256 of the stored bytes.
 pub fn chain_hash(stored: &[u8]) -> String {
     hex(&Sha256::digest(stored))
-}
-
-/// The envelope fields the stream index needs; the payload is not decoded.
-#[derive(serde::Deserialize)]
-struct Placement<'a> {
-    position: u64,
-    #[serde(borrow)]
-    stream: std::borrow::Cow<'a, str>,
-    version: u64,
 }
 
 /// Each stream's version and the positions of its events.
@@ -135,8 +127,7 @@ impl StreamIndex {
     }
 
     fn add_stored(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        let p: Placement =
-            serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let p = super::record::placement(bytes)?;
         self.add(&p.stream, p.version, p.position);
         Ok(())
     }
@@ -711,7 +702,7 @@ impl Writer {
                         metadata: new.metadata,
                         prev_hash: job_hash.clone(),
                     };
-                    match serde_json::to_vec(&event) {
+                    match super::record::encode(&event) {
                         Ok(bytes) => {
                             job_hash = chain_hash(&bytes);
                             job_records.push(Record {

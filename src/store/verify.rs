@@ -74,46 +74,6 @@ impl Verification {
     }
 }
 
-/// The two fields of a stored event the chain needs; the rest is not decoded.
-#[derive(Deserialize)]
-struct Link<'a> {
-    position: u64,
-    #[serde(borrow)]
-    prev_hash: std::borrow::Cow<'a, str>,
-}
-
-const POSITION_PREFIX: &[u8] = b"{\"position\":";
-const PREV_HASH_FIELD: &[u8] = b",\"prev_hash\":\"";
-
-/// The link of a stored event. The envelope is written with `position` first and `prev_hash`
-/// last, so both are read at the ends of the bytes without parsing the JSON between (the walk
-/// of a long log spends most of its time here otherwise); anything else is parsed in full.
-fn read_link(bytes: &[u8]) -> Result<Link<'_>, serde_json::Error> {
-    let fast = || -> Option<Link<'_>> {
-        let rest = bytes.strip_prefix(POSITION_PREFIX)?;
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || digits > 20 || rest.get(digits) != Some(&b',') {
-            return None;
-        }
-        let position = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
-        let body = bytes.strip_suffix(b"\"}")?;
-        let hash = body.get(body.len().checked_sub(64)?..)?;
-        let field =
-            body.get(body.len().checked_sub(64 + PREV_HASH_FIELD.len())?..body.len() - 64)?;
-        if field != PREV_HASH_FIELD || !hash.iter().all(u8::is_ascii_hexdigit) {
-            return None;
-        }
-        Some(Link {
-            position,
-            prev_hash: std::borrow::Cow::Borrowed(std::str::from_utf8(hash).ok()?),
-        })
-    };
-    match fast() {
-        Some(l) => Ok(l),
-        None => serde_json::from_slice(bytes),
-    }
-}
-
 #[derive(Clone, Copy)]
 enum Previous {
     Start,
@@ -199,7 +159,7 @@ where
                 read,
             );
         }
-        let link: Link = match read_link(&bytes) {
+        let link = match super::record::link(&bytes) {
             Ok(l) => l,
             Err(e) => {
                 return broken(
@@ -226,7 +186,7 @@ where
             let own_hash = chain_hash(&bytes);
             let successor_agrees = match iter.peek() {
                 Some(Ok((next_pos, next))) if *next_pos == position + 1 => {
-                    read_link(next).is_ok_and(|l| l.prev_hash == own_hash)
+                    super::record::link(next).is_ok_and(|l| l.prev_hash == own_hash)
                 }
                 None => head.is_none_or(|h| h.position != position || h.hash == own_hash),
                 _ => true,
@@ -354,20 +314,6 @@ mod tests {
             Verification::Broken { position, .. } => *position,
             other => panic!("expected a break, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn the_link_is_read_at_the_ends_of_a_stored_event_or_parsed_in_full() {
-        let hash = "ab".repeat(32);
-        let stored = format!(r#"{{"position":42,"stream":"s","prev_hash":"{hash}"}}"#);
-        let l = read_link(stored.as_bytes()).unwrap();
-        assert_eq!((l.position, l.prev_hash.as_ref()), (42, hash.as_str()));
-        assert!(matches!(l.prev_hash, std::borrow::Cow::Borrowed(_)));
-        // Another field order is parsed in full, with the same answer.
-        let other = format!(r#"{{"prev_hash":"{hash}","position":42}}"#);
-        let l = read_link(other.as_bytes()).unwrap();
-        assert_eq!((l.position, l.prev_hash.as_ref()), (42, hash.as_str()));
-        assert!(read_link(b"{\"position\":x}").is_err());
     }
 
     #[test]

@@ -40,17 +40,15 @@ fn verify_finds_a_changed_byte_a_removed_event_and_a_reordered_pair() {
     assert!(head > 10, "{report}");
     let target = head / 2;
 
-    // One byte of one event, inside a string so that it stays readable JSON, written back with
-    // a valid checksum: only the hash chain can tell.
+    // One byte of one event, the first of its stream's name so that it stays a readable event,
+    // written back with a valid checksum: only the hash chain can tell.
     let original = logfile::as_pairs(&logfile::records(app.data_dir()));
     let mut changed = original.clone();
     {
         let payload = &mut changed[target as usize - 1].1;
-        let at = String::from_utf8_lossy(payload)
-            .find("\"stream\":\"")
-            .unwrap()
-            + 10;
-        payload[at] ^= 0x01;
+        // The binary envelope (docs/log-format.md): 79 fixed bytes, the name's u16 length.
+        assert_eq!(payload[0], 2, "a binary envelope");
+        payload[81] ^= 0x01;
     }
     logfile::rewrite(app.data_dir(), &changed);
     let (ok, text) = verify(&app);

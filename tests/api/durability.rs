@@ -445,6 +445,87 @@ fn a_data_directory_of_the_sled_release_is_imported_whole_with_the_same_answers(
     app.stop();
 }
 
+/// The walk `docs/log-format.md` gives, as it stands there.
+fn documented_script() -> PathBuf {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/log-format.md"))
+            .unwrap();
+    let start = doc
+        .find("```python\n")
+        .expect("the script in docs/log-format.md")
+        + 10;
+    let len = doc[start..].find("```").unwrap();
+    let path = std::env::temp_dir().join(format!("verify_log-{}.py", std::process::id()));
+    std::fs::write(&path, &doc[start..start + len]).unwrap();
+    path
+}
+
+fn run_documented_script(script: &Path, data_dir: &Path) -> (bool, String) {
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(data_dir)
+        .output()
+        .expect("python3 runs the script of docs/log-format.md (scripts/test.sh installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr_of(&out)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_script_of_the_format_page_walks_a_log_of_both_envelopes_and_finds_a_changed_byte() {
+    // The sled release's events keep their JSON envelope; this build appends binary ones.
+    let dir = sled_fixture_copy();
+    let out = cli(dir.path(), &["migrate"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let mut app = TestApp {
+        child: None,
+        dir,
+        base: String::new(),
+        agent: agent(),
+        flags: Vec::new(),
+        env: Vec::new(),
+        log: None,
+    };
+    app.start();
+    let (id, secret) = app.create_client(&[]);
+    app.token(&id, &secret, None);
+    app.stop();
+    let found = logfile::records(app.data_dir());
+    let first = |tag: u8| found.iter().position(|r| r.payload[0] == tag);
+    let (json, binary) = (first(b'{').unwrap(), first(2).unwrap());
+    assert!(json < binary, "JSON records first, then binary ones");
+
+    let report = app.cli_json(&["audit", "verify", "--format", "json"]);
+    let script = documented_script();
+    let (ok, text) = run_documented_script(&script, app.data_dir());
+    assert!(ok, "{text}");
+    let head = report["head_hash"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "up to position {}, head hash {head}",
+            report["head_position"]
+        )),
+        "the script and audit verify agree: {text} / {report}"
+    );
+
+    // One byte of a binary event's id changed, its record's CRC made right again: the event
+    // still reads, but no longer hashes to what its successor recorded.
+    let mut changed = logfile::as_pairs(&found);
+    let victim = binary + (found.len() - binary) / 2;
+    changed[victim].1[20] ^= 0x01;
+    logfile::rewrite(app.data_dir(), &changed);
+    let (ok, text) = run_documented_script(&script, app.data_dir());
+    let _ = std::fs::remove_file(&script);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("broken: ({},)", found[victim + 1].position)),
+        "the event after the changed one no longer links: {text}"
+    );
+}
+
 #[test]
 fn a_signed_checkpoint_verifies_and_catches_a_cut_tail_and_a_rewritten_history() {
     let mut app = spawn_app();
@@ -508,13 +589,14 @@ fn a_signed_checkpoint_verifies_and_catches_a_cut_tail_and_a_rewritten_history()
     let mut prev = String::new();
     for (i, (_, payload)) in forged.iter_mut().enumerate() {
         if i >= victim {
-            let mut e: Value = serde_json::from_slice(payload).unwrap();
+            use authledger::store::record;
+            let mut e = record::decode(payload).unwrap();
             if i == victim {
-                e["metadata"]["user_agent"] = Value::from("forged");
+                e.metadata.user_agent = Some("forged".into());
             } else {
-                e["prev_hash"] = Value::from(prev.clone());
+                e.prev_hash = prev.clone();
             }
-            *payload = serde_json::to_vec(&e).unwrap();
+            *payload = record::encode(&e).unwrap();
         }
         prev = authledger::store::log::chain_hash(payload);
     }
