@@ -189,6 +189,11 @@ pub fn compact(
         engine.store.remove_compacted(&removed, &runs)?;
         let events: Vec<&RecordedEvent> = picked.iter().map(|(e, _)| e).collect();
         engine.models.tokens.forget(&events)?;
+        // The postings of the removed events must be there to be taken out.
+        engine
+            .audit
+            .wait_for_writes(std::time::Duration::from_secs(60))
+            .map_err(StoreError::Unavailable)?;
         engine.models.audit.forget(&events, &*engine.store)?;
         report.batches += 1;
         report.removed += picked.len() as u64;

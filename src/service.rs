@@ -711,6 +711,10 @@ pub fn parse_time(s: &str) -> Result<time::OffsetDateTime, ServiceError> {
     })
 }
 
+/// How long a query of the trail waits for the audit indexes to reach what was acknowledged
+/// before it (they are milliseconds behind, except while a large batch is applied).
+const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Answers an audit query from the audit indexes.
 pub fn audit_query(engine: &Engine, p: &AuditParams) -> Result<AuditOutput, ServiceError> {
     let internal = |e: projections::ProjectionError| ServiceError::Internal(e.to_string());
@@ -721,6 +725,13 @@ pub fn audit_query(engine: &Engine, p: &AuditParams) -> Result<AuditOutput, Serv
         ),
         None => None,
     };
+    if view.is_none() {
+        // Everything acknowledged before this query is in the answer.
+        engine
+            .audit
+            .wait_for_writes(AUDIT_WAIT)
+            .map_err(ServiceError::Unavailable)?;
+    }
     let (audit, head) = match &view {
         Some(v) => (&v.models.audit, v.info.position),
         None => (

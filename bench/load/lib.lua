@@ -43,9 +43,11 @@ function lib.basic(id, secret)
   return "Basic " .. lib.base64(lib.form(id) .. ":" .. lib.form(secret))
 end
 
--- opts: path; body (every request the same, as CLIENT_ID / CLIENT_SECRET) or next_request (a
--- function returning the next body and Authorization header, or nil when the supply ran out);
--- spent_body (sent once next_request ran out); check (function(body) -> bool, optional);
+-- opts: path; body (every request the same, as CLIENT_ID / CLIENT_SECRET), or cycle (a list of
+-- {body, Authorization header} sent in turn, each formatted once before the run so that the
+-- load generator does no more work per request than with one fixed request), or next_request
+-- (a function returning the next body and Authorization header, or nil when the supply ran
+-- out); spent_body (sent once next_request ran out); check (function(body) -> bool, optional);
 -- on_ok (function(body), optional).
 function lib.scenario(opts)
   local name = lib.env("SCENARIO")
@@ -60,6 +62,7 @@ function lib.scenario(opts)
     return fixed_auth
   end
   local threads = {}
+  local formatted, count = {}, 0
 
   function setup(thread)
     threads[#threads + 1] = thread
@@ -69,9 +72,21 @@ function lib.scenario(opts)
     bad = 0
     exhausted = 0
     first_error = ""
+    -- Formatted here, where wrk knows the Host header, before the run is timed.
+    for n, r in ipairs(opts.cycle or {}) do
+      headers["Authorization"] = r[2]
+      formatted[n] = wrk.format("POST", opts.path, headers, r[1])
+    end
+    count = #formatted
   end
 
-  if opts.next_request then
+  if opts.cycle then
+    local i = 0
+    function request()
+      i = i % count + 1
+      return formatted[i]
+    end
+  elseif opts.next_request then
     function request()
       local body, auth = opts.next_request()
       if body == nil then

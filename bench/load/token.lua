@@ -8,18 +8,17 @@ local out = os.getenv("TOKENS_OUT")
 local sink = nil
 local spread = tonumber(os.getenv("CLIENT_SPREAD") or "")
 local body = "grant_type=client_credentials&scope=" .. lib.form(lib.env("SCOPE", "read"))
-local next_request = nil
+local cycle = nil
 if spread then
-  local i = -1
-  next_request = function()
-    i = (i + 1) % spread
-    return body, lib.basic("bench-" .. i, "bench-" .. i)
+  cycle = {}
+  for i = 0, spread - 1 do
+    cycle[i + 1] = { body, lib.basic("bench-" .. i, "bench-" .. i) }
   end
 end
 lib.scenario({
   path = lib.env("TOKEN_URL_PATH"),
   body = body,
-  next_request = next_request,
+  cycle = cycle,
   check = function(answer) return answer:find('"access_token":"', 1, true) ~= nil end,
   on_ok = out and function(answer)
     if not sink then

@@ -111,10 +111,44 @@ pub struct AuditPage {
 /// Positions per postings block.
 pub const BLOCK: u64 = 256;
 
-fn key(prefix: u8, name: &str, block: u64) -> Vec<u8> {
+/// The projection's name: its checkpoint file is `audit.ckpt`.
+pub const NAME: &str = "audit";
+
+/// Positions per row of the request and correlation id indexes, whose ids are hashed into
+/// [`ID_BUCKETS`] lists: nearly every request has an id of its own, so a row per id would be a
+/// row per event. A list of a bucket holds about `WIDE / ID_BUCKETS` = 8 positions per row,
+/// and a query reads the events of its bucket and keeps those with the id.
+pub const WIDE: u64 = 65_536;
+
+/// Lists the request and correlation ids are hashed into.
+pub const ID_BUCKETS: u16 = 8_192;
+
+/// Whether rows of this index are wide (positions of [`WIDE`] blocks, ids hashed).
+fn is_wide(prefix: u8) -> bool {
+    matches!(prefix, b'q' | b'o')
+}
+
+/// The bucket of a request or correlation id: the first bits of its SHA-256, so that it is the
+/// same in every build and on every machine (the rows are saved).
+fn id_bucket(id: &str) -> [u8; 2] {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(id.as_bytes());
+    (u16::from_be_bytes([d[0], d[1]]) % ID_BUCKETS).to_be_bytes()
+}
+
+/// The row key of `name` in index `prefix` for the row holding `position`.
+fn row_key(prefix: u8, name: &str, position: u64) -> Vec<u8> {
+    if is_wide(prefix) {
+        key(prefix, &id_bucket(name), position / WIDE)
+    } else {
+        key(prefix, name.as_bytes(), position / BLOCK)
+    }
+}
+
+fn key(prefix: u8, name: &[u8], block: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(name.len() + 10);
     k.push(prefix);
-    k.extend_from_slice(name.as_bytes());
+    k.extend_from_slice(name);
     k.push(SEP);
     k.extend_from_slice(&block.to_be_bytes());
     k
@@ -144,23 +178,22 @@ pub fn postings(events: &[&RecordedEvent], previous_ms: Option<i64>) -> Postings
     let mut last_ms = previous_ms;
     for e in events {
         let p = e.position;
-        let block = p / BLOCK;
         if let Some(client) = e.event.client_id() {
-            rows.entry(key(b'c', client.as_str(), block))
+            rows.entry(row_key(b'c', client.as_str(), p))
                 .or_default()
                 .push(p);
         }
         if let Some(subject) = e.event.subject() {
-            rows.entry(key(b's', &subject, block)).or_default().push(p);
+            rows.entry(row_key(b's', &subject, p)).or_default().push(p);
         }
-        rows.entry(key(b't', e.event.type_name(), block))
+        rows.entry(row_key(b't', e.event.type_name(), p))
             .or_default()
             .push(p);
         if let Some(r) = &e.metadata.request_id {
-            rows.entry(key(b'q', r, block)).or_default().push(p);
+            rows.entry(row_key(b'q', r, p)).or_default().push(p);
         }
         if let Some(c) = &e.metadata.correlation_id {
-            rows.entry(key(b'o', c, block)).or_default().push(p);
+            rows.entry(row_key(b'o', c, p)).or_default().push(p);
         }
         let ms = millis(e.recorded_at);
         if last_ms != Some(ms) {
@@ -223,6 +256,106 @@ impl BlockSet {
     }
 }
 
+/// The positions of one row of a wide index: offsets 0..WIDE, ascending, each a u16 (LE).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct WideSet(Vec<u16>);
+
+impl WideSet {
+    fn decode(v: &[u8]) -> Result<Self, ProjectionError> {
+        if !v.len().is_multiple_of(2) {
+            return Err(ProjectionError::Corrupt(format!(
+                "an audit id postings row of {} bytes",
+                v.len()
+            )));
+        }
+        let offsets: Vec<u16> = v
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        if !offsets.windows(2).all(|w| w[0] < w[1]) {
+            return Err(ProjectionError::Corrupt(
+                "an audit id postings row out of order".into(),
+            ));
+        }
+        Ok(Self(offsets))
+    }
+
+    fn insert(&mut self, offset: u16) {
+        if let Err(at) = self.0.binary_search(&offset) {
+            self.0.insert(at, offset);
+        }
+    }
+
+    fn remove(&mut self, offset: u16) {
+        if let Ok(at) = self.0.binary_search(&offset) {
+            self.0.remove(at);
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        self.0.iter().flat_map(|o| o.to_le_bytes()).collect()
+    }
+}
+
+/// A postings row of either kind, by its key's index.
+enum RowSet {
+    Block(BlockSet),
+    Wide(WideSet),
+}
+
+impl RowSet {
+    fn empty(key: &[u8]) -> Self {
+        if key.first().is_some_and(|&p| is_wide(p)) {
+            RowSet::Wide(WideSet::default())
+        } else {
+            RowSet::Block(BlockSet::default())
+        }
+    }
+
+    fn decode(key: &[u8], v: &[u8]) -> Result<Self, ProjectionError> {
+        Ok(match Self::empty(key) {
+            RowSet::Wide(_) => RowSet::Wide(WideSet::decode(v)?),
+            RowSet::Block(_) => RowSet::Block(BlockSet::decode(v)?),
+        })
+    }
+
+    fn insert(&mut self, position: u64) {
+        match self {
+            RowSet::Block(b) => b.insert((position % BLOCK) as u8),
+            RowSet::Wide(w) => w.insert((position % WIDE) as u16),
+        }
+    }
+
+    fn remove(&mut self, position: u64) {
+        match self {
+            RowSet::Block(b) => b.remove((position % BLOCK) as u8),
+            RowSet::Wide(w) => w.remove((position % WIDE) as u16),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            RowSet::Block(b) => b.len() == 0,
+            RowSet::Wide(w) => w.0.is_empty(),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            RowSet::Block(b) => b.encode(),
+            RowSet::Wide(w) => w.encode(),
+        }
+    }
+
+    /// The positions, ascending, of the row whose key names `block`.
+    fn positions(&self, block: u64) -> Vec<u64> {
+        match self {
+            RowSet::Block(b) => b.offsets().map(|o| block * BLOCK + u64::from(o)).collect(),
+            RowSet::Wide(w) => w.0.iter().map(|&o| block * WIDE + u64::from(o)).collect(),
+        }
+    }
+}
+
 /// The block a postings row's key names (its last 8 bytes).
 fn block_of(key: &[u8]) -> u64 {
     key.len()
@@ -233,21 +366,22 @@ fn block_of(key: &[u8]) -> u64 {
 
 /// The positions a postings row holds, ascending.
 fn decode_positions(key: &[u8], v: &[u8]) -> Result<Vec<u64>, ProjectionError> {
-    let base = block_of(key) * BLOCK;
-    Ok(BlockSet::decode(v)?
-        .offsets()
-        .map(|o| base + u64::from(o))
-        .collect())
+    Ok(RowSet::decode(key, v)?.positions(block_of(key)))
 }
 
 /// The row that names the index's row format; it sorts before every row.
 const ROW_FORMAT: &[u8] = b"\x00format";
-/// Postings as offsets or bitmaps (an earlier build kept u64 positions).
-const ROW_FORMAT_V2: &[u8] = b"2";
+/// Postings as offsets or bitmaps, request and correlation ids hashed into wide rows (earlier
+/// builds kept u64 positions (1), then a row per id (2)).
+const ROW_FORMAT_V3: &[u8] = b"3";
 
 /// The audit indexes and their storage (projection `audit`).
 pub struct AuditLog {
     pub(crate) store: CheckpointedTree,
+    /// Held by each read-modify-write of postings rows (apply, forget, clear): a server applies
+    /// on its audit thread while compaction forgets, and two of them interleaved would lose a
+    /// row's update.
+    writing: std::sync::Mutex<()>,
 }
 
 type PositionIter = Box<dyn Iterator<Item = Result<u64, ProjectionError>>>;
@@ -258,9 +392,10 @@ impl AuditLog {
     /// rebuilt from the log.
     pub fn open(source: &dyn CheckpointStore) -> Result<Self, ProjectionError> {
         let log = Self {
-            store: CheckpointedTree::open(source, "audit")?,
+            store: CheckpointedTree::open(source, NAME)?,
+            writing: std::sync::Mutex::new(()),
         };
-        if log.store.tree.get(ROW_FORMAT)?.as_deref() != Some(ROW_FORMAT_V2) {
+        if log.store.tree.get(ROW_FORMAT)?.as_deref() != Some(ROW_FORMAT_V3) {
             log.clear()?;
         }
         Ok(log)
@@ -271,8 +406,15 @@ impl AuditLog {
         self.store.checkpoint()
     }
 
+    fn writing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Applies events past the checkpoint: one read and one write per postings row touched.
     pub fn apply<E: AsRef<RecordedEvent>>(&self, events: &[E]) -> Result<(), ProjectionError> {
+        let _writing = self.writing();
         let pending = self.store.pending(events)?;
         let Some(last) = pending.last().map(|e| e.position) else {
             return Ok(());
@@ -285,11 +427,11 @@ impl AuditLog {
         let mut writes = Vec::with_capacity(rows.len() + times.len() + 1);
         for (k, positions) in rows {
             let mut set = match self.store.tree.get(&k)? {
-                Some(v) => BlockSet::decode(&v)?,
-                None => BlockSet::default(),
+                Some(v) => RowSet::decode(&k, &v)?,
+                None => RowSet::empty(&k),
             };
             // A set: a position applied again (after an interrupted clear) is held once.
-            positions.iter().for_each(|p| set.insert((p % BLOCK) as u8));
+            positions.iter().for_each(|&p| set.insert(p));
             writes.push(Write::Put(k, set.encode()));
         }
         for (k, p) in times {
@@ -326,15 +468,16 @@ impl AuditLog {
         events: &[&RecordedEvent],
         log: &dyn EventLookup,
     ) -> Result<(), ProjectionError> {
+        let _writing = self.writing();
         let (rows, _) = postings(events, None);
         let mut batch = crate::storage::Batch::default();
         for (k, gone) in rows {
             let Some(v) = self.store.tree.get(&k)? else {
                 continue;
             };
-            let mut kept = BlockSet::decode(&v)?;
-            gone.iter().for_each(|p| kept.remove((p % BLOCK) as u8));
-            if kept.len() == 0 {
+            let mut kept = RowSet::decode(&k, &v)?;
+            gone.iter().for_each(|&p| kept.remove(p));
+            if kept.is_empty() {
                 batch.remove(k);
             } else {
                 batch.insert(k, kept.encode());
@@ -366,9 +509,10 @@ impl AuditLog {
 
     /// Removes every row.
     pub fn clear(&self) -> Result<(), ProjectionError> {
+        let _writing = self.writing();
         self.store.clear()?;
         let mut batch = crate::storage::Batch::default();
-        batch.insert(ROW_FORMAT, ROW_FORMAT_V2);
+        batch.insert(ROW_FORMAT, ROW_FORMAT_V3);
         self.store.tree.apply_batch(batch)
     }
 
@@ -392,8 +536,7 @@ impl AuditLog {
         to: u64,
         order: Order,
     ) -> PositionIter {
-        let start = key(prefix, name, from / BLOCK);
-        let end = key(prefix, name, to / BLOCK);
+        let (start, end) = (row_key(prefix, name, from), row_key(prefix, name, to));
         let rows = self
             .store
             .tree
@@ -621,7 +764,7 @@ mod tests {
 
     #[test]
     fn a_postings_row_lists_few_offsets_and_maps_many_in_at_most_32_bytes() {
-        let k = key(b'c', "billing", 3);
+        let k = key(b'c', b"billing", 3);
         for count in [1usize, 31, 32, 200, 256] {
             let mut set = BlockSet::default();
             (0..count).for_each(|i| set.insert((i * 255 / count.max(2)) as u8));
@@ -634,5 +777,144 @@ mod tests {
             assert!(ps.iter().all(|p| (3 * BLOCK..4 * BLOCK).contains(p)));
         }
         assert!(BlockSet::decode(&[0; 33]).is_err());
+    }
+
+    struct Log(Vec<RecordedEvent>);
+
+    impl EventLookup for Log {
+        fn event_at(&self, position: u64) -> Result<Option<RecordedEvent>, ProjectionError> {
+            Ok(self.0.iter().find(|e| e.position == position).cloned())
+        }
+        fn events_from(
+            &self,
+            position: u64,
+            limit: usize,
+        ) -> Result<Vec<RecordedEvent>, ProjectionError> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|e| e.position >= position)
+                .take(limit)
+                .cloned()
+                .collect())
+        }
+    }
+
+    /// Event n (from 1) of request `req-n`; every three share the correlation id `op-(n/3)`.
+    fn requests(n: u64) -> Vec<RecordedEvent> {
+        use domain::event::{ClientDeleted, Event};
+        use domain::values::ClientId;
+        use domain::{Cause, Metadata};
+        (1..=n)
+            .map(|p| RecordedEvent {
+                position: p,
+                stream: "client-c".into(),
+                version: p,
+                id: uuid::Uuid::from_u128(p.into()),
+                recorded_at: time::OffsetDateTime::from_unix_timestamp(1_800_000_000 + p as i64)
+                    .unwrap(),
+                schema_version: 1,
+                event: Event::ClientDeleted(ClientDeleted {
+                    client_id: ClientId::parse("c").unwrap(),
+                }),
+                metadata: Metadata {
+                    caused_by: Cause::System,
+                    request_id: Some(format!("req-{p}")),
+                    correlation_id: Some(format!("op-{}", p / 3)),
+                    source_ip: None,
+                    user_agent: None,
+                },
+                prev_hash: "0".repeat(64),
+            })
+            .collect()
+    }
+
+    fn by(filter: AuditFilter, order: Order, log: &Log, audit: &AuditLog) -> Vec<u64> {
+        let q = AuditQuery {
+            filter,
+            since: None,
+            until: None,
+            upto: None,
+            cursor: None,
+            order,
+            limit: 100,
+        };
+        let page = audit.query(&q, log).unwrap();
+        page.events.iter().map(|e| e.position).collect()
+    }
+
+    #[test]
+    fn ids_of_their_own_for_every_request_take_a_row_per_bucket_not_per_event() {
+        let log = Log(requests(200_000));
+        let audit = AuditLog::open(&crate::NoCheckpoints).unwrap();
+        for chunk in log.0.chunks(4096) {
+            audit.apply(chunk).unwrap();
+        }
+        let rows = |prefix: u8| {
+            audit
+                .store
+                .tree
+                .range(vec![prefix]..=vec![prefix, 0xFF, 0xFF, 0xFF])
+                .count()
+        };
+        // 200,000 requests in 4 wide blocks of 8,192 buckets: at most 32,768 rows.
+        assert!(rows(b'q') <= 4 * usize::from(ID_BUCKETS), "{}", rows(b'q'));
+        assert!(rows(b'o') <= 4 * usize::from(ID_BUCKETS), "{}", rows(b'o'));
+        let request = |id: &str| AuditFilter {
+            request_id: Some(id.into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(
+            by(request("req-123457"), Order::Ascending, &log, &audit),
+            [123_457]
+        );
+        assert_eq!(
+            by(request("req-0"), Order::Ascending, &log, &audit),
+            Vec::<u64>::new()
+        );
+        let op = AuditFilter {
+            correlation_id: Some("op-40000".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(
+            by(op.clone(), Order::Ascending, &log, &audit),
+            [120_000, 120_001, 120_002]
+        );
+        assert_eq!(
+            by(op.clone(), Order::Descending, &log, &audit),
+            [120_002, 120_001, 120_000]
+        );
+
+        // Compaction takes a removed event out of its bucket's row, and only it.
+        let gone = log.0[120_000].clone();
+        audit.forget(&[&gone], &log).unwrap();
+        let log = Log(log
+            .0
+            .into_iter()
+            .filter(|e| e.position != 120_001)
+            .collect());
+        assert_eq!(by(op, Order::Ascending, &log, &audit), [120_000, 120_002]);
+        assert_eq!(
+            by(request("req-120001"), Order::Ascending, &log, &audit),
+            Vec::<u64>::new()
+        );
+    }
+
+    #[test]
+    fn a_wide_row_keeps_its_offsets_sorted_once_each_and_refuses_a_damaged_one() {
+        let mut set = WideSet::default();
+        for o in [9u16, 3, 65_535, 3, 0] {
+            set.insert(o);
+        }
+        assert_eq!(set.0, [0, 3, 9, 65_535]);
+        let v = set.encode();
+        assert_eq!(WideSet::decode(&v).unwrap(), set);
+        set.remove(3);
+        assert_eq!(set.0, [0, 9, 65_535]);
+        assert!(WideSet::decode(&v[..3]).is_err());
+        assert!(WideSet::decode(&[5, 0, 4, 0]).is_err());
+        let k = key(b'q', &id_bucket("req-1"), 2);
+        let ps = decode_positions(&k, &v).unwrap();
+        assert_eq!(ps, [2 * WIDE, 2 * WIDE + 3, 2 * WIDE + 9, 3 * WIDE - 1]);
     }
 }

@@ -27,6 +27,29 @@ use domain::RecordedEvent;
 /// Rows of one projection, in key order.
 type RowIter = Box<dyn Iterator<Item = (Vec<u8>, Vec<u8>)>>;
 
+/// Which read models a call covers. While a server runs, the audit postings follow the log on
+/// a thread of their own ([`Part::Audit`]), off the path every append waits on; the others
+/// ([`Part::AllButAudit`]) are applied before an append is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Every read model.
+    All,
+    /// Every read model but the audit postings.
+    AllButAudit,
+    /// The audit postings alone.
+    Audit,
+}
+
+impl Part {
+    fn covers(self, name: &str) -> bool {
+        match self {
+            Part::All => true,
+            Part::AllButAudit => name != audit_log::NAME,
+            Part::Audit => name == audit_log::NAME,
+        }
+    }
+}
+
 /// Every local read model, applied together in global order.
 pub struct ReadModels {
     /// Token hash / jti → token facts.
@@ -79,6 +102,31 @@ impl ReadModels {
             target.save(name, &copy)?;
         }
         Ok(lowest)
+    }
+
+    /// The lowest checkpoint of the projections in `part`: catching them up starts after it.
+    pub fn checkpoint_of(&self, part: Part) -> Result<u64, ProjectionError> {
+        let mut lowest = u64::MAX;
+        for (name, s) in self.stores() {
+            if part.covers(name) {
+                lowest = lowest.min(s.checkpoint()?);
+            }
+        }
+        Ok(lowest)
+    }
+
+    /// Applies events to the projections in `part` ([`Part::All`] as [`ReadModels::apply`]);
+    /// each skips what it already applied.
+    pub fn apply_part<E: AsRef<RecordedEvent>>(
+        &self,
+        part: Part,
+        events: &[E],
+    ) -> Result<(), ProjectionError> {
+        match part {
+            Part::All => self.apply(events),
+            Part::AllButAudit => self.apply_all_but_audit(events),
+            Part::Audit => self.audit.apply(events),
+        }
     }
 
     /// The lowest checkpoint of all projections: catching up starts after it.
@@ -154,8 +202,13 @@ impl ReadModels {
     /// log that ends at `to` (events compaction removed): catching up from the log then goes
     /// on after it. A projection behind `applied` is left alone, so a real gap still shows.
     pub fn skip_gap(&self, applied: u64, to: u64) -> Result<(), ProjectionError> {
-        for (_, store) in self.stores() {
-            if store.checkpoint()? == applied {
+        self.skip_gap_of(Part::All, applied, to)
+    }
+
+    /// [`ReadModels::skip_gap`] for the projections in `part` only.
+    pub fn skip_gap_of(&self, part: Part, applied: u64, to: u64) -> Result<(), ProjectionError> {
+        for (name, store) in self.stores() {
+            if part.covers(name) && store.checkpoint()? == applied {
                 store.commit(Vec::new(), to)?;
             }
         }
