@@ -252,8 +252,14 @@ impl Application {
         let handle = self.server.handle();
         let server = self.server;
         let running = actix_rt::spawn(server);
+        // systemd's `Type=notify` (and any supervisor that sets NOTIFY_SOCKET) learns that the
+        // server takes requests; without the variable this does nothing.
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(error = %e, "telling the service manager the server is ready failed");
+        }
         shutdown_signal().await;
         tracing::info!("shutting down");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         self.shutdown.send_replace(true);
         handle.stop(true).await;
         let _ = running.await;

@@ -131,13 +131,7 @@ impl ReadModels {
 
     /// The lowest checkpoint of all projections: catching up starts after it.
     pub fn checkpoint(&self) -> Result<u64, ProjectionError> {
-        Ok(self
-            .tokens
-            .checkpoint()?
-            .min(self.clients.checkpoint()?)
-            .min(self.audit.checkpoint()?)
-            .min(self.consents.checkpoint()?)
-            .min(self.users.checkpoint()?))
+        self.checkpoint_of(Part::All)
     }
 
     /// The highest checkpoint of all projections: a log shorter than this is not the one they

@@ -274,6 +274,17 @@ pub async fn advance_clock(
             "error_description": "no resource at /admin/api/clock",
         })));
     }
+    // What the server does on its own as time passes is done before the answer, so that a
+    // test sees its outcome at once rather than at the next tick of a real-time timer.
+    state
+        .key_actor
+        .send(crate::actors::ExecuteKeyRequest {
+            request: crate::actors::KeyRequest::RetireExpired,
+            metadata: domain::Metadata::system(),
+        })
+        .await
+        .map_err(|e| OAuthError::server_error(&e))?
+        .map_err(|e| OAuthError::server_error(&e))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "now_ms": crate::http::token::unix_now_ms() })))
 }
 

@@ -172,12 +172,7 @@ const PREV_HASH_FIELD: &[u8] = b",\"prev_hash\":\"";
 /// one in another field order is parsed in full.
 pub fn link(bytes: &[u8]) -> Result<Link<'_>, BadRecord> {
     if bytes.first() == Some(&BINARY) {
-        if bytes.len() < FIXED {
-            return Err(bad(format!(
-                "a binary envelope of {} bytes is shorter than its {FIXED} fixed bytes",
-                bytes.len()
-            )));
-        }
+        fixed_part(bytes)?;
         return Ok(Link {
             position: u64_at(bytes, 1),
             prev_hash: Cow::Owned(hex::encode(&bytes[47..79])),
@@ -208,6 +203,17 @@ pub fn link(bytes: &[u8]) -> Result<Link<'_>, BadRecord> {
     }
 }
 
+/// Checks that a binary envelope holds its fixed-width fields.
+fn fixed_part(b: &[u8]) -> Result<(), BadRecord> {
+    if b.len() < FIXED {
+        return Err(bad(format!(
+            "a binary envelope of {} bytes is shorter than its {FIXED} fixed bytes",
+            b.len()
+        )));
+    }
+    Ok(())
+}
+
 fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut v = [0u8; 8];
     v.copy_from_slice(&b[at..at + 8]);
@@ -231,12 +237,7 @@ struct Binary<'a> {
 
 impl<'a> Binary<'a> {
     fn parse(b: &'a [u8]) -> Result<Self, BadRecord> {
-        if b.len() < FIXED {
-            return Err(bad(format!(
-                "a binary envelope of {} bytes is shorter than its {FIXED} fixed bytes",
-                b.len()
-            )));
-        }
+        fixed_part(b)?;
         let position = u64_at(b, 1);
         let truncated = |what: &str| bad(format!("event {position}: the {what} runs past its end"));
         let mut id = [0u8; 16];

@@ -16,7 +16,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn chromedriver() -> PathBuf {
     let candidates = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
@@ -46,28 +46,39 @@ impl Driver {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(chromedriver())
+        let mut child = Command::new(chromedriver())
             .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let driver = Self { child, port };
-        let agent = crate::helpers::agent();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            if let Ok(mut res) = agent.get(&format!("http://127.0.0.1:{port}/status")).call() {
-                if res
-                    .body_mut()
-                    .read_to_string()
-                    .is_ok_and(|b| b.contains("\"ready\":true"))
-                {
-                    return driver;
+        // chromedriver says on stdout when it listens; the rest of its output is drained so
+        // that it never blocks on a full pipe.
+        let stdout = child.stdout.take().unwrap();
+        let (ready_tx, ready) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let mut ready_tx = Some(ready_tx);
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("started successfully") {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
                 }
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        });
+        let driver = Self { child, port };
+        ready
+            .recv_timeout(Duration::from_secs(20))
+            .expect("chromedriver did not start within 20 s");
+        let agent = crate::helpers::agent();
+        let mut res = agent
+            .get(&format!("http://127.0.0.1:{port}/status"))
+            .call()
+            .expect("chromedriver answers /status once started");
+        let status = res.body_mut().read_to_string().unwrap();
+        assert!(status.contains("\"ready\":true"), "chromedriver: {status}");
+        driver
     }
 }
 

@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_authledger");
 
@@ -61,16 +61,8 @@ pub fn failed_start(data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> St
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("serve started though it should have refused");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = wait_at_most(&mut child, Duration::from_secs(20)) else {
+        panic!("serve started though it should have refused");
     };
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
@@ -108,31 +100,30 @@ impl TestApp {
             }
             None => (Stdio::null(), Stdio::null(), "warn"),
         };
+        // The server says it is ready on NOTIFY_SOCKET, as it would to systemd.
+        let ready = Readiness::new();
         let child = Command::new(BIN)
             .args(["serve", "--bind", &bind, "--workers", "2"])
             .args(&self.flags)
             .arg("--data-dir")
             .arg(self.data_dir())
             .env("RUST_LOG", level)
+            .env("NOTIFY_SOCKET", &ready.path)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(out)
             .stderr(err)
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(Instant::now() < deadline, "server did not start");
-            if let Ok(text) = std::fs::read_to_string(&server_file) {
-                if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                    self.base = format!("http://{}", v["addr"].as_str().unwrap());
-                    if self.get("/healthz").0 == 200 {
-                        return;
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        ready.wait(Duration::from_secs(30));
+        let text = std::fs::read_to_string(&server_file).expect("server.json of a ready server");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        self.base = format!("http://{}", v["addr"].as_str().unwrap());
+        assert_eq!(
+            self.get("/healthz").0,
+            200,
+            "a ready server answers /healthz"
+        );
     }
 
     /// Stops the server with SIGTERM and waits for it.
@@ -140,16 +131,9 @@ impl TestApp {
         if let Some(mut child) = self.child.take() {
             let pid = child.id() as i32;
             send_signal(pid, "TERM");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if wait_at_most(&mut child, Duration::from_secs(20)).is_none() {
+                panic!("server did not stop on SIGTERM within 20 s");
             }
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("server did not stop on SIGTERM within 20 s");
         }
     }
 
@@ -341,6 +325,70 @@ impl Drop for TestApp {
 }
 
 /// Sends a signal with kill(1): the workspace forbids unsafe code, so no libc::kill.
+/// Waits for `child` to exit, at most `limit`; past that kills it and answers `None`.
+pub fn wait_at_most(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let pid = child.id() as i32;
+    let (exited, watch) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let late = watch.recv_timeout(limit).is_err();
+        if late {
+            send_signal(pid, "KILL");
+        }
+        late
+    });
+    let status = child.wait().unwrap();
+    let _ = exited.send(());
+    let late = watchdog.join().unwrap();
+    (!late).then_some(status)
+}
+
+/// A datagram socket a child is told of in NOTIFY_SOCKET, to hear `READY=1` from it.
+pub struct Readiness {
+    pub path: std::path::PathBuf,
+    socket: std::os::unix::net::UnixDatagram,
+}
+
+impl Readiness {
+    pub fn new() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        // Short (a socket path has at most 107 bytes) and unique per test process and server.
+        let path = std::env::temp_dir().join(format!(
+            "al-ready-{}-{}.sock",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        Self { path, socket }
+    }
+
+    /// Blocks until the child says `READY=1`, at most `limit`.
+    pub fn wait(&self, limit: Duration) {
+        self.socket.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.socket.recv(&mut buf) {
+                Ok(n)
+                    if String::from_utf8_lossy(&buf[..n])
+                        .lines()
+                        .any(|l| l == "READY=1") =>
+                {
+                    return
+                }
+                Ok(_) => continue,
+                Err(e) => panic!("server did not start within {limit:?}: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Readiness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 pub fn send_signal(pid: i32, name: &str) {
     let _ = Command::new("kill")
         .args([format!("-{name}"), pid.to_string()])
