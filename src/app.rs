@@ -31,7 +31,7 @@ fn record_walk(
     millis: u64,
 ) -> Result<(), crate::store::StoreError> {
     use crate::store::verify::Verification;
-    use crate::store::{EventStore, NewEvent};
+    use crate::store::NewEvent;
     use domain::event::{ChainBroken, ChainVerified, Event, INTEGRITY_STREAM};
     let event = match outcome {
         Verification::Verified {
@@ -55,9 +55,9 @@ fn record_walk(
             verified: *verified,
         }),
     };
-    let version = engine.store.stream_version(INTEGRITY_STREAM)?;
+    let version = engine.writes.stream_version(INTEGRITY_STREAM)?;
     engine
-        .store
+        .writes
         .append(
             INTEGRITY_STREAM,
             version,
@@ -161,7 +161,7 @@ impl Application {
             if config.allow_unverified {
                 Engine::open_stale_past_damage(&config.data_dir, config.actor_idle)
             } else {
-                Engine::open_stale(&config.data_dir, config.actor_idle)
+                Engine::open_stale_with(&config.data_dir, config.actor_idle, &config.store)
             }
             .map_err(opening)?,
         );

@@ -17,6 +17,10 @@ pub const CONFIG_FILE: &str = "authledger.toml";
 pub struct FileConfig {
     /// Data directory.
     pub data_dir: Option<PathBuf>,
+    /// Event store: `embedded` or `postgres`.
+    pub store: Option<String>,
+    /// PostgreSQL URL of the shared log (with `store = "postgres"`).
+    pub database_url: Option<String>,
     /// Listen address.
     pub bind: Option<String>,
     /// Issuer URL.
@@ -71,6 +75,8 @@ impl FileConfig {
 pub struct ServeConfig {
     /// Data directory.
     pub data_dir: PathBuf,
+    /// Where the log is kept.
+    pub store: crate::engine::StoreChoice,
     /// Listen address (port 0 picks a free port).
     pub bind: String,
     /// Issuer URL; `http://<bound address>` when absent.

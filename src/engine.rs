@@ -10,6 +10,7 @@ use crate::actors::{Registry, UserActor};
 use crate::store::checkpoints::FileCheckpoints;
 use crate::store::lock::DirLock;
 use crate::store::log::{decode, system_clock, Clock, Log, Medium};
+use crate::store::postgres::{PgLog, PgSettings};
 use crate::store::segments::{SegmentFiles, DEFAULT_SEGMENT_BYTES, LOG_DIR};
 use crate::store::{EventStore, StoreError};
 use projections::{CheckpointStore, Part, ReadModels};
@@ -24,10 +25,26 @@ pub const PROJECTIONS_DIR: &str = "projections";
 /// Environment variable that sets the size of new log segments, in MiB (default 64).
 pub const SEGMENT_MB_ENV: &str = "AUTHLEDGER_SEGMENT_MB";
 
+/// Which store holds the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// The embedded log in the data directory.
+    #[default]
+    Embedded,
+    /// A log shared with other nodes in PostgreSQL; the data directory holds this node's copy
+    /// of it and its projections.
+    Postgres(PgSettings),
+}
+
 /// The write side and the local read side of one data directory.
 pub struct Engine {
-    /// The event log.
+    /// The log as this node holds it: the embedded log, or this node's copy of the shared log.
+    /// Reads, verification and replay go here.
     pub store: Arc<Log>,
+    /// Where appends go: `store` itself, or the shared log.
+    pub writes: Arc<dyn EventStore>,
+    /// The shared log, when the store is PostgreSQL.
+    pub shared: Option<Arc<PgLog>>,
     /// The local read models: all but the audit postings are applied before appenders are
     /// answered; the audit postings follow on a thread of their own ([`AuditFollower`]).
     pub models: Arc<ReadModels>,
@@ -76,7 +93,16 @@ impl Engine {
     /// Opens a data directory: the log, the projections (caught up with the log) and the
     /// registry. Catching up reads only the events after the projections' checkpoints.
     pub fn open(data_dir: &Path, actor_idle: Duration) -> Result<Self, EngineError> {
-        let engine = Self::open_stale(data_dir, actor_idle)?;
+        Self::open_with(data_dir, actor_idle, &StoreChoice::Embedded)
+    }
+
+    /// [`Engine::open`] on the chosen store.
+    pub fn open_with(
+        data_dir: &Path,
+        actor_idle: Duration,
+        choice: &StoreChoice,
+    ) -> Result<Self, EngineError> {
+        let engine = Self::open_stale_with(data_dir, actor_idle, choice)?;
         catch_up(&engine.store, &engine.models, |_| {})?;
         Ok(engine)
     }
@@ -84,7 +110,17 @@ impl Engine {
     /// Opens without catching the projections up: the server verifies the chain first, and
     /// `replay` rebuilds them anyway.
     pub fn open_stale(data_dir: &Path, actor_idle: Duration) -> Result<Self, EngineError> {
-        Self::open_inner(data_dir, actor_idle, system_clock(), false)
+        Self::open_stale_with(data_dir, actor_idle, &StoreChoice::Embedded)
+    }
+
+    /// [`Engine::open_stale`] on the chosen store. On PostgreSQL the local copy takes in what
+    /// the shared log holds before this returns (its projections follow as it does).
+    pub fn open_stale_with(
+        data_dir: &Path,
+        actor_idle: Duration,
+        choice: &StoreChoice,
+    ) -> Result<Self, EngineError> {
+        Self::open_inner(data_dir, actor_idle, system_clock(), false, choice)
     }
 
     /// [`Engine::open_stale`] on a log that may be damaged (`serve --allow-unverified`): damage
@@ -93,7 +129,13 @@ impl Engine {
         data_dir: &Path,
         actor_idle: Duration,
     ) -> Result<Self, EngineError> {
-        Self::open_inner(data_dir, actor_idle, system_clock(), true)
+        Self::open_inner(
+            data_dir,
+            actor_idle,
+            system_clock(),
+            true,
+            &StoreChoice::Embedded,
+        )
     }
 
     fn open_inner(
@@ -101,11 +143,13 @@ impl Engine {
         actor_idle: Duration,
         clock: Clock,
         past_damage: bool,
+        choice: &StoreChoice,
     ) -> Result<Self, EngineError> {
         let lock = DirLock::acquire(data_dir)?;
         let log_dir = data_dir.join(LOG_DIR);
         let sled_dir = data_dir.join(SLED_STORE_DIR);
-        if !log_dir.exists() && sled_dir.join("db").exists() {
+        let embedded = *choice == StoreChoice::Embedded;
+        if embedded && !log_dir.exists() && sled_dir.join("db").exists() {
             // The first start of this release on an old data dir: the import can take minutes
             // on a large store, so it shows the same bar as `authledger migrate` (on a
             // terminal) and a log line every million events (anywhere).
@@ -129,7 +173,7 @@ impl Engine {
         };
         let medium: Arc<dyn Medium> = Arc::new(files);
         let checkpoints = FileCheckpoints::new(&data_dir.join(PROJECTIONS_DIR));
-        let engine = Self::assemble(medium, checkpoints, actor_idle, clock, data_dir)?;
+        let engine = Self::assemble(medium, checkpoints, actor_idle, clock, data_dir, choice)?;
         engine.store.hold(lock);
         if let Some(damage) = recovery.damaged {
             engine.store.refuse_writes(&damage);
@@ -143,6 +187,7 @@ impl Engine {
         actor_idle: Duration,
         clock: Clock,
         data_dir: &Path,
+        choice: &StoreChoice,
     ) -> Result<Self, EngineError> {
         let models = Arc::new(ReadModels::open(&checkpoints)?);
         let (audit, audit_feed) = AuditFollower::start(models.clone(), medium.clone())?;
@@ -170,7 +215,7 @@ impl Engine {
                 // the answer waits for this group (`AuditFollower::wait_for_writes`).
                 audit_feed.send(events);
             }),
-            clock,
+            clock.clone(),
         )?);
         // A checkpoint from a longer log than this one (a restored backup) is not this log's.
         let head = store.head_position();
@@ -182,13 +227,22 @@ impl Engine {
             models.clear()?;
         }
         let loaded_at = models.checkpoint()?;
-        let registry = Registry::new(
-            store.clone() as Arc<dyn EventStore>,
-            models.clone(),
-            actor_idle,
-        );
+        let shared = match choice {
+            StoreChoice::Embedded => None,
+            StoreChoice::Postgres(settings) => {
+                store.copy_only();
+                Some(Arc::new(PgLog::open(settings, store.clone(), clock)?))
+            }
+        };
+        let writes: Arc<dyn EventStore> = match &shared {
+            Some(pg) => pg.clone(),
+            None => store.clone(),
+        };
+        let registry = Registry::new(writes.clone(), models.clone(), actor_idle);
         Ok(Self {
             audit,
+            writes,
+            shared,
             store,
             models,
             registry,
@@ -284,6 +338,10 @@ impl Engine {
                 let _ = c.thread.join();
             }
         }
+        if let Some(pg) = &self.shared {
+            // Its queued appends are answered, and copied here, before the copy closes.
+            pg.close();
+        }
         self.store.close();
         // The writer has stopped and dropped its feed: the audit thread applies what it was
         // handed and ends, so the checkpoint below holds every acknowledged event.
@@ -325,11 +383,7 @@ impl Engine {
         match &*slot {
             Some(addr) if addr.connected() => addr.clone(),
             _ => {
-                let addr = UserActor::new(
-                    self.store.clone() as Arc<dyn EventStore>,
-                    self.models.clone(),
-                )
-                .start();
+                let addr = UserActor::new(self.writes.clone(), self.models.clone()).start();
                 *slot = Some(addr.clone());
                 addr
             }

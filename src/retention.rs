@@ -97,6 +97,13 @@ pub fn compact(
     metadata: &Metadata,
     mut progress: impl FnMut(u64),
 ) -> Result<CompactionReport, EngineError> {
+    if engine.shared.is_some() {
+        return Err(EngineError::Invalid(
+            "compaction of the shared log in PostgreSQL is not available yet; it runs on the \
+             embedded log only"
+                .into(),
+        ));
+    }
     let batch = batch.clamp(1, 100_000);
     let mut report = CompactionReport {
         class: class.as_str().to_owned(),

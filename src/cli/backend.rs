@@ -131,7 +131,7 @@ impl Backend {
                 data_dir.display()
             ));
         }
-        match Engine::open(data_dir, Duration::from_secs(5)) {
+        match Engine::open_with(data_dir, Duration::from_secs(5), &super::store()) {
             Ok(engine) => Ok(Backend::Local(engine)),
             Err(EngineError::Store(StoreError::Locked)) => match running_server(data_dir) {
                 Some(addr) => Ok(Backend::Remote(Remote::connect(addr, data_dir)?)),

@@ -60,7 +60,7 @@ pub async fn start_keys(
 ) -> anyhow::Result<(Arc<Keyring>, actix::Addr<KeyActor>)> {
     let (keyring, actor) = open_keys(
         &engine.data_dir,
-        engine.store.clone(),
+        engine.writes.clone(),
         engine.models.clone(),
         settings,
         retire_every,
@@ -163,7 +163,7 @@ pub fn run(args: InitArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         return Ok(());
     }
     actix_rt::System::new().block_on(async move {
-        let engine = Engine::open(&data_dir, Duration::from_secs(5))
+        let engine = Engine::open_with(&data_dir, Duration::from_secs(5), &super::store())
             .map_err(|e| super::backend::explain_open_error(e, &data_dir))?;
         let (keys, _) = start_keys(&engine, &key_settings_from_env(), None).await?;
         let Some(cred) = initialize(&engine).await? else {

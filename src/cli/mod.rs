@@ -13,6 +13,8 @@ pub mod replay;
 pub mod serve;
 pub mod user;
 
+use crate::engine::StoreChoice;
+use crate::store::postgres::PgSettings;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +27,20 @@ pub struct Cli {
     /// Data directory (store, signing key, admin credential).
     #[arg(long, global = true, env = "AUTHLEDGER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where the log is kept: `embedded` (the data directory's own log) or `postgres` (a log
+    /// shared by several nodes; the data directory then holds this node's copy and
+    /// projections). Every command takes it.
+    #[arg(long, global = true, env = "AUTHLEDGER_STORE", value_parser = ["embedded", "postgres"])]
+    pub store: Option<String>,
+    /// The PostgreSQL database of the shared log, as a URL
+    /// (`postgres://user:password@host:5432/db`) or libpq key=value pairs.
+    #[arg(
+        long,
+        global = true,
+        env = "AUTHLEDGER_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
     /// Configuration file (default: ./authledger.toml when present).
     #[arg(long, global = true, env = "AUTHLEDGER_CONFIG")]
     pub config: Option<PathBuf>,
@@ -75,6 +91,33 @@ pub enum Command {
     Compact(compact::CompactArgs),
 }
 
+/// The store every command of this process opens (set once from the flags, the environment
+/// or the configuration file, before any command runs).
+static STORE: std::sync::OnceLock<StoreChoice> = std::sync::OnceLock::new();
+
+/// The store the command line chose (the embedded log unless told otherwise).
+pub fn store() -> StoreChoice {
+    STORE.get().cloned().unwrap_or_default()
+}
+
+/// Turns `--store` and `--database-url` into a choice, or says what is missing.
+pub fn store_choice(store: Option<&str>, url: Option<&str>) -> anyhow::Result<StoreChoice> {
+    match (store.unwrap_or("embedded"), url) {
+        ("embedded", None) => Ok(StoreChoice::Embedded),
+        ("embedded", Some(_)) => Err(anyhow::anyhow!(
+            "--database-url is given but the store is the embedded log; add --store postgres"
+        )),
+        ("postgres", Some(url)) => Ok(StoreChoice::Postgres(PgSettings::new(url))),
+        ("postgres", None) => Err(anyhow::anyhow!(
+            "--store postgres needs --database-url (or AUTHLEDGER_DATABASE_URL), e.g. \
+             postgres://authledger@127.0.0.1:5432/authledger"
+        )),
+        (other, _) => Err(anyhow::anyhow!(
+            "unknown store {other:?}; use embedded or postgres"
+        )),
+    }
+}
+
 /// Runs the command line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -90,8 +133,19 @@ pub fn main() -> ExitCode {
         .clone()
         .or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
+    let store = match store_choice(
+        cli.store.as_deref().or(file.store.as_deref()),
+        cli.database_url.as_deref().or(file.database_url.as_deref()),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let _ = STORE.set(store.clone());
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args, data_dir, file),
+        Command::Serve(args) => serve::run(args, data_dir, store, file),
         Command::Init(args) => init::run(args, data_dir),
         Command::Client(cmd) => client::run(cmd, data_dir),
         Command::User(cmd) => user::run(cmd, data_dir),

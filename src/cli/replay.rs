@@ -46,7 +46,7 @@ pub fn run(args: ReplayArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         if let Some(t) = &args.as_of {
             return as_of(&data_dir, t, json);
         }
-        let engine = Engine::open_stale(&data_dir, Duration::from_secs(5))
+        let engine = Engine::open_stale_with(&data_dir, Duration::from_secs(5), &super::store())
             .map_err(|e| explain_open_error(e, &data_dir))?;
         let bar = super::progress::events(engine.store.head_position(), json);
         bar.set_message("replay");
@@ -74,7 +74,7 @@ pub fn run(args: ReplayArgs, data_dir: PathBuf) -> anyhow::Result<()> {
 
 fn as_of(data_dir: &Path, t: &str, json: bool) -> anyhow::Result<()> {
     let at = crate::service::parse_time(t)?;
-    let engine = Engine::open(data_dir, Duration::from_secs(5))
+    let engine = Engine::open_with(data_dir, Duration::from_secs(5), &super::store())
         .map_err(|e| explain_open_error(e, data_dir))?;
     let bar = super::progress::events(engine.store.head_position(), json);
     bar.set_message("view");
@@ -98,7 +98,7 @@ fn as_of(data_dir: &Path, t: &str, json: bool) -> anyhow::Result<()> {
 }
 
 fn verify(data_dir: &Path, json: bool) -> anyhow::Result<()> {
-    let engine = Engine::open(data_dir, Duration::from_secs(5))
+    let engine = Engine::open_with(data_dir, Duration::from_secs(5), &super::store())
         .map_err(|e| explain_open_error(e, data_dir))?;
     // The fresh build lives in memory only.
     let fresh = projections::ReadModels::open(&projections::NoCheckpoints)?;

@@ -3,6 +3,7 @@
 use crate::actors::keys::KeySettings;
 use crate::app::Application;
 use crate::config::{FileConfig, GrantSettings, ServeConfig, DEFAULT_BIND};
+use crate::engine::StoreChoice;
 use clap::Args;
 use domain::values::SigningAlgorithm;
 use std::path::PathBuf;
@@ -17,9 +18,6 @@ pub struct ServeArgs {
     /// Issuer URL, as clients reach the server (default http://<bind address>).
     #[arg(long, env = "AUTHLEDGER_ISSUER")]
     pub issuer: Option<String>,
-    /// Event store backend: the embedded log in the data directory.
-    #[arg(long, env = "AUTHLEDGER_STORE", default_value = "embedded", value_parser = ["embedded"])]
-    pub store: String,
     /// Seconds before an idle client actor stops.
     #[arg(long, env = "AUTHLEDGER_ACTOR_IDLE_SECS")]
     pub actor_idle_secs: Option<u64>,
@@ -94,10 +92,16 @@ pub struct ServeArgs {
 }
 
 /// Runs the server until SIGINT or SIGTERM.
-pub fn run(args: ServeArgs, data_dir: PathBuf, file: FileConfig) -> anyhow::Result<()> {
+pub fn run(
+    args: ServeArgs,
+    data_dir: PathBuf,
+    store: StoreChoice,
+    file: FileConfig,
+) -> anyhow::Result<()> {
     crate::telemetry::init(args.log_json, "info");
     let config = ServeConfig {
         data_dir,
+        store,
         bind: args
             .bind
             .or(file.bind)

@@ -216,6 +216,9 @@ struct Job {
     stream: String,
     expected: u64,
     events: Vec<NewEvent>,
+    /// Events another store already ordered (a node's copy of a shared log): they keep their
+    /// position, stream version, id and time, and only the local chain is computed here.
+    replica: Vec<RecordedEvent>,
     reply: oneshot::Sender<AppendResult>,
 }
 
@@ -240,6 +243,9 @@ pub struct Log {
     last_hash: Arc<RwLock<(u64, String)>>,
     closed: std::sync::atomic::AtomicBool,
     lock: Mutex<Option<super::lock::DirLock>>,
+    /// A node's copy of a shared log takes only [`Log::replicate`]: an append of its own
+    /// would fork the copy from the log it follows.
+    copy_only: std::sync::atomic::AtomicBool,
 }
 
 /// The system clock, for the writer's `recorded_at`.
@@ -330,6 +336,7 @@ impl Log {
             last_hash: last,
             closed: std::sync::atomic::AtomicBool::new(false),
             lock: Mutex::new(None),
+            copy_only: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -349,6 +356,41 @@ impl Log {
             Box::new(|_| {}),
             system_clock(),
         )
+    }
+
+    /// Appends events already ordered elsewhere (the PostgreSQL backend's shared log), each at
+    /// its own position, which must follow this log's head. The local hash chain, the stream
+    /// index, the commit hook and the subscribers treat them as any other group. An event
+    /// recorded earlier than the one before it (nodes' clocks differ) takes that one's time,
+    /// so that times never go backwards here, and do so the same way on every node.
+    pub fn replicate(&self, events: Vec<RecordedEvent>) -> PendingAppend {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job {
+            stream: String::new(),
+            expected: 0,
+            events: Vec::new(),
+            replica: events,
+            reply: tx,
+        });
+        PendingAppend::new(rx)
+    }
+
+    fn send(&self, job: Job) {
+        let sent = match self.jobs.lock() {
+            Ok(jobs) => match jobs.as_ref() {
+                Some(s) => s.send(job).map_err(|e| e.0),
+                None => Err(job),
+            },
+            Err(_) => Err(job),
+        };
+        if let Err(job) = sent {
+            let _ = job.reply.send(Err(StoreError::Closed));
+        }
+    }
+
+    /// Makes this log a copy of a shared one: from now on it takes only [`Log::replicate`].
+    pub fn copy_only(&self) {
+        self.copy_only.store(true, Ordering::SeqCst);
     }
 
     /// Keeps the data directory's lock for as long as the log is open.
@@ -659,6 +701,7 @@ impl Writer {
         let now = (self.now)();
         // The trail's time index relies on recorded times never going backwards.
         let recorded_at = now.max(self.last_time);
+        let mut replica_time = self.last_time;
         let mut hash = self.last_hash.clone();
         let mut position = self.next_position;
         {
@@ -667,6 +710,25 @@ impl Writer {
                 Err(p) => p.into_inner(),
             };
             for job in jobs {
+                if !job.replica.is_empty() {
+                    match replica_records(
+                        job.replica,
+                        &index,
+                        &mut new_heads,
+                        &mut position,
+                        &mut hash,
+                        &mut replica_time,
+                    ) {
+                        Ok((recorded, job_records)) => {
+                            records.extend(job_records);
+                            accepted.push((job.reply, recorded));
+                        }
+                        Err(e) => {
+                            let _ = job.reply.send(Err(e));
+                        }
+                    }
+                    continue;
+                }
                 if job.events.is_empty() {
                     // A barrier: answered with the group, after everything queued before it.
                     accepted.push((job.reply, Vec::new()));
@@ -758,7 +820,7 @@ impl Writer {
         }
         self.next_position = position;
         self.last_hash = hash;
-        self.last_time = recorded_at;
+        self.last_time = recorded_at.max(replica_time);
         {
             let mut index = match self.index.write() {
                 Ok(i) => i,
@@ -790,25 +852,68 @@ impl Writer {
     }
 }
 
+/// The records of a replicated job: each event must sit at the next position and the next
+/// version of its stream, or the copy has diverged from the shared log and nothing is written.
+fn replica_records(
+    events: Vec<RecordedEvent>,
+    index: &StreamIndex,
+    new_heads: &mut HashMap<String, u64>,
+    position: &mut u64,
+    hash: &mut String,
+    time: &mut time::OffsetDateTime,
+) -> Result<(Vec<Arc<RecordedEvent>>, Vec<Record>), StoreError> {
+    let (mut p, mut h, mut t) = (*position, hash.clone(), *time);
+    let mut heads: HashMap<String, u64> = HashMap::new();
+    let mut recorded = Vec::with_capacity(events.len());
+    let mut out = Vec::with_capacity(events.len());
+    for mut e in events {
+        let current = heads
+            .get(&e.stream)
+            .or_else(|| new_heads.get(&e.stream))
+            .copied()
+            .unwrap_or_else(|| index.version(&e.stream));
+        if e.position != p || e.version != current + 1 {
+            return Err(StoreError::Corrupt(format!(
+                "the local copy of the shared log has diverged: event {} ({} version {}) \
+                 arrived where event {p} (version {} of that stream) was due; delete the data \
+                 directory's log and projections and start again to copy the log afresh",
+                e.position,
+                e.stream,
+                e.version,
+                current + 1
+            )));
+        }
+        t = t.max(e.recorded_at);
+        e.recorded_at = t;
+        e.prev_hash = h;
+        let bytes = super::record::encode(&e).map_err(|x| StoreError::Corrupt(x.to_string()))?;
+        h = chain_hash(&bytes);
+        heads.insert(e.stream.clone(), e.version);
+        out.push(Record { position: p, bytes });
+        recorded.push(Arc::new(e));
+        p += 1;
+    }
+    new_heads.extend(heads);
+    (*position, *hash, *time) = (p, h, t);
+    Ok((recorded, out))
+}
+
 impl EventStore for Log {
     fn append(&self, stream: &str, expected_version: u64, events: Vec<NewEvent>) -> PendingAppend {
         let (tx, rx) = oneshot::channel();
-        let job = Job {
+        if self.copy_only.load(Ordering::SeqCst) {
+            let _ = tx.send(Err(StoreError::Io(
+                "this log is a node's copy of the shared log; appends go to the shared log".into(),
+            )));
+            return PendingAppend::new(rx);
+        }
+        self.send(Job {
             stream: stream.to_owned(),
             expected: expected_version,
             events,
+            replica: Vec::new(),
             reply: tx,
-        };
-        let sent = match self.jobs.lock() {
-            Ok(jobs) => match jobs.as_ref() {
-                Some(s) => s.send(job).map_err(|e| e.0),
-                None => Err(job),
-            },
-            Err(_) => Err(job),
-        };
-        if let Err(job) = sent {
-            let _ = job.reply.send(Err(StoreError::Closed));
-        }
+        });
         PendingAppend::new(rx)
     }
 

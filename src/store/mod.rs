@@ -13,6 +13,7 @@ pub mod checkpoints;
 pub mod lock;
 pub mod log;
 pub mod memory;
+pub mod postgres;
 pub mod record;
 pub mod segments;
 pub mod sled_import;

@@ -18,6 +18,7 @@ mod keys;
 mod lifecycle;
 mod logfile;
 mod oauth;
+mod pg;
 mod resource;
 mod robustness;
 mod store;

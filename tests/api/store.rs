@@ -1,6 +1,8 @@
-//! The store contract, run against every backend (the embedded log and the in-memory one),
-//! then what only the embedded log promises: reopening, crashes, torn writes and corruption.
+//! The store contract, run against every backend (the in-memory log, the embedded log, and
+//! the log shared in PostgreSQL as one node holds it), then what only the embedded log
+//! promises: reopening, crashes, torn writes and corruption.
 
+use authledger::store::postgres::{PgLog, PgSettings};
 use authledger::store::{EventStore, Log, NewEvent, StoreError};
 use domain::event::{ClientDeleted, Event};
 use domain::values::ClientId;
@@ -19,30 +21,74 @@ fn event(n: usize) -> NewEvent {
     }
 }
 
-/// A fresh log of one backend; the directory (if any) lives as long as the log is used.
+/// A fresh log of one backend: where appends go, and the log as this process holds it (the
+/// log itself, or this node's copy of the shared one). The directory, if any, lives as long
+/// as the log is used.
 pub struct Backend {
-    pub store: Log,
+    pub store: Arc<dyn EventStore>,
+    pub log: Arc<Log>,
+    _shared: Option<Arc<PgLog>>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl std::ops::Deref for Backend {
-    type Target = Log;
-    fn deref(&self) -> &Log {
-        &self.store
+    type Target = dyn EventStore;
+    fn deref(&self) -> &Self::Target {
+        &*self.store
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(pg) = &self._shared {
+            pg.close();
+        }
     }
 }
 
 pub fn memory() -> Backend {
+    let log = Arc::new(Log::in_memory().unwrap());
     Backend {
-        store: Log::in_memory().unwrap(),
+        store: log.clone(),
+        log,
+        _shared: None,
         _dir: None,
     }
 }
 
 pub fn embedded() -> Backend {
     let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::embedded(dir.path()).unwrap());
     Backend {
-        store: Log::embedded(dir.path()).unwrap(),
+        store: log.clone(),
+        log,
+        _shared: None,
+        _dir: Some(dir),
+    }
+}
+
+/// One node of a log shared in a fresh database (its copy in a directory of its own).
+pub fn postgres() -> Backend {
+    node_of(&crate::pg::database())
+}
+
+/// A node on the shared log in `url`.
+pub fn node_of(url: &str) -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::embedded(dir.path()).unwrap());
+    log.copy_only();
+    let pg = Arc::new(
+        PgLog::open(
+            &PgSettings::new(url),
+            log.clone(),
+            authledger::store::log::system_clock(),
+        )
+        .unwrap(),
+    );
+    Backend {
+        store: pg.clone(),
+        log,
+        _shared: Some(pg),
         _dir: Some(dir),
     }
 }
@@ -56,6 +102,9 @@ macro_rules! contract {
         mod on_embedded_log {
             $(#[test] fn $name() { super::$name(super::embedded()) })*
         }
+        mod on_postgres {
+            $(#[test] fn $name() { super::$name(super::postgres()) })*
+        }
     };
 }
 
@@ -65,8 +114,19 @@ contract!(
     a_subscription_delivers_old_then_new_events_once_each_in_order,
     a_subscription_taken_while_appends_run_delivers_every_event_exactly_once,
     streams_read_from_a_version_and_snapshots_read_back,
-    compaction_removes_events_and_the_chain_still_verifies,
 );
+
+// Compaction of the shared log is not built yet (the PostgreSQL issue's own item).
+mod compaction {
+    #[test]
+    fn on_memory() {
+        super::compaction_removes_events_and_the_chain_still_verifies(super::memory())
+    }
+    #[test]
+    fn on_embedded_log() {
+        super::compaction_removes_events_and_the_chain_still_verifies(super::embedded())
+    }
+}
 
 fn a_stale_expected_version_is_refused_and_nothing_is_written(store: Backend) {
     store
@@ -127,7 +187,7 @@ fn eight_threads_appending_keep_a_gap_free_global_order_and_stream_versions(stor
     assert_eq!(all.len(), 1600);
     let mut versions: HashMap<String, u64> = HashMap::new();
     let mut prev_hash = domain::event::GENESIS_HASH.to_owned();
-    let raw: Vec<_> = store.raw_events(1).map(|r| r.unwrap()).collect();
+    let raw: Vec<_> = store.log.raw_events(1).map(|r| r.unwrap()).collect();
     for (i, e) in all.iter().enumerate() {
         assert_eq!(e.position, i as u64 + 1, "gap in the global order");
         let v = versions.entry(e.stream.clone()).or_default();
@@ -302,7 +362,7 @@ fn compaction_removes_events_and_the_chain_still_verifies(store: Backend) {
             .wait()
             .unwrap();
     }
-    let raw: Vec<(u64, Vec<u8>)> = store.raw_events(1).map(|r| r.unwrap()).collect();
+    let raw: Vec<(u64, Vec<u8>)> = store.log.raw_events(1).map(|r| r.unwrap()).collect();
     let hash = |p: u64| authledger::store::log::chain_hash(&raw[p as usize - 1].1);
     let prev = |p: u64| {
         authledger::store::log::decode(&raw[p as usize - 1].1)
@@ -340,7 +400,7 @@ fn compaction_removes_events_and_the_chain_still_verifies(store: Backend) {
         .wait()
         .unwrap();
     let removed: Vec<(u64, String, u64)> = (5..=8).map(|p| (p, "s".to_owned(), p)).collect();
-    store.remove_compacted(&removed, &runs).unwrap();
+    store.log.remove_compacted(&removed, &runs).unwrap();
     let left: Vec<u64> = store
         .read_all(1, 100)
         .unwrap()
@@ -354,7 +414,7 @@ fn compaction_removes_events_and_the_chain_still_verifies(store: Backend) {
     assert_eq!(store.read_stream("s", 1).unwrap().len(), 16);
     assert_eq!(store.read_stream("s", 9).unwrap()[0].position, 9);
     assert_eq!(store.stream_version("s").unwrap(), 20);
-    match store.verify(|_| {}).unwrap() {
+    match store.log.verify(|_| {}).unwrap() {
         Verification::Verified {
             head_position,
             checkpoints,

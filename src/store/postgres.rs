@@ -1,0 +1,820 @@
+//! The PostgreSQL backend: one event log shared by several nodes (ADR 0018 for the driver,
+//! ADR 0019 for the order).
+//!
+//! - **Writes.** Each node's writer task merges the appends that arrive while the previous
+//!   group is on its way into one call of `authledger_append` (one round trip, one
+//!   transaction): the stream versions are checked there, and the events are inserted under
+//!   the transaction's own id (`xid8`). Writers of different nodes never wait for each other
+//!   unless they write the same stream.
+//! - **Order.** `authledger_sequence()` numbers, in (xid, idx) order, every transaction that
+//!   finished below the oldest one still running: a transaction that commits late can only
+//!   hold the numbering back, never be skipped by it. Each node calls it after its own
+//!   commits and when it polls.
+//! - **Following.** Every node copies the numbered log, in order, into a [`Log`] of its own
+//!   (the data directory's segment files): its projections, stream index, subscriptions,
+//!   hash chain and verification are those of the embedded log, and they end the same on
+//!   every node. An append is answered once this node's copy (and so its projections) holds
+//!   it: a node reads its own writes.
+//!
+//! Reads (`read_stream`, `read_all`, `stream_version`, ...) answer from the local copy. An
+//! append refused for a stale version is answered only once the copy holds what the
+//! database held then, so that the actor that reloads sees the write it lost to.
+
+use super::{AppendResult, EventStore, NewEvent, PendingAppend, StoreError, Subscription};
+use crate::store::log::{Clock, Log};
+use domain::event::GENESIS_HASH;
+use domain::RecordedEvent;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use uuid::Uuid;
+
+mod embedded {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+/// Most appends merged into one transaction.
+const MAX_GROUP: usize = 1024;
+/// Most transactions of events a follower copies in one read.
+const FOLLOW_BATCH: i64 = 512;
+/// How often a follower looks for new events when no notification came: the fallback for a
+/// lost `LISTEN` connection, and what numbers the groups of a node that died between its
+/// commit and its call of the sequencer.
+const POLL_EVERY: Duration = Duration::from_millis(250);
+/// Groups remembered after they were copied, for a writer that learns its transaction id
+/// only after the copy took it in (another node's sequencer can be that quick).
+const RECENT_GROUPS: usize = 65_536;
+/// The notification channel `authledger_sequence()` wakes followers on.
+const CHANNEL: &str = "authledger_log";
+
+/// Where the shared log lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// A libpq-style URL or key=value string: `postgres://user@host:5432/db`.
+    pub url: String,
+    /// Connections in this node's pool.
+    pub pool_size: usize,
+}
+
+impl PgSettings {
+    /// Settings for `url` with the default pool.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            pool_size: 8,
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("PostgreSQL: {e}"))
+}
+
+/// A database error, with PostgreSQL's own message when there is one.
+fn db_error(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => unavailable(format!("{} ({})", db.message(), db.code().code())),
+        None => unavailable(e),
+    }
+}
+
+/// Connects, applies the migrations (each once, whichever node gets there first), and answers
+/// the log's identity.
+async fn prepare(settings: &PgSettings) -> Result<(deadpool_postgres::Pool, String), StoreError> {
+    let pg: tokio_postgres::Config = settings
+        .url
+        .parse()
+        .map_err(|e| StoreError::Io(format!("the database URL does not parse: {e}")))?;
+    let manager = deadpool_postgres::Manager::from_config(
+        pg,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    let pool = deadpool_postgres::Pool::builder(manager)
+        .max_size(settings.pool_size.max(2))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(unavailable)?;
+    let mut client = pool.get().await.map_err(unavailable)?;
+    // Two nodes starting at once: the migrations run under a lock, one after the other.
+    client
+        .execute("SELECT pg_advisory_lock(4242170000)", &[])
+        .await
+        .map_err(db_error)?;
+    let migrated = embedded::migrations::runner()
+        .set_migration_table_name("authledger_migrations")
+        .run_async(&mut **client)
+        .await;
+    let _ = client
+        .execute("SELECT pg_advisory_unlock(4242170000)", &[])
+        .await;
+    migrated.map_err(|e| StoreError::Io(format!("migrating the database: {e}")))?;
+    let row = client
+        .query_one(
+            "SELECT log_id::text FROM authledger_identity WHERE id = 1",
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok((pool, row.get(0)))
+}
+
+/// One append on its way: its stream, the version it expects, its events as recorded (position
+/// 0 until the copy numbers them), and whom to answer.
+struct Job {
+    stream: String,
+    expected: u64,
+    events: Vec<RecordedEvent>,
+    reply: oneshot::Sender<AppendResult>,
+}
+
+/// An answer owed once a transaction is in the local copy: the slice of its events that are
+/// this append's.
+struct Waiter {
+    first: usize,
+    count: usize,
+    reply: oneshot::Sender<AppendResult>,
+}
+
+/// What the writer and the follower share.
+#[derive(Default)]
+struct Followed {
+    /// Answers owed, by transaction id.
+    waiters: BTreeMap<i64, Vec<Waiter>>,
+    /// The highest transaction id in the copy.
+    applied_xid: i64,
+    /// Recent transactions in the copy: (xid, first position, events).
+    recent: VecDeque<(i64, u64, usize)>,
+}
+
+/// The shared log, as one node sees it.
+pub struct PgLog {
+    mirror: Arc<Log>,
+    jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    wake: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    head: watch::Receiver<u64>,
+    pool: deadpool_postgres::Pool,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// Why the follower stopped, if it did (the copy diverged): appends are refused.
+    halted: Arc<std::sync::OnceLock<String>>,
+}
+
+/// The local copy's meta entry that names the shared log it copies.
+const META_LOG_ID: &str = "postgres-log-id";
+
+impl PgLog {
+    /// Connects to the database, migrates it, and starts this node's writer and follower;
+    /// returns once `mirror` holds everything numbered at the start.
+    pub fn open(settings: &PgSettings, mirror: Arc<Log>, clock: Clock) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("authledger-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let (pool, log_id) = runtime.block_on(prepare(settings))?;
+        let id = log_id;
+        match mirror.medium().load_meta(META_LOG_ID)? {
+            Some(held) if held != id.as_bytes() => {
+                return Err(StoreError::Io(format!(
+                    "this data directory holds a copy of another shared log ({}), not of the \
+                     database's ({id}); give this node a data directory of its own",
+                    String::from_utf8_lossy(&held)
+                )))
+            }
+            Some(_) => {}
+            None if mirror.head_position() > 0 => {
+                return Err(StoreError::Io(
+                    "this data directory holds an embedded log; to move it into PostgreSQL use \
+                     `authledger migrate`, and give the node an empty data directory"
+                        .into(),
+                ))
+            }
+            None => mirror.medium().save_meta(META_LOG_ID, id.as_bytes())?,
+        }
+        let followed = Arc::new(Mutex::new(Followed::default()));
+        let wake = Arc::new(Notify::new());
+        let (stop, stopped) = watch::channel(false);
+        let (head_tx, head) = watch::channel(mirror.head_position());
+        let halted: Arc<std::sync::OnceLock<String>> = Arc::default();
+        let follower = Follower {
+            pool: pool.clone(),
+            mirror: mirror.clone(),
+            followed: followed.clone(),
+            head: head_tx,
+            halted: halted.clone(),
+        };
+        // Everything numbered before the start is copied before the node serves.
+        runtime.block_on(async {
+            let mut client = pool.get().await.map_err(unavailable)?;
+            sequence(&client).await?;
+            while follower.copy_batch(&mut client).await? {}
+            Ok::<_, StoreError>(())
+        })?;
+        runtime.spawn(follower.run(wake.clone(), stopped.clone(), settings.url.clone()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = runtime.spawn(
+            Writer {
+                pool: pool.clone(),
+                mirror: mirror.clone(),
+                followed: followed.clone(),
+                wake: wake.clone(),
+                head: head.clone(),
+                clock,
+                last_xid: 0,
+            }
+            .run(rx),
+        );
+        Ok(Self {
+            mirror,
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            wake,
+            stop,
+            head,
+            pool,
+            runtime: Mutex::new(Some(runtime)),
+            halted,
+        })
+    }
+
+    /// This node's copy of the log.
+    pub fn mirror(&self) -> &Arc<Log> {
+        &self.mirror
+    }
+
+    /// Waits until the local copy holds every event numbered in the database now.
+    pub fn sync(&self) -> Result<u64, StoreError> {
+        let pool = self.pool.clone();
+        let head = self.on_runtime(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            sequence(&client).await?;
+            numbered_head(&client).await
+        })?;
+        self.wake.notify_one();
+        let mut watch = self.head.clone();
+        self.on_runtime(async move {
+            let waited =
+                tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|h| *h >= head)).await;
+            match waited {
+                Ok(Ok(_)) => Ok(head),
+                _ => Err(unavailable(
+                    "the local copy did not catch up with the database within 30 s",
+                )),
+            }
+        })
+    }
+
+    /// Runs `f` on the backend's runtime and waits for it from any thread (an actix worker
+    /// included: a runtime's own `block_on` refuses to run inside another runtime).
+    fn on_runtime<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let handle = match self.runtime.lock() {
+            Ok(rt) => match rt.as_ref() {
+                Some(rt) => rt.handle().clone(),
+                None => return Err(StoreError::Closed),
+            },
+            Err(_) => return Err(StoreError::Closed),
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        handle.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Stops the writer (after what is queued) and the follower.
+    pub fn close(&self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        // Appends already sent get their answers: the writer drains its queue, and the
+        // follower copies their groups, before both stop.
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            let _ = self.on_runtime(async move { writer.await.map_err(|_| StoreError::Closed) });
+            if let Err(e) = self.sync() {
+                tracing::warn!(error = %e, "appends may be unanswered at close");
+            }
+        }
+        let _ = self.stop.send(true);
+        let runtime = self.runtime.lock().ok().and_then(|mut r| r.take());
+        if let Some(rt) = runtime {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for PgLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl EventStore for PgLog {
+    fn append(&self, stream: &str, expected_version: u64, events: Vec<NewEvent>) -> PendingAppend {
+        let (tx, rx) = oneshot::channel();
+        if let Some(reason) = self.halted.get() {
+            let _ = tx.send(Err(StoreError::Unavailable(reason.clone())));
+            return PendingAppend::new(rx);
+        }
+        let recorded = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, new)| RecordedEvent {
+                position: 0,
+                stream: stream.to_owned(),
+                version: expected_version + 1 + i as u64,
+                id: Uuid::now_v7(),
+                // Stamped by the writer, when the group is formed.
+                recorded_at: time::OffsetDateTime::UNIX_EPOCH,
+                schema_version: new.event.schema_version(),
+                event: new.event,
+                metadata: new.metadata,
+                prev_hash: GENESIS_HASH.to_owned(),
+            })
+            .collect();
+        let job = Job {
+            stream: stream.to_owned(),
+            expected: expected_version,
+            events: recorded,
+            reply: tx,
+        };
+        let sent = match self.jobs.lock() {
+            Ok(jobs) => match jobs.as_ref() {
+                Some(s) => s.send(job).map_err(|e| e.0),
+                None => Err(job),
+            },
+            Err(_) => Err(job),
+        };
+        if let Err(job) = sent {
+            let _ = job.reply.send(Err(StoreError::Closed));
+        }
+        PendingAppend::new(rx)
+    }
+
+    fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.mirror.read_stream(stream, from_version)
+    }
+
+    fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.mirror.read_all(from_position, limit)
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        self.mirror.stream_version(stream)
+    }
+
+    fn head_position(&self) -> u64 {
+        self.mirror.head_position()
+    }
+
+    fn subscribe(&self, after: u64) -> Result<Subscription, StoreError> {
+        self.mirror.subscribe(after)
+    }
+
+    fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<(), StoreError> {
+        self.mirror.save_snapshot(stream, version, state)
+    }
+
+    fn load_snapshot(&self, stream: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        self.mirror.load_snapshot(stream)
+    }
+}
+
+/// Numbers what can be numbered (see the module docs).
+async fn sequence(client: &deadpool_postgres::Object) -> Result<i64, StoreError> {
+    let row = client
+        .query_one("SELECT authledger_sequence()", &[])
+        .await
+        .map_err(db_error)?;
+    Ok(row.get(0))
+}
+
+/// The position of the last numbered event (0 if none).
+async fn numbered_head(client: &deadpool_postgres::Object) -> Result<u64, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(position + count - 1), 0) FROM authledger_order",
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+struct Writer {
+    pool: deadpool_postgres::Pool,
+    mirror: Arc<Log>,
+    followed: Arc<Mutex<Followed>>,
+    wake: Arc<Notify>,
+    head: watch::Receiver<u64>,
+    clock: Clock,
+    /// This node's last transaction of events: a barrier waits for it.
+    last_xid: i64,
+}
+
+/// How often a group whose transaction met another node's insert of the same stream version
+/// is tried again (the second try sees the other's rows and refuses the stale appends).
+const CONFLICT_RETRIES: usize = 3;
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        while let Some(first) = rx.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            self.commit(jobs).await;
+        }
+    }
+
+    async fn commit(&mut self, mut jobs: Vec<Job>) {
+        let now = (self.clock)();
+        let mut streams: Vec<&str> = Vec::new();
+        let mut expected: Vec<i64> = Vec::new();
+        let mut counts: Vec<i32> = Vec::new();
+        let mut records: Vec<Vec<u8>> = Vec::new();
+        let mut encoded: Vec<Result<(), StoreError>> = Vec::with_capacity(jobs.len());
+        for job in &mut jobs {
+            if job.events.is_empty() {
+                encoded.push(Ok(()));
+                continue;
+            }
+            let mut bytes = Vec::with_capacity(job.events.len());
+            let mut failed = None;
+            for e in &mut job.events {
+                e.recorded_at = now;
+                match super::record::encode(e) {
+                    Ok(b) => bytes.push(b),
+                    Err(x) => {
+                        failed = Some(StoreError::Corrupt(x.to_string()));
+                        break;
+                    }
+                }
+            }
+            match failed {
+                Some(e) => encoded.push(Err(e)),
+                None => {
+                    streams.push(&job.stream);
+                    expected.push(job.expected as i64);
+                    counts.push(job.events.len() as i32);
+                    records.extend(bytes);
+                    encoded.push(Ok(()));
+                }
+            }
+        }
+        let outcome = if streams.is_empty() {
+            Ok((0, Vec::new()))
+        } else {
+            self.append(&streams, &expected, &counts, &records).await
+        };
+        let (xid, actual) = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "a group of appends did not reach PostgreSQL; its appends were refused");
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        if xid != 0 {
+            self.last_xid = xid;
+        }
+        let mut owed: Vec<Waiter> = Vec::new();
+        let mut conflicts: Vec<(oneshot::Sender<AppendResult>, StoreError)> = Vec::new();
+        let (mut written, mut first) = (0usize, 0usize);
+        for (job, enc) in jobs.into_iter().zip(encoded) {
+            if let Err(e) = enc {
+                let _ = job.reply.send(Err(e));
+                continue;
+            }
+            if job.events.is_empty() {
+                owed.push(Waiter {
+                    first: 0,
+                    count: 0,
+                    reply: job.reply,
+                });
+                continue;
+            }
+            let outcome = actual.get(written).copied().flatten();
+            written += 1;
+            match outcome {
+                Some(actual) => conflicts.push((
+                    job.reply,
+                    StoreError::Conflict {
+                        stream: job.stream,
+                        expected: job.expected,
+                        actual: actual as u64,
+                    },
+                )),
+                None => {
+                    owed.push(Waiter {
+                        first,
+                        count: job.events.len(),
+                        reply: job.reply,
+                    });
+                    first += job.events.len();
+                }
+            }
+        }
+        let wait_on = if xid != 0 { xid } else { self.last_xid };
+        self.owe(wait_on, owed);
+        // Numbering here, not only in the followers' polls, keeps an append's answer one
+        // round trip behind its commit.
+        let head = match self.pool.get().await {
+            Ok(client) => match sequence(&client).await {
+                Ok(_) if conflicts.is_empty() => Ok(0),
+                Ok(_) => numbered_head(&client).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(unavailable(e)),
+        };
+        self.wake.notify_one();
+        if conflicts.is_empty() {
+            return;
+        }
+        // Answered once the copy holds the write that won, so that a reload sees it.
+        let mut watch = self.head.clone();
+        tokio::spawn(async move {
+            if let Ok(head) = head {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), watch.wait_for(|h| *h >= head))
+                        .await;
+            }
+            for (reply, e) in conflicts {
+                let _ = reply.send(Err(e));
+            }
+        });
+    }
+
+    async fn append(
+        &self,
+        streams: &[&str],
+        expected: &[i64],
+        counts: &[i32],
+        records: &[Vec<u8>],
+    ) -> Result<(i64, Vec<Option<i64>>), StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let statement = client
+            .prepare_cached("SELECT txid, actual FROM authledger_append($1, $2, $3, $4)")
+            .await
+            .map_err(db_error)?;
+        let mut tries = 0;
+        loop {
+            match client
+                .query_one(&statement, &[&streams, &expected, &counts, &records])
+                .await
+            {
+                Ok(row) => return Ok((row.get(0), row.get(1))),
+                Err(e)
+                    if tries < CONFLICT_RETRIES
+                        && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+                {
+                    // Another node inserted the same stream version meanwhile; nothing of
+                    // this group was written. The next try sees its rows.
+                    tries += 1;
+                }
+                Err(e) => return Err(db_error(e)),
+            }
+        }
+    }
+
+    /// Registers answers owed once transaction `xid` is in the copy, or answers them at once
+    /// when it already is.
+    fn owe(&self, xid: i64, owed: Vec<Waiter>) {
+        if owed.is_empty() {
+            return;
+        }
+        let Ok(mut f) = self.followed.lock() else {
+            for w in owed {
+                let _ = w.reply.send(Err(StoreError::Closed));
+            }
+            return;
+        };
+        if xid == 0 {
+            // This node has written nothing yet: a barrier holds at once.
+            drop(f);
+            answer(owed, Ok(Vec::new()));
+            return;
+        }
+        if xid > f.applied_xid {
+            f.waiters.entry(xid).or_default().extend(owed);
+            return;
+        }
+        // Another node's sequencer numbered it, and the copy took it in, before the writer
+        // heard its own commit's answer.
+        let found = f.recent.iter().find(|(x, _, _)| *x == xid).copied();
+        drop(f);
+        let events = match found {
+            Some((_, position, count)) => self.mirror_events(position, count),
+            None => Err(StoreError::Io(format!(
+                "transaction {xid} was copied too long ago to answer its append"
+            ))),
+        };
+        answer(owed, events);
+    }
+
+    fn mirror_events(
+        &self,
+        position: u64,
+        count: usize,
+    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+        Ok(self
+            .mirror
+            .read_all(position, count)?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    }
+}
+
+/// Answers each waiter with its slice of a transaction's events.
+fn answer(owed: Vec<Waiter>, events: Result<Vec<Arc<RecordedEvent>>, StoreError>) {
+    for w in owed {
+        let reply = match &events {
+            Ok(all) => all
+                .get(w.first..w.first + w.count)
+                .map(|s| s.to_vec())
+                .ok_or_else(|| {
+                    StoreError::Io("an append's events are missing from the copy".into())
+                }),
+            Err(e) => Err(e.clone()),
+        };
+        let _ = w.reply.send(reply);
+    }
+}
+
+struct Follower {
+    pool: deadpool_postgres::Pool,
+    mirror: Arc<Log>,
+    followed: Arc<Mutex<Followed>>,
+    head: watch::Sender<u64>,
+    halted: Arc<std::sync::OnceLock<String>>,
+}
+
+impl Follower {
+    async fn run(self, wake: Arc<Notify>, mut stop: watch::Receiver<bool>, url: String) {
+        let listener = tokio::spawn(listen(url, wake.clone(), stop.clone()));
+        loop {
+            let polled = tokio::select! {
+                _ = wake.notified() => false,
+                _ = tokio::time::sleep(POLL_EVERY) => true,
+                _ = stop.changed() => break,
+            };
+            if let Err(e) = self.follow(polled).await {
+                match e {
+                    StoreError::Corrupt(reason) => {
+                        tracing::error!(%reason, "the local copy of the shared log stopped");
+                        let _ = self.halted.set(reason);
+                        break;
+                    }
+                    e => tracing::warn!(error = %e, "following the shared log failed; retrying"),
+                }
+            }
+        }
+        listener.abort();
+    }
+
+    async fn follow(&self, polled: bool) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await.map_err(unavailable)?;
+        if polled {
+            sequence(&client).await?;
+        }
+        while self.copy_batch(&mut client).await? {}
+        Ok(())
+    }
+
+    /// Copies the next numbered transactions into the local copy; answers whether there were any.
+    async fn copy_batch(&self, client: &mut deadpool_postgres::Object) -> Result<bool, StoreError> {
+        let head = self.mirror.head_position();
+        let statement = client
+            .prepare_cached(
+                "WITH g AS (SELECT position, xid, count FROM authledger_order \
+                 WHERE position > $1 ORDER BY position LIMIT $2) \
+                 SELECT g.position, g.xid::text::bigint, e.idx, e.record \
+                 FROM g JOIN authledger_events e ON e.xid = g.xid ORDER BY g.position, e.idx",
+            )
+            .await
+            .map_err(db_error)?;
+        let rows = client
+            .query(&statement, &[&(head as i64), &FOLLOW_BATCH])
+            .await
+            .map_err(db_error)?;
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        let mut events = Vec::with_capacity(rows.len());
+        let mut groups: Vec<(i64, u64, usize)> = Vec::new();
+        for row in &rows {
+            let first: i64 = row.get(0);
+            let xid: i64 = row.get(1);
+            let idx: i32 = row.get(2);
+            let record: &[u8] = row.get(3);
+            let mut e = super::record::decode(record)
+                .map_err(|x| StoreError::Corrupt(format!("an event of transaction {xid}: {x}")))?;
+            e.position = first as u64 + idx as u64;
+            match groups.last_mut() {
+                Some(g) if g.0 == xid => g.2 += 1,
+                _ => groups.push((xid, first as u64, 1)),
+            }
+            events.push(e);
+        }
+        let copied = self.mirror.replicate(events).await?;
+        let new_head = copied.last().map_or(head, |e| e.position);
+        let mut answered: Vec<(Vec<Waiter>, Vec<Arc<RecordedEvent>>)> = Vec::new();
+        {
+            let mut f = self.followed.lock().map_err(|_| StoreError::Closed)?;
+            let mut at = 0usize;
+            for (xid, position, count) in &groups {
+                let slice = copied[at..at + count].to_vec();
+                at += count;
+                // Waiters of this transaction, and barriers registered before it.
+                let ready: Vec<i64> = f.waiters.range(..=*xid).map(|(x, _)| *x).collect();
+                for x in ready {
+                    if let Some(ws) = f.waiters.remove(&x) {
+                        if x == *xid {
+                            answered.push((ws, slice.clone()));
+                        } else {
+                            answered.push((ws, Vec::new()));
+                        }
+                    }
+                }
+                f.applied_xid = f.applied_xid.max(*xid);
+                f.recent.push_back((*xid, *position, *count));
+                if f.recent.len() > RECENT_GROUPS {
+                    f.recent.pop_front();
+                }
+            }
+        }
+        self.head.send_replace(new_head);
+        for (ws, events) in answered {
+            answer(ws, Ok(events));
+        }
+        Ok(rows.len() as i64 >= 1)
+    }
+}
+
+/// Listens for the sequencer's notifications and wakes the follower; reconnects on its own.
+async fn listen(url: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(m) = futures_util::StreamExt::next(&mut messages).await {
+                        match m {
+                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                                let _ = tx.send(());
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                if client
+                    .batch_execute(&format!("LISTEN {CHANNEL}"))
+                    .await
+                    .is_ok()
+                {
+                    loop {
+                        tokio::select! {
+                            got = rx.recv() => match got {
+                                Some(()) => wake.notify_one(),
+                                None => break,
+                            },
+                            _ = stop.changed() => { driver.abort(); return; }
+                        }
+                    }
+                }
+                driver.abort();
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the notification connection failed; polling meanwhile")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
