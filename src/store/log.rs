@@ -702,6 +702,7 @@ impl Writer {
         // The trail's time index relies on recorded times never going backwards.
         let recorded_at = now.max(self.last_time);
         let mut replica_time = self.last_time;
+        let mut local = false;
         let mut hash = self.last_hash.clone();
         let mut position = self.next_position;
         {
@@ -729,6 +730,7 @@ impl Writer {
                     }
                     continue;
                 }
+                local = true;
                 if job.events.is_empty() {
                     // A barrier: answered with the group, after everything queued before it.
                     accepted.push((job.reply, Vec::new()));
@@ -820,7 +822,13 @@ impl Writer {
         }
         self.next_position = position;
         self.last_hash = hash;
-        self.last_time = recorded_at.max(replica_time);
+        // A copy's times come from the shared log alone: mixing in this node's clock would
+        // make the copies of different nodes differ.
+        self.last_time = if local {
+            recorded_at.max(replica_time)
+        } else {
+            replica_time
+        };
         {
             let mut index = match self.index.write() {
                 Ok(i) => i,

@@ -21,5 +21,6 @@ mod oauth;
 mod pg;
 mod resource;
 mod robustness;
+mod shared_log;
 mod store;
 mod web;

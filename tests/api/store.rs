@@ -38,6 +38,13 @@ impl std::ops::Deref for Backend {
     }
 }
 
+impl Backend {
+    /// The shared log this node follows (PostgreSQL backends only).
+    pub fn shared(&self) -> &PgLog {
+        self._shared.as_deref().expect("a node of the shared log")
+    }
+}
+
 impl Drop for Backend {
     fn drop(&mut self) {
         if let Some(pg) = &self._shared {
