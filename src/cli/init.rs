@@ -120,7 +120,18 @@ pub async fn initialize(engine: &Engine) -> anyhow::Result<Option<AdminCredentia
     if dir.join(ADMIN_FILE).exists() {
         return Ok(None);
     }
-    let out = if engine.models.clients.get(ADMIN_CLIENT_ID).is_some() {
+    let exists = engine.models.clients.get(ADMIN_CLIENT_ID).is_some();
+    // On a shared log the admin client is another node's: rotating its secret would lock that
+    // node's CLI out, so this node registers one of its own.
+    let client_id = if exists && engine.shared.is_some() {
+        let mut suffix = [0u8; 4];
+        getrandom::getrandom(&mut suffix)
+            .map_err(|e| anyhow::anyhow!("no randomness for the admin client's id: {e}"))?;
+        format!("{ADMIN_CLIENT_ID}-{}", hex::encode(suffix))
+    } else {
+        ADMIN_CLIENT_ID.to_owned()
+    };
+    let out = if exists && client_id == ADMIN_CLIENT_ID {
         // The credential file was lost: a new secret replaces the old one.
         service::rotate_secret(engine, ADMIN_CLIENT_ID, Metadata::system())
             .await
@@ -130,7 +141,7 @@ pub async fn initialize(engine: &Engine) -> anyhow::Result<Option<AdminCredentia
             engine,
             CreateClient {
                 name: "authledger administration".into(),
-                client_id: Some(ADMIN_CLIENT_ID.into()),
+                client_id: Some(client_id),
                 scopes: vec![ADMIN_SCOPE.into()],
                 grant_types: vec!["client_credentials".into()],
                 token_format: Some("opaque".into()),

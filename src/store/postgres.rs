@@ -179,7 +179,10 @@ impl PgLog {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Io(e.to_string()))?;
-        let (pool, log_id) = runtime.block_on(prepare(settings))?;
+        let (pool, log_id) = {
+            let settings = settings.clone();
+            wait_on(runtime.handle(), async move { prepare(&settings).await })?
+        };
         let id = log_id;
         match mirror.medium().load_meta(META_LOG_ID)? {
             Some(held) if held != id.as_bytes() => {
@@ -212,11 +215,11 @@ impl PgLog {
             halted: halted.clone(),
         };
         // Everything numbered before the start is copied before the node serves.
-        runtime.block_on(async {
-            let mut client = pool.get().await.map_err(unavailable)?;
+        let follower = wait_on(runtime.handle(), async move {
+            let mut client = follower.pool.get().await.map_err(unavailable)?;
             sequence(&client).await?;
             while follower.copy_batch(&mut client).await? {}
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(follower)
         })?;
         runtime.spawn(follower.run(wake.clone(), stopped.clone(), settings.url.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -285,11 +288,7 @@ impl PgLog {
             },
             Err(_) => return Err(StoreError::Closed),
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        handle.spawn(async move {
-            let _ = tx.send(f.await);
-        });
-        rx.recv().unwrap_or(Err(StoreError::Closed))
+        wait_on(&handle, f)
     }
 
     /// Stops the writer (after what is queued) and the follower.
@@ -309,7 +308,9 @@ impl PgLog {
         let _ = self.stop.send(true);
         let runtime = self.runtime.lock().ok().and_then(|mut r| r.take());
         if let Some(rt) = runtime {
-            rt.shutdown_timeout(Duration::from_secs(2));
+            // Its tasks have ended or are idle; a blocking shutdown is refused on an async
+            // thread, and the server closes from one.
+            rt.shutdown_background();
         }
     }
 }
@@ -393,6 +394,19 @@ impl EventStore for PgLog {
     fn load_snapshot(&self, stream: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         self.mirror.load_snapshot(stream)
     }
+}
+
+/// Runs `f` on `handle`'s runtime and waits for it from any thread (an actix worker included:
+/// a runtime's own `block_on` refuses to run inside another runtime).
+fn wait_on<T: Send + 'static>(
+    handle: &tokio::runtime::Handle,
+    f: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let _ = tx.send(f.await);
+    });
+    rx.recv().unwrap_or(Err(StoreError::Closed))
 }
 
 /// Numbers what can be numbered (see the module docs).

@@ -17,6 +17,7 @@ mod helpers;
 mod keys;
 mod lifecycle;
 mod logfile;
+mod nodes;
 mod oauth;
 mod pg;
 mod resource;

@@ -123,9 +123,8 @@ fn a_writer_that_commits_after_a_later_one_holds_the_order_back_and_is_never_ski
         "SELECT count(*) FROM authledger_events WHERE stream = 'late'",
         1,
     );
-    let late_xid = watcher.count(
-        "SELECT xid::text::bigint FROM authledger_events WHERE stream = 'late'",
-    );
+    let late_xid =
+        watcher.count("SELECT xid::text::bigint FROM authledger_events WHERE stream = 'late'");
     assert!(late_xid > held_xid, "{late_xid} should follow {held_xid}");
     // Committed, yet not numbered: the held transaction could still commit below it.
     assert_eq!(watcher.count("SELECT authledger_sequence()"), 0);
