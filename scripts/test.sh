@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test, the browser test included. Installs what the tests need first: headless
-# Chromium and chromedriver from Debian (the browser test drives them over WebDriver), and
-# python3 (the log-format page's script).
+# Chromium and chromedriver from Debian (the browser test drives them over WebDriver), python3
+# (the log-format page's script), and PostgreSQL's server programs (the tests of the shared
+# log start a private cluster of their own in a temporary directory, as an unprivileged user,
+# and stop it when they end; AUTHLEDGER_TEST_DATABASE_URL names a server to use instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +12,11 @@ missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"
+if [ -z "${AUTHLEDGER_TEST_DATABASE_URL:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing="$missing postgresql"
+fi
 if [ -n "$missing" ]; then
-  echo "installing$missing (Debian) for the browser test and the log-format script" >&2
+  echo "installing$missing (Debian) for the browser test, the log-format script and the PostgreSQL tests" >&2
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
