@@ -63,9 +63,9 @@ impl From<CommandError> for ServiceError {
             CommandError::Store(
                 e @ (crate::store::StoreError::Corrupt(_) | crate::store::StoreError::Corrupted(_)),
             ) => ServiceError::Internal(e.to_string()),
-            e @ (CommandError::Store(_) | CommandError::Unavailable(_)) => {
-                ServiceError::Unavailable(e.to_string())
-            }
+            e @ (CommandError::Store(_)
+            | CommandError::Unavailable(_)
+            | CommandError::Recovering) => ServiceError::Unavailable(e.to_string()),
         }
     }
 }

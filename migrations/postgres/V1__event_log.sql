@@ -12,6 +12,9 @@ CREATE TABLE authledger_events (
     idx integer NOT NULL,
     stream text NOT NULL,
     version bigint NOT NULL CHECK (version > 0),
+    -- The event's id (also in record): what a node's next append to the stream expects to
+    -- follow, when it sent that one itself.
+    id uuid NOT NULL,
     -- The event as stored: the log's binary envelope, position 0 (it is not known yet).
     record bytea NOT NULL,
     -- SHA-256 of record.
@@ -48,11 +51,15 @@ CREATE TABLE authledger_identity (
 );
 INSERT INTO authledger_identity VALUES (1, md5(random()::text || clock_timestamp()::text)::uuid);
 
--- Appends a group: per append, its stream, the version it expects, and how many of the
--- records are its. An append whose stream is not at the expected version is skipped, and
--- its stream's actual version is returned in its place (NULL for an append written).
+-- Appends a group: per append, its stream, the version it expects, the id of the event it
+-- expects at that version (NULL: any), and how many of the records (and ids) are its. An
+-- append whose stream is not there is skipped, and its stream's actual version is returned
+-- in its place (NULL for an append written). The expected id catches what a version alone
+-- cannot: a node pipelines appends to a stream, each expecting the one before it, and when
+-- one of them fails another node's event may take its version.
 CREATE FUNCTION authledger_append(
-    streams text[], expected bigint[], counts integer[], records bytea[]
+    streams text[], expected bigint[], prev_ids uuid[], counts integer[], records bytea[],
+    ids uuid[]
 ) RETURNS TABLE (txid bigint, actual bigint[])
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -62,19 +69,21 @@ DECLARE
     n integer := 0;
     cur bigint;
     prev bytea;
+    last_id uuid;
     h bytea;
     outcome bigint[] := '{}';
 BEGIN
     FOR i IN 1 .. coalesce(array_length(streams, 1), 0) LOOP
-        SELECT e.version, e.chain INTO cur, prev
+        SELECT e.version, e.chain, e.id INTO cur, prev, last_id
             FROM authledger_events e
             WHERE e.stream = streams[i]
             ORDER BY e.version DESC LIMIT 1;
         IF NOT FOUND THEN
             cur := 0;
             prev := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+            last_id := NULL;
         END IF;
-        IF cur <> expected[i] THEN
+        IF cur <> expected[i] OR (prev_ids[i] IS NOT NULL AND last_id IS DISTINCT FROM prev_ids[i]) THEN
             outcome := outcome || cur;
             k := k + counts[i];
             CONTINUE;
@@ -84,8 +93,8 @@ BEGIN
             cur := cur + 1;
             h := sha256(records[k]);
             prev := sha256(prev || h);
-            INSERT INTO authledger_events (xid, idx, stream, version, record, hash, chain)
-                VALUES (pg_current_xact_id(), n, streams[i], cur, records[k], h, prev);
+            INSERT INTO authledger_events (xid, idx, stream, version, id, record, hash, chain)
+                VALUES (pg_current_xact_id(), n, streams[i], cur, ids[k], records[k], h, prev);
             n := n + 1;
         END LOOP;
         outcome := outcome || NULL::bigint;

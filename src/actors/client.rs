@@ -40,6 +40,10 @@ pub enum CommandError {
     /// The actor could not be reached.
     #[error("the client's actor is unavailable: {0}")]
     Unavailable(String),
+    /// An append of the actor failed (a stale version, say): it refuses commands until what it
+    /// had in flight has answered and its state is reloaded. Worth sending again shortly.
+    #[error("the client's actor is reloading after a failed append; retry")]
+    Recovering,
     /// A key command was refused or failed.
     #[error("{0}")]
     Keys(String),
@@ -245,9 +249,7 @@ impl ClientActor {
         self.recover_when_idle();
         self.recovering
             .then(|| -> ResponseActFuture<Self, CommandResult> {
-                Box::pin(fut::ready(Err(CommandError::Unavailable(
-                    "the client's actor is recovering from a failed write; retry".into(),
-                ))))
+                Box::pin(fut::ready(Err(CommandError::Recovering)))
             })
     }
 

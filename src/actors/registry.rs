@@ -3,7 +3,7 @@
 //! least recently used.
 
 use super::client::{ClientActor, CommandError, CommandResult, GrantViews, Retire};
-use crate::store::EventStore;
+use crate::store::{EventStore, StoreError};
 use actix::prelude::*;
 use domain::values::ClientId;
 use std::collections::HashMap;
@@ -144,26 +144,41 @@ impl Registry {
     }
 
     /// Sends a command to the client's actor, starting it if needed. A command that meets an
-    /// actor just stopping is sent again to a fresh one; it was never decided.
+    /// actor just stopping is sent again to a fresh one; it was never decided. One whose
+    /// append lost to another node's write of the same stream (a shared log) is decided again
+    /// once the actor has reloaded: the store answers the conflict only after this node's copy
+    /// holds the write that won.
     pub async fn send<M>(&self, client_id: &ClientId, msg: M) -> CommandResult
     where
         M: Message<Result = CommandResult> + Clone + Send + 'static,
         ClientActor: Handler<M>,
     {
-        let mut last = String::new();
-        for _ in 0..3 {
+        let mut last = CommandError::Unavailable("actor stopped".into());
+        let mut pause = Duration::from_millis(1);
+        for _ in 0..DECIDE_AGAIN {
             let addr = self.address(client_id)?;
             match addr.send(msg.clone()).await {
+                Ok(Err(e @ CommandError::Store(StoreError::Conflict { .. }))) => last = e,
+                Ok(Err(CommandError::Recovering)) => {
+                    // Its other appends are still on their way; the reload follows them.
+                    last = CommandError::Recovering;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
                 Ok(result) => return result,
                 Err(MailboxError::Closed) => {
                     self.forget(client_id, &addr);
-                    last = "actor stopped".into();
+                    last = CommandError::Unavailable("actor stopped".into());
                 }
                 Err(MailboxError::Timeout) => {
                     return Err(CommandError::Unavailable("actor timed out".into()))
                 }
             }
         }
-        Err(CommandError::Unavailable(last))
+        Err(last)
     }
 }
+
+/// How often a command is decided again after its append lost a race (or met a reloading
+/// actor) before the conflict is the answer.
+const DECIDE_AGAIN: usize = 8;

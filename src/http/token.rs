@@ -40,6 +40,9 @@ pub fn command_error(e: CommandError) -> OAuthError {
         CommandError::Client(c) => OAuthError::invalid_request(c.to_string()),
         CommandError::User(u) => OAuthError::invalid_request(u.to_string()),
         CommandError::Unavailable(d) => OAuthError::new(ErrorCode::TemporarilyUnavailable, d),
+        e @ CommandError::Recovering => {
+            OAuthError::new(ErrorCode::TemporarilyUnavailable, e.to_string())
+        }
         CommandError::Keys(d) => OAuthError::invalid_request(d),
         CommandError::Store(e) => store_error(&e),
     }

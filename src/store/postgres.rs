@@ -129,8 +129,12 @@ async fn prepare(settings: &PgSettings) -> Result<(deadpool_postgres::Pool, Stri
 struct Job {
     stream: String,
     expected: u64,
+    /// The id of the event this node's previous append to the stream ends with, when that
+    /// append was still unanswered as this one was made on top of it.
+    after: Option<Uuid>,
     events: Vec<RecordedEvent>,
     reply: oneshot::Sender<AppendResult>,
+    tail: Option<TailGuard>,
 }
 
 /// An answer owed once a transaction is in the local copy: the slice of its events that are
@@ -139,6 +143,29 @@ struct Waiter {
     first: usize,
     count: usize,
     reply: oneshot::Sender<AppendResult>,
+    _tail: Option<TailGuard>,
+}
+
+/// The last unanswered append this node made to each stream: the version it ends at and its
+/// last event's id.
+type Tails = Arc<Mutex<std::collections::HashMap<String, (u64, Uuid)>>>;
+
+/// Forgets a stream's entry in [`Tails`] once its append is answered, unless a later append
+/// has replaced it.
+struct TailGuard {
+    tails: Tails,
+    stream: String,
+    id: Uuid,
+}
+
+impl Drop for TailGuard {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.tails.lock() {
+            if t.get(&self.stream).is_some_and(|(_, id)| *id == self.id) {
+                t.remove(&self.stream);
+            }
+        }
+    }
 }
 
 /// What the writer and the follower share.
@@ -156,6 +183,7 @@ struct Followed {
 pub struct PgLog {
     mirror: Arc<Log>,
     jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    tails: Tails,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     wake: Arc<Notify>,
     stop: watch::Sender<bool>,
@@ -238,6 +266,7 @@ impl PgLog {
         Ok(Self {
             mirror,
             jobs: Mutex::new(Some(tx)),
+            tails: Tails::default(),
             writer: Mutex::new(Some(writer)),
             wake,
             stop,
@@ -343,12 +372,35 @@ impl EventStore for PgLog {
                 metadata: new.metadata,
                 prev_hash: GENESIS_HASH.to_owned(),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // An append made on top of one still on its way must follow that very one.
+        let (after, tail) = match recorded.last() {
+            Some(last) => {
+                let mut tails = self
+                    .tails
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let after = tails
+                    .get(stream)
+                    .filter(|(v, _)| *v == expected_version)
+                    .map(|(_, id)| *id);
+                tails.insert(stream.to_owned(), (last.version, last.id));
+                let guard = TailGuard {
+                    tails: self.tails.clone(),
+                    stream: stream.to_owned(),
+                    id: last.id,
+                };
+                (after, Some(guard))
+            }
+            None => (None, None),
+        };
         let job = Job {
             stream: stream.to_owned(),
             expected: expected_version,
+            after,
             events: recorded,
             reply: tx,
+            tail,
         };
         let sent = match self.jobs.lock() {
             Ok(jobs) => match jobs.as_ref() {
@@ -441,6 +493,17 @@ struct Writer {
     last_xid: i64,
 }
 
+/// The parameters of one call of `authledger_append`, one entry per append (per event for
+/// `records` and `ids`).
+struct Group<'a> {
+    streams: &'a [&'a str],
+    expected: &'a [i64],
+    after: &'a [Option<Uuid>],
+    counts: &'a [i32],
+    records: &'a [Vec<u8>],
+    ids: &'a [Uuid],
+}
+
 /// How often a group whose transaction met another node's insert of the same stream version
 /// is tried again (the second try sees the other's rows and refuses the stale appends).
 const CONFLICT_RETRIES: usize = 3;
@@ -463,8 +526,10 @@ impl Writer {
         let now = (self.clock)();
         let mut streams: Vec<&str> = Vec::new();
         let mut expected: Vec<i64> = Vec::new();
+        let mut after: Vec<Option<Uuid>> = Vec::new();
         let mut counts: Vec<i32> = Vec::new();
         let mut records: Vec<Vec<u8>> = Vec::new();
+        let mut ids: Vec<Uuid> = Vec::new();
         let mut encoded: Vec<Result<(), StoreError>> = Vec::with_capacity(jobs.len());
         for job in &mut jobs {
             if job.events.is_empty() {
@@ -488,8 +553,10 @@ impl Writer {
                 None => {
                     streams.push(&job.stream);
                     expected.push(job.expected as i64);
+                    after.push(job.after);
                     counts.push(job.events.len() as i32);
                     records.extend(bytes);
+                    ids.extend(job.events.iter().map(|e| e.id));
                     encoded.push(Ok(()));
                 }
             }
@@ -497,7 +564,15 @@ impl Writer {
         let outcome = if streams.is_empty() {
             Ok((0, Vec::new()))
         } else {
-            self.append(&streams, &expected, &counts, &records).await
+            self.append(Group {
+                streams: &streams,
+                expected: &expected,
+                after: &after,
+                counts: &counts,
+                records: &records,
+                ids: &ids,
+            })
+            .await
         };
         let (xid, actual) = match outcome {
             Ok(o) => o,
@@ -513,7 +588,8 @@ impl Writer {
             self.last_xid = xid;
         }
         let mut owed: Vec<Waiter> = Vec::new();
-        let mut conflicts: Vec<(oneshot::Sender<AppendResult>, StoreError)> = Vec::new();
+        let mut conflicts: Vec<(oneshot::Sender<AppendResult>, Option<TailGuard>, StoreError)> =
+            Vec::new();
         let (mut written, mut first) = (0usize, 0usize);
         for (job, enc) in jobs.into_iter().zip(encoded) {
             if let Err(e) = enc {
@@ -525,6 +601,7 @@ impl Writer {
                     first: 0,
                     count: 0,
                     reply: job.reply,
+                    _tail: job.tail,
                 });
                 continue;
             }
@@ -533,6 +610,7 @@ impl Writer {
             match outcome {
                 Some(actual) => conflicts.push((
                     job.reply,
+                    job.tail,
                     StoreError::Conflict {
                         stream: job.stream,
                         expected: job.expected,
@@ -544,6 +622,7 @@ impl Writer {
                         first,
                         count: job.events.len(),
                         reply: job.reply,
+                        _tail: job.tail,
                     });
                     first += job.events.len();
                 }
@@ -573,28 +652,33 @@ impl Writer {
                     tokio::time::timeout(Duration::from_secs(10), watch.wait_for(|h| *h >= head))
                         .await;
             }
-            for (reply, e) in conflicts {
+            for (reply, tail, e) in conflicts {
                 let _ = reply.send(Err(e));
+                drop(tail);
             }
         });
     }
 
-    async fn append(
-        &self,
-        streams: &[&str],
-        expected: &[i64],
-        counts: &[i32],
-        records: &[Vec<u8>],
-    ) -> Result<(i64, Vec<Option<i64>>), StoreError> {
+    async fn append(&self, g: Group<'_>) -> Result<(i64, Vec<Option<i64>>), StoreError> {
         let client = self.pool.get().await.map_err(unavailable)?;
         let statement = client
-            .prepare_cached("SELECT txid, actual FROM authledger_append($1, $2, $3, $4)")
+            .prepare_cached("SELECT txid, actual FROM authledger_append($1, $2, $3, $4, $5, $6)")
             .await
             .map_err(db_error)?;
         let mut tries = 0;
         loop {
             match client
-                .query_one(&statement, &[&streams, &expected, &counts, &records])
+                .query_one(
+                    &statement,
+                    &[
+                        &g.streams,
+                        &g.expected,
+                        &g.after,
+                        &g.counts,
+                        &g.records,
+                        &g.ids,
+                    ],
+                )
                 .await
             {
                 Ok(row) => return Ok((row.get(0), row.get(1))),

@@ -63,12 +63,14 @@ impl HeldWriter {
             let row = self
                 .client
                 .query_one(
-                    "SELECT txid FROM authledger_append($1, $2, $3, $4)",
+                    "SELECT txid FROM authledger_append($1, $2, $3, $4, $5, $6)",
                     &[
                         &vec![stream],
                         &vec![0i64],
+                        &vec![None::<uuid::Uuid>],
                         &vec![1i32],
                         &vec![record(stream, 1)],
+                        &vec![uuid::Uuid::now_v7()],
                     ],
                 )
                 .await
@@ -224,4 +226,40 @@ fn nodes_on_one_database_hold_the_same_log_and_lose_no_write_to_each_other() {
 /// Waits until a node's copy holds everything numbered in its database.
 fn node_sync(node: &Backend) {
     node.shared().sync().unwrap();
+}
+
+#[test]
+fn an_append_made_on_top_of_one_that_failed_fails_too_though_another_node_filled_its_version() {
+    let url = crate::pg::database();
+    let a = node_of(&url);
+    let b = node_of(&url);
+    a.append("s", 0, vec![event(1)]).wait().unwrap();
+    b.shared().sync().unwrap();
+    // B writes version 2 first; A, not knowing, sends version 2 and, on top of it, version 3
+    // before hearing back. Its first fails; the second expects version 2 as the stream's
+    // head, and the stream is indeed at 2, but with B's event, not with A's.
+    b.append("s", 1, vec![event(2)]).wait().unwrap();
+    let first = a.append("s", 1, vec![event(3)]);
+    let second = a.append("s", 2, vec![event(4)]);
+    assert!(matches!(
+        first.wait(),
+        Err(authledger::store::StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        second.wait(),
+        Err(authledger::store::StoreError::Conflict { .. })
+    ));
+    // Once it has heard, A appends on what the stream holds.
+    a.append("s", 2, vec![event(5)]).wait().unwrap();
+    let versions: Vec<(u64, String)> = a
+        .read_stream("s", 1)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.version, format!("{:?}", e.event)))
+        .collect();
+    assert_eq!(versions.len(), 3);
+    assert!(
+        versions[1].1.contains("c2") && versions[2].1.contains("c5"),
+        "{versions:?}"
+    );
 }
