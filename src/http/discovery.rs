@@ -63,6 +63,25 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
             "head_position": head,
         }));
     }
+    if let Some(shared) = &state.engine.shared {
+        // A node of a shared log is ready while it reaches the database and its copy keeps up.
+        let health = shared.health();
+        return match health.not_ready() {
+            None => HttpResponse::Ok().json(serde_json::json!({
+                "status": "ok",
+                "head_position": head,
+                "shared_log": health,
+            })),
+            Some(reason) => HttpResponse::ServiceUnavailable()
+                .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
+                .json(serde_json::json!({
+                    "status": "not_ready",
+                    "reason": reason,
+                    "head_position": head,
+                    "shared_log": health,
+                })),
+        };
+    }
     match state.engine.store.write_failure() {
         None => HttpResponse::Ok().json(serde_json::json!({
             "status": "ok",

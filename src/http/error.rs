@@ -97,7 +97,12 @@ impl ResponseError for OAuthError {
         if let Some(c) = &self.challenge {
             res.insert_header((header::WWW_AUTHENTICATE, c.as_str()));
         }
-        if let Some(s) = self.retry_after {
+        // A store that cannot take writes now (a full disk, a database restarting) is worth
+        // asking again in a second (RFC 9110 §10.2.3).
+        let retry = self
+            .retry_after
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        if let Some(s) = retry {
             res.insert_header((header::RETRY_AFTER, s.to_string()));
         }
         res.json(serde_json::json!({

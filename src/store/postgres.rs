@@ -45,6 +45,9 @@ const POLL_EVERY: Duration = Duration::from_millis(250);
 /// Groups remembered after they were copied, for a writer that learns its transaction id
 /// only after the copy took it in (another node's sequencer can be that quick).
 const RECENT_GROUPS: usize = 65_536;
+/// How long an append committed to PostgreSQL waits for this node's copy before it is
+/// answered as unavailable.
+const APPEND_WAIT: Duration = Duration::from_secs(5);
 /// The notification channel `authledger_sequence()` wakes followers on.
 const CHANNEL: &str = "authledger_log";
 
@@ -144,6 +147,7 @@ struct Waiter {
     count: usize,
     reply: oneshot::Sender<AppendResult>,
     _tail: Option<TailGuard>,
+    since: std::time::Instant,
 }
 
 /// The last unanswered append this node made to each stream: the version it ends at and its
@@ -166,6 +170,53 @@ impl Drop for TailGuard {
             }
         }
     }
+}
+
+/// How this node's copy stands against the database.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SharedHealth {
+    /// Milliseconds since the follower last heard from PostgreSQL (`None`: never).
+    pub last_contact_ms: Option<u64>,
+    /// The last numbered position the follower saw in the database.
+    pub numbered_head: u64,
+    /// The last position this node's copy holds.
+    pub copied_head: u64,
+    /// Why the copy stopped, if it did.
+    pub halted: Option<String>,
+}
+
+impl SharedHealth {
+    /// Why the node should not take requests, if it should not: the database has not been
+    /// reached for [`UNREACHABLE_AFTER`], the copy is more than [`BEHIND_BY`] events behind
+    /// it, or it stopped.
+    pub fn not_ready(&self) -> Option<String> {
+        if let Some(h) = &self.halted {
+            return Some(format!("the copy of the shared log stopped: {h}"));
+        }
+        match self.last_contact_ms {
+            None => return Some("PostgreSQL has not answered yet".into()),
+            Some(ms) if ms > UNREACHABLE_AFTER.as_millis() as u64 => {
+                return Some(format!("PostgreSQL has not answered for {} ms", ms))
+            }
+            Some(_) => {}
+        }
+        let behind = self.numbered_head.saturating_sub(self.copied_head);
+        (behind > BEHIND_BY).then(|| {
+            format!("this node's copy is {behind} events behind the shared log; it is catching up")
+        })
+    }
+}
+
+/// A node that has not reached PostgreSQL for this long is not ready.
+const UNREACHABLE_AFTER: Duration = Duration::from_secs(3);
+/// A node whose copy is more than this many events behind the database is not ready.
+const BEHIND_BY: u64 = 10_000;
+
+/// When the follower last heard from the database, and what it saw there.
+#[derive(Default)]
+struct Contact {
+    at: Option<std::time::Instant>,
+    numbered_head: u64,
 }
 
 /// What the writer and the follower share.
@@ -192,6 +243,7 @@ pub struct PgLog {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     /// Why the follower stopped, if it did (the copy diverged): appends are refused.
     halted: Arc<std::sync::OnceLock<String>>,
+    contact: Arc<Mutex<Contact>>,
 }
 
 /// The local copy's meta entry that names the shared log it copies.
@@ -235,7 +287,9 @@ impl PgLog {
         let (stop, stopped) = watch::channel(false);
         let (head_tx, head) = watch::channel(mirror.head_position());
         let halted: Arc<std::sync::OnceLock<String>> = Arc::default();
+        let contact: Arc<Mutex<Contact>> = Arc::default();
         let follower = Follower {
+            contact: contact.clone(),
             pool: pool.clone(),
             mirror: mirror.clone(),
             followed: followed.clone(),
@@ -247,6 +301,10 @@ impl PgLog {
             let mut client = follower.pool.get().await.map_err(unavailable)?;
             sequence(&client).await?;
             while follower.copy_batch(&mut client).await? {}
+            if let Ok(mut c) = follower.contact.lock() {
+                c.at = Some(std::time::Instant::now());
+                c.numbered_head = follower.mirror.head_position();
+            }
             Ok::<_, StoreError>(follower)
         })?;
         runtime.spawn(follower.run(wake.clone(), stopped.clone(), settings.url.clone()));
@@ -274,7 +332,23 @@ impl PgLog {
             pool,
             runtime: Mutex::new(Some(runtime)),
             halted,
+            contact,
         })
+    }
+
+    /// How this node's copy stands against the database (for `/healthz`).
+    pub fn health(&self) -> SharedHealth {
+        let (at, numbered_head) = self
+            .contact
+            .lock()
+            .map(|c| (c.at, c.numbered_head))
+            .unwrap_or((None, 0));
+        SharedHealth {
+            last_contact_ms: at.map(|t| t.elapsed().as_millis() as u64),
+            numbered_head,
+            copied_head: self.mirror.head_position(),
+            halted: self.halted.get().cloned(),
+        }
     }
 
     /// This node's copy of the log.
@@ -474,7 +548,8 @@ async fn sequence(client: &deadpool_postgres::Object) -> Result<i64, StoreError>
 async fn numbered_head(client: &deadpool_postgres::Object) -> Result<u64, StoreError> {
     let row = client
         .query_one(
-            "SELECT coalesce(max(position + count - 1), 0) FROM authledger_order",
+            "SELECT coalesce((SELECT position + count - 1 FROM authledger_order \
+             ORDER BY position DESC LIMIT 1), 0)",
             &[],
         )
         .await
@@ -602,6 +677,7 @@ impl Writer {
                     count: 0,
                     reply: job.reply,
                     _tail: job.tail,
+                    since: std::time::Instant::now(),
                 });
                 continue;
             }
@@ -623,6 +699,7 @@ impl Writer {
                         count: job.events.len(),
                         reply: job.reply,
                         _tail: job.tail,
+                        since: std::time::Instant::now(),
                     });
                     first += job.events.len();
                 }
@@ -761,6 +838,7 @@ fn answer(owed: Vec<Waiter>, events: Result<Vec<Arc<RecordedEvent>>, StoreError>
 }
 
 struct Follower {
+    contact: Arc<Mutex<Contact>>,
     pool: deadpool_postgres::Pool,
     mirror: Arc<Log>,
     followed: Arc<Mutex<Followed>>,
@@ -777,6 +855,9 @@ impl Follower {
                 _ = tokio::time::sleep(POLL_EVERY) => true,
                 _ = stop.changed() => break,
             };
+            if polled {
+                self.give_up_on_stale_waiters();
+            }
             if let Err(e) = self.follow(polled).await {
                 match e {
                     StoreError::Corrupt(reason) => {
@@ -791,12 +872,53 @@ impl Follower {
         listener.abort();
     }
 
+    /// Answers 503 to appends committed longer than [`APPEND_WAIT`] ago that this node could
+    /// not copy yet (the database went away between the commit and the copy): the events are
+    /// durable, but the caller is not kept waiting for the database to come back.
+    fn give_up_on_stale_waiters(&self) {
+        let stale: Vec<Waiter> = {
+            let Ok(mut f) = self.followed.lock() else {
+                return;
+            };
+            let mut stale = Vec::new();
+            f.waiters.retain(|_, ws| {
+                let (old, young): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(ws)
+                    .into_iter()
+                    .partition(|w| w.since.elapsed() > APPEND_WAIT);
+                stale.extend(old);
+                *ws = young;
+                !ws.is_empty()
+            });
+            stale
+        };
+        if !stale.is_empty() {
+            tracing::warn!(
+                appends = stale.len(),
+                "appends committed to PostgreSQL were not copied to this node in time; answered as unavailable"
+            );
+            answer(
+                stale,
+                Err(unavailable(
+                    "the append was committed but this node could not read it back in time",
+                )),
+            );
+        }
+    }
+
     async fn follow(&self, polled: bool) -> Result<(), StoreError> {
         let mut client = self.pool.get().await.map_err(unavailable)?;
         if polled {
             sequence(&client).await?;
+            let head = numbered_head(&client).await?;
+            if let Ok(mut c) = self.contact.lock() {
+                c.numbered_head = c.numbered_head.max(head);
+            }
         }
         while self.copy_batch(&mut client).await? {}
+        if let Ok(mut c) = self.contact.lock() {
+            c.at = Some(std::time::Instant::now());
+            c.numbered_head = c.numbered_head.max(self.mirror.head_position());
+        }
         Ok(())
     }
 

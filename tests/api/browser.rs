@@ -168,11 +168,22 @@ async fn navigate(c: &Client, css: &str) {
         .await
         .unwrap();
     click(c, css).await;
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("html:not([data-leaving])"))
-        .await
-        .unwrap_or_else(|e| panic!("clicking {css} loaded no new page: {e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match c
+            .wait()
+            .at_most(left)
+            .for_element(Locator::Css("html:not([data-leaving])"))
+            .await
+        {
+            Ok(_) => return,
+            // chromedriver aborts a lookup that a navigation overtakes; the next one sees the
+            // page that navigation loaded.
+            Err(e) if e.to_string().contains("aborted by navigation") && !left.is_zero() => {}
+            Err(e) => panic!("clicking {css} loaded no new page: {e}"),
+        }
+    }
 }
 
 async fn fill(c: &Client, css: &str, text: &str) {

@@ -11,10 +11,57 @@ use std::sync::OnceLock;
 /// The variable that names a server to use instead of a private cluster.
 pub const URL_ENV: &str = "AUTHLEDGER_TEST_DATABASE_URL";
 
-struct Cluster {
+pub struct Cluster {
     /// Base URL without a database name.
     base: String,
     psql: PathBuf,
+    /// For a private cluster: how to stop and start it again.
+    control: Option<Control>,
+}
+
+struct Control {
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    options: String,
+    log: PathBuf,
+    root: bool,
+}
+
+impl Cluster {
+    /// A cluster of this test's own (to stop and start under load), with one database.
+    pub fn private() -> (Cluster, String) {
+        let c = start_private().unwrap_or_else(|e| panic!("starting a private PostgreSQL: {e}"));
+        let url = format!("{}/postgres", c.base);
+        (c, url)
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let c = self.control.as_ref().expect("a private cluster");
+        let out = as_owner(&c.pg_ctl, c.root)
+            .args(["-w", "-t", "60", "-m", "fast", "-D"])
+            .arg(&c.data)
+            .args(["-o", &c.options, "-l"])
+            .arg(&c.log)
+            .arg(action)
+            .stdout(Stdio::null())
+            .output()
+            .expect("running pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the server (fast shutdown: sessions are cut).
+    pub fn stop(&self) {
+        self.pg_ctl("stop");
+    }
+
+    /// Starts it again on the same port.
+    pub fn start(&self) {
+        self.pg_ctl("start");
+    }
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
@@ -137,6 +184,13 @@ fn start_private() -> Result<Cluster, String> {
     Ok(Cluster {
         base: format!("postgres://postgres@127.0.0.1:{port}"),
         psql: bin.join("psql"),
+        control: Some(Control {
+            pg_ctl: bin.join("pg_ctl"),
+            data,
+            options,
+            log: dir.join("log"),
+            root,
+        }),
     })
 }
 
@@ -152,6 +206,7 @@ fn cluster() -> &'static Cluster {
                 psql: bin_dir()
                     .map(|b| b.join("psql"))
                     .unwrap_or_else(|_| "psql".into()),
+                control: None,
             })
         }
         Err(_) => start_private(),
