@@ -7,7 +7,7 @@
 
 CREATE TABLE authledger_events (
     -- The writing transaction; with idx, the event's place in the global order.
-    xid xid8 NOT NULL,
+    xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
     -- The event's index within its transaction, from 0.
     idx integer NOT NULL,
     stream text NOT NULL,
@@ -15,7 +15,9 @@ CREATE TABLE authledger_events (
     -- The event's id (also in record): what a node's next append to the stream expects to
     -- follow, when it sent that one itself.
     id uuid NOT NULL,
-    -- The event as stored: the log's binary envelope, position 0 (it is not known yet).
+    -- The event as stored: the log's binary envelope, position 0 (it is not known yet); or,
+    -- for an event imported from an embedded log (`authledger migrate`), its stored bytes
+    -- there, which the nodes' copies then keep as they are.
     record bytea NOT NULL,
     -- SHA-256 of record.
     hash bytea NOT NULL,

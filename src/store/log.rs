@@ -219,6 +219,8 @@ struct Job {
     /// Events another store already ordered (a node's copy of a shared log): they keep their
     /// position, stream version, id and time, and only the local chain is computed here.
     replica: Vec<RecordedEvent>,
+    /// Stored bytes to keep for some of them, as they were in the log they came from.
+    replica_stored: Vec<Option<Vec<u8>>>,
     reply: oneshot::Sender<AppendResult>,
 }
 
@@ -363,13 +365,22 @@ impl Log {
     /// index, the commit hook and the subscribers treat them as any other group. An event
     /// recorded earlier than the one before it (nodes' clocks differ) takes that one's time,
     /// so that times never go backwards here, and do so the same way on every node.
-    pub fn replicate(&self, events: Vec<RecordedEvent>) -> PendingAppend {
+    ///
+    /// `stored` may give, per event, the bytes it was stored as in an embedded log it was
+    /// imported from: they are kept as they are when they carry the position, previous hash
+    /// and time this log gives the event, so the imported log's hash chain carries over.
+    pub fn replicate(
+        &self,
+        events: Vec<RecordedEvent>,
+        stored: Vec<Option<Vec<u8>>>,
+    ) -> PendingAppend {
         let (tx, rx) = oneshot::channel();
         self.send(Job {
             stream: String::new(),
             expected: 0,
             events: Vec::new(),
             replica: events,
+            replica_stored: stored,
             reply: tx,
         });
         PendingAppend::new(rx)
@@ -714,6 +725,7 @@ impl Writer {
                 if !job.replica.is_empty() {
                     match replica_records(
                         job.replica,
+                        job.replica_stored,
                         &index,
                         &mut new_heads,
                         &mut position,
@@ -864,6 +876,7 @@ impl Writer {
 /// version of its stream, or the copy has diverged from the shared log and nothing is written.
 fn replica_records(
     events: Vec<RecordedEvent>,
+    stored: Vec<Option<Vec<u8>>>,
     index: &StreamIndex,
     new_heads: &mut HashMap<String, u64>,
     position: &mut u64,
@@ -874,7 +887,9 @@ fn replica_records(
     let mut heads: HashMap<String, u64> = HashMap::new();
     let mut recorded = Vec::with_capacity(events.len());
     let mut out = Vec::with_capacity(events.len());
+    let mut stored = stored.into_iter();
     for mut e in events {
+        let original = stored.next().flatten();
         let current = heads
             .get(&e.stream)
             .or_else(|| new_heads.get(&e.stream))
@@ -891,10 +906,15 @@ fn replica_records(
                 current + 1
             )));
         }
-        t = t.max(e.recorded_at);
-        e.recorded_at = t;
-        e.prev_hash = h;
-        let bytes = super::record::encode(&e).map_err(|x| StoreError::Corrupt(x.to_string()))?;
+        let bytes = match original {
+            Some(b) if e.prev_hash == h && e.recorded_at >= t => b,
+            _ => {
+                e.recorded_at = t.max(e.recorded_at);
+                e.prev_hash = h;
+                super::record::encode(&e).map_err(|x| StoreError::Corrupt(x.to_string()))?
+            }
+        };
+        t = e.recorded_at;
         h = chain_hash(&bytes);
         heads.insert(e.stream.clone(), e.version);
         out.push(Record { position: p, bytes });
@@ -920,6 +940,7 @@ impl EventStore for Log {
             expected: expected_version,
             events,
             replica: Vec::new(),
+            replica_stored: Vec::new(),
             reply: tx,
         });
         PendingAppend::new(rx)

@@ -248,6 +248,14 @@ pub struct PgLog {
 
 /// The local copy's meta entry that names the shared log it copies.
 const META_LOG_ID: &str = "postgres-log-id";
+/// Its value once the copy was made an embedded log of its own.
+const DETACHED: &[u8] = b"detached";
+
+/// Makes a node's copy an embedded log of its own (the end of `migrate` to a data
+/// directory): it no longer follows the shared log, and takes appends of its own.
+pub fn detach(copy: &Log) -> Result<(), StoreError> {
+    copy.medium().save_meta(META_LOG_ID, DETACHED)
+}
 
 impl PgLog {
     /// Connects to the database, migrates it, and starts this node's writer and follower;
@@ -265,6 +273,13 @@ impl PgLog {
         };
         let id = log_id;
         match mirror.medium().load_meta(META_LOG_ID)? {
+            Some(held) if held == DETACHED => {
+                return Err(StoreError::Io(
+                    "this data directory holds a log exported from PostgreSQL, now an embedded \
+                     log of its own; to share it again, import it with `authledger migrate`"
+                        .into(),
+                ))
+            }
             Some(held) if held != id.as_bytes() => {
                 return Err(StoreError::Io(format!(
                     "this data directory holds a copy of another shared log ({}), not of the \
@@ -942,6 +957,7 @@ impl Follower {
             return Ok(false);
         }
         let mut events = Vec::with_capacity(rows.len());
+        let mut stored = Vec::with_capacity(rows.len());
         let mut groups: Vec<(i64, u64, usize)> = Vec::new();
         for row in &rows {
             let first: i64 = row.get(0);
@@ -950,14 +966,17 @@ impl Follower {
             let record: &[u8] = row.get(3);
             let mut e = super::record::decode(record)
                 .map_err(|x| StoreError::Corrupt(format!("an event of transaction {xid}: {x}")))?;
-            e.position = first as u64 + idx as u64;
+            let position = first as u64 + idx as u64;
+            // Imported from an embedded log: its bytes there, kept if they fit this place.
+            stored.push((e.position == position).then(|| record.to_vec()));
+            e.position = position;
             match groups.last_mut() {
                 Some(g) if g.0 == xid => g.2 += 1,
                 _ => groups.push((xid, first as u64, 1)),
             }
             events.push(e);
         }
-        let copied = self.mirror.replicate(events).await?;
+        let copied = self.mirror.replicate(events, stored).await?;
         let new_head = copied.last().map_or(head, |e| e.position);
         let mut answered: Vec<(Vec<Waiter>, Vec<Arc<RecordedEvent>>)> = Vec::new();
         {
@@ -1037,4 +1056,184 @@ async fn listen(url: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>)
             _ = stop.changed() => return,
         }
     }
+}
+
+/// What an import of an embedded log into PostgreSQL did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Imported {
+    /// Events copied.
+    pub events: u64,
+    /// The last position, the same in both logs.
+    pub head_position: u64,
+    /// The hash of the last event in the embedded log, which every node's copy reaches too.
+    pub head_hash: String,
+}
+
+/// Events per transaction of an import: each is one `COPY`, numbered as it commits.
+const IMPORT_BATCH: usize = 50_000;
+
+/// Copies an embedded log, whose chain the caller has verified, into an empty shared log:
+/// `COPY` in batches of [`IMPORT_BATCH`] events, one transaction each, numbered in order as
+/// they commit. The events keep their stored bytes, so every node's copy has the same hash
+/// chain as `log`. `progress` hears the events copied so far.
+pub fn import(
+    settings: &PgSettings,
+    log: &Log,
+    mut progress: impl FnMut(u64),
+) -> Result<Imported, StoreError> {
+    use sha2::{Digest, Sha256};
+    if !log.compacted_runs()?.is_empty() {
+        return Err(StoreError::Io(
+            "this log has compacted runs; the shared log numbers its events without gaps, so \
+             a compacted log cannot be moved into PostgreSQL yet"
+                .into(),
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Io(e.to_string()))?;
+    let handle = runtime.handle().clone();
+    let pool = {
+        let settings = settings.clone();
+        wait_on(
+            &handle,
+            async move { prepare(&settings).await.map(|(p, _)| p) },
+        )?
+    };
+    let empty = {
+        let pool = pool.clone();
+        wait_on(&handle, async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let row = client
+                .query_one("SELECT NOT EXISTS (SELECT 1 FROM authledger_events)", &[])
+                .await
+                .map_err(db_error)?;
+            Ok(row.get::<_, bool>(0))
+        })?
+    };
+    if !empty {
+        return Err(StoreError::Io(
+            "the database already holds a shared log; import into an empty database".into(),
+        ));
+    }
+    let mut chains: std::collections::HashMap<String, [u8; 32]> = Default::default();
+    let mut expected = 1u64;
+    let mut batch: Vec<ImportRow> = Vec::with_capacity(IMPORT_BATCH);
+    let mut head_hash = GENESIS_HASH.to_owned();
+    let mut raw = log.raw_events(1).peekable();
+    while raw.peek().is_some() {
+        batch.clear();
+        for r in raw.by_ref().take(IMPORT_BATCH) {
+            let (position, bytes) = r?;
+            if position != expected {
+                return Err(StoreError::Io(format!(
+                    "the log has no event {expected} (the next is {position}); only a log \
+                     without gaps can be imported"
+                )));
+            }
+            expected += 1;
+            let e = super::record::decode(&bytes)?;
+            let hash: [u8; 32] = Sha256::digest(&bytes).into();
+            let prev = chains.get(&e.stream).copied().unwrap_or([0u8; 32]);
+            let mut h = Sha256::new();
+            h.update(prev);
+            h.update(hash);
+            let chain: [u8; 32] = h.finalize().into();
+            chains.insert(e.stream.clone(), chain);
+            head_hash = super::log::chain_hash(&bytes);
+            batch.push(ImportRow {
+                idx: batch.len() as i32,
+                stream: e.stream,
+                version: e.version as i64,
+                id: e.id,
+                record: bytes,
+                hash: hash.to_vec(),
+                chain: chain.to_vec(),
+            });
+        }
+        let rows = std::mem::take(&mut batch);
+        let pool = pool.clone();
+        batch = wait_on(&handle, async move {
+            copy_batch_in(&pool, &rows).await?;
+            Ok(rows)
+        })?;
+        progress(expected - 1);
+    }
+    let numbered = wait_on(&handle, async move {
+        let client = pool.get().await.map_err(unavailable)?;
+        sequence(&client).await?;
+        numbered_head(&client).await
+    })?;
+    runtime.shutdown_background();
+    if numbered != expected - 1 {
+        return Err(StoreError::Io(format!(
+            "the database numbered {numbered} events of the {} imported; another writer was \
+             running",
+            expected - 1
+        )));
+    }
+    Ok(Imported {
+        events: expected - 1,
+        head_position: expected - 1,
+        head_hash,
+    })
+}
+
+/// One event of an import, as its row.
+struct ImportRow {
+    idx: i32,
+    stream: String,
+    version: i64,
+    id: Uuid,
+    record: Vec<u8>,
+    hash: Vec<u8>,
+    chain: Vec<u8>,
+}
+
+/// One transaction: a binary `COPY` of the rows (their xid is the transaction's own).
+async fn copy_batch_in(
+    pool: &deadpool_postgres::Pool,
+    rows: &[ImportRow],
+) -> Result<(), StoreError> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let mut client = pool.get().await.map_err(unavailable)?;
+    let tx = client.transaction().await.map_err(db_error)?;
+    let sink = tx
+        .copy_in(
+            "COPY authledger_events (idx, stream, version, id, record, hash, chain) \
+             FROM STDIN BINARY",
+        )
+        .await
+        .map_err(db_error)?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::INT4,
+            Type::TEXT,
+            Type::INT8,
+            Type::UUID,
+            Type::BYTEA,
+            Type::BYTEA,
+            Type::BYTEA,
+        ],
+    );
+    let mut writer = std::pin::pin!(writer);
+    for r in rows {
+        writer
+            .as_mut()
+            .write(&[
+                &r.idx, &r.stream, &r.version, &r.id, &r.record, &r.hash, &r.chain,
+            ])
+            .await
+            .map_err(db_error)?;
+    }
+    writer.finish().await.map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    // Numbered now, while nothing else writes: the batches keep their order.
+    let client = pool.get().await.map_err(unavailable)?;
+    sequence(&client).await?;
+    Ok(())
 }

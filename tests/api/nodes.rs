@@ -371,3 +371,102 @@ fn eight_clients_on_three_nodes_leave_gap_free_streams_no_lost_or_doubled_token_
     assert_eq!(logs[0], logs[1]);
     assert_eq!(logs[0], logs[2]);
 }
+
+#[test]
+fn migrate_moves_an_embedded_log_into_postgres_and_back_with_the_same_chain_and_answers() {
+    let mut app = crate::helpers::spawn_app();
+    let (id, secret) = app.create_client(&["--token-format", "opaque"]);
+    let token = app.token(&id, &secret, None)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shown = app.cli_json(&["client", "show", &id, "--format", "json"]);
+    app.stop();
+    let before = app.cli_json(&["audit", "verify", "--format", "json"]);
+    let url = crate::pg::database();
+    let dir = app.data_dir().to_str().unwrap().to_owned();
+    let moved = app.cli_json(&["migrate", "--from", &dir, "--to", &url, "--format", "json"]);
+    assert_eq!(moved["head_hash"], before["head_hash"], "{moved}");
+    assert_eq!(moved["events"], before["events"]);
+    // A second import into the same database is refused.
+    let again = app.cli(&["migrate", "--from", &dir, "--to", &url]);
+    assert!(!again.status.success());
+    // A node on the database answers as the embedded server did, with its KEK.
+    let kek = std::fs::read_to_string(app.data_dir().join("encryption.key")).unwrap();
+    let mut n = TestApp {
+        child: None,
+        dir: tempfile::tempdir().unwrap(),
+        base: String::new(),
+        agent: agent(),
+        flags: vec![
+            "--store".into(),
+            "postgres".into(),
+            "--database-url".into(),
+            url.clone(),
+        ],
+        env: vec![("AUTHLEDGER_ENCRYPTION_KEY".into(), kek.trim().into())],
+        log: None,
+    };
+    n.start();
+    assert_eq!(n.introspect(&id, &secret, &token)["active"], true);
+    assert_eq!(
+        n.cli_json(&["client", "show", &id, "--format", "json"]),
+        shown
+    );
+    let issued = |a: &TestApp| {
+        a.cli_json(&[
+            "audit", "query", "--client", &id, "--format", "json", "--limit", "100",
+        ])
+        .as_array()
+        .unwrap()
+        .len()
+    };
+    assert_eq!(issued(&n), 2, "ClientRegistered and the token");
+    n.stop();
+    // The node's copy continues the embedded log's chain: same hash at the old head.
+    let head = before["head_position"].as_u64().unwrap();
+    let copy = Log::embedded(&n.data_dir().join("log")).unwrap();
+    let at_head = authledger::store::log::chain_hash(&copy.raw_event(head).unwrap().unwrap());
+    assert_eq!(at_head, before["head_hash"].as_str().unwrap());
+    let copy_head = copy.head().unwrap();
+    drop(copy);
+    // And back into a data directory of its own, served by the embedded store.
+    let back = tempfile::tempdir().unwrap();
+    let target = back.path().join("exported");
+    let out = crate::helpers::cli(
+        back.path(),
+        &[
+            "migrate",
+            "--from",
+            &url,
+            "--to",
+            target.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["head_hash"], copy_head.hash.as_str());
+    let mut served = TestApp {
+        child: None,
+        dir: tempfile::tempdir().unwrap(),
+        base: String::new(),
+        agent: agent(),
+        flags: Vec::new(),
+        env: vec![("AUTHLEDGER_ENCRYPTION_KEY".into(), kek.trim().into())],
+        log: None,
+    };
+    std::fs::remove_dir(served.dir.path()).unwrap();
+    std::fs::rename(&target, served.dir.path()).unwrap();
+    served.start();
+    assert_eq!(served.introspect(&id, &secret, &token)["active"], true);
+    assert_eq!(
+        served.cli_json(&["client", "show", &id, "--format", "json"]),
+        shown
+    );
+}
