@@ -78,6 +78,18 @@ pub enum TokenCommand {
     JwtBearer(assertion::JwtBearerGrant),
 }
 
+impl TokenCommand {
+    /// Whether what the command records holds whatever else the client's token stream holds
+    /// by the time it is written: a `client_credentials` token rests on the client's
+    /// configuration alone. Such events may be appended at any version of the stream, so two
+    /// nodes issuing them for one client never make each other decide again. Everything that
+    /// spends or checks something single-use (codes, refresh tokens, assertion ids) or
+    /// revokes must be appended at the version its decision saw.
+    pub fn independent_of_stream(&self) -> bool {
+        matches!(self, TokenCommand::IssueClientCredentials(_))
+    }
+}
+
 /// Why a token command was refused, with the RFC 6749 §5.2 code it maps to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {

@@ -53,16 +53,17 @@ CREATE TABLE authledger_identity (
 );
 INSERT INTO authledger_identity VALUES (1, md5(random()::text || clock_timestamp()::text)::uuid);
 
--- Appends a group: per append, its stream, the version it expects, the id of the event it
+-- Appends a group: per append, its stream, the version it expects (-1: any), the id of the event it
 -- expects at that version (NULL: any), and how many of the records (and ids) are its. An
 -- append whose stream is not there is skipped, and its stream's actual version is returned
--- in its place (NULL for an append written). The expected id catches what a version alone
+-- in its place (NULL for an append written); `landed` gives each written append's first
+-- version. The expected id catches what a version alone
 -- cannot: a node pipelines appends to a stream, each expecting the one before it, and when
 -- one of them fails another node's event may take its version.
 CREATE FUNCTION authledger_append(
     streams text[], expected bigint[], prev_ids uuid[], counts integer[], records bytea[],
     ids uuid[]
-) RETURNS TABLE (txid bigint, actual bigint[])
+) RETURNS TABLE (txid bigint, actual bigint[], landed bigint[])
 LANGUAGE plpgsql AS $$
 DECLARE
     i integer;
@@ -74,7 +75,16 @@ DECLARE
     last_id uuid;
     h bytea;
     outcome bigint[] := '{}';
+    -- Per append written, the version of its first event (an append at any version learns
+    -- where it landed); NULL for one refused.
+    firsts bigint[] := '{}';
 BEGIN
+    -- One writer per stream at a time, whichever node it is on, the locks taken in one order:
+    -- two groups that share streams then wait for each other instead of deadlocking on the
+    -- (stream, version) index, and the second sees the first's rows and reports a stale
+    -- version instead of failing on a duplicate key.
+    PERFORM pg_advisory_xact_lock(4242, q.h)
+        FROM (SELECT DISTINCT hashtext(s) AS h FROM unnest(streams) AS s ORDER BY 1) AS q;
     FOR i IN 1 .. coalesce(array_length(streams, 1), 0) LOOP
         SELECT e.version, e.chain, e.id INTO cur, prev, last_id
             FROM authledger_events e
@@ -85,11 +95,15 @@ BEGIN
             prev := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
             last_id := NULL;
         END IF;
-        IF cur <> expected[i] OR (prev_ids[i] IS NOT NULL AND last_id IS DISTINCT FROM prev_ids[i]) THEN
+        -- expected -1: at whatever version the stream is at.
+        IF expected[i] >= 0 AND (cur <> expected[i]
+                OR (prev_ids[i] IS NOT NULL AND last_id IS DISTINCT FROM prev_ids[i])) THEN
             outcome := outcome || cur;
+            firsts := firsts || NULL::bigint;
             k := k + counts[i];
             CONTINUE;
         END IF;
+        firsts := firsts || (cur + 1);
         FOR j IN 1 .. counts[i] LOOP
             k := k + 1;
             cur := cur + 1;
@@ -102,9 +116,9 @@ BEGIN
         outcome := outcome || NULL::bigint;
     END LOOP;
     IF n = 0 THEN
-        RETURN QUERY SELECT 0::bigint, outcome;
+        RETURN QUERY SELECT 0::bigint, outcome, firsts;
     ELSE
-        RETURN QUERY SELECT pg_current_xact_id()::text::bigint, outcome;
+        RETURN QUERY SELECT pg_current_xact_id()::text::bigint, outcome, firsts;
     END IF;
 END
 $$;

@@ -480,7 +480,13 @@ impl Handler<ExecuteTokenCommand> for ClientActor {
         if events.is_empty() {
             return self.nothing_to_append(msg.metadata);
         }
-        let expected = self.tokens_version;
+        // A decision that holds whatever else the stream holds lands wherever the stream is:
+        // another node issuing for this client at the same time is no conflict.
+        let expected = if refusal.is_none() && msg.command.independent_of_stream() {
+            crate::store::ANY_VERSION
+        } else {
+            self.tokens_version
+        };
         self.tokens_version += events.len() as u64;
         let appended = self.append(self.tokens_stream.clone(), expected, events, msg.metadata);
         match refusal {

@@ -752,7 +752,7 @@ impl Writer {
                     .get(&job.stream)
                     .copied()
                     .unwrap_or_else(|| index.version(&job.stream));
-                if current != job.expected {
+                if job.expected != super::ANY_VERSION && current != job.expected {
                     let _ = job.reply.send(Err(StoreError::Conflict {
                         stream: job.stream,
                         expected: job.expected,

@@ -83,6 +83,11 @@ pub struct Corruption {
     pub reason: String,
 }
 
+/// The expected version of an append that may land at whatever version its stream is at:
+/// the store numbers its events after the stream's last (see
+/// [`domain::token::TokenCommand::independent_of_stream`]).
+pub const ANY_VERSION: u64 = u64::MAX;
+
 /// An event to append, with its request context; the store adds the envelope.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -187,7 +192,8 @@ impl Subscription {
 
 /// What every backend offers (design brief §5).
 pub trait EventStore: Send + Sync {
-    /// Appends events to `stream` if it is at `expected_version` (0: the stream is new).
+    /// Appends events to `stream` if it is at `expected_version` (0: the stream is new;
+    /// [`ANY_VERSION`]: wherever it is).
     /// The returned future resolves once the events are durable; a stale version is refused
     /// and nothing is written. An append of no events is a barrier: it resolves once every
     /// append queued before it is durable, and fails if the store failed.

@@ -228,6 +228,9 @@ struct Followed {
     applied_xid: i64,
     /// Recent transactions in the copy: (xid, first position, events).
     recent: VecDeque<(i64, u64, usize)>,
+    /// This node's committed transactions not yet in the copy, with their events (versions
+    /// as they landed): the follower takes these from memory instead of reading them back.
+    own: std::collections::HashMap<i64, Vec<RecordedEvent>>,
 }
 
 /// The shared log, as one node sees it.
@@ -244,6 +247,37 @@ pub struct PgLog {
     /// Why the follower stopped, if it did (the copy diverged): appends are refused.
     halted: Arc<std::sync::OnceLock<String>>,
     contact: Arc<Mutex<Contact>>,
+}
+
+/// A started backend, before it owns its runtime.
+struct Parts {
+    mirror: Arc<Log>,
+    jobs: mpsc::UnboundedSender<Job>,
+    writer: tokio::task::JoinHandle<()>,
+    wake: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    head: watch::Receiver<u64>,
+    pool: deadpool_postgres::Pool,
+    halted: Arc<std::sync::OnceLock<String>>,
+    contact: Arc<Mutex<Contact>>,
+}
+
+impl Parts {
+    fn into_log(self, runtime: tokio::runtime::Runtime) -> PgLog {
+        PgLog {
+            mirror: self.mirror,
+            jobs: Mutex::new(Some(self.jobs)),
+            tails: Tails::default(),
+            writer: Mutex::new(Some(self.writer)),
+            wake: self.wake,
+            stop: self.stop,
+            head: self.head,
+            pool: self.pool,
+            runtime: Mutex::new(Some(runtime)),
+            halted: self.halted,
+            contact: self.contact,
+        }
+    }
 }
 
 /// The local copy's meta entry that names the shared log it copies.
@@ -267,6 +301,22 @@ impl PgLog {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Io(e.to_string()))?;
+        match Self::start(settings, mirror, clock, &runtime) {
+            Ok(parts) => Ok(parts.into_log(runtime)),
+            Err(e) => {
+                // Dropping a runtime blocks, which an async caller (the server's start) forbids.
+                runtime.shutdown_background();
+                Err(e)
+            }
+        }
+    }
+
+    fn start(
+        settings: &PgSettings,
+        mirror: Arc<Log>,
+        clock: Clock,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Result<Parts, StoreError> {
         let (pool, log_id) = {
             let settings = settings.clone();
             wait_on(runtime.handle(), async move { prepare(&settings).await })?
@@ -323,11 +373,19 @@ impl PgLog {
             Ok::<_, StoreError>(follower)
         })?;
         runtime.spawn(follower.run(wake.clone(), stopped.clone(), settings.url.clone()));
+        let kick = Arc::new(Notify::new());
+        runtime.spawn(sequencer(
+            pool.clone(),
+            kick.clone(),
+            wake.clone(),
+            stopped.clone(),
+        ));
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = runtime.spawn(
             Writer {
                 pool: pool.clone(),
                 mirror: mirror.clone(),
+                kick,
                 followed: followed.clone(),
                 wake: wake.clone(),
                 head: head.clone(),
@@ -336,16 +394,14 @@ impl PgLog {
             }
             .run(rx),
         );
-        Ok(Self {
+        Ok(Parts {
             mirror,
-            jobs: Mutex::new(Some(tx)),
-            tails: Tails::default(),
-            writer: Mutex::new(Some(writer)),
+            jobs: tx,
+            writer,
             wake,
             stop,
             head,
             pool,
-            runtime: Mutex::new(Some(runtime)),
             halted,
             contact,
         })
@@ -446,13 +502,19 @@ impl EventStore for PgLog {
             let _ = tx.send(Err(StoreError::Unavailable(reason.clone())));
             return PendingAppend::new(rx);
         }
+        let any = expected_version == super::ANY_VERSION;
         let recorded = events
             .into_iter()
             .enumerate()
             .map(|(i, new)| RecordedEvent {
                 position: 0,
                 stream: stream.to_owned(),
-                version: expected_version + 1 + i as u64,
+                // At any version: the database numbers it (the copy takes its row's version).
+                version: if any {
+                    0
+                } else {
+                    expected_version + 1 + i as u64
+                },
                 id: Uuid::now_v7(),
                 // Stamped by the writer, when the group is formed.
                 recorded_at: time::OffsetDateTime::UNIX_EPOCH,
@@ -464,6 +526,14 @@ impl EventStore for PgLog {
             .collect::<Vec<_>>();
         // An append made on top of one still on its way must follow that very one.
         let (after, tail) = match recorded.last() {
+            // Where it lands is not known before it does: nothing can be chained on it.
+            Some(_) if any => {
+                self.tails
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(stream);
+                (None, None)
+            }
             Some(last) => {
                 let mut tails = self
                     .tails
@@ -550,6 +620,31 @@ fn wait_on<T: Send + 'static>(
     rx.recv().unwrap_or(Err(StoreError::Closed))
 }
 
+/// Numbers the groups this node committed, one call for every commit that came in while the
+/// previous call ran, and wakes the follower.
+async fn sequencer(
+    pool: deadpool_postgres::Pool,
+    kick: Arc<Notify>,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = kick.notified() => {}
+            _ = stop.changed() => return,
+        }
+        let numbered = match pool.get().await {
+            Ok(client) => sequence(&client).await,
+            Err(e) => Err(unavailable(e)),
+        };
+        if let Err(e) = numbered {
+            // The followers' polls number it once the database answers again.
+            tracing::debug!(error = %e, "numbering after a commit failed");
+        }
+        wake.notify_one();
+    }
+}
+
 /// Numbers what can be numbered (see the module docs).
 async fn sequence(client: &deadpool_postgres::Object) -> Result<i64, StoreError> {
     let row = client
@@ -575,6 +670,8 @@ async fn numbered_head(client: &deadpool_postgres::Object) -> Result<u64, StoreE
 struct Writer {
     pool: deadpool_postgres::Pool,
     mirror: Arc<Log>,
+    /// Wakes the sequencer task after a commit.
+    kick: Arc<Notify>,
     followed: Arc<Mutex<Followed>>,
     wake: Arc<Notify>,
     head: watch::Receiver<u64>,
@@ -582,6 +679,11 @@ struct Writer {
     /// This node's last transaction of events: a barrier waits for it.
     last_xid: i64,
 }
+
+/// What `authledger_append` answered: the transaction id (0 if nothing was written), per
+/// append the stream's version when it was refused, and per append the version its first
+/// event landed at when it was written.
+type AppendOutcome = (i64, Vec<Option<i64>>, Vec<Option<i64>>);
 
 /// The parameters of one call of `authledger_append`, one entry per append (per event for
 /// `records` and `ids`).
@@ -642,7 +744,11 @@ impl Writer {
                 Some(e) => encoded.push(Err(e)),
                 None => {
                     streams.push(&job.stream);
-                    expected.push(job.expected as i64);
+                    expected.push(if job.expected == super::ANY_VERSION {
+                        -1
+                    } else {
+                        job.expected as i64
+                    });
                     after.push(job.after);
                     counts.push(job.events.len() as i32);
                     records.extend(bytes);
@@ -652,7 +758,7 @@ impl Writer {
             }
         }
         let outcome = if streams.is_empty() {
-            Ok((0, Vec::new()))
+            Ok((0, Vec::new(), Vec::new()))
         } else {
             self.append(Group {
                 streams: &streams,
@@ -664,7 +770,7 @@ impl Writer {
             })
             .await
         };
-        let (xid, actual) = match outcome {
+        let (xid, actual, landed) = match outcome {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "a group of appends did not reach PostgreSQL; its appends were refused");
@@ -681,7 +787,8 @@ impl Writer {
         let mut conflicts: Vec<(oneshot::Sender<AppendResult>, Option<TailGuard>, StoreError)> =
             Vec::new();
         let (mut written, mut first) = (0usize, 0usize);
-        for (job, enc) in jobs.into_iter().zip(encoded) {
+        let mut own: Vec<RecordedEvent> = Vec::new();
+        for (mut job, enc) in jobs.into_iter().zip(encoded) {
             if let Err(e) = enc {
                 let _ = job.reply.send(Err(e));
                 continue;
@@ -697,6 +804,7 @@ impl Writer {
                 continue;
             }
             let outcome = actual.get(written).copied().flatten();
+            let first_version = landed.get(written).copied().flatten();
             written += 1;
             match outcome {
                 Some(actual) => conflicts.push((
@@ -709,6 +817,12 @@ impl Writer {
                     },
                 )),
                 None => {
+                    if let Some(v) = first_version {
+                        for (i, e) in job.events.iter_mut().enumerate() {
+                            e.version = v as u64 + i as u64;
+                        }
+                    }
+                    own.extend(job.events.iter().cloned());
                     owed.push(Waiter {
                         first,
                         count: job.events.len(),
@@ -721,24 +835,34 @@ impl Writer {
             }
         }
         let wait_on = if xid != 0 { xid } else { self.last_xid };
+        if xid != 0 {
+            if let Ok(mut f) = self.followed.lock() {
+                if xid > f.applied_xid {
+                    f.own.insert(xid, own);
+                }
+            }
+        }
         self.owe(wait_on, owed);
-        // Numbering here, not only in the followers' polls, keeps an append's answer one
-        // round trip behind its commit.
-        let head = match self.pool.get().await {
-            Ok(client) => match sequence(&client).await {
-                Ok(_) if conflicts.is_empty() => Ok(0),
-                Ok(_) => numbered_head(&client).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(unavailable(e)),
-        };
-        self.wake.notify_one();
+        // Numbering right after the commit, not only in the followers' polls, keeps an
+        // append's answer one round trip behind it; the sequencer task does it while this
+        // writer sends the next group.
+        self.kick.notify_one();
         if conflicts.is_empty() {
             return;
         }
         // Answered once the copy holds the write that won, so that a reload sees it.
         let mut watch = self.head.clone();
+        let pool = self.pool.clone();
+        let wake = self.wake.clone();
         tokio::spawn(async move {
+            let head = match pool.get().await {
+                Ok(client) => match sequence(&client).await {
+                    Ok(_) => numbered_head(&client).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(unavailable(e)),
+            };
+            wake.notify_one();
             if let Ok(head) = head {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(10), watch.wait_for(|h| *h >= head))
@@ -751,10 +875,12 @@ impl Writer {
         });
     }
 
-    async fn append(&self, g: Group<'_>) -> Result<(i64, Vec<Option<i64>>), StoreError> {
+    async fn append(&self, g: Group<'_>) -> Result<AppendOutcome, StoreError> {
         let client = self.pool.get().await.map_err(unavailable)?;
         let statement = client
-            .prepare_cached("SELECT txid, actual FROM authledger_append($1, $2, $3, $4, $5, $6)")
+            .prepare_cached(
+                "SELECT txid, actual, landed FROM authledger_append($1, $2, $3, $4, $5, $6)",
+            )
             .await
             .map_err(db_error)?;
         let mut tries = 0;
@@ -773,7 +899,7 @@ impl Writer {
                 )
                 .await
             {
-                Ok(row) => return Ok((row.get(0), row.get(1))),
+                Ok(row) => return Ok((row.get(0), row.get(1), row.get(2))),
                 Err(e)
                     if tries < CONFLICT_RETRIES
                         && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
@@ -938,43 +1064,95 @@ impl Follower {
     }
 
     /// Copies the next numbered transactions into the local copy; answers whether there were any.
+    /// This node's own transactions come from memory; only the others' events are read.
     async fn copy_batch(&self, client: &mut deadpool_postgres::Object) -> Result<bool, StoreError> {
         let head = self.mirror.head_position();
-        let statement = client
+        let numbered = client
             .prepare_cached(
-                "WITH g AS (SELECT position, xid, count FROM authledger_order \
-                 WHERE position > $1 ORDER BY position LIMIT $2) \
-                 SELECT g.position, g.xid::text::bigint, e.idx, e.record \
-                 FROM g JOIN authledger_events e ON e.xid = g.xid ORDER BY g.position, e.idx",
+                "SELECT position, xid::text::bigint, count FROM authledger_order \
+                 WHERE position > $1 ORDER BY position LIMIT $2",
             )
             .await
             .map_err(db_error)?;
-        let rows = client
-            .query(&statement, &[&(head as i64), &FOLLOW_BATCH])
+        let order = client
+            .query(&numbered, &[&(head as i64), &FOLLOW_BATCH])
             .await
             .map_err(db_error)?;
-        if rows.is_empty() {
+        if order.is_empty() {
             return Ok(false);
         }
-        let mut events = Vec::with_capacity(rows.len());
-        let mut stored = Vec::with_capacity(rows.len());
-        let mut groups: Vec<(i64, u64, usize)> = Vec::new();
-        for row in &rows {
-            let first: i64 = row.get(0);
-            let xid: i64 = row.get(1);
-            let idx: i32 = row.get(2);
-            let record: &[u8] = row.get(3);
-            let mut e = super::record::decode(record)
-                .map_err(|x| StoreError::Corrupt(format!("an event of transaction {xid}: {x}")))?;
-            let position = first as u64 + idx as u64;
-            // Imported from an embedded log: its bytes there, kept if they fit this place.
-            stored.push((e.position == position).then(|| record.to_vec()));
-            e.position = position;
-            match groups.last_mut() {
-                Some(g) if g.0 == xid => g.2 += 1,
-                _ => groups.push((xid, first as u64, 1)),
+        let groups: Vec<(i64, u64, usize)> = order
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(1),
+                    r.get::<_, i64>(0) as u64,
+                    r.get::<_, i32>(2) as usize,
+                )
+            })
+            .collect();
+        let mut mine: std::collections::HashMap<i64, Vec<RecordedEvent>> = {
+            let mut f = self.followed.lock().map_err(|_| StoreError::Closed)?;
+            groups
+                .iter()
+                .filter_map(|(xid, _, n)| {
+                    f.own
+                        .remove(xid)
+                        .filter(|events| events.len() == *n)
+                        .map(|events| (*xid, events))
+                })
+                .collect()
+        };
+        let theirs: Vec<String> = groups
+            .iter()
+            .filter(|(xid, _, _)| !mine.contains_key(xid))
+            .map(|(xid, _, _)| xid.to_string())
+            .collect();
+        let mut read: std::collections::HashMap<i64, Vec<tokio_postgres::Row>> = Default::default();
+        if !theirs.is_empty() {
+            let events = client
+                .prepare_cached(
+                    "SELECT xid::text::bigint, idx, record, version FROM authledger_events \
+                     WHERE xid = ANY($1::text[]::xid8[]) ORDER BY xid, idx",
+                )
+                .await
+                .map_err(db_error)?;
+            for row in client.query(&events, &[&theirs]).await.map_err(db_error)? {
+                read.entry(row.get::<_, i64>(0)).or_default().push(row);
             }
-            events.push(e);
+        }
+        let mut events = Vec::new();
+        let mut stored = Vec::new();
+        for (xid, first, count) in &groups {
+            if let Some(own) = mine.remove(xid) {
+                for (idx, mut e) in own.into_iter().enumerate() {
+                    e.position = first + idx as u64;
+                    events.push(e);
+                    stored.push(None);
+                }
+                continue;
+            }
+            let rows = read.remove(xid).unwrap_or_default();
+            if rows.len() != *count {
+                return Err(StoreError::Corrupt(format!(
+                    "transaction {xid} is numbered with {count} events but {} are stored",
+                    rows.len()
+                )));
+            }
+            for row in &rows {
+                let idx: i32 = row.get(1);
+                let record: &[u8] = row.get(2);
+                let mut e = super::record::decode(record).map_err(|x| {
+                    StoreError::Corrupt(format!("an event of transaction {xid}: {x}"))
+                })?;
+                let position = first + idx as u64;
+                // An append at any version recorded 0; the row holds the version it landed at.
+                e.version = row.get::<_, i64>(3) as u64;
+                // Imported from an embedded log: its bytes there, kept if they fit this place.
+                stored.push((e.position == position).then(|| record.to_vec()));
+                e.position = position;
+                events.push(e);
+            }
         }
         let copied = self.mirror.replicate(events, stored).await?;
         let new_head = copied.last().map_or(head, |e| e.position);
@@ -1007,7 +1185,7 @@ impl Follower {
         for (ws, events) in answered {
             answer(ws, Ok(events));
         }
-        Ok(rows.len() as i64 >= 1)
+        Ok(true)
     }
 }
 

@@ -470,3 +470,51 @@ fn migrate_moves_an_embedded_log_into_postgres_and_back_with_the_same_chain_and_
         shown
     );
 }
+
+#[test]
+fn a_refresh_token_presented_to_two_nodes_at_once_rotates_once() {
+    let url = crate::pg::database();
+    let a = node(&url);
+    let b = node(&url);
+    a.create_user("alice", "wonderland42");
+    let (id, secret) = a.create_client(&[
+        "--grant-type",
+        "password",
+        "--grant-type",
+        "refresh_token",
+        "--token-format",
+        "opaque",
+    ]);
+    let grant =
+        |n: &TestApp, form: &[(&str, &str)]| n.post_form("/token", Some((&id, &secret)), form);
+    for round in 0..8 {
+        let (status, body) = grant(
+            &a,
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", "wonderland42"),
+            ],
+        );
+        assert_eq!(status, 200, "{body}");
+        let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+        let access = body["access_token"].as_str().unwrap().to_owned();
+        until_active(&b, &id, &secret, &access, true);
+        // Both nodes decide on their own copy; their appends race for the client's stream,
+        // and the loser decides again on what the winner wrote.
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ];
+        let (x, y) = std::thread::scope(|s| {
+            let on_a = s.spawn(|| grant(&a, &form));
+            let on_b = s.spawn(|| grant(&b, &form));
+            (on_a.join().unwrap(), on_b.join().unwrap())
+        });
+        let won = [&x, &y].iter().filter(|(status, _)| *status == 200).count();
+        assert_eq!(won, 1, "round {round}: {x:?} {y:?}");
+        let lost = if x.0 == 200 { &y } else { &x };
+        assert_eq!(lost.0, 400, "round {round}: {lost:?}");
+        assert_eq!(lost.1["error"], "invalid_grant", "round {round}: {lost:?}");
+    }
+}
