@@ -518,3 +518,65 @@ fn a_refresh_token_presented_to_two_nodes_at_once_rotates_once() {
         assert_eq!(lost.1["error"], "invalid_grant", "round {round}: {lost:?}");
     }
 }
+
+#[test]
+fn a_checkpoint_signed_on_one_node_verifies_against_another_nodes_copy_and_replay_as_of_works_there(
+) {
+    let url = crate::pg::database();
+    let a = node(&url);
+    let b = node(&url);
+    let (id, secret) = a.create_client(&["--token-format", "opaque"]);
+    let token = a.token(&id, &secret, None)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until_active(&b, &id, &secret, &token, true);
+    let file = a.data_dir().join("checkpoint.jws");
+    let out = a.cli(&["audit", "checkpoint", "-o", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jwks = a.data_dir().join("jwks.json");
+    std::fs::write(&jwks, a.get("/jwks").1.to_string()).unwrap();
+    // B's copy holds the same chain: A's statement holds there, once B has copied that far.
+    let started = Instant::now();
+    loop {
+        let out = b.cli(&[
+            "audit",
+            "verify",
+            "--checkpoint",
+            file.to_str().unwrap(),
+            "--jwks",
+            jwks.to_str().unwrap(),
+        ]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Time travel on B: the client as it is now, and unknown before it existed.
+    let trail = b.cli_json(&["audit", "query", "--client", &id, "--format", "json"]);
+    let now = trail.as_array().unwrap().last().unwrap()["recorded_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shown = b.cli_json(&["client", "show", &id, "--as-of", &now, "--format", "json"]);
+    assert!(shown.to_string().contains(&id), "{shown}");
+    let before = b.cli_json(&[
+        "client",
+        "show",
+        &id,
+        "--as-of",
+        "2000-01-01T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(before["client"], serde_json::Value::Null, "{before}");
+    assert_ne!(shown["client"], serde_json::Value::Null, "{shown}");
+}
