@@ -258,8 +258,40 @@ fn verify(args: VerifyArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
             backend.verify(json)?
         }
     };
+    // On a shared log, the database's own chains too: the copy above is this node's.
+    let shared = match super::store() {
+        crate::engine::StoreChoice::Postgres(settings) => {
+            let bar = super::progress::events(0, json);
+            bar.set_message("database");
+            let walked = crate::store::postgres::verify_shared(&settings, |n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            Some(walked)
+        }
+        crate::engine::StoreChoice::Embedded => None,
+    };
     if json {
-        crate::say!("{}", serde_json::to_string_pretty(&outcome)?);
+        let mut report = serde_json::to_value(&outcome)?;
+        if let (Some(walked), Some(map)) = (&shared, report.as_object_mut()) {
+            map.insert("shared_log".into(), serde_json::to_value(walked)?);
+        }
+        crate::say!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    match &shared {
+        Some(Verification::Verified {
+            events, head_hash, ..
+        }) if !json => crate::say!(
+            "the shared log in PostgreSQL: verified {events} events, every stream's chain and \
+             the order's chain (head {head_hash})"
+        ),
+        Some(Verification::Broken {
+            position, reason, ..
+        }) => {
+            return Err(anyhow::anyhow!(
+                "the shared log in PostgreSQL breaks at position {position}: {reason}; the \
+                 nodes' copies may still hold the events as they were"
+            ))
+        }
+        _ => {}
     }
     match outcome {
         Verification::Verified {

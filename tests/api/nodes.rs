@@ -580,3 +580,52 @@ fn a_checkpoint_signed_on_one_node_verifies_against_another_nodes_copy_and_repla
     assert_eq!(before["client"], serde_json::Value::Null, "{before}");
     assert_ne!(shown["client"], serde_json::Value::Null, "{shown}");
 }
+
+#[test]
+fn audit_verify_walks_the_database_itself_and_names_a_row_changed_there() {
+    let url = crate::pg::database();
+    let a = node(&url);
+    let (id, secret) = a.create_client(&["--token-format", "opaque"]);
+    for _ in 0..5 {
+        a.token(&id, &secret, None);
+    }
+    let verify = || {
+        a.cli(&[
+            "audit",
+            "verify",
+            "--format",
+            "json",
+            "--store",
+            "postgres",
+            "--database-url",
+            &url,
+        ])
+    };
+    let out = verify();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["shared_log"]["status"], "verified", "{report}");
+    let events = report["shared_log"]["events"].as_u64().unwrap();
+    assert!(events >= 6, "{report}");
+    // One byte of one token's stored record, changed in the database.
+    let db = url.rsplit('/').next().unwrap();
+    let changed = crate::pg::psql(
+        db,
+        "WITH t AS (SELECT o.position + e.idx AS at, e.xid, e.idx FROM authledger_events e \
+         JOIN authledger_order o ON o.xid = e.xid WHERE e.stream LIKE 'tokens-%' \
+         ORDER BY e.version LIMIT 1 OFFSET 2) \
+         UPDATE authledger_events e SET record = set_byte(e.record, 40, (get_byte(e.record, 40) + 1) % 256) \
+         FROM t WHERE e.xid = t.xid AND e.idx = t.idx RETURNING t.at",
+    );
+    let out = verify();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("breaks at position {changed}")) && err.contains("hash"),
+        "{err}"
+    );
+}
