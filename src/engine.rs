@@ -231,7 +231,22 @@ impl Engine {
             StoreChoice::Embedded => None,
             StoreChoice::Postgres(settings) => {
                 store.copy_only();
-                Some(Arc::new(PgLog::open(settings, store.clone(), clock)?))
+                let (copy, read, postings) = (store.clone(), models.clone(), audit.clone());
+                let hook: crate::store::postgres::CopiedHook = Arc::new(move |events| {
+                    for e in events {
+                        if let domain::Event::HistoryCompacted(h) = &e.event {
+                            crate::retention::apply_copied(&copy, &read, &postings, h, e.position)
+                                .map_err(|e| StoreError::Io(e.to_string()))?;
+                        }
+                    }
+                    Ok(())
+                });
+                Some(Arc::new(PgLog::open(
+                    settings,
+                    store.clone(),
+                    clock,
+                    Some(hook),
+                )?))
             }
         };
         let writes: Arc<dyn EventStore> = match &shared {

@@ -97,13 +97,6 @@ pub fn compact(
     metadata: &Metadata,
     mut progress: impl FnMut(u64),
 ) -> Result<CompactionReport, EngineError> {
-    if engine.shared.is_some() {
-        return Err(EngineError::Invalid(
-            "compaction of the shared log in PostgreSQL is not available yet; it runs on the \
-             embedded log only"
-                .into(),
-        ));
-    }
     let batch = batch.clamp(1, 100_000);
     let mut report = CompactionReport {
         class: class.as_str().to_owned(),
@@ -163,9 +156,9 @@ pub fn compact(
             removed: picked.len() as u64,
             runs: ranges.clone(),
         });
-        let version = engine.store.stream_version(RETENTION_STREAM)?;
+        let version = engine.writes.stream_version(RETENTION_STREAM)?;
         let recorded = engine
-            .store
+            .writes
             .append(
                 RETENTION_STREAM,
                 version,
@@ -189,19 +182,20 @@ pub fn compact(
                 compacted_by,
             })
             .collect();
-        let removed: Vec<(u64, String, u64)> = picked
-            .iter()
-            .map(|(e, _)| (e.position, e.stream.clone(), e.version))
-            .collect();
-        engine.store.remove_compacted(&removed, &runs)?;
-        let events: Vec<&RecordedEvent> = picked.iter().map(|(e, _)| e).collect();
-        engine.models.tokens.forget(&events)?;
-        // The postings of the removed events must be there to be taken out.
-        engine
-            .audit
-            .wait_for_writes(std::time::Duration::from_secs(60))
-            .map_err(StoreError::Unavailable)?;
-        engine.models.audit.forget(&events, &*engine.store)?;
+        match &engine.shared {
+            // Every node's follower (this one's before the append above was answered) takes
+            // the listed runs out of its copy when it copies the record; the database keeps
+            // the rows' hashes only.
+            Some(pg) => {
+                let positions: Vec<u64> = picked.iter().map(|(e, _)| e.position).collect();
+                let hashes: Vec<String> = picked.iter().map(|(_, b)| chain_hash(b)).collect();
+                pg.tombstone(&positions, &hashes, compacted_by)?;
+            }
+            None => {
+                let events: Vec<RecordedEvent> = picked.iter().map(|(e, _)| e.clone()).collect();
+                remove_events(&engine.store, &engine.models, &engine.audit, &events, &runs)?;
+            }
+        }
         report.batches += 1;
         report.removed += picked.len() as u64;
         report.runs += runs.len() as u64;
@@ -215,4 +209,62 @@ pub fn compact(
         );
         from = scanned_to;
     }
+}
+
+/// Takes compacted events out of a log and the projections: the runs are recorded first,
+/// then the events removed, then their rows forgotten by the token index and the audit
+/// postings.
+fn remove_events(
+    store: &crate::store::Log,
+    models: &projections::ReadModels,
+    audit: &crate::engine::AuditFollower,
+    events: &[RecordedEvent],
+    runs: &[CompactedRun],
+) -> Result<(), EngineError> {
+    let removed: Vec<(u64, String, u64)> = events
+        .iter()
+        .map(|e| (e.position, e.stream.clone(), e.version))
+        .collect();
+    store.remove_compacted(&removed, runs)?;
+    let refs: Vec<&RecordedEvent> = events.iter().collect();
+    models.tokens.forget(&refs)?;
+    // The postings of the removed events must be there to be taken out.
+    audit
+        .wait_for_writes(std::time::Duration::from_secs(60))
+        .map_err(StoreError::Unavailable)?;
+    models.audit.forget(&refs, store)?;
+    Ok(())
+}
+
+/// What a node of a shared log does with a copied `HistoryCompacted` at `compacted_by`: the
+/// events of the runs it lists leave this node's copy and projections, as they left the
+/// compacting node's. Events the copy never held (a run stepped over while copying) are
+/// skipped; the runs are recorded either way.
+pub fn apply_copied(
+    store: &crate::store::Log,
+    models: &projections::ReadModels,
+    audit: &crate::engine::AuditFollower,
+    record: &HistoryCompacted,
+    compacted_by: u64,
+) -> Result<(), EngineError> {
+    let runs: Vec<CompactedRun> = record
+        .runs
+        .iter()
+        .map(|r| CompactedRun {
+            first: r.first,
+            last: r.last,
+            prev_hash: r.prev_hash.clone(),
+            last_hash: r.last_hash.clone(),
+            compacted_by,
+        })
+        .collect();
+    let mut events = Vec::new();
+    for run in &runs {
+        for p in run.first..=run.last {
+            if let Some(bytes) = store.raw_event(p)? {
+                events.push(crate::store::log::decode(&bytes)?);
+            }
+        }
+    }
+    remove_events(store, models, audit, &events, &runs)
 }

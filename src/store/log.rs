@@ -126,6 +126,15 @@ impl StreamIndex {
         self.position = self.position.max(position);
     }
 
+    /// Moves a stream's version past events it no longer holds (a skipped compacted run).
+    fn bump(&mut self, stream: &str, version: u64) {
+        let entry = match self.streams.get_mut(stream) {
+            Some(e) => e,
+            None => self.streams.entry(Arc::from(stream)).or_default(),
+        };
+        entry.version = entry.version.max(version);
+    }
+
     fn add_stored(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         let p = super::record::placement(bytes)?;
         self.add(&p.stream, p.version, p.position);
@@ -221,6 +230,9 @@ struct Job {
     replica: Vec<RecordedEvent>,
     /// Stored bytes to keep for some of them, as they were in the log they came from.
     replica_stored: Vec<Option<Vec<u8>>>,
+    /// A run compacted in the shared log before this copy reached it (see
+    /// [`Log::skip_compacted`]).
+    skip: Option<(CompactedRun, Vec<(String, u64)>)>,
     reply: oneshot::Sender<AppendResult>,
 }
 
@@ -375,12 +387,18 @@ impl Log {
         stored: Vec<Option<Vec<u8>>>,
     ) -> PendingAppend {
         let (tx, rx) = oneshot::channel();
+        if events.is_empty() {
+            // Nothing to copy (and an empty job would be a barrier of this log's own).
+            let _ = tx.send(Ok(Vec::new()));
+            return PendingAppend::new(rx);
+        }
         self.send(Job {
             stream: String::new(),
             expected: 0,
             events: Vec::new(),
             replica: events,
             replica_stored: stored,
+            skip: None,
             reply: tx,
         });
         PendingAppend::new(rx)
@@ -526,14 +544,8 @@ impl Log {
         removed: &[(u64, String, u64)],
         runs: &[CompactedRun],
     ) -> Result<(), StoreError> {
-        let mut all = self.compacted_runs()?;
-        for run in runs {
-            all.insert(run.first, run.clone());
-        }
-        let list: Vec<&CompactedRun> = all.values().collect();
-        let bytes = serde_json::to_vec(&list).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         // The runs first: events missing without their run would read as a broken chain.
-        self.medium.save_meta(META_RUNS, &bytes)?;
+        save_runs(&*self.medium, runs)?;
         let positions: BTreeSet<u64> = removed.iter().map(|(p, _, _)| *p).collect();
         self.medium.remove(&positions)?;
         {
@@ -551,12 +563,25 @@ impl Log {
 
     /// Every run of events removed by compaction, by first position.
     pub fn compacted_runs(&self) -> Result<BTreeMap<u64, CompactedRun>, StoreError> {
-        let Some(bytes) = self.medium.load_meta(META_RUNS)? else {
-            return Ok(BTreeMap::new());
-        };
-        let list: Vec<CompactedRun> =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(list.into_iter().map(|r| (r.first, r)).collect())
+        load_runs(&*self.medium)
+    }
+
+    /// Steps a copy of a shared log over a run of events compacted before the copy reached
+    /// them: the run is recorded as [`Log::remove_compacted`] records it, the next event is
+    /// expected after it, chained to its last hash, and `versions` (stream, version of each
+    /// compacted event) move the streams' versions past it.
+    pub fn skip_compacted(&self, run: CompactedRun, versions: Vec<(String, u64)>) -> PendingAppend {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job {
+            stream: String::new(),
+            expected: 0,
+            events: Vec::new(),
+            replica: Vec::new(),
+            replica_stored: Vec::new(),
+            skip: Some((run, versions)),
+            reply: tx,
+        });
+        PendingAppend::new(rx)
     }
 
     /// Walks the hash chain of the whole log (see [`verify`]); `progress` gets the count of
@@ -714,6 +739,8 @@ impl Writer {
         let recorded_at = now.max(self.last_time);
         let mut replica_time = self.last_time;
         let mut local = false;
+        // Versions of streams whose events a skipped run held (no positions to index).
+        let mut skipped: Vec<(String, u64)> = Vec::new();
         let mut hash = self.last_hash.clone();
         let mut position = self.next_position;
         {
@@ -722,6 +749,29 @@ impl Writer {
                 Err(p) => p.into_inner(),
             };
             for job in jobs {
+                if let Some((run, versions)) = job.skip {
+                    if run.first != position || run.last < run.first {
+                        let _ = job.reply.send(Err(StoreError::Corrupt(format!(
+                            "the local copy of the shared log has diverged: a compacted run \
+                             {}-{} arrived where event {position} was due",
+                            run.first, run.last
+                        ))));
+                        continue;
+                    }
+                    if let Err(e) = save_runs(&*self.medium, std::slice::from_ref(&run)) {
+                        let _ = job.reply.send(Err(e));
+                        continue;
+                    }
+                    position = run.last + 1;
+                    hash = run.last_hash.clone();
+                    for (stream, version) in versions {
+                        let v = new_heads.entry(stream.clone()).or_insert(0);
+                        *v = (*v).max(version);
+                        skipped.push((stream, version));
+                    }
+                    accepted.push((job.reply, Vec::new()));
+                    continue;
+                }
                 if !job.replica.is_empty() {
                     match replica_records(
                         job.replica,
@@ -851,6 +901,10 @@ impl Writer {
                     index.add(&e.stream, e.version, e.position);
                 }
             }
+            for (stream, version) in &skipped {
+                index.bump(stream, *version);
+            }
+            index.position = index.position.max(position.saturating_sub(1));
         }
         if let Ok(mut last) = self.last.write() {
             *last = (self.next_position - 1, self.last_hash.clone());
@@ -870,6 +924,27 @@ impl Writer {
             let _ = reply.send(Ok(events));
         }
     }
+}
+
+/// The compacted runs a medium records, by first position.
+fn load_runs(medium: &dyn Medium) -> Result<BTreeMap<u64, CompactedRun>, StoreError> {
+    let Some(bytes) = medium.load_meta(META_RUNS)? else {
+        return Ok(BTreeMap::new());
+    };
+    let list: Vec<CompactedRun> =
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(list.into_iter().map(|r| (r.first, r)).collect())
+}
+
+/// Adds `runs` to those a medium records.
+fn save_runs(medium: &dyn Medium, runs: &[CompactedRun]) -> Result<(), StoreError> {
+    let mut all = load_runs(medium)?;
+    for run in runs {
+        all.insert(run.first, run.clone());
+    }
+    let list: Vec<&CompactedRun> = all.values().collect();
+    let bytes = serde_json::to_vec(&list).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    medium.save_meta(META_RUNS, &bytes)
 }
 
 /// The records of a replicated job: each event must sit at the next position and the next
@@ -895,7 +970,9 @@ fn replica_records(
             .or_else(|| new_heads.get(&e.stream))
             .copied()
             .unwrap_or_else(|| index.version(&e.stream));
-        if e.position != p || e.version != current + 1 {
+        // Versions may skip: a run compacted before this copy reached it (the shared log
+        // checks every stream's versions itself, see `postgres::verify_shared`).
+        if e.position != p || e.version <= current {
             return Err(StoreError::Corrupt(format!(
                 "the local copy of the shared log has diverged: event {} ({} version {}) \
                  arrived where event {p} (version {} of that stream) was due; delete the data \
@@ -941,6 +1018,7 @@ impl EventStore for Log {
             events,
             replica: Vec::new(),
             replica_stored: Vec::new(),
+            skip: None,
             reply: tx,
         });
         PendingAppend::new(rx)

@@ -249,6 +249,10 @@ pub struct PgLog {
     contact: Arc<Mutex<Contact>>,
 }
 
+/// What the engine does with a copied batch that holds a `HistoryCompacted`: take the runs it
+/// lists out of this node's copy and projections, as the compacting node did.
+pub type CopiedHook = Arc<dyn Fn(&[Arc<RecordedEvent>]) -> Result<(), StoreError> + Send + Sync>;
+
 /// A started backend, before it owns its runtime.
 struct Parts {
     mirror: Arc<Log>,
@@ -294,14 +298,20 @@ pub fn detach(copy: &Log) -> Result<(), StoreError> {
 impl PgLog {
     /// Connects to the database, migrates it, and starts this node's writer and follower;
     /// returns once `mirror` holds everything numbered at the start.
-    pub fn open(settings: &PgSettings, mirror: Arc<Log>, clock: Clock) -> Result<Self, StoreError> {
+    /// `on_copied` runs on every copied batch that holds a `HistoryCompacted`, from the first.
+    pub fn open(
+        settings: &PgSettings,
+        mirror: Arc<Log>,
+        clock: Clock,
+        on_copied: Option<CopiedHook>,
+    ) -> Result<Self, StoreError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("authledger-postgres")
             .enable_all()
             .build()
             .map_err(|e| StoreError::Io(e.to_string()))?;
-        match Self::start(settings, mirror, clock, &runtime) {
+        match Self::start(settings, mirror, clock, on_copied, &runtime) {
             Ok(parts) => Ok(parts.into_log(runtime)),
             Err(e) => {
                 // Dropping a runtime blocks, which an async caller (the server's start) forbids.
@@ -315,6 +325,7 @@ impl PgLog {
         settings: &PgSettings,
         mirror: Arc<Log>,
         clock: Clock,
+        hook: Option<CopiedHook>,
         runtime: &tokio::runtime::Runtime,
     ) -> Result<Parts, StoreError> {
         let (pool, log_id) = {
@@ -353,7 +364,12 @@ impl PgLog {
         let (head_tx, head) = watch::channel(mirror.head_position());
         let halted: Arc<std::sync::OnceLock<String>> = Arc::default();
         let contact: Arc<Mutex<Contact>> = Arc::default();
+        let on_copied: Arc<std::sync::OnceLock<CopiedHook>> = Arc::default();
+        if let Some(hook) = hook {
+            let _ = on_copied.set(hook);
+        }
         let follower = Follower {
+            on_copied: on_copied.clone(),
             contact: contact.clone(),
             pool: pool.clone(),
             mirror: mirror.clone(),
@@ -404,6 +420,34 @@ impl PgLog {
             pool,
             halted,
             contact,
+        })
+    }
+
+    /// Drops the stored bytes of compacted events in the database, keeping their hashes and
+    /// the hash each has in the copies (`copy_hashes`, hex), so that the chains still verify
+    /// and a node copying afresh steps over them; answers the rows changed.
+    pub fn tombstone(
+        &self,
+        positions: &[u64],
+        copy_hashes: &[String],
+        compacted_by: u64,
+    ) -> Result<u64, StoreError> {
+        let positions: Vec<i64> = positions.iter().map(|p| *p as i64).collect();
+        let hashes = copy_hashes
+            .iter()
+            .map(|h| hex::decode(h).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect::<Result<Vec<Vec<u8>>, _>>()?;
+        let pool = self.pool.clone();
+        self.on_runtime(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let row = client
+                .query_one(
+                    "SELECT authledger_compact($1, $2, $3)",
+                    &[&positions, &hashes, &(compacted_by as i64)],
+                )
+                .await
+                .map_err(db_error)?;
+            Ok(row.get::<_, i64>(0) as u64)
         })
     }
 
@@ -979,6 +1023,8 @@ fn answer(owed: Vec<Waiter>, events: Result<Vec<Arc<RecordedEvent>>, StoreError>
 }
 
 struct Follower {
+    /// Runs on every copied batch that holds a `HistoryCompacted` (see [`PgLog::on_copied`]).
+    on_copied: Arc<std::sync::OnceLock<CopiedHook>>,
     contact: Arc<Mutex<Contact>>,
     pool: deadpool_postgres::Pool,
     mirror: Arc<Log>,
@@ -1011,6 +1057,38 @@ impl Follower {
             }
         }
         listener.abort();
+    }
+
+    /// Steps the copy over the compacted events met so far, one run per stretch of
+    /// consecutive positions.
+    async fn skip_gone(
+        &self,
+        gone: &mut Vec<(u64, String, u64, String, u64)>,
+    ) -> Result<(), StoreError> {
+        let mut rest = std::mem::take(gone).into_iter().peekable();
+        while let Some((first, stream, version, hash, by)) = rest.next() {
+            let mut last = (first, hash);
+            let mut versions = vec![(stream, version)];
+            while let Some((p, _, _, _, b)) = rest.peek() {
+                if *p != last.0 + 1 || *b != by {
+                    break;
+                }
+                let Some((p, stream, version, hash, _)) = rest.next() else {
+                    break;
+                };
+                last = (p, hash);
+                versions.push((stream, version));
+            }
+            let run = super::verify::CompactedRun {
+                first,
+                last: last.0,
+                prev_hash: self.mirror.head()?.hash,
+                last_hash: last.1,
+                compacted_by: by,
+            };
+            self.mirror.skip_compacted(run, versions).await?;
+        }
+        Ok(())
     }
 
     /// Answers 503 to appends committed longer than [`APPEND_WAIT`] ago that this node could
@@ -1112,7 +1190,8 @@ impl Follower {
         if !theirs.is_empty() {
             let events = client
                 .prepare_cached(
-                    "SELECT xid::text::bigint, idx, record, version FROM authledger_events \
+                    "SELECT xid::text::bigint, idx, record, version, stream, copy_hash, \
+                     compacted_by FROM authledger_events \
                      WHERE xid = ANY($1::text[]::xid8[]) ORDER BY xid, idx",
                 )
                 .await
@@ -1123,8 +1202,12 @@ impl Follower {
         }
         let mut events = Vec::new();
         let mut stored = Vec::new();
+        let mut copied: Vec<Arc<RecordedEvent>> = Vec::new();
+        // Compacted events met in a row: (position, stream, version, copy hash, compacted by).
+        let mut gone: Vec<(u64, String, u64, String, u64)> = Vec::new();
         for (xid, first, count) in &groups {
             if let Some(own) = mine.remove(xid) {
+                self.skip_gone(&mut gone).await?;
                 for (idx, mut e) in own.into_iter().enumerate() {
                     e.position = first + idx as u64;
                     events.push(e);
@@ -1141,28 +1224,69 @@ impl Follower {
             }
             for row in &rows {
                 let idx: i32 = row.get(1);
-                let record: &[u8] = row.get(2);
+                let position = first + idx as u64;
+                let version = row.get::<_, i64>(3) as u64;
+                let Some(record) = row.get::<_, Option<&[u8]>>(2) else {
+                    // Compacted before this copy reached it: stepped over, as the copies
+                    // that held it removed it.
+                    let copy_hash: Option<Vec<u8>> = row.get(5);
+                    let by: Option<i64> = row.get(6);
+                    let (Some(copy_hash), Some(by)) = (copy_hash, by) else {
+                        return Err(StoreError::Corrupt(format!(
+                            "event {position} has no stored bytes and no compaction record"
+                        )));
+                    };
+                    let copied_so_far = self
+                        .mirror
+                        .replicate(std::mem::take(&mut events), std::mem::take(&mut stored));
+                    copied.extend(copied_so_far.await?);
+                    gone.push((
+                        position,
+                        row.get(4),
+                        version,
+                        hex::encode(copy_hash),
+                        by as u64,
+                    ));
+                    continue;
+                };
+                self.skip_gone(&mut gone).await?;
                 let mut e = super::record::decode(record).map_err(|x| {
                     StoreError::Corrupt(format!("an event of transaction {xid}: {x}"))
                 })?;
-                let position = first + idx as u64;
                 // An append at any version recorded 0; the row holds the version it landed at.
-                e.version = row.get::<_, i64>(3) as u64;
+                e.version = version;
                 // Imported from an embedded log: its bytes there, kept if they fit this place.
                 stored.push((e.position == position).then(|| record.to_vec()));
                 e.position = position;
                 events.push(e);
             }
         }
-        let copied = self.mirror.replicate(events, stored).await?;
-        let new_head = copied.last().map_or(head, |e| e.position);
+        self.skip_gone(&mut gone).await?;
+        copied.extend(self.mirror.replicate(events, stored).await?);
+        if let Some(hook) = self.on_copied.get() {
+            if copied
+                .iter()
+                .any(|e| matches!(e.event, domain::Event::HistoryCompacted(_)))
+            {
+                // The runs a copied HistoryCompacted lists leave this copy and its projections
+                // before anyone is answered (the compacting node's own command included).
+                let hook = hook.clone();
+                let events = copied.clone();
+                tokio::task::spawn_blocking(move || hook(&events))
+                    .await
+                    .map_err(|e| StoreError::Io(e.to_string()))??;
+            }
+        }
+        let new_head = self.mirror.head_position().max(head);
         let mut answered: Vec<(Vec<Waiter>, Vec<Arc<RecordedEvent>>)> = Vec::new();
         {
             let mut f = self.followed.lock().map_err(|_| StoreError::Closed)?;
-            let mut at = 0usize;
             for (xid, position, count) in &groups {
-                let slice = copied[at..at + count].to_vec();
-                at += count;
+                let slice: Vec<Arc<RecordedEvent>> = copied
+                    .iter()
+                    .filter(|e| e.position >= *position && e.position < position + *count as u64)
+                    .cloned()
+                    .collect();
                 // Waiters of this transaction, and barriers registered before it.
                 let ready: Vec<i64> = f.waiters.range(..=*xid).map(|(x, _)| *x).collect();
                 for x in ready {
@@ -1500,10 +1624,19 @@ pub fn verify_shared(
                 let at = first + k as u64;
                 let stream: String = row.get(4);
                 let version = row.get::<_, i64>(5) as u64;
-                let record: &[u8] = row.get(6);
+                let record: Option<&[u8]> = row.get(6);
                 let hash: &[u8] = row.get(7);
                 let chain: &[u8] = row.get(8);
-                let own: [u8; 32] = Sha256::digest(record).into();
+                let own: [u8; 32] = match record {
+                    Some(bytes) => Sha256::digest(bytes).into(),
+                    // Compacted: its bytes are gone, its hash stays in the chains.
+                    None => hash.try_into().map_err(|_| {
+                        StoreError::Corrupt(format!(
+                            "event {at} has a hash of {} bytes",
+                            hash.len()
+                        ))
+                    })?,
+                };
                 if own.as_slice() != hash {
                     return Ok(broken(
                         at,

@@ -629,3 +629,129 @@ fn audit_verify_walks_the_database_itself_and_names_a_row_changed_there() {
         "{err}"
     );
 }
+
+/// A node with extra `serve` flags.
+fn node_with(url: &str, extra: &[&str]) -> TestApp {
+    let mut app = TestApp {
+        child: None,
+        dir: tempfile::tempdir().unwrap(),
+        base: String::new(),
+        agent: agent(),
+        flags: vec![
+            "--store".into(),
+            "postgres".into(),
+            "--database-url".into(),
+            url.into(),
+            "--issuer".into(),
+            ISSUER.into(),
+        ],
+        env: vec![("AUTHLEDGER_ENCRYPTION_KEY".into(), KEK.into())],
+        log: None,
+    };
+    app.flags.extend(extra.iter().map(|f| f.to_string()));
+    app.start();
+    app
+}
+
+#[test]
+fn compaction_on_one_node_reaches_every_copy_and_a_node_started_afterwards_steps_over_it() {
+    let url = crate::pg::database();
+    let mut a = node_with(&url, &["--test-clock"]);
+    let mut b = node(&url);
+    let (short, short_secret) =
+        a.create_client(&["--token-format", "opaque", "--access-token-ttl", "1"]);
+    let (long, long_secret) = a.create_client(&["--token-format", "opaque"]);
+    for _ in 0..300 {
+        a.token(&short, &short_secret, None);
+    }
+    let kept = a.token(&long, &long_secret, None)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Recent events are left alone: push the short-lived ones well behind the head.
+    for _ in 0..600 {
+        a.token(&long, &long_secret, None);
+    }
+    a.advance_clock(1100);
+    let report = a.cli_json(&[
+        "compact",
+        "--class",
+        "access-tokens",
+        "--older-than",
+        "0s",
+        "--batch",
+        "100",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(report["removed"], 300, "{report}");
+    let trail = |n: &TestApp| -> Vec<String> {
+        n.cli_json(&[
+            "audit", "query", "--client", &short, "--format", "json", "--limit", "1000",
+        ])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+    };
+    assert_eq!(trail(&a), ["ClientRegistered"]);
+    // B removed them as it copied the compaction records.
+    let started = Instant::now();
+    while trail(&b) != ["ClientRegistered"] {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            trail(&b)
+        );
+    }
+    until_active(&b, &long, &long_secret, &kept, true);
+    // A node started now copies the log with the compacted rows stepped over.
+    let mut c = node(&url);
+    assert_eq!(trail(&c), ["ClientRegistered"]);
+    assert_eq!(c.introspect(&long, &long_secret, &kept)["active"], true);
+    // The database's chains and every copy's chain verify.
+    for n in [&a, &b, &c] {
+        let out = n.cli(&[
+            "audit",
+            "verify",
+            "--format",
+            "json",
+            "--store",
+            "postgres",
+            "--database-url",
+            &url,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["status"], "verified", "{v}");
+        assert_eq!(v["shared_log"]["status"], "verified", "{v}");
+        assert!(!v["checkpoints"].as_array().unwrap().is_empty(), "{v}");
+    }
+    a.stop();
+    b.stop();
+    c.stop();
+    // The copies agree event for event, compacted positions included.
+    let copy = |n: &TestApp| {
+        let log = Log::embedded(&n.data_dir().join("log")).unwrap();
+        let events: Vec<(u64, uuid::Uuid, String)> = log
+            .read_all(1, 100_000)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.position, e.id, e.prev_hash))
+            .collect();
+        (events, log.compacted_runs().unwrap().len())
+    };
+    let (ca, ra) = copy(&a);
+    let (cb, rb) = copy(&b);
+    let (cc, rc) = copy(&c);
+    let both = ca.len().min(cb.len()).min(cc.len());
+    assert!(both > 600);
+    assert_eq!(ca[..both], cb[..both]);
+    assert_eq!(ca[..both], cc[..both]);
+    assert_eq!((ra, rb), (rc, rc));
+}

@@ -89,6 +89,7 @@ pub fn node_of(url: &str) -> Backend {
             &PgSettings::new(url),
             log.clone(),
             authledger::store::log::system_clock(),
+            None,
         )
         .unwrap(),
     );
