@@ -172,16 +172,7 @@ pub fn compact(
             .first()
             .map(|e| e.position)
             .ok_or_else(|| StoreError::Io("the compaction record was not written".into()))?;
-        let runs: Vec<CompactedRun> = ranges
-            .iter()
-            .map(|r| CompactedRun {
-                first: r.first,
-                last: r.last,
-                prev_hash: r.prev_hash.clone(),
-                last_hash: r.last_hash.clone(),
-                compacted_by,
-            })
-            .collect();
+        let runs = runs_of(&ranges, compacted_by);
         match &engine.shared {
             // Every node's follower (this one's before the append above was answered) takes
             // the listed runs out of its copy when it copies the record; the database keeps
@@ -247,17 +238,7 @@ pub fn apply_copied(
     record: &HistoryCompacted,
     compacted_by: u64,
 ) -> Result<(), EngineError> {
-    let runs: Vec<CompactedRun> = record
-        .runs
-        .iter()
-        .map(|r| CompactedRun {
-            first: r.first,
-            last: r.last,
-            prev_hash: r.prev_hash.clone(),
-            last_hash: r.last_hash.clone(),
-            compacted_by,
-        })
-        .collect();
+    let runs = runs_of(&record.runs, compacted_by);
     let mut events = Vec::new();
     for run in &runs {
         for p in run.first..=run.last {
@@ -267,4 +248,18 @@ pub fn apply_copied(
         }
     }
     remove_events(store, models, audit, &events, &runs)
+}
+
+/// The runs a `HistoryCompacted` at `compacted_by` lists, as the log records them.
+fn runs_of(ranges: &[CompactedRange], compacted_by: u64) -> Vec<CompactedRun> {
+    ranges
+        .iter()
+        .map(|r| CompactedRun {
+            first: r.first,
+            last: r.last,
+            prev_hash: r.prev_hash.clone(),
+            last_hash: r.last_hash.clone(),
+            compacted_by,
+        })
+        .collect()
 }

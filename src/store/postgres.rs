@@ -1305,6 +1305,12 @@ impl Follower {
                 }
             }
         }
+        if let Ok(mut f) = self.followed.lock() {
+            // A group another node numbered, and this follower read back, before this node's
+            // writer kept it in memory: nothing will take it now.
+            let applied = f.applied_xid;
+            f.own.retain(|x, _| *x > applied);
+        }
         self.head.send_replace(new_head);
         for (ws, events) in answered {
             answer(ws, Ok(events));
@@ -1360,6 +1366,22 @@ async fn listen(url: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>)
     }
 }
 
+/// A runtime and a migrated pool for one command (an import, a walk of the database).
+fn one_off(
+    settings: &PgSettings,
+) -> Result<(tokio::runtime::Runtime, deadpool_postgres::Pool), StoreError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Io(e.to_string()))?;
+    let settings = settings.clone();
+    let pool = wait_on(runtime.handle(), async move {
+        prepare(&settings).await.map(|(p, _)| p)
+    })?;
+    Ok((runtime, pool))
+}
+
 /// What an import of an embedded log into PostgreSQL did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Imported {
@@ -1391,19 +1413,8 @@ pub fn import(
                 .into(),
         ));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| StoreError::Io(e.to_string()))?;
+    let (runtime, pool) = one_off(settings)?;
     let handle = runtime.handle().clone();
-    let pool = {
-        let settings = settings.clone();
-        wait_on(
-            &handle,
-            async move { prepare(&settings).await.map(|(p, _)| p) },
-        )?
-    };
     let empty = {
         let pool = pool.clone();
         wait_on(&handle, async move {
@@ -1551,19 +1562,8 @@ pub fn verify_shared(
 ) -> Result<super::verify::Verification, StoreError> {
     use super::verify::Verification;
     use sha2::{Digest, Sha256};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| StoreError::Io(e.to_string()))?;
+    let (runtime, pool) = one_off(settings)?;
     let handle = runtime.handle().clone();
-    let pool = {
-        let settings = settings.clone();
-        wait_on(
-            &handle,
-            async move { prepare(&settings).await.map(|(p, _)| p) },
-        )?
-    };
     let mut streams: std::collections::HashMap<String, (u64, [u8; 32])> = Default::default();
     let mut tie = [0u8; 32];
     let mut position = 0u64;

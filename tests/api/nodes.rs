@@ -12,24 +12,7 @@ const ISSUER: &str = "http://authledger.nodes.test";
 
 /// A node on `url` with a data directory of its own.
 pub fn node(url: &str) -> TestApp {
-    let mut app = TestApp {
-        child: None,
-        dir: tempfile::tempdir().unwrap(),
-        base: String::new(),
-        agent: agent(),
-        flags: vec![
-            "--store".into(),
-            "postgres".into(),
-            "--database-url".into(),
-            url.into(),
-            "--issuer".into(),
-            ISSUER.into(),
-        ],
-        env: vec![("AUTHLEDGER_ENCRYPTION_KEY".into(), KEK.into())],
-        log: None,
-    };
-    app.start();
-    app
+    node_with(url, &[])
 }
 
 /// Introspects on `node` until `active` is as expected; answers how long that took, or
