@@ -143,14 +143,12 @@ impl RedirectUri {
         match url.scheme() {
             "https" => {}
             "http" => {
-                let loopback = matches!(
-                    url.host(),
-                    Some(url::Host::Ipv4(ip)) if ip.is_loopback()
-                ) || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-                    || url.host_str() == Some("localhost");
+                let loopback = loopback_literal(s).is_some() || url.host_str() == Some("localhost");
                 if !loopback {
                     return Err(InvalidValue(format!(
-                        "redirect URI {s:?} uses plain http on a non-loopback host; use https"
+                        "redirect URI {s:?} uses plain http on a host that is not a loopback \
+                         address written as 127.0.0.1 (or another 127.x.y.z) or [::1]; use \
+                         https, or the loopback address in its usual form"
                     )));
                 }
             }
@@ -598,6 +596,46 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
+/// An `http` URI on a loopback IP literal written in its usual form (`127.0.0.1`, any
+/// `127.x.y.z` in dotted decimal without leading zeros, or `[::1]`), cut into the part before
+/// the port and the part after it: `("http://127.0.0.1", "/cb?x")`. `None` for anything else,
+/// the octal, hexadecimal, decimal and zero-padded notations a URL parser reads as the same
+/// address included: matching is on the registered string (RFC 9700 §4.1.3), and only the
+/// port of a loopback literal may differ (RFC 8252 §7.3).
+fn loopback_literal(s: &str) -> Option<(&str, &str)> {
+    let after = s.strip_prefix("http://")?;
+    let host_end = if after.starts_with('[') {
+        after.find(']')? + 1
+    } else {
+        after.find([':', '/', '?', '#']).unwrap_or(after.len())
+    };
+    let host = &after[..host_end];
+    let canonical = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_loopback() && format!("[{ip}]") == host),
+        None => host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback() && ip.to_string() == host),
+    };
+    if !canonical {
+        return None;
+    }
+    let rest = &after[host_end..];
+    let rest = match rest.strip_prefix(':') {
+        Some(port) => {
+            let digits = port.find(['/', '?', '#']).unwrap_or(port.len());
+            port[..digits].parse::<u16>().ok()?;
+            if !port[..digits].bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            &port[digits..]
+        }
+        None => rest,
+    };
+    Some((&s[.."http://".len() + host_end], rest))
+}
+
 impl RedirectUri {
     /// Whether `presented` may be used as this registered redirect URI.
     pub fn matches(&self, presented: &str, mode: RedirectMatching) -> bool {
@@ -621,9 +659,35 @@ impl RedirectUri {
             return false;
         }
         match mode {
-            // Only the port may differ, and only on loopback.
-            RedirectMatching::Exact => loopback_any_port && reg.query() == pre.query(),
+            // The registered string; only the port of a loopback IP literal may differ, and
+            // both must be written in the literal's usual form.
+            RedirectMatching::Exact => {
+                matches!(
+                    (loopback_literal(&self.0), loopback_literal(presented)),
+                    (Some(r), Some(p)) if r == p
+                )
+            }
             RedirectMatching::Extended => {
+                // The scheme, host and path as written, not as a URL parser reads them: a
+                // dot segment or another notation of the host must not pass.
+                let written = |s: &str| -> Option<(String, String)> {
+                    let end = s.find(['?', '#']).unwrap_or(s.len());
+                    let (origin, path) = match loopback_literal(s) {
+                        Some((origin, rest)) => (
+                            origin.to_owned(),
+                            rest[..rest.find(['?', '#']).unwrap_or(rest.len())].to_owned(),
+                        ),
+                        None => {
+                            let start = s.find("://")? + 3;
+                            let path_at = s[start..end].find('/').map_or(end, |i| start + i);
+                            (s[..path_at].to_owned(), s[path_at..end].to_owned())
+                        }
+                    };
+                    Some((origin, path))
+                };
+                if written(&self.0).is_none() || written(&self.0) != written(presented) {
+                    return false;
+                }
                 let registered: Vec<(String, String)> = reg.query_pairs().into_owned().collect();
                 let presented: Vec<(String, String)> = pre.query_pairs().into_owned().collect();
                 registered.iter().all(|p| presented.contains(p))
@@ -762,6 +826,56 @@ mod tests {
         assert!(!lo.matches("http://127.0.0.2:53122/cb", m));
         let v6 = RedirectUri::parse("http://[::1]:8000/cb").unwrap();
         assert!(v6.matches("http://[::1]:9000/cb", m));
+        assert!(v6.matches("http://[::1]/cb", m));
+        assert!(!v6.matches("http://[0:0:0:0:0:0:0:1]:9000/cb", m));
+    }
+
+    #[test]
+    fn loopback_addresses_in_other_notations_are_refused_and_the_registered_form_takes_any_port() {
+        let lo = RedirectUri::parse("http://127.0.0.1/cb").unwrap();
+        let m = RedirectMatching::Exact;
+        for other in [
+            "http://127.000.000.001:1/cb",
+            "http://0177.0.0.1:1/cb",
+            "http://0x7f.0.0.1:1/cb",
+            "http://0x7f000001:1/cb",
+            "http://2130706433:1/cb",
+            "http://127.1:1/cb",
+            "http://127.0.0.1.:1/cb",
+            "http://127.0.0.1:+80/cb",
+            "http://127.0.0.1:080x/cb",
+            "http://user@127.0.0.1:1/cb",
+            "http://localhost:1/cb",
+            "HTTP://127.0.0.1:1/cb",
+            "http://127.0.0.1:1/CB",
+            "http://127.0.0.1:1/cb/../cb",
+            "http://127.0.0.1:1/%63b",
+        ] {
+            assert!(!lo.matches(other, m), "{other}");
+            assert!(!lo.matches(other, RedirectMatching::Extended), "{other}");
+        }
+        for port in ["1", "80", "53122", "65535"] {
+            assert!(
+                lo.matches(&format!("http://127.0.0.1:{port}/cb"), m),
+                "{port}"
+            );
+        }
+        assert!(!lo.matches("http://127.0.0.1:65536/cb", m));
+        // Registration takes only the usual form too.
+        for odd in [
+            "http://127.000.000.001/cb",
+            "http://0x7f.0.0.1/cb",
+            "http://2130706433/cb",
+            "http://[0:0:0:0:0:0:0:1]/cb",
+        ] {
+            assert!(RedirectUri::parse(odd).is_err(), "{odd}");
+        }
+        assert!(RedirectUri::parse("http://127.0.0.1:8080/cb").is_ok());
+        assert!(RedirectUri::parse("http://localhost/cb").is_ok());
+        // A localhost registration matches only as written (no port is free there).
+        let host = RedirectUri::parse("http://localhost/cb").unwrap();
+        assert!(host.matches("http://localhost/cb", m));
+        assert!(!host.matches("http://localhost:8080/cb", m));
     }
 
     #[test]

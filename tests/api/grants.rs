@@ -379,6 +379,27 @@ fn a_bad_client_or_redirect_uri_shows_an_error_page_and_never_redirects() {
             ("client_id", "web"),
             ("redirect_uri", "not a uri"),
         ],
+        // The loopback address in notations a URL parser reads as 127.0.0.1.
+        vec![
+            ("response_type", "code"),
+            ("client_id", "web"),
+            ("redirect_uri", "http://127.000.000.001:1/cb"),
+        ],
+        vec![
+            ("response_type", "code"),
+            ("client_id", "web"),
+            ("redirect_uri", "http://0x7f000001:1/cb"),
+        ],
+        vec![
+            ("response_type", "code"),
+            ("client_id", "web"),
+            ("redirect_uri", "http://2130706433:1/cb"),
+        ],
+        vec![
+            ("response_type", "code"),
+            ("client_id", "web"),
+            ("redirect_uri", "http://127.0.0.1:1/x/../cb"),
+        ],
         vec![("response_type", "code"), ("client_id", "two")],
         vec![
             ("response_type", "code"),
