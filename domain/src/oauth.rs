@@ -70,3 +70,40 @@ impl ErrorCode {
         }
     }
 }
+
+/// Makes `text` fit the character set RFC 6749 §5.2 allows in `error_description`
+/// (%x20-21 / %x23-5B / %x5D-7E): a double quote becomes `'`, a backslash `/`, and any other
+/// character outside it (controls, line breaks, non-ASCII) `?`. Every error answer passes
+/// through it, so an error that quotes input can inject nothing into a JSON reader, a
+/// `WWW-Authenticate` header, a redirect or a log line; it is cut to 300 characters.
+pub fn error_description(text: &str) -> String {
+    text.chars()
+        .take(300)
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod description_tests {
+    use super::error_description;
+
+    #[test]
+    fn descriptions_keep_to_the_rfc_6749_character_set() {
+        let hostile = "grant type \"\\\r\n<script>\u{7f}\u{e9}\t";
+        let clean = error_description(hostile);
+        assert!(
+            clean
+                .bytes()
+                .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e)),
+            "{clean:?}"
+        );
+        assert_eq!(clean, "grant type '/??<script>???");
+        assert_eq!(error_description("plain words (ok)"), "plain words (ok)");
+        assert_eq!(error_description(&"x".repeat(1000)).len(), 300);
+    }
+}

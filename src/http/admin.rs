@@ -17,6 +17,8 @@ const MAX_JSON_BODY: usize = 64 * 1024;
 pub const ADMIN_SCOPE: &str = "admin";
 
 fn bearer_error(code: ErrorCode, description: &str) -> OAuthError {
+    // Inside a quoted header parameter: no quote, backslash or line break may get through.
+    let description = domain::oauth::error_description(description);
     let challenge = format!(
         r#"Bearer realm="authledger-admin", error="{}", error_description="{description}""#,
         code.as_str()

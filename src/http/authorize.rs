@@ -114,7 +114,10 @@ impl ClientRedirect<'_> {
         self.send(
             vec![
                 ("error", code.as_str().to_owned()),
-                ("error_description", description.to_owned()),
+                (
+                    "error_description",
+                    domain::oauth::error_description(description),
+                ),
             ],
             status,
         )

@@ -38,7 +38,8 @@ impl OAuthError {
         };
         Self {
             code,
-            description: description.into(),
+            // RFC 6749 §5.2's character set, whatever the message quotes.
+            description: domain::oauth::error_description(&description.into()),
             status,
             challenge,
             retry_after: None,

@@ -197,7 +197,8 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> HttpResponse {
 async fn not_found(req: HttpRequest) -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({
         "error": "not_found",
-        "error_description": format!("no resource at {}", req.path()),
+        // The path is the caller's: named, not echoed (RFC 6749 §5.2's character set).
+        "error_description": domain::oauth::error_description(&format!("no resource at {}", req.path())),
     }))
 }
 

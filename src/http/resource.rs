@@ -36,7 +36,10 @@ pub async fn tokeninfo(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     let invalid = |d: &str| {
         HttpResponse::BadRequest()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(serde_json::json!({ "error": "invalid_token", "error_description": d }))
+            .json(serde_json::json!({
+                "error": "invalid_token",
+                "error_description": domain::oauth::error_description(d),
+            }))
     };
     let token = match bearer::token(&req, None) {
         Ok(t) => t,

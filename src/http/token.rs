@@ -244,7 +244,8 @@ async fn grant(
         _ => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
-                format!("grant type {grant:?} is not supported here"),
+                "the grant_type parameter names a grant this server does not support; see \
+                 grant_types_supported in /.well-known/oauth-authorization-server",
             ))
         }
     };

@@ -191,3 +191,131 @@ fn no_malformed_request_gets_a_server_error() {
     assert_eq!(app.get("/healthz").0, 200);
     assert_eq!(app.introspect(&id, &secret, &token)["active"], true);
 }
+
+/// Whether a description keeps to RFC 6749 §5.2: %x20-21 / %x23-5B / %x5D-7E.
+fn in_rfc_charset(d: &str) -> bool {
+    d.bytes()
+        .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+}
+
+#[test]
+fn every_error_description_keeps_to_the_rfc_6749_character_set_whatever_the_input() {
+    let app = spawn_app();
+    let (id, secret) = app.create_client(&[
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+        "--grant-type",
+        "authorization_code",
+        "--grant-type",
+        "client_credentials",
+        "--grant-type",
+        "refresh_token",
+    ]);
+    let hostile = [
+        "\"\\\r\n<script>",
+        "\u{1}\u{7f}\u{e9}\u{202e}",
+        "x\", error=\"injected",
+        "%0d%0aSet-Cookie: a=b",
+    ];
+    let checked = std::cell::Cell::new(0);
+    let check = |what: &str, status: u16, body: &serde_json::Value| {
+        assert!(status < 500, "{what}: {status} {body}");
+        if let Some(d) = body.get("error_description").and_then(|d| d.as_str()) {
+            assert!(in_rfc_charset(d), "{what}: {d:?}");
+            checked.set(checked.get() + 1);
+        }
+    };
+    let token_params = [
+        "grant_type",
+        "scope",
+        "code",
+        "redirect_uri",
+        "code_verifier",
+        "refresh_token",
+        "username",
+        "password",
+        "assertion",
+        "client_assertion",
+        "client_assertion_type",
+        "client_id",
+    ];
+    for h in hostile {
+        for p in token_params {
+            for grant in ["client_credentials", "authorization_code", "refresh_token"] {
+                let mut form = vec![("grant_type", grant)];
+                form.retain(|(k, _)| *k != p);
+                form.push((p, h));
+                let (status, body) = app.post_form("/token", Some((&id, &secret)), &form);
+                check(&format!("/token {grant} {p}"), status, &body);
+            }
+        }
+        for path in ["/introspect", "/revoke"] {
+            for p in ["token", "token_type_hint"] {
+                let form = [("token", "t"), (p, h)];
+                let (status, body) = app.post_form(path, Some((&id, &secret)), &form);
+                check(&format!("{path} {p}"), status, &body);
+            }
+            // And as the client's own id and secret.
+            let (status, body) = app.post_form(path, Some((h, h)), &[("token", "t")]);
+            check(&format!("{path} credentials"), status, &body);
+        }
+        let encoded: String = form_urlencoded::byte_serialize(h.as_bytes()).collect();
+        let (status, body) = app.get(&format!("/no/{encoded}"));
+        check("unknown path", status, &body);
+        // The authorization endpoint's errors travel in the redirect.
+        let no_redirects: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        for p in ["scope", "response_type", "code_challenge_method", "prompt"] {
+            let mut query = vec![
+                ("response_type", "code"),
+                ("client_id", id.as_str()),
+                ("redirect_uri", "http://127.0.0.1/cb"),
+                ("state", h),
+            ];
+            query.retain(|(k, _)| *k != p);
+            query.push((p, h));
+            let q: String = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish();
+            let res = no_redirects
+                .get(&format!("{}/authorize?{q}", app.base))
+                .call()
+                .unwrap();
+            assert!(res.status().as_u16() < 500, "/authorize {p}");
+            if let Some(location) = res.headers().get("location") {
+                let url = url::Url::parse(&app.base)
+                    .unwrap()
+                    .join(location.to_str().unwrap())
+                    .unwrap();
+                if let Some((_, d)) = url.query_pairs().find(|(k, _)| k == "error_description") {
+                    assert!(in_rfc_charset(&d), "/authorize {p}: {d:?}");
+                    checked.set(checked.get() + 1);
+                }
+            }
+        }
+        // The admin API's bearer challenge quotes its description in a header.
+        let res = app
+            .agent
+            .get(&format!("{}/admin/api/clients", app.base))
+            .header("Authorization", &format!("Bearer {}", encoded))
+            .call()
+            .unwrap();
+        let challenge = res
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(
+            !challenge.contains("injected") && in_rfc_charset(&challenge.replace('"', "")),
+            "{challenge}"
+        );
+    }
+    assert!(
+        checked.get() > 100,
+        "only {} descriptions were seen",
+        checked.get()
+    );
+}
