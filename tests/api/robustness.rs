@@ -319,3 +319,80 @@ fn every_error_description_keeps_to_the_rfc_6749_character_set_whatever_the_inpu
         checked.get()
     );
 }
+
+#[test]
+fn every_answer_carries_the_security_headers_and_token_and_form_answers_are_not_stored() {
+    let app = spawn_app();
+    let (id, secret) = app.create_client(&[]);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    );
+    let no_redirects: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    // (method, path, form, must not be stored)
+    let answers: [(&str, &str, &[(&str, &str)], bool); 16] = [
+        (
+            "POST",
+            "/token",
+            &[("grant_type", "client_credentials")],
+            true,
+        ),
+        ("POST", "/token", &[("grant_type", "nope")], true),
+        ("POST", "/introspect", &[("token", "x")], true),
+        ("POST", "/revoke", &[("token", "x")], true),
+        ("GET", "/login", &[], true),
+        ("GET", "/account", &[], true),
+        ("GET", "/consent", &[], true),
+        (
+            "GET",
+            "/authorize?client_id=nobody&response_type=code",
+            &[],
+            true,
+        ),
+        ("GET", "/admin", &[], true),
+        ("GET", "/admin/login", &[], true),
+        ("GET", "/tokeninfo?access_token=x", &[], true),
+        ("GET", "/jwks", &[], false),
+        ("GET", "/.well-known/oauth-authorization-server", &[], false),
+        ("GET", "/healthz", &[], false),
+        ("GET", "/admin/api/clients", &[], false),
+        ("GET", "/no/such/page", &[], false),
+    ];
+    for (method, path, form, no_store) in answers {
+        let url = format!("{}{path}", app.base);
+        let res = if method == "POST" {
+            no_redirects
+                .post(&url)
+                .header("Authorization", &basic)
+                .send_form(form.iter().copied())
+        } else {
+            no_redirects.get(&url).call()
+        }
+        .unwrap();
+        let h = |name: &str| {
+            res.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        let what = format!("{method} {path} ({})", res.status());
+        assert_eq!(h("x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(h("referrer-policy"), "no-referrer", "{what}");
+        assert!(
+            h("content-security-policy").contains("frame-ancestors 'none'"),
+            "{what}"
+        );
+        assert_eq!(h("x-frame-options"), "DENY", "{what}");
+        if no_store {
+            assert!(
+                h("cache-control").contains("no-store"),
+                "{what}: {}",
+                h("cache-control")
+            );
+        }
+    }
+}
