@@ -333,8 +333,9 @@ fn every_answer_carries_the_security_headers_and_token_and_form_answers_are_not_
         .max_redirects(0)
         .build()
         .into();
-    // (method, path, form, must not be stored)
-    let answers: [(&str, &str, &[(&str, &str)], bool); 16] = [
+    /// Method, path, form, and whether the answer must not be stored.
+    type Answer<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], bool);
+    let answers: [Answer; 16] = [
         (
             "POST",
             "/token",
