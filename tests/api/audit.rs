@@ -328,6 +328,17 @@ fn audit_tail_prints_the_latest_events_and_follows_new_ones() {
     for _ in 0..3 {
         app.token(&id, &secret, None);
     }
+    // A tail that never delivers fails the test within 30 s instead of hanging it.
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let pid = child.id() as i32;
+    std::thread::spawn(move || {
+        if finished
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .is_err()
+        {
+            crate::helpers::send_signal(pid, "KILL");
+        }
+    });
     let stdout = child.stdout.take().unwrap();
     let mut seen = Vec::new();
     use std::io::BufRead;
@@ -339,8 +350,14 @@ fn audit_tail_prints_the_latest_events_and_follows_new_ones() {
             break;
         }
     }
-    child.kill().unwrap();
+    let _ = done.send(());
+    let _ = child.kill();
     child.wait().unwrap();
+    assert_eq!(
+        seen.iter().filter(|t| *t == "AccessTokenIssued").count(),
+        4,
+        "the tail stopped after {seen:?}"
+    );
     assert_eq!(seen.first().map(String::as_str), Some("ClientRegistered"));
     // Without a server there is nothing to follow, and it says so.
     app.stop();
