@@ -35,6 +35,7 @@ pub fn registered(id: &ClientId) -> Event {
         auth_method: None,
         jwks: None,
         trusted_issuers: vec![],
+        admin: Some(false),
     })
 }
 

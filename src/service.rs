@@ -121,6 +121,10 @@ pub struct CreateClient {
     /// Issuers whose assertions it may present (default: only itself).
     #[serde(default)]
     pub trusted_issuers: Vec<String>,
+    /// Registered as an administrator: the only kind of client that may hold the `admin`
+    /// scope.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// Changes to a client (admin API body; built from CLI flags).
@@ -192,6 +196,9 @@ pub struct ClientOutput {
     pub access_token_ttl: u32,
     /// May introspect any token.
     pub can_introspect: bool,
+    /// Registered as an administrator (may hold the `admin` scope); shown only when it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
     /// Redirect URI matching rule.
     pub redirect_uri_matching: String,
     /// May use PKCE `plain`.
@@ -237,6 +244,7 @@ impl ClientOutput {
             token_format: c.token_format.as_str().to_owned(),
             access_token_ttl: c.access_token_ttl_secs,
             can_introspect: c.can_introspect,
+            admin: c.admin,
             redirect_uri_matching: c.redirect_uri_matching.as_str().to_owned(),
             allow_plain_pkce: c.allow_plain_pkce,
             signing_alg: c
@@ -391,6 +399,7 @@ pub async fn create_client(
         auth_method: method,
         jwks: req.jwks,
         trusted_issuers: req.trusted_issuers,
+        admin: req.admin,
     });
     engine
         .registry

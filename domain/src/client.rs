@@ -56,6 +56,9 @@ pub struct Client {
     /// Issuers whose assertions it may present; empty: only its own id.
     #[serde(default)]
     pub trusted_issuers: Vec<String>,
+    /// Registered as an administrator (may hold [`ADMIN_SCOPE`]).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// Most keys a client may register.
@@ -200,6 +203,8 @@ pub struct RegisterClient {
     pub jwks: Option<serde_json::Value>,
     /// Trusted assertion issuers.
     pub trusted_issuers: Vec<String>,
+    /// Registered as an administrator: the only kind of client that may hold [`ADMIN_SCOPE`].
+    pub admin: bool,
 }
 
 /// Changes to a client, decided together and recorded atomically.
@@ -246,9 +251,22 @@ pub enum ClientCommand {
     Delete,
 }
 
+/// The scope of the admin API. Only a client registered as an admin may hold it: a scope
+/// anyone may give a client must not be what makes it an administrator.
+pub const ADMIN_SCOPE: &str = "admin";
+
+fn holds_admin_scope(scopes: &[Scope]) -> bool {
+    scopes.iter().any(|s| s.as_str() == ADMIN_SCOPE)
+}
+
 /// Why a client command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
+    /// The `admin` scope was asked for a client not registered as an admin.
+    #[error(
+        "only a client registered as an admin (client create --admin) may hold the admin scope"
+    )]
+    AdminScopeNeedsAdmin,
     /// The id is taken (also by a deleted client).
     #[error("client {0} already exists")]
     AlreadyExists(ClientId),
@@ -380,6 +398,9 @@ fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, Cli
         _ => {}
     }
     check_grants(cmd.public, &cmd.grant_types, &cmd.redirect_uris)?;
+    if holds_admin_scope(&cmd.scopes) && !cmd.admin {
+        return Err(ClientError::AdminScopeNeedsAdmin);
+    }
     check_ttl(cmd.access_token_ttl_secs)?;
     check_keys(
         cmd.public,
@@ -405,6 +426,7 @@ fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, Cli
         auth_method: cmd.auth_method,
         jwks: cmd.jwks.clone(),
         trusted_issuers: dedup(&cmd.trusted_issuers),
+        admin: Some(cmd.admin),
     })])
 }
 
@@ -490,6 +512,9 @@ fn update(client: &Client, cmd: &UpdateClient) -> Result<Vec<Event>, ClientError
     check_grants(client.public, &grants, &uris)?;
     if let Some(scopes) = &cmd.scopes {
         let scopes = dedup(scopes);
+        if holds_admin_scope(&scopes) && !client.admin {
+            return Err(ClientError::AdminScopeNeedsAdmin);
+        }
         if scopes != client.scopes {
             events.push(Event::ClientScopesChanged(ClientScopesChanged {
                 client_id: id.clone(),
@@ -587,6 +612,9 @@ pub fn evolve(state: &mut ClientState, event: &Event) {
             auth_method: e.auth_method,
             jwks: e.jwks.clone(),
             trusted_issuers: e.trusted_issuers.clone(),
+            // Before the flag was recorded, the admin scope alone made an admin; those
+            // registrations keep the rights they were given.
+            admin: e.admin.unwrap_or_else(|| holds_admin_scope(&e.scopes)),
         });
         return;
     }
@@ -655,6 +683,7 @@ pub(crate) mod tests {
             auth_method: None,
             jwks: None,
             trusted_issuers: vec![],
+            admin: false,
         }
     }
 
@@ -693,7 +722,45 @@ pub(crate) mod tests {
                 auth_method: None,
                 jwks: None,
                 trusted_issuers: vec![],
+                admin: Some(false),
             })]);
+    }
+
+    #[test]
+    fn the_admin_scope_needs_a_client_registered_as_admin() {
+        let mut asked = registration();
+        asked.scopes = scopes("read admin");
+        client_scenario()
+            .given(vec![])
+            .when(ClientCommand::Register(asked.clone()))
+            .then_err(ClientError::AdminScopeNeedsAdmin);
+        asked.admin = true;
+        let events = decide(&ClientState::Unregistered, &ClientCommand::Register(asked)).unwrap();
+        assert!(matches!(&events[0], Event::ClientRegistered(r) if r.admin == Some(true)));
+        // Nor can an ordinary client be given the scope later.
+        client_scenario()
+            .given(vec![registered()])
+            .when(ClientCommand::Update(UpdateClient {
+                scopes: Some(scopes("read admin")),
+                ..UpdateClient::default()
+            }))
+            .then_err(ClientError::AdminScopeNeedsAdmin);
+    }
+
+    #[test]
+    fn a_registration_recorded_before_the_flag_keeps_the_admin_rights_its_scope_gave() {
+        let mut old = match registered() {
+            Event::ClientRegistered(r) => r,
+            _ => unreachable!("a registration"),
+        };
+        old.admin = None;
+        old.scopes = scopes("admin");
+        let mut state = ClientState::Unregistered;
+        evolve(&mut state, &Event::ClientRegistered(old.clone()));
+        assert!(matches!(&state, ClientState::Active(c) if c.admin));
+        old.scopes = scopes("read");
+        evolve(&mut state, &Event::ClientRegistered(old));
+        assert!(matches!(&state, ClientState::Active(c) if !c.admin));
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub struct ClientRegistered {
     /// Issuers whose assertions it may present (RFC 7523 §3); empty: only its own id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_issuers: Vec<String>,
+    /// Whether it was registered as an administrator, the only kind of client that may hold
+    /// the `admin` scope. Absent in events before the flag existed: then the `admin` scope
+    /// itself made an administrator, and such a registration keeps that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<bool>,
 }
 
 /// A redirect URI was added to a client.

@@ -386,6 +386,7 @@ mod tests {
                 auth_method: None,
                 jwks: None,
                 trusted_issuers: vec![],
+                admin: Some(false),
             })
         };
         let issued = |c: &str, n: u128| {

@@ -616,6 +616,7 @@ mod tests {
                 auth_method: None,
                 jwks: None,
                 trusted_issuers: vec![],
+                admin: false,
             }),
             metadata: Metadata::system(),
         })

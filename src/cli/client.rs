@@ -88,6 +88,10 @@ pub struct CreateArgs {
     /// Allow introspecting tokens of every client.
     #[arg(long)]
     pub can_introspect: bool,
+    /// Register it as an administrator: the only kind of client that may be given the
+    /// `admin` scope (the admin API's). Recorded in the log.
+    #[arg(long)]
+    pub admin: bool,
     /// Redirect URI matching: exact (default; a loopback URI matches any port) or extended
     /// (extra query parameters allowed, never response parameters).
     #[arg(long, value_parser = ["exact", "extended"])]
@@ -193,6 +197,7 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                         token_format: a.token_format,
                         access_token_ttl: a.access_token_ttl,
                         can_introspect: a.can_introspect,
+                        admin: a.admin,
                         redirect_uri_matching: a.redirect_uri_matching,
                         allow_plain_pkce: a.allow_plain_pkce,
                         signing_alg: a.keys.signing_alg,

@@ -143,6 +143,7 @@ pub async fn initialize(engine: &Engine) -> anyhow::Result<Option<AdminCredentia
                 name: "authledger administration".into(),
                 client_id: Some(client_id),
                 scopes: vec![ADMIN_SCOPE.into()],
+                admin: true,
                 grant_types: vec!["client_credentials".into()],
                 token_format: Some("opaque".into()),
                 access_token_ttl: Some(600),

@@ -14,7 +14,7 @@ use domain::Cause;
 const MAX_JSON_BODY: usize = 64 * 1024;
 
 /// The scope an admin token must carry.
-pub const ADMIN_SCOPE: &str = "admin";
+pub const ADMIN_SCOPE: &str = domain::client::ADMIN_SCOPE;
 
 fn bearer_error(code: ErrorCode, description: &str) -> OAuthError {
     // Inside a quoted header parameter: no quote, backslash or line break may get through.
@@ -56,6 +56,20 @@ pub(crate) fn authorize(req: &HttpRequest, state: &AppState) -> Result<Cause, OA
         return Err(bearer_error(
             ErrorCode::InsufficientScope,
             "this needs a token with scope admin",
+        ));
+    }
+    // The scope is not enough on its own: the token's client must be registered as an admin
+    // (and still be: a client deleted since holds no rights).
+    let admin_client = state
+        .engine
+        .models
+        .clients
+        .get(t.record.client_id.as_str())
+        .is_some_and(|v| v.client.admin);
+    if !admin_client {
+        return Err(bearer_error(
+            ErrorCode::InsufficientScope,
+            "this needs a token of a client registered as an admin",
         ));
     }
     Ok(Cause::Admin(t.record.client_id.to_string()))

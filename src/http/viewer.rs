@@ -35,7 +35,12 @@ struct AdminSession {
 /// Whether a client may use the viewer: it exists, has a secret and holds `admin`.
 fn is_admin_client(state: &AppState, client_id: &str) -> bool {
     state.engine.models.clients.get(client_id).is_some_and(|v| {
-        v.client.secret_hash.is_some() && v.client.scopes.iter().any(|s| s.as_str() == "admin")
+        v.client.secret_hash.is_some()
+            && v.client.admin
+            && v.client
+                .scopes
+                .iter()
+                .any(|s| s.as_str() == domain::client::ADMIN_SCOPE)
     })
 }
 

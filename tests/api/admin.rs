@@ -199,3 +199,64 @@ fn helpers_now_ms() -> i64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     since.unwrap().as_millis() as i64
 }
+
+#[test]
+fn only_a_client_registered_as_admin_may_hold_the_admin_scope() {
+    let app = spawn_app();
+    // Neither the CLI nor the admin API gives an ordinary client the admin scope.
+    let out = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "sneaky",
+        "--scope",
+        "read admin",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--admin"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bearer = format!("Bearer {}", app.admin_token());
+    let url = format!("{}/admin/api/clients", app.base);
+    let (status, body) = answer(
+        app.agent
+            .post(&url)
+            .header("Authorization", &bearer)
+            .send_json(serde_json::json!({"name": "sneaky", "scopes": ["admin"]})),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let (plain, _) = app.create_client(&["--scope", "read"]);
+    let out = app.cli(&["client", "update", &plain, "--scope", "read admin"]);
+    assert!(
+        !out.status.success(),
+        "an ordinary client was given the admin scope"
+    );
+    // A client registered as an admin holds it, the flag is recorded, and its token works.
+    let (ops, ops_secret) = app.create_client(&["--scope", "admin", "--admin"]);
+    let shown = app.cli_json(&["client", "show", &ops, "--format", "json"]);
+    assert_eq!(shown["admin"], true, "{shown}");
+    let registered = app.events("ClientRegistered");
+    assert!(
+        registered
+            .iter()
+            .any(|e| e["data"]["client_id"] == ops.as_str() && e["data"]["admin"] == true),
+        "{registered:?}"
+    );
+    let token = app.token(&ops, &ops_secret, Some("admin"))["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = answer(
+        app.agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .call(),
+    );
+    assert_eq!(status, 200);
+}
