@@ -225,19 +225,16 @@ fn walk_log_alone(
     data_dir: &std::path::Path,
     quiet: bool,
 ) -> anyhow::Result<Option<crate::store::verify::Verification>> {
-    use crate::store::{lock::DirLock, log::system_clock, segments, Log, SegmentFiles, StoreError};
+    use crate::store::{segments, Log, StoreError};
     let log_dir = data_dir.join(segments::LOG_DIR);
     if super::backend::running_server(data_dir).is_some() || !log_dir.exists() {
         return Ok(None);
     }
-    let lock = match DirLock::acquire(data_dir) {
+    let log = match Log::of_data_dir(data_dir) {
         Ok(l) => l,
         Err(StoreError::Locked) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let (files, _) = SegmentFiles::open(&log_dir, segments::DEFAULT_SEGMENT_BYTES)?;
-    let log = Log::start(std::sync::Arc::new(files), Box::new(|_| {}), system_clock())?;
-    log.hold(lock);
     let bar = super::progress::events(crate::store::EventStore::head_position(&log), quiet);
     bar.set_message("verify");
     let outcome = log.verify(|n| bar.set_position(n))?;

@@ -109,14 +109,13 @@ pub fn run(args: MigrateArgs, data_dir: PathBuf) -> anyhow::Result<()> {
 
 /// A data directory's log into an empty shared log.
 fn to_postgres(dir: &std::path::Path, url: &str, json: bool) -> anyhow::Result<()> {
-    use crate::store::{segments, EventStore, Log, SegmentFiles};
+    use crate::store::{segments, EventStore, Log};
     if let Some(addr) = running_server(dir) {
         return Err(anyhow!(
             "a server runs on {addr} with {}; stop it first, so the log holds still",
             dir.display()
         ));
     }
-    let lock = DirLock::acquire(dir)?;
     let log_dir = dir.join(segments::LOG_DIR);
     if !log_dir.exists() {
         return Err(anyhow!(
@@ -125,13 +124,7 @@ fn to_postgres(dir: &std::path::Path, url: &str, json: bool) -> anyhow::Result<(
             log_dir.display()
         ));
     }
-    let (files, _) = SegmentFiles::open(&log_dir, segments::DEFAULT_SEGMENT_BYTES)?;
-    let log = Log::start(
-        std::sync::Arc::new(files),
-        Box::new(|_| {}),
-        crate::store::log::system_clock(),
-    )?;
-    log.hold(lock);
+    let log = Log::of_data_dir(dir)?;
     let head = log.head_position();
     let bar = super::progress::events(head, json);
     bar.set_message("verify");
@@ -154,27 +147,20 @@ fn to_postgres(dir: &std::path::Path, url: &str, json: bool) -> anyhow::Result<(
         })?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    if json {
-        crate::say!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "events": imported.events,
-                "head_position": imported.head_position,
-                "head_hash": imported.head_hash,
-                "seconds": secs,
-            }))?
-        );
-    } else {
-        crate::say!(
-            "copied {} events into PostgreSQL in {secs:.2} s (chain verified, head {} at \
-             position {}); start nodes with --store postgres on empty data directories, and the \
-             same AUTHLEDGER_ENCRYPTION_KEY as this directory's (its encryption.key, hex)",
-            imported.events,
-            imported.head_hash,
-            imported.head_position
-        );
-    }
-    Ok(())
+    let text = format!(
+        "copied {} events into PostgreSQL in {secs:.2} s (chain verified, head {} at position \
+         {}); start nodes with --store postgres on empty data directories, and the same \
+         AUTHLEDGER_ENCRYPTION_KEY as this directory's (its encryption.key, hex)",
+        imported.events, imported.head_hash, imported.head_position
+    );
+    report(
+        json,
+        imported.events,
+        imported.head_position,
+        &imported.head_hash,
+        secs,
+        &text,
+    )
 }
 
 /// The shared log into a new data directory, which then holds an embedded log of its own.
@@ -213,23 +199,36 @@ fn from_postgres(url: &str, dir: &std::path::Path, json: bool) -> anyhow::Result
     let head = engine.store.head_position();
     engine.close();
     let secs = started.elapsed().as_secs_f64();
+    let text = format!(
+        "copied {events} events from PostgreSQL into {} in {secs:.2} s (chain verified, head \
+         {head_hash} at position {head}); serve it with the embedded store and the same \
+         AUTHLEDGER_ENCRYPTION_KEY as the nodes",
+        dir.display()
+    );
+    report(json, events, head, &head_hash, secs, &text)
+}
+
+/// Prints what a move between stores did: JSON, or `text` for people.
+fn report(
+    json: bool,
+    events: u64,
+    head_position: u64,
+    head_hash: &str,
+    secs: f64,
+    text: &str,
+) -> anyhow::Result<()> {
     if json {
         crate::say!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "events": events,
-                "head_position": head,
+                "head_position": head_position,
                 "head_hash": head_hash,
                 "seconds": secs,
             }))?
         );
     } else {
-        crate::say!(
-            "copied {events} events from PostgreSQL into {} in {secs:.2} s (chain verified, \
-             head {head_hash} at position {head}); serve it with the embedded store and the \
-             same AUTHLEDGER_ENCRYPTION_KEY as the nodes",
-            dir.display()
-        );
+        crate::say!("{text}");
     }
     Ok(())
 }

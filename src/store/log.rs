@@ -363,6 +363,20 @@ impl Log {
         Ok(log)
     }
 
+    /// The log of a data directory whose server is stopped (`<data_dir>/log`), owning the
+    /// directory's lock, with no commit hook: for commands that need the log alone (a walk of
+    /// the chain, a copy into another store).
+    pub fn of_data_dir(data_dir: &std::path::Path) -> Result<Self, StoreError> {
+        let lock = super::lock::DirLock::acquire(data_dir)?;
+        let (files, _) = super::SegmentFiles::open(
+            &data_dir.join(super::segments::LOG_DIR),
+            super::segments::DEFAULT_SEGMENT_BYTES,
+        )?;
+        let log = Self::start(Arc::new(files), Box::new(|_| {}), system_clock())?;
+        log.hold(lock);
+        Ok(log)
+    }
+
     /// A log in memory, with no commit hook.
     pub fn in_memory() -> Result<Self, StoreError> {
         Self::start(

@@ -1281,12 +1281,19 @@ impl Follower {
         let mut answered: Vec<(Vec<Waiter>, Vec<Arc<RecordedEvent>>)> = Vec::new();
         {
             let mut f = self.followed.lock().map_err(|_| StoreError::Closed)?;
+            // The copied events are in position order, as the groups are (compacted events
+            // stepped over leave gaps): one pass takes each group's.
+            let mut at = 0usize;
             for (xid, position, count) in &groups {
-                let slice: Vec<Arc<RecordedEvent>> = copied
-                    .iter()
-                    .filter(|e| e.position >= *position && e.position < position + *count as u64)
-                    .cloned()
-                    .collect();
+                let end = position + *count as u64;
+                while at < copied.len() && copied[at].position < *position {
+                    at += 1;
+                }
+                let from = at;
+                while at < copied.len() && copied[at].position < end {
+                    at += 1;
+                }
+                let slice: Vec<Arc<RecordedEvent>> = copied[from..at].to_vec();
                 // Waiters of this transaction, and barriers registered before it.
                 let ready: Vec<i64> = f.waiters.range(..=*xid).map(|(x, _)| *x).collect();
                 for x in ready {

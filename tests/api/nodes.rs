@@ -15,6 +15,14 @@ pub fn node(url: &str) -> TestApp {
     node_with(url, &[])
 }
 
+/// A client_credentials token of `id`, issued on `node`.
+fn issued(node: &TestApp, id: &str, secret: &str) -> String {
+    node.token(id, secret, None)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Introspects on `node` until `active` is as expected; answers how long that took, or
 /// fails after 10 s (a wait for a condition: followers copy within milliseconds).
 fn until_active(node: &TestApp, id: &str, secret: &str, token: &str, active: bool) -> Duration {
@@ -40,18 +48,12 @@ fn a_token_issued_on_one_node_is_active_on_the_others_and_a_revocation_on_one_re
     let b = node(&url);
     let c = node(&url);
     let (id, secret) = a.create_client(&[]);
-    let token = a.token(&id, &secret, None)["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = issued(&a, &id, &secret);
     for n in [&a, &b, &c] {
         until_active(n, &id, &secret, &token, true);
     }
     // The client's registration reached B: it issues tokens there too.
-    let on_b = b.token(&id, &secret, None)["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let on_b = issued(&b, &id, &secret);
     until_active(&c, &id, &secret, &on_b, true);
     let (status, _) = b.post_form("/revoke", Some((&id, &secret)), &[("token", &token)]);
     assert_eq!(status, 200);
@@ -70,24 +72,9 @@ fn a_node_restarted_on_its_data_directory_catches_up_with_what_the_others_wrote_
     let a = node(&url);
     let mut b = node(&url);
     let (id, secret) = a.create_client(&[]);
-    until_active(
-        &b,
-        &id,
-        &secret,
-        a.token(&id, &secret, None)["access_token"]
-            .as_str()
-            .unwrap(),
-        true,
-    );
+    until_active(&b, &id, &secret, &issued(&a, &id, &secret), true);
     b.stop();
-    let tokens: Vec<String> = (0..20)
-        .map(|_| {
-            a.token(&id, &secret, None)["access_token"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let tokens: Vec<String> = (0..20).map(|_| issued(&a, &id, &secret)).collect();
     b.start();
     // A start copies what the database holds before it serves.
     for t in &tokens {
@@ -164,10 +151,7 @@ fn postgres_restarted_under_load_gets_503_then_the_nodes_serve_again_without_a_r
     let (cluster, url) = crate::pg::Cluster::private();
     let a = node(&url);
     let (id, secret) = a.create_client(&[]);
-    let first = a.token(&id, &secret, None)["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let first = issued(&a, &id, &secret);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let refused = std::sync::atomic::AtomicUsize::new(0);
     let tokens: Vec<String> = std::thread::scope(|s| {
@@ -210,10 +194,7 @@ fn postgres_restarted_under_load_gets_503_then_the_nodes_serve_again_without_a_r
                 "never ready again"
             );
         }
-        let after = a.token(&id, &secret, None)["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let after = issued(&a, &id, &secret);
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut tokens: Vec<String> = load.into_iter().flat_map(|l| l.join().unwrap()).collect();
         tokens.push(after);
@@ -233,37 +214,18 @@ fn a_node_killed_under_load_loses_no_acknowledged_token_and_the_others_keep_serv
     let mut a = node(&url);
     let b = node(&url);
     let (id, secret) = a.create_client(&[]);
-    until_active(
-        &b,
-        &id,
-        &secret,
-        a.token(&id, &secret, None)["access_token"]
-            .as_str()
-            .unwrap(),
-        true,
-    );
+    until_active(&b, &id, &secret, &issued(&a, &id, &secret), true);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let acked = std::thread::scope(|s| {
         let on_a = s.spawn(|| issue_until(&a, &id, &secret, &stop).0);
         let on_b = s.spawn(|| issue_until(&b, &id, &secret, &stop).0);
         // Kill A once it has answered some tokens under load.
-        until_active(
-            &b,
-            &id,
-            &secret,
-            b.token(&id, &secret, None)["access_token"]
-                .as_str()
-                .unwrap(),
-            true,
-        );
+        until_active(&b, &id, &secret, &issued(&b, &id, &secret), true);
         let pid = a.child.as_ref().unwrap().id() as i32;
         crate::helpers::send_signal(pid, "KILL");
         let killed = on_a.join().unwrap();
         // B goes on serving on its own.
-        let still = b.token(&id, &secret, None)["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let still = issued(&b, &id, &secret);
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut acked = on_b.join().unwrap();
         acked.extend(killed);
@@ -359,10 +321,7 @@ fn eight_clients_on_three_nodes_leave_gap_free_streams_no_lost_or_doubled_token_
 fn migrate_moves_an_embedded_log_into_postgres_and_back_with_the_same_chain_and_answers() {
     let mut app = crate::helpers::spawn_app();
     let (id, secret) = app.create_client(&["--token-format", "opaque"]);
-    let token = app.token(&id, &secret, None)["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = issued(&app, &id, &secret);
     let shown = app.cli_json(&["client", "show", &id, "--format", "json"]);
     app.stop();
     let before = app.cli_json(&["audit", "verify", "--format", "json"]);
@@ -396,7 +355,7 @@ fn migrate_moves_an_embedded_log_into_postgres_and_back_with_the_same_chain_and_
         n.cli_json(&["client", "show", &id, "--format", "json"]),
         shown
     );
-    let issued = |a: &TestApp| {
+    let trail_len = |a: &TestApp| {
         a.cli_json(&[
             "audit", "query", "--client", &id, "--format", "json", "--limit", "100",
         ])
@@ -404,7 +363,7 @@ fn migrate_moves_an_embedded_log_into_postgres_and_back_with_the_same_chain_and_
         .unwrap()
         .len()
     };
-    assert_eq!(issued(&n), 2, "ClientRegistered and the token");
+    assert_eq!(trail_len(&n), 2, "ClientRegistered and the token");
     n.stop();
     // The node's copy continues the embedded log's chain: same hash at the old head.
     let head = before["head_position"].as_u64().unwrap();
@@ -509,10 +468,7 @@ fn a_checkpoint_signed_on_one_node_verifies_against_another_nodes_copy_and_repla
     let a = node(&url);
     let b = node(&url);
     let (id, secret) = a.create_client(&["--token-format", "opaque"]);
-    let token = a.token(&id, &secret, None)["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = issued(&a, &id, &secret);
     until_active(&b, &id, &secret, &token, true);
     let file = a.data_dir().join("checkpoint.jws");
     let out = a.cli(&["audit", "checkpoint", "-o", file.to_str().unwrap()]);
@@ -647,10 +603,7 @@ fn compaction_on_one_node_reaches_every_copy_and_a_node_started_afterwards_steps
     for _ in 0..300 {
         a.token(&short, &short_secret, None);
     }
-    let kept = a.token(&long, &long_secret, None)["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let kept = issued(&a, &long, &long_secret);
     // Recent events are left alone: push the short-lived ones well behind the head.
     for _ in 0..600 {
         a.token(&long, &long_secret, None);
