@@ -5,7 +5,7 @@
 //! presents).
 
 use domain::event::{AccessTokenIssued, ClientRegistered, Event, RevocationReason, TokenRevoked};
-use domain::values::{ClientId, GrantType, Scope, SecretHash, TokenFormat};
+use domain::values::{ClientId, GrantType, HashKey, Scope, TokenFormat};
 use std::sync::LazyLock;
 
 static SCOPES: LazyLock<Vec<Scope>> =
@@ -22,7 +22,7 @@ pub fn registered(id: &ClientId) -> Event {
         client_id: id.clone(),
         name: id.to_string(),
         public: false,
-        secret_hash: Some(SecretHash::of(id.as_str())),
+        secret_hash: Some(HashKey::for_tests().hash(id.as_str())),
         redirect_uris: vec![],
         grant_types: vec![GrantType::ClientCredentials],
         scopes: SCOPES.clone(),
@@ -43,7 +43,7 @@ pub fn registered(id: &ClientId) -> Event {
 pub fn issued(id: &ClientId, n: u128) -> Event {
     Event::AccessTokenIssued(AccessTokenIssued {
         jti: uuid::Uuid::from_u128(n),
-        token_hash: Some(SecretHash::of(&n.to_string())),
+        token_hash: Some(HashKey::for_tests().hash(&n.to_string())),
         client_id: id.clone(),
         subject: id.to_string(),
         scopes: SCOPES.clone(),

@@ -202,6 +202,7 @@ impl Application {
             whoami_scope: config.whoami_scope.clone(),
             issuer: issuer.clone(),
             grants: config.grants,
+            hash_key: engine.hash_key()?.clone(),
             session_key,
             throttle: http::throttle::Throttle::default(),
             admin_throttle: http::throttle::Throttle::default(),

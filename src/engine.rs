@@ -60,6 +60,9 @@ pub struct Engine {
     /// The lowest position the projections' checkpoint files hold: as loaded, then as saved
     /// (0: some projection has no file yet).
     saved_at: std::sync::atomic::AtomicU64,
+    /// The key of the hashes at rest: set from the KEK the server was configured with when its
+    /// keys start, else resolved on first use the way commands other than `serve` find it.
+    hash_key: std::sync::OnceLock<domain::values::HashKey>,
 }
 
 struct Checkpointer {
@@ -90,6 +93,23 @@ fn segment_bytes() -> u64 {
 }
 
 impl Engine {
+    /// Uses the hash key derived from the KEK the keys were opened with.
+    pub fn use_hash_key(&self, key: domain::values::HashKey) {
+        let _ = self.hash_key.set(key);
+    }
+
+    /// The key under which tokens, codes and client secrets are hashed at rest (derived from
+    /// the KEK; see [`crate::keys::kek::Kek::hash_key`]).
+    pub fn hash_key(&self) -> Result<&domain::values::HashKey, EngineError> {
+        if let Some(k) = self.hash_key.get() {
+            return Ok(k);
+        }
+        let env = std::env::var(crate::keys::kek::KEK_ENV).ok();
+        let kek = crate::actors::keys::resolve_kek(&self.data_dir, &*self.store, env.as_deref())
+            .map_err(|e| EngineError::Invalid(format!("{e:#}")))?;
+        Ok(self.hash_key.get_or_init(|| kek.hash_key()))
+    }
+
     /// Opens a data directory: the log, the projections (caught up with the log) and the
     /// registry. Catching up reads only the events after the projections' checkpoints.
     pub fn open(data_dir: &Path, actor_idle: Duration) -> Result<Self, EngineError> {
@@ -266,6 +286,7 @@ impl Engine {
             checkpoints,
             checkpointer: std::sync::Mutex::new(None),
             saved_at: std::sync::atomic::AtomicU64::new(loaded_at),
+            hash_key: std::sync::OnceLock::new(),
         })
     }
 

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use domain::client::{ClientCommand, ClientError, RegisterClient, UpdateClient};
 use domain::values::{
     AuthMethod, ClientId, GrantType, InvalidValue, RedirectMatching, RedirectUri, Scope,
-    SecretHash, SigningAlgorithm, TokenFormat,
+    SigningAlgorithm, TokenFormat,
 };
 use domain::{Metadata, RecordedEvent};
 use projections::{AuditQuery, ClientView};
@@ -381,11 +381,12 @@ pub async fn create_client(
     } else {
         parse_all(&req.grant_types, GrantType::parse)?
     };
+    let key = hash_key(engine)?;
     let command = ClientCommand::Register(RegisterClient {
         client_id: client_id.clone(),
         name: req.name,
         public: req.public,
-        secret_hash: secret.as_deref().map(SecretHash::of),
+        secret_hash: secret.as_deref().map(|s| key.hash(s)),
         redirect_uris: parse_all(&req.redirect_uris, RedirectUri::parse)?,
         grant_types,
         scopes: parse_scopes(&req.scopes)?,
@@ -448,7 +449,7 @@ pub async fn rotate_secret(
 ) -> Result<ClientOutput, ServiceError> {
     let client_id = parse_id(id)?;
     let secret = random_secret()?;
-    let command = ClientCommand::RotateSecret(SecretHash::of(&secret));
+    let command = ClientCommand::RotateSecret(hash_key(engine)?.hash(&secret));
     send(engine, &client_id, command, metadata).await?;
     Ok(ClientOutput::from_view(
         &*view(engine, &client_id)?,
@@ -518,6 +519,13 @@ pub struct ClientAsOf {
     pub client: Option<ClientOutput>,
     /// Access tokens active then (not expired, revoked or withdrawn), oldest first.
     pub active_tokens: Vec<TokenAsOf>,
+}
+
+/// The key of the hashes at rest; without it (no KEK to be found) nothing can be recorded.
+fn hash_key(engine: &Engine) -> Result<&domain::values::HashKey, ServiceError> {
+    engine
+        .hash_key()
+        .map_err(|e| ServiceError::Internal(format!("the key of the hashes at rest: {e}")))
 }
 
 fn engine_error(e: crate::engine::EngineError) -> ServiceError {

@@ -21,7 +21,7 @@ use domain::client::{evolve, ClientState};
 use domain::event::{client_stream, token_stream, Event, GENESIS_HASH};
 use domain::grant::NewAccessToken;
 use domain::token::{decide, IssueClientCredentialsToken, TokenCommand};
-use domain::values::{Scope, SecretHash, SigningAlgorithm};
+use domain::values::{HashKey, Scope, SigningAlgorithm};
 use domain::{Metadata, RecordedEvent};
 use fixtures::{client_id, issued, registered, revoked};
 use projections::ReadModels;
@@ -74,7 +74,7 @@ fn decide_and_apply(c: &mut Criterion) {
         requested_scopes: Some(Scope::parse_list("read").unwrap()),
         token: NewAccessToken {
             jti: Uuid::now_v7(),
-            opaque_token_hash: SecretHash::of("opaque"),
+            opaque_token_hash: HashKey::for_tests().hash("opaque"),
             kid: None,
         },
         now: 1_800_000_000,

@@ -182,7 +182,8 @@ mod tests {
     use crate::client::{self, ClientCommand, ClientError, ClientState};
     use crate::testing::Scenario;
     use crate::token::{decide, TokenCommand};
-    use crate::values::{AuthMethod, SecretHash, TokenFormat};
+    use crate::values::HashKey;
+    use crate::values::{AuthMethod, TokenFormat};
     use uuid::Uuid;
 
     const NOW: i64 = 1_800_000_000;
@@ -227,7 +228,7 @@ mod tests {
             scopes: None,
             token: NewAccessToken {
                 jti: Uuid::from_u128(7),
-                opaque_token_hash: SecretHash::of("at"),
+                opaque_token_hash: HashKey::for_tests().hash("at"),
                 kid: None,
             },
         })

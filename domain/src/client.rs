@@ -652,6 +652,7 @@ pub fn evolve(state: &mut ClientState, event: &Event) {
 pub(crate) mod tests {
     use super::*;
     use crate::testing::Scenario;
+    use crate::values::HashKey;
 
     pub(crate) fn id() -> ClientId {
         ClientId::parse("svc-billing").unwrap()
@@ -670,7 +671,7 @@ pub(crate) mod tests {
             client_id: id(),
             name: "Billing".into(),
             public: false,
-            secret_hash: Some(SecretHash::of("first-secret")),
+            secret_hash: Some(HashKey::for_tests().hash("first-secret")),
             redirect_uris: vec![uri("https://billing.example/cb")],
             grant_types: vec![GrantType::ClientCredentials],
             scopes: scopes("read write"),
@@ -709,7 +710,7 @@ pub(crate) mod tests {
                 client_id: id(),
                 name: "Billing".into(),
                 public: false,
-                secret_hash: Some(SecretHash::of("first-secret")),
+                secret_hash: Some(HashKey::for_tests().hash("first-secret")),
                 redirect_uris: vec![uri("https://billing.example/cb")],
                 grant_types: vec![GrantType::ClientCredentials],
                 scopes: scopes("read write"),
@@ -995,10 +996,12 @@ pub(crate) mod tests {
     fn rotating_a_secret_records_only_its_hash() {
         client_scenario()
             .given(vec![registered()])
-            .when(ClientCommand::RotateSecret(SecretHash::of("second")))
+            .when(ClientCommand::RotateSecret(
+                HashKey::for_tests().hash("second"),
+            ))
             .then(vec![Event::ClientSecretRotated(ClientSecretRotated {
                 client_id: id(),
-                secret_hash: SecretHash::of("second"),
+                secret_hash: HashKey::for_tests().hash("second"),
             })]);
     }
 
@@ -1011,7 +1014,7 @@ pub(crate) mod tests {
         let given = decide(&ClientState::Unregistered, &ClientCommand::Register(cmd)).unwrap();
         client_scenario()
             .given(given)
-            .when(ClientCommand::RotateSecret(SecretHash::of("x")))
+            .when(ClientCommand::RotateSecret(HashKey::for_tests().hash("x")))
             .then_err(ClientError::SecretMismatch(
                 "public clients have no secret to rotate",
             ));
@@ -1045,13 +1048,17 @@ pub(crate) mod tests {
             }),
             Event::ClientSecretRotated(ClientSecretRotated {
                 client_id: id(),
-                secret_hash: SecretHash::of("new"),
+                secret_hash: HashKey::for_tests().hash("new"),
             }),
         ] {
             evolve(&mut state, &e);
         }
         let client = state.active().unwrap();
         assert_eq!(client.redirect_uris.len(), 2);
-        assert!(client.secret_hash.as_ref().unwrap().verify("new"));
+        assert!(client
+            .secret_hash
+            .as_ref()
+            .unwrap()
+            .verify(&HashKey::for_tests(), "new"));
     }
 }

@@ -158,7 +158,7 @@ pub struct AuthorizationRequest {
 pub struct IssueCode {
     /// The request.
     pub request: AuthorizationRequest,
-    /// SHA-256 of the fresh code.
+    /// Keyed hash of the fresh code.
     pub code_hash: SecretHash,
     /// Code lifetime in seconds.
     pub ttl_secs: u32,
@@ -178,7 +178,7 @@ pub struct IssueImplicit {
 pub struct NewAccessToken {
     /// Its id.
     pub jti: Uuid,
-    /// SHA-256 of the opaque value, used if the client issues opaque tokens.
+    /// Keyed hash of the opaque value, used if the client issues opaque tokens.
     pub opaque_token_hash: SecretHash,
     /// The key that will sign it, used if the client issues JWTs.
     pub kid: Option<String>,
@@ -189,7 +189,7 @@ pub struct NewAccessToken {
 pub struct NewRefreshToken {
     /// Its id.
     pub id: Uuid,
-    /// SHA-256 of its value.
+    /// Keyed hash of its value.
     pub token_hash: SecretHash,
     /// Its own lifetime in seconds.
     pub ttl_secs: u32,
@@ -202,8 +202,11 @@ pub struct NewRefreshToken {
 pub struct RedeemCode {
     /// The code's view, if the read model knows its hash.
     pub code: Option<CodeView>,
-    /// SHA-256 of the presented code (recorded if it is replayed).
+    /// The keyed hash of the presented code (recorded if it is replayed).
     pub code_hash: SecretHash,
+    /// Its bare SHA-256, under which codes issued before keyed hashes were recorded: the
+    /// actor looks the code up by it when the keyed hash finds nothing.
+    pub legacy_code_hash: Option<SecretHash>,
     /// `redirect_uri` as presented at /token.
     pub redirect_uri: Option<String>,
     /// `code_verifier` as presented.
@@ -238,8 +241,11 @@ pub struct PasswordGrant {
 /// Rotate a refresh token (`grant_type=refresh_token`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshGrant {
-    /// SHA-256 of the presented refresh token.
+    /// The keyed hash of the presented refresh token.
     pub token_hash: SecretHash,
+    /// Its bare SHA-256, under which tokens issued before keyed hashes were recorded: the
+    /// actor looks the token up by it when the keyed hash finds nothing.
+    pub legacy_token_hash: Option<SecretHash>,
     /// The presented token's view, if the read model knows its hash.
     pub token: Option<RefreshView>,
     /// Narrower scopes asked for; `None`: the grant's scopes.
@@ -703,6 +709,7 @@ mod tests {
     use crate::client::{self, ClientCommand, ClientState};
     use crate::testing::Scenario;
     use crate::token::{decide, TokenCommand};
+    use crate::values::HashKey;
     use crate::values::RedirectUri;
 
     const NOW: i64 = 1_700_000_000;
@@ -718,7 +725,7 @@ mod tests {
     fn registered(public: bool) -> Event {
         let mut r = registration();
         r.public = public;
-        r.secret_hash = (!public).then(|| SecretHash::of("s"));
+        r.secret_hash = (!public).then(|| HashKey::for_tests().hash("s"));
         r.redirect_uris = vec![RedirectUri::parse(CB).unwrap()];
         r.grant_types = vec![
             GrantType::AuthorizationCode,
@@ -754,7 +761,7 @@ mod tests {
 
     fn code_issued(challenge: bool) -> AuthorizationCodeIssued {
         AuthorizationCodeIssued {
-            code_hash: SecretHash::of("code"),
+            code_hash: HashKey::for_tests().hash("code"),
             client_id: id(),
             user_id: user(),
             redirect_uri: CB.into(),
@@ -770,7 +777,7 @@ mod tests {
     fn issue(req: AuthorizationRequest) -> TokenCommand {
         TokenCommand::IssueCode(IssueCode {
             request: req,
-            code_hash: SecretHash::of("code"),
+            code_hash: HashKey::for_tests().hash("code"),
             ttl_secs: 60,
         })
     }
@@ -838,17 +845,18 @@ mod tests {
     ) -> TokenCommand {
         TokenCommand::RedeemCode(RedeemCode {
             code: view,
-            code_hash: SecretHash::of("code"),
+            code_hash: HashKey::for_tests().hash("code"),
+            legacy_code_hash: None,
             redirect_uri: redirect.map(str::to_owned),
             code_verifier: verifier.map(str::to_owned),
             token: NewAccessToken {
                 jti: Uuid::from_u128(1),
-                opaque_token_hash: SecretHash::of("at"),
+                opaque_token_hash: HashKey::for_tests().hash("at"),
                 kid: None,
             },
             refresh: NewRefreshToken {
                 id: Uuid::from_u128(2),
-                token_hash: SecretHash::of("rt"),
+                token_hash: HashKey::for_tests().hash("rt"),
                 ttl_secs: 3600,
                 family_ttl_secs: 86_400,
             },
@@ -867,7 +875,7 @@ mod tests {
     fn refresh_issued(id: u128, generation: u32) -> RefreshTokenIssued {
         RefreshTokenIssued {
             id: Uuid::from_u128(id),
-            token_hash: SecretHash::of(&format!("rt{id}")),
+            token_hash: HashKey::for_tests().hash(&format!("rt{id}")),
             client_id: self::id(),
             user_id: user(),
             scopes: scopes("read"),
@@ -918,7 +926,7 @@ mod tests {
                 ),
                 record: vec![Event::AuthorizationCodeReplayed(
                     AuthorizationCodeReplayed {
-                        code_hash: SecretHash::of("code"),
+                        code_hash: HashKey::for_tests().hash("code"),
                         client_id: id(),
                         user_id: user(),
                         family_id: Uuid::from_u128(3),
@@ -971,17 +979,18 @@ mod tests {
 
     fn rotate(view: RefreshView, grace: u32, at: i64, scope: Option<&str>) -> TokenCommand {
         TokenCommand::Refresh(RefreshGrant {
-            token_hash: SecretHash::of("rt2"),
+            token_hash: HashKey::for_tests().hash("rt2"),
+            legacy_token_hash: None,
             token: Some(view),
             scopes: scope.map(scopes),
             access: NewAccessToken {
                 jti: Uuid::from_u128(10),
-                opaque_token_hash: SecretHash::of("at2"),
+                opaque_token_hash: HashKey::for_tests().hash("at2"),
                 kid: None,
             },
             refresh: NewRefreshToken {
                 id: Uuid::from_u128(11),
-                token_hash: SecretHash::of("rt11"),
+                token_hash: HashKey::for_tests().hash("rt11"),
                 ttl_secs: 3600,
                 family_ttl_secs: 86_400,
             },
@@ -1131,7 +1140,7 @@ mod tests {
         let mut c = view(true, false).unwrap();
         c.observe(&Event::AuthorizationCodeRedeemed(
             AuthorizationCodeRedeemed {
-                code_hash: SecretHash::of("code"),
+                code_hash: HashKey::for_tests().hash("code"),
                 client_id: id(),
                 user_id: user(),
                 family_id: Uuid::from_u128(9),

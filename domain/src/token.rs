@@ -205,7 +205,8 @@ mod tests {
     use crate::client::{evolve as client_evolve, ClientCommand, UpdateClient};
     use crate::event::{AccessTokenIssued, ClientDeleted, ClientSettingsChanged};
     use crate::testing::Scenario;
-    use crate::values::{SecretHash, TokenFormat};
+    use crate::values::HashKey;
+    use crate::values::TokenFormat;
 
     fn jti() -> Uuid {
         Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001)
@@ -216,7 +217,7 @@ mod tests {
             requested_scopes: scopes.map(|s| Scope::parse_list(s).unwrap()),
             token: grant::NewAccessToken {
                 jti: jti(),
-                opaque_token_hash: SecretHash::of("opaque"),
+                opaque_token_hash: HashKey::for_tests().hash("opaque"),
                 kid: Some("k1".into()),
             },
             now: 1_700_000_000,
@@ -230,7 +231,8 @@ mod tests {
     fn issued(scopes: &str, format: TokenFormat) -> Event {
         Event::AccessTokenIssued(AccessTokenIssued {
             jti: jti(),
-            token_hash: (format == TokenFormat::Opaque).then(|| SecretHash::of("opaque")),
+            token_hash: (format == TokenFormat::Opaque)
+                .then(|| HashKey::for_tests().hash("opaque")),
             client_id: id(),
             subject: "svc-billing".into(),
             scopes: Scope::parse_list(scopes).unwrap(),

@@ -1,5 +1,6 @@
 //! Validated value types: a value of one of these types has passed its `parse`.
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -388,26 +389,110 @@ impl fmt::Display for AuthMethod {
     }
 }
 
+/// The server's key for hashing secrets at rest (RFC 2104 HMAC-SHA-256).
+///
+/// A bare SHA-256 of a token lets anyone holding a copy of the log confirm a captured value;
+/// an HMAC under a key kept outside the log does not. The server derives it from the
+/// key-encryption key, so every node sharing a KEK shares it too.
+#[derive(Clone)]
+pub struct HashKey(std::sync::Arc<Hmac<Sha256>>);
+
+impl HashKey {
+    /// A key from 32 bytes of key material.
+    pub fn new(key: &[u8; 32]) -> Self {
+        // HMAC pads a short key with zeros to the block size (RFC 2104 §2); padding it here
+        // gives the same MAC through the constructor that cannot fail.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(key);
+        Self(std::sync::Arc::new(
+            <Hmac<Sha256> as hmac::digest::KeyInit>::new(&block.into()),
+        ))
+    }
+
+    /// A fixed key for tests and fixtures.
+    pub fn for_tests() -> Self {
+        Self::new(&[7; 32])
+    }
+
+    /// The hash of a secret under this key (scheme `hmac-sha256`).
+    pub fn hash(&self, secret: &str) -> SecretHash {
+        // The keyed state is computed once; each hash clones it (two compressions saved).
+        let mut mac = (*self.0).clone();
+        mac.update(secret.as_bytes());
+        SecretHash(format!(
+            "{HMAC_SHA256}{}",
+            hex(&mac.finalize().into_bytes())
+        ))
+    }
+
+    /// The hashes a presented value may have been stored under: the keyed one, then the bare
+    /// SHA-256 that events recorded before keyed hashes hold.
+    pub fn candidates(&self, presented: &str) -> [SecretHash; 2] {
+        [self.hash(presented), SecretHash::unkeyed(presented)]
+    }
+}
+
+impl fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HashKey(..)")
+    }
+}
+
+const SHA256: &str = "sha256:";
+const HMAC_SHA256: &str = "hmac-sha256:";
+
+/// How a [`SecretHash`] was computed; its text names it, so old events keep verifying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashScheme {
+    /// `sha256:<hex>`: a bare SHA-256, as recorded before keyed hashes.
+    Sha256,
+    /// `hmac-sha256:<hex>`: an HMAC-SHA-256 under the server's [`HashKey`].
+    HmacSha256,
+}
+
 /// A versioned hash of a high-entropy secret (client secret, opaque token, code).
 ///
-/// Stored as `sha256:<hex>`; the prefix lets a later version change the function while old
-/// events still verify.
+/// Stored as `hmac-sha256:<hex>` (keyed, see [`HashKey`]) or, in events from before keyed
+/// hashes, `sha256:<hex>`; the prefix says which, so old events still verify.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SecretHash(String);
 
 impl SecretHash {
-    /// Hashes a secret with SHA-256.
-    pub fn of(secret: &str) -> Self {
+    /// The bare SHA-256 of a secret: the scheme of old events, for looking them up.
+    pub fn unkeyed(secret: &str) -> Self {
         Self(format!(
-            "sha256:{}",
+            "{SHA256}{}",
             hex(&Sha256::digest(secret.as_bytes()))
         ))
     }
 
-    /// Compares a presented secret with this hash in constant time.
-    pub fn verify(&self, presented: &str) -> bool {
-        let candidate = Self::of(presented);
+    /// Which function made this hash.
+    pub fn scheme(&self) -> HashScheme {
+        if self.0.starts_with(HMAC_SHA256) {
+            HashScheme::HmacSha256
+        } else {
+            HashScheme::Sha256
+        }
+    }
+
+    /// The 32 bytes of the digest.
+    pub fn digest(&self) -> [u8; 32] {
+        let hex = self.0.rsplit(':').next().unwrap_or_default().as_bytes();
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            // Parsing checked that the text is 64 hex digits.
+            *b = (nibble(hex[2 * i]) << 4) | nibble(hex[2 * i + 1]);
+        }
+        out
+    }
+
+    /// Compares a presented secret with this hash in constant time, by this hash's scheme.
+    pub fn verify(&self, key: &HashKey, presented: &str) -> bool {
+        let candidate = match self.scheme() {
+            HashScheme::HmacSha256 => key.hash(presented),
+            HashScheme::Sha256 => Self::unkeyed(presented),
+        };
         candidate.0.as_bytes().ct_eq(self.0.as_bytes()).into()
     }
 
@@ -417,13 +502,25 @@ impl SecretHash {
     }
 }
 
+fn nibble(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => 0,
+    }
+}
+
 impl TryFrom<String> for SecretHash {
     type Error = InvalidValue;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        match s.strip_prefix("sha256:") {
+        let digest = s
+            .strip_prefix(HMAC_SHA256)
+            .or_else(|| s.strip_prefix(SHA256));
+        match digest {
             Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Self(s)),
             _ => Err(InvalidValue(
-                "secret hash must be sha256:<64 hex digits>".into(),
+                "secret hash must be hmac-sha256:<64 hex digits> or sha256:<64 hex digits>".into(),
             )),
         }
     }
@@ -796,11 +893,34 @@ mod tests {
 
     #[test]
     fn secret_hashes_verify_only_the_same_secret() {
-        let h = SecretHash::of("s3cret-value");
-        assert!(h.verify("s3cret-value"));
-        assert!(!h.verify("s3cret-valuE"));
+        let key = HashKey::for_tests();
+        let h = key.hash("s3cret-value");
+        assert!(h.verify(&key, "s3cret-value"));
+        assert!(!h.verify(&key, "s3cret-valuE"));
+        assert!(!h.verify(&HashKey::new(&[8; 32]), "s3cret-value"));
         assert!(SecretHash::try_from(h.as_str().to_owned()).is_ok());
         assert!(SecretHash::try_from("md5:abc".to_owned()).is_err());
+    }
+
+    #[test]
+    fn a_keyed_hash_is_rfc_4231_hmac_sha256_and_old_bare_hashes_still_verify() {
+        // RFC 4231 test case 2 has a 4-byte key; HMAC pads it with zeros as we pad ours.
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        let h = HashKey::new(&key).hash("what do ya want for nothing?");
+        assert_eq!(
+            h.as_str(),
+            "hmac-sha256:5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(h.scheme(), HashScheme::HmacSha256);
+        assert_eq!(h.digest()[..2], [0x5b, 0xdc]);
+        let old = SecretHash::try_from(
+            "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b".to_owned(),
+        )
+        .unwrap();
+        assert_eq!(old.scheme(), HashScheme::Sha256);
+        assert!(old.verify(&HashKey::for_tests(), "secret"));
+        assert_eq!(HashKey::for_tests().candidates("secret")[1], old);
     }
 
     #[test]

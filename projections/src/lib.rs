@@ -342,9 +342,8 @@ mod tests {
         ClientScopesChanged, Event, RefreshTokenIssued, RefreshTokenReuseDetected,
         RefreshTokenRotated, RevocationReason, TokenRevoked, UserRegistered,
     };
-    use domain::values::{
-        ClientId, GrantType, PasswordHash, Scope, SecretHash, TokenFormat, UserId, Username,
-    };
+    use domain::values::HashKey;
+    use domain::values::{ClientId, GrantType, PasswordHash, Scope, TokenFormat, UserId, Username};
     use domain::Metadata;
     use uuid::Uuid;
 
@@ -373,7 +372,7 @@ mod tests {
                 client_id: id(c),
                 name: c.into(),
                 public: false,
-                secret_hash: Some(SecretHash::of("s")),
+                secret_hash: Some(HashKey::for_tests().hash("s")),
                 redirect_uris: vec![],
                 grant_types: vec![GrantType::ClientCredentials],
                 scopes: Scope::parse_list("read").unwrap(),
@@ -392,7 +391,7 @@ mod tests {
         let issued = |c: &str, n: u128| {
             Event::AccessTokenIssued(AccessTokenIssued {
                 jti: Uuid::from_u128(n),
-                token_hash: Some(SecretHash::of(&format!("t{n}"))),
+                token_hash: Some(HashKey::for_tests().hash(&format!("t{n}"))),
                 client_id: id(c),
                 subject: c.into(),
                 scopes: Scope::parse_list("read").unwrap(),
@@ -409,7 +408,7 @@ mod tests {
         let refresh = |n: u128, generation| {
             Event::RefreshTokenIssued(RefreshTokenIssued {
                 id: Uuid::from_u128(n),
-                token_hash: SecretHash::of(&format!("r{n}")),
+                token_hash: HashKey::for_tests().hash(&format!("r{n}")),
                 client_id: id("a"),
                 user_id: user,
                 scopes: Scope::parse_list("read").unwrap(),
@@ -423,7 +422,7 @@ mod tests {
         let user_token = |n: u128| {
             Event::AccessTokenIssued(AccessTokenIssued {
                 jti: Uuid::from_u128(n),
-                token_hash: Some(SecretHash::of(&format!("t{n}"))),
+                token_hash: Some(HashKey::for_tests().hash(&format!("t{n}"))),
                 client_id: id("a"),
                 subject: user.to_string(),
                 scopes: Scope::parse_list("read").unwrap(),
@@ -463,7 +462,7 @@ mod tests {
                 scopes: Scope::parse_list("read").unwrap(),
             }),
             Event::AuthorizationCodeIssued(AuthorizationCodeIssued {
-                code_hash: SecretHash::of("code"),
+                code_hash: HashKey::for_tests().hash("code"),
                 client_id: id("a"),
                 user_id: user,
                 redirect_uri: "https://a.example/cb".into(),
@@ -475,7 +474,7 @@ mod tests {
                 expires_at: 61,
             }),
             Event::AuthorizationCodeRedeemed(AuthorizationCodeRedeemed {
-                code_hash: SecretHash::of("code"),
+                code_hash: HashKey::for_tests().hash("code"),
                 client_id: id("a"),
                 user_id: user,
                 family_id: family,
@@ -528,7 +527,7 @@ mod tests {
         m.apply(&history()).unwrap();
         let t1 = m
             .tokens
-            .by_hash(SecretHash::of("t1").as_str())
+            .by_hash(HashKey::for_tests().hash("t1").as_str())
             .unwrap()
             .unwrap();
         assert_eq!(t1.revoked_at_position, Some(6));
@@ -557,13 +556,13 @@ mod tests {
         assert_eq!(m.users.by_username("alice").map(|u| u.user_id), Some(user));
         let code = m
             .tokens
-            .code(SecretHash::of("code").as_str())
+            .code(HashKey::for_tests().hash("code").as_str())
             .unwrap()
             .unwrap();
         assert_eq!(code.redeemed_family, Some(Uuid::from_u128(88)));
         let old = m
             .tokens
-            .refresh(SecretHash::of("r4").as_str())
+            .refresh(HashKey::for_tests().hash("r4").as_str())
             .unwrap()
             .unwrap();
         assert_eq!((old.used_at, old.head.0), (Some(5), 2));
@@ -585,7 +584,7 @@ mod tests {
             .is_active(50));
         assert!(
             m.tokens
-                .refresh(SecretHash::of("r5").as_str())
+                .refresh(HashKey::for_tests().hash("r5").as_str())
                 .unwrap()
                 .unwrap()
                 .family_revoked
@@ -651,7 +650,7 @@ mod tests {
             .unwrap();
         if let Event::AccessTokenIssued(e) = &mut odd.event {
             e.jti = Uuid::from_u128(4242);
-            e.token_hash = Some(SecretHash::of("odd"));
+            e.token_hash = Some(HashKey::for_tests().hash("odd"));
             e.issued_at = -5;
         }
         odd.position = history.len() as u64 + 1;
@@ -672,12 +671,12 @@ mod tests {
         for models in [&m, &back] {
             let odd = models
                 .tokens
-                .by_hash(SecretHash::of("odd").as_str())
+                .by_hash(HashKey::for_tests().hash("odd").as_str())
                 .unwrap();
             assert_eq!(odd.map(|v| v.record.issued_at), Some(-5));
             let t1 = models
                 .tokens
-                .by_hash(SecretHash::of("t1").as_str())
+                .by_hash(HashKey::for_tests().hash("t1").as_str())
                 .unwrap();
             assert_eq!(t1.and_then(|v| v.revoked_at_position), Some(6));
         }

@@ -147,18 +147,16 @@ fn jti_key(jti: &Uuid) -> Vec<u8> {
     key16(b'j', jti)
 }
 
-/// An opaque token's row key: `h` and the 32 bytes of a `sha256:` hash (half the size of its
-/// text, and the token index holds one per live opaque token); any other scheme as text
-/// under `H`.
+/// An opaque token's row key: `h` and the 32 bytes of an `hmac-sha256:` or `sha256:` hash
+/// (half the size of its text, and the token index holds one per live opaque token); any
+/// other scheme as text under `H`. The two schemes share the key space: a keyed and a bare
+/// digest of different tokens are equal with probability 2^-256.
 fn hash_key(hash: &str) -> Vec<u8> {
-    let raw = hash
-        .strip_prefix("sha256:")
-        .filter(|hex| hex.len() == 64)
-        .and_then(|hex| {
-            (0..32)
-                .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
-                .collect::<Option<Vec<u8>>>()
-        });
+    let raw = token_table::digest_hex(hash).and_then(|hex| {
+        (0..32)
+            .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()
+    });
     match raw {
         Some(bytes) => {
             let mut k = Vec::with_capacity(33);
@@ -386,7 +384,7 @@ fn revoked_family(event: &RecordedEvent, out: &mut Vec<Write>) {
 /// the prefix of its hash, if it is opaque.
 fn slot_hash(e: &AccessTokenIssued) -> Option<Option<[u8; 16]>> {
     let hash = match &e.token_hash {
-        Some(h) => Some(token_table::sha256_prefix(h.as_str())?),
+        Some(h) => Some(token_table::digest_prefix(h.as_str())?),
         None => None,
     };
     token_table::fits(&e.jti, e.issued_at, e.expires_at, hash.as_ref()).then_some(hash)
@@ -697,9 +695,9 @@ impl TokenIndex {
         }))
     }
 
-    /// Looks an opaque token up by the hash of its value (`sha256:<hex>`).
+    /// Looks an opaque token up by the hash of its value (`hmac-sha256:<hex>` or `sha256:<hex>`).
     pub fn by_hash(&self, hash: &str) -> Result<Option<TokenView>, ProjectionError> {
-        if let Some(prefix) = token_table::sha256_prefix(hash) {
+        if let Some(prefix) = token_table::digest_prefix(hash) {
             let found = {
                 let table = self.table();
                 table.by_hash(&prefix).map(|r| {

@@ -337,10 +337,16 @@ impl Slot {
     }
 }
 
-/// The first 16 bytes of a `sha256:<hex>` hash, if `hash` is one.
-pub(crate) fn sha256_prefix(hash: &str) -> Option<[u8; 16]> {
-    let hex = hash.strip_prefix("sha256:").filter(|h| h.len() == 64)?;
-    let hex = hex.as_bytes();
+/// The 64 hex digits of an `hmac-sha256:` or `sha256:` hash.
+pub(crate) fn digest_hex(hash: &str) -> Option<&str> {
+    hash.strip_prefix("hmac-sha256:")
+        .or_else(|| hash.strip_prefix("sha256:"))
+        .filter(|h| h.len() == 64)
+}
+
+/// The first 16 bytes of an `hmac-sha256:<hex>` or `sha256:<hex>` hash, if `hash` is one.
+pub(crate) fn digest_prefix(hash: &str) -> Option<[u8; 16]> {
+    let hex = digest_hex(hash)?.as_bytes();
     let nibble = |c: u8| match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
@@ -1071,10 +1077,10 @@ mod tests {
     #[test]
     fn only_sha256_hashes_and_u32_times_fit_a_slot() {
         let h = format!("sha256:{}", "0f".repeat(32));
-        assert_eq!(sha256_prefix(&h), Some([0x0f; 16]));
-        assert_eq!(sha256_prefix("hmac:abc"), None);
+        assert_eq!(digest_prefix(&h), Some([0x0f; 16]));
+        assert_eq!(digest_prefix("hmac:abc"), None);
         assert_eq!(
-            sha256_prefix(&format!("sha256:{}zz", "0f".repeat(31))),
+            digest_prefix(&format!("sha256:{}zz", "0f".repeat(31))),
             None
         );
         let jti = Uuid::from_u128(1);

@@ -412,6 +412,16 @@ impl ClientActor {
                     .views
                     .code(cmd.code_hash.as_str())
                     .map_err(unavailable)?;
+                if cmd.code.is_none() {
+                    // A code issued before keyed hashes: found by its bare hash, it is then
+                    // known by that hash in the events this redemption records.
+                    if let Some(legacy) = cmd.legacy_code_hash.take() {
+                        cmd.code = self.views.code(legacy.as_str()).map_err(unavailable)?;
+                        if cmd.code.is_some() {
+                            cmd.code_hash = legacy;
+                        }
+                    }
+                }
                 if let Some(v) = &mut cmd.code {
                     self.events_in_flight().for_each(|e| v.observe(e));
                 }
@@ -421,6 +431,15 @@ impl ClientActor {
                     .views
                     .refresh(cmd.token_hash.as_str())
                     .map_err(unavailable)?;
+                if cmd.token.is_none() {
+                    // A refresh token from before keyed hashes, as for codes above.
+                    if let Some(legacy) = cmd.legacy_token_hash.take() {
+                        cmd.token = self.views.refresh(legacy.as_str()).map_err(unavailable)?;
+                        if cmd.token.is_some() {
+                            cmd.token_hash = legacy;
+                        }
+                    }
+                }
                 if let Some(v) = &mut cmd.token {
                     self.events_in_flight().for_each(|e| v.observe(e));
                 }
@@ -527,7 +546,7 @@ mod tests {
     use crate::store::{Log, PendingAppend, Subscription};
     use domain::client::RegisterClient;
     use domain::token::IssueClientCredentialsToken;
-    use domain::values::{GrantType, SecretHash, TokenFormat};
+    use domain::values::{GrantType, HashKey, TokenFormat};
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// A store whose next append fails once when asked to, as a full disk would, and that
@@ -577,7 +596,7 @@ mod tests {
                 requested_scopes: None,
                 token: domain::grant::NewAccessToken {
                     jti: uuid::Uuid::now_v7(),
-                    opaque_token_hash: SecretHash::of("x"),
+                    opaque_token_hash: HashKey::for_tests().hash("x"),
                     kid: None,
                 },
                 now: 1_800_000_000,
@@ -603,7 +622,7 @@ mod tests {
                 client_id: id.clone(),
                 name: "svc".into(),
                 public: false,
-                secret_hash: Some(SecretHash::of("s")),
+                secret_hash: Some(HashKey::for_tests().hash("s")),
                 redirect_uris: vec![],
                 grant_types: vec![GrantType::ClientCredentials],
                 scopes: vec![],

@@ -396,12 +396,38 @@ impl std::fmt::Debug for KeySettings {
     }
 }
 
-/// Loads the KEK (creating the file on a data directory whose log holds no sealed key) and
-/// the PEM-file key, then opens the key actor over the log's keys.
+/// The KEK of a data directory: the configured one, else the file, else a fresh file when the
+/// log holds no sealed key (a fresh directory, or one from before keys were encrypted).
+pub fn resolve_kek(
+    data_dir: &Path,
+    store: &dyn EventStore,
+    encryption_key: Option<&str>,
+) -> anyhow::Result<Kek> {
+    if let Some(k) = Kek::load(data_dir, encryption_key)? {
+        return Ok(k);
+    }
+    let events = store
+        .read_stream(KEYS_STREAM, 1)
+        .map_err(|e| KeyError::Invalid(format!("reading the keys stream: {e}")))?;
+    let ring = KeyRing::from_events(events.iter().map(|e| &e.event));
+    if ring.keys.iter().any(|k| k.private_key.is_some()) {
+        anyhow::bail!(
+            "the signing keys in the log are encrypted, but there is no key-encryption key: \
+             set {} to the key used before, or restore {} from your backup",
+            crate::keys::kek::KEK_ENV,
+            data_dir.join(crate::keys::kek::KEK_FILE).display()
+        )
+    }
+    Ok(Kek::create(data_dir)?)
+}
+
+/// Loads the PEM-file key, then opens the key actor over the log's keys, sealed under `kek`
+/// (from [`resolve_kek`]).
 pub fn open_keys(
     data_dir: &Path,
     store: Arc<dyn EventStore>,
     models: Arc<ReadModels>,
+    kek: Arc<Kek>,
     settings: &KeySettings,
     retire_every: Option<Duration>,
 ) -> anyhow::Result<(Arc<Keyring>, KeyActor)> {
@@ -410,16 +436,6 @@ pub fn open_keys(
         .map_err(|e| KeyError::Invalid(format!("reading the keys stream: {e}")))?;
     let ring = KeyRing::from_events(events.iter().map(|e| &e.event));
     let version = events.last().map_or(0, |e| e.version);
-    let kek = match Kek::load(data_dir, settings.encryption_key.as_deref())? {
-        Some(k) => k,
-        None if ring.keys.iter().any(|k| k.private_key.is_some()) => anyhow::bail!(
-            "the signing keys in the log are encrypted, but there is no key-encryption key: \
-             set {} to the key used before, or restore {} from your backup",
-            crate::keys::kek::KEK_ENV,
-            data_dir.join(crate::keys::kek::KEK_FILE).display()
-        ),
-        None => Kek::create(data_dir)?,
-    };
     let file_key = match &settings.private_key_path {
         Some(path) => Some(Arc::new(
             material::from_pem_file(path, settings.private_key_passphrase.as_deref())?.0,
@@ -436,7 +452,7 @@ pub fn open_keys(
         models,
         keyring.clone(),
         KeySources {
-            kek: Arc::new(kek),
+            kek,
             file_key,
             data_dir: data_dir.to_owned(),
             retire_leeway_secs: settings

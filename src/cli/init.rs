@@ -1,6 +1,6 @@
 //! `authledger init`: the signing key and the admin client of a data directory.
 
-use crate::actors::keys::{open_keys, KeySettings};
+use crate::actors::keys::{open_keys, resolve_kek, KeySettings};
 use crate::actors::{ExecuteKeyRequest, KeyActor, KeyRequest};
 use crate::engine::Engine;
 use crate::http::admin::ADMIN_SCOPE;
@@ -58,10 +58,17 @@ pub async fn start_keys(
     settings: &KeySettings,
     retire_every: Option<Duration>,
 ) -> anyhow::Result<(Arc<Keyring>, actix::Addr<KeyActor>)> {
+    let kek = std::sync::Arc::new(resolve_kek(
+        &engine.data_dir,
+        &*engine.store,
+        settings.encryption_key.as_deref(),
+    )?);
+    engine.use_hash_key(kek.hash_key());
     let (keyring, actor) = open_keys(
         &engine.data_dir,
         engine.writes.clone(),
         engine.models.clone(),
+        kek,
         settings,
         retire_every,
     )?;

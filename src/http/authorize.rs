@@ -335,7 +335,7 @@ async fn issue(
         existing_consent: ConsentView::default(),
         now,
     };
-    let Ok((secret, hash)) = fresh_secret() else {
+    let Ok((secret, hash)) = fresh_secret(&state.hash_key) else {
         return fail(ErrorCode::ServerError, "the server failed; try again");
     };
     let command = match pending.request.response_type {

@@ -143,14 +143,14 @@ pub async fn authenticate(
     let failed = || OAuthError::invalid_client("client authentication failed");
     let Some(view) = clients.get(&id) else {
         // Hash anyway, so that an unknown id costs what a wrong secret costs.
-        let _ = domain::values::SecretHash::of(&secret);
+        let _ = state.hash_key.hash(&secret);
         return Err(failed());
     };
     let ok = view
         .client
         .secret_hash
         .as_ref()
-        .is_some_and(|h| h.verify(&secret));
+        .is_some_and(|h| h.verify(&state.hash_key, &secret));
     if !ok {
         return Err(failed());
     }

@@ -9,7 +9,7 @@ use super::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::grant::RefreshView;
-use domain::values::{join_scopes, SecretHash, UserId};
+use domain::values::{join_scopes, UserId};
 use projections::TokenView;
 use uuid::Uuid;
 
@@ -45,11 +45,13 @@ pub fn resolve(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuth
             .by_jti(&jti)
             .map(|t| t.filter(|t| t.record.kid.as_deref().is_none_or(|k| k == kid)))
     } else {
-        state
-            .engine
-            .models
-            .tokens
-            .by_hash(SecretHash::of(token).as_str())
+        let tokens = &state.engine.models.tokens;
+        // Keyed first; a token issued before keyed hashes is known by its bare SHA-256.
+        let [keyed, legacy] = state.hash_key.candidates(token);
+        match tokens.by_hash(keyed.as_str()) {
+            Ok(None) => tokens.by_hash(legacy.as_str()),
+            found => found,
+        }
     };
     found.map_err(|e| OAuthError::server_error(&e))
 }
@@ -67,12 +69,13 @@ fn client_exists(state: &AppState, id: &domain::values::ClientId) -> bool {
 
 /// Finds a presented refresh token in the index by the hash of its value.
 pub fn resolve_refresh(state: &AppState, token: &str) -> Result<Option<RefreshView>, OAuthError> {
-    state
-        .engine
-        .models
-        .tokens
-        .refresh(SecretHash::of(token).as_str())
-        .map_err(|e| OAuthError::server_error(&e))
+    let tokens = &state.engine.models.tokens;
+    let [keyed, legacy] = state.hash_key.candidates(token);
+    match tokens.refresh(keyed.as_str()) {
+        Ok(None) => tokens.refresh(legacy.as_str()),
+        found => found,
+    }
+    .map_err(|e| OAuthError::server_error(&e))
 }
 
 /// A refresh token that could be used now, of a client that still exists.

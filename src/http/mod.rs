@@ -41,6 +41,8 @@ pub struct AppState {
     pub issuer: String,
     /// Lifetimes and switches of the user grants.
     pub grants: crate::config::GrantSettings,
+    /// The key of the hashes at rest (tokens, codes, client secrets).
+    pub hash_key: domain::values::HashKey,
     /// Seals sessions and pending authorization requests.
     pub session_key: session::SessionKey,
     /// Sign-in failure counts.

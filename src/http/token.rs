@@ -19,7 +19,7 @@ use domain::grant::{
 };
 use domain::oauth::ErrorCode;
 use domain::token::{IssueClientCredentialsToken, TokenCommand, TokenError};
-use domain::values::{join_scopes, GrantType, Scope, SecretHash, TokenFormat};
+use domain::values::{join_scopes, GrantType, HashKey, Scope, SecretHash, TokenFormat};
 use domain::Cause;
 use uuid::Uuid;
 
@@ -101,12 +101,12 @@ pub fn access_token_value(
     }
 }
 
-/// 256 random bits, base64url: an opaque token, refresh token or code, and its hash.
-pub fn fresh_secret() -> Result<(String, SecretHash), OAuthError> {
+/// 256 random bits, base64url: an opaque token, refresh token or code, and its keyed hash.
+pub fn fresh_secret(key: &HashKey) -> Result<(String, SecretHash), OAuthError> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| OAuthError::server_error(&e))?;
     let value = URL_SAFE_NO_PAD.encode(bytes);
-    let hash = SecretHash::of(&value);
+    let hash = key.hash(&value);
     Ok((value, hash))
 }
 
@@ -150,7 +150,7 @@ async fn grant(
         .map(Scope::parse_list)
         .transpose()
         .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.0))?;
-    let (opaque, opaque_token_hash) = fresh_secret()?;
+    let (opaque, opaque_token_hash) = fresh_secret(&state.hash_key)?;
     let now = unix_now();
     let access = NewAccessToken {
         jti: Uuid::now_v7(),
@@ -162,7 +162,7 @@ async fn grant(
     // none. Its value is kept for the answer; the command carries its hash.
     let mut refresh_value = String::new();
     let mut new_refresh = || -> Result<NewRefreshToken, OAuthError> {
-        let (value, token_hash) = fresh_secret()?;
+        let (value, token_hash) = fresh_secret(&state.hash_key)?;
         refresh_value = value;
         Ok(NewRefreshToken {
             id: Uuid::now_v7(),
@@ -179,25 +179,34 @@ async fn grant(
                 now,
             })
         }
-        Ok(GrantType::AuthorizationCode) => TokenCommand::RedeemCode(RedeemCode {
-            code: None,
-            code_hash: SecretHash::of(form.require("code")?),
-            redirect_uri: form.get("redirect_uri").map(str::to_owned),
-            code_verifier: form.get("code_verifier").map(str::to_owned),
-            token: access,
-            refresh: new_refresh()?,
-            family_id: Uuid::now_v7(),
-            now,
-        }),
-        Ok(GrantType::RefreshToken) => TokenCommand::Refresh(RefreshGrant {
-            token_hash: SecretHash::of(form.require("refresh_token")?),
-            token: None,
-            scopes,
-            access,
-            refresh: new_refresh()?,
-            grace_secs: state.grants.refresh_grace_secs,
-            now,
-        }),
+        Ok(GrantType::AuthorizationCode) => {
+            let [code_hash, legacy_code_hash] = state.hash_key.candidates(form.require("code")?);
+            TokenCommand::RedeemCode(RedeemCode {
+                code: None,
+                code_hash,
+                legacy_code_hash: Some(legacy_code_hash),
+                redirect_uri: form.get("redirect_uri").map(str::to_owned),
+                code_verifier: form.get("code_verifier").map(str::to_owned),
+                token: access,
+                refresh: new_refresh()?,
+                family_id: Uuid::now_v7(),
+                now,
+            })
+        }
+        Ok(GrantType::RefreshToken) => {
+            let [token_hash, legacy_token_hash] =
+                state.hash_key.candidates(form.require("refresh_token")?);
+            TokenCommand::Refresh(RefreshGrant {
+                token_hash,
+                legacy_token_hash: Some(legacy_token_hash),
+                token: None,
+                scopes,
+                access,
+                refresh: new_refresh()?,
+                grace_secs: state.grants.refresh_grace_secs,
+                now,
+            })
+        }
         Ok(GrantType::Password) => {
             grant::allowed(&client.view.client, GrantType::Password).map_err(token_error)?;
             let username = form.require("username")?;

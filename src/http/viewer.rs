@@ -118,7 +118,7 @@ pub async fn login(
         .clients
         .get(client_id)
         .and_then(|v| v.client.secret_hash.clone())
-        .is_some_and(|h| h.verify(secret))
+        .is_some_and(|h| h.verify(&state.hash_key, secret))
         && is_admin_client(&state, client_id);
     if !verified {
         state

@@ -10,6 +10,8 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LE
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use domain::event::EncryptedPrivateKey;
+use domain::values::HashKey;
+use hmac::Hmac;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -24,6 +26,8 @@ pub struct Kek {
     /// The first 16 hex digits of a SHA-256 over it; safe to record.
     id: String,
     key: LessSafeKey,
+    /// The key of the hashes at rest, derived from this one.
+    hash_key: HashKey,
     /// Where it came from, for error messages.
     source: String,
 }
@@ -50,6 +54,20 @@ fn decode_key(text: &str) -> Option<Zeroizing<Vec<u8>>> {
     decoded.filter(|k| k.len() == 32).map(Zeroizing::new)
 }
 
+/// The hash key: HMAC-SHA-256 of the KEK over a fixed label (a one-block KDF in counter mode,
+/// NIST SP 800-108), so the KEK itself never keys two primitives and every node that shares
+/// the KEK hashes alike.
+fn derive_hash_key(kek: &[u8]) -> HashKey {
+    // A KEK is 32 bytes; HMAC zero-pads a short key to the block size (RFC 2104 §2), and a
+    // block-sized key goes through the constructor that cannot fail.
+    let mut block = Zeroizing::new([0u8; 64]);
+    let n = kek.len().min(64);
+    block[..n].copy_from_slice(&kek[..n]);
+    let mut mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new(&(*block).into());
+    hmac::Mac::update(&mut mac, b"\x01authledger hashes at rest v1\x00\x01\x00");
+    HashKey::new(&hmac::Mac::finalize(mac).into_bytes().into())
+}
+
 impl Kek {
     fn from_bytes(bytes: &[u8], source: String) -> Result<Self, KeyError> {
         let mut h = Sha256::new();
@@ -64,6 +82,7 @@ impl Kek {
         Ok(Self {
             id,
             key: LessSafeKey::new(key),
+            hash_key: derive_hash_key(bytes),
             source,
         })
     }
@@ -112,6 +131,11 @@ impl Kek {
             source,
         })?;
         Self::from_bytes(bytes.as_ref(), path.display().to_string())
+    }
+
+    /// The key under which tokens, codes and secrets are hashed at rest.
+    pub fn hash_key(&self) -> HashKey {
+        self.hash_key.clone()
     }
 
     /// Encrypts a private key; the kid is bound as associated data, so a ciphertext cannot be

@@ -445,6 +445,127 @@ fn a_data_directory_of_the_sled_release_is_imported_whole_with_the_same_answers(
     app.stop();
 }
 
+/// A data directory of the release before keyed hashes: its tokens, refresh tokens and client
+/// secrets are recorded as bare SHA-256 (`fixtures/unkeyed-v1/README.md`).
+#[test]
+fn a_log_of_bare_hashes_keeps_working_and_new_events_hold_keyed_hashes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/unkeyed-v1");
+    copy_dir(&fixture.join("data"), dir.path());
+    for key in ["encryption.key", "session.key", "admin.json"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path().join(key), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+    }
+    let known: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("tokens.json")).unwrap())
+            .unwrap();
+    let secret = |id: &str| known["clients"][id].as_str().unwrap().to_owned();
+    let hashes_before = |app: &TestApp| -> Vec<String> {
+        let all = app.cli_json(&["audit", "query", "--format", "json", "--limit", "10000"]);
+        let mut found = Vec::new();
+        collect_hashes(&all, &mut found);
+        found
+    };
+    let mut app = TestApp {
+        child: None,
+        dir,
+        base: String::new(),
+        agent: agent(),
+        flags: vec![
+            "--refresh-token-ttl-secs".into(),
+            "2000000000".into(),
+            "--refresh-family-ttl-secs".into(),
+            "2000000000".into(),
+        ],
+        env: Vec::new(),
+        log: None,
+    };
+    let old = hashes_before(&app);
+    assert!(
+        !old.is_empty() && old.iter().all(|h| h.starts_with("sha256:")),
+        "the fixture holds bare hashes only: {old:?}"
+    );
+    app.start();
+    // Secrets recorded as bare hashes still authenticate; wrong ones still do not.
+    let (svc, app_secret) = (secret("svc"), secret("app"));
+    app.token("svc", &svc, None);
+    let (status, _) = app.post_form(
+        "/token",
+        Some(("svc", "svc-secret-0123456789abcdef012345678X")),
+        &[("grant_type", "client_credentials")],
+    );
+    assert_eq!(status, 401);
+    // An old refresh token introspects as active, and rotates once.
+    let kept = known["refresh_to_introspect"].as_str().unwrap();
+    let answer = app.introspect("app", &app_secret, kept);
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["username"], "alice", "{answer}");
+    let rotate = known["refresh_to_rotate"].as_str().unwrap();
+    let (status, rotated) = app.post_form(
+        "/token",
+        Some(("app", &app_secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", rotate)],
+    );
+    assert_eq!(status, 200, "{rotated}");
+    let new_access = rotated["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.introspect("app", &app_secret, new_access)["active"],
+        true
+    );
+    // The old token is now used: presenting it again is a replay, which revokes the family.
+    let (status, replay) = app.post_form(
+        "/token",
+        Some(("app", &app_secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", rotate)],
+    );
+    assert_eq!(
+        (status, replay["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        app.introspect("app", &app_secret, new_access)["active"],
+        false
+    );
+    // Revoking an old refresh token by its value finds it.
+    let (status, _) = app.post_form("/revoke", Some(("app", &app_secret)), &[("token", kept)]);
+    assert_eq!(status, 200);
+    assert_eq!(app.introspect("app", &app_secret, kept)["active"], false);
+    // New tokens and a new secret are recorded under keyed hashes only.
+    let fresh = app.token("svc", &svc, None);
+    let fresh = fresh["access_token"].as_str().unwrap();
+    assert_eq!(app.introspect("svc", &svc, fresh)["active"], true);
+    let rotated_secret = app.cli_json(&["client", "rotate-secret", "svc", "--format", "json"]);
+    let new_secret = rotated_secret["client_secret"].as_str().unwrap();
+    app.token("svc", new_secret, None);
+    app.stop();
+    let all = hashes_before(&app);
+    let added: Vec<&String> = all.iter().filter(|h| !old.contains(h)).collect();
+    assert!(
+        added.len() >= 4 && added.iter().all(|h| h.starts_with("hmac-sha256:")),
+        "new events hold keyed hashes only: {added:?}"
+    );
+    // Replay rebuilds the same answers from the mixed log.
+    let out = app.cli(&["replay", "--verify"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// Every `*_hash` string in a JSON document.
+fn collect_hashes(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match v.as_str() {
+                    Some(s) if k.ends_with("_hash") && s.contains(':') => out.push(s.to_owned()),
+                    _ => collect_hashes(v, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| collect_hashes(v, out)),
+        _ => {}
+    }
+}
+
 /// The walk `docs/log-format.md` gives, as it stands there.
 fn documented_script() -> PathBuf {
     let doc =
