@@ -273,10 +273,14 @@ pub async fn checkpoint(
 #[derive(Debug, serde::Deserialize)]
 pub struct ClockMove {
     /// Milliseconds to move the clock forward.
+    #[serde(default)]
     pub advance_ms: u32,
+    /// Milliseconds to set the underlying clock back (the server's time then stands still).
+    #[serde(default)]
+    pub set_back_ms: u32,
 }
 
-/// `POST /admin/api/clock`: moves the server's clock forward, on a server started with the
+/// `POST /admin/api/clock`: moves the server's clock forward or sets it back, on a server started with the
 /// hidden `serve --test-clock` only (404 otherwise, as if the route did not exist).
 pub async fn advance_clock(
     req: HttpRequest,
@@ -284,7 +288,7 @@ pub async fn advance_clock(
     body: web::Json<ClockMove>,
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
-    if !crate::clock::advance(body.advance_ms) {
+    if !(crate::clock::advance(body.advance_ms) && crate::clock::set_back(body.set_back_ms)) {
         return Ok(HttpResponse::NotFound().json(serde_json::json!({
             "error": "not_found",
             "error_description": "no resource at /admin/api/clock",

@@ -283,6 +283,8 @@ impl Log {
             Some((position, bytes)) => (position, chain_hash(&bytes), decode(&bytes)?.recorded_at),
             None => (0, GENESIS_HASH.to_owned(), time::OffsetDateTime::UNIX_EPOCH),
         };
+        // A clock set back while the server was down must not revive what had expired.
+        crate::clock::not_before(last_time);
         let (mut index, snapshots) = match medium.load_meta(META_INDEX)? {
             Some(bytes) => match StreamIndex::decode(&bytes) {
                 Some((index, snapshots, _)) if index.position <= head => (index, snapshots),

@@ -1007,3 +1007,70 @@ fn codes_and_refresh_tokens_expire() {
         .unwrap()
         .contains("expired"));
 }
+
+#[test]
+fn a_clock_set_back_revives_no_code_token_or_session() {
+    let app = spawn_app_with(&[
+        "--code-ttl-secs",
+        "1",
+        "--refresh-token-ttl-secs",
+        "2",
+        "--session-ttl-secs",
+        "3",
+        "--test-clock",
+    ]);
+    app.create_user("alice", PW);
+    public_client(&app, "web");
+    let (id, secret) = app.create_client(&["--access-token-ttl", "2", "--can-introspect"]);
+    let access = app.token(&id, &secret, None)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut b = Browser::new(&app);
+    b.sign_in("alice", PW);
+    let code = b
+        .approve(&code_params("web", CB, "s"))
+        .param("code")
+        .unwrap();
+    let fresh = tokens_for_public(&app, &mut b);
+    let refresh_token = fresh["refresh_token"].as_str().unwrap();
+    // Everything expires; then an NTP step puts the clock ten minutes back.
+    app.advance_clock(3100);
+    app.set_back_clock(600_000);
+    assert_eq!(app.introspect(&id, &secret, &access)["active"], false);
+    let (status, body) = redeem(&app, "web", &code, CB);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, body) = refresh(&app, refresh_token, None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+    // The session ended too: authorizing sends the browser to sign in again.
+    let r = b.authorize(&code_params("web", CB, "s2"));
+    assert_eq!(r.status, 302, "{r:?}");
+    assert!(
+        r.location.unwrap().contains("/login"),
+        "the session is over"
+    );
+    // Time stood still rather than going back: tokens issued now carry no earlier time.
+    let later = app.token(&id, &secret, None);
+    let issued = app.events("AccessTokenIssued");
+    let times: Vec<i64> = issued
+        .iter()
+        .map(|e| e["data"]["issued_at"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert_eq!(
+        app.introspect(&id, &secret, later["access_token"].as_str().unwrap())["active"],
+        true
+    );
+}

@@ -311,6 +311,19 @@ impl TestApp {
         );
     }
 
+    /// Sets the server's underlying clock `ms` back, as an NTP step would (`--test-clock`).
+    pub fn set_back_clock(&self, ms: u32) {
+        let r = self
+            .agent
+            .post(&format!("{}/admin/api/clock", self.base))
+            .header("Authorization", &format!("Bearer {}", self.admin_token()))
+            .send_json(serde_json::json!({ "set_back_ms": ms }));
+        assert!(
+            matches!(&r, Ok(resp) if resp.status() == 200),
+            "setting the clock back failed (is the server running with --test-clock?)"
+        );
+    }
+
     pub fn introspect(&self, id: &str, secret: &str, token: &str) -> Value {
         let (status, body) = self.post_form("/introspect", Some((id, secret)), &[("token", token)]);
         assert_eq!(status, 200, "introspection failed: {body}");

@@ -5,6 +5,10 @@
     clippy::expect_used,
     reason = "test code: a failed unwrap is a failed test"
 )]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a black-box test compares the server's times with the wall clock outside it"
+)]
 
 mod admin;
 mod assertions;
