@@ -90,7 +90,7 @@ for port in "$AL_PORT" "$PEER_PORT" $((PEER_PORT + 1)) $((PEER_PORT + 2)) "$CEIL
 done
 
 say "starting authledger on 127.0.0.1:$AL_PORT"
-RUST_LOG=warn "$AL" serve --bind "127.0.0.1:$AL_PORT" --data-dir "$WORK/data" \
+RUST_LOG=warn "$AL" serve --bind "127.0.0.1:$AL_PORT" --data-dir "$WORK/data" $NO_LIMITS \
   > "$WORK/results/authledger-$STAMP.log" 2>&1 &
 AL_PID=$!
 PIDS+=("$AL_PID")

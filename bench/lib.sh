@@ -1,6 +1,10 @@
 # What bench/compare.sh, replay.sh and scaling.sh share; sourced. Expects ROOT (the
 # repository), AL (the authledger binary) and EX (the release examples) where it runs them.
 
+# Benchmarks run with the rate limits off: one client on loopback is the whole load here
+# (bench/limits.sh measures what limits cost when on).
+NO_LIMITS="--rate-limit-token 0 --rate-limit-introspect 0 --rate-limit-pages 0"
+
 bench_die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 
 # One line: when, which commit, and the machine.

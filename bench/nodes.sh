@@ -70,7 +70,7 @@ start_node() {
   local dir="$1"
   shift
   mkdir -p "$dir"
-  AUTHLEDGER_ENCRYPTION_KEY="$KEK" RUST_LOG=warn "$AL" serve --bind 127.0.0.1:0 \
+  AUTHLEDGER_ENCRYPTION_KEY="$KEK" RUST_LOG=warn "$AL" serve --bind 127.0.0.1:0 $NO_LIMITS \
     --data-dir "$dir" --issuer http://nodes.bench.test "$@" > "$dir.log" 2>&1 &
   PIDS+=("$!")
   local deadline=$(( $(date +%s) + 60 ))

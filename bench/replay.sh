@@ -33,7 +33,7 @@ OUT="$WORK/results/replay-$(date -u +%Y%m%dT%H%M%SZ).txt"
 start() { # DIR MODE: seconds from launch until /healthz answers, and the RSS then (MB)
   local t0 pid secs
   t0="$(date +%s%N)"
-  RUST_LOG=warn "$AL" serve --data-dir "$1" --bind "127.0.0.1:$PORT" --verify-on-start "$2" \
+  RUST_LOG=warn "$AL" serve --data-dir "$1" --bind "127.0.0.1:$PORT" $NO_LIMITS --verify-on-start "$2" \
     > "$1/serve.log" 2>&1 &
   pid=$!
   wait_for "http://127.0.0.1:$PORT/healthz" "$pid" "$1/serve.log" 3600

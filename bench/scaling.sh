@@ -39,7 +39,7 @@ PID=""
 trap '[ -z "$PID" ] || { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }' EXIT
 
 serve() { # DIR
-  RUST_LOG=warn,authledger::app=info "$AL" serve --data-dir "$1" --bind "127.0.0.1:$PORT" \
+  RUST_LOG=warn,authledger::app=info "$AL" serve --data-dir "$1" --bind "127.0.0.1:$PORT" $NO_LIMITS \
     --verify-on-start since-last > "$1/serve.log" 2>&1 &
   PID=$!
   wait_for "$BASE/healthz" "$PID" "$1/serve.log" 3600

@@ -204,6 +204,7 @@ impl Application {
             grants: config.grants,
             hash_key: engine.hash_key()?.clone(),
             session_key,
+            limits: http::limits::Limits::new(&config.limits),
             throttle: http::throttle::Throttle::default(),
             admin_throttle: http::throttle::Throttle::default(),
             shutdown: shutdown_rx,
@@ -211,6 +212,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap_fn(http::limit_pages)
                 .wrap_fn(http::log_requests)
                 .configure(http::configure)
         })

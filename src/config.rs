@@ -49,6 +49,14 @@ pub struct FileConfig {
     pub key_check_secs: Option<u64>,
     /// Scope the demo resource `/api/whoami` requires.
     pub whoami_scope: Option<String>,
+    /// Token requests per second per client (0: no limit).
+    pub rate_limit_token: Option<u32>,
+    /// Introspection requests per second per client (0: no limit).
+    pub rate_limit_introspect: Option<u32>,
+    /// Page requests per minute per source address (0: no limit).
+    pub rate_limit_pages: Option<u32>,
+    /// Proxies (addresses or CIDR ranges) whose X-Forwarded-For and X-Forwarded-Proto count.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -97,6 +105,8 @@ pub struct ServeConfig {
     pub allow_unverified: bool,
     /// Walk the whole chain at start (else only what follows the last verified event).
     pub verify_on_start_full: bool,
+    /// Rate limits and trusted proxies.
+    pub limits: crate::http::limits::LimitSettings,
 }
 
 /// Lifetimes and switches of the grants made on a user's behalf.

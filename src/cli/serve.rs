@@ -72,6 +72,27 @@ pub struct ServeArgs {
     /// token).
     #[arg(long, env = "AUTHLEDGER_WHOAMI_SCOPE")]
     pub whoami_scope: Option<String>,
+    /// Token requests per second per client, with bursts of twice as many (default 1000;
+    /// 0 turns the limit off). Past it, /token answers 429 with Retry-After.
+    #[arg(long, env = "AUTHLEDGER_RATE_LIMIT_TOKEN")]
+    pub rate_limit_token: Option<u32>,
+    /// Introspection requests per second per client, bursts of twice as many (default 5000;
+    /// 0: off).
+    #[arg(long, env = "AUTHLEDGER_RATE_LIMIT_INTROSPECT")]
+    pub rate_limit_introspect: Option<u32>,
+    /// Page requests (authorize, sign-in, consent, account, audit viewer) per minute per
+    /// source address, bursts of half as many (default 600; 0: off).
+    #[arg(long, env = "AUTHLEDGER_RATE_LIMIT_PAGES")]
+    pub rate_limit_pages: Option<u32>,
+    /// A proxy (address or CIDR range, repeatable) whose X-Forwarded-For and
+    /// X-Forwarded-Proto are believed: rate limits, sign-in throttling and audit metadata
+    /// then use the client address it forwarded for. Without it those headers are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "AUTHLEDGER_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
     /// Log as JSON lines.
     #[arg(long, env = "AUTHLEDGER_LOG_JSON")]
     pub log_json: bool,
@@ -89,6 +110,19 @@ pub struct ServeArgs {
     /// any changed byte stops the start).
     #[arg(long, env = "AUTHLEDGER_VERIFY_ON_START", default_value = "since-last", value_parser = ["full", "since-last"])]
     pub verify_on_start: String,
+}
+
+/// A trusted proxy: an address (a /32 or /128) or a CIDR range.
+fn parse_proxy(text: &str) -> anyhow::Result<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--trusted-proxy {text:?} is neither an IP address nor a CIDR range \
+                 (e.g. 10.0.0.0/8 or 192.0.2.7)"
+            )
+        })
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -158,6 +192,32 @@ pub fn run(
         whoami_scope: args.whoami_scope.or(file.whoami_scope),
         allow_unverified: args.allow_unverified,
         verify_on_start_full: args.verify_on_start == "full",
+        limits: {
+            let d = crate::http::limits::LimitSettings::default();
+            let proxies = if args.trusted_proxies.is_empty() {
+                file.trusted_proxies.unwrap_or_default()
+            } else {
+                args.trusted_proxies
+            };
+            crate::http::limits::LimitSettings {
+                token_per_sec: args
+                    .rate_limit_token
+                    .or(file.rate_limit_token)
+                    .unwrap_or(d.token_per_sec),
+                introspect_per_sec: args
+                    .rate_limit_introspect
+                    .or(file.rate_limit_introspect)
+                    .unwrap_or(d.introspect_per_sec),
+                pages_per_min: args
+                    .rate_limit_pages
+                    .or(file.rate_limit_pages)
+                    .unwrap_or(d.pages_per_min),
+                trusted_proxies: proxies
+                    .iter()
+                    .map(|p| parse_proxy(p))
+                    .collect::<anyhow::Result<_>>()?,
+            }
+        },
     };
     if args.test_clock {
         tracing::warn!("serving with a clock that admins can move (--test-clock): for tests only");

@@ -32,8 +32,8 @@ pub enum SignIn {
 }
 
 pub(crate) fn source_address(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
+    super::source_ip(req)
+        .map(|a| a.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 

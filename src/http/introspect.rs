@@ -97,6 +97,7 @@ pub async fn introspect(
 ) -> Result<HttpResponse, OAuthError> {
     let form = read_form(&req, payload).await?;
     let caller = authenticate(&req, &form, &state).await?;
+    state.limits.introspect(&caller.view.client.client_id)?;
     let token = form.require("token")?;
     let may_see = |owner: &domain::values::ClientId| {
         caller.view.client.can_introspect || caller.view.client.client_id == *owner

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod form;
 pub mod introspect;
+pub mod limits;
 pub mod pages;
 pub mod resource;
 pub mod revoke;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub hash_key: domain::values::HashKey,
     /// Seals sessions and pending authorization requests.
     pub session_key: session::SessionKey,
+    /// Rate limits, and which proxies are believed about the client's address.
+    pub limits: limits::Limits,
     /// Sign-in failure counts.
     pub throttle: throttle::Throttle,
     /// Failure counts of the audit viewer's sign-in, apart from users' (whose names are
@@ -82,12 +85,25 @@ pub fn request_metadata(req: &HttpRequest, caused_by: Cause) -> Metadata {
         caused_by,
         request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
         correlation_id: header("x-correlation-id"),
-        source_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        source_ip: source_ip(req).map(|a| a.to_string()),
         user_agent: header("user-agent"),
     }
 }
 
 use actix_web::HttpMessage;
+
+/// The client's address: the peer's, or, from a trusted proxy, the one it forwarded for.
+pub fn source_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    match req.app_data::<web::Data<AppState>>() {
+        Some(state) => state.limits.source(peer, forwarded),
+        None => peer,
+    }
+}
 
 fn json_error(err: impl std::fmt::Display) -> actix_web::Error {
     OAuthError::invalid_request(format!("invalid JSON body: {err}")).into()
@@ -223,6 +239,64 @@ fn security_headers(headers: &mut actix_web::http::header::HeaderMap) {
             headers.insert(name, HeaderValue::from_static(value));
         }
     }
+}
+
+/// Whether `path` is a page a browser asks for (limited per source address).
+fn is_page(path: &str) -> bool {
+    matches!(
+        path,
+        "/authorize"
+            | "/consent"
+            | "/login"
+            | "/logout"
+            | "/account"
+            | "/admin"
+            | "/admin/login"
+            | "/admin/logout"
+    ) || path.starts_with("/admin/clients/")
+}
+
+/// Answers 429 with `Retry-After` to a source address past its page limit.
+pub fn limit_pages<S, B>(
+    req: actix_web::dev::ServiceRequest,
+    srv: &S,
+) -> futures_util::future::LocalBoxFuture<
+    'static,
+    Result<ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error>,
+>
+where
+    S: Service<
+        actix_web::dev::ServiceRequest,
+        Response = ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    S::Future: 'static,
+    B: 'static,
+{
+    if is_page(req.path()) {
+        let wait = req.app_data::<web::Data<AppState>>().and_then(|state| {
+            let forwarded = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            let source = state
+                .limits
+                .source(req.peer_addr().map(|a| a.ip()), forwarded)?;
+            state.limits.page(source).err()
+        });
+        if let Some(wait) = wait {
+            let res = HttpResponse::TooManyRequests()
+                .insert_header((actix_web::http::header::RETRY_AFTER, wait))
+                .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+                .content_type("text/plain; charset=utf-8")
+                .body(format!(
+                    "Too many requests from your address. Try again in {wait} seconds.\n"
+                ));
+            return Box::pin(async move { Ok(req.into_response(res).map_into_right_body()) });
+        }
+    }
+    let fut = srv.call(req);
+    Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })
 }
 
 /// Logs each request (method, path without its query, status, time) under a request id.

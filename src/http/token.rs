@@ -140,6 +140,7 @@ async fn grant(
     state: &AppState,
 ) -> Result<HttpResponse, OAuthError> {
     let client = authenticate_or_public(req, form, state).await?;
+    state.limits.token(&client.view.client.client_id)?;
     let client_id = client.view.client.client_id.clone();
     let span = tracing::Span::current();
     span.record("client_id", client_id.as_str());

@@ -397,3 +397,131 @@ fn every_answer_carries_the_security_headers_and_token_and_form_answers_are_not_
         }
     }
 }
+
+#[test]
+fn rate_limits_answer_429_with_retry_after_per_client_and_per_address() {
+    let app = crate::helpers::spawn_app_with(&[
+        "--rate-limit-token",
+        "2",
+        "--rate-limit-introspect",
+        "3",
+        "--rate-limit-pages",
+        "4",
+        "--test-clock",
+    ]);
+    let (id, secret) = app.create_client(&["--can-introspect"]);
+    let (other, other_secret) = app.create_client(&[]);
+    let form = [("grant_type", "client_credentials")];
+    // A burst of twice the rate, then 429 with Retry-After and an RFC 6749 error body.
+    for _ in 0..4 {
+        let (status, body) = app.post_form("/token", Some((&id, &secret)), &form);
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body, _, _) = app.post_form_full("/token", Some((&id, &secret)), &form);
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "invalid_request");
+    let retry = raw_post_retry_after(&app, &id, &secret);
+    assert!(retry.is_some_and(|s| s >= 1), "Retry-After: {retry:?}");
+    // Another client has its own allowance.
+    assert_eq!(
+        app.post_form("/token", Some((&other, &other_secret)), &form)
+            .0,
+        200
+    );
+    // Time passes: the client may ask again.
+    app.advance_clock(1000);
+    let (status, body) = app.post_form("/token", Some((&id, &secret)), &form);
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    // Introspection: its own limit per client.
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| {
+            app.post_form("/introspect", Some((&id, &secret)), &[("token", &token)])
+                .0
+        })
+        .collect();
+    assert_eq!(statuses[..6], [200; 6], "{statuses:?}");
+    assert_eq!(statuses[7], 429, "{statuses:?}");
+    // Pages, per source address: a burst of half the per-minute rate.
+    let agent = crate::helpers::agent();
+    let page = |xff: Option<&str>| {
+        let mut req = agent.get(&format!("{}/login", app.base));
+        if let Some(x) = xff {
+            req = req.header("X-Forwarded-For", x);
+        }
+        let res = req.call().unwrap();
+        (
+            res.status().as_u16(),
+            res.headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned()),
+        )
+    };
+    assert_eq!(page(None).0, 200);
+    assert_eq!(page(None).0, 200);
+    let (status, retry) = page(None);
+    assert_eq!(status, 429);
+    assert!(retry.is_some());
+    // X-Forwarded-For from a peer that is not a trusted proxy changes nothing.
+    assert_eq!(page(Some("203.0.113.5")).0, 429);
+}
+
+/// The Retry-After of a refused token request.
+fn raw_post_retry_after(app: &crate::helpers::TestApp, id: &str, secret: &str) -> Option<u64> {
+    let cred = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    let res = crate::helpers::agent()
+        .post(&format!("{}/token", app.base))
+        .header("Authorization", &format!("Basic {cred}"))
+        .send_form([("grant_type", "client_credentials")])
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    res.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+}
+
+#[test]
+fn a_trusted_proxy_is_believed_about_the_client_address_and_no_one_else_is() {
+    let app = crate::helpers::spawn_app_with(&[
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--rate-limit-pages",
+        "4",
+    ]);
+    let agent = crate::helpers::agent();
+    let page = |xff: &str| {
+        agent
+            .get(&format!("{}/login", app.base))
+            .header("X-Forwarded-For", xff)
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // Each forwarded address has its own allowance behind the proxy.
+    assert_eq!(
+        [
+            page("203.0.113.5"),
+            page("203.0.113.5"),
+            page("203.0.113.5")
+        ],
+        [200, 200, 429]
+    );
+    assert_eq!(page("198.51.100.7, 127.0.0.1"), 200);
+    // The audit trail records the forwarded address.
+    let (id, secret) = app.create_client(&[]);
+    let cred = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    let res = agent
+        .post(&format!("{}/token", app.base))
+        .header("Authorization", &format!("Basic {cred}"))
+        .header("X-Forwarded-For", "192.0.2.44")
+        .send_form([("grant_type", "client_credentials")])
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let issued = app.events("AccessTokenIssued");
+    let ours = issued
+        .iter()
+        .find(|e| e["data"]["client_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(ours["metadata"]["source_ip"], "192.0.2.44", "{ours}");
+}
