@@ -71,7 +71,7 @@ start_node() {
   shift
   mkdir -p "$dir"
   AUTHLEDGER_ENCRYPTION_KEY="$KEK" RUST_LOG=warn "$AL" serve --bind 127.0.0.1:0 $NO_LIMITS \
-    --data-dir "$dir" --issuer http://nodes.bench.test "$@" > "$dir.log" 2>&1 &
+    --data-dir "$dir" --issuer http://nodes.bench.test --insecure-http "$@" > "$dir.log" 2>&1 &
   PIDS+=("$!")
   local deadline=$(( $(date +%s) + 60 ))
   until [ -f "$dir/server.json" ] && curl -sf -o /dev/null "http://127.0.0.1:$(port_of "$dir")/healthz"; do

@@ -15,6 +15,8 @@ use std::sync::Arc;
 /// A built, not yet running server.
 pub struct Application {
     server: Server,
+    /// The certificate served, when serving HTTPS (reloaded on SIGHUP).
+    tls: Option<Arc<crate::tls::ReloadingCert>>,
     shutdown: tokio::sync::watch::Sender<bool>,
     addr: SocketAddr,
     data_dir: PathBuf,
@@ -184,15 +186,29 @@ impl Application {
         if !config.verify_on_start_full {
             verify_in_background(engine.clone());
         }
+        let tls = config
+            .tls
+            .clone()
+            .map(crate::tls::ReloadingCert::load)
+            .transpose()?;
         let listener = TcpListener::bind(&config.bind)
             .with_context(|| format!("binding {}; is another server on that port?", config.bind))?;
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let issuer = config
             .issuer
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"))
+            .unwrap_or_else(|| format!("{scheme}://{addr}"))
             .trim_end_matches('/')
             .to_owned();
+        if !config.insecure_http && !crate::tls::plain_http_allowed(&issuer) {
+            anyhow::bail!(
+                "the issuer {issuer} is plain http on a host other than this machine: tokens, \
+                 codes and passwords would cross the network in clear. Serve HTTPS \
+                 (--tls-cert and --tls-key), or behind a proxy that terminates TLS give its \
+                 https:// address as --issuer; --insecure-http serves it anyway"
+            );
+        }
         let session_key = http::session::SessionKey::load_or_create(&config.data_dir)?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let state = web::Data::new(AppState {
@@ -209,14 +225,17 @@ impl Application {
             admin_throttle: http::throttle::Throttle::default(),
             shutdown: shutdown_rx,
         });
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .wrap_fn(http::limit_pages)
                 .wrap_fn(http::log_requests)
                 .configure(http::configure)
-        })
-        .listen(listener)?;
+        });
+        let mut server = match &tls {
+            Some(cert) => server.listen_rustls_0_23(listener, cert.server_config()?)?,
+            None => server.listen(listener)?,
+        };
         if let Some(w) = config.workers {
             server = server.workers(w);
         }
@@ -224,6 +243,7 @@ impl Application {
         let info = serde_json::json!({
             "pid": std::process::id(),
             "addr": addr.to_string(),
+            "url": format!("{scheme}://{addr}"),
             "issuer": issuer,
         });
         crate::fsutil::write_private(
@@ -233,6 +253,7 @@ impl Application {
         tracing::info!(%addr, %issuer, data_dir = %config.data_dir.display(), "authledger listening");
         Ok(Self {
             server,
+            tls,
             shutdown,
             addr,
             data_dir: config.data_dir,
@@ -260,6 +281,9 @@ impl Application {
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
             tracing::warn!(error = %e, "telling the service manager the server is ready failed");
         }
+        if let Some(cert) = self.tls.clone() {
+            actix_rt::spawn(reload_on_hangup(cert));
+        }
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -271,6 +295,24 @@ impl Application {
         self.engine.close();
         let _ = std::fs::remove_file(self.data_dir.join(SERVER_FILE));
         Ok(())
+    }
+}
+
+/// Reads the TLS files again at every SIGHUP; a pair that fails to load leaves the old one.
+async fn reload_on_hangup(cert: Arc<crate::tls::ReloadingCert>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: the TLS certificate will not be reloaded");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match cert.reload() {
+            Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate and key"),
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                "SIGHUP: the TLS certificate was not reloaded; the previous one still serves"
+            ),
+        }
     }
 }
 

@@ -57,6 +57,12 @@ pub struct FileConfig {
     pub rate_limit_pages: Option<u32>,
     /// Proxies (addresses or CIDR ranges) whose X-Forwarded-For and X-Forwarded-Proto count.
     pub trusted_proxies: Option<Vec<String>>,
+    /// PEM certificate chain to serve HTTPS with.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub tls_key: Option<PathBuf>,
+    /// Serve a plain http:// issuer that is not this machine.
+    pub insecure_http: Option<bool>,
 }
 
 impl FileConfig {
@@ -107,6 +113,11 @@ pub struct ServeConfig {
     pub verify_on_start_full: bool,
     /// Rate limits and trusted proxies.
     pub limits: crate::http::limits::LimitSettings,
+    /// HTTPS of its own: the certificate chain and key.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Serve a plain `http://` issuer on a host other than this machine (behind a proxy that
+    /// terminates TLS).
+    pub insecure_http: bool,
 }
 
 /// Lifetimes and switches of the grants made on a user's behalf.

@@ -44,3 +44,5 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "server")]
 pub mod timetravel;
+#[cfg(feature = "server")]
+pub mod tls;

@@ -93,6 +93,18 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. SIGHUP
+    /// reads both files again without dropping connections.
+    #[arg(long, env = "AUTHLEDGER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "AUTHLEDGER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow a plain http:// issuer whose host is not this machine, for a server behind a
+    /// proxy that terminates TLS (tokens and passwords would otherwise cross the network in
+    /// clear, so the start refuses it).
+    #[arg(long, env = "AUTHLEDGER_INSECURE_HTTP")]
+    pub insecure_http: bool,
     /// Log as JSON lines.
     #[arg(long, env = "AUTHLEDGER_LOG_JSON")]
     pub log_json: bool,
@@ -218,6 +230,17 @@ pub fn run(
                     .collect::<anyhow::Result<_>>()?,
             }
         },
+        tls: match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "HTTPS needs both a certificate and its key: give tls_cert and tls_key together"
+            ),
+        },
+        insecure_http: args.insecure_http || file.insecure_http.unwrap_or(false),
     };
     if args.test_clock {
         tracing::warn!("serving with a clock that admins can move (--test-clock): for tests only");

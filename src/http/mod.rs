@@ -319,6 +319,16 @@ where
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    // HTTPS: our own TLS, or a trusted proxy's word that the client used it.
+    let https = req.app_config().secure()
+        || req.app_data::<web::Data<AppState>>().is_some_and(|s| {
+            s.limits.forwarded_https(
+                req.peer_addr().map(|a| a.ip()),
+                req.headers()
+                    .get("x-forwarded-proto")
+                    .and_then(|v| v.to_str().ok()),
+            )
+        });
     let method = req.method().clone();
     let path = req.path().to_owned();
     let started = std::time::Instant::now();
@@ -336,6 +346,13 @@ where
                 .insert(HeaderName::from_static(REQUEST_ID), v);
         }
         security_headers(res.headers_mut());
+        if https {
+            // RFC 6797: browsers then refuse plain HTTP to this host for a year.
+            res.headers_mut().insert(
+                actix_web::http::header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000"),
+            );
+        }
         Ok(res)
     }
 }

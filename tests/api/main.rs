@@ -28,4 +28,5 @@ mod resource;
 mod robustness;
 mod shared_log;
 mod store;
+mod tls;
 mod web;

@@ -583,6 +583,8 @@ fn node_with(url: &str, extra: &[&str]) -> TestApp {
             url.into(),
             "--issuer".into(),
             ISSUER.into(),
+            // The nodes share a name that is not this machine's, over plain HTTP.
+            "--insecure-http".into(),
         ],
         env: vec![("AUTHLEDGER_ENCRYPTION_KEY".into(), KEK.into())],
         log: None,
