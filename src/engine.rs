@@ -256,7 +256,7 @@ impl Engine {
                     for e in events {
                         if let domain::Event::HistoryCompacted(h) = &e.event {
                             crate::retention::apply_copied(&copy, &read, &postings, h, e.position)
-                                .map_err(|e| StoreError::Io(e.to_string()))?;
+                                .map_err(|e| StoreError::io("applying a copied compaction", e))?;
                         }
                     }
                     Ok(())
@@ -741,7 +741,7 @@ impl AuditFollower {
                     }
                 }
             })
-            .map_err(|e| EngineError::Store(StoreError::Io(format!("starting the audit thread: {e}"))))?;
+            .map_err(|e| EngineError::Store(StoreError::io("starting the audit thread", e)))?;
         if let Ok(mut slot) = follower.thread.lock() {
             *slot = Some(thread);
         }

@@ -171,7 +171,7 @@ pub fn compact(
         let compacted_by = recorded
             .first()
             .map(|e| e.position)
-            .ok_or_else(|| StoreError::Io("the compaction record was not written".into()))?;
+            .ok_or_else(|| StoreError::failed("the compaction record was not written"))?;
         let runs = runs_of(&ranges, compacted_by);
         match &engine.shared {
             // Every node's follower (this one's before the append above was answered) takes

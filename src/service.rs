@@ -65,7 +65,10 @@ impl From<CommandError> for ServiceError {
             ) => ServiceError::Internal(e.to_string()),
             e @ (CommandError::Store(_)
             | CommandError::Unavailable(_)
-            | CommandError::Recovering) => ServiceError::Unavailable(e.to_string()),
+            | CommandError::Recovering
+            | CommandError::ReadModels(_)) => {
+                ServiceError::Unavailable(crate::http::error::chain(&e))
+            }
         }
     }
 }

@@ -81,56 +81,85 @@ impl JwtAssertionAccepted {
     }
 }
 
-/// Checks an assertion's claims for `client`; the error says what is wrong.
-pub fn check(client: &Client, cmd: &AcceptAssertion) -> Result<(), String> {
+/// Why an assertion was refused; its text is the `error_description` the client gets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssertionRejected {
+    /// A client assertion must name the client as both `iss` and `sub`.
+    #[error("a client assertion's iss and sub must both be the client_id")]
+    NotTheClient,
+    /// The grant's issuer is not one the client trusts.
+    #[error("issuer {0:?} is not trusted by this client")]
+    UntrustedIssuer(String),
+    /// `sub` is empty or too long.
+    #[error("the assertion needs a sub of 1 to 256 characters")]
+    BadSubject,
+    /// `aud` names neither the issuer nor the token endpoint.
+    #[error("the assertion's aud names neither this issuer nor its token endpoint")]
+    WrongAudience,
+    /// `exp` has passed (beyond the leeway).
+    #[error("the assertion has expired")]
+    Expired,
+    /// `exp` is further away than an assertion may live.
+    #[error("the assertion expires more than {MAX_LIFETIME_SECS} seconds from now")]
+    LivesTooLong,
+    /// `nbf` lies ahead.
+    #[error("the assertion is not valid yet (nbf)")]
+    NotYetValid,
+    /// `iat` lies ahead.
+    #[error("the assertion was issued in the future (iat)")]
+    IssuedInTheFuture,
+    /// `jti` is empty or too long.
+    #[error("the assertion needs a jti of 1 to {MAX_JTI_LEN} characters")]
+    BadJti,
+    /// The `jti` was accepted before and is still remembered.
+    #[error("the assertion's jti was used before")]
+    Replayed,
+}
+
+/// Checks an assertion's claims for `client`.
+pub fn check(client: &Client, cmd: &AcceptAssertion) -> Result<(), AssertionRejected> {
+    use AssertionRejected as R;
     let a = &cmd.assertion;
     let now = cmd.now;
     match cmd.used_for {
         AssertionUse::ClientAuthentication => {
             if a.issuer != client.client_id.as_str() || a.subject != client.client_id.as_str() {
-                return Err("a client assertion's iss and sub must both be the client_id".into());
+                return Err(R::NotTheClient);
             }
         }
         AssertionUse::AuthorizationGrant => {
             if !client.trusts_issuer(&a.issuer) {
-                return Err(format!(
-                    "issuer {:?} is not trusted by this client",
-                    truncated(&a.issuer)
-                ));
+                return Err(R::UntrustedIssuer(truncated(&a.issuer)));
             }
             if a.subject.is_empty() || a.subject.len() > 256 {
-                return Err("the assertion needs a sub of 1 to 256 characters".into());
+                return Err(R::BadSubject);
             }
         }
     }
     if !a.audience.iter().any(|aud| cmd.audiences.contains(aud)) {
-        return Err("the assertion's aud names neither this issuer nor its token endpoint".into());
+        return Err(R::WrongAudience);
     }
     if a.expires_at.saturating_add(LEEWAY_SECS) < now {
-        return Err("the assertion has expired".into());
+        return Err(R::Expired);
     }
     if a.expires_at.saturating_sub(now) > MAX_LIFETIME_SECS {
-        return Err(format!(
-            "the assertion expires more than {MAX_LIFETIME_SECS} seconds from now"
-        ));
+        return Err(R::LivesTooLong);
     }
     if a.not_before
         .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
     {
-        return Err("the assertion is not valid yet (nbf)".into());
+        return Err(R::NotYetValid);
     }
     if a.issued_at
         .is_some_and(|iat| iat > now.saturating_add(LEEWAY_SECS))
     {
-        return Err("the assertion was issued in the future (iat)".into());
+        return Err(R::IssuedInTheFuture);
     }
     if a.jti.is_empty() || a.jti.len() > MAX_JTI_LEN {
-        return Err(format!(
-            "the assertion needs a jti of 1 to {MAX_JTI_LEN} characters"
-        ));
+        return Err(R::BadJti);
     }
     if cmd.seen {
-        return Err("the assertion's jti was used before".into());
+        return Err(R::Replayed);
     }
     Ok(())
 }
@@ -152,14 +181,14 @@ fn accepted(client: &Client, cmd: &AcceptAssertion) -> Event {
 
 /// Client authentication by assertion: recorded so that it cannot be replayed.
 pub fn authenticate(client: &Client, cmd: &AcceptAssertion) -> Result<Vec<Event>, TokenError> {
-    check(client, cmd).map_err(TokenError::InvalidClient)?;
+    check(client, cmd).map_err(|e| TokenError::InvalidClient(e.to_string()))?;
     Ok(vec![accepted(client, cmd)])
 }
 
 /// The `jwt-bearer` grant: an access token for the assertion's subject.
 pub fn grant(client: &Client, cmd: &JwtBearerGrant) -> Result<Vec<Event>, Refusal> {
     crate::grant::allowed(client, GrantType::JwtBearer)?;
-    check(client, &cmd.accept).map_err(TokenError::InvalidGrant)?;
+    check(client, &cmd.accept).map_err(|e| TokenError::InvalidGrant(e.to_string()))?;
     let scopes = crate::grant::granted_scopes(client, &cmd.scopes)?;
     let issued = crate::grant::access_token_issued(
         client,
@@ -259,6 +288,33 @@ mod tests {
             client::evolve(&mut self, e);
             self
         }
+    }
+
+    #[test]
+    fn check_names_each_refusal_by_its_kind() {
+        let state = ClientState::default().tap(&registered(&["idp.example"]));
+        let ClientState::Active(client) = &state else {
+            panic!("registered");
+        };
+        let accept = |a: Assertion, seen: bool| match bearer(a, seen) {
+            TokenCommand::JwtBearer(g) => g.accept,
+            _ => unreachable!(),
+        };
+        use AssertionRejected as R;
+        assert_eq!(check(client, &accept(assertion(), false)), Ok(()));
+        assert_eq!(check(client, &accept(assertion(), true)), Err(R::Replayed));
+        let mut a = assertion();
+        a.expires_at = NOW - 3600;
+        assert_eq!(check(client, &accept(a, false)), Err(R::Expired));
+        let mut a = assertion();
+        a.issuer = "evil.example".into();
+        assert_eq!(
+            check(client, &accept(a, false)),
+            Err(R::UntrustedIssuer("evil.example".into()))
+        );
+        let mut a = assertion();
+        a.audience = vec!["https://elsewhere".into()];
+        assert_eq!(check(client, &accept(a, false)), Err(R::WrongAudience));
     }
 
     #[test]

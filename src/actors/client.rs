@@ -16,6 +16,7 @@ use domain::grant::{CodeView, ConsentView, RefreshView};
 use domain::token::{self, TokenCommand, TokenError};
 use domain::values::{ClientId, UserId};
 use domain::{Metadata, RecordedEvent};
+use projections::ProjectionError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,9 @@ pub enum CommandError {
     /// A key command was refused or failed.
     #[error("{0}")]
     Keys(String),
+    /// A read model the decision needs could not be read.
+    #[error("reading the read models")]
+    ReadModels(#[source] ProjectionError),
 }
 
 /// The events a command recorded, durable and applied to the local projections.
@@ -78,11 +82,11 @@ pub struct ExecuteTokenCommand {
 /// slip between the read and the decision.
 pub trait GrantViews: Send + Sync {
     /// An authorization code by hash.
-    fn code(&self, code_hash: &str) -> Result<Option<CodeView>, String>;
+    fn code(&self, code_hash: &str) -> Result<Option<CodeView>, ProjectionError>;
     /// A refresh token by hash.
-    fn refresh(&self, token_hash: &str) -> Result<Option<RefreshView>, String>;
+    fn refresh(&self, token_hash: &str) -> Result<Option<RefreshView>, ProjectionError>;
     /// A user's remembered consent for a client.
-    fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, String>;
+    fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, ProjectionError>;
     /// Whether an assertion's `jti` was accepted for a client and is still remembered.
     fn assertion_seen(
         &self,
@@ -90,7 +94,7 @@ pub trait GrantViews: Send + Sync {
         issuer: &str,
         jti: &str,
         now: i64,
-    ) -> Result<bool, String>;
+    ) -> Result<bool, ProjectionError>;
     /// The client's configuration as the directory holds it, and the version of its
     /// configuration stream it reflects: an actor restores from it without reading the log.
     fn client(&self, _client: &ClientId) -> Option<(domain::client::Client, u64)> {
@@ -99,17 +103,14 @@ pub trait GrantViews: Send + Sync {
 }
 
 impl GrantViews for projections::ReadModels {
-    fn code(&self, code_hash: &str) -> Result<Option<CodeView>, String> {
-        self.tokens.code(code_hash).map_err(|e| e.to_string())
+    fn code(&self, code_hash: &str) -> Result<Option<CodeView>, ProjectionError> {
+        self.tokens.code(code_hash)
     }
-    fn refresh(&self, token_hash: &str) -> Result<Option<RefreshView>, String> {
-        self.tokens.refresh(token_hash).map_err(|e| e.to_string())
+    fn refresh(&self, token_hash: &str) -> Result<Option<RefreshView>, ProjectionError> {
+        self.tokens.refresh(token_hash)
     }
-    fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, String> {
-        let row = self
-            .consents
-            .get(user, client.as_str())
-            .map_err(|e| e.to_string())?;
+    fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, ProjectionError> {
+        let row = self.consents.get(user, client.as_str())?;
         Ok(ConsentView {
             scopes: row.map(|c| c.scopes),
         })
@@ -120,10 +121,9 @@ impl GrantViews for projections::ReadModels {
         issuer: &str,
         jti: &str,
         now: i64,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ProjectionError> {
         self.tokens
             .assertion_seen(client.as_str(), issuer, jti, now)
-            .map_err(|e| e.to_string())
     }
     fn client(&self, client: &ClientId) -> Option<(domain::client::Client, u64)> {
         self.clients
@@ -404,8 +404,7 @@ impl ClientActor {
 
     /// Fills the views a grant decision needs: the read models, then the events in flight.
     fn fill_views(&self, command: &mut TokenCommand) -> Result<(), CommandError> {
-        let unavailable =
-            |e: String| CommandError::Unavailable(format!("reading the read models: {e}"));
+        let unavailable = CommandError::ReadModels;
         match command {
             TokenCommand::RedeemCode(cmd) => {
                 cmd.code = self
@@ -524,20 +523,26 @@ mod tests {
     struct NoViews;
 
     impl super::GrantViews for NoViews {
-        fn code(&self, _: &str) -> Result<Option<domain::grant::CodeView>, String> {
+        fn code(&self, _: &str) -> Result<Option<domain::grant::CodeView>, ProjectionError> {
             Ok(None)
         }
-        fn refresh(&self, _: &str) -> Result<Option<domain::grant::RefreshView>, String> {
+        fn refresh(&self, _: &str) -> Result<Option<domain::grant::RefreshView>, ProjectionError> {
             Ok(None)
         }
         fn consent(
             &self,
             _: &domain::values::UserId,
             _: &ClientId,
-        ) -> Result<domain::grant::ConsentView, String> {
+        ) -> Result<domain::grant::ConsentView, ProjectionError> {
             Ok(Default::default())
         }
-        fn assertion_seen(&self, _: &ClientId, _: &str, _: &str, _: i64) -> Result<bool, String> {
+        fn assertion_seen(
+            &self,
+            _: &ClientId,
+            _: &str,
+            _: &str,
+            _: i64,
+        ) -> Result<bool, ProjectionError> {
             Ok(false)
         }
     }

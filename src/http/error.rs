@@ -133,3 +133,20 @@ impl From<crate::service::ServiceError> for OAuthError {
         }
     }
 }
+
+/// An error and every cause under it (`source()`), one line, for the log: the answer to the
+/// client carries only the RFC error.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        // A message that already ends with its cause's text (StoreError::Io does) says it once.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}

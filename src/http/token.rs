@@ -45,6 +45,13 @@ pub fn command_error(e: CommandError) -> OAuthError {
         }
         CommandError::Keys(d) => OAuthError::invalid_request(d),
         CommandError::Store(e) => store_error(&e),
+        e @ CommandError::ReadModels(_) => {
+            tracing::error!(error = %super::error::chain(&e), "a decision could not read its read models");
+            OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the server cannot decide this request now; try again later",
+            )
+        }
     }
 }
 
@@ -56,7 +63,10 @@ pub fn store_error(e: &crate::store::StoreError) -> OAuthError {
     match e {
         S::Corrupt(_) | S::Corrupted(_) => OAuthError::server_error(e),
         _ => {
-            tracing::warn!(error = %e, "a request was refused: the store cannot take writes");
+            tracing::warn!(
+                error = %super::error::chain(e),
+                "a request was refused: the store cannot take writes"
+            );
             OAuthError::new(
                 ErrorCode::TemporarilyUnavailable,
                 "the server cannot record this request now (storage unavailable); try again later",

@@ -18,7 +18,7 @@ impl DirLock {
     /// Takes the lock, or answers [`StoreError::Locked`] when another process holds it.
     pub fn acquire(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::Io(format!("creating {}: {e}", data_dir.display())))?;
+            .map_err(|e| StoreError::io(format!("creating {}", data_dir.display()), e))?;
         let path = data_dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .read(true)
@@ -26,11 +26,14 @@ impl DirLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| StoreError::Io(format!("opening {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(Self { _file: file }),
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(StoreError::Locked),
-            Err(e) => Err(StoreError::Io(format!("locking {}: {e}", path.display()))),
+            Err(e) => Err(StoreError::io(
+                format!("locking {}", path.display()),
+                std::io::Error::from(e),
+            )),
         }
     }
 }

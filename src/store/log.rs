@@ -268,7 +268,7 @@ pub fn system_clock() -> Clock {
 }
 
 fn lock_err<T>(_: T) -> StoreError {
-    StoreError::Io("a lock of the log was poisoned".into())
+    StoreError::failed("a lock of the log was poisoned")
 }
 
 impl Log {
@@ -337,7 +337,7 @@ impl Log {
         let handle = std::thread::Builder::new()
             .name("authledger-log-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+            .map_err(|e| StoreError::io("starting the log writer", e))?;
         Ok(Self {
             medium,
             jobs: Mutex::new(Some(tx)),
@@ -1023,8 +1023,8 @@ impl EventStore for Log {
     fn append(&self, stream: &str, expected_version: u64, events: Vec<NewEvent>) -> PendingAppend {
         let (tx, rx) = oneshot::channel();
         if self.copy_only.load(Ordering::SeqCst) {
-            let _ = tx.send(Err(StoreError::Io(
-                "this log is a node's copy of the shared log; appends go to the shared log".into(),
+            let _ = tx.send(Err(StoreError::failed(
+                "this log is a node's copy of the shared log; appends go to the shared log",
             )));
             return PendingAppend::new(rx);
         }

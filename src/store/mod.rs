@@ -43,9 +43,16 @@ pub enum StoreError {
         /// The version the stream is at.
         actual: u64,
     },
-    /// The storage failed.
-    #[error("storage: {0}")]
-    Io(String),
+    /// The storage failed: what it was doing, and the error underneath when there is one.
+    // The cause is in the message too: most callers print one line, not the chain.
+    #[error("storage: {context}{}", source.as_ref().map(|s| format!(": {s}")).unwrap_or_default())]
+    Io {
+        /// What failed, in words an operator can act on.
+        context: String,
+        /// The cause (an I/O error, a database error), for the log's source chain.
+        #[source]
+        source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+    },
     /// Nothing was written and the store cannot take writes now (a full disk, a failed
     /// write); the request may be retried later.
     #[error("the store cannot take writes now: {0}")]
@@ -62,6 +69,27 @@ pub enum StoreError {
     /// Another process holds the store.
     #[error("the data directory is in use by another process (is the server running?)")]
     Locked,
+}
+
+impl StoreError {
+    /// A storage failure with its cause.
+    pub fn io(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Io {
+            context: context.into(),
+            source: Some(std::sync::Arc::new(source)),
+        }
+    }
+
+    /// A storage failure found by our own checks (nothing underneath failed).
+    pub fn failed(context: impl Into<String>) -> Self {
+        Self::Io {
+            context: context.into(),
+            source: None,
+        }
+    }
 }
 
 /// Where a stored record fails its checks, and what to do about it.

@@ -88,7 +88,7 @@ async fn prepare(settings: &PgSettings) -> Result<(deadpool_postgres::Pool, Stri
     let pg: tokio_postgres::Config = settings
         .url
         .parse()
-        .map_err(|e| StoreError::Io(format!("the database URL does not parse: {e}")))?;
+        .map_err(|e| StoreError::io("the database URL does not parse", e))?;
     let manager = deadpool_postgres::Manager::from_config(
         pg,
         tokio_postgres::NoTls,
@@ -116,7 +116,7 @@ async fn prepare(settings: &PgSettings) -> Result<(deadpool_postgres::Pool, Stri
     let _ = client
         .execute("SELECT pg_advisory_unlock(4242170000)", &[])
         .await;
-    migrated.map_err(|e| StoreError::Io(format!("migrating the database: {e}")))?;
+    migrated.map_err(|e| StoreError::io("migrating the database", e))?;
     let row = client
         .query_one(
             "SELECT log_id::text FROM authledger_identity WHERE id = 1",
@@ -310,7 +310,7 @@ impl PgLog {
             .thread_name("authledger-postgres")
             .enable_all()
             .build()
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+            .map_err(|e| StoreError::io("starting the database runtime", e))?;
         match Self::start(settings, mirror, clock, on_copied, &runtime) {
             Ok(parts) => Ok(parts.into_log(runtime)),
             Err(e) => {
@@ -335,14 +335,13 @@ impl PgLog {
         let id = log_id;
         match mirror.medium().load_meta(META_LOG_ID)? {
             Some(held) if held == DETACHED => {
-                return Err(StoreError::Io(
+                return Err(StoreError::failed(
                     "this data directory holds a log exported from PostgreSQL, now an embedded \
-                     log of its own; to share it again, import it with `authledger migrate`"
-                        .into(),
+                     log of its own; to share it again, import it with `authledger migrate`",
                 ))
             }
             Some(held) if held != id.as_bytes() => {
-                return Err(StoreError::Io(format!(
+                return Err(StoreError::failed(format!(
                     "this data directory holds a copy of another shared log ({}), not of the \
                      database's ({id}); give this node a data directory of its own",
                     String::from_utf8_lossy(&held)
@@ -350,10 +349,9 @@ impl PgLog {
             }
             Some(_) => {}
             None if mirror.head_position() > 0 => {
-                return Err(StoreError::Io(
+                return Err(StoreError::failed(
                     "this data directory holds an embedded log; to move it into PostgreSQL use \
-                     `authledger migrate`, and give the node an empty data directory"
-                        .into(),
+                     `authledger migrate`, and give the node an empty data directory",
                 ))
             }
             None => mirror.medium().save_meta(META_LOG_ID, id.as_bytes())?,
@@ -985,7 +983,7 @@ impl Writer {
         drop(f);
         let events = match found {
             Some((_, position, count)) => self.mirror_events(position, count),
-            None => Err(StoreError::Io(format!(
+            None => Err(StoreError::failed(format!(
                 "transaction {xid} was copied too long ago to answer its append"
             ))),
         };
@@ -1013,9 +1011,7 @@ fn answer(owed: Vec<Waiter>, events: Result<Vec<Arc<RecordedEvent>>, StoreError>
             Ok(all) => all
                 .get(w.first..w.first + w.count)
                 .map(|s| s.to_vec())
-                .ok_or_else(|| {
-                    StoreError::Io("an append's events are missing from the copy".into())
-                }),
+                .ok_or_else(|| StoreError::failed("an append's events are missing from the copy")),
             Err(e) => Err(e.clone()),
         };
         let _ = w.reply.send(reply);
@@ -1274,7 +1270,7 @@ impl Follower {
                 let events = copied.clone();
                 tokio::task::spawn_blocking(move || hook(&events))
                     .await
-                    .map_err(|e| StoreError::Io(e.to_string()))??;
+                    .map_err(|e| StoreError::io("applying copied events", e))??;
             }
         }
         let new_head = self.mirror.head_position().max(head);
@@ -1381,7 +1377,7 @@ fn one_off(
         .worker_threads(1)
         .enable_all()
         .build()
-        .map_err(|e| StoreError::Io(e.to_string()))?;
+        .map_err(|e| StoreError::io("starting the database runtime", e))?;
     let settings = settings.clone();
     let pool = wait_on(runtime.handle(), async move {
         prepare(&settings).await.map(|(p, _)| p)
@@ -1414,10 +1410,9 @@ pub fn import(
 ) -> Result<Imported, StoreError> {
     use sha2::{Digest, Sha256};
     if !log.compacted_runs()?.is_empty() {
-        return Err(StoreError::Io(
+        return Err(StoreError::failed(
             "this log has compacted runs; the shared log numbers its events without gaps, so \
-             a compacted log cannot be moved into PostgreSQL yet"
-                .into(),
+             a compacted log cannot be moved into PostgreSQL yet",
         ));
     }
     let (runtime, pool) = one_off(settings)?;
@@ -1434,8 +1429,8 @@ pub fn import(
         })?
     };
     if !empty {
-        return Err(StoreError::Io(
-            "the database already holds a shared log; import into an empty database".into(),
+        return Err(StoreError::failed(
+            "the database already holds a shared log; import into an empty database",
         ));
     }
     let mut chains: std::collections::HashMap<String, [u8; 32]> = Default::default();
@@ -1448,7 +1443,7 @@ pub fn import(
         for r in raw.by_ref().take(IMPORT_BATCH) {
             let (position, bytes) = r?;
             if position != expected {
-                return Err(StoreError::Io(format!(
+                return Err(StoreError::failed(format!(
                     "the log has no event {expected} (the next is {position}); only a log \
                      without gaps can be imported"
                 )));
@@ -1488,7 +1483,7 @@ pub fn import(
     })?;
     runtime.shutdown_background();
     if numbered != expected - 1 {
-        return Err(StoreError::Io(format!(
+        return Err(StoreError::failed(format!(
             "the database numbered {numbered} events of the {} imported; another writer was \
              running",
             expected - 1

@@ -50,7 +50,7 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 const TAIL_META: &str = "tail";
 
 fn io(context: &str, e: std::io::Error) -> StoreError {
-    StoreError::Io(format!("{context}: {e}"))
+    StoreError::io(context, e)
 }
 
 fn is_no_space(e: &std::io::Error) -> bool {
@@ -185,7 +185,7 @@ fn parse_frame(head: &[u8; FRAME as usize]) -> (u64, u32, u64) {
 }
 
 fn poisoned() -> StoreError {
-    StoreError::Io("a lock of the segment files was poisoned".into())
+    StoreError::failed("a lock of the segment files was poisoned")
 }
 
 /// The header of a segment starting at `base`, preallocated to `size` bytes.

@@ -34,7 +34,7 @@ fn sled_err(e: sled::Error) -> StoreError {
     match &e {
         sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked,
         _ if e.to_string().contains("acquire lock") => StoreError::Locked,
-        _ => StoreError::Io(format!("reading the sled store: {e}")),
+        _ => StoreError::io("reading the sled store", e),
     }
 }
 
@@ -80,7 +80,7 @@ pub fn import(
     let staging = log_dir.with_extension("importing");
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
-            .map_err(|e| StoreError::Io(format!("removing {}: {e}", staging.display())))?;
+            .map_err(|e| StoreError::io(format!("removing {}", staging.display()), e))?;
     }
     let (files, _) = SegmentFiles::open(&staging, DEFAULT_SEGMENT_BYTES)?;
     let mut group: Vec<Record> = Vec::with_capacity(GROUP);
@@ -92,7 +92,7 @@ pub fn import(
         }
         if let Err(e) = files.write(group) {
             *failure = Some(match e {
-                WriteFailure::Unavailable(m) | WriteFailure::Failed(m) => StoreError::Io(m),
+                WriteFailure::Unavailable(m) | WriteFailure::Failed(m) => StoreError::failed(m),
             });
         }
         group.clear();
@@ -147,7 +147,7 @@ pub fn import(
     )?;
     drop(files);
     std::fs::rename(&staging, log_dir)
-        .map_err(|e| StoreError::Io(format!("moving the imported log into place: {e}")))?;
+        .map_err(|e| StoreError::io("moving the imported log into place", e))?;
     tracing::info!(
         events = copied,
         head_position,

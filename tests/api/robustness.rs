@@ -296,6 +296,59 @@ fn every_error_description_keeps_to_the_rfc_6749_character_set_whatever_the_inpu
                 }
             }
         }
+        // Bearer tokens at the resource endpoints.
+        let (status, body) = app.get(&format!("/tokeninfo?access_token={encoded}"));
+        check("/tokeninfo", status, &body);
+        let res = app
+            .agent
+            .get(&format!("{}/api/whoami", app.base))
+            .header("Authorization", &format!("Bearer {encoded}"))
+            .call()
+            .unwrap();
+        let status = res.status().as_u16();
+        let body: serde_json::Value = res.into_body().read_json().unwrap_or_default();
+        check("/api/whoami", status, &body);
+        // Every field of the admin API's client registration, and a path id.
+        let admin = app.admin_token();
+        for field in [
+            "name",
+            "client_id",
+            "client_secret",
+            "redirect_uris",
+            "grant_types",
+            "scopes",
+            "token_format",
+            "token_endpoint_auth_method",
+            "signing_alg",
+            "redirect_uri_matching",
+        ] {
+            let value = if field.ends_with('s') && field != "redirect_uri_matching" {
+                serde_json::json!([h])
+            } else {
+                serde_json::json!(h)
+            };
+            let mut doc =
+                serde_json::json!({ "name": "x", "redirect_uris": ["http://127.0.0.1/cb"] });
+            doc[field] = value;
+            let res = app
+                .agent
+                .post(&format!("{}/admin/api/clients", app.base))
+                .header("Authorization", &format!("Bearer {admin}"))
+                .send_json(&doc)
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.into_body().read_json().unwrap_or_default();
+            check(&format!("POST /admin/api/clients {field}"), status, &body);
+        }
+        let res = app
+            .agent
+            .get(&format!("{}/admin/api/clients/{encoded}", app.base))
+            .header("Authorization", &format!("Bearer {admin}"))
+            .call()
+            .unwrap();
+        let status = res.status().as_u16();
+        let body: serde_json::Value = res.into_body().read_json().unwrap_or_default();
+        check("GET /admin/api/clients/{id}", status, &body);
         // The admin API's bearer challenge quotes its description in a header.
         let res = app
             .agent
