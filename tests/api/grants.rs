@@ -969,10 +969,11 @@ fn authorize_by_post_works_like_get_and_a_script_in_state_stays_text_on_the_logi
 #[test]
 fn codes_and_refresh_tokens_expire() {
     let app = spawn_app_with(&[
+        // Lifetimes well above a slow machine's round trip: only the test clock ends them.
         "--code-ttl-secs",
-        "1",
+        "30",
         "--refresh-token-ttl-secs",
-        "2",
+        "60",
         "--test-clock",
     ]);
     app.create_user("alice", PW);
@@ -983,7 +984,7 @@ fn codes_and_refresh_tokens_expire() {
         .approve(&code_params("web", CB, "s"))
         .param("code")
         .unwrap();
-    app.advance_clock(2100);
+    app.advance_clock(31_000);
     let (status, body) = redeem(&app, "web", &code, CB);
     assert_eq!(
         (status, body["error"].as_str()),
@@ -995,7 +996,7 @@ fn codes_and_refresh_tokens_expire() {
         .unwrap()
         .contains("expired"));
     let fresh = tokens_for_public(&app, &mut b);
-    app.advance_clock(2100);
+    app.advance_clock(61_000);
     let (status, body) = refresh(&app, fresh["refresh_token"].as_str().unwrap(), None);
     assert_eq!(
         (status, body["error"].as_str()),
@@ -1012,16 +1013,16 @@ fn codes_and_refresh_tokens_expire() {
 fn a_clock_set_back_revives_no_code_token_or_session() {
     let app = spawn_app_with(&[
         "--code-ttl-secs",
-        "1",
+        "30",
         "--refresh-token-ttl-secs",
-        "2",
+        "60",
         "--session-ttl-secs",
-        "3",
+        "90",
         "--test-clock",
     ]);
     app.create_user("alice", PW);
     public_client(&app, "web");
-    let (id, secret) = app.create_client(&["--access-token-ttl", "2", "--can-introspect"]);
+    let (id, secret) = app.create_client(&["--access-token-ttl", "60", "--can-introspect"]);
     let access = app.token(&id, &secret, None)["access_token"]
         .as_str()
         .unwrap()
@@ -1035,7 +1036,7 @@ fn a_clock_set_back_revives_no_code_token_or_session() {
     let fresh = tokens_for_public(&app, &mut b);
     let refresh_token = fresh["refresh_token"].as_str().unwrap();
     // Everything expires; then an NTP step puts the clock ten minutes back.
-    app.advance_clock(3100);
+    app.advance_clock(91_000);
     app.set_back_clock(600_000);
     assert_eq!(app.introspect(&id, &secret, &access)["active"], false);
     let (status, body) = redeem(&app, "web", &code, CB);
