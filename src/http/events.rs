@@ -32,6 +32,8 @@ struct Cursor {
     shutdown: watch::Receiver<bool>,
     pending: std::vec::IntoIter<Bytes>,
     last_sent: std::time::Instant,
+    /// Whether the `: caught up` comment went out: what follows it is live.
+    caught_up: bool,
 }
 
 /// `GET /admin/api/events/stream?from=POSITION&client=&subject=&type=&request_id=
@@ -87,6 +89,7 @@ pub async fn stream(
         next,
         pending: Vec::new().into_iter(),
         last_sent: std::time::Instant::now(),
+        caught_up: false,
     };
     let body = stream::unfold(cursor, |mut c| async move {
         let chunk = c.next_chunk().await?;
@@ -145,6 +148,16 @@ impl Cursor {
             self.head.mark_unchanged();
             if self.state.engine.store.head_position() >= self.next {
                 continue;
+            }
+            if !self.caught_up {
+                // Once, as an SSE comment (EventSource ignores it): a reader that wants to
+                // tell the backlog from live events knows that every event after this is new.
+                self.caught_up = true;
+                self.last_sent = std::time::Instant::now();
+                return Some(Bytes::from(format!(
+                    ": caught up at position {}\n\n",
+                    self.next.saturating_sub(1)
+                )));
             }
             tokio::select! {
                 changed = self.head.changed() => {

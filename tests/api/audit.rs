@@ -158,14 +158,27 @@ fn verify_runs_through_the_admin_api_while_the_server_runs() {
 /// Reads server-sent events from `res` until `stop` says so; answers (position, type, data).
 fn read_sse(
     res: &mut ureq::http::Response<ureq::Body>,
-    mut stop: impl FnMut(u64) -> bool,
+    stop: impl FnMut(u64) -> bool,
 ) -> Vec<(u64, String, Value)> {
+    read_sse_until(res, stop, false).0
+}
+
+/// Reads events until `stop` says so, or (with `until_caught_up`) until the server's
+/// `: caught up` comment; answers the events and whether the comment came.
+fn read_sse_until(
+    res: &mut ureq::http::Response<ureq::Body>,
+    mut stop: impl FnMut(u64) -> bool,
+    until_caught_up: bool,
+) -> (Vec<(u64, String, Value)>, bool) {
     use std::io::BufRead;
     let reader = std::io::BufReader::new(res.body_mut().as_reader());
     let mut out = Vec::new();
     let (mut id, mut kind, mut data) = (None, String::new(), String::new());
     for line in reader.lines() {
         let line = line.unwrap();
+        if line.starts_with(": caught up") && until_caught_up {
+            return (out, true);
+        }
         if let Some(v) = line.strip_prefix("id: ") {
             id = Some(v.parse::<u64>().unwrap());
         } else if let Some(v) = line.strip_prefix("event: ") {
@@ -181,7 +194,7 @@ fn read_sse(
             }
         }
     }
-    out
+    (out, false)
 }
 
 fn stream_agent() -> ureq::Agent {
@@ -267,14 +280,20 @@ fn the_event_stream_resumed_from_a_position_delivers_each_event_exactly_once() {
     }
     // Filtered: only this client's tokens, from a later position, live events too.
     let mut filtered = open(&format!("from=1&client={id}&type=AccessTokenIssued"), None);
-    // The 65 tokens issued so far, then one issued once the stream has caught up.
-    let mut count = 0;
-    let mut tokens = read_sse(&mut filtered, |_| {
-        count += 1;
-        count == 65
-    });
+    // The 65 tokens issued so far, the server's word that the backlog is over, then one
+    // issued after it: that one can only have come by the live path.
+    let (mut tokens, caught_up) = read_sse_until(&mut filtered, |_| false, true);
+    assert!(caught_up, "the stream says when the backlog ends");
+    assert_eq!(
+        tokens.len(),
+        65,
+        "the backlog: {:?}",
+        tokens.iter().map(|t| t.0).collect::<Vec<_>>()
+    );
     app.token(&id, &secret, None);
-    tokens.extend(read_sse(&mut filtered, |_| true));
+    let live = read_sse(&mut filtered, |_| true);
+    assert_eq!(live.len(), 1, "one live event");
+    tokens.extend(live);
     assert!(tokens
         .iter()
         .all(|(_, kind, data)| kind == "AccessTokenIssued"
