@@ -161,9 +161,21 @@ impl Application {
         let opening = |e| anyhow::anyhow!("opening {}: {e}", config.data_dir.display());
         let engine = Arc::new(
             if config.allow_unverified {
-                Engine::open_stale_past_damage(&config.data_dir, config.actor_idle)
+                Engine::open_serving(
+                    &config.data_dir,
+                    config.actor_idle,
+                    &crate::engine::StoreChoice::Embedded,
+                    config.clock.clone(),
+                    true,
+                )
             } else {
-                Engine::open_stale_with(&config.data_dir, config.actor_idle, &config.store)
+                Engine::open_serving(
+                    &config.data_dir,
+                    config.actor_idle,
+                    &config.store,
+                    config.clock.clone(),
+                    false,
+                )
             }
             .map_err(opening)?,
         );
@@ -219,8 +231,9 @@ impl Application {
             issuer: issuer.clone(),
             grants: config.grants,
             hash_key: engine.hash_key()?.clone(),
+            clock: engine.clock.clone(),
             session_key,
-            limits: http::limits::Limits::new(&config.limits),
+            limits: http::limits::Limits::new(&config.limits, &engine.clock),
             throttle: http::throttle::Throttle::default(),
             admin_throttle: http::throttle::Throttle::default(),
             shutdown: shutdown_rx,

@@ -1,27 +1,37 @@
-//! The server's one clock: every reading of wall time in the server (`unix_now`, the log's
-//! `recorded_at`) comes from [`now`].
+//! The server's one clock. Every reading of wall time in the server (expiries, sign-in waits,
+//! rate limits, the log's `recorded_at`) goes through a [`Clock`]: `serve` makes one, the
+//! engine stamps the log with it and the HTTP layer reads it from `AppState`. The server crate
+//! bans direct wall-clock reads (`clippy.toml`); this module holds the only one.
 //!
-//! It is the system clock plus an offset that starts at zero and moves only on a server started
-//! with the hidden `serve --test-clock`, through `POST /admin/api/clock`: black-box tests then
+//! A clock is the system clock plus an offset that starts at zero. The offset moves only on a
+//! movable clock (`serve --test-clock`), through `POST /admin/api/clock`: black-box tests then
 //! make time pass (a code expiring, a sign-in wait ending) without sleeping, or set it back.
 //!
 //! **It never goes backwards.** If the system clock steps back (NTP, an operator, a VM
 //! restored from a snapshot), an expired code, token or session must not become valid again.
-//! [`now`] answers the latest time it has answered before, or the time of the last recorded
-//! event ([`not_before`], set when the log opens), whichever is later, until the system clock
-//! catches up; the step is logged once per step.
+//! [`Clock::now`] answers the latest time it has answered before, or the time of the last
+//! recorded event ([`Clock::not_before`], set when the log opens), whichever is later, until
+//! the system clock catches up; the step is logged once per step.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-
-static OFFSET_NS: AtomicI64 = AtomicI64::new(0);
-static MOVABLE: AtomicBool = AtomicBool::new(false);
-/// The latest time answered, in Unix nanoseconds.
-static HIGH_WATER_NS: AtomicI64 = AtomicI64::new(i64::MIN);
-/// Whether the current step back has been logged.
-static STEP_LOGGED: AtomicBool = AtomicBool::new(false);
+use std::sync::Arc;
 
 /// Steps back of less than this are the jitter of reading the clock from several threads.
 const LOG_STEP_NS: i64 = 1_000_000_000;
+
+#[derive(Debug)]
+struct Inner {
+    movable: bool,
+    offset_ns: AtomicI64,
+    /// The latest time answered, in Unix nanoseconds.
+    high_water_ns: AtomicI64,
+    /// Whether the current step back has been logged.
+    step_logged: AtomicBool,
+}
+
+/// A clock of the server's (cheap to clone: clones share their time).
+#[derive(Debug, Clone)]
+pub struct Clock(Arc<Inner>);
 
 fn to_ns(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
@@ -32,60 +42,92 @@ fn from_ns(ns: i64) -> time::OffsetDateTime {
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
-/// Wall time now, as the server sees it: never earlier than any time it answered before.
-pub fn now() -> time::OffsetDateTime {
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "the one reading of the system clock"
-    )]
-    let system = time::OffsetDateTime::now_utc();
-    let raw = to_ns(system).saturating_add(OFFSET_NS.load(Ordering::Relaxed));
-    let before = HIGH_WATER_NS.fetch_max(raw, Ordering::AcqRel);
-    if raw >= before {
-        if STEP_LOGGED.load(Ordering::Relaxed) {
-            STEP_LOGGED.store(false, Ordering::Relaxed);
-            tracing::info!("the system clock has caught up with the server's time again");
+impl Clock {
+    fn new(movable: bool) -> Self {
+        Self(Arc::new(Inner {
+            movable,
+            offset_ns: AtomicI64::new(0),
+            high_water_ns: AtomicI64::new(i64::MIN),
+            step_logged: AtomicBool::new(false),
+        }))
+    }
+
+    /// The system clock, kept monotonic.
+    pub fn system() -> Self {
+        Self::new(false)
+    }
+
+    /// A clock that [`Clock::advance`] and [`Clock::set_back`] move (`serve --test-clock`,
+    /// and tests).
+    pub fn movable() -> Self {
+        Self::new(true)
+    }
+
+    /// Wall time now: never earlier than any time this clock answered before.
+    pub fn now(&self) -> time::OffsetDateTime {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the one reading of the system clock"
+        )]
+        let system = time::OffsetDateTime::now_utc();
+        let inner = &self.0;
+        let raw = to_ns(system).saturating_add(inner.offset_ns.load(Ordering::Relaxed));
+        let before = inner.high_water_ns.fetch_max(raw, Ordering::AcqRel);
+        if raw >= before {
+            if inner.step_logged.load(Ordering::Relaxed) {
+                inner.step_logged.store(false, Ordering::Relaxed);
+                tracing::info!("the system clock has caught up with the server's time again");
+            }
+            return from_ns(raw);
         }
-        return from_ns(raw);
+        if before - raw >= LOG_STEP_NS && !inner.step_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                step_back_ms = (before - raw) / 1_000_000,
+                kept_at = %from_ns(before),
+                "the system clock stepped back; the server's time stands still until it \
+                 catches up, so that nothing expired becomes valid again"
+            );
+        }
+        from_ns(before)
     }
-    if before - raw >= LOG_STEP_NS && !STEP_LOGGED.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
-            step_back_ms = (before - raw) / 1_000_000,
-            kept_at = %from_ns(before),
-            "the system clock stepped back; the server's time stands still until it catches up, \
-             so that nothing expired becomes valid again"
-        );
+
+    /// Unix seconds now.
+    pub fn unix_now(&self) -> i64 {
+        self.now().unix_timestamp()
     }
-    from_ns(before)
-}
 
-/// Makes [`now`] answer no earlier than `t` (the time of the last recorded event).
-pub fn not_before(t: time::OffsetDateTime) {
-    HIGH_WATER_NS.fetch_max(to_ns(t), Ordering::AcqRel);
-}
-
-/// Lets [`advance`] and [`set_back`] move the clock (`serve --test-clock`).
-pub fn allow_moving() {
-    MOVABLE.store(true, Ordering::SeqCst);
-}
-
-/// Moves the clock `ms` milliseconds forward; answers whether it was allowed to.
-pub fn advance(ms: u32) -> bool {
-    if !MOVABLE.load(Ordering::SeqCst) {
-        return false;
+    /// Unix milliseconds now.
+    pub fn unix_now_ms(&self) -> i64 {
+        i64::try_from(self.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
     }
-    OFFSET_NS.fetch_add(i64::from(ms) * 1_000_000, Ordering::SeqCst);
-    true
-}
 
-/// Sets the underlying clock `ms` milliseconds back, as an NTP step would; [`now`] then stands
-/// still until it catches up. Answers whether it was allowed to.
-pub fn set_back(ms: u32) -> bool {
-    if !MOVABLE.load(Ordering::SeqCst) {
-        return false;
+    /// Makes [`Clock::now`] answer no earlier than `t` (the time of the last recorded event).
+    pub fn not_before(&self, t: time::OffsetDateTime) {
+        self.0.high_water_ns.fetch_max(to_ns(t), Ordering::AcqRel);
     }
-    OFFSET_NS.fetch_sub(i64::from(ms) * 1_000_000, Ordering::SeqCst);
-    true
+
+    /// Moves a movable clock `ms` milliseconds forward; answers whether it may move.
+    pub fn advance(&self, ms: u32) -> bool {
+        if !self.0.movable {
+            return false;
+        }
+        self.0
+            .offset_ns
+            .fetch_add(i64::from(ms) * 1_000_000, Ordering::SeqCst);
+        true
+    }
+
+    /// Sets the system clock under a movable clock `ms` milliseconds back, as an NTP step
+    /// would; [`Clock::now`] then stands still until it catches up. Answers whether it may.
+    pub fn set_back(&self, ms: u32) -> bool {
+        if !self.0.movable {
+            return false;
+        }
+        self.0
+            .offset_ns
+            .fetch_sub(i64::from(ms) * 1_000_000, Ordering::SeqCst);
+        true
+    }
 }
 
 #[cfg(test)]
@@ -94,11 +136,18 @@ mod tests {
 
     #[test]
     fn time_never_goes_back_and_the_floor_holds() {
-        let a = now();
-        let b = now();
-        assert!(b >= a);
-        let later = a + time::Duration::hours(1);
-        not_before(later);
-        assert!(now() >= later, "the last recorded time is a floor");
+        let clock = Clock::movable();
+        let a = clock.now();
+        assert!(clock.advance(60_000));
+        let b = clock.now();
+        assert!(b - a >= time::Duration::seconds(60));
+        assert!(clock.set_back(3_600_000));
+        let c = clock.now();
+        assert!(c >= b, "an hour set back: time stands at {b}, not {c}");
+        let later = c + time::Duration::hours(2);
+        clock.not_before(later);
+        assert!(clock.now() >= later, "the last recorded time is a floor");
+        let fixed = Clock::system();
+        assert!(!fixed.advance(1) && !fixed.set_back(1));
     }
 }

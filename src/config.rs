@@ -113,6 +113,8 @@ pub struct ServeConfig {
     pub verify_on_start_full: bool,
     /// Rate limits and trusted proxies.
     pub limits: crate::http::limits::LimitSettings,
+    /// The server's clock (movable with `--test-clock`).
+    pub clock: crate::clock::Clock,
     /// HTTPS of its own: the certificate chain and key.
     pub tls: Option<crate::tls::TlsFiles>,
     /// Serve a plain `http://` issuer on a host other than this machine (behind a proxy that

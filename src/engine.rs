@@ -7,9 +7,10 @@
 //! [`crate::store::sled_import`]) and left in place for the operator to remove.
 
 use crate::actors::{Registry, UserActor};
+use crate::clock::Clock as ServerClock;
 use crate::store::checkpoints::FileCheckpoints;
 use crate::store::lock::DirLock;
-use crate::store::log::{decode, system_clock, Clock, Log, Medium};
+use crate::store::log::{decode, stamp_with, Log, Medium};
 use crate::store::postgres::{PgLog, PgSettings};
 use crate::store::segments::{SegmentFiles, DEFAULT_SEGMENT_BYTES, LOG_DIR};
 use crate::store::{EventStore, StoreError};
@@ -63,6 +64,8 @@ pub struct Engine {
     /// The key of the hashes at rest: set from the KEK the server was configured with when its
     /// keys start, else resolved on first use the way commands other than `serve` find it.
     hash_key: std::sync::OnceLock<domain::values::HashKey>,
+    /// The server's clock: it stamps the log, and every reading of time goes through it.
+    pub clock: ServerClock,
 }
 
 struct Checkpointer {
@@ -140,7 +143,19 @@ impl Engine {
         actor_idle: Duration,
         choice: &StoreChoice,
     ) -> Result<Self, EngineError> {
-        Self::open_inner(data_dir, actor_idle, system_clock(), false, choice)
+        Self::open_inner(data_dir, actor_idle, ServerClock::system(), false, choice)
+    }
+
+    /// What `serve` opens: [`Engine::open_stale_with`] (or, `past_damage`, as
+    /// [`Engine::open_stale_past_damage`]) on the server's clock.
+    pub fn open_serving(
+        data_dir: &Path,
+        actor_idle: Duration,
+        choice: &StoreChoice,
+        clock: ServerClock,
+        past_damage: bool,
+    ) -> Result<Self, EngineError> {
+        Self::open_inner(data_dir, actor_idle, clock, past_damage, choice)
     }
 
     /// [`Engine::open_stale`] on a log that may be damaged (`serve --allow-unverified`): damage
@@ -152,7 +167,7 @@ impl Engine {
         Self::open_inner(
             data_dir,
             actor_idle,
-            system_clock(),
+            ServerClock::system(),
             true,
             &StoreChoice::Embedded,
         )
@@ -161,7 +176,7 @@ impl Engine {
     fn open_inner(
         data_dir: &Path,
         actor_idle: Duration,
-        clock: Clock,
+        clock: ServerClock,
         past_damage: bool,
         choice: &StoreChoice,
     ) -> Result<Self, EngineError> {
@@ -205,7 +220,7 @@ impl Engine {
         medium: Arc<dyn Medium>,
         checkpoints: FileCheckpoints,
         actor_idle: Duration,
-        clock: Clock,
+        clock: ServerClock,
         data_dir: &Path,
         choice: &StoreChoice,
     ) -> Result<Self, EngineError> {
@@ -235,8 +250,12 @@ impl Engine {
                 // the answer waits for this group (`AuditFollower::wait_for_writes`).
                 audit_feed.send(events);
             }),
-            clock.clone(),
+            stamp_with(&clock),
         )?);
+        // A clock set back while the server was down must not revive what had expired.
+        if let Some(last) = store.read_all(store.head_position(), 1)?.first() {
+            clock.not_before(last.recorded_at);
+        }
         // A checkpoint from a longer log than this one (a restored backup) is not this log's.
         let head = store.head_position();
         if models.checkpoint_max()? > head {
@@ -264,7 +283,7 @@ impl Engine {
                 Some(Arc::new(PgLog::open(
                     settings,
                     store.clone(),
-                    clock,
+                    stamp_with(&clock),
                     Some(hook),
                 )?))
             }
@@ -287,6 +306,7 @@ impl Engine {
             checkpointer: std::sync::Mutex::new(None),
             saved_at: std::sync::atomic::AtomicU64::new(loaded_at),
             hash_key: std::sync::OnceLock::new(),
+            clock,
         })
     }
 

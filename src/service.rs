@@ -927,7 +927,7 @@ pub fn list_keys(engine: &Engine) -> Result<Vec<KeyOutput>, ServiceError> {
         .read_stream(domain::event::KEYS_STREAM, 1)
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let ring = domain::keys::KeyRing::from_events(events.iter().map(|e| &e.event));
-    let now = crate::http::token::unix_now();
+    let now = engine.clock.unix_now();
     ring.keys
         .iter()
         .map(|k| {

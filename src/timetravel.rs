@@ -55,7 +55,7 @@ pub fn open_or_build(
     // One view at a time: two builds of the same view would write the same files.
     static OPENING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = OPENING.lock().unwrap_or_else(|p| p.into_inner());
-    if as_of > crate::clock::now() {
+    if as_of > engine.clock.now() {
         return Err(EngineError::Invalid(
             "that moment has not happened yet; pick a time in the past".into(),
         ));

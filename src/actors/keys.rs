@@ -4,7 +4,6 @@
 //! tokens have all expired.
 
 use super::client::{CommandError, CommandResult};
-use crate::http::token::unix_now;
 use crate::keys::kek::Kek;
 use crate::keys::material::{self, KeyMaterial};
 use crate::keys::{KeyError, Keyring, LEGACY_KEY_FILE};
@@ -57,6 +56,8 @@ pub struct KeySources {
     pub data_dir: PathBuf,
     /// How long a superseded key outlives its last token.
     pub retire_leeway_secs: i64,
+    /// The server's clock.
+    pub clock: crate::clock::Clock,
 }
 
 /// The actor.
@@ -309,7 +310,7 @@ impl Handler<ExecuteKeyRequest> for KeyActor {
     type Result = AtomicResponse<Self, CommandResult>;
 
     fn handle(&mut self, msg: ExecuteKeyRequest, _ctx: &mut Self::Context) -> Self::Result {
-        let now = unix_now();
+        let now = self.sources.clock.unix_now();
         let current = self.keyring.snapshot();
         let decided =
             self.commands(&current.ring, &msg.request, now)
@@ -430,6 +431,7 @@ pub fn open_keys(
     kek: Arc<Kek>,
     settings: &KeySettings,
     retire_every: Option<Duration>,
+    clock: crate::clock::Clock,
 ) -> anyhow::Result<(Arc<Keyring>, KeyActor)> {
     let events = store
         .read_stream(KEYS_STREAM, 1)
@@ -453,6 +455,7 @@ pub fn open_keys(
         keyring.clone(),
         KeySources {
             kek,
+            clock,
             file_key,
             data_dir: data_dir.to_owned(),
             retire_leeway_secs: settings

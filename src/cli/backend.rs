@@ -369,7 +369,7 @@ impl Backend {
             Backend::Local(e) => {
                 let (keys, _) =
                     super::init::start_keys(e, &super::init::key_settings_from_env(), None).await?;
-                let now = crate::http::token::unix_now();
+                let now = e.clock.unix_now();
                 Ok(crate::signed_checkpoint::sign(
                     e,
                     &keys,
@@ -430,7 +430,7 @@ impl Backend {
                     })),
             ),
             Backend::Local(e) => {
-                let cutoff = crate::http::token::unix_now().saturating_sub(age);
+                let cutoff = e.clock.unix_now().saturating_sub(age);
                 let bar = super::progress::spinner(quiet);
                 let metadata = Metadata {
                     caused_by: Cause::Admin("cli".into()),

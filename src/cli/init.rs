@@ -71,6 +71,7 @@ pub async fn start_keys(
         kek,
         settings,
         retire_every,
+        engine.clock.clone(),
     )?;
     let addr = actor.start();
     addr.send(ExecuteKeyRequest {
@@ -188,7 +189,7 @@ pub fn run(args: InitArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         let Some(cred) = initialize(&engine).await? else {
             return Ok(());
         };
-        let now = crate::http::token::unix_now();
+        let now = engine.clock.unix_now();
         let kids: serde_json::Map<String, serde_json::Value> =
             domain::values::SigningAlgorithm::ALL
                 .iter()

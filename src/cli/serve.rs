@@ -241,11 +241,15 @@ pub fn run(
             ),
         },
         insecure_http: args.insecure_http || file.insecure_http.unwrap_or(false),
+        clock: if args.test_clock {
+            tracing::warn!(
+                "serving with a clock that admins can move (--test-clock): for tests only"
+            );
+            crate::clock::Clock::movable()
+        } else {
+            crate::clock::Clock::system()
+        },
     };
-    if args.test_clock {
-        tracing::warn!("serving with a clock that admins can move (--test-clock): for tests only");
-        crate::clock::allow_moving();
-    }
     actix_rt::System::new().block_on(async move {
         let app = Application::build(config).await?;
         app.run_until_stopped().await

@@ -208,7 +208,7 @@ async fn by_assertion(
             format!("{issuer}{}", req.path()),
         ],
         seen: false,
-        now: super::token::unix_now(),
+        now: state.clock.unix_now(),
     });
     let metadata = super::request_metadata(req, Cause::Client(id.clone()));
     state

@@ -4,7 +4,6 @@
 use super::client_auth::authenticate;
 use super::error::OAuthError;
 use super::form::read_form;
-use super::token::unix_now;
 use super::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -59,8 +58,9 @@ pub fn resolve(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuth
 /// A token that is active now: known, not revoked, not expired, and of a client that still
 /// exists.
 pub fn active(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuthError> {
-    Ok(resolve(state, token)?
-        .filter(|t| t.is_active(unix_now()) && client_exists(state, &t.record.client_id)))
+    Ok(resolve(state, token)?.filter(|t| {
+        t.is_active(state.clock.unix_now()) && client_exists(state, &t.record.client_id)
+    }))
 }
 
 fn client_exists(state: &AppState, id: &domain::values::ClientId) -> bool {
@@ -84,7 +84,9 @@ fn active_refresh(
     token: &str,
 ) -> Result<Option<domain::event::RefreshTokenIssued>, OAuthError> {
     Ok(resolve_refresh(state, token)?
-        .filter(|v| v.is_active(unix_now()) && client_exists(state, &v.issued.client_id))
+        .filter(|v| {
+            v.is_active(state.clock.unix_now()) && client_exists(state, &v.issued.client_id)
+        })
         .map(|v| v.issued))
 }
 
@@ -106,7 +108,7 @@ pub async fn introspect(
     let body = match resolve(&state, token)? {
         Some(t) => {
             let r = &t.record;
-            if !(t.is_active(unix_now())
+            if !(t.is_active(state.clock.unix_now())
                 && client_exists(&state, &r.client_id)
                 && may_see(&r.client_id))
             {

@@ -3,7 +3,7 @@
 //! `Retry-After`.
 //!
 //! Each limit is a GCRA (governor) keyed by what it limits, on the server's clock
-//! ([`crate::clock::now`], which never goes back and which the test clock moves). A limit of 0
+//! ([`crate::clock::Clock`], which never goes back and which the test clock moves). A limit of 0
 //! turns it off. The counts live in memory, per node. The client limits count requests after
 //! the client authenticated, so nobody can use up another client's allowance by naming it.
 //!
@@ -50,13 +50,13 @@ impl Default for LimitSettings {
 }
 
 /// The server's clock, for governor.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ServerClock;
+#[derive(Debug, Clone)]
+pub struct ServerClock(crate::clock::Clock);
 
 impl Clock for ServerClock {
     type Instant = Duration;
     fn now(&self) -> Duration {
-        let ns = crate::clock::now().unix_timestamp_nanos();
+        let ns = self.0.now().unix_timestamp_nanos();
         Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
     }
 }
@@ -68,13 +68,16 @@ const SWEEP_EVERY: u64 = 1 << 16;
 
 struct Limit<K: std::hash::Hash + Eq + Clone> {
     limiter: Keyed<K>,
+    clock: ServerClock,
     checks: AtomicU64,
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Limit<K> {
-    fn new(quota: Option<Quota>) -> Option<Self> {
+    fn new(quota: Option<Quota>, clock: &crate::clock::Clock) -> Option<Self> {
+        let clock = ServerClock(clock.clone());
         quota.map(|q| Self {
-            limiter: RateLimiter::dashmap_with_clock(q, ServerClock),
+            limiter: RateLimiter::dashmap_with_clock(q, clock.clone()),
+            clock,
             checks: AtomicU64::new(0),
         })
     }
@@ -88,7 +91,7 @@ impl<K: std::hash::Hash + Eq + Clone> Limit<K> {
             self.limiter.shrink_to_fit();
         }
         self.limiter.check_key(key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(ServerClock.now());
+            let wait = not_until.wait_time_from(self.clock.now());
             // Retry-After has whole seconds; rounding up never invites an early retry.
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
         })
@@ -126,12 +129,12 @@ fn too_many(what: &str, wait: u64) -> OAuthError {
 }
 
 impl Limits {
-    /// Limits as configured.
-    pub fn new(settings: &LimitSettings) -> Self {
+    /// Limits as configured, on the server's clock.
+    pub fn new(settings: &LimitSettings, clock: &crate::clock::Clock) -> Self {
         Self {
-            token: Limit::new(per_second(settings.token_per_sec)),
-            introspect: Limit::new(per_second(settings.introspect_per_sec)),
-            pages: Limit::new(per_minute(settings.pages_per_min)),
+            token: Limit::new(per_second(settings.token_per_sec), clock),
+            introspect: Limit::new(per_second(settings.introspect_per_sec), clock),
+            pages: Limit::new(per_minute(settings.pages_per_min), clock),
             trusted: settings.trusted_proxies.clone(),
         }
     }
@@ -208,10 +211,13 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
-        let limits = Limits::new(&LimitSettings {
-            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
-            ..LimitSettings::default()
-        });
+        let limits = Limits::new(
+            &LimitSettings {
+                trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+                ..LimitSettings::default()
+            },
+            &crate::clock::Clock::system(),
+        );
         let xff = Some("203.0.113.9, 198.51.100.7, 10.1.2.3");
         assert_eq!(
             limits.source(Some(ip("192.0.2.1")), xff),
@@ -235,10 +241,14 @@ mod tests {
 
     #[test]
     fn a_client_past_its_burst_waits_and_others_do_not() {
-        let limits = Limits::new(&LimitSettings {
-            token_per_sec: 2,
-            ..LimitSettings::default()
-        });
+        let clock = crate::clock::Clock::movable();
+        let limits = Limits::new(
+            &LimitSettings {
+                token_per_sec: 2,
+                ..LimitSettings::default()
+            },
+            &clock,
+        );
         let a = ClientId::parse("a").unwrap();
         let b = ClientId::parse("b").unwrap();
         let outcomes: Vec<bool> = (0..5).map(|_| limits.token(&a).is_ok()).collect();
@@ -248,10 +258,17 @@ mod tests {
         assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
         assert!(refused.retry_after.is_some_and(|s| s >= 1));
         assert!(limits.token(&b).is_ok());
-        let off = Limits::new(&LimitSettings {
-            token_per_sec: 0,
-            ..LimitSettings::default()
-        });
+        // Half a second on the test clock gives the client one request back.
+        clock.advance(500);
+        assert!(limits.token(&a).is_ok());
+        assert!(limits.token(&a).is_err());
+        let off = Limits::new(
+            &LimitSettings {
+                token_per_sec: 0,
+                ..LimitSettings::default()
+            },
+            &clock,
+        );
         assert!((0..10_000).all(|_| off.token(&a).is_ok()));
     }
 }

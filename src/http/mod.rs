@@ -42,6 +42,8 @@ pub struct AppState {
     pub issuer: String,
     /// Lifetimes and switches of the user grants.
     pub grants: crate::config::GrantSettings,
+    /// The server's clock: every reading of time in a handler.
+    pub clock: crate::clock::Clock,
     /// The key of the hashes at rest (tokens, codes, client secrets).
     pub hash_key: domain::values::HashKey,
     /// Seals sessions and pending authorization requests.

@@ -23,16 +23,6 @@ use domain::values::{join_scopes, GrantType, HashKey, Scope, SecretHash, TokenFo
 use domain::Cause;
 use uuid::Uuid;
 
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    crate::clock::now().unix_timestamp()
-}
-
-/// Unix milliseconds now.
-pub fn unix_now_ms() -> i64 {
-    i64::try_from(crate::clock::now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
 /// Maps an actor failure to its OAuth error.
 pub fn command_error(e: CommandError) -> OAuthError {
     match e {
@@ -162,7 +152,7 @@ async fn grant(
         .transpose()
         .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.0))?;
     let (opaque, opaque_token_hash) = fresh_secret(&state.hash_key)?;
-    let now = unix_now();
+    let now = state.clock.unix_now();
     let access = NewAccessToken {
         jti: Uuid::now_v7(),
         opaque_token_hash,

@@ -262,9 +262,15 @@ pub struct Log {
     copy_only: std::sync::atomic::AtomicBool,
 }
 
-/// The system clock, for the writer's `recorded_at`.
+/// The system clock, for the writer's `recorded_at` (commands other than `serve`).
 pub fn system_clock() -> Clock {
-    Arc::new(crate::clock::now)
+    stamp_with(&crate::clock::Clock::system())
+}
+
+/// The writer's stamp from the server's clock.
+pub fn stamp_with(clock: &crate::clock::Clock) -> Clock {
+    let clock = clock.clone();
+    Arc::new(move || clock.now())
 }
 
 fn lock_err<T>(_: T) -> StoreError {
@@ -283,8 +289,6 @@ impl Log {
             Some((position, bytes)) => (position, chain_hash(&bytes), decode(&bytes)?.recorded_at),
             None => (0, GENESIS_HASH.to_owned(), time::OffsetDateTime::UNIX_EPOCH),
         };
-        // A clock set back while the server was down must not revive what had expired.
-        crate::clock::not_before(last_time);
         let (mut index, snapshots) = match medium.load_meta(META_INDEX)? {
             Some(bytes) => match StreamIndex::decode(&bytes) {
                 Some((index, snapshots, _)) if index.position <= head => (index, snapshots),
