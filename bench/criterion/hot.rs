@@ -160,5 +160,18 @@ fn replay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decide_and_apply, encode_decode, sign, replay);
+/// A hash at rest of a 43-character token (what `/token` computes once per opaque token and
+/// `/introspect` once per lookup): the bare SHA-256 of old events against the keyed HMAC.
+fn hash_at_rest(c: &mut Criterion) {
+    let token = "SsEVYATWy94PfUIJZTIsSfxTasYrp_PPq_ot__ZEwQo";
+    let key = HashKey::new(&[7; 32]);
+    let mut group = c.benchmark_group("hash_at_rest");
+    group.bench_function("sha256", |b| {
+        b.iter(|| domain::values::SecretHash::unkeyed(black_box(token)))
+    });
+    group.bench_function("hmac_sha256", |b| b.iter(|| key.hash(black_box(token))));
+    group.finish();
+}
+
+criterion_group!(benches, decide_and_apply, encode_decode, sign, replay, hash_at_rest);
 criterion_main!(benches);
