@@ -173,5 +173,12 @@ fn hash_at_rest(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decide_and_apply, encode_decode, sign, replay, hash_at_rest);
+criterion_group!(
+    benches,
+    decide_and_apply,
+    encode_decode,
+    sign,
+    replay,
+    hash_at_rest
+);
 criterion_main!(benches);
