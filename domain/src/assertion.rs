@@ -181,14 +181,14 @@ fn accepted(client: &Client, cmd: &AcceptAssertion) -> Event {
 
 /// Client authentication by assertion: recorded so that it cannot be replayed.
 pub fn authenticate(client: &Client, cmd: &AcceptAssertion) -> Result<Vec<Event>, TokenError> {
-    check(client, cmd).map_err(|e| TokenError::InvalidClient(e.to_string()))?;
+    check(client, cmd).map_err(TokenError::InvalidClient)?;
     Ok(vec![accepted(client, cmd)])
 }
 
 /// The `jwt-bearer` grant: an access token for the assertion's subject.
 pub fn grant(client: &Client, cmd: &JwtBearerGrant) -> Result<Vec<Event>, Refusal> {
     crate::grant::allowed(client, GrantType::JwtBearer)?;
-    check(client, &cmd.accept).map_err(|e| TokenError::InvalidGrant(e.to_string()))?;
+    check(client, &cmd.accept).map_err(|e| TokenError::InvalidGrant(e.into()))?;
     let scopes = crate::grant::granted_scopes(client, &cmd.scopes)?;
     let issued = crate::grant::access_token_issued(
         client,
@@ -210,6 +210,7 @@ mod tests {
     use crate::client::tests::{id, registration};
     use crate::client::{self, ClientCommand, ClientError, ClientState};
     use crate::testing::Scenario;
+    use crate::token::GrantRejected;
     use crate::token::{decide, TokenCommand};
     use crate::values::HashKey;
     use crate::values::{AuthMethod, TokenFormat};
@@ -274,7 +275,7 @@ mod tests {
         )
         .unwrap_err();
         match err.error {
-            TokenError::InvalidGrant(m) => assert_eq!(m, why.to_string()),
+            TokenError::InvalidGrant(m) => assert_eq!(m, GrantRejected::Assertion(why)),
             other => panic!("expected invalid_grant, got {other:?}"),
         }
         assert!(err.record.is_empty());
@@ -397,7 +398,12 @@ mod tests {
         let state = ClientState::default().tap(&registered(&[]));
         assert!(decide(&state, &bearer(a, false)).is_ok());
         let err = decide(&state, &bearer(assertion(), false)).unwrap_err();
-        assert!(matches!(err.error, TokenError::InvalidGrant(m) if m.contains("not trusted")));
+        assert_eq!(
+            err.error,
+            TokenError::InvalidGrant(GrantRejected::Assertion(
+                AssertionRejected::UntrustedIssuer("idp.example".into())
+            ))
+        );
     }
 
     #[test]
@@ -418,12 +424,7 @@ mod tests {
         scenario()
             .given(vec![registered(&[])])
             .when(cmd("svc-billing", "alice"))
-            .then_err(
-                TokenError::InvalidClient(
-                    "a client assertion's iss and sub must both be the client_id".into(),
-                )
-                .into(),
-            );
+            .then_err(TokenError::InvalidClient(AssertionRejected::NotTheClient).into());
         let ok = decide(
             &ClientState::default().tap(&registered(&[])),
             &cmd("svc-billing", "svc-billing"),

@@ -14,7 +14,7 @@ use crate::event::{
     AuthorizationCodeReplayed, AuthorizationGranted, AuthorizationRevoked, Event,
     RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated,
 };
-use crate::token::{Refusal, TokenError};
+use crate::token::{GrantRejected, Refusal, TokenError};
 use crate::values::{pkce_verifies, GrantType, PkceMethod, Scope, SecretHash, TokenFormat, UserId};
 use uuid::Uuid;
 
@@ -268,8 +268,8 @@ pub struct RevokeAuthorization {
     pub user_id: UserId,
 }
 
-fn invalid_grant(why: &str) -> Refusal {
-    TokenError::InvalidGrant(why.to_owned()).into()
+fn invalid_grant(why: GrantRejected) -> Refusal {
+    TokenError::InvalidGrant(why).into()
 }
 
 /// Refuses a grant type the client is not registered for.
@@ -506,17 +506,12 @@ pub fn redeem_code(client: &Client, cmd: &RedeemCode) -> Result<Vec<Event>, Refu
         .as_ref()
         .filter(|v| v.issued.client_id == client.client_id)
     else {
-        return Err(invalid_grant(
-            "the authorization code is invalid or was issued to another client",
-        ));
+        return Err(invalid_grant(GrantRejected::UnknownCode));
     };
     let code = &view.issued;
     if let Some(family_id) = view.redeemed_family {
         return Err(Refusal {
-            error: TokenError::InvalidGrant(
-                "the authorization code was already used; every token issued for it is revoked"
-                    .into(),
-            ),
+            error: TokenError::InvalidGrant(GrantRejected::CodeReplayed),
             record: vec![Event::AuthorizationCodeReplayed(
                 AuthorizationCodeReplayed {
                     code_hash: cmd.code_hash.clone(),
@@ -528,37 +523,25 @@ pub fn redeem_code(client: &Client, cmd: &RedeemCode) -> Result<Vec<Event>, Refu
         });
     }
     if cmd.now >= code.expires_at {
-        return Err(invalid_grant("the authorization code expired"));
+        return Err(invalid_grant(GrantRejected::CodeExpired));
     }
     match (&cmd.redirect_uri, code.redirect_uri_sent) {
         (Some(p), _) if *p != code.redirect_uri => {
-            return Err(invalid_grant(
-                "redirect_uri differs from the one of the authorization request",
-            ))
+            return Err(invalid_grant(GrantRejected::RedirectUriDiffers))
         }
-        (None, true) => {
-            return Err(invalid_grant(
-                "redirect_uri is required: the authorization request named one (RFC 6749 §4.1.3)",
-            ))
-        }
+        (None, true) => return Err(invalid_grant(GrantRejected::RedirectUriMissing)),
         _ => {}
     }
     match (&code.code_challenge, &cmd.code_verifier) {
         (Some(challenge), Some(verifier)) => {
             let method = code.code_challenge_method.unwrap_or(PkceMethod::Plain);
             if !pkce_verifies(challenge, method, verifier) {
-                return Err(invalid_grant(
-                    "code_verifier does not match the code_challenge",
-                ));
+                return Err(invalid_grant(GrantRejected::VerifierMismatch));
             }
         }
-        (Some(_), None) => return Err(invalid_grant("code_verifier is required for this code")),
+        (Some(_), None) => return Err(invalid_grant(GrantRejected::VerifierMissing)),
         // RFC 9700 §2.1.1: a verifier for a code issued without a challenge is a downgrade.
-        (None, Some(_)) => {
-            return Err(invalid_grant(
-                "code_verifier sent for a code issued without a code_challenge",
-            ))
-        }
+        (None, Some(_)) => return Err(invalid_grant(GrantRejected::VerifierWithoutChallenge)),
         (None, None) => {}
     }
     let mut events = vec![Event::AuthorizationCodeRedeemed(
@@ -610,16 +593,14 @@ pub fn refresh(client: &Client, cmd: &RefreshGrant) -> Result<Vec<Event>, Refusa
         .as_ref()
         .filter(|v| v.issued.client_id == client.client_id)
     else {
-        return Err(invalid_grant(
-            "the refresh token is invalid or was issued to another client",
-        ));
+        return Err(invalid_grant(GrantRejected::UnknownRefreshToken));
     };
     let old = &view.issued;
     if view.family_revoked || view.authorization_revoked {
-        return Err(invalid_grant("the refresh token was revoked"));
+        return Err(invalid_grant(GrantRejected::RefreshRevoked));
     }
     if cmd.now >= old.expires_at || cmd.now >= old.family_expires_at {
-        return Err(invalid_grant("the refresh token expired"));
+        return Err(invalid_grant(GrantRejected::RefreshExpired));
     }
     let scopes = match &cmd.scopes {
         None => old.scopes.clone(),
@@ -647,10 +628,7 @@ pub fn refresh(client: &Client, cmd: &RefreshGrant) -> Result<Vec<Event>, Refusa
         }
         _ => {
             return Err(Refusal {
-                error: TokenError::InvalidGrant(
-                    "the refresh token was already used; every token of its grant is revoked"
-                        .into(),
-                ),
+                error: TokenError::InvalidGrant(GrantRejected::RefreshReused),
                 record: vec![Event::RefreshTokenReuseDetected(
                     RefreshTokenReuseDetected {
                         id: old.id,
@@ -920,10 +898,7 @@ mod tests {
             .given(vec![registered(true)])
             .when(redeem(view(true, true), Some(VERIFIER), Some(CB)))
             .then_err(Refusal {
-                error: TokenError::InvalidGrant(
-                    "the authorization code was already used; every token issued for it is revoked"
-                        .into(),
-                ),
+                error: TokenError::InvalidGrant(GrantRejected::CodeReplayed),
                 record: vec![Event::AuthorizationCodeReplayed(
                     AuthorizationCodeReplayed {
                         code_hash: HashKey::for_tests().hash("code"),
@@ -937,15 +912,15 @@ mod tests {
 
     #[test]
     fn pkce_and_redirect_uri_must_match_the_authorization_request() {
-        let refused = |cmd: TokenCommand, why: &str| {
+        let refused = |cmd: TokenCommand, why: GrantRejected| {
             scenario()
                 .given(vec![registered(true)])
                 .when(cmd)
-                .then_err(TokenError::InvalidGrant(why.into()).into())
+                .then_err(TokenError::InvalidGrant(why).into())
         };
         refused(
             redeem(view(true, false), None, Some(CB)),
-            "code_verifier is required for this code",
+            GrantRejected::VerifierMissing,
         );
         refused(
             redeem(
@@ -953,11 +928,11 @@ mod tests {
                 Some(&VERIFIER.replace('d', "e")),
                 Some(CB),
             ),
-            "code_verifier does not match the code_challenge",
+            GrantRejected::VerifierMismatch,
         );
         refused(
             redeem(view(false, false), Some(VERIFIER), Some(CB)),
-            "code_verifier sent for a code issued without a code_challenge",
+            GrantRejected::VerifierWithoutChallenge,
         );
         refused(
             redeem(
@@ -965,15 +940,15 @@ mod tests {
                 Some(VERIFIER),
                 Some("https://billing.example/cB"),
             ),
-            "redirect_uri differs from the one of the authorization request",
+            GrantRejected::RedirectUriDiffers,
         );
         refused(
             redeem(view(true, false), Some(VERIFIER), None),
-            "redirect_uri is required: the authorization request named one (RFC 6749 §4.1.3)",
+            GrantRejected::RedirectUriMissing,
         );
         refused(
             redeem(None, Some(VERIFIER), Some(CB)),
-            "the authorization code is invalid or was issued to another client",
+            GrantRejected::UnknownCode,
         );
     }
 
@@ -1054,9 +1029,7 @@ mod tests {
     #[test]
     fn a_used_refresh_token_revokes_its_family_unless_retried_within_grace() {
         let reuse = Refusal {
-            error: TokenError::InvalidGrant(
-                "the refresh token was already used; every token of its grant is revoked".into(),
-            ),
+            error: TokenError::InvalidGrant(GrantRejected::RefreshReused),
             record: vec![Event::RefreshTokenReuseDetected(
                 RefreshTokenReuseDetected {
                     id: Uuid::from_u128(2),

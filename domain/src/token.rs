@@ -90,6 +90,50 @@ impl TokenCommand {
     }
 }
 
+/// Why a grant was refused with `invalid_grant`; its text is the `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantRejected {
+    /// An unknown code, or another client's.
+    #[error("the authorization code is invalid or was issued to another client")]
+    UnknownCode,
+    /// The code was redeemed before: what it issued is revoked.
+    #[error("the authorization code was already used; every token issued for it is revoked")]
+    CodeReplayed,
+    /// The code's lifetime is over.
+    #[error("the authorization code expired")]
+    CodeExpired,
+    /// `redirect_uri` is not the authorization request's.
+    #[error("redirect_uri differs from the one of the authorization request")]
+    RedirectUriDiffers,
+    /// `redirect_uri` is missing though the authorization request named one.
+    #[error("redirect_uri is required: the authorization request named one (RFC 6749 §4.1.3)")]
+    RedirectUriMissing,
+    /// The PKCE verifier does not match the challenge.
+    #[error("code_verifier does not match the code_challenge")]
+    VerifierMismatch,
+    /// The code has a PKCE challenge and no verifier came.
+    #[error("code_verifier is required for this code")]
+    VerifierMissing,
+    /// A verifier for a code without a challenge: a downgrade (RFC 9700 §2.1.1).
+    #[error("code_verifier sent for a code issued without a code_challenge")]
+    VerifierWithoutChallenge,
+    /// An unknown refresh token, or another client's.
+    #[error("the refresh token is invalid or was issued to another client")]
+    UnknownRefreshToken,
+    /// The refresh token's grant was revoked.
+    #[error("the refresh token was revoked")]
+    RefreshRevoked,
+    /// The refresh token or its family expired.
+    #[error("the refresh token expired")]
+    RefreshExpired,
+    /// The refresh token was used before: its family is revoked.
+    #[error("the refresh token was already used; every token of its grant is revoked")]
+    RefreshReused,
+    /// A JWT bearer assertion was refused (RFC 7523 §3.1).
+    #[error(transparent)]
+    Assertion(#[from] crate::assertion::AssertionRejected),
+}
+
 /// Why a token command was refused, with the RFC 6749 §5.2 code it maps to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -103,8 +147,8 @@ pub enum TokenError {
     #[error("scope {0} is not allowed for this client")]
     InvalidScope(String),
     /// The code, refresh token or credentials are invalid, expired, revoked or another's.
-    #[error("{0}")]
-    InvalidGrant(String),
+    #[error(transparent)]
+    InvalidGrant(GrantRejected),
     /// The request is malformed or breaks a rule of the client's configuration.
     #[error("{0}")]
     InvalidRequest(String),
@@ -112,8 +156,8 @@ pub enum TokenError {
     #[error("the user has not approved this request")]
     ConsentRequired,
     /// The client's credentials (here: its assertion) are refused.
-    #[error("{0}")]
-    InvalidClient(String),
+    #[error(transparent)]
+    InvalidClient(crate::assertion::AssertionRejected),
 }
 
 /// A refused command: the error to answer, and the events to record anyway (a replayed code or
