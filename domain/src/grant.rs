@@ -14,7 +14,7 @@ use crate::event::{
     AuthorizationCodeReplayed, AuthorizationGranted, AuthorizationRevoked, Event,
     RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated,
 };
-use crate::token::{GrantRejected, Refusal, TokenError};
+use crate::token::{ClientRefused, GrantRejected, Refusal, RequestRejected, TokenError};
 use crate::values::{pkce_verifies, GrantType, PkceMethod, Scope, SecretHash, TokenFormat, UserId};
 use uuid::Uuid;
 
@@ -277,9 +277,9 @@ pub fn allowed(client: &Client, grant: GrantType) -> Result<(), TokenError> {
     if client.grant_types.contains(&grant) {
         Ok(())
     } else {
-        Err(TokenError::UnauthorizedClient(format!(
-            "this client is not allowed the {grant} grant"
-        )))
+        Err(TokenError::UnauthorizedClient(
+            ClientRefused::GrantNotAllowed(grant),
+        ))
     }
 }
 
@@ -312,13 +312,11 @@ pub fn check_request(
     if grant == GrantType::AuthorizationCode {
         match pkce {
             None if client.public => {
-                return Err(TokenError::InvalidRequest(
-                    "public clients must send a PKCE code_challenge (S256)".into(),
-                ))
+                return Err(TokenError::InvalidRequest(RequestRejected::PkceRequired))
             }
             Some(PkceMethod::Plain) if !client.allow_plain_pkce => {
                 return Err(TokenError::InvalidRequest(
-                    "code_challenge_method plain is not allowed for this client; use S256".into(),
+                    RequestRejected::PlainPkceNotAllowed,
                 ))
             }
             _ => {}
@@ -336,7 +334,7 @@ fn authorize(
 ) -> Result<(Vec<Scope>, String, Vec<Event>), Refusal> {
     let redirect = client
         .resolve_redirect_uri(req.redirect_uri.as_deref())
-        .map_err(|e| TokenError::InvalidRequest(e.to_string()))?;
+        .map_err(|e| TokenError::InvalidRequest(e.into()))?;
     let scopes = check_request(
         client,
         grant,
@@ -798,22 +796,12 @@ mod tests {
         scenario()
             .given(vec![registered(true)])
             .when(issue(req.clone()))
-            .then_err(
-                TokenError::InvalidRequest(
-                    "public clients must send a PKCE code_challenge (S256)".into(),
-                )
-                .into(),
-            );
+            .then_err(TokenError::InvalidRequest(RequestRejected::PkceRequired).into());
         req.pkce = Some((VERIFIER.into(), PkceMethod::Plain));
         scenario()
             .given(vec![registered(false)])
             .when(issue(req))
-            .then_err(
-                TokenError::InvalidRequest(
-                    "code_challenge_method plain is not allowed for this client; use S256".into(),
-                )
-                .into(),
-            );
+            .then_err(TokenError::InvalidRequest(RequestRejected::PlainPkceNotAllowed).into());
     }
 
     fn redeem(

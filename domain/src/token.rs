@@ -90,6 +90,31 @@ impl TokenCommand {
     }
 }
 
+/// Why a client may not use a grant (`unauthorized_client`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientRefused {
+    /// The client is not registered for the grant type.
+    #[error("this client is not allowed the {0} grant")]
+    GrantNotAllowed(GrantType),
+    /// A public client has no credentials to use `client_credentials` with.
+    #[error("public clients cannot use the client_credentials grant")]
+    PublicClientCredentials,
+}
+
+/// Why a request breaks a rule of the client's configuration (`invalid_request`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestRejected {
+    /// A public client's code request without PKCE.
+    #[error("public clients must send a PKCE code_challenge (S256)")]
+    PkceRequired,
+    /// `plain` PKCE from a client not registered for it.
+    #[error("code_challenge_method plain is not allowed for this client; use S256")]
+    PlainPkceNotAllowed,
+    /// The redirect URI is not one the client registered.
+    #[error(transparent)]
+    RedirectUri(#[from] crate::client::RedirectError),
+}
+
 /// Why a grant was refused with `invalid_grant`; its text is the `error_description`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GrantRejected {
@@ -141,8 +166,8 @@ pub enum TokenError {
     #[error("client authentication failed")]
     UnknownClient,
     /// The client may not use this grant.
-    #[error("{0}")]
-    UnauthorizedClient(String),
+    #[error(transparent)]
+    UnauthorizedClient(ClientRefused),
     /// A requested scope is not one of the client's.
     #[error("scope {0} is not allowed for this client")]
     InvalidScope(String),
@@ -150,8 +175,8 @@ pub enum TokenError {
     #[error(transparent)]
     InvalidGrant(GrantRejected),
     /// The request is malformed or breaks a rule of the client's configuration.
-    #[error("{0}")]
-    InvalidRequest(String),
+    #[error(transparent)]
+    InvalidRequest(RequestRejected),
     /// The user has not consented to everything asked for.
     #[error("the user has not approved this request")]
     ConsentRequired,
@@ -202,10 +227,9 @@ pub fn decide(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>
     match command {
         TokenCommand::IssueClientCredentials(cmd) => {
             if client.public {
-                return Err(TokenError::UnauthorizedClient(
-                    "public clients cannot use the client_credentials grant".into(),
-                )
-                .into());
+                return Err(
+                    TokenError::UnauthorizedClient(ClientRefused::PublicClientCredentials).into(),
+                );
             }
             grant::allowed(client, GrantType::ClientCredentials)?;
             let scopes = grant::granted_scopes(client, &cmd.requested_scopes)?;
@@ -348,9 +372,9 @@ mod tests {
         let mut given = vec![registered()];
         given.extend(change);
         scenario().given(given).when(issue(None)).then_err(
-            TokenError::UnauthorizedClient(
-                "this client is not allowed the client_credentials grant".into(),
-            )
+            TokenError::UnauthorizedClient(ClientRefused::GrantNotAllowed(
+                GrantType::ClientCredentials,
+            ))
             .into(),
         );
     }
