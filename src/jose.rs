@@ -32,7 +32,8 @@ pub enum JoseError {
     #[error("algorithm {0} is not accepted (asymmetric signatures only)")]
     Algorithm(String),
     /// The header names a key the set does not hold.
-    #[error("no key with kid {0:?}")]
+    // The kid is the token's: kept for the caller, not repeated to the sender.
+    #[error("no registered key has the kid the JWT header names")]
     UnknownKey(String),
     /// No key of the set verifies it, or its claims are invalid.
     #[error("{0}")]

@@ -307,9 +307,17 @@ pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         })
         .collect();
     let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
+    // The notice names the client as registered, never the text of the link: a crafted
+    // `revoked=` must not put words of its own on this page.
     let notice = query
         .get("revoked")
-        .map(|c| format!("Access of {c} was revoked; its tokens no longer work."));
+        .and_then(|c| state.engine.models.clients.get(c))
+        .map(|v| {
+            format!(
+                "Access of {} was revoked; its tokens no longer work.",
+                v.client.name
+            )
+        });
     page_with_csrf(&req, &state, StatusCode::OK, |csrf| {
         pages::account(user.username.as_str(), &apps, csrf, notice.as_deref())
     })

@@ -169,9 +169,8 @@ pub async fn authorize(
         Err(e) => return bad(&e),
     };
     let Some(client) = state.engine.models.clients.get(client_id) else {
-        return bad(&format!(
-            "No application is registered with client_id “{client_id}”."
-        ));
+        // Named, not echoed: the page must not repeat what a link put in it.
+        return bad("No application is registered with this client_id.");
     };
     let presented = match single(&params, "redirect_uri") {
         Ok(r) => r,
@@ -257,10 +256,10 @@ fn validate(
         None => return Err(invalid("response_type is missing".into())),
         Some("code") => (ResponseType::Code, GrantType::AuthorizationCode),
         Some("token") => (ResponseType::Token, GrantType::Implicit),
-        Some(other) => {
+        Some(_) => {
             return Err((
                 ErrorCode::UnsupportedResponseType,
-                format!("response_type {other:?} is not supported; use code"),
+                "this response_type is not supported; use code".into(),
             ))
         }
     };
@@ -268,7 +267,7 @@ fn validate(
         .map_err(invalid)?
         .map(Scope::parse_list)
         .transpose()
-        .map_err(|e| (ErrorCode::InvalidScope, e.0))?;
+        .map_err(|_| (ErrorCode::InvalidScope, "scope must be space-separated scope tokens of printable ASCII without quotes or backslashes (RFC 6749 §3.3)".into()))?;
     // The wire form of PKCE is checked here; what the client may use, by the domain.
     let pkce = match response_type {
         ResponseType::Token => None,
@@ -290,7 +289,9 @@ fn validate(
                 // RFC 7636 §4.3: the method defaults to plain.
                 (Some(ch), m) => Some((
                     ch.to_owned(),
-                    PkceMethod::parse(m.unwrap_or("plain")).map_err(|e| invalid(e.0))?,
+                    PkceMethod::parse(m.unwrap_or("plain")).map_err(|_| {
+                        invalid("code_challenge_method must be S256 or plain".into())
+                    })?,
                 )),
             }
         }

@@ -150,7 +150,8 @@ async fn grant(
         .get("scope")
         .map(Scope::parse_list)
         .transpose()
-        .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.0))?;
+        // Named, not echoed: the value is the caller's and may hold anything.
+        .map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "scope must be space-separated scope tokens of printable ASCII without quotes or backslashes (RFC 6749 §3.3)"))?;
     let (opaque, opaque_token_hash) = fresh_secret(&state.hash_key)?;
     let now = state.clock.unix_now();
     let access = NewAccessToken {

@@ -578,3 +578,46 @@ fn a_trusted_proxy_is_believed_about_the_client_address_and_no_one_else_is() {
         .unwrap();
     assert_eq!(ours["metadata"]["source_ip"], "192.0.2.44", "{ours}");
 }
+
+#[test]
+fn pages_name_what_is_wrong_and_never_repeat_what_a_link_put_in_them() {
+    let app = spawn_app();
+    app.create_user("alice", "correct horse battery staple");
+    let mut b = crate::web::Browser::new(&app);
+    let marker = "ZQXJ-injected-words";
+    let evil: String =
+        form_urlencoded::byte_serialize(format!("{marker} <b>call +1-555</b>").as_bytes())
+            .collect();
+    // An unknown client: the page says so without repeating the client_id it was given.
+    let r = b.get(&format!("/authorize?response_type=code&client_id={evil}"));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("client_id") && !r.body.contains(marker),
+        "{}",
+        r.body
+    );
+    // The account page's notice names a client only as registered.
+    assert_eq!(
+        b.sign_in("alice", "correct horse battery staple").status,
+        303
+    );
+    let r = b.get(&format!("/account?revoked={evil}"));
+    assert_eq!(r.status, 200);
+    assert!(!r.body.contains(marker), "{}", r.body);
+    // The token endpoint names a bad scope parameter, and does not echo it.
+    let (id, secret) = app.create_client(&[]);
+    let (status, body) = app.post_form(
+        "/token",
+        Some((&id, &secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", &format!("{marker}\"x")),
+        ],
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    let d = body["error_description"].as_str().unwrap();
+    assert!(d.contains("scope") && !d.contains(marker), "{d}");
+}
