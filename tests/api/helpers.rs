@@ -300,27 +300,23 @@ impl TestApp {
 
     /// Moves the server's clock `ms` forward: the server must run with `--test-clock`.
     pub fn advance_clock(&self, ms: u32) {
-        let r = self
-            .agent
-            .post(&format!("{}/admin/api/clock", self.base))
-            .header("Authorization", &format!("Bearer {}", self.admin_token()))
-            .send_json(serde_json::json!({ "advance_ms": ms }));
-        assert!(
-            matches!(&r, Ok(resp) if resp.status() == 200),
-            "moving the clock failed (is the server running with --test-clock?)"
-        );
+        self.move_clock(serde_json::json!({ "advance_ms": ms }));
     }
 
     /// Sets the server's underlying clock `ms` back, as an NTP step would (`--test-clock`).
     pub fn set_back_clock(&self, ms: u32) {
+        self.move_clock(serde_json::json!({ "set_back_ms": ms }));
+    }
+
+    fn move_clock(&self, body: Value) {
         let r = self
             .agent
             .post(&format!("{}/admin/api/clock", self.base))
             .header("Authorization", &format!("Bearer {}", self.admin_token()))
-            .send_json(serde_json::json!({ "set_back_ms": ms }));
+            .send_json(&body);
         assert!(
             matches!(&r, Ok(resp) if resp.status() == 200),
-            "setting the clock back failed (is the server running with --test-clock?)"
+            "moving the clock ({body}) failed (is the server running with --test-clock?)"
         );
     }
 

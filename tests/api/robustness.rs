@@ -299,14 +299,7 @@ fn every_error_description_keeps_to_the_rfc_6749_character_set_whatever_the_inpu
         // Bearer tokens at the resource endpoints.
         let (status, body) = app.get(&format!("/tokeninfo?access_token={encoded}"));
         check("/tokeninfo", status, &body);
-        let res = app
-            .agent
-            .get(&format!("{}/api/whoami", app.base))
-            .header("Authorization", &format!("Bearer {encoded}"))
-            .call()
-            .unwrap();
-        let status = res.status().as_u16();
-        let body: serde_json::Value = res.into_body().read_json().unwrap_or_default();
+        let (status, body) = get_bearer(&app, "/api/whoami", &encoded);
         check("/api/whoami", status, &body);
         // Every field of the admin API's client registration, and a path id.
         let admin = app.admin_token();
@@ -340,14 +333,7 @@ fn every_error_description_keeps_to_the_rfc_6749_character_set_whatever_the_inpu
             let body: serde_json::Value = res.into_body().read_json().unwrap_or_default();
             check(&format!("POST /admin/api/clients {field}"), status, &body);
         }
-        let res = app
-            .agent
-            .get(&format!("{}/admin/api/clients/{encoded}", app.base))
-            .header("Authorization", &format!("Bearer {admin}"))
-            .call()
-            .unwrap();
-        let status = res.status().as_u16();
-        let body: serde_json::Value = res.into_body().read_json().unwrap_or_default();
+        let (status, body) = get_bearer(&app, &format!("/admin/api/clients/{encoded}"), &admin);
         check("GET /admin/api/clients/{id}", status, &body);
         // The admin API's bearer challenge quotes its description in a header.
         let res = app
@@ -371,6 +357,18 @@ fn every_error_description_keeps_to_the_rfc_6749_character_set_whatever_the_inpu
         "only {} descriptions were seen",
         checked.get()
     );
+}
+
+/// GETs `path` with a bearer token; answers the status and the JSON body (null if none).
+fn get_bearer(app: &crate::helpers::TestApp, path: &str, token: &str) -> (u16, serde_json::Value) {
+    let res = app
+        .agent
+        .get(&format!("{}{path}", app.base))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.into_body().read_json().unwrap_or_default())
 }
 
 #[test]
