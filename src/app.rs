@@ -231,7 +231,6 @@ impl Application {
             issuer: issuer.clone(),
             grants: config.grants,
             hash_key: engine.hash_key()?.clone(),
-            clock: engine.clock.clone(),
             session_key,
             limits: http::limits::Limits::new(&config.limits, &engine.clock),
             throttle: http::throttle::Throttle::default(),
@@ -312,6 +311,8 @@ impl Application {
 }
 
 /// Reads the TLS files again at every SIGHUP; a pair that fails to load leaves the old one.
+/// The service manager hears of it as systemd's reload protocol has it (`Type=notify-reload`):
+/// `RELOADING=1`, then the outcome as `STATUS=` with `READY=1` once it is done.
 async fn reload_on_hangup(cert: Arc<crate::tls::ReloadingCert>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
@@ -319,13 +320,27 @@ async fn reload_on_hangup(cert: Arc<crate::tls::ReloadingCert>) {
         return;
     };
     while hangup.recv().await.is_some() {
-        match cert.reload() {
-            Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate and key"),
-            Err(e) => tracing::error!(
-                error = %format!("{e:#}"),
-                "SIGHUP: the TLS certificate was not reloaded; the previous one still serves"
-            ),
-        }
+        let mut starting = vec![sd_notify::NotifyState::Reloading];
+        starting.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+        let _ = sd_notify::notify(&starting);
+        let status = match cert.reload() {
+            Ok(()) => {
+                tracing::info!("SIGHUP: reloaded the TLS certificate and key");
+                "TLS certificate reloaded".to_owned()
+            }
+            Err(e) => {
+                let e = format!("{e:#}");
+                tracing::error!(
+                    error = %e,
+                    "SIGHUP: the TLS certificate was not reloaded; the previous one still serves"
+                );
+                format!("TLS certificate not reloaded: {e}")
+            }
+        };
+        let _ = sd_notify::notify(&[
+            sd_notify::NotifyState::Status(&status),
+            sd_notify::NotifyState::Ready,
+        ]);
     }
 }
 

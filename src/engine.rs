@@ -10,7 +10,7 @@ use crate::actors::{Registry, UserActor};
 use crate::clock::Clock as ServerClock;
 use crate::store::checkpoints::FileCheckpoints;
 use crate::store::lock::DirLock;
-use crate::store::log::{decode, stamp_with, Log, Medium};
+use crate::store::log::{decode, Log, Medium};
 use crate::store::postgres::{PgLog, PgSettings};
 use crate::store::segments::{SegmentFiles, DEFAULT_SEGMENT_BYTES, LOG_DIR};
 use crate::store::{EventStore, StoreError};
@@ -250,12 +250,8 @@ impl Engine {
                 // the answer waits for this group (`AuditFollower::wait_for_writes`).
                 audit_feed.send(events);
             }),
-            stamp_with(&clock),
+            &clock,
         )?);
-        // A clock set back while the server was down must not revive what had expired.
-        if let Some(last) = store.read_all(store.head_position(), 1)?.first() {
-            clock.not_before(last.recorded_at);
-        }
         // A checkpoint from a longer log than this one (a restored backup) is not this log's.
         let head = store.head_position();
         if models.checkpoint_max()? > head {
@@ -283,7 +279,7 @@ impl Engine {
                 Some(Arc::new(PgLog::open(
                     settings,
                     store.clone(),
-                    stamp_with(&clock),
+                    &clock,
                     Some(hook),
                 )?))
             }

@@ -785,7 +785,7 @@ mod tests {
         let inner = Log::start(
             Arc::new(crate::store::MemoryMedium::new()),
             Box::new(move |events| hook.apply(events).unwrap()),
-            crate::store::log::system_clock(),
+            &crate::clock::Clock::system(),
         )
         .unwrap();
         let store = Arc::new(FlakyStore {

@@ -48,7 +48,7 @@ pub async fn sign_in(
     if let Some(wait) =
         state
             .throttle
-            .retry_after(Some(username), &address, state.clock.unix_now_ms())
+            .retry_after(Some(username), &address, state.engine.clock.unix_now_ms())
     {
         tracing::warn!(username, %address, wait, "sign-in throttled");
         return Ok(SignIn::Throttled(wait));
@@ -71,7 +71,7 @@ pub async fn sign_in(
     }
     let lock = state
         .throttle
-        .failed(Some(username), &address, state.clock.unix_now_ms());
+        .failed(Some(username), &address, state.engine.clock.unix_now_ms());
     let recorded = match &user {
         Some(u) => {
             let metadata = request_metadata(req, Cause::User(u.user_id.to_string()));
@@ -224,7 +224,11 @@ pub async fn login(
     match sign_in(&req, &state, username, password, SignInVia::LoginPage).await {
         Ok(SignIn::Ok(user)) => {
             let mut res = see_other(&return_to);
-            let _ = res.add_cookie(&session_cookie(&state, &user, state.clock.unix_now()));
+            let _ = res.add_cookie(&session_cookie(
+                &state,
+                &user,
+                state.engine.clock.unix_now(),
+            ));
             res
         }
         Ok(SignIn::Wrong) => login_page(
@@ -275,7 +279,7 @@ pub async fn logout(
 
 /// `GET /account`.
 pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let Some(user) = current_user(&req, &state, state.clock.unix_now()) else {
+    let Some(user) = current_user(&req, &state, state.engine.clock.unix_now()) else {
         return to_login("/account");
     };
     let consents = match state.engine.models.consents.of_user(&user.user_id) {
@@ -330,7 +334,7 @@ pub async fn revoke(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Some(user) = current_user(&req, &state, state.clock.unix_now()) else {
+    let Some(user) = current_user(&req, &state, state.engine.clock.unix_now()) else {
         return to_login("/account");
     };
     let form = read_form(&req, payload).await.unwrap_or_default();

@@ -263,7 +263,7 @@ pub async fn checkpoint(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
-    let now = state.clock.unix_now();
+    let now = state.engine.clock.unix_now();
     let jws = crate::signed_checkpoint::sign(&state.engine, &state.keys, &state.issuer, now)
         .map_err(|e| OAuthError::server_error(&e))?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "checkpoint": jws })))
@@ -288,7 +288,9 @@ pub async fn advance_clock(
     body: web::Json<ClockMove>,
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
-    if !(state.clock.advance(body.advance_ms) && state.clock.set_back(body.set_back_ms)) {
+    if !(state.engine.clock.advance(body.advance_ms)
+        && state.engine.clock.set_back(body.set_back_ms))
+    {
         return Ok(HttpResponse::NotFound().json(serde_json::json!({
             "error": "not_found",
             "error_description": "no resource at /admin/api/clock",
@@ -305,7 +307,7 @@ pub async fn advance_clock(
         .await
         .map_err(|e| OAuthError::server_error(&e))?
         .map_err(|e| OAuthError::server_error(&e))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "now_ms": state.clock.unix_now_ms() })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "now_ms": state.engine.clock.unix_now_ms() })))
 }
 
 /// The body of `POST /admin/api/audit/checkpoint/verify`.
@@ -384,7 +386,11 @@ pub async fn compact(
             "older_than_secs must not be negative",
         ));
     }
-    let cutoff = state.clock.unix_now().saturating_sub(body.older_than_secs);
+    let cutoff = state
+        .engine
+        .clock
+        .unix_now()
+        .saturating_sub(body.older_than_secs);
     let metadata = request_metadata(&req, who);
     let engine = state.engine.clone();
     let report = web::block(move || {

@@ -201,7 +201,7 @@ pub async fn authorize(
         Ok(r) => r,
         Err((code, description)) => return redirect.error(code, &description, StatusCode::FOUND),
     };
-    let now = state.clock.unix_now();
+    let now = state.engine.clock.unix_now();
     let Some(user) = current_user(&req, &state, now) else {
         let query = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(
@@ -326,7 +326,7 @@ async fn issue(
     };
     let fail = |code: ErrorCode, d: &str| Some(redirect.error(code, d, status));
     let client_id = &pending.request.client_id;
-    let now = state.clock.unix_now();
+    let now = state.engine.clock.unix_now();
     let request = AuthorizationRequest {
         user_id: pending.user_id,
         scopes: pending.request.scopes.clone(),
@@ -420,7 +420,7 @@ fn pending_for(
     let pending: Pending = sealed
         .and_then(|s| state.session_key.open("authz", s))
         .ok_or_else(expired)?;
-    if pending.expires_at <= state.clock.unix_now() || pending.user_id != user.user_id {
+    if pending.expires_at <= state.engine.clock.unix_now() || pending.user_id != user.user_id {
         return Err(expired());
     }
     let client = state
@@ -435,7 +435,7 @@ fn pending_for(
 /// `GET /consent`.
 pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
-    let Some(user) = current_user(&req, &state, state.clock.unix_now()) else {
+    let Some(user) = current_user(&req, &state, state.engine.clock.unix_now()) else {
         let back = form_urlencoded::Serializer::new(String::new())
             .append_pair("request", query.get("request").unwrap_or(""))
             .finish();
@@ -480,7 +480,7 @@ pub async fn consent(
         Ok(f) => f,
         Err(e) => return pages::error_page(e.status, "Invalid request", &e.description),
     };
-    let Some(user) = current_user(&req, &state, state.clock.unix_now()) else {
+    let Some(user) = current_user(&req, &state, state.engine.clock.unix_now()) else {
         return to_login("/account");
     };
     if !csrf_ok(&req, form.get("csrf_token")) {

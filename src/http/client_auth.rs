@@ -208,7 +208,7 @@ async fn by_assertion(
             format!("{issuer}{}", req.path()),
         ],
         seen: false,
-        now: state.clock.unix_now(),
+        now: state.engine.clock.unix_now(),
     });
     let metadata = super::request_metadata(req, Cause::Client(id.clone()));
     state

@@ -8,7 +8,7 @@ use super::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::grant::RefreshView;
-use domain::values::{join_scopes, UserId};
+use domain::values::{join_scopes, SecretHash, UserId};
 use projections::TokenView;
 use uuid::Uuid;
 
@@ -46,9 +46,8 @@ pub fn resolve(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuth
     } else {
         let tokens = &state.engine.models.tokens;
         // Keyed first; a token issued before keyed hashes is known by its bare SHA-256.
-        let [keyed, legacy] = state.hash_key.candidates(token);
-        match tokens.by_hash(keyed.as_str()) {
-            Ok(None) => tokens.by_hash(legacy.as_str()),
+        match tokens.by_hash(state.hash_key.hash(token).as_str()) {
+            Ok(None) => tokens.by_hash(SecretHash::unkeyed(token).as_str()),
             found => found,
         }
     };
@@ -59,7 +58,7 @@ pub fn resolve(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuth
 /// exists.
 pub fn active(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuthError> {
     Ok(resolve(state, token)?.filter(|t| {
-        t.is_active(state.clock.unix_now()) && client_exists(state, &t.record.client_id)
+        t.is_active(state.engine.clock.unix_now()) && client_exists(state, &t.record.client_id)
     }))
 }
 
@@ -70,9 +69,8 @@ fn client_exists(state: &AppState, id: &domain::values::ClientId) -> bool {
 /// Finds a presented refresh token in the index by the hash of its value.
 pub fn resolve_refresh(state: &AppState, token: &str) -> Result<Option<RefreshView>, OAuthError> {
     let tokens = &state.engine.models.tokens;
-    let [keyed, legacy] = state.hash_key.candidates(token);
-    match tokens.refresh(keyed.as_str()) {
-        Ok(None) => tokens.refresh(legacy.as_str()),
+    match tokens.refresh(state.hash_key.hash(token).as_str()) {
+        Ok(None) => tokens.refresh(SecretHash::unkeyed(token).as_str()),
         found => found,
     }
     .map_err(|e| OAuthError::server_error(&e))
@@ -85,7 +83,7 @@ fn active_refresh(
 ) -> Result<Option<domain::event::RefreshTokenIssued>, OAuthError> {
     Ok(resolve_refresh(state, token)?
         .filter(|v| {
-            v.is_active(state.clock.unix_now()) && client_exists(state, &v.issued.client_id)
+            v.is_active(state.engine.clock.unix_now()) && client_exists(state, &v.issued.client_id)
         })
         .map(|v| v.issued))
 }
@@ -108,7 +106,7 @@ pub async fn introspect(
     let body = match resolve(&state, token)? {
         Some(t) => {
             let r = &t.record;
-            if !(t.is_active(state.clock.unix_now())
+            if !(t.is_active(state.engine.clock.unix_now())
                 && client_exists(&state, &r.client_id)
                 && may_see(&r.client_id))
             {

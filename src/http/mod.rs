@@ -42,8 +42,6 @@ pub struct AppState {
     pub issuer: String,
     /// Lifetimes and switches of the user grants.
     pub grants: crate::config::GrantSettings,
-    /// The server's clock: every reading of time in a handler.
-    pub clock: crate::clock::Clock,
     /// The key of the hashes at rest (tokens, codes, client secrets).
     pub hash_key: domain::values::HashKey,
     /// Seals sessions and pending authorization requests.
@@ -94,17 +92,28 @@ pub fn request_metadata(req: &HttpRequest, caused_by: Cause) -> Metadata {
 
 use actix_web::HttpMessage;
 
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
 /// The client's address: the peer's, or, from a trusted proxy, the one it forwarded for.
 pub fn source_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip());
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
     match req.app_data::<web::Data<AppState>>() {
-        Some(state) => state.limits.source(peer, forwarded),
+        Some(state) => state.limits.source(peer, header(req, "x-forwarded-for")),
         None => peer,
     }
+}
+
+/// Whether the client used HTTPS: to our own TLS, or to a trusted proxy that says so.
+fn came_over_https(req: &HttpRequest) -> bool {
+    req.app_config().secure()
+        || req.app_data::<web::Data<AppState>>().is_some_and(|s| {
+            s.limits.forwarded_https(
+                req.peer_addr().map(|a| a.ip()),
+                header(req, "x-forwarded-proto"),
+            )
+        })
 }
 
 fn json_error(err: impl std::fmt::Display) -> actix_web::Error {
@@ -277,13 +286,7 @@ where
 {
     if is_page(req.path()) {
         let wait = req.app_data::<web::Data<AppState>>().and_then(|state| {
-            let forwarded = req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok());
-            let source = state
-                .limits
-                .source(req.peer_addr().map(|a| a.ip()), forwarded)?;
+            let source = source_ip(req.request())?;
             state.limits.page(source).err()
         });
         if let Some(wait) = wait {
@@ -321,16 +324,7 @@ where
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    // HTTPS: our own TLS, or a trusted proxy's word that the client used it.
-    let https = req.app_config().secure()
-        || req.app_data::<web::Data<AppState>>().is_some_and(|s| {
-            s.limits.forwarded_https(
-                req.peer_addr().map(|a| a.ip()),
-                req.headers()
-                    .get("x-forwarded-proto")
-                    .and_then(|v| v.to_str().ok()),
-            )
-        });
+    let https = came_over_https(req.request());
     let method = req.method().clone();
     let path = req.path().to_owned();
     let started = std::time::Instant::now();

@@ -48,7 +48,7 @@ pub async fn tokeninfo(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     };
     match active(&state, &token) {
         Ok(Some(t)) => {
-            let left = (t.record.expires_at - state.clock.unix_now()).max(0);
+            let left = (t.record.expires_at - state.engine.clock.unix_now()).max(0);
             describe(&state, &t, serde_json::json!({ "expires_in": left }))
         }
         Ok(None) => invalid("the token is not active"),

@@ -153,7 +153,7 @@ async fn grant(
         // Named, not echoed: the value is the caller's and may hold anything.
         .map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "scope must be space-separated scope tokens of printable ASCII without quotes or backslashes (RFC 6749 §3.3)"))?;
     let (opaque, opaque_token_hash) = fresh_secret(&state.hash_key)?;
-    let now = state.clock.unix_now();
+    let now = state.engine.clock.unix_now();
     let access = NewAccessToken {
         jti: Uuid::now_v7(),
         opaque_token_hash,

@@ -46,7 +46,7 @@ fn is_admin_client(state: &AppState, client_id: &str) -> bool {
 fn current_admin(req: &HttpRequest, state: &AppState) -> Option<String> {
     let cookie = req.cookie(ADMIN_COOKIE)?;
     let s: AdminSession = state.session_key.open("admin-session", cookie.value())?;
-    (s.expires_at > state.clock.unix_now() && is_admin_client(state, &s.client_id))
+    (s.expires_at > state.engine.clock.unix_now() && is_admin_client(state, &s.client_id))
         .then_some(s.client_id)
 }
 
@@ -99,7 +99,7 @@ pub async fn login(
     if let Some(wait) =
         state
             .admin_throttle
-            .retry_after(Some(&who), &address, state.clock.unix_now_ms())
+            .retry_after(Some(&who), &address, state.engine.clock.unix_now_ms())
     {
         let msg = format!("Too many failed attempts. Try again in {wait} seconds.");
         let mut res = login_page(
@@ -124,7 +124,7 @@ pub async fn login(
     if !verified {
         state
             .admin_throttle
-            .failed(Some(&who), &address, state.clock.unix_now_ms());
+            .failed(Some(&who), &address, state.engine.clock.unix_now_ms());
         tracing::warn!(client_id, %address, "admin viewer sign-in refused");
         let msg = "Wrong client id or secret, or the client does not hold the admin scope.";
         return login_page(&req, &state, StatusCode::UNAUTHORIZED, client_id, Some(msg));
@@ -132,7 +132,7 @@ pub async fn login(
     state.admin_throttle.succeeded(&who, &address);
     let session = AdminSession {
         client_id: client_id.to_owned(),
-        expires_at: state.clock.unix_now() + SESSION_SECS,
+        expires_at: state.engine.clock.unix_now() + SESSION_SECS,
     };
     let mut res = redirect(StatusCode::SEE_OTHER, "/admin");
     let sealed = state.session_key.seal("admin-session", &session);

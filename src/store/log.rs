@@ -262,11 +262,6 @@ pub struct Log {
     copy_only: std::sync::atomic::AtomicBool,
 }
 
-/// The system clock, for the writer's `recorded_at` (commands other than `serve`).
-pub fn system_clock() -> Clock {
-    stamp_with(&crate::clock::Clock::system())
-}
-
 /// The writer's stamp from the server's clock.
 pub fn stamp_with(clock: &crate::clock::Clock) -> Clock {
     let clock = clock.clone();
@@ -279,16 +274,20 @@ fn lock_err<T>(_: T) -> StoreError {
 
 impl Log {
     /// Opens the log on `medium` and starts its writer; `hook` sees every durable group
-    /// before its appenders are answered. `now` stamps each group's `recorded_at`.
+    /// before its appenders are answered. `clock` stamps each group's `recorded_at`; it is
+    /// told the last recorded time, so that a clock set back while the server was down
+    /// revives nothing.
     pub fn start(
         medium: Arc<dyn Medium>,
         hook: CommitHook,
-        now: Clock,
+        clock: &crate::clock::Clock,
     ) -> Result<Self, StoreError> {
         let (head, last_hash, last_time) = match medium.last()? {
             Some((position, bytes)) => (position, chain_hash(&bytes), decode(&bytes)?.recorded_at),
             None => (0, GENESIS_HASH.to_owned(), time::OffsetDateTime::UNIX_EPOCH),
         };
+        clock.not_before(last_time);
+        let now = stamp_with(clock);
         let (mut index, snapshots) = match medium.load_meta(META_INDEX)? {
             Some(bytes) => match StreamIndex::decode(&bytes) {
                 Some((index, snapshots, _)) if index.position <= head => (index, snapshots),
@@ -364,7 +363,11 @@ impl Log {
     pub fn embedded(dir: &std::path::Path) -> Result<Self, StoreError> {
         let lock = super::lock::DirLock::acquire(dir)?;
         let (files, _) = super::SegmentFiles::open(dir, super::segments::DEFAULT_SEGMENT_BYTES)?;
-        let log = Self::start(Arc::new(files), Box::new(|_| {}), system_clock())?;
+        let log = Self::start(
+            Arc::new(files),
+            Box::new(|_| {}),
+            &crate::clock::Clock::system(),
+        )?;
         log.hold(lock);
         Ok(log)
     }
@@ -378,7 +381,11 @@ impl Log {
             &data_dir.join(super::segments::LOG_DIR),
             super::segments::DEFAULT_SEGMENT_BYTES,
         )?;
-        let log = Self::start(Arc::new(files), Box::new(|_| {}), system_clock())?;
+        let log = Self::start(
+            Arc::new(files),
+            Box::new(|_| {}),
+            &crate::clock::Clock::system(),
+        )?;
         log.hold(lock);
         Ok(log)
     }
@@ -388,7 +395,7 @@ impl Log {
         Self::start(
             Arc::new(super::MemoryMedium::new()),
             Box::new(|_| {}),
-            system_clock(),
+            &crate::clock::Clock::system(),
         )
     }
 

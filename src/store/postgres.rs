@@ -302,9 +302,10 @@ impl PgLog {
     pub fn open(
         settings: &PgSettings,
         mirror: Arc<Log>,
-        clock: Clock,
+        clock: &crate::clock::Clock,
         on_copied: Option<CopiedHook>,
     ) -> Result<Self, StoreError> {
+        let clock = crate::store::log::stamp_with(clock);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("authledger-postgres")

@@ -695,42 +695,19 @@ fn compaction_keeps_the_chain_verifiable_and_replay_gives_the_same_live_state() 
     }
     app.advance_clock(1100);
     // While the server serves.
-    let report = app.cli_json(&[
-        "compact",
-        "--class",
-        "access-tokens",
-        "--older-than",
-        "0s",
-        "--batch",
-        "100",
-        "--format",
-        "json",
-    ]);
+    let report = app.compact_expired_tokens();
     assert_eq!(report["removed"], 306, "{report}");
     assert_eq!(report["batches"], 4, "{report}");
     assert_eq!(app.introspect(&long, &long_secret, &kept)["active"], true);
-    let left = app.cli_json(&[
-        "audit", "query", "--client", &short, "--format", "json", "--limit", "1000",
-    ]);
-    let kinds: Vec<&str> = left
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["ClientRegistered"], "only the registration is left");
+    assert_eq!(
+        app.event_types_of(&short),
+        ["ClientRegistered"],
+        "only the registration is left"
+    );
     let compactions = app.events("HistoryCompacted");
     assert_eq!(compactions.len(), 4);
     // Running it again finds nothing more.
-    let again = app.cli_json(&[
-        "compact",
-        "--class",
-        "access-tokens",
-        "--older-than",
-        "0s",
-        "--format",
-        "json",
-    ]);
+    let again = app.compact_expired_tokens();
     assert_eq!(again["removed"], 0);
     app.stop();
 

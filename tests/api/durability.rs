@@ -232,15 +232,7 @@ impl Drop for SmallDisk {
 fn a_full_disk_answers_503_loses_no_acknowledged_token_and_passes_without_a_restart() {
     let disk = SmallDisk::mount(48);
     let data = tempfile::tempdir_in(disk.path()).unwrap();
-    let mut app = TestApp {
-        child: None,
-        dir: data,
-        base: String::new(),
-        agent: agent(),
-        flags: Vec::new(),
-        env: vec![("AUTHLEDGER_SEGMENT_MB".into(), "1".into())],
-        log: None,
-    };
+    let mut app = TestApp::on(data, &[], &[("AUTHLEDGER_SEGMENT_MB", "1")]);
     app.start();
     let (id, secret) = app.create_client(&["--token-format", "opaque"]);
     let filler = disk.fill();
@@ -423,15 +415,7 @@ fn a_data_directory_of_the_sled_release_is_imported_whole_with_the_same_answers(
             .unwrap()
             .to_owned()
     };
-    let mut app = TestApp {
-        child: None,
-        dir,
-        base: String::new(),
-        agent: agent(),
-        flags: vec!["--issuer".into(), issuer],
-        env: Vec::new(),
-        log: None,
-    };
+    let mut app = TestApp::on(dir, &["--issuer", &issuer], &[]);
     app.start();
     for t in fixture("tokens.json").as_array().unwrap() {
         let answer = app.introspect(
@@ -467,20 +451,16 @@ fn a_log_of_bare_hashes_keeps_working_and_new_events_hold_keyed_hashes_only() {
         collect_hashes(&all, &mut found);
         found
     };
-    let mut app = TestApp {
-        child: None,
+    let mut app = TestApp::on(
         dir,
-        base: String::new(),
-        agent: agent(),
-        flags: vec![
-            "--refresh-token-ttl-secs".into(),
-            "2000000000".into(),
-            "--refresh-family-ttl-secs".into(),
-            "2000000000".into(),
+        &[
+            "--refresh-token-ttl-secs",
+            "2000000000",
+            "--refresh-family-ttl-secs",
+            "2000000000",
         ],
-        env: Vec::new(),
-        log: None,
-    };
+        &[],
+    );
     let old = hashes_before(&app);
     assert!(
         !old.is_empty() && old.iter().all(|h| h.starts_with("sha256:")),
@@ -601,15 +581,7 @@ fn the_script_of_the_format_page_walks_a_log_of_both_envelopes_and_finds_a_chang
     let dir = sled_fixture_copy();
     let out = cli(dir.path(), &["migrate"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    let mut app = TestApp {
-        child: None,
-        dir,
-        base: String::new(),
-        agent: agent(),
-        flags: Vec::new(),
-        env: Vec::new(),
-        log: None,
-    };
+    let mut app = TestApp::on(dir, &[], &[]);
     app.start();
     let (id, secret) = app.create_client(&[]);
     app.token(&id, &secret, None);

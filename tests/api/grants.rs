@@ -101,6 +101,18 @@ fn code_params<'a>(client: &'a str, redirect: &'a str, state: &'a str) -> Vec<(&
     ]
 }
 
+/// Asserts a 400 `invalid_grant` whose description says `word`.
+fn refused_with(answer: &(u16, Value), word: &str) {
+    let (status, body) = answer;
+    assert_eq!(
+        (*status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let description = body["error_description"].as_str().unwrap();
+    assert!(description.contains(word), "{description} lacks {word}");
+}
+
 fn redeem(app: &TestApp, client: &str, code: &str, redirect: &str) -> (u16, Value) {
     app.post_form(
         "/token",
@@ -293,24 +305,18 @@ fn pkce_is_enforced_at_authorize_and_at_token() {
         ("scope", "read"),
     ]);
     let code = done.param("code").unwrap();
-    let (status, body) = app.post_form(
-        "/token",
-        Some(("conf", &secret)),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", VERIFIER),
-        ],
+    refused_with(
+        &app.post_form(
+            "/token",
+            Some(("conf", &secret)),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", VERIFIER),
+            ],
+        ),
+        "without a code_challenge",
     );
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert!(body["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("without a code_challenge"));
     // A public client without a challenge, and plain for a client not allowed it.
     let r = b.authorize(&[
         ("response_type", "code"),
@@ -985,28 +991,13 @@ fn codes_and_refresh_tokens_expire() {
         .param("code")
         .unwrap();
     app.advance_clock(31_000);
-    let (status, body) = redeem(&app, "web", &code, CB);
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert!(body["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("expired"));
+    refused_with(&redeem(&app, "web", &code, CB), "expired");
     let fresh = tokens_for_public(&app, &mut b);
     app.advance_clock(61_000);
-    let (status, body) = refresh(&app, fresh["refresh_token"].as_str().unwrap(), None);
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
+    refused_with(
+        &refresh(&app, fresh["refresh_token"].as_str().unwrap(), None),
+        "expired",
     );
-    assert!(body["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("expired"));
 }
 
 #[test]
@@ -1045,16 +1036,7 @@ fn a_clock_set_back_revives_no_code_token_or_session() {
         (400, Some("invalid_grant")),
         "{body}"
     );
-    let (status, body) = refresh(&app, refresh_token, None);
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert!(body["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("expired"));
+    refused_with(&refresh(&app, refresh_token, None), "expired");
     // The session ended too: authorizing sends the browser to sign in again.
     let r = b.authorize(&code_params("web", CB, "s2"));
     assert_eq!(r.status, 302, "{r:?}");

@@ -36,15 +36,7 @@ pub fn spawn_app() -> TestApp {
 /// Starts the binary with extra `serve` flags.
 pub fn spawn_app_with(flags: &[&str]) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let mut app = TestApp {
-        child: None,
-        dir,
-        base: String::new(),
-        agent: agent(),
-        flags: flags.iter().map(|f| f.to_string()).collect(),
-        env: Vec::new(),
-        log: None,
-    };
+    let mut app = TestApp::on(dir, flags, &[]);
     app.start();
     app
 }
@@ -72,6 +64,22 @@ pub fn failed_start(data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> St
 }
 
 impl TestApp {
+    /// A server not started yet on `dir`, with `serve` flags and environment of its own.
+    pub fn on(dir: tempfile::TempDir, flags: &[&str], env: &[(&str, &str)]) -> Self {
+        TestApp {
+            child: None,
+            dir,
+            base: String::new(),
+            agent: agent(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            log: None,
+        }
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -257,6 +265,33 @@ impl TestApp {
         v.as_array().unwrap().clone()
     }
 
+    /// The types of a client's events in the trail, oldest first.
+    pub fn event_types_of(&self, client: &str) -> Vec<String> {
+        self.cli_json(&[
+            "audit", "query", "--client", client, "--format", "json", "--limit", "1000",
+        ])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+    }
+
+    /// Compacts every expired access token now, in batches of 100; answers the report.
+    pub fn compact_expired_tokens(&self) -> Value {
+        self.cli_json(&[
+            "compact",
+            "--class",
+            "access-tokens",
+            "--older-than",
+            "0s",
+            "--batch",
+            "100",
+            "--format",
+            "json",
+        ])
+    }
+
     /// Creates a confidential client; answers (id, secret).
     pub fn create_client(&self, extra: &[&str]) -> (String, String) {
         let mut args = vec![
@@ -374,19 +409,26 @@ impl Readiness {
 
     /// Blocks until the child says `READY=1`, at most `limit`.
     pub fn wait(&self, limit: Duration) {
+        self.next_ready(limit);
+    }
+
+    /// Blocks until the child's next message with `READY=1` (at start, or at the end of a
+    /// reload), at most `limit`; answers its `STATUS=`, if it had one.
+    pub fn next_ready(&self, limit: Duration) -> Option<String> {
         self.socket.set_read_timeout(Some(limit)).unwrap();
         let mut buf = [0u8; 4096];
         loop {
             match self.socket.recv(&mut buf) {
-                Ok(n)
-                    if String::from_utf8_lossy(&buf[..n])
-                        .lines()
-                        .any(|l| l == "READY=1") =>
-                {
-                    return
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if text.lines().any(|l| l == "READY=1") {
+                        return text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("STATUS="))
+                            .map(str::to_owned);
+                    }
                 }
-                Ok(_) => continue,
-                Err(e) => panic!("server did not start within {limit:?}: {e}"),
+                Err(e) => panic!("the server said nothing ready within {limit:?}: {e}"),
             }
         }
     }

@@ -479,15 +479,7 @@ fn the_signing_key_file_of_an_earlier_version_is_imported_once() {
     let dir = tempfile::tempdir().unwrap();
     let (pem, kid) = p256_pem(None);
     std::fs::write(dir.path().join("signing-key.pem"), pem).unwrap();
-    let mut app = TestApp {
-        child: None,
-        dir,
-        base: String::new(),
-        agent: crate::helpers::agent(),
-        flags: Vec::new(),
-        env: Vec::new(),
-        log: None,
-    };
+    let mut app = TestApp::on(dir, &[], &[]);
     app.start();
     let keys = keys_list(&app);
     let es: Vec<&Value> = keys.iter().filter(|k| k["algorithm"] == "ES256").collect();

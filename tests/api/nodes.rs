@@ -1,6 +1,6 @@
 //! Several `authledger serve --store postgres` nodes on one database, on loopback ports.
 
-use crate::helpers::{agent, TestApp};
+use crate::helpers::TestApp;
 use authledger::store::{EventStore, Log};
 use std::time::{Duration, Instant};
 
@@ -335,20 +335,11 @@ fn migrate_moves_an_embedded_log_into_postgres_and_back_with_the_same_chain_and_
     assert!(!again.status.success());
     // A node on the database answers as the embedded server did, with its KEK.
     let kek = std::fs::read_to_string(app.data_dir().join("encryption.key")).unwrap();
-    let mut n = TestApp {
-        child: None,
-        dir: tempfile::tempdir().unwrap(),
-        base: String::new(),
-        agent: agent(),
-        flags: vec![
-            "--store".into(),
-            "postgres".into(),
-            "--database-url".into(),
-            url.clone(),
-        ],
-        env: vec![("AUTHLEDGER_ENCRYPTION_KEY".into(), kek.trim().into())],
-        log: None,
-    };
+    let mut n = TestApp::on(
+        tempfile::tempdir().unwrap(),
+        &["--store", "postgres", "--database-url", &url],
+        &[("AUTHLEDGER_ENCRYPTION_KEY", kek.trim())],
+    );
     n.start();
     assert_eq!(n.introspect(&id, &secret, &token)["active"], true);
     assert_eq!(
@@ -394,15 +385,11 @@ fn migrate_moves_an_embedded_log_into_postgres_and_back_with_the_same_chain_and_
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["head_hash"], copy_head.hash.as_str());
-    let mut served = TestApp {
-        child: None,
-        dir: tempfile::tempdir().unwrap(),
-        base: String::new(),
-        agent: agent(),
-        flags: Vec::new(),
-        env: vec![("AUTHLEDGER_ENCRYPTION_KEY".into(), kek.trim().into())],
-        log: None,
-    };
+    let mut served = TestApp::on(
+        tempfile::tempdir().unwrap(),
+        &[],
+        &[("AUTHLEDGER_ENCRYPTION_KEY", kek.trim())],
+    );
     std::fs::remove_dir(served.dir.path()).unwrap();
     std::fs::rename(&target, served.dir.path()).unwrap();
     served.start();
@@ -571,25 +558,22 @@ fn audit_verify_walks_the_database_itself_and_names_a_row_changed_there() {
 
 /// A node with extra `serve` flags.
 fn node_with(url: &str, extra: &[&str]) -> TestApp {
-    let mut app = TestApp {
-        child: None,
-        dir: tempfile::tempdir().unwrap(),
-        base: String::new(),
-        agent: agent(),
-        flags: vec![
-            "--store".into(),
-            "postgres".into(),
-            "--database-url".into(),
-            url.into(),
-            "--issuer".into(),
-            ISSUER.into(),
-            // The nodes share a name that is not this machine's, over plain HTTP.
-            "--insecure-http".into(),
-        ],
-        env: vec![("AUTHLEDGER_ENCRYPTION_KEY".into(), KEK.into())],
-        log: None,
-    };
-    app.flags.extend(extra.iter().map(|f| f.to_string()));
+    let mut flags = vec![
+        "--store",
+        "postgres",
+        "--database-url",
+        url,
+        "--issuer",
+        ISSUER,
+        // The nodes share a name that is not this machine's, over plain HTTP.
+        "--insecure-http",
+    ];
+    flags.extend_from_slice(extra);
+    let mut app = TestApp::on(
+        tempfile::tempdir().unwrap(),
+        &flags,
+        &[("AUTHLEDGER_ENCRYPTION_KEY", KEK)],
+    );
     app.start();
     app
 }
@@ -611,28 +595,9 @@ fn compaction_on_one_node_reaches_every_copy_and_a_node_started_afterwards_steps
         a.token(&long, &long_secret, None);
     }
     a.advance_clock(1100);
-    let report = a.cli_json(&[
-        "compact",
-        "--class",
-        "access-tokens",
-        "--older-than",
-        "0s",
-        "--batch",
-        "100",
-        "--format",
-        "json",
-    ]);
+    let report = a.compact_expired_tokens();
     assert_eq!(report["removed"], 300, "{report}");
-    let trail = |n: &TestApp| -> Vec<String> {
-        n.cli_json(&[
-            "audit", "query", "--client", &short, "--format", "json", "--limit", "1000",
-        ])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap().to_owned())
-        .collect()
-    };
+    let trail = |n: &TestApp| n.event_types_of(&short);
     assert_eq!(trail(&a), ["ClientRegistered"]);
     // B removed them as it copied the compaction records.
     let started = Instant::now();

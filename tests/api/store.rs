@@ -88,7 +88,7 @@ pub fn node_of(url: &str) -> Backend {
         PgLog::open(
             &PgSettings::new(url),
             log.clone(),
-            authledger::store::log::system_clock(),
+            &authledger::clock::Clock::system(),
             None,
         )
         .unwrap(),
@@ -438,9 +438,14 @@ fn compaction_removes_events_and_the_chain_still_verifies(store: Backend) {
 }
 
 fn small_segments(dir: &std::path::Path) -> Log {
-    use authledger::store::{log::system_clock, SegmentFiles};
+    use authledger::store::SegmentFiles;
     let (files, _) = SegmentFiles::open(dir, 64 * 1024).unwrap();
-    Log::start(Arc::new(files), Box::new(|_| {}), system_clock()).unwrap()
+    Log::start(
+        Arc::new(files),
+        Box::new(|_| {}),
+        &authledger::clock::Clock::system(),
+    )
+    .unwrap()
 }
 
 #[test]
