@@ -197,3 +197,35 @@ fn fuzz_error_descriptions() {
     proptest!(config, |(text in "\\PC{0,400}")| check_description(&text));
     proptest!(config, |(text in any::<String>())| check_description(&text));
 }
+
+#[test]
+fn explore_tmp() {
+    use base64::Engine as _;
+    let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let arr = serde_json::json!([[]]);
+    println!(
+        "array jwks: {:?}",
+        authledger::jose::KeySet::parse(&arr).map(|k| k.len())
+    );
+    let arr2 = serde_json::json!([[{"kty":"EC","crv":"P-256","x":"x","y":"y"}]]);
+    println!(
+        "array jwks2: {:?}",
+        authledger::jose::KeySet::parse(&arr2).map(|k| k.len())
+    );
+    let ks = authledger::jose::KeySet::parse(&serde_json::json!({"keys":[]})).unwrap();
+    for h in [
+        r#"{"alg":"ZQXJ<b>\"x"}"#,
+        r#"{"alg":"ES256","kid":5}"#,
+        r#"{"alg":"ES256","zip":"ZQXJ"}"#,
+    ] {
+        let t = format!("{}.{}.sig", b(h), b(r#"{"sub":"a"}"#));
+        println!(
+            "{h}: {:?}",
+            ks.verify::<serde_json::Value>(&t, |_| {}).map(|_| ())
+        );
+        println!(
+            "  assertion: {:?}",
+            authledger::http::assertion::verify(&t, Some(&serde_json::json!({"keys":[]})))
+        );
+    }
+}
