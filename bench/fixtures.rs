@@ -36,6 +36,7 @@ pub fn registered(id: &ClientId) -> Event {
         jwks: None,
         trusted_issuers: vec![],
         admin: Some(false),
+        oidc: Default::default(),
     })
 }
 

@@ -235,8 +235,12 @@ impl Application {
             limits: http::limits::Limits::new(&config.limits, &engine.clock),
             throttle: http::throttle::Throttle::default(),
             admin_throttle: http::throttle::Throttle::default(),
+            logout_notices: Arc::new(tokio::sync::Notify::new()),
+            delivering: tokio::sync::Mutex::new(()),
             shutdown: shutdown_rx,
         });
+        // Back-channel logout notices owed from before a restart go out now.
+        actix_rt::spawn(http::logout::run_deliveries(state.clone()));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

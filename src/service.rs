@@ -6,6 +6,7 @@ use crate::engine::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use domain::client::{ClientCommand, ClientError, RegisterClient, UpdateClient};
+use domain::user::ProfileChanges;
 use domain::values::{
     AuthMethod, ClientId, GrantType, InvalidValue, RedirectMatching, RedirectUri, Scope,
     SigningAlgorithm, TokenFormat,
@@ -30,6 +31,9 @@ pub enum ServiceError {
     /// No such client.
     #[error("client {0} not found")]
     NotFound(String),
+    /// No such user.
+    #[error("user not found")]
+    UserNotFound,
     /// The request conflicts with the client's state.
     #[error("{0}")]
     Conflict(String),
@@ -55,10 +59,12 @@ impl From<CommandError> for ServiceError {
             ) => ServiceError::Conflict(e.to_string()),
             CommandError::Client(e) => ServiceError::Invalid(e.to_string()),
             CommandError::Token(e) => ServiceError::Invalid(e.to_string()),
-            CommandError::User(e @ domain::user::UserError::NotFound) => {
-                ServiceError::NotFound(e.to_string())
+            CommandError::User(domain::user::UserError::NotFound) => ServiceError::UserNotFound,
+            CommandError::User(e @ domain::user::UserError::InvalidProfile(_)) => {
+                ServiceError::Invalid(e.to_string())
             }
             CommandError::User(e) => ServiceError::Conflict(e.to_string()),
+            CommandError::Session(e) => ServiceError::Conflict(e.to_string()),
             CommandError::Keys(e) => ServiceError::Invalid(e),
             CommandError::Store(
                 e @ (crate::store::StoreError::Corrupt(_) | crate::store::StoreError::Corrupted(_)),
@@ -128,6 +134,21 @@ pub struct CreateClient {
     /// scope.
     #[serde(default)]
     pub admin: bool,
+    /// The algorithm of its id_tokens (`RS256`, `ES256` or `EdDSA`); default RS256.
+    #[serde(default)]
+    pub id_token_signed_response_alg: Option<String>,
+    /// Where a logout may send the browser afterwards (matched exactly).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where back-channel logout notices are POSTed.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// `public` (default) or `pairwise`.
+    #[serde(default)]
+    pub subject_type: Option<String>,
+    /// The sector of a pairwise client (a host name).
+    #[serde(default)]
+    pub sector_identifier: Option<String>,
 }
 
 /// Changes to a client (admin API body; built from CLI flags).
@@ -173,6 +194,21 @@ pub struct ChangeClient {
     /// New trusted issuers, replacing the old.
     #[serde(default)]
     pub trusted_issuers: Option<Vec<String>>,
+    /// New id_token algorithm.
+    #[serde(default)]
+    pub id_token_signed_response_alg: Option<String>,
+    /// New post-logout redirect URIs, replacing the old.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// New back-channel logout URI (empty: none).
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// New subject type.
+    #[serde(default)]
+    pub subject_type: Option<String>,
+    /// New pairwise sector (empty: none).
+    #[serde(default)]
+    pub sector_identifier: Option<String>,
 }
 
 /// A client as the CLI and the admin API print it.
@@ -218,6 +254,21 @@ pub struct ClientOutput {
     /// Issuers whose assertions it may present.
     #[serde(default)]
     pub trusted_issuers: Vec<String>,
+    /// The algorithm of its id_tokens.
+    #[serde(default)]
+    pub id_token_signed_response_alg: String,
+    /// Where a logout may send the browser afterwards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where back-channel logout notices go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    /// `public` or `pairwise`.
+    #[serde(default)]
+    pub subject_type: String,
+    /// The pairwise sector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sector_identifier: Option<String>,
     /// Registration time (RFC 3339).
     pub registered_at: String,
     /// Last change (RFC 3339).
@@ -253,6 +304,24 @@ impl ClientOutput {
             signing_alg: c
                 .signing_alg
                 .map_or_else(|| "default".to_owned(), |a| a.to_string()),
+            id_token_signed_response_alg: c
+                .oidc
+                .id_token_alg
+                .unwrap_or(SigningAlgorithm::RS256)
+                .to_string(),
+            post_logout_redirect_uris: c
+                .oidc
+                .post_logout_redirect_uris
+                .iter()
+                .map(|u| u.as_str().to_owned())
+                .collect(),
+            backchannel_logout_uri: c
+                .oidc
+                .backchannel_logout_uri
+                .as_ref()
+                .map(|u| u.as_str().to_owned()),
+            subject_type: c.oidc.subject_type.as_str().to_owned(),
+            sector_identifier: c.oidc.sector_identifier.clone(),
             token_endpoint_auth_method: c
                 .auth_methods()
                 .iter()
@@ -404,12 +473,59 @@ pub async fn create_client(
         jwks: req.jwks,
         trusted_issuers: req.trusted_issuers,
         admin: req.admin,
+        oidc: domain::event::OidcClientSettings {
+            id_token_alg: parse_opt(&req.id_token_signed_response_alg, SigningAlgorithm::parse)?,
+            post_logout_redirect_uris: parse_all(
+                &req.post_logout_redirect_uris,
+                RedirectUri::parse,
+            )?,
+            backchannel_logout_uri: parse_opt(&req.backchannel_logout_uri, RedirectUri::parse)?,
+            subject_type: parse_opt(&req.subject_type, domain::event::SubjectType::parse)?
+                .unwrap_or_default(),
+            sector_identifier: req.sector_identifier.clone(),
+        },
     });
     engine
         .registry
         .send(&client_id, ExecuteClientCommand { command, metadata })
         .await?;
     Ok(ClientOutput::from_view(&*view(engine, &client_id)?, secret))
+}
+
+/// A client's OpenID Connect settings with the changes of `req`, if it changes any.
+fn changed_oidc(
+    engine: &Engine,
+    client_id: &ClientId,
+    req: &ChangeClient,
+) -> Result<Option<domain::event::OidcClientSettings>, ServiceError> {
+    if req.id_token_signed_response_alg.is_none()
+        && req.post_logout_redirect_uris.is_none()
+        && req.backchannel_logout_uri.is_none()
+        && req.subject_type.is_none()
+        && req.sector_identifier.is_none()
+    {
+        return Ok(None);
+    }
+    let mut oidc = view(engine, client_id)?.client.oidc.clone();
+    if let Some(alg) = parse_opt(&req.id_token_signed_response_alg, SigningAlgorithm::parse)? {
+        oidc.id_token_alg = Some(alg);
+    }
+    if let Some(uris) = &req.post_logout_redirect_uris {
+        oidc.post_logout_redirect_uris = parse_all(uris, RedirectUri::parse)?;
+    }
+    if let Some(uri) = &req.backchannel_logout_uri {
+        oidc.backchannel_logout_uri = match uri.as_str() {
+            "" => None,
+            u => Some(RedirectUri::parse(u).map_err(|e| ServiceError::Invalid(e.0))?),
+        };
+    }
+    if let Some(t) = parse_opt(&req.subject_type, domain::event::SubjectType::parse)? {
+        oidc.subject_type = t;
+    }
+    if let Some(sector) = &req.sector_identifier {
+        oidc.sector_identifier = Some(sector.clone()).filter(|s| !s.is_empty());
+    }
+    Ok(Some(oidc))
 }
 
 /// Changes a client.
@@ -421,6 +537,7 @@ pub async fn update_client(
 ) -> Result<ClientOutput, ServiceError> {
     let client_id = parse_id(id)?;
     check_jwks(&req.jwks)?;
+    let oidc = changed_oidc(engine, &client_id, &req)?;
     let command = ClientCommand::Update(UpdateClient {
         add_redirect_uris: parse_all(&req.add_redirect_uris, RedirectUri::parse)?,
         remove_redirect_uris: parse_all(&req.remove_redirect_uris, RedirectUri::parse)?,
@@ -439,6 +556,7 @@ pub async fn update_client(
         auth_method: parse_opt(&req.token_endpoint_auth_method, AuthMethod::parse)?,
         jwks: req.jwks,
         trusted_issuers: req.trusted_issuers,
+        oidc,
     });
     send(engine, &client_id, command, metadata).await?;
     Ok(ClientOutput::from_view(&*view(engine, &client_id)?, None))
@@ -800,14 +918,51 @@ pub fn redact(mut e: RecordedEvent) -> RecordedEvent {
 /// What the audit trail shows in place of a password hash.
 pub const REDACTED_HASH: &str = "$argon2id$redacted";
 
-/// A user registration (admin API body; built from CLI input).
-#[derive(Clone, Deserialize)]
+/// A user registration (admin API body; built from CLI input): a username, a password and,
+/// optionally, profile claims (an empty one is the same as none).
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Unique username.
     pub username: String,
     /// The password; hashed with argon2id at once and never stored or logged.
     pub password: String,
+    /// Full name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Given name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// Family name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    /// Preferred username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// E-mail address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether the address was checked (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    /// BCP 47 language tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+}
+
+impl CreateUser {
+    /// The profile claims it sets.
+    pub fn profile(&self) -> ProfileChanges {
+        ProfileChanges {
+            name: self.name.clone(),
+            given_name: self.given_name.clone(),
+            family_name: self.family_name.clone(),
+            preferred_username: self.preferred_username.clone(),
+            email: self.email.clone(),
+            email_verified: self.email_verified,
+            locale: self.locale.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for CreateUser {
@@ -815,30 +970,87 @@ impl std::fmt::Debug for CreateUser {
         f.debug_struct("CreateUser")
             .field("username", &self.username)
             .field("password", &"<redacted>")
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-/// A user as the CLI and the admin API print it.
+/// A user as the CLI and the admin API print it: its profile claims (OpenID Connect Core
+/// §5.1; absent ones left out) and never its password or hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserOutput {
     /// Id.
     pub user_id: String,
     /// Username.
     pub username: String,
+    /// Profile claims.
+    #[serde(flatten)]
+    pub profile: domain::event::UserProfile,
     /// Registration time (RFC 3339).
     pub registered_at: String,
+    /// When the profile last changed (RFC 3339); the registration time if it never did.
+    pub updated_at: String,
 }
 
 impl UserOutput {
     /// Renders a directory row.
     pub fn from_view(v: &projections::UserView) -> Self {
+        let registered_at = rfc3339(v.registered_at);
         Self {
             user_id: v.user_id.to_string(),
             username: v.username.to_string(),
-            registered_at: rfc3339(v.registered_at),
+            profile: v.profile.clone(),
+            updated_at: if v.profile_updated_at > 0 {
+                rfc3339_secs(v.profile_updated_at)
+            } else {
+                registered_at.clone()
+            },
+            registered_at,
         }
     }
+}
+
+/// A user named by its username or its id.
+fn find_user(
+    engine: &Engine,
+    username_or_id: &str,
+) -> Result<std::sync::Arc<projections::UserView>, ServiceError> {
+    let users = &engine.models.users;
+    users
+        .by_username(username_or_id)
+        .or_else(|| {
+            domain::values::UserId::parse(username_or_id)
+                .ok()
+                .and_then(|id| users.get(&id))
+        })
+        .ok_or(ServiceError::UserNotFound)
+}
+
+fn user_output(engine: &Engine, id: &domain::values::UserId) -> Result<UserOutput, ServiceError> {
+    let view = engine
+        .models
+        .users
+        .get(id)
+        .ok_or_else(|| ServiceError::Internal("the user is not in the directory".into()))?;
+    Ok(UserOutput::from_view(&view))
+}
+
+async fn change_profile(
+    engine: &Engine,
+    user_id: domain::values::UserId,
+    changes: ProfileChanges,
+    metadata: Metadata,
+) -> Result<(), ServiceError> {
+    engine
+        .users()
+        .send(crate::actors::ChangeUserProfile {
+            user_id,
+            changes,
+            now: engine.clock.unix_now(),
+            metadata,
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+    Ok(())
 }
 
 /// Registers a user.
@@ -849,6 +1061,11 @@ pub async fn create_user(
 ) -> Result<UserOutput, ServiceError> {
     let username =
         domain::values::Username::parse(&req.username).map_err(|e| ServiceError::Invalid(e.0))?;
+    // Checked before anything is recorded: a refused profile registers no user.
+    let profile = req.profile();
+    profile
+        .apply(&domain::event::UserProfile::default())
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
     let password = req.password;
     let hash = actix_web::web::block(move || crate::passwords::hash(&password))
         .await
@@ -865,16 +1082,34 @@ pub async fn create_user(
                 password_hash: hash,
                 username_taken: false,
             },
-            metadata,
+            metadata: metadata.clone(),
         })
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))??;
-    let view = engine
-        .models
-        .users
-        .get(&user_id)
-        .ok_or_else(|| ServiceError::Internal("the new user is not in the directory".into()))?;
-    Ok(UserOutput::from_view(&view))
+    // Two events, UserRegistered then UserProfileChanged: the profile is changed as any
+    // later change is, and a password never travels with it.
+    if !profile.is_empty() {
+        change_profile(engine, user_id, profile, metadata).await?;
+    }
+    user_output(engine, &user_id)
+}
+
+/// Changes a user's profile claims: each one given replaces the current one, an empty string
+/// clears it, the others stay. Recording nothing when nothing changes.
+pub async fn update_user_profile(
+    engine: &Engine,
+    username_or_id: &str,
+    changes: ProfileChanges,
+    metadata: Metadata,
+) -> Result<UserOutput, ServiceError> {
+    let user_id = find_user(engine, username_or_id)?.user_id;
+    change_profile(engine, user_id, changes, metadata).await?;
+    user_output(engine, &user_id)
+}
+
+/// One user, by username or id.
+pub fn show_user(engine: &Engine, username_or_id: &str) -> Result<UserOutput, ServiceError> {
+    Ok(UserOutput::from_view(&*find_user(engine, username_or_id)?))
 }
 
 /// Every user, by username.

@@ -1,9 +1,9 @@
 //! The client aggregate: a client's registration and configuration (stream `client-<id>`).
 
 use crate::event::{
-    ClientDeleted, ClientGrantTypesChanged, ClientKeysChanged, ClientRedirectUriAdded,
-    ClientRedirectUriRemoved, ClientRegistered, ClientScopesChanged, ClientSecretRotated,
-    ClientSettingsChanged, Event,
+    ClientDeleted, ClientGrantTypesChanged, ClientKeysChanged, ClientOidcSettingsChanged,
+    ClientRedirectUriAdded, ClientRedirectUriRemoved, ClientRegistered, ClientScopesChanged,
+    ClientSecretRotated, ClientSettingsChanged, Event, OidcClientSettings,
 };
 use crate::values::{
     AuthMethod, ClientId, GrantType, RedirectMatching, RedirectUri, Scope, SecretHash,
@@ -59,6 +59,10 @@ pub struct Client {
     /// Registered as an administrator (may hold [`ADMIN_SCOPE`]).
     #[serde(default)]
     pub admin: bool,
+    /// OpenID Connect settings (left out of the serialized form while they are the defaults,
+    /// so that the rows of clients from before them stay as they were).
+    #[serde(default, skip_serializing_if = "OidcClientSettings::is_default")]
+    pub oidc: OidcClientSettings,
 }
 
 /// Most keys a client may register.
@@ -148,6 +152,10 @@ impl Client {
 
 /// The fold of a client stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one state per client actor, held in place and never copied in bulk"
+)]
 pub enum ClientState {
     /// No event yet.
     #[default]
@@ -205,6 +213,8 @@ pub struct RegisterClient {
     pub trusted_issuers: Vec<String>,
     /// Registered as an administrator: the only kind of client that may hold [`ADMIN_SCOPE`].
     pub admin: bool,
+    /// OpenID Connect settings.
+    pub oidc: OidcClientSettings,
 }
 
 /// Changes to a client, decided together and recorded atomically.
@@ -236,6 +246,8 @@ pub struct UpdateClient {
     pub jwks: Option<serde_json::Value>,
     /// New trusted issuers, replacing the old.
     pub trusted_issuers: Option<Vec<String>>,
+    /// New OpenID Connect settings, replacing the old.
+    pub oidc: Option<OidcClientSettings>,
 }
 
 /// Commands on the client aggregate.
@@ -294,6 +306,9 @@ pub enum ClientError {
     /// At least one grant type is needed.
     #[error("a client needs at least one grant type")]
     NoGrantType,
+    /// The OpenID Connect settings break a rule.
+    #[error("{0}")]
+    InvalidOidcSettings(&'static str),
     /// The name is empty or too long.
     #[error("client name must be 1 to 200 characters")]
     InvalidName,
@@ -373,6 +388,72 @@ fn check_ttl(ttl: u32) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// Whether `host` is a DNS host name (a pairwise sector).
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// The host of every redirect URI, if they share one.
+fn redirect_host(uris: &[RedirectUri]) -> Option<String> {
+    let mut hosts = uris.iter().map(|u| {
+        url::Url::parse(u.as_str())
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+    });
+    let first = hosts.next()??;
+    hosts
+        .all(|h| h.as_deref() == Some(first.as_str()))
+        .then_some(first)
+}
+
+/// The pairwise sector of a client: its sector identifier, or the one host of its redirect
+/// URIs (Core §8.1).
+pub fn sector_of(client: &Client) -> Option<String> {
+    client
+        .oidc
+        .sector_identifier
+        .clone()
+        .or_else(|| redirect_host(&client.redirect_uris))
+}
+
+/// The rules of OpenID Connect settings, given the client's redirect URIs.
+fn check_oidc(oidc: &OidcClientSettings, redirect_uris: &[RedirectUri]) -> Result<(), ClientError> {
+    if let Some(uri) = &oidc.backchannel_logout_uri {
+        let scheme = uri.as_str().split(':').next().unwrap_or("");
+        if !matches!(scheme, "https" | "http") {
+            return Err(ClientError::InvalidOidcSettings(
+                "backchannel_logout_uri must be an https URI (or http on a loopback address)",
+            ));
+        }
+    }
+    if let Some(sector) = &oidc.sector_identifier {
+        if !is_host_name(sector) {
+            return Err(ClientError::InvalidOidcSettings(
+                "sector_identifier must be a host name, such as app.example.com",
+            ));
+        }
+    }
+    if oidc.subject_type == crate::event::SubjectType::Pairwise
+        && oidc.sector_identifier.is_none()
+        && redirect_host(redirect_uris).is_none()
+    {
+        return Err(ClientError::InvalidOidcSettings(
+            "a pairwise client whose redirect URIs are on several hosts needs a sector_identifier              (OpenID Connect Core 8.1)",
+        ));
+    }
+    Ok(())
+}
+
 fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, ClientError> {
     match state {
         ClientState::Unregistered => {}
@@ -402,6 +483,7 @@ fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, Cli
         return Err(ClientError::AdminScopeNeedsAdmin);
     }
     check_ttl(cmd.access_token_ttl_secs)?;
+    check_oidc(&cmd.oidc, &cmd.redirect_uris)?;
     check_keys(
         cmd.public,
         cmd.auth_method,
@@ -427,6 +509,7 @@ fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, Cli
         jwks: cmd.jwks.clone(),
         trusted_issuers: dedup(&cmd.trusted_issuers),
         admin: Some(cmd.admin),
+        oidc: cmd.oidc.clone(),
     })])
 }
 
@@ -589,6 +672,18 @@ fn update(client: &Client, cmd: &UpdateClient) -> Result<Vec<Event>, ClientError
             auth_method: method,
         }));
     }
+    if let Some(oidc) = cmd.oidc.as_ref().filter(|o| **o != client.oidc) {
+        let mut uris = client.redirect_uris.clone();
+        uris.retain(|u| !cmd.remove_redirect_uris.contains(u));
+        uris.extend(cmd.add_redirect_uris.iter().cloned());
+        check_oidc(oidc, &uris)?;
+        events.push(Event::ClientOidcSettingsChanged(
+            ClientOidcSettingsChanged {
+                client_id: id.clone(),
+                oidc: oidc.clone(),
+            },
+        ));
+    }
     Ok(events)
 }
 
@@ -615,6 +710,7 @@ pub fn evolve(state: &mut ClientState, event: &Event) {
             // Before the flag was recorded, the admin scope alone made an admin; those
             // registrations keep the rights they were given.
             admin: e.admin.unwrap_or_else(|| holds_admin_scope(&e.scopes)),
+            oidc: e.oidc.clone(),
         });
         return;
     }
@@ -644,6 +740,7 @@ pub fn evolve(state: &mut ClientState, event: &Event) {
             c.trusted_issuers = e.trusted_issuers.clone();
         }
         Event::ClientSecretRotated(e) => c.secret_hash = Some(e.secret_hash.clone()),
+        Event::ClientOidcSettingsChanged(e) => c.oidc = e.oidc.clone(),
         _ => {}
     }
 }
@@ -685,6 +782,7 @@ pub(crate) mod tests {
             jwks: None,
             trusted_issuers: vec![],
             admin: false,
+            oidc: Default::default(),
         }
     }
 
@@ -724,6 +822,7 @@ pub(crate) mod tests {
                 jwks: None,
                 trusted_issuers: vec![],
                 admin: Some(false),
+                oidc: Default::default(),
             })]);
     }
 

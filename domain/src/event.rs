@@ -57,6 +57,85 @@ pub struct ClientRegistered {
     /// itself made an administrator, and such a registration keeps that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<bool>,
+    /// What it registered for OpenID Connect (absent: the defaults).
+    #[serde(default, skip_serializing_if = "OidcClientSettings::is_default")]
+    pub oidc: OidcClientSettings,
+}
+
+/// What a client registered for OpenID Connect (Dynamic Client Registration 1.0 §2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcClientSettings {
+    /// `id_token_signed_response_alg`; absent: RS256, the default of OpenID Connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_alg: Option<SigningAlgorithm>,
+    /// Where a logout request may send the browser afterwards (RP-Initiated Logout 1.0 §3),
+    /// matched exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    /// Where back-channel logout notices are POSTed (Back-Channel Logout 1.0 §2.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<RedirectUri>,
+    /// `public` (absent): every client sees the user's id as `sub`; `pairwise` (Core §8.1): a
+    /// `sub` of its own per sector.
+    #[serde(default, skip_serializing_if = "SubjectType::is_public")]
+    pub subject_type: SubjectType,
+    /// The sector of a pairwise client: a host name. Absent: the host of its redirect URIs,
+    /// which must then all share one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sector_identifier: Option<String>,
+}
+
+/// How a client sees a user's `sub` (Core §8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectType {
+    /// The same `sub` for every client: the user's id.
+    #[default]
+    Public,
+    /// A `sub` per sector, which clients of different sectors cannot correlate.
+    Pairwise,
+}
+
+impl SubjectType {
+    /// Whether it is `public`.
+    pub fn is_public(&self) -> bool {
+        *self == SubjectType::Public
+    }
+
+    /// Parses `public` or `pairwise`.
+    pub fn parse(s: &str) -> Result<Self, crate::values::InvalidValue> {
+        match s {
+            "public" => Ok(Self::Public),
+            "pairwise" => Ok(Self::Pairwise),
+            _ => Err(crate::values::InvalidValue(
+                "subject_type must be public or pairwise".into(),
+            )),
+        }
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Pairwise => "pairwise",
+        }
+    }
+}
+
+impl OidcClientSettings {
+    /// Whether every setting is its default.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A client's OpenID Connect settings were replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientOidcSettingsChanged {
+    /// The client.
+    pub client_id: ClientId,
+    /// Its settings from now on.
+    pub oidc: OidcClientSettings,
 }
 
 /// A redirect URI was added to a client.
@@ -408,6 +487,9 @@ pub struct AuthorizationCodeIssued {
     pub issued_at: i64,
     /// Expires at (Unix seconds).
     pub expires_at: i64,
+    /// The sign-in behind an OpenID Connect request (scope `openid`): what its id_token says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcContext>,
 }
 
 /// A code was exchanged for tokens, which start a new grant (refresh family).
@@ -460,6 +542,10 @@ pub struct RefreshTokenIssued {
     pub expires_at: i64,
     /// The whole family expires then, however often it rotates.
     pub family_expires_at: i64,
+    /// The sign-in the grant began with, when it is an OpenID Connect grant: a refreshed
+    /// id_token keeps its auth_time and sid (never the nonce, which belonged to one request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcContext>,
 }
 
 /// A refresh token was used and retired (rotation); with `superseded`, a retry within the grace
@@ -566,6 +652,207 @@ pub struct UserLocked {
     pub until: i64,
 }
 
+/// The sign-in behind an OpenID Connect authentication request (Core 1.0 §2, §3.1.2.1):
+/// what the id_tokens of its grant say about it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcContext {
+    /// When the user signed in (Unix seconds): the id_token's `auth_time`.
+    pub auth_time: i64,
+    /// The `sub` the client sees when it is not the user's id: a pairwise identifier (Core
+    /// §8.1), computed by the server under its hash key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The browser session's id: the id_token's `sid` (front- and back-channel logout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The request's `nonce`, echoed in the first id_token only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Authentication methods (RFC 8176): `pwd` for a password.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// The authentication context class reached, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// Claims asked for one by one with the `claims` parameter (Core §5.5).
+    #[serde(default, skip_serializing_if = "ClaimsRequest::is_empty")]
+    pub claims: ClaimsRequest,
+}
+
+/// The names of the claims a `claims` request parameter asked for, per place (Core §5.5).
+/// Values and `essential` are not kept: this server returns every claim it has that was asked
+/// for, and a claim it lacks is left out, which §5.5.1 allows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimsRequest {
+    /// Claims for the id_token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub id_token: Vec<String>,
+    /// Claims for `/userinfo`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub userinfo: Vec<String>,
+}
+
+impl ClaimsRequest {
+    /// Whether it asks for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.id_token.is_empty() && self.userinfo.is_empty()
+    }
+}
+
+/// An OpenID Connect id_token was issued (Core §2). The token itself is signed after this
+/// event is durable and never stored; this records who it names, for whom and under which key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdTokenIssued {
+    /// Its `jti`.
+    pub jti: Uuid,
+    /// The audience (`aud`, `azp`).
+    pub client_id: ClientId,
+    /// The user it names.
+    pub user_id: UserId,
+    /// The `sub` it carries (the user id, or a pairwise identifier for the client).
+    pub subject: String,
+    /// When the user signed in (`auth_time`).
+    pub auth_time: i64,
+    /// The session (`sid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The request's `nonce` (the first id_token of a grant only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Authentication methods (`amr`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// Authentication context class (`acr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// Claims the request asked for one by one: those for the id_token go in it, those for
+    /// `/userinfo` are answered there for the grant's tokens.
+    #[serde(default, skip_serializing_if = "ClaimsRequest::is_empty")]
+    pub claims: ClaimsRequest,
+    /// The grant that produced it.
+    pub grant_type: GrantType,
+    /// The grant (refresh family) it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_id: Option<Uuid>,
+    /// The key that signs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// Issued at (`iat`, Unix seconds).
+    pub issued_at: i64,
+    /// Expires at (`exp`, Unix seconds).
+    pub expires_at: i64,
+}
+
+/// A user's profile claims (OpenID Connect Core §5.1) were set. Each field is the value from
+/// now on; absent means none. Never a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfileChanged {
+    /// The user.
+    pub user_id: UserId,
+    /// The profile from now on.
+    pub profile: UserProfile,
+    /// When (`updated_at`, Unix seconds).
+    pub updated_at: i64,
+}
+
+/// The standard claims a user has besides `sub` (Core §5.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfile {
+    /// Full name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Given name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// Family name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    /// The name the user prefers (the username when none is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// E-mail address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether the operator checked that the address is the user's.
+    #[serde(default)]
+    pub email_verified: bool,
+    /// BCP 47 language tag, such as `en-GB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+}
+
+/// A user signed in on the login page: a browser session began (its id is the id_tokens'
+/// `sid`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStarted {
+    /// The session's id.
+    pub sid: String,
+    /// The user.
+    pub user_id: UserId,
+    /// When (Unix seconds): the `auth_time` of the id_tokens issued in it.
+    pub auth_time: i64,
+    /// When its cookie expires (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEndReason {
+    /// The user signed out: the account page, or a relying party's logout request (OpenID
+    /// Connect RP-Initiated Logout 1.0).
+    Logout,
+}
+
+/// A relying party owed a back-channel logout notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutNotice {
+    /// The client.
+    pub client_id: ClientId,
+    /// Its `backchannel_logout_uri` when the session ended.
+    pub uri: String,
+}
+
+/// A browser session ended: its cookie is refused from now on, and each client given gets a
+/// back-channel logout notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEnded {
+    /// The session's id.
+    pub sid: String,
+    /// The user.
+    pub user_id: UserId,
+    /// Why.
+    pub reason: SessionEndReason,
+    /// The clients that got id_tokens in the session and registered a back-channel logout URI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<LogoutNotice>,
+    /// When (Unix seconds).
+    pub ended_at: i64,
+}
+
+/// An attempt at delivering a back-channel logout notice (Back-Channel Logout 1.0 §2.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackchannelLogoutAttempted {
+    /// The session that ended.
+    pub sid: String,
+    /// Its user.
+    pub user_id: UserId,
+    /// The client notified.
+    pub client_id: ClientId,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The HTTP status the client answered; absent when it could not be reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Whether the client took it (200 or 204).
+    pub delivered: bool,
+    /// When the next attempt is due (Unix seconds); absent once delivered or given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<i64>,
+    /// When this attempt was made (Unix seconds).
+    pub at: i64,
+}
+
 /// Every event type of the log, tagged by its stable type name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -634,6 +921,18 @@ pub enum Event {
     ChainVerified(ChainVerified),
     /// See [`ChainBroken`].
     ChainBroken(ChainBroken),
+    /// See [`IdTokenIssued`].
+    IdTokenIssued(IdTokenIssued),
+    /// See [`UserProfileChanged`].
+    UserProfileChanged(UserProfileChanged),
+    /// See [`ClientOidcSettingsChanged`].
+    ClientOidcSettingsChanged(ClientOidcSettingsChanged),
+    /// See [`SessionStarted`].
+    SessionStarted(SessionStarted),
+    /// See [`SessionEnded`].
+    SessionEnded(SessionEnded),
+    /// See [`BackchannelLogoutAttempted`].
+    BackchannelLogoutAttempted(BackchannelLogoutAttempted),
 }
 
 /// Expands `$m!(Variant, ...)` over every event type: one list for the type names, the
@@ -670,7 +969,13 @@ macro_rules! for_each_event {
             SigningKeyRetired,
             HistoryCompacted,
             ChainVerified,
-            ChainBroken
+            ChainBroken,
+            IdTokenIssued,
+            UserProfileChanged,
+            ClientOidcSettingsChanged,
+            SessionStarted,
+            SessionEnded,
+            BackchannelLogoutAttempted
         );
     };
 }
@@ -752,7 +1057,13 @@ impl Event {
             Event::RefreshTokenReuseDetected(e) => &e.client_id,
             Event::ClientKeysChanged(e) => &e.client_id,
             Event::JwtAssertionAccepted(e) => &e.client_id,
+            Event::IdTokenIssued(e) => &e.client_id,
+            Event::ClientOidcSettingsChanged(e) => &e.client_id,
+            Event::BackchannelLogoutAttempted(e) => &e.client_id,
             Event::UserRegistered(_)
+            | Event::SessionStarted(_)
+            | Event::SessionEnded(_)
+            | Event::UserProfileChanged(_)
             | Event::UserPasswordChanged(_)
             | Event::UserLoginFailed(_)
             | Event::UserLocked(_)
@@ -783,6 +1094,11 @@ impl Event {
             Event::UserPasswordChanged(e) => e.user_id,
             Event::UserLoginFailed(e) => e.user_id?,
             Event::UserLocked(e) => e.user_id,
+            Event::UserProfileChanged(e) => e.user_id,
+            Event::IdTokenIssued(e) => e.user_id,
+            Event::SessionStarted(e) => e.user_id,
+            Event::SessionEnded(e) => e.user_id,
+            Event::BackchannelLogoutAttempted(e) => e.user_id,
             _ => return None,
         };
         Some(user.to_string().into())
@@ -802,6 +1118,7 @@ impl Event {
                 | Event::ClientSecretRotated(_)
                 | Event::ClientDeleted(_)
                 | Event::ClientKeysChanged(_)
+                | Event::ClientOidcSettingsChanged(_)
         )
     }
 
@@ -998,7 +1315,12 @@ pub fn token_stream(client_id: &ClientId) -> String {
     format!("tokens-{client_id}")
 }
 
-/// The stream of one user.
+/// The stream of one browser session.
+pub fn session_stream(sid: &str) -> String {
+    format!("session-{sid}")
+}
+
+/// The stream of a user.
 pub fn user_stream(user_id: &UserId) -> String {
     format!("user-{user_id}")
 }

@@ -11,8 +11,8 @@
 use crate::client::Client;
 use crate::event::{
     AccessTokenIssued, AuthorizationCodeIssued, AuthorizationCodeRedeemed,
-    AuthorizationCodeReplayed, AuthorizationGranted, AuthorizationRevoked, Event,
-    RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated,
+    AuthorizationCodeReplayed, AuthorizationGranted, AuthorizationRevoked, Event, IdTokenIssued,
+    OidcContext, RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated,
 };
 use crate::token::{ClientRefused, GrantRejected, Refusal, RequestRejected, TokenError};
 use crate::values::{pkce_verifies, GrantType, PkceMethod, Scope, SecretHash, TokenFormat, UserId};
@@ -149,6 +149,8 @@ pub struct AuthorizationRequest {
     pub consent: ConsentDecision,
     /// The user's remembered consent for this client.
     pub existing_consent: ConsentView,
+    /// The sign-in behind the request, recorded on the code when `openid` is granted.
+    pub oidc: Option<OidcContext>,
     /// Now (Unix seconds).
     pub now: i64,
 }
@@ -164,13 +166,15 @@ pub struct IssueCode {
     pub ttl_secs: u32,
 }
 
-/// Issue an access token in the redirect (`response_type=token`).
+/// Issue tokens in the redirect: `response_type=token`, `id_token` or `id_token token`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueImplicit {
     /// The request.
     pub request: AuthorizationRequest,
-    /// The new token.
-    pub token: NewAccessToken,
+    /// The new access token, when one is asked for.
+    pub token: Option<NewAccessToken>,
+    /// The new id_token, when one is asked for (OpenID Connect Core §3.2).
+    pub id_token: Option<NewIdToken>,
 }
 
 /// Fresh values for an access token.
@@ -182,6 +186,32 @@ pub struct NewAccessToken {
     pub opaque_token_hash: SecretHash,
     /// The key that will sign it, used if the client issues JWTs.
     pub kid: Option<String>,
+}
+
+/// Fresh values for an id_token, issued when the grant holds the scope `openid`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewIdToken {
+    /// Its `jti`.
+    pub jti: Uuid,
+    /// The key that will sign it (the client's id_token algorithm).
+    pub kid: Option<String>,
+}
+
+/// The scope that makes a request an OpenID Connect request (Core §3.1.2.1).
+pub const OPENID_SCOPE: &str = "openid";
+
+/// Whether the scopes make an OpenID Connect grant.
+pub fn is_openid(scopes: &[Scope]) -> bool {
+    scopes.iter().any(|s| s.as_str() == OPENID_SCOPE)
+}
+
+/// The `sub` a client sees for a user: the user's id for a `public` client, or the pairwise
+/// identifier the sign-in recorded (Core §8).
+pub fn subject_for(user: UserId, signed_in: &OidcContext) -> String {
+    signed_in
+        .subject
+        .clone()
+        .unwrap_or_else(|| user.to_string())
 }
 
 /// Fresh values and lifetimes for a refresh token.
@@ -215,6 +245,8 @@ pub struct RedeemCode {
     pub token: NewAccessToken,
     /// The new refresh token (issued if the client may use the refresh grant).
     pub refresh: NewRefreshToken,
+    /// The id_token, used when the code was issued for an OpenID Connect request.
+    pub id_token: NewIdToken,
     /// The new family's id.
     pub family_id: Uuid,
     /// Now (Unix seconds).
@@ -232,6 +264,10 @@ pub struct PasswordGrant {
     pub token: NewAccessToken,
     /// The new refresh token.
     pub refresh: NewRefreshToken,
+    /// The id_token, used when `openid` is granted.
+    pub id_token: NewIdToken,
+    /// The `sub` the client sees, when not the user's id (pairwise).
+    pub pairwise_subject: Option<String>,
     /// The new family's id.
     pub family_id: Uuid,
     /// Now (Unix seconds).
@@ -254,6 +290,8 @@ pub struct RefreshGrant {
     pub access: NewAccessToken,
     /// The successor refresh token.
     pub refresh: NewRefreshToken,
+    /// A new id_token, used when the grant is an OpenID Connect grant.
+    pub id_token: NewIdToken,
     /// How long after a rotation the previous token may still be retried while its successor
     /// was never used (0: strict).
     pub grace_secs: u32,
@@ -412,28 +450,61 @@ pub fn access_token_issued(
 }
 
 /// Who a new family speaks for, with what, and how it was obtained.
-struct FamilyStart {
+struct FamilyStart<'a> {
     user: UserId,
     scopes: Vec<Scope>,
     grant: GrantType,
     family_id: Uuid,
+    oidc: Option<&'a OidcContext>,
     now: i64,
+}
+
+/// The record of an id_token for `user`, when the grant is an OpenID Connect grant.
+fn id_token_issued(
+    client: &Client,
+    new: &NewIdToken,
+    user: UserId,
+    oidc: &OidcContext,
+    grant: GrantType,
+    family_id: Option<Uuid>,
+    now: i64,
+) -> Event {
+    Event::IdTokenIssued(IdTokenIssued {
+        jti: new.jti,
+        client_id: client.client_id.clone(),
+        user_id: user,
+        subject: subject_for(user, oidc),
+        auth_time: oidc.auth_time,
+        sid: oidc.sid.clone(),
+        nonce: oidc.nonce.clone(),
+        amr: oidc.amr.clone(),
+        acr: oidc.acr.clone(),
+        claims: oidc.claims.clone(),
+        grant_type: grant,
+        family_id,
+        kid: new.kid.clone(),
+        issued_at: now,
+        expires_at: now + i64::from(client.access_token_ttl_secs),
+    })
 }
 
 /// Starts a family: the access token, and a refresh token if the client may refresh.
 fn new_family(
     client: &Client,
-    start: FamilyStart,
+    start: FamilyStart<'_>,
     token: &NewAccessToken,
     refresh: &NewRefreshToken,
+    id_token: &NewIdToken,
 ) -> Vec<Event> {
     let FamilyStart {
         user,
         scopes,
         grant,
         family_id,
+        oidc,
         now,
     } = start;
+    let oidc = oidc.filter(|_| is_openid(&scopes));
     let mut events = vec![access_token(
         client,
         token,
@@ -456,7 +527,22 @@ fn new_family(
             issued_at: now,
             expires_at: (now + i64::from(refresh.ttl_secs)).min(family_expires_at),
             family_expires_at,
+            oidc: oidc.map(|c| OidcContext {
+                nonce: None,
+                ..c.clone()
+            }),
         }));
+    }
+    if let Some(context) = oidc {
+        events.push(id_token_issued(
+            client,
+            id_token,
+            user,
+            context,
+            grant,
+            Some(family_id),
+            now,
+        ));
     }
     events
 }
@@ -471,11 +557,12 @@ pub fn issue_code(client: &Client, cmd: &IssueCode) -> Result<Vec<Event>, Refusa
         user_id: req.user_id,
         redirect_uri,
         redirect_uri_sent: req.redirect_uri.is_some(),
-        scopes,
         code_challenge: req.pkce.as_ref().map(|(c, _)| c.clone()),
         code_challenge_method: req.pkce.as_ref().map(|(_, m)| *m),
         issued_at: req.now,
         expires_at: req.now + i64::from(cmd.ttl_secs),
+        oidc: req.oidc.clone().filter(|_| is_openid(&scopes)),
+        scopes,
     }));
     Ok(events)
 }
@@ -484,15 +571,39 @@ pub fn issue_code(client: &Client, cmd: &IssueCode) -> Result<Vec<Event>, Refusa
 pub fn issue_implicit(client: &Client, cmd: &IssueImplicit) -> Result<Vec<Event>, Refusal> {
     let req = &cmd.request;
     let (scopes, _, mut events) = authorize(client, req, GrantType::Implicit)?;
-    events.push(access_token(
-        client,
-        &cmd.token,
-        req.user_id,
-        scopes,
-        GrantType::Implicit,
-        None,
-        req.now,
-    ));
+    let id_token = match &cmd.id_token {
+        None => None,
+        Some(new) => {
+            let Some(context) = req.oidc.as_ref().filter(|_| is_openid(&scopes)) else {
+                return Err(TokenError::InvalidRequest(RequestRejected::IdTokenNeedsOpenid).into());
+            };
+            // A token in the front channel is replayable without a nonce to bind it.
+            if context.nonce.is_none() {
+                return Err(TokenError::InvalidRequest(RequestRejected::NonceRequired).into());
+            }
+            Some(id_token_issued(
+                client,
+                new,
+                req.user_id,
+                context,
+                GrantType::Implicit,
+                None,
+                req.now,
+            ))
+        }
+    };
+    if let Some(token) = &cmd.token {
+        events.push(access_token(
+            client,
+            token,
+            req.user_id,
+            scopes,
+            GrantType::Implicit,
+            None,
+            req.now,
+        ));
+    }
+    events.extend(id_token);
     Ok(events)
 }
 
@@ -557,10 +668,12 @@ pub fn redeem_code(client: &Client, cmd: &RedeemCode) -> Result<Vec<Event>, Refu
             scopes: code.scopes.clone(),
             grant: GrantType::AuthorizationCode,
             family_id: cmd.family_id,
+            oidc: code.oidc.as_ref(),
             now: cmd.now,
         },
         &cmd.token,
         &cmd.refresh,
+        &cmd.id_token,
     ));
     Ok(events)
 }
@@ -569,6 +682,13 @@ pub fn redeem_code(client: &Client, cmd: &RedeemCode) -> Result<Vec<Event>, Refu
 pub fn password(client: &Client, cmd: &PasswordGrant) -> Result<Vec<Event>, Refusal> {
     allowed(client, GrantType::Password)?;
     let scopes = granted_scopes(client, &cmd.scopes)?;
+    // The password was checked just now, by the server: that is the sign-in.
+    let signed_in = OidcContext {
+        auth_time: cmd.now,
+        subject: cmd.pairwise_subject.clone(),
+        amr: vec!["pwd".into()],
+        ..OidcContext::default()
+    };
     Ok(new_family(
         client,
         FamilyStart {
@@ -576,10 +696,12 @@ pub fn password(client: &Client, cmd: &PasswordGrant) -> Result<Vec<Event>, Refu
             scopes,
             grant: GrantType::Password,
             family_id: cmd.family_id,
+            oidc: Some(&signed_in),
             now: cmd.now,
         },
         &cmd.token,
         &cmd.refresh,
+        &cmd.id_token,
     ))
 }
 
@@ -638,7 +760,7 @@ pub fn refresh(client: &Client, cmd: &RefreshGrant) -> Result<Vec<Event>, Refusa
             })
         }
     };
-    Ok(vec![
+    let mut events = vec![
         Event::RefreshTokenRotated(RefreshTokenRotated {
             id: old.id,
             client_id: client.client_id.clone(),
@@ -657,17 +779,32 @@ pub fn refresh(client: &Client, cmd: &RefreshGrant) -> Result<Vec<Event>, Refusa
             issued_at: cmd.now,
             expires_at: (cmd.now + i64::from(cmd.refresh.ttl_secs)).min(old.family_expires_at),
             family_expires_at: old.family_expires_at,
+            oidc: old.oidc.clone(),
         }),
-        access_token(
+    ];
+    // Core §12.2: a refreshed id_token keeps the sign-in's auth_time and the same sub.
+    let id_token = old.oidc.as_ref().filter(|_| is_openid(&scopes)).map(|c| {
+        id_token_issued(
             client,
-            &cmd.access,
+            &cmd.id_token,
             old.user_id,
-            scopes,
+            c,
             GrantType::RefreshToken,
             Some(old.family_id),
             cmd.now,
-        ),
-    ])
+        )
+    });
+    events.push(access_token(
+        client,
+        &cmd.access,
+        old.user_id,
+        scopes,
+        GrantType::RefreshToken,
+        Some(old.family_id),
+        cmd.now,
+    ));
+    events.extend(id_token);
+    Ok(events)
 }
 
 /// Decides [`RevokeAuthorization`].
@@ -682,8 +819,10 @@ pub fn revoke_authorization(client: &Client, cmd: &RevokeAuthorization) -> Vec<E
 mod tests {
     use super::*;
     use crate::client::tests::{id, registration};
+    use crate::client::RegisterClient;
     use crate::client::{self, ClientCommand, ClientState};
     use crate::testing::Scenario;
+    use crate::token::RequestRejected;
     use crate::token::{decide, TokenCommand};
     use crate::values::HashKey;
     use crate::values::RedirectUri;
@@ -732,6 +871,7 @@ mod tests {
                 scopes: existing.map(scopes),
             },
             now: NOW,
+            oidc: Default::default(),
         }
     }
 
@@ -747,6 +887,7 @@ mod tests {
             code_challenge_method: challenge.then_some(PkceMethod::S256),
             issued_at: NOW,
             expires_at: NOW + 60,
+            oidc: Default::default(),
         }
     }
 
@@ -828,6 +969,7 @@ mod tests {
             },
             family_id: Uuid::from_u128(3),
             now: NOW + 5,
+            id_token: Default::default(),
         })
     }
 
@@ -850,6 +992,7 @@ mod tests {
             issued_at: NOW + 5,
             expires_at: NOW + 5 + 3600,
             family_expires_at: NOW + 86_400,
+            oidc: Default::default(),
         }
     }
 
@@ -959,6 +1102,7 @@ mod tests {
             },
             grace_secs: grace,
             now: at,
+            id_token: Default::default(),
         })
     }
 
@@ -1108,5 +1252,193 @@ mod tests {
             },
         ));
         assert_eq!(c.redeemed_family, Some(Uuid::from_u128(9)));
+    }
+
+    fn signed_in(nonce: Option<&str>) -> OidcContext {
+        OidcContext {
+            auth_time: NOW - 30,
+            sid: Some("s1".into()),
+            nonce: nonce.map(str::to_owned),
+            amr: vec!["pwd".into()],
+            acr: Some("1".into()),
+            claims: crate::event::ClaimsRequest {
+                id_token: vec!["email".into()],
+                userinfo: vec![],
+            },
+            subject: None,
+        }
+    }
+
+    fn with_openid(mut r: RegisterClient) -> RegisterClient {
+        r.scopes = scopes("openid read profile");
+        r
+    }
+
+    fn registered_for_openid(grants: Vec<GrantType>) -> Event {
+        let mut r = with_openid(registration());
+        r.secret_hash = Some(HashKey::for_tests().hash("s"));
+        r.redirect_uris = vec![RedirectUri::parse(CB).unwrap()];
+        r.grant_types = grants;
+        client::decide(&ClientState::Unregistered, &ClientCommand::Register(r))
+            .unwrap()
+            .remove(0)
+    }
+
+    fn id_tokens(events: &[Event]) -> Vec<&IdTokenIssued> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::IdTokenIssued(i) => Some(i),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn state_of(events: &[Event]) -> ClientState {
+        let mut s = ClientState::default();
+        for e in events {
+            client::evolve(&mut s, e);
+        }
+        s
+    }
+
+    #[test]
+    fn an_openid_code_records_the_sign_in_and_its_redemption_an_id_token_with_the_nonce() {
+        let client =
+            registered_for_openid(vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+        let mut req = request(ConsentDecision::Approved, None);
+        req.scopes = Some(scopes("openid read"));
+        req.oidc = Some(signed_in(Some("n-0S6_WzA2Mj")));
+        let events = decide(&state_of(std::slice::from_ref(&client)), &issue(req)).unwrap();
+        let Some(Event::AuthorizationCodeIssued(code)) = events.last() else {
+            panic!("no code: {events:?}")
+        };
+        assert_eq!(code.oidc, Some(signed_in(Some("n-0S6_WzA2Mj"))));
+        // Redeemed: the id_token says who signed in when, with the request's nonce.
+        let mut cmd = redeem(
+            Some(CodeView {
+                issued: code.clone(),
+                redeemed_family: None,
+            }),
+            Some(VERIFIER),
+            Some(CB),
+        );
+        if let TokenCommand::RedeemCode(r) = &mut cmd {
+            r.id_token = NewIdToken {
+                jti: Uuid::from_u128(7),
+                kid: Some("rs".into()),
+            };
+        }
+        let events = decide(&state_of(std::slice::from_ref(&client)), &cmd).unwrap();
+        let ids = id_tokens(&events);
+        assert_eq!(ids.len(), 1);
+        let id = ids[0];
+        assert_eq!(
+            (id.jti, id.user_id, id.auth_time, id.nonce.as_deref()),
+            (Uuid::from_u128(7), user(), NOW - 30, Some("n-0S6_WzA2Mj"))
+        );
+        assert_eq!(id.subject, user().to_string());
+        assert_eq!(id.sid.as_deref(), Some("s1"));
+        assert_eq!(id.family_id, Some(Uuid::from_u128(3)));
+        assert_eq!(id.claims.id_token, vec!["email".to_owned()]);
+        // The grant's refresh token keeps the sign-in, not the nonce.
+        let Some(Event::RefreshTokenIssued(rt)) = events
+            .iter()
+            .find(|e| matches!(e, Event::RefreshTokenIssued(_)))
+        else {
+            panic!("no refresh token")
+        };
+        assert_eq!(
+            rt.oidc,
+            Some(OidcContext {
+                nonce: None,
+                ..signed_in(None)
+            })
+        );
+        // Refreshed: a new id_token with the first sign-in's auth_time and sub, no nonce.
+        let view = RefreshView {
+            issued: rt.clone(),
+            used_at: None,
+            head: (1, rt.id),
+            family_revoked: false,
+            authorization_revoked: false,
+        };
+        let mut cmd = rotate(view, 0, NOW + 600, None);
+        if let TokenCommand::Refresh(r) = &mut cmd {
+            r.id_token = NewIdToken {
+                jti: Uuid::from_u128(8),
+                kid: Some("rs".into()),
+            };
+        }
+        let events = decide(&state_of(&[client]), &cmd).unwrap();
+        let ids = id_tokens(&events);
+        assert_eq!(ids.len(), 1);
+        assert_eq!(
+            (ids[0].auth_time, ids[0].nonce.as_deref(), ids[0].issued_at),
+            (NOW - 30, None, NOW + 600)
+        );
+        assert_eq!(ids[0].subject, user().to_string());
+    }
+
+    #[test]
+    fn without_openid_no_sign_in_is_recorded_and_no_id_token_issued() {
+        let client = registered_for_openid(vec![GrantType::AuthorizationCode]);
+        let mut req = request(ConsentDecision::Approved, None);
+        req.oidc = Some(signed_in(Some("n")));
+        let events = decide(&state_of(std::slice::from_ref(&client)), &issue(req)).unwrap();
+        let Some(Event::AuthorizationCodeIssued(code)) = events.last() else {
+            panic!()
+        };
+        assert_eq!(code.oidc, None, "scope read alone is plain OAuth");
+        let events = decide(
+            &state_of(&[client]),
+            &redeem(
+                Some(CodeView {
+                    issued: code.clone(),
+                    redeemed_family: None,
+                }),
+                Some(VERIFIER),
+                Some(CB),
+            ),
+        )
+        .unwrap();
+        assert!(id_tokens(&events).is_empty());
+    }
+
+    #[test]
+    fn an_id_token_from_the_authorization_endpoint_needs_openid_and_a_nonce() {
+        let client = registered_for_openid(vec![GrantType::Implicit]);
+        let implicit = |scope: &str, nonce: Option<&str>| {
+            let mut req = request(ConsentDecision::Approved, None);
+            req.scopes = Some(scopes(scope));
+            req.pkce = None;
+            req.oidc = Some(signed_in(nonce));
+            TokenCommand::IssueImplicit(IssueImplicit {
+                request: req,
+                token: None,
+                id_token: Some(NewIdToken {
+                    jti: Uuid::from_u128(9),
+                    kid: Some("rs".into()),
+                }),
+            })
+        };
+        scenario()
+            .given(vec![client.clone()])
+            .when(implicit("openid", None))
+            .then_err(TokenError::InvalidRequest(RequestRejected::NonceRequired).into());
+        scenario()
+            .given(vec![client.clone()])
+            .when(implicit("read", Some("n")))
+            .then_err(TokenError::InvalidRequest(RequestRejected::IdTokenNeedsOpenid).into());
+        let events = decide(&state_of(&[client]), &implicit("openid profile", Some("n"))).unwrap();
+        let ids = id_tokens(&events);
+        assert_eq!(ids.len(), 1);
+        assert_eq!(
+            (ids[0].grant_type, ids[0].family_id, ids[0].nonce.as_deref()),
+            (GrantType::Implicit, None, Some("n"))
+        );
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, Event::AccessTokenIssued(_))));
     }
 }

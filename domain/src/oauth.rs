@@ -46,6 +46,19 @@ pub enum ErrorCode {
     /// RFC 6749 §4.1.2.1: "The authorization server is currently unable to handle the request
     /// due to a temporary overloading or maintenance of the server."
     TemporarilyUnavailable,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none` and no signed-in user (or not the one
+    /// asked for).
+    LoginRequired,
+    /// `prompt=none` and the user has not consented to what is asked.
+    ConsentRequired,
+    /// `prompt=none` and the user would have to do something.
+    InteractionRequired,
+    /// The `request` parameter (a request object) is not supported.
+    RequestNotSupported,
+    /// The `request_uri` parameter is not supported.
+    RequestUriNotSupported,
+    /// The `registration` parameter is not supported.
+    RegistrationNotSupported,
 }
 
 impl ErrorCode {
@@ -67,6 +80,12 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorCode::RegistrationNotSupported => "registration_not_supported",
         }
     }
 }

@@ -113,6 +113,12 @@ pub enum RequestRejected {
     /// The redirect URI is not one the client registered.
     #[error(transparent)]
     RedirectUri(#[from] crate::client::RedirectError),
+    /// An id_token was asked for without the scope `openid` (Core §3.2.2.1).
+    #[error("response_type id_token needs the scope openid")]
+    IdTokenNeedsOpenid,
+    /// An id_token in the front channel was asked for without a `nonce` (Core §3.2.2.1).
+    #[error("nonce is required when an id_token is returned from the authorization endpoint")]
+    NonceRequired,
 }
 
 /// Why a grant was refused with `invalid_grant`; its text is the `error_description`.

@@ -2,8 +2,8 @@
 //! (stream `user-<id>`).
 
 use crate::event::{
-    Event, LoginFailure, SignInVia, UserLocked, UserLoginFailed, UserPasswordChanged,
-    UserRegistered,
+    Event, LoginFailure, SignInVia, UserLocked, UserLoginFailed, UserPasswordChanged, UserProfile,
+    UserProfileChanged, UserRegistered,
 };
 use crate::values::{PasswordHash, UserId, Username};
 
@@ -18,10 +18,18 @@ pub struct User {
     pub password_hash: PasswordHash,
     /// How often the password changed: sessions carry it, so a change ends older sessions.
     pub password_version: u32,
+    /// Profile claims (OpenID Connect Core §5.1).
+    pub profile: UserProfile,
+    /// When the profile last changed (Unix seconds); 0: never set.
+    pub profile_updated_at: i64,
 }
 
 /// The fold of a user stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a short-lived fold of one stream, nearly always Active"
+)]
 pub enum UserState {
     /// No event yet.
     #[default]
@@ -46,6 +54,13 @@ pub enum UserCommand {
     },
     /// Replace the password.
     ChangePassword(PasswordHash),
+    /// Set the profile claims; nothing is recorded when they are already these.
+    ChangeProfile {
+        /// The profile from now on.
+        profile: UserProfile,
+        /// Now (Unix seconds): the `updated_at` claim.
+        now: i64,
+    },
     /// Record a failed sign-in; `lock` (failures, until) when it starts a throttle.
     RecordLoginFailure {
         /// Why it failed.
@@ -69,6 +84,142 @@ pub enum UserError {
     /// No such user.
     #[error("user not found")]
     NotFound,
+    /// A profile claim is malformed.
+    #[error(transparent)]
+    InvalidProfile(#[from] ProfileError),
+}
+
+/// Why a profile was refused. The messages name the claim, never the value given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    /// `email` is not an address.
+    #[error("email must be an address of at most 254 characters, with one @ and no spaces")]
+    Email,
+    /// `locale` is not a language tag.
+    #[error("locale must be a BCP 47 language tag such as en or en-GB")]
+    Locale,
+    /// A name (`name`, `given_name`, `family_name`, `preferred_username`) is too long or holds
+    /// control characters.
+    #[error("{0} must be 1 to 256 characters, without control characters")]
+    Name(&'static str),
+}
+
+/// Longest name claim, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// Longest e-mail address (RFC 5321 §4.5.3.1.3 less the angle brackets), in bytes.
+pub const MAX_EMAIL_LEN: usize = 254;
+
+/// Checks every claim of a profile: names of at most 256 characters without control
+/// characters, an e-mail address that looks like one, a BCP 47-shaped locale.
+pub fn check_profile(profile: &UserProfile) -> Result<(), ProfileError> {
+    let names = [
+        ("name", &profile.name),
+        ("given_name", &profile.given_name),
+        ("family_name", &profile.family_name),
+        ("preferred_username", &profile.preferred_username),
+    ];
+    for (claim, value) in names {
+        if let Some(v) = value {
+            if v.is_empty() || v.chars().count() > MAX_NAME_CHARS || v.chars().any(char::is_control)
+            {
+                return Err(ProfileError::Name(claim));
+            }
+        }
+    }
+    if let Some(email) = &profile.email {
+        if !is_email(email) {
+            return Err(ProfileError::Email);
+        }
+    }
+    if let Some(locale) = &profile.locale {
+        if !is_language_tag(locale) {
+            return Err(ProfileError::Locale);
+        }
+    }
+    Ok(())
+}
+
+/// One `@` between a non-empty local part and domain, no whitespace or control character,
+/// at most 254 bytes. (Deliverability is the operator's affair: `email_verified`.)
+fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    s.len() <= MAX_EMAIL_LEN
+        && !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// `[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*`: the shape of a BCP 47 tag (RFC 5646), such as `en`,
+/// `en-GB` or `zh-Hant-TW`.
+fn is_language_tag(s: &str) -> bool {
+    let mut parts = s.split('-');
+    let primary = parts.next().unwrap_or_default();
+    (2..=8).contains(&primary.len())
+        && primary.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Changes to a profile: each claim given replaces the current one, an empty string clears
+/// it, an absent one is kept (the admin API's `PATCH` body, built from CLI flags too).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileChanges {
+    /// Full name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Given name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// Family name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    /// Preferred username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// E-mail address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether the address was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    /// BCP 47 language tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+}
+
+impl ProfileChanges {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `current` with these changes made, checked. A changed address is unverified unless
+    /// `email_verified` is given.
+    pub fn apply(&self, current: &UserProfile) -> Result<UserProfile, ProfileError> {
+        let merge = |given: &Option<String>, now: &Option<String>| match given {
+            Some(v) if v.is_empty() => None,
+            Some(v) => Some(v.clone()),
+            None => now.clone(),
+        };
+        let profile = UserProfile {
+            name: merge(&self.name, &current.name),
+            given_name: merge(&self.given_name, &current.given_name),
+            family_name: merge(&self.family_name, &current.family_name),
+            preferred_username: merge(&self.preferred_username, &current.preferred_username),
+            email: merge(&self.email, &current.email),
+            // A new address is unverified unless said otherwise.
+            email_verified: self.email_verified.unwrap_or(
+                current.email_verified && merge(&self.email, &current.email) == current.email,
+            ),
+            locale: merge(&self.locale, &current.locale),
+        };
+        check_profile(&profile)?;
+        Ok(profile)
+    }
 }
 
 /// Decides a user command.
@@ -100,6 +251,17 @@ pub fn decide(state: &UserState, command: &UserCommand) -> Result<Vec<Event>, Us
             Ok(vec![Event::UserPasswordChanged(UserPasswordChanged {
                 user_id: u.user_id,
                 password_hash: hash.clone(),
+            })])
+        }
+        (UserState::Active(u), UserCommand::ChangeProfile { profile, now }) => {
+            check_profile(profile)?;
+            if *profile == u.profile {
+                return Ok(Vec::new());
+            }
+            Ok(vec![Event::UserProfileChanged(UserProfileChanged {
+                user_id: u.user_id,
+                profile: profile.clone(),
+                updated_at: *now,
             })])
         }
         (UserState::Active(u), UserCommand::RecordLoginFailure { reason, via, lock }) => {
@@ -140,7 +302,13 @@ pub fn evolve(state: &mut UserState, event: &Event) {
                 username: e.username.clone(),
                 password_hash: e.password_hash.clone(),
                 password_version: 0,
+                profile: UserProfile::default(),
+                profile_updated_at: 0,
             })
+        }
+        (UserState::Active(u), Event::UserProfileChanged(e)) => {
+            u.profile = e.profile.clone();
+            u.profile_updated_at = e.updated_at;
         }
         (UserState::Active(u), Event::UserPasswordChanged(e)) => {
             u.password_hash = e.password_hash.clone();
@@ -191,6 +359,160 @@ mod tests {
                 username: Username::parse("alice").unwrap(),
                 password_hash: hash(1),
             })]);
+    }
+
+    #[test]
+    fn a_profile_change_is_recorded_once_and_never_holds_a_password() {
+        let profile = UserProfile {
+            name: Some("Alice Liddell".into()),
+            email: Some("alice@example.test".into()),
+            email_verified: true,
+            ..UserProfile::default()
+        };
+        let change = |now| UserCommand::ChangeProfile {
+            profile: profile.clone(),
+            now,
+        };
+        let changed = Event::UserProfileChanged(UserProfileChanged {
+            user_id: id(),
+            profile: profile.clone(),
+            updated_at: 1_700_000_000,
+        });
+        scenario()
+            .given(vec![registered()])
+            .when(change(1_700_000_000))
+            .then(vec![changed.clone()]);
+        // The same profile again changes nothing.
+        scenario()
+            .given(vec![registered(), changed])
+            .when(change(1_700_000_500))
+            .then(vec![]);
+        scenario().when(change(1)).then_err(UserError::NotFound);
+    }
+
+    #[test]
+    fn profile_claims_are_checked_and_refusals_do_not_echo_them() {
+        let with = |f: fn(&mut UserProfile, String), v: &str| {
+            let mut p = UserProfile::default();
+            f(&mut p, v.to_owned());
+            check_profile(&p)
+        };
+        let email = |p: &mut UserProfile, v| p.email = Some(v);
+        let locale = |p: &mut UserProfile, v| p.locale = Some(v);
+        let name = |p: &mut UserProfile, v| p.name = Some(v);
+        let family = |p: &mut UserProfile, v| p.family_name = Some(v);
+        for ok in ["alice@example.test", "a.b+c@d", "\"odd\"@host.example"] {
+            assert_eq!(with(email, ok), Ok(()), "{ok}");
+        }
+        let long_email = format!("{}@example.test", "a".repeat(250));
+        for bad in [
+            "alice",
+            "@example.test",
+            "alice@",
+            "a@b@c",
+            "al ice@example.test",
+            "alice@exa\nmple.test",
+            long_email.as_str(),
+        ] {
+            assert_eq!(with(email, bad), Err(ProfileError::Email), "{bad:?}");
+        }
+        for ok in ["en", "en-GB", "zh-Hant-TW", "de-CH-1996", "tlh-x-klingon"] {
+            assert_eq!(with(locale, ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "e",
+            "englishlanguage",
+            "en_GB",
+            "en-",
+            "-en",
+            "en--GB",
+            "en-GB-abcdefghi",
+            "fr CA",
+        ] {
+            assert_eq!(with(locale, bad), Err(ProfileError::Locale), "{bad:?}");
+        }
+        assert_eq!(with(name, "Zoë d'Arc-Łukasz 李"), Ok(()));
+        assert_eq!(with(name, &"é".repeat(256)), Ok(()));
+        assert_eq!(
+            with(name, &"é".repeat(257)),
+            Err(ProfileError::Name("name"))
+        );
+        assert_eq!(
+            with(family, "Liddell\u{7}"),
+            Err(ProfileError::Name("family_name"))
+        );
+        let secret = "<script>hunter2</script>\u{0}";
+        for refusal in [
+            with(email, secret),
+            with(locale, secret),
+            with(name, secret),
+        ] {
+            let text = refusal.unwrap_err().to_string();
+            assert!(!text.contains("hunter2") && !text.contains('<'), "{text}");
+        }
+    }
+
+    #[test]
+    fn profile_changes_merge_into_the_current_profile() {
+        let current = UserProfile {
+            name: Some("Alice".into()),
+            email: Some("alice@example.test".into()),
+            email_verified: true,
+            locale: Some("en".into()),
+            ..UserProfile::default()
+        };
+        // Given fields replace, empty ones clear, absent ones stay.
+        let changes = ProfileChanges {
+            family_name: Some("Liddell".into()),
+            locale: Some(String::new()),
+            ..ProfileChanges::default()
+        };
+        assert_eq!(
+            changes.apply(&current),
+            Ok(UserProfile {
+                family_name: Some("Liddell".into()),
+                locale: None,
+                ..current.clone()
+            })
+        );
+        assert!(ProfileChanges::default().is_empty());
+        assert_eq!(
+            ProfileChanges::default().apply(&current),
+            Ok(current.clone())
+        );
+        // A new address is unverified unless the change says it is verified.
+        let moved = ProfileChanges {
+            email: Some("alice@elsewhere.test".into()),
+            ..ProfileChanges::default()
+        };
+        assert!(!moved.apply(&current).unwrap().email_verified);
+        let verified = ProfileChanges {
+            email_verified: Some(true),
+            ..moved.clone()
+        };
+        assert!(verified.apply(&current).unwrap().email_verified);
+        let unverified = ProfileChanges {
+            email_verified: Some(false),
+            ..ProfileChanges::default()
+        };
+        assert!(!unverified.apply(&current).unwrap().email_verified);
+        let bad = ProfileChanges {
+            locale: Some("en_GB".into()),
+            ..ProfileChanges::default()
+        };
+        assert_eq!(bad.apply(&current), Err(ProfileError::Locale));
+    }
+
+    #[test]
+    fn an_invalid_profile_is_refused() {
+        let profile = UserProfile {
+            email: Some("not an address".into()),
+            ..UserProfile::default()
+        };
+        scenario()
+            .given(vec![registered()])
+            .when(UserCommand::ChangeProfile { profile, now: 1 })
+            .then_err(UserError::InvalidProfile(ProfileError::Email));
     }
 
     #[test]

@@ -81,6 +81,7 @@ fn golden_events_hold_hashes_never_raw_secrets() {
         "AuthorizationCodeIssued",
         "RefreshTokenIssued",
         "UserRegistered",
+        "UserProfileChanged",
     ] {
         let text = std::fs::read_to_string(fixtures().join(name).join("v1.json")).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -96,6 +97,12 @@ fn golden_events_hold_hashes_never_raw_secrets() {
         assert!(v["data"].get("password").is_none());
         if let Some(p) = v["data"].get("password_hash").and_then(|h| h.as_str()) {
             assert!(p.starts_with("$argon2id$"), "{name}.password_hash");
+        }
+        if name == "UserProfileChanged" {
+            assert!(
+                !text.contains("password"),
+                "a profile never holds a password"
+            );
         }
     }
 }

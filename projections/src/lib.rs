@@ -386,6 +386,7 @@ mod tests {
                 jwks: None,
                 trusted_issuers: vec![],
                 admin: Some(false),
+                oidc: Default::default(),
             })
         };
         let issued = |c: &str, n: u128| {
@@ -417,6 +418,7 @@ mod tests {
                 issued_at: 1,
                 expires_at: 100,
                 family_expires_at: 1000,
+                oidc: Default::default(),
             })
         };
         let user_token = |n: u128| {
@@ -472,6 +474,7 @@ mod tests {
                 code_challenge_method: None,
                 issued_at: 1,
                 expires_at: 61,
+                oidc: Default::default(),
             }),
             Event::AuthorizationCodeRedeemed(AuthorizationCodeRedeemed {
                 code_hash: HashKey::for_tests().hash("code"),

@@ -3,7 +3,8 @@
 //! It also answers what the decisions on a user's behalf need to know of earlier events:
 //! authorization codes (`c` + hash, redeemed: `C` + hash), refresh tokens (`R` + hash, used:
 //! `u` + id), each family's newest refresh token (`g` + family) and revoked families (`F`),
-//! and withdrawn authorizations (`A` + client + user).
+//! withdrawn authorizations (`A` + client + user), and the claims an OpenID Connect grant
+//! asked `/userinfo` for (`o` + family).
 //!
 //! Access tokens, the bulk of it, are slots of a compact table of their own
 //! ([`crate::token_table`], about 60 bytes a token); every other fact is a row of its own in
@@ -358,6 +359,11 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
             authorization_key(e.client_id.as_str(), &e.user_id.to_string()),
             event.position.to_be_bytes().to_vec(),
         )),
+        Event::IdTokenIssued(e) => {
+            if let (Some(family), false) = (&e.family_id, e.claims.userinfo.is_empty()) {
+                out.push(Write::Put(key16(b'o', family), json(&e.claims.userinfo)));
+            }
+        }
         _ => {}
     }
     revoked_family(event, out)
@@ -610,6 +616,15 @@ impl TokenIndex {
                 None => false,
             },
         )
+    }
+
+    /// The claims an OpenID Connect grant asked `/userinfo` for one by one (the `claims`
+    /// parameter's `userinfo` member), for the tokens of `family`.
+    pub fn userinfo_claims(&self, family: &Uuid) -> Result<Vec<String>, ProjectionError> {
+        match self.store.tree.get(key16(b'o', family))? {
+            Some(v) => parse(&v),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// When the last token signed by `kid` expires, if it signed any.

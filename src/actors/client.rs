@@ -35,6 +35,9 @@ pub enum CommandError {
     /// The user aggregate refused it.
     #[error(transparent)]
     User(#[from] domain::user::UserError),
+    /// The session aggregate refused it.
+    #[error(transparent)]
+    Session(#[from] domain::session::SessionError),
     /// The store failed; nothing was acknowledged.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -641,6 +644,7 @@ mod tests {
                 jwks: None,
                 trusted_issuers: vec![],
                 admin: false,
+                oidc: Default::default(),
             }),
             metadata: Metadata::system(),
         })

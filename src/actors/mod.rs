@@ -11,4 +11,6 @@ pub use client::{
 };
 pub use keys::{ExecuteKeyRequest, KeyActor, KeyRequest};
 pub use registry::Registry;
-pub use user::{ExecuteUserCommand, RecordUnknownLogin, UserActor};
+pub use user::{
+    ChangeUserProfile, ExecuteSessionCommand, ExecuteUserCommand, RecordUnknownLogin, UserActor,
+};

@@ -1,7 +1,7 @@
-//! `UserActor`: one for all users. User commands are rare (registration, password changes,
-//! failed sign-ins), and a username must be unique across every user stream, so a single
-//! actor that handles one command at a time, from decision to durable append, is both simple
-//! and correct. Each user still has a stream of its own (`user-<id>`).
+//! `UserActor`: one for all users. User commands are rare (registration, password and
+//! profile changes, failed sign-ins), and a username must be unique across every user
+//! stream, so a single actor that handles one command at a time, from decision to durable
+//! append, is both simple and correct. Each user still has a stream of its own (`user-<id>`).
 
 use super::client::{CommandError, CommandResult};
 use crate::store::{EventStore, NewEvent};
@@ -21,6 +21,21 @@ pub struct ExecuteUserCommand {
     pub user_id: UserId,
     /// The command.
     pub command: UserCommand,
+    /// Request context.
+    pub metadata: Metadata,
+}
+
+/// Changes a user's profile claims: the changes are merged into the profile the user has when
+/// the actor takes the message, so two changes of different claims never undo each other.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "CommandResult")]
+pub struct ChangeUserProfile {
+    /// The user.
+    pub user_id: UserId,
+    /// The claims to set or (given empty) clear.
+    pub changes: user::ProfileChanges,
+    /// Now on the server's clock (Unix seconds): the `updated_at` claim.
+    pub now: i64,
     /// Request context.
     pub metadata: Metadata,
 }
@@ -47,6 +62,18 @@ impl UserActor {
     /// An actor over the store and the read models that hold the user directory.
     pub fn new(store: Arc<dyn EventStore>, models: Arc<ReadModels>) -> Self {
         Self { store, models }
+    }
+
+    /// A user's state and stream version, folded from its stream.
+    fn load(&self, stream: &str) -> Result<(UserState, u64), CommandError> {
+        let events = self.store.read_stream(stream, 1)?;
+        let mut state = UserState::default();
+        let mut version = 0;
+        for e in &events {
+            user::evolve(&mut state, &e.event);
+            version = e.version;
+        }
+        Ok((state, version))
     }
 
     fn append(
@@ -79,16 +106,10 @@ impl Handler<ExecuteUserCommand> for UserActor {
 
     fn handle(&mut self, mut msg: ExecuteUserCommand, _ctx: &mut Self::Context) -> Self::Result {
         let stream = user_stream(&msg.user_id);
-        let events = match self.store.read_stream(&stream, 1) {
-            Ok(events) => events,
-            Err(e) => return refused(e.into()),
+        let (state, version) = match self.load(&stream) {
+            Ok(loaded) => loaded,
+            Err(e) => return refused(e),
         };
-        let mut state = UserState::default();
-        let mut version = 0;
-        for e in &events {
-            user::evolve(&mut state, &e.event);
-            version = e.version;
-        }
         if let UserCommand::Register {
             username,
             username_taken,
@@ -100,6 +121,71 @@ impl Handler<ExecuteUserCommand> for UserActor {
         match user::decide(&state, &msg.command) {
             Ok(events) => self.append(stream, version, events, msg.metadata),
             Err(e) => refused(CommandError::User(e)),
+        }
+    }
+}
+
+impl Handler<ChangeUserProfile> for UserActor {
+    type Result = AtomicResponse<Self, CommandResult>;
+
+    fn handle(&mut self, msg: ChangeUserProfile, _ctx: &mut Self::Context) -> Self::Result {
+        let stream = user_stream(&msg.user_id);
+        let (state, version) = match self.load(&stream) {
+            Ok(loaded) => loaded,
+            Err(e) => return refused(e),
+        };
+        let UserState::Active(current) = &state else {
+            return refused(CommandError::User(user::UserError::NotFound));
+        };
+        let profile = match msg.changes.apply(&current.profile) {
+            Ok(p) => p,
+            Err(e) => return refused(CommandError::User(e.into())),
+        };
+        let command = UserCommand::ChangeProfile {
+            profile,
+            now: msg.now,
+        };
+        match user::decide(&state, &command) {
+            Ok(events) => self.append(stream, version, events, msg.metadata),
+            Err(e) => refused(CommandError::User(e)),
+        }
+    }
+}
+
+/// A command on a browser session (stream `session-<sid>`).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "CommandResult")]
+pub struct ExecuteSessionCommand {
+    /// The session.
+    pub sid: String,
+    /// What to do.
+    pub command: domain::session::SessionCommand,
+    /// Request context.
+    pub metadata: Metadata,
+}
+
+impl Handler<ExecuteSessionCommand> for UserActor {
+    type Result = AtomicResponse<Self, CommandResult>;
+
+    fn handle(&mut self, msg: ExecuteSessionCommand, _ctx: &mut Self::Context) -> Self::Result {
+        use domain::session;
+        let stream = domain::event::session_stream(&msg.sid);
+        let events = match self.store.read_stream(&stream, 1) {
+            Ok(e) => e,
+            Err(e) => return refused(e.into()),
+        };
+        let mut state = session::SessionState::default();
+        let mut version = 0;
+        for e in &events {
+            session::evolve(&mut state, &e.event);
+            version = e.version;
+        }
+        match session::decide(&msg.sid, &state, &msg.command) {
+            Ok(events) if events.is_empty() => {
+                AtomicResponse::new(Box::pin(fut::ready(Ok(Vec::new()))))
+            }
+            Ok(events) => self.append(stream, version, events, msg.metadata),
+            Err(e) => refused(CommandError::Session(e)),
         }
     }
 }

@@ -175,12 +175,44 @@ impl Backend {
                 r.agent
                     .post(&format!("{}/admin/api/users", r.base))
                     .header("Authorization", &r.auth())
-                    .send_json(serde_json::json!({
-                        "username": req.username,
-                        "password": req.password,
-                    })),
+                    .send_json(&req),
             ),
             Backend::Local(e) => Ok(service::create_user(e, req, Self::cli_metadata()).await?),
+        }
+    }
+
+    /// Changes a user's profile claims.
+    pub async fn update_user_profile(
+        &self,
+        username: &str,
+        changes: domain::user::ProfileChanges,
+    ) -> anyhow::Result<service::UserOutput> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .patch(&format!("{}/admin/api/users/{}", r.base, encode(username)))
+                    .header("Authorization", &r.auth())
+                    .send_json(&changes),
+            ),
+            Backend::Local(e) => {
+                Ok(
+                    service::update_user_profile(e, username, changes, Self::cli_metadata())
+                        .await?,
+                )
+            }
+        }
+    }
+
+    /// One user, by username or id.
+    pub fn show_user(&self, username: &str) -> anyhow::Result<service::UserOutput> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .get(&format!("{}/admin/api/users/{}", r.base, encode(username)))
+                    .header("Authorization", &r.auth())
+                    .call(),
+            ),
+            Backend::Local(e) => Ok(service::show_user(e, username)?),
         }
     }
 

@@ -125,6 +125,25 @@ pub struct KeyOptions {
     /// jwt-bearer grant).
     #[arg(long, value_parser = parse_jwks)]
     pub jwks: Option<serde_json::Value>,
+    /// Signing algorithm of its OpenID Connect id_tokens (default: RS256, which every
+    /// relying party supports).
+    #[arg(long, value_parser = ["RS256", "ES256", "EdDSA"])]
+    pub id_token_alg: Option<String>,
+    /// Where an OpenID Connect logout may send the browser afterwards (repeatable; matched
+    /// exactly; on update, replaces the list).
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Where back-channel logout notices are POSTed when a user's session ends (https, or
+    /// http on a loopback address; on update, "" removes it).
+    #[arg(long)]
+    pub backchannel_logout_uri: Option<String>,
+    /// How the client sees users' `sub`: public (the user's id, default) or pairwise (an
+    /// identifier of its own per sector, OpenID Connect Core 8.1).
+    #[arg(long, value_parser = ["public", "pairwise"])]
+    pub subject_type: Option<String>,
+    /// The sector of a pairwise client: a host name (default: the host of its redirect URIs).
+    #[arg(long)]
+    pub sector_identifier: Option<String>,
 }
 
 /// Options of `client update`.
@@ -204,6 +223,11 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                         token_endpoint_auth_method: a.keys.token_endpoint_auth_method,
                         jwks: a.keys.jwks,
                         trusted_issuers: a.trusted_issuers,
+                        id_token_signed_response_alg: a.keys.id_token_alg,
+                        post_logout_redirect_uris: a.keys.post_logout_redirect_uris,
+                        backchannel_logout_uri: a.keys.backchannel_logout_uri,
+                        subject_type: a.keys.subject_type,
+                        sector_identifier: a.keys.sector_identifier,
                     })
                     .await?;
                 output::client(a.format, &out)
@@ -227,6 +251,15 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                             jwks: a.keys.jwks,
                             trusted_issuers: (!a.trusted_issuers.is_empty())
                                 .then_some(a.trusted_issuers),
+                            id_token_signed_response_alg: a.keys.id_token_alg,
+                            post_logout_redirect_uris: (!a
+                                .keys
+                                .post_logout_redirect_uris
+                                .is_empty())
+                            .then_some(a.keys.post_logout_redirect_uris),
+                            backchannel_logout_uri: a.keys.backchannel_logout_uri,
+                            subject_type: a.keys.subject_type,
+                            sector_identifier: a.keys.sector_identifier,
                         },
                     )
                     .await?;

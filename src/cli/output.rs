@@ -125,6 +125,23 @@ pub fn client(format: Format, c: &ClientOutput) -> anyhow::Result<()> {
                 vec!["allow_plain_pkce".into(), c.allow_plain_pkce.to_string()],
                 vec!["signing_alg".into(), c.signing_alg.clone()],
                 vec![
+                    "id_token_alg".into(),
+                    c.id_token_signed_response_alg.clone(),
+                ],
+                vec!["subject_type".into(), c.subject_type.clone()],
+                vec![
+                    "sector_identifier".into(),
+                    c.sector_identifier.clone().unwrap_or_default(),
+                ],
+                vec![
+                    "post_logout_redirect_uris".into(),
+                    c.post_logout_redirect_uris.join(" "),
+                ],
+                vec![
+                    "backchannel_logout_uri".into(),
+                    c.backchannel_logout_uri.clone().unwrap_or_default(),
+                ],
+                vec![
                     "token_endpoint_auth_method".into(),
                     c.token_endpoint_auth_method.clone(),
                 ],
@@ -194,26 +211,88 @@ pub fn events(format: Format, items: &[RecordedEvent]) -> anyhow::Result<()> {
     print_items(format, items, &EVENT_HEADER, event_row)
 }
 
-const USER_HEADER: [&str; 3] = ["user_id", "username", "registered_at"];
+/// Every field of a user, in order: CSV columns and the rows of `user show`.
+const USER_FIELDS: [&str; 11] = [
+    "user_id",
+    "username",
+    "name",
+    "given_name",
+    "family_name",
+    "preferred_username",
+    "email",
+    "email_verified",
+    "locale",
+    "registered_at",
+    "updated_at",
+];
 
-fn user_row(u: &crate::service::UserOutput) -> Vec<String> {
+fn user_fields(u: &crate::service::UserOutput) -> Vec<String> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let p = &u.profile;
     vec![
         u.user_id.clone(),
         u.username.clone(),
+        opt(&p.name),
+        opt(&p.given_name),
+        opt(&p.family_name),
+        opt(&p.preferred_username),
+        opt(&p.email),
+        p.email_verified.to_string(),
+        opt(&p.locale),
         u.registered_at.clone(),
+        u.updated_at.clone(),
+    ]
+}
+
+/// The columns of the `user list` table (every field would not fit a terminal).
+const USER_HEADER: [&str; 7] = [
+    "user_id",
+    "username",
+    "name",
+    "email",
+    "email_verified",
+    "locale",
+    "updated_at",
+];
+
+fn user_row(u: &crate::service::UserOutput) -> Vec<String> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let p = &u.profile;
+    vec![
+        u.user_id.clone(),
+        u.username.clone(),
+        opt(&p.name),
+        opt(&p.email),
+        p.email_verified.to_string(),
+        opt(&p.locale),
+        u.updated_at.clone(),
     ]
 }
 
 /// Prints users.
 pub fn users(format: Format, items: &[crate::service::UserOutput]) -> anyhow::Result<()> {
-    print_items(format, items, &USER_HEADER, user_row)
+    match format {
+        Format::Csv => print_items(format, items, &USER_FIELDS, user_fields),
+        _ => print_items(format, items, &USER_HEADER, user_row),
+    }
 }
 
-/// Prints one user.
+/// Prints one user: every field, one per row (`-` for an absent claim).
 pub fn user(format: Format, u: &crate::service::UserOutput) -> anyhow::Result<()> {
     match format {
         Format::Json | Format::Jsonl => crate::say!("{}", serde_json::to_string(u)?),
-        _ => print_items(format, std::slice::from_ref(u), &USER_HEADER, user_row)?,
+        Format::Csv => print_items(format, std::slice::from_ref(u), &USER_FIELDS, user_fields)?,
+        Format::Table => {
+            let rows = USER_FIELDS
+                .iter()
+                .zip(user_fields(u))
+                .map(|(k, v)| {
+                    let v = if v.is_empty() { "-".into() } else { v };
+                    vec![(*k).to_owned(), v]
+                })
+                .collect();
+            crate::say!("{}", table(&["field", "value"], rows));
+        }
     }
     Ok(())
 }

@@ -4,7 +4,9 @@
 use super::error::OAuthError;
 use super::form::{read_form, Form};
 use super::pages::{self, AuthorizedApp, LoginPage};
-use super::session::{clear_session_cookie, csrf_ok, current_user, page_with_csrf, session_cookie};
+use super::session::{
+    clear_session_cookie, csrf_ok, current_session, current_user, page_with_csrf, start_session,
+};
 use super::{request_metadata, AppState};
 use crate::actors::{ExecuteTokenCommand, ExecuteUserCommand, RecordUnknownLogin};
 use crate::passwords;
@@ -153,10 +155,18 @@ pub fn safe_return_to(candidate: Option<&str>) -> String {
 
 /// Redirects to the login page, coming back to `return_to` afterwards.
 pub fn to_login(return_to: &str) -> HttpResponse {
-    let query = form_urlencoded::Serializer::new(String::new())
-        .append_pair("return_to", return_to)
-        .finish();
-    pages::redirect(StatusCode::FOUND, &format!("/login?{query}"))
+    to_login_as(return_to, None)
+}
+
+/// Redirects to the login page with the username field filled in (OpenID Connect's
+/// `login_hint`), coming back to `return_to` afterwards.
+pub fn to_login_as(return_to: &str, login_hint: Option<&str>) -> HttpResponse {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("return_to", return_to);
+    if let Some(hint) = login_hint {
+        query.append_pair("login_hint", hint);
+    }
+    pages::redirect(StatusCode::FOUND, &format!("/login?{}", query.finish()))
 }
 
 fn see_other(location: &str) -> HttpResponse {
@@ -185,7 +195,12 @@ fn login_page(
 pub async fn login_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
     let return_to = safe_return_to(query.get("return_to"));
-    login_page(&req, &state, StatusCode::OK, &return_to, "", None)
+    // A hint longer than any username is no username: not shown.
+    let hint = query
+        .get("login_hint")
+        .filter(|h| h.chars().count() <= 64)
+        .unwrap_or("");
+    login_page(&req, &state, StatusCode::OK, &return_to, hint, None)
 }
 
 /// `POST /login`.
@@ -222,15 +237,18 @@ pub async fn login(
         );
     }
     match sign_in(&req, &state, username, password, SignInVia::LoginPage).await {
-        Ok(SignIn::Ok(user)) => {
-            let mut res = see_other(&return_to);
-            let _ = res.add_cookie(&session_cookie(
-                &state,
-                &user,
-                state.engine.clock.unix_now(),
-            ));
-            res
-        }
+        Ok(SignIn::Ok(user)) => match start_session(&req, &state, &user).await {
+            Ok(cookie) => {
+                let mut res = see_other(&return_to);
+                let _ = res.add_cookie(&cookie);
+                res
+            }
+            Err(e) => pages::error_page(
+                e.status,
+                "Sign-in failed",
+                "Your password was right, but the server could not record the sign-in now. Try again in a moment.",
+            ),
+        },
         Ok(SignIn::Wrong) => login_page(
             &req,
             &state,
@@ -271,6 +289,15 @@ pub async fn logout(
             "Sign-out failed",
             "This form expired; reload the page.",
         );
+    }
+    if let Some((session, _)) = current_session(&req, &state, state.engine.clock.unix_now()) {
+        if let Err(e) = super::logout::end_session(&req, &state, &session).await {
+            return pages::error_page(
+                e.status,
+                "Sign-out failed",
+                "The server could not record the sign-out now. Try again in a moment.",
+            );
+        }
     }
     let mut res = see_other("/login");
     let _ = res.add_cookie(&clear_session_cookie(&state));

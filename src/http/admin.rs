@@ -81,6 +81,32 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<T, OAuthError> {
+    let body = json_bytes(req, payload).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| OAuthError::invalid_request(format!("invalid JSON body: {e}")))
+}
+
+/// A user body (registration or profile), parsed without quoting it back: serde's messages
+/// repeat a value of the wrong type, which may be a password or an address.
+async fn user_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, OAuthError> {
+    let body = json_bytes(req, payload).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        let at = format!("line {}, column {}", e.line(), e.column());
+        OAuthError::invalid_request(match e.classify() {
+            serde_json::error::Category::Data => format!(
+                "invalid JSON body: an unknown field, a missing one or a value of the wrong \
+                 type at {at} (see the admin API documentation for the fields)"
+            ),
+            _ => format!("invalid JSON body: malformed at {at}"),
+        })
+    })
+}
+
+/// The bytes of a JSON body (`application/json` or `application/*+json`).
+async fn json_bytes(req: &HttpRequest, payload: web::Payload) -> Result<web::BytesMut, OAuthError> {
     let json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -95,9 +121,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
             "the body must be application/json",
         ));
     }
-    let body = super::form::read_body(req, payload, MAX_JSON_BODY).await?;
-    serde_json::from_slice(&body)
-        .map_err(|e| OAuthError::invalid_request(format!("invalid JSON body: {e}")))
+    super::form::read_body(req, payload, MAX_JSON_BODY).await
 }
 
 /// `POST /admin/api/clients`.
@@ -307,6 +331,7 @@ pub async fn advance_clock(
         .await
         .map_err(|e| OAuthError::server_error(&e))?
         .map_err(|e| OAuthError::server_error(&e))?;
+    super::logout::deliver_due(&state).await;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "now_ms": state.engine.clock.unix_now_ms() })))
 }
 
@@ -416,7 +441,7 @@ pub async fn create_user(
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
     let who = authorize(&req, &state)?;
-    let body: service::CreateUser = json_body(&req, payload).await?;
+    let body: service::CreateUser = user_body(&req, payload).await?;
     let out = service::create_user(&state.engine, body, request_metadata(&req, who)).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -430,6 +455,32 @@ pub async fn list_users(
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
     Ok(HttpResponse::Ok().json(service::list_users(&state.engine)))
+}
+
+/// `GET /admin/api/users/{username}` (a user id works too).
+pub async fn show_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    username: web::Path<String>,
+) -> Result<HttpResponse, OAuthError> {
+    authorize(&req, &state)?;
+    Ok(HttpResponse::Ok().json(service::show_user(&state.engine, &username)?))
+}
+
+/// `PATCH /admin/api/users/{username}`: sets the profile claims the body names (an empty
+/// string clears one); answers the user.
+pub async fn update_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    username: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, OAuthError> {
+    let who = authorize(&req, &state)?;
+    let body: domain::user::ProfileChanges = user_body(&req, payload).await?;
+    let out =
+        service::update_user_profile(&state.engine, &username, body, request_metadata(&req, who))
+            .await?;
+    Ok(HttpResponse::Ok().json(out))
 }
 
 /// `GET /admin/api/keys`: every signing key and where it stands.

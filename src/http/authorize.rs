@@ -5,19 +5,19 @@
 //! Every later error goes back to the client, in the query for `code` and in the fragment for
 //! `token`, with `state` and `iss` (RFC 9207).
 
-use super::account::to_login;
+use super::account::{to_login, to_login_as};
 use super::form::{read_body, Form, MAX_BODY};
 use super::pages::{self, ConsentPage};
-use super::session::{csrf_ok, current_user, page_with_csrf};
+use super::session::{csrf_ok, current_session, current_user, page_with_csrf};
 use super::token::{access_token_value, command_error, fresh_secret};
 use super::{request_metadata, AppState};
 use crate::actors::{CommandError, ExecuteTokenCommand};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use domain::event::Event;
+use domain::event::{ClaimsRequest, Event, OidcContext};
 use domain::grant::{
-    check_request, AuthorizationRequest, ConsentDecision, ConsentView, IssueCode, IssueImplicit,
-    NewAccessToken,
+    check_request, is_openid, AuthorizationRequest, ConsentDecision, ConsentView, IssueCode,
+    IssueImplicit, NewAccessToken, NewIdToken,
 };
 use domain::oauth::ErrorCode;
 use domain::token::{TokenCommand, TokenError};
@@ -32,7 +32,11 @@ use uuid::Uuid;
 /// How long a pending request may wait on the consent page.
 const PENDING_TTL_SECS: i64 = 600;
 
-/// Where an authorization response goes.
+/// The parameter that carries, sealed, the time a sign-in was asked for by `prompt=login` or
+/// `max_age`: a session that began after it satisfies them on the way back from the login page.
+const REAUTH_PARAM: &str = "authledger_reauth";
+
+/// What an authorization response carries, and so where it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum ResponseType {
@@ -40,6 +44,60 @@ enum ResponseType {
     Code,
     /// `token`: parameters in the fragment.
     Token,
+    /// `id_token` (OpenID Connect implicit flow): in the fragment.
+    IdToken,
+    /// `id_token token`, in either order: in the fragment.
+    IdTokenToken,
+}
+
+impl ResponseType {
+    /// Parses a `response_type`: space-separated values in any order (Core §3).
+    fn parse(value: &str) -> Option<Self> {
+        let mut parts: Vec<&str> = value.split(' ').collect();
+        parts.sort_unstable();
+        match parts.as_slice() {
+            ["code"] => Some(Self::Code),
+            ["token"] => Some(Self::Token),
+            ["id_token"] => Some(Self::IdToken),
+            ["id_token", "token"] => Some(Self::IdTokenToken),
+            _ => None,
+        }
+    }
+
+    fn in_fragment(self) -> bool {
+        self != Self::Code
+    }
+
+    fn has_access_token(self) -> bool {
+        matches!(self, Self::Token | Self::IdTokenToken)
+    }
+
+    fn has_id_token(self) -> bool {
+        matches!(self, Self::IdToken | Self::IdTokenToken)
+    }
+}
+
+/// `prompt` (Core §3.1.2.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Prompt {
+    /// No page may be shown.
+    none: bool,
+    /// The user must sign in again.
+    login: bool,
+    /// The user must be asked, whatever was remembered.
+    consent: bool,
+}
+
+/// The OpenID Connect part of a request (scope `openid`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct OidcRequest {
+    nonce: Option<String>,
+    prompt: Prompt,
+    max_age: Option<i64>,
+    claims: ClaimsRequest,
+    login_hint: Option<String>,
+    /// The `sub` of a valid `id_token_hint`.
+    hint_sub: Option<String>,
 }
 
 /// A request that passed every check but the user's.
@@ -54,6 +112,9 @@ struct Validated {
     scopes: Option<Vec<Scope>>,
     state: Option<String>,
     pkce: Option<(String, PkceMethod)>,
+    /// Present for an OpenID Connect request.
+    #[serde(default)]
+    oidc: Option<OidcRequest>,
 }
 
 /// A validated request of a signed-in user, sealed into the consent form.
@@ -63,6 +124,9 @@ struct Pending {
     request: Validated,
     user_id: UserId,
     expires_at: i64,
+    /// The sign-in behind an OpenID Connect request.
+    #[serde(default)]
+    signed_in: Option<OidcContext>,
 }
 
 /// An answer sent back to the client through its redirect URI.
@@ -81,19 +145,16 @@ impl ClientRedirect<'_> {
         params.push(("iss", self.issuer.to_owned()));
         let location = match url::Url::parse(self.target) {
             Ok(mut url) => {
-                match self.response_type {
-                    ResponseType::Code => {
-                        let mut q = url.query_pairs_mut();
-                        for (k, v) in &params {
-                            q.append_pair(k, v);
-                        }
+                if self.response_type.in_fragment() {
+                    let mut f = form_urlencoded::Serializer::new(String::new());
+                    for (k, v) in &params {
+                        f.append_pair(k, v);
                     }
-                    ResponseType::Token => {
-                        let mut f = form_urlencoded::Serializer::new(String::new());
-                        for (k, v) in &params {
-                            f.append_pair(k, v);
-                        }
-                        url.set_fragment(Some(&f.finish()));
+                    url.set_fragment(Some(&f.finish()));
+                } else {
+                    let mut q = url.query_pairs_mut();
+                    for (k, v) in &params {
+                        q.append_pair(k, v);
                     }
                 }
                 url.to_string()
@@ -187,7 +248,7 @@ pub async fn authorize(
 
     // 2. Everything else is answered through the redirect.
     let response_type = match single(&params, "response_type") {
-        Ok(Some("token")) => ResponseType::Token,
+        Ok(Some(t)) => ResponseType::parse(t).unwrap_or(ResponseType::Code),
         _ => ResponseType::Code,
     };
     let state_param = single(&params, "state").ok().flatten();
@@ -197,38 +258,105 @@ pub async fn authorize(
         state: state_param,
         issuer: &state.issuer,
     };
-    let request = match validate(&params, &client, presented, &target, state_param) {
+    let request = match validate(&state, &params, &client, presented, &target, state_param) {
         Ok(r) => r,
         Err((code, description)) => return redirect.error(code, &description, StatusCode::FOUND),
     };
     let now = state.engine.clock.unix_now();
-    let Some(user) = current_user(&req, &state, now) else {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(
-                params
-                    .iter()
-                    .flat_map(|(k, vs)| vs.iter().map(move |v| (k, v))),
-            )
-            .finish();
-        return to_login(&format!("/authorize?{query}"));
+    // The request again, for the way back from the login page.
+    let again = |extra: Option<(&str, &str)>| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, vs) in &params {
+            if k != REAUTH_PARAM {
+                for v in vs {
+                    q.append_pair(k, v);
+                }
+            }
+        }
+        if let Some((k, v)) = extra {
+            q.append_pair(k, v);
+        }
+        format!("/authorize?{}", q.finish())
     };
+    let session = current_session(&req, &state, now);
+    let signed_in = match &request.oidc {
+        None => None,
+        Some(o) => {
+            // A sign-in after the time sealed here was the fresh one prompt=login or max_age
+            // sent the user to make.
+            let fresh_after: Option<i64> = single(&params, REAUTH_PARAM)
+                .ok()
+                .flatten()
+                .and_then(|m| state.session_key.open::<(String, i64)>("reauth", m))
+                .filter(|(c, _)| c == client.client.client_id.as_str())
+                .map(|(_, t)| t);
+            let must_sign_in = match &session {
+                None => true,
+                Some((s, user)) => {
+                    let fresh = fresh_after.is_some_and(|t| s.auth_time >= t);
+                    (o.prompt.login && !fresh)
+                        || o.max_age.is_some_and(|m| now - s.auth_time > m && !fresh)
+                        || (o.prompt.none
+                            && o.hint_sub.as_ref().is_some_and(|sub| {
+                                *sub != super::oidc::subject(&state, &client.client, user.user_id)
+                            }))
+                }
+            };
+            if must_sign_in {
+                if o.prompt.none {
+                    return redirect.error(
+                        ErrorCode::LoginRequired,
+                        "prompt=none, and the user is not signed in as asked",
+                        StatusCode::FOUND,
+                    );
+                }
+                let mark = state
+                    .session_key
+                    .seal("reauth", &(client.client.client_id.as_str(), now));
+                return to_login_as(&again(Some((REAUTH_PARAM, &mark))), o.login_hint.as_deref());
+            }
+            session.as_ref().map(|(s, user)| OidcContext {
+                auth_time: s.auth_time,
+                subject: super::oidc::pairwise_subject(&state, &client.client, user.user_id),
+                sid: Some(s.sid.clone()).filter(|sid| !sid.is_empty()),
+                nonce: o.nonce.clone(),
+                amr: vec!["pwd".into()],
+                acr: Some(super::oidc::ACR_PASSWORD.into()),
+                claims: o.claims.clone(),
+            })
+        }
+    };
+    let Some((_, user)) = session else {
+        return to_login(&again(None));
+    };
+    let prompt = request.oidc.as_ref().map(|o| o.prompt).unwrap_or_default();
     let pending = Pending {
         request,
         user_id: user.user_id,
         expires_at: now + PENDING_TTL_SECS,
+        signed_in,
     };
     // The decision knows when a remembered consent covers the request (and that a public
     // client's never does); when it does not, the user is asked.
-    if let Some(res) = issue(
-        &req,
-        &state,
-        &pending,
-        ConsentDecision::Remembered,
-        StatusCode::FOUND,
-    )
-    .await
-    {
-        return res;
+    if !prompt.consent {
+        if let Some(res) = issue(
+            &req,
+            &state,
+            &pending,
+            ConsentDecision::Remembered,
+            StatusCode::FOUND,
+        )
+        .await
+        {
+            return res;
+        }
+    }
+    if prompt.none {
+        return redirect.error(
+            ErrorCode::ConsentRequired,
+            "prompt=none, and the user has not approved this request",
+            StatusCode::FOUND,
+        );
     }
     let sealed = state.session_key.seal("authz", &pending);
     let query = form_urlencoded::Serializer::new(String::new())
@@ -241,6 +369,7 @@ type Refused = (ErrorCode, String);
 
 /// Checks everything but the user.
 fn validate(
+    app: &AppState,
     params: &HashMap<String, Vec<String>>,
     client: &ClientView,
     presented: Option<&str>,
@@ -252,25 +381,53 @@ fn validate(
         return Err(invalid(format!("parameter {name} is repeated")));
     }
     let c = &client.client;
-    let (response_type, grant) = match single(params, "response_type").map_err(invalid)? {
-        None => return Err(invalid("response_type is missing".into())),
-        Some("code") => (ResponseType::Code, GrantType::AuthorizationCode),
-        Some("token") => (ResponseType::Token, GrantType::Implicit),
-        Some(_) => {
-            return Err((
-                ErrorCode::UnsupportedResponseType,
-                "this response_type is not supported; use code".into(),
-            ))
+    // Request objects (RFC 9101, Core §6) and the registration parameter are not supported:
+    // refused rather than ignored, since what they hold would be ignored too.
+    for (name, code) in [
+        ("request", ErrorCode::RequestNotSupported),
+        ("request_uri", ErrorCode::RequestUriNotSupported),
+        ("registration", ErrorCode::RegistrationNotSupported),
+    ] {
+        if single(params, name).map_err(invalid)?.is_some() {
+            return Err((code, format!("the {name} parameter is not supported")));
         }
+    }
+    let response_type = match single(params, "response_type").map_err(invalid)? {
+        None => return Err(invalid("response_type is missing".into())),
+        Some(t) => ResponseType::parse(t).ok_or_else(|| {
+            (
+                ErrorCode::UnsupportedResponseType,
+                "this response_type is not supported; use code, token, id_token or id_token token"
+                    .to_owned(),
+            )
+        })?,
+    };
+    let grant = match response_type {
+        ResponseType::Code => GrantType::AuthorizationCode,
+        _ => GrantType::Implicit,
     };
     let scopes = single(params, "scope")
         .map_err(invalid)?
         .map(Scope::parse_list)
         .transpose()
         .map_err(|_| (ErrorCode::InvalidScope, "scope must be space-separated scope tokens of printable ASCII without quotes or backslashes (RFC 6749 §3.3)".into()))?;
+    let oidc = if is_openid(scopes.as_deref().unwrap_or(&c.scopes)) {
+        Some(oidc_request(app, params, c)?)
+    } else if response_type.has_id_token() {
+        return Err(invalid(
+            "response_type id_token needs the scope openid".into(),
+        ));
+    } else {
+        None
+    };
+    if response_type.has_id_token() && oidc.as_ref().is_some_and(|o| o.nonce.is_none()) {
+        return Err(invalid(
+            "nonce is required when an id_token is returned from the authorization endpoint".into(),
+        ));
+    }
     // The wire form of PKCE is checked here; what the client may use, by the domain.
     let pkce = match response_type {
-        ResponseType::Token => None,
+        ResponseType::Token | ResponseType::IdToken | ResponseType::IdTokenToken => None,
         ResponseType::Code => {
             let challenge = single(params, "code_challenge").map_err(invalid)?;
             let method = single(params, "code_challenge_method").map_err(invalid)?;
@@ -306,6 +463,111 @@ fn validate(
         scopes,
         state: state.map(str::to_owned),
         pkce,
+        oidc,
+    })
+}
+
+/// Longest `nonce` kept: it is recorded in the log and echoed in the id_token.
+const MAX_NONCE: usize = 512;
+
+/// The OpenID Connect parameters of a request (Core §3.1.2.1).
+fn oidc_request(
+    app: &AppState,
+    params: &HashMap<String, Vec<String>>,
+    client: &domain::client::Client,
+) -> Result<OidcRequest, Refused> {
+    let invalid = |d: &str| (ErrorCode::InvalidRequest, d.to_owned());
+    let get = |name: &str| single(params, name).map_err(|e| (ErrorCode::InvalidRequest, e));
+    let nonce = get("nonce")?
+        .map(|n| {
+            if n.len() > MAX_NONCE || n.chars().any(char::is_control) {
+                Err(invalid(
+                    "nonce must be at most 512 characters, without control characters",
+                ))
+            } else {
+                Ok(n.to_owned())
+            }
+        })
+        .transpose()?;
+    let mut prompt = Prompt::default();
+    if let Some(p) = get("prompt")? {
+        for v in p.split(' ') {
+            match v {
+                "none" => prompt.none = true,
+                "login" => prompt.login = true,
+                "consent" => prompt.consent = true,
+                // One account per browser: choosing is signing in again.
+                "select_account" => prompt.login = true,
+                _ => {
+                    return Err(invalid(
+                        "prompt takes none, login, consent or select_account",
+                    ))
+                }
+            }
+        }
+        if prompt.none && (prompt.login || prompt.consent) {
+            return Err(invalid("prompt=none cannot be combined with other values"));
+        }
+    }
+    let max_age = get("max_age")?
+        .map(|m| {
+            m.parse::<u32>()
+                .map(i64::from)
+                .map_err(|_| invalid("max_age must be a number of seconds"))
+        })
+        .transpose()?;
+    let claims = match get("claims")? {
+        None => ClaimsRequest::default(),
+        Some(text) => parse_claims(text)?,
+    };
+    let hint_sub = match get("id_token_hint")? {
+        None => None,
+        Some(hint) => {
+            let claims = super::oidc::verify_id_token(app, hint)
+                .filter(|h| h.is_for(client.client_id.as_str()))
+                .ok_or_else(|| {
+                    invalid("id_token_hint is not an id_token this server issued to this client")
+                })?;
+            Some(claims.sub)
+        }
+    };
+    Ok(OidcRequest {
+        nonce,
+        prompt,
+        max_age,
+        claims,
+        login_hint: get("login_hint")?.map(str::to_owned),
+        hint_sub,
+    })
+}
+
+/// The `claims` parameter (Core §5.5): the names asked for in its `userinfo` and `id_token`
+/// members.
+fn parse_claims(text: &str) -> Result<ClaimsRequest, Refused> {
+    let bad = || {
+        (
+            ErrorCode::InvalidRequest,
+            "claims must be a JSON object with userinfo and id_token objects (OpenID Connect Core 5.5)"
+                .to_owned(),
+        )
+    };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| bad())?;
+    let object = value.as_object().ok_or_else(bad)?;
+    let names = |member: &str| -> Result<Vec<String>, Refused> {
+        match object.get(member) {
+            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+            Some(serde_json::Value::Object(m)) => Ok(m
+                .keys()
+                .filter(|k| k.len() <= 64)
+                .take(64)
+                .cloned()
+                .collect()),
+            Some(_) => Err(bad()),
+        }
+    };
+    Ok(ClaimsRequest {
+        id_token: names("id_token")?,
+        userinfo: names("userinfo")?,
     })
 }
 
@@ -334,29 +596,33 @@ async fn issue(
         pkce: pending.request.pkce.clone(),
         consent: consent.clone(),
         existing_consent: ConsentView::default(),
+        oidc: pending.signed_in.clone(),
         now,
     };
     let Ok((secret, hash)) = fresh_secret(&state.hash_key) else {
         return fail(ErrorCode::ServerError, "the server failed; try again");
     };
-    let command = match pending.request.response_type {
+    let Some(client) = state.engine.models.clients.get(client_id.as_str()) else {
+        return fail(ErrorCode::InvalidRequest, "the client no longer exists");
+    };
+    let response_type = pending.request.response_type;
+    let command = match response_type {
         ResponseType::Code => TokenCommand::IssueCode(IssueCode {
             request,
             code_hash: hash,
             ttl_secs: state.grants.code_ttl_secs,
         }),
-        ResponseType::Token => TokenCommand::IssueImplicit(IssueImplicit {
+        _ => TokenCommand::IssueImplicit(IssueImplicit {
             request,
-            token: NewAccessToken {
+            token: response_type.has_access_token().then(|| NewAccessToken {
                 jti: Uuid::now_v7(),
                 opaque_token_hash: hash,
-                kid: state
-                    .engine
-                    .models
-                    .clients
-                    .get(client_id.as_str())
-                    .and_then(|v| state.kid_for(&v.client, now)),
-            },
+                kid: state.kid_for(&client.client, now),
+            }),
+            id_token: response_type.has_id_token().then(|| NewIdToken {
+                jti: Uuid::now_v7(),
+                kid: super::oidc::id_token_kid(state, &client.client, now),
+            }),
         }),
     };
     let metadata = request_metadata(req, Cause::User(pending.user_id.to_string()));
@@ -377,30 +643,54 @@ async fn issue(
             return fail(e.code, &e.description);
         }
     };
-    let params = match pending.request.response_type {
-        ResponseType::Code => vec![("code", secret)],
-        ResponseType::Token => {
-            let Some(issued) = events.iter().find_map(|e| match &e.event {
-                Event::AccessTokenIssued(i) => Some(i),
-                _ => None,
-            }) else {
-                return fail(ErrorCode::ServerError, "no token was recorded");
-            };
-            let token = match access_token_value(state, issued, secret) {
-                Ok(t) => t,
-                Err(e) => return fail(e.code, &e.description),
-            };
-            vec![
-                ("access_token", token),
-                ("token_type", "Bearer".to_owned()),
-                (
-                    "expires_in",
-                    (issued.expires_at - issued.issued_at).to_string(),
-                ),
-                ("scope", join_scopes(&issued.scopes)),
-            ]
+    if response_type == ResponseType::Code {
+        return Some(redirect.send(vec![("code", secret)], status));
+    }
+    let mut params = Vec::new();
+    let mut access_token = None;
+    if let Some(issued) = events.iter().find_map(|e| match &e.event {
+        Event::AccessTokenIssued(i) => Some(i),
+        _ => None,
+    }) {
+        let token = match access_token_value(state, issued, secret) {
+            Ok(t) => t,
+            Err(e) => return fail(e.code, &e.description),
+        };
+        access_token = Some(token.clone());
+        params.extend([
+            ("access_token", token),
+            ("token_type", "Bearer".to_owned()),
+            (
+                "expires_in",
+                (issued.expires_at - issued.issued_at).to_string(),
+            ),
+            ("scope", join_scopes(&issued.scopes)),
+        ]);
+    }
+    if let Some(issued) = events.iter().find_map(|e| match &e.event {
+        Event::IdTokenIssued(i) => Some(i),
+        _ => None,
+    }) {
+        // Without an access token there is no /userinfo to ask: the scopes' claims go in the
+        // id_token (Core §5.4).
+        let scopes = pending
+            .request
+            .scopes
+            .clone()
+            .unwrap_or_else(|| client.client.scopes.clone());
+        let extras = super::oidc::IdTokenExtras {
+            access_token: access_token.as_deref(),
+            code: None,
+            scope_claims: access_token.is_none().then_some(scopes.as_slice()),
+        };
+        match super::oidc::id_token_value(state, issued, extras) {
+            Ok(t) => params.push(("id_token", t)),
+            Err(e) => return fail(e.code, &e.description),
         }
-    };
+    }
+    if params.is_empty() {
+        return fail(ErrorCode::ServerError, "no token was recorded");
+    }
     Some(redirect.send(params, status))
 }
 

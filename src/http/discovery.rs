@@ -15,6 +15,11 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
 
 /// Authorization server metadata (RFC 8414 §2).
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(metadata_document(&state))
+}
+
+/// The RFC 8414 document; the OpenID provider metadata extends it.
+pub fn metadata_document(state: &AppState) -> serde_json::Value {
     let iss = &state.issuer;
     // Algorithms accepted on client assertions and jwt-bearer grants (RFC 7523).
     let assertion_algs: Vec<String> = crate::jose::ACCEPTED
@@ -27,7 +32,7 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         .filter(|m| **m != AuthMethod::None)
         .map(|m| m.as_str())
         .collect();
-    HttpResponse::Ok().json(serde_json::json!({
+    serde_json::json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/authorize"),
         "token_endpoint": format!("{iss}/token"),
@@ -35,7 +40,8 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         "revocation_endpoint": format!("{iss}/revoke"),
         "jwks_uri": format!("{iss}/jwks"),
         "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
-        "response_types_supported": ["code", "token"],
+        "response_types_supported": ["code", "token", "id_token", "id_token token"],
+        "userinfo_endpoint": format!("{iss}/userinfo"),
         "response_modes_supported": ["query", "fragment"],
         "code_challenge_methods_supported": ["S256", "plain"],
         "authorization_response_iss_parameter_supported": true,
@@ -47,8 +53,8 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "access_token_signing_alg_values_supported": SigningAlgorithm::ALL.map(SigningAlgorithm::as_str),
         "tokeninfo_endpoint": format!("{iss}/tokeninfo"),
-        "scopes_supported": [],
-    }))
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+    })
 }
 
 /// Health and the log's head position; 503 once the store stopped taking writes.

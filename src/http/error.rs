@@ -121,6 +121,7 @@ impl From<crate::service::ServiceError> for OAuthError {
             S::NotFound(id) => {
                 OAuthError::new(ErrorCode::NotFound, format!("client {id} not found"))
             }
+            S::UserNotFound => OAuthError::new(ErrorCode::NotFound, "user not found"),
             S::Conflict(d) => OAuthError::new(ErrorCode::Conflict, d),
             S::Internal(d) => OAuthError::server_error(&d),
             S::Unavailable(d) => {

@@ -11,6 +11,8 @@ pub mod events;
 pub mod form;
 pub mod introspect;
 pub mod limits;
+pub mod logout;
+pub mod oidc;
 pub mod pages;
 pub mod resource;
 pub mod revoke;
@@ -53,6 +55,10 @@ pub struct AppState {
     /// Failure counts of the audit viewer's sign-in, apart from users' (whose names are
     /// whatever was typed, and must not feed an admin client's wait).
     pub admin_throttle: throttle::Throttle,
+    /// Wakes the delivery of back-channel logout notices (a session just ended).
+    pub logout_notices: Arc<tokio::sync::Notify>,
+    /// Held while notices are delivered, so that no notice goes out twice at once.
+    pub delivering: tokio::sync::Mutex<()>,
     /// Turns true when the server begins to stop: long-lived responses (the event stream)
     /// end then, so that the graceful stop does not wait for them.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -171,6 +177,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/.well-known/oauth-authorization-server",
             web::get().to(discovery::metadata),
         )
+        .route(
+            "/.well-known/openid-configuration",
+            web::get().to(oidc::openid_configuration),
+        )
+        .service(
+            web::resource("/end_session")
+                .route(web::get().to(logout::end_session_endpoint))
+                .route(web::post().to(logout::end_session_endpoint))
+                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
+        )
+        .service(post_only(
+            "/end_session/confirm",
+            web::post().to(logout::confirm),
+        ))
+        .service(
+            web::resource("/userinfo")
+                .route(web::get().to(oidc::userinfo))
+                .route(web::post().to(oidc::userinfo))
+                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
+        )
         .route("/healthz", web::get().to(discovery::healthz))
         .route("/admin", web::get().to(viewer::events))
         .route("/admin/login", web::get().to(viewer::login_form))
@@ -190,6 +216,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .route("/users", web::post().to(admin::create_user))
                 .route("/users", web::get().to(admin::list_users))
+                .route("/users/{username}", web::get().to(admin::show_user))
+                .route("/users/{username}", web::patch().to(admin::update_user))
                 .route("/audit", web::get().to(admin::audit))
                 .route("/audit/verify", web::get().to(admin::verify))
                 .route("/audit/checkpoint", web::post().to(admin::checkpoint))

@@ -235,6 +235,55 @@ pub fn consent(p: &ConsentPage<'_>) -> Markup {
     )
 }
 
+/// The page that asks a signed-in user to confirm a logout an application asked for.
+pub fn confirm_logout(client_name: Option<&str>, request: &str, csrf: &str) -> Markup {
+    layout(
+        "Sign out",
+        false,
+        html! {
+            h1 { "Sign out?" }
+            @match client_name {
+                Some(name) => p { b { (name) } " asks to sign you out of this server." },
+                None => p { "An application asks to sign you out of this server." },
+            }
+            p.muted { "Applications you signed in to with this session are told you signed out." }
+            form method="post" action="/end_session/confirm" {
+                input type="hidden" name="csrf_token" value=(csrf);
+                input type="hidden" name="request" value=(request);
+                div.actions {
+                    button type="submit" name="decision" value="logout" { "Sign out" }
+                    button.secondary type="submit" name="decision" value="stay" { "Stay signed in" }
+                }
+            }
+        },
+    )
+}
+
+/// The page after a logout that names no place to go.
+pub fn signed_out() -> Markup {
+    layout(
+        "Signed out",
+        false,
+        html! {
+            h1 { "You are signed out" }
+            p { "You can close this page." }
+            p.muted { a href="/login" { "Sign in again" } }
+        },
+    )
+}
+
+/// The page after a logout the user declined.
+pub fn still_signed_in() -> Markup {
+    layout(
+        "Still signed in",
+        false,
+        html! {
+            h1 { "You are still signed in" }
+            p { "Nothing changed. You can close this page." }
+        },
+    )
+}
+
 /// One authorized application on the account page.
 pub struct AuthorizedApp {
     /// Client id.

@@ -93,17 +93,85 @@ pub struct Session {
     pub password_version: u32,
     /// Expiry (Unix seconds).
     pub expires_at: i64,
+    /// When the user signed in (Unix seconds; an id_token's `auth_time`). Absent in cookies
+    /// from before OpenID Connect: 0, which no `max_age` accepts.
+    #[serde(default)]
+    pub auth_time: i64,
+    /// The session's id (an id_token's `sid`): 128 random bits, base64url. Absent in cookies
+    /// from before OpenID Connect.
+    #[serde(default)]
+    pub sid: String,
 }
 
 /// The signed-in user of a request, if the session is valid and the user unchanged.
 pub fn current_user(req: &HttpRequest, state: &AppState, now: i64) -> Option<Arc<UserView>> {
+    current_session(req, state, now).map(|(_, user)| user)
+}
+
+/// The request's session and its user, if the session is valid and the user unchanged.
+pub fn current_session(
+    req: &HttpRequest,
+    state: &AppState,
+    now: i64,
+) -> Option<(Session, Arc<UserView>)> {
     let cookie = req.cookie(SESSION_COOKIE)?;
     let session: Session = state.session_key.open("session", cookie.value())?;
     if session.expires_at <= now {
         return None;
     }
+    // A session that ended (a logout, here or through a relying party) stays ended, whoever
+    // still holds a copy of its cookie.
+    if !session.sid.is_empty()
+        && state
+            .engine
+            .models
+            .users
+            .session_ended(&session.sid)
+            .unwrap_or(true)
+    {
+        return None;
+    }
     let user = state.engine.models.users.get(&session.user_id)?;
-    (user.password_version == session.password_version).then_some(user)
+    (user.password_version == session.password_version).then_some((session, user))
+}
+
+/// Starts a session for a user who just signed in: records `SessionStarted` (its id is the
+/// `sid` of the id_tokens issued in it) and answers the cookie that carries it.
+pub async fn start_session(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &UserView,
+) -> Result<Cookie<'static>, super::error::OAuthError> {
+    use domain::session::SessionCommand;
+    let now = state.engine.clock.unix_now();
+    let mut sid = [0u8; 16];
+    getrandom::getrandom(&mut sid).map_err(|e| super::error::OAuthError::server_error(&e))?;
+    let sid = URL_SAFE_NO_PAD.encode(sid);
+    let session = Session {
+        user_id: user.user_id,
+        password_version: user.password_version,
+        expires_at: now + i64::from(state.grants.session_ttl_secs),
+        auth_time: now,
+        sid: sid.clone(),
+    };
+    let metadata = super::request_metadata(req, domain::Cause::User(user.user_id.to_string()));
+    state
+        .engine
+        .users()
+        .send(crate::actors::ExecuteSessionCommand {
+            sid,
+            command: SessionCommand::Start {
+                sid: session.sid.clone(),
+                user_id: user.user_id,
+                auth_time: now,
+                expires_at: session.expires_at,
+            },
+            metadata,
+        })
+        .await
+        .map_err(|e| super::error::OAuthError::server_error(&e))?
+        .map_err(super::token::command_error)?;
+    Ok(session_cookie(state, &session))
 }
 
 fn base_cookie(state: &AppState, name: &'static str, value: String) -> Cookie<'static> {
@@ -115,18 +183,13 @@ fn base_cookie(state: &AppState, name: &'static str, value: String) -> Cookie<'s
         .finish()
 }
 
-/// The cookie that signs a user in.
-pub fn session_cookie(state: &AppState, user: &UserView, now: i64) -> Cookie<'static> {
+/// The cookie that carries a session.
+fn session_cookie(state: &AppState, session: &Session) -> Cookie<'static> {
     let ttl = i64::from(state.grants.session_ttl_secs);
-    let session = Session {
-        user_id: user.user_id,
-        password_version: user.password_version,
-        expires_at: now + ttl,
-    };
     let mut c = base_cookie(
         state,
         SESSION_COOKIE,
-        state.session_key.seal("session", &session),
+        state.session_key.seal("session", session),
     );
     c.set_max_age(actix_web::cookie::time::Duration::seconds(ttl));
     c

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use domain::assertion::{AcceptAssertion, JwtBearerGrant};
 use domain::event::{AccessTokenIssued, AssertionUse, Event};
 use domain::grant::{
-    self, NewAccessToken, NewRefreshToken, PasswordGrant, RedeemCode, RefreshGrant,
+    self, NewAccessToken, NewIdToken, NewRefreshToken, PasswordGrant, RedeemCode, RefreshGrant,
 };
 use domain::oauth::ErrorCode;
 use domain::token::{IssueClientCredentialsToken, TokenCommand, TokenError};
@@ -29,6 +29,7 @@ pub fn command_error(e: CommandError) -> OAuthError {
         CommandError::Token(t) => token_error(t),
         CommandError::Client(c) => OAuthError::invalid_request(c.to_string()),
         CommandError::User(u) => OAuthError::invalid_request(u.to_string()),
+        CommandError::Session(s) => OAuthError::invalid_request(s.to_string()),
         CommandError::Unavailable(d) => OAuthError::new(ErrorCode::TemporarilyUnavailable, d),
         e @ CommandError::Recovering => {
             OAuthError::new(ErrorCode::TemporarilyUnavailable, e.to_string())
@@ -159,6 +160,11 @@ async fn grant(
         opaque_token_hash,
         kid: state.kid_for(&client.view.client, now),
     };
+    // Used only when the grant turns out to be an OpenID Connect grant.
+    let id_token = NewIdToken {
+        jti: Uuid::now_v7(),
+        kid: super::oidc::id_token_kid(state, &client.view.client, now),
+    };
     let parsed = GrantType::parse(grant);
     // Only the user grants may issue a refresh token: client_credentials, the hot path, draws
     // none. Its value is kept for the answer; the command carries its hash.
@@ -191,6 +197,7 @@ async fn grant(
                 code_verifier: form.get("code_verifier").map(str::to_owned),
                 token: access,
                 refresh: new_refresh()?,
+                id_token,
                 family_id: Uuid::now_v7(),
                 now,
             })
@@ -205,6 +212,7 @@ async fn grant(
                 scopes,
                 access,
                 refresh: new_refresh()?,
+                id_token,
                 grace_secs: state.grants.refresh_grace_secs,
                 now,
             })
@@ -228,6 +236,12 @@ async fn grant(
                 scopes,
                 token: access,
                 refresh: new_refresh()?,
+                id_token,
+                pairwise_subject: super::oidc::pairwise_subject(
+                    state,
+                    &client.view.client,
+                    user.user_id,
+                ),
                 family_id: Uuid::now_v7(),
                 now,
             })
@@ -288,6 +302,16 @@ async fn grant(
     }
     if refreshed {
         body["refresh_token"] = refresh_value.into();
+    }
+    if let Some(id) = events.iter().find_map(|e| match &e.event {
+        Event::IdTokenIssued(i) => Some(i),
+        _ => None,
+    }) {
+        let extras = super::oidc::IdTokenExtras {
+            access_token: Some(&access_token),
+            ..Default::default()
+        };
+        body["id_token"] = super::oidc::id_token_value(state, id, extras)?.into();
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -260,3 +260,232 @@ fn only_a_client_registered_as_admin_may_hold_the_admin_scope() {
     );
     assert_eq!(status, 200);
 }
+
+#[test]
+fn user_profiles_are_set_by_the_cli_and_the_admin_api_and_recorded_without_passwords() {
+    const PW: &str = "wonderland-pw-42";
+    let mut app = spawn_app();
+    // Stopped: the CLI registers the user with a profile directly on the store.
+    app.stop();
+    let out = app.cli_stdin(
+        &[
+            "user",
+            "create",
+            "--username",
+            "alice+ops",
+            "--password-stdin",
+            "--name",
+            "Alice Liddell",
+            "--email",
+            "alice@example.test",
+            "--locale",
+            "en",
+            "--format",
+            "json",
+        ],
+        &format!("{PW}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["name"], "Alice Liddell", "{created}");
+    assert_eq!(created["email"], "alice@example.test");
+    assert_eq!(created["email_verified"], false);
+    assert_eq!(created["locale"], "en");
+    assert!(created.get("password").is_none() && created.get("password_hash").is_none());
+    // A malformed claim is refused without being echoed, and registers nobody.
+    let out = app.cli_stdin(
+        &[
+            "user",
+            "create",
+            "--username",
+            "bob",
+            "--password-stdin",
+            "--email",
+            "bob at example",
+        ],
+        &format!("{PW}\n"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("email must be") && !err.contains("bob at"),
+        "{err}"
+    );
+
+    // Running: the CLI goes through the admin API.
+    app.start();
+    let updated = app.cli_json(&[
+        "user",
+        "update",
+        "alice+ops",
+        "--given-name",
+        "Alice",
+        "--family-name",
+        "Liddell",
+        "--email-verified",
+        "--locale",
+        "en-GB",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(updated["given_name"], "Alice", "{updated}");
+    assert_eq!(updated["family_name"], "Liddell");
+    assert_eq!(updated["email_verified"], true);
+    assert_eq!(updated["locale"], "en-GB");
+    assert_eq!(updated["name"], "Alice Liddell", "claims not named stay");
+    let out = app.cli(&["user", "update", "alice+ops"]);
+    assert!(
+        !out.status.success(),
+        "an update that names nothing is refused"
+    );
+    let out = app.cli(&["user", "update", "nobody", "--locale", "en"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+
+    let bearer = format!("Bearer {}", app.admin_token());
+    let patch = |user: &str, body: serde_json::Value| {
+        answer(
+            app.agent
+                .patch(&format!("{}/admin/api/users/{user}", app.base))
+                .header("Authorization", &bearer)
+                .send_json(&body),
+        )
+    };
+    // An empty string clears a claim; the others stay.
+    let (status, patched) = patch(
+        "alice%2Bops",
+        serde_json::json!({"name": "", "preferred_username": "alice"}),
+    );
+    assert_eq!(status, 200, "{patched}");
+    assert!(patched.get("name").is_none(), "{patched}");
+    assert_eq!(patched["preferred_username"], "alice");
+    assert_eq!(patched["email_verified"], true);
+    // The same claims again record nothing.
+    let (status, again) = patch(
+        "alice%2Bops",
+        serde_json::json!({"preferred_username": "alice"}),
+    );
+    assert_eq!((status, &again), (200, &patched));
+    // A new address is unverified unless the change says otherwise.
+    let (status, moved) = patch(
+        "alice%2Bops",
+        serde_json::json!({"email": "alice@wonderland.test"}),
+    );
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(
+        (moved["email"].as_str(), moved["email_verified"].as_bool()),
+        (Some("alice@wonderland.test"), Some(false))
+    );
+    // Refusals: RFC 6749 error JSON, in its character set, never quoting what was sent.
+    for (body, hidden) in [
+        (serde_json::json!({"locale": "en_GB<script>"}), "script"),
+        (serde_json::json!({"email": "x\u{7}@secret.test"}), "secret"),
+        (serde_json::json!({"family_name": "Lid\ndell"}), "Lid"),
+        (serde_json::json!({"email_verified": "hunter2"}), "hunter2"),
+        (serde_json::json!({"password": "hunter2"}), "hunter2"),
+    ] {
+        let (status, err) = patch("alice%2Bops", body.clone());
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{body}: {err}"
+        );
+        let d = err["error_description"].as_str().unwrap();
+        assert!(!d.contains(hidden), "{body}: {d}");
+        assert!(
+            d.bytes()
+                .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e)),
+            "{d}"
+        );
+    }
+    let (status, err) = patch("nobody", serde_json::json!({"locale": "en"}));
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (404, Some("not_found")),
+        "{err}"
+    );
+
+    // The admin API registers with a profile too, and refuses a bad one before registering.
+    let users = format!("{}/admin/api/users", app.base);
+    let (status, carol) = answer(
+        app.agent
+            .post(&users)
+            .header("Authorization", &bearer)
+            .send_json(serde_json::json!({"username": "carol", "password": PW,
+                           "email": "carol@example.test", "email_verified": true})),
+    );
+    assert_eq!(status, 201, "{carol}");
+    assert_eq!(
+        (carol["email"].as_str(), carol["email_verified"].as_bool()),
+        (Some("carol@example.test"), Some(true))
+    );
+    let (status, _) = answer(
+        app.agent
+            .post(&users)
+            .header("Authorization", &bearer)
+            .send_json(
+                serde_json::json!({"username": "dave", "password": PW, "locale": "not a tag"}),
+            ),
+    );
+    assert_eq!(status, 400);
+
+    // show and list print the profile, the same through the API and on the store.
+    let running_show = app.cli_json(&["user", "show", "alice+ops", "--format", "json"]);
+    assert_eq!(running_show, moved);
+    let (status, api_show) = answer(
+        app.agent
+            .get(&format!("{users}/alice%2Bops"))
+            .header("Authorization", &bearer)
+            .call(),
+    );
+    assert_eq!((status, &api_show), (200, &moved));
+    let running_list = app.cli_json(&["user", "list", "--format", "json"]);
+    let names: Vec<_> = running_list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["alice+ops", "carol"],
+        "no user was registered by a refusal"
+    );
+    assert!(running_list.as_array().unwrap().contains(&moved));
+    let table = app.cli(&["user", "show", "alice+ops"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("family_name") && table.contains("Liddell"),
+        "{table}"
+    );
+
+    // The trail: one UserProfileChanged per change, none for the no-op, no password anywhere.
+    let changes = app.events("UserProfileChanged");
+    assert_eq!(changes.len(), 5, "{changes:?}");
+    for e in &changes {
+        let data = &e["data"];
+        assert!(data.get("password").is_none() && data.get("password_hash").is_none());
+        assert!(data["profile"].get("password").is_none());
+        assert!(!e.to_string().contains(PW) && !e.to_string().contains("argon2"));
+        assert!(data["updated_at"].as_i64().unwrap() > 1_600_000_000);
+    }
+    assert_eq!(changes[0]["data"]["profile"]["name"], "Alice Liddell");
+    assert_eq!(
+        changes[3]["data"]["profile"]["email"],
+        "alice@wonderland.test"
+    );
+
+    app.stop();
+    assert_eq!(
+        app.cli_json(&["user", "show", "alice+ops", "--format", "json"]),
+        running_show
+    );
+    assert_eq!(
+        app.cli_json(&["user", "list", "--format", "json"]),
+        running_list
+    );
+}

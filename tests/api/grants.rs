@@ -945,7 +945,7 @@ fn metadata_lists_the_authorization_endpoint_and_pkce_methods() {
     );
     assert_eq!(
         m["response_types_supported"],
-        serde_json::json!(["code", "token"])
+        serde_json::json!(["code", "token", "id_token", "id_token token"])
     );
     assert_eq!(m["authorization_response_iss_parameter_supported"], true);
 }

@@ -23,6 +23,7 @@ mod lifecycle;
 mod logfile;
 mod nodes;
 mod oauth;
+mod oidc;
 mod pg;
 mod resource;
 mod robustness;
