@@ -45,6 +45,21 @@ impl BearerError {
         }
     }
 
+    /// The `error_description`: the message kept to RFC 6749 §5.2's characters (%x20-21 /
+    /// %x23-5B / %x5D-7E), whatever a cause it wraps may hold.
+    pub fn description(&self) -> String {
+        self.to_string()
+            .chars()
+            .take(300)
+            .map(|c| match c {
+                '"' => '\'',
+                '\\' => '/',
+                ' '..='~' => c,
+                _ => '?',
+            })
+            .collect()
+    }
+
     /// The `WWW-Authenticate` challenge for a realm.
     pub fn challenge(&self, realm: &str) -> String {
         // Header values are ASCII; quotes and backslashes would end the quoted string.
@@ -64,7 +79,7 @@ impl BearerError {
         {
             c.push_str(&format!(
                 r#", error="{code}", error_description="{}""#,
-                quote(&self.to_string())
+                quote(&self.description())
             ));
         }
         if let BearerError::InsufficientScope(scope) = self {
@@ -80,7 +95,7 @@ impl BearerError {
             res.insert_header((header::WWW_AUTHENTICATE, v));
         }
         res.insert_header((header::CACHE_CONTROL, "no-store"));
-        let mut body = serde_json::json!({ "error_description": self.to_string() });
+        let mut body = serde_json::json!({ "error_description": self.description() });
         body["error"] = self.code().unwrap_or("invalid_token").into();
         if let BearerError::InsufficientScope(scope) = self {
             body["scope"] = scope.clone().into();

@@ -81,6 +81,13 @@ fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
 impl KeySet {
     /// Reads a JWKS document; symmetric keys and keys of unknown types are left out.
     pub fn parse(jwks: &serde_json::Value) -> Result<Self, JoseError> {
+        // RFC 7517 §5: an object with a `keys` array. serde would also read the struct from
+        // an array of its fields.
+        if !jwks.get("keys").is_some_and(serde_json::Value::is_array) {
+            return Err(JoseError::Invalid(
+                "not a JWKS document: an object with a keys array".into(),
+            ));
+        }
         let set: JwkSet = serde_json::from_value(jwks.clone())
             .map_err(|e| JoseError::Invalid(format!("not a JWKS document: {e}")))?;
         let keys = set
@@ -118,8 +125,13 @@ impl KeySet {
         token: &str,
         validation: impl Fn(&mut Validation),
     ) -> Result<(Header, T), JoseError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| JoseError::Malformed(e.to_string()))?;
+        // The parser's message would quote the token's own header (an unknown `alg`, say):
+        // the sender is told what is wrong, never shown its input again.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            JoseError::Malformed(
+                "the header is not base64url-encoded JSON naming a known alg".into(),
+            )
+        })?;
         if !ACCEPTED.contains(&header.alg) {
             return Err(JoseError::Algorithm(format!("{:?}", header.alg)));
         }
@@ -163,7 +175,10 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
         ErrorKind::InvalidIssuer => "wrong issuer".into(),
         ErrorKind::InvalidAudience => "wrong audience".into(),
         ErrorKind::MissingRequiredClaim(c) => format!("the token lacks the {c} claim"),
-        other => format!("the token does not verify: {other:?}"),
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) | ErrorKind::Base64(_) => {
+            "the claims are not base64url-encoded JSON of the expected types".into()
+        }
+        _ => "the token does not verify".into(),
     }
 }
 
@@ -186,6 +201,26 @@ mod tests {
         });
         let der = pair.to_pkcs8v1().unwrap();
         (jsonwebtoken::EncodingKey::from_ec_der(der.as_ref()), jwk)
+    }
+
+    #[test]
+    fn a_malformed_header_is_named_not_repeated_and_only_an_object_is_a_key_set() {
+        let (_, jwk) = es256();
+        let set = KeySet::parse(&serde_json::json!({ "keys": [jwk.clone()] })).unwrap();
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"ZQXJ<b>\"x","typ":"JWT"}"#);
+        let token = format!("{header}.e30.c2ln");
+        let err = set
+            .verify::<serde_json::Value>(&token, |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("ZQXJ"), "{err}");
+        let refused = crate::bearer::BearerError::InvalidToken(format!("{err} \"ZQXJ\\\n"));
+        assert!(refused
+            .description()
+            .bytes()
+            .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)));
+        assert!(KeySet::parse(&serde_json::json!([[jwk]])).is_err());
+        assert!(KeySet::parse(&serde_json::json!({ "keys": {} })).is_err());
     }
 
     #[test]
