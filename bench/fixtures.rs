@@ -37,6 +37,7 @@ pub fn registered(id: &ClientId) -> Event {
         trusted_issuers: vec![],
         admin: Some(false),
         oidc: Default::default(),
+        dynamic: None,
     })
 }
 

@@ -63,6 +63,14 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Serve a plain http:// issuer that is not this machine.
     pub insecure_http: Option<bool>,
+    /// Let anyone register a client at `POST /register`, without an initial access token.
+    pub open_registration: Option<bool>,
+    /// Grant types a self-registered client may ask for.
+    pub registration_grant_types: Option<Vec<String>>,
+    /// Scopes a self-registered client may ask for.
+    pub registration_scopes: Option<Vec<String>>,
+    /// Registrations per minute per source address (0: no limit).
+    pub rate_limit_register: Option<u32>,
 }
 
 impl FileConfig {
@@ -120,6 +128,8 @@ pub struct ServeConfig {
     /// Serve a plain `http://` issuer on a host other than this machine (behind a proxy that
     /// terminates TLS).
     pub insecure_http: bool,
+    /// What `POST /register` lets a client register.
+    pub registration: crate::http::register::RegistrationPolicy,
 }
 
 /// Lifetimes and switches of the grants made on a user's behalf.

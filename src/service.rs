@@ -65,6 +65,7 @@ impl From<CommandError> for ServiceError {
             }
             CommandError::User(e) => ServiceError::Conflict(e.to_string()),
             CommandError::Session(e) => ServiceError::Conflict(e.to_string()),
+            CommandError::Registration(e) => ServiceError::Invalid(e.to_string()),
             CommandError::Keys(e) => ServiceError::Invalid(e),
             CommandError::Store(
                 e @ (crate::store::StoreError::Corrupt(_) | crate::store::StoreError::Corrupted(_)),
@@ -149,6 +150,9 @@ pub struct CreateClient {
     /// The sector of a pairwise client (a host name).
     #[serde(default)]
     pub sector_identifier: Option<String>,
+    /// Set by dynamic client registration only, never from a request body.
+    #[serde(skip)]
+    pub dynamic: Option<domain::event::DynamicRegistration>,
 }
 
 /// Changes to a client (admin API body; built from CLI flags).
@@ -416,6 +420,36 @@ pub async fn create_client(
     req: CreateClient,
     metadata: Metadata,
 ) -> Result<ClientOutput, ServiceError> {
+    let (command, secret) = registration(engine, req)?;
+    send_registration(engine, command, secret, metadata).await
+}
+
+/// Records a registration built by [`registration`]; answers the client as registered.
+pub async fn send_registration(
+    engine: &Engine,
+    command: RegisterClient,
+    secret: Option<String>,
+    metadata: Metadata,
+) -> Result<ClientOutput, ServiceError> {
+    let client_id = command.client_id.clone();
+    engine
+        .registry
+        .send(
+            &client_id,
+            ExecuteClientCommand {
+                command: ClientCommand::Register(command),
+                metadata,
+            },
+        )
+        .await?;
+    Ok(ClientOutput::from_view(&*view(engine, &client_id)?, secret))
+}
+
+/// The registration a request asks for, and the client's new secret (when it gets one).
+pub fn registration(
+    engine: &Engine,
+    req: CreateClient,
+) -> Result<(RegisterClient, Option<String>), ServiceError> {
     let client_id = match &req.client_id {
         Some(id) => parse_id(id)?,
         None => parse_id(&uuid::Uuid::now_v7().simple().to_string())?,
@@ -454,7 +488,7 @@ pub async fn create_client(
         parse_all(&req.grant_types, GrantType::parse)?
     };
     let key = hash_key(engine)?;
-    let command = ClientCommand::Register(RegisterClient {
+    let command = RegisterClient {
         client_id: client_id.clone(),
         name: req.name,
         public: req.public,
@@ -484,12 +518,9 @@ pub async fn create_client(
                 .unwrap_or_default(),
             sector_identifier: req.sector_identifier.clone(),
         },
-    });
-    engine
-        .registry
-        .send(&client_id, ExecuteClientCommand { command, metadata })
-        .await?;
-    Ok(ClientOutput::from_view(&*view(engine, &client_id)?, secret))
+        dynamic: req.dynamic.clone(),
+    };
+    Ok((command, secret))
 }
 
 /// A client's OpenID Connect settings with the changes of `req`, if it changes any.
@@ -1279,4 +1310,71 @@ mod tests {
         assert_eq!(page.head_position, head);
         assert!(page.events.iter().all(|e| e.position <= head));
     }
+}
+
+/// A new initial access token for dynamic client registration: its value is shown here only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitialAccessTokenOutput {
+    /// Its id (in the events that issue and use it).
+    pub id: String,
+    /// The token, to send as `Authorization: Bearer` to `POST /register`.
+    pub initial_access_token: String,
+    /// Registrations it may make.
+    pub max_uses: u32,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+}
+
+/// How an admin asks for an initial access token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueInitialAccessToken {
+    /// Lifetime in seconds (default one day).
+    #[serde(default)]
+    pub expires_in: Option<u32>,
+    /// Registrations it may make (default 1).
+    #[serde(default)]
+    pub max_uses: Option<u32>,
+}
+
+/// Issues an initial access token (RFC 7591 §3): recorded as its keyed hash only.
+pub async fn issue_initial_access_token(
+    engine: &Engine,
+    req: IssueInitialAccessToken,
+    metadata: Metadata,
+) -> Result<InitialAccessTokenOutput, ServiceError> {
+    use domain::registration::RegistrationTokenCommand;
+    let token = random_secret()?;
+    let id = uuid::Uuid::now_v7();
+    let now = engine.clock.unix_now();
+    let ttl = req.expires_in.unwrap_or(86_400);
+    let max_uses = req.max_uses.unwrap_or(1);
+    engine
+        .users()
+        .send(crate::actors::ExecuteRegistrationTokenCommand {
+            id,
+            command: RegistrationTokenCommand::Issue {
+                id,
+                token_hash: hash_key(engine)?.hash(&token),
+                ttl_secs: ttl,
+                max_uses,
+                now,
+            },
+            metadata,
+        })
+        .await
+        .map_err(|e| ServiceError::Unavailable(e.to_string()))??;
+    let expires_at = time::OffsetDateTime::from_unix_timestamp(now + i64::from(ttl))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    Ok(InitialAccessTokenOutput {
+        id: id.to_string(),
+        initial_access_token: token,
+        max_uses,
+        expires_at,
+    })
 }

@@ -3,7 +3,7 @@
 use crate::event::{
     ClientDeleted, ClientGrantTypesChanged, ClientKeysChanged, ClientOidcSettingsChanged,
     ClientRedirectUriAdded, ClientRedirectUriRemoved, ClientRegistered, ClientScopesChanged,
-    ClientSecretRotated, ClientSettingsChanged, Event, OidcClientSettings,
+    ClientSecretRotated, ClientSettingsChanged, DynamicRegistration, Event, OidcClientSettings,
 };
 use crate::values::{
     AuthMethod, ClientId, GrantType, RedirectMatching, RedirectUri, Scope, SecretHash,
@@ -63,6 +63,9 @@ pub struct Client {
     /// so that the rows of clients from before them stay as they were).
     #[serde(default, skip_serializing_if = "OidcClientSettings::is_default")]
     pub oidc: OidcClientSettings,
+    /// Present for a client that registered itself (RFC 7591).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicRegistration>,
 }
 
 /// Most keys a client may register.
@@ -215,6 +218,8 @@ pub struct RegisterClient {
     pub admin: bool,
     /// OpenID Connect settings.
     pub oidc: OidcClientSettings,
+    /// Set when the client registers itself (RFC 7591).
+    pub dynamic: Option<DynamicRegistration>,
 }
 
 /// Changes to a client, decided together and recorded atomically.
@@ -510,6 +515,7 @@ fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, Cli
         trusted_issuers: dedup(&cmd.trusted_issuers),
         admin: Some(cmd.admin),
         oidc: cmd.oidc.clone(),
+        dynamic: cmd.dynamic.clone(),
     })])
 }
 
@@ -711,6 +717,7 @@ pub fn evolve(state: &mut ClientState, event: &Event) {
             // registrations keep the rights they were given.
             admin: e.admin.unwrap_or_else(|| holds_admin_scope(&e.scopes)),
             oidc: e.oidc.clone(),
+            dynamic: e.dynamic.clone(),
         });
         return;
     }
@@ -783,6 +790,7 @@ pub(crate) mod tests {
             trusted_issuers: vec![],
             admin: false,
             oidc: Default::default(),
+            dynamic: None,
         }
     }
 
@@ -823,6 +831,7 @@ pub(crate) mod tests {
                 trusted_issuers: vec![],
                 admin: Some(false),
                 oidc: Default::default(),
+                dynamic: None,
             })]);
     }
 

@@ -60,6 +60,9 @@ pub struct ClientRegistered {
     /// What it registered for OpenID Connect (absent: the defaults).
     #[serde(default, skip_serializing_if = "OidcClientSettings::is_default")]
     pub oidc: OidcClientSettings,
+    /// Present when the client registered itself (dynamic client registration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicRegistration>,
 }
 
 /// What a client registered for OpenID Connect (Dynamic Client Registration 1.0 §2).
@@ -853,6 +856,42 @@ pub struct BackchannelLogoutAttempted {
     pub at: i64,
 }
 
+/// An admin issued an initial access token for dynamic client registration (RFC 7591 §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitialAccessTokenIssued {
+    /// Its id.
+    pub id: Uuid,
+    /// Keyed hash of its value; never the value.
+    pub token_hash: SecretHash,
+    /// Registrations it may make.
+    pub max_uses: u32,
+    /// Issued at (Unix seconds).
+    pub issued_at: i64,
+    /// Expires at (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// An initial access token was used for a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitialAccessTokenUsed {
+    /// The token.
+    pub id: Uuid,
+    /// The client it registers.
+    pub client_id: ClientId,
+    /// 1 for its first use.
+    pub use_number: u32,
+}
+
+/// How a client registered itself through dynamic client registration (RFC 7591, 7592).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynamicRegistration {
+    /// Keyed hash of its registration access token (RFC 7592 §1); never the token.
+    pub registration_token_hash: SecretHash,
+    /// The initial access token it presented; absent under open registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_access_token: Option<Uuid>,
+}
+
 /// Every event type of the log, tagged by its stable type name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -933,6 +972,10 @@ pub enum Event {
     SessionEnded(SessionEnded),
     /// See [`BackchannelLogoutAttempted`].
     BackchannelLogoutAttempted(BackchannelLogoutAttempted),
+    /// See [`InitialAccessTokenIssued`].
+    InitialAccessTokenIssued(InitialAccessTokenIssued),
+    /// See [`InitialAccessTokenUsed`].
+    InitialAccessTokenUsed(InitialAccessTokenUsed),
 }
 
 /// Expands `$m!(Variant, ...)` over every event type: one list for the type names, the
@@ -975,7 +1018,9 @@ macro_rules! for_each_event {
             ClientOidcSettingsChanged,
             SessionStarted,
             SessionEnded,
-            BackchannelLogoutAttempted
+            BackchannelLogoutAttempted,
+            InitialAccessTokenIssued,
+            InitialAccessTokenUsed
         );
     };
 }
@@ -1060,7 +1105,9 @@ impl Event {
             Event::IdTokenIssued(e) => &e.client_id,
             Event::ClientOidcSettingsChanged(e) => &e.client_id,
             Event::BackchannelLogoutAttempted(e) => &e.client_id,
+            Event::InitialAccessTokenUsed(e) => &e.client_id,
             Event::UserRegistered(_)
+            | Event::InitialAccessTokenIssued(_)
             | Event::SessionStarted(_)
             | Event::SessionEnded(_)
             | Event::UserProfileChanged(_)

@@ -10,6 +10,7 @@ pub mod event;
 pub mod grant;
 pub mod keys;
 pub mod oauth;
+pub mod registration;
 pub mod session;
 pub mod token;
 pub mod user;

@@ -59,6 +59,12 @@ pub enum ErrorCode {
     RequestUriNotSupported,
     /// The `registration` parameter is not supported.
     RegistrationNotSupported,
+    /// RFC 7591 §3.2.2: a redirect URI a registration may not have.
+    InvalidRedirectUri,
+    /// RFC 7591 §3.2.2: client metadata that is invalid or not allowed.
+    InvalidClientMetadata,
+    /// RFC 7591 §3.2.2: a software statement that is not accepted.
+    InvalidSoftwareStatement,
 }
 
 impl ErrorCode {
@@ -86,6 +92,9 @@ impl ErrorCode {
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::RegistrationNotSupported => "registration_not_supported",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::InvalidSoftwareStatement => "invalid_software_statement",
         }
     }
 }

@@ -387,6 +387,7 @@ mod tests {
                 trusted_issuers: vec![],
                 admin: Some(false),
                 oidc: Default::default(),
+                dynamic: None,
             })
         };
         let issued = |c: &str, n: u128| {

@@ -4,7 +4,7 @@
 //! authorization codes (`c` + hash, redeemed: `C` + hash), refresh tokens (`R` + hash, used:
 //! `u` + id), each family's newest refresh token (`g` + family) and revoked families (`F`),
 //! withdrawn authorizations (`A` + client + user), and the claims an OpenID Connect grant
-//! asked `/userinfo` for (`o` + family).
+//! asked `/userinfo` for (`o` + family), and initial access tokens by hash (`I`).
 //!
 //! Access tokens, the bulk of it, are slots of a compact table of their own
 //! ([`crate::token_table`], about 60 bytes a token); every other fact is a row of its own in
@@ -359,6 +359,10 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
             authorization_key(e.client_id.as_str(), &e.user_id.to_string()),
             event.position.to_be_bytes().to_vec(),
         )),
+        Event::InitialAccessTokenIssued(e) => out.push(Write::Put(
+            text_key(b'I', e.token_hash.as_str()),
+            e.id.as_bytes().to_vec(),
+        )),
         Event::IdTokenIssued(e) => {
             if let (Some(family), false) = (&e.family_id, e.claims.userinfo.is_empty()) {
                 out.push(Write::Put(key16(b'o', family), json(&e.claims.userinfo)));
@@ -616,6 +620,16 @@ impl TokenIndex {
                 None => false,
             },
         )
+    }
+
+    /// The id of the initial access token (dynamic client registration) with this hash.
+    pub fn initial_access_token(&self, hash: &str) -> Result<Option<Uuid>, ProjectionError> {
+        match self.store.tree.get(text_key(b'I', hash))? {
+            Some(v) => Uuid::from_slice(&v)
+                .map(Some)
+                .map_err(|e| ProjectionError::Corrupt(e.to_string())),
+            None => Ok(None),
+        }
     }
 
     /// The claims an OpenID Connect grant asked `/userinfo` for one by one (the `claims`

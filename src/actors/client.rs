@@ -38,6 +38,9 @@ pub enum CommandError {
     /// The session aggregate refused it.
     #[error(transparent)]
     Session(#[from] domain::session::SessionError),
+    /// An initial access token refused it.
+    #[error(transparent)]
+    Registration(#[from] domain::registration::RegistrationTokenError),
     /// The store failed; nothing was acknowledged.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -645,6 +648,7 @@ mod tests {
                 trusted_issuers: vec![],
                 admin: false,
                 oidc: Default::default(),
+                dynamic: None,
             }),
             metadata: Metadata::system(),
         })

@@ -12,5 +12,6 @@ pub use client::{
 pub use keys::{ExecuteKeyRequest, KeyActor, KeyRequest};
 pub use registry::Registry;
 pub use user::{
-    ChangeUserProfile, ExecuteSessionCommand, ExecuteUserCommand, RecordUnknownLogin, UserActor,
+    ChangeUserProfile, ExecuteRegistrationTokenCommand, ExecuteSessionCommand, ExecuteUserCommand,
+    RecordUnknownLogin, UserActor,
 };

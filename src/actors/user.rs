@@ -190,6 +190,45 @@ impl Handler<ExecuteSessionCommand> for UserActor {
     }
 }
 
+/// A command on an initial access token (stream `registration-token-<id>`).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "CommandResult")]
+pub struct ExecuteRegistrationTokenCommand {
+    /// The token.
+    pub id: uuid::Uuid,
+    /// What to do.
+    pub command: domain::registration::RegistrationTokenCommand,
+    /// Request context.
+    pub metadata: Metadata,
+}
+
+impl Handler<ExecuteRegistrationTokenCommand> for UserActor {
+    type Result = AtomicResponse<Self, CommandResult>;
+
+    fn handle(
+        &mut self,
+        msg: ExecuteRegistrationTokenCommand,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
+        use domain::registration;
+        let stream = registration::token_stream(&msg.id);
+        let events = match self.store.read_stream(&stream, 1) {
+            Ok(e) => e,
+            Err(e) => return refused(e.into()),
+        };
+        let mut state = registration::TokenState::default();
+        let mut version = 0;
+        for e in &events {
+            registration::evolve(&mut state, &e.event);
+            version = e.version;
+        }
+        match registration::decide(&state, &msg.command) {
+            Ok(events) => self.append(stream, version, events, msg.metadata),
+            Err(e) => refused(CommandError::Registration(e)),
+        }
+    }
+}
+
 impl Handler<RecordUnknownLogin> for UserActor {
     type Result = AtomicResponse<Self, CommandResult>;
 

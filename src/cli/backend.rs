@@ -165,6 +165,24 @@ impl Backend {
         }
     }
 
+    /// Issues an initial access token for dynamic client registration.
+    pub async fn issue_initial_access_token(
+        &self,
+        req: service::IssueInitialAccessToken,
+    ) -> anyhow::Result<service::InitialAccessTokenOutput> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .post(&format!("{}/admin/api/registration-tokens", r.base))
+                    .header("Authorization", &r.auth())
+                    .send_json(&req),
+            ),
+            Backend::Local(e) => {
+                Ok(service::issue_initial_access_token(e, req, Self::cli_metadata()).await?)
+            }
+        }
+    }
+
     /// Registers a user.
     pub async fn create_user(
         &self,

@@ -228,6 +228,7 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                         backchannel_logout_uri: a.keys.backchannel_logout_uri,
                         subject_type: a.keys.subject_type,
                         sector_identifier: a.keys.sector_identifier,
+                        dynamic: None,
                     })
                     .await?;
                 output::client(a.format, &out)

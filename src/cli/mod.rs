@@ -9,6 +9,7 @@ pub mod keys;
 pub mod migrate;
 pub mod output;
 pub mod progress;
+pub mod registration;
 pub mod replay;
 pub mod serve;
 pub mod user;
@@ -78,6 +79,9 @@ pub enum Command {
     /// Query, verify and follow the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Initial access tokens for dynamic client registration (POST /register).
+    #[command(subcommand)]
+    RegistrationToken(registration::RegistrationTokenCommand),
     /// Manage signing keys: list them, rotate them.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -150,6 +154,7 @@ pub fn main() -> ExitCode {
         Command::Client(cmd) => client::run(cmd, data_dir),
         Command::User(cmd) => user::run(cmd, data_dir),
         Command::Audit(cmd) => audit::run(cmd, data_dir),
+        Command::RegistrationToken(cmd) => registration::run(cmd, data_dir),
         Command::Replay(args) => replay::run(args, data_dir),
         Command::Compact(args) => compact::run(args, data_dir),
         Command::Migrate(args) => migrate::run(args, data_dir),

@@ -5,7 +5,7 @@ use crate::app::Application;
 use crate::config::{FileConfig, GrantSettings, ServeConfig, DEFAULT_BIND};
 use crate::engine::StoreChoice;
 use clap::Args;
-use domain::values::SigningAlgorithm;
+use domain::values::{GrantType, Scope, SigningAlgorithm};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -105,6 +105,30 @@ pub struct ServeArgs {
     /// clear, so the start refuses it).
     #[arg(long, env = "AUTHLEDGER_INSECURE_HTTP")]
     pub insecure_http: bool,
+    /// Let anyone register a client at POST /register (RFC 7591) without an initial access
+    /// token (`authledger registration-token create`). Off by default.
+    #[arg(long, env = "AUTHLEDGER_OPEN_REGISTRATION")]
+    pub open_registration: bool,
+    /// A grant type a self-registered client may ask for (repeatable; default
+    /// authorization_code and refresh_token).
+    #[arg(
+        long = "registration-grant-type",
+        env = "AUTHLEDGER_REGISTRATION_GRANT_TYPES",
+        value_delimiter = ','
+    )]
+    pub registration_grant_types: Vec<String>,
+    /// A scope a self-registered client may ask for (repeatable; default openid, profile,
+    /// email and offline_access).
+    #[arg(
+        long = "registration-scope",
+        env = "AUTHLEDGER_REGISTRATION_SCOPES",
+        value_delimiter = ','
+    )]
+    pub registration_scopes: Vec<String>,
+    /// Registrations per minute per source address at POST /register, bursts of half as many
+    /// (default 20; 0: off).
+    #[arg(long, env = "AUTHLEDGER_RATE_LIMIT_REGISTER")]
+    pub rate_limit_register: Option<u32>,
     /// Log as JSON lines.
     #[arg(long, env = "AUTHLEDGER_LOG_JSON")]
     pub log_json: bool,
@@ -224,6 +248,10 @@ pub fn run(
                     .rate_limit_pages
                     .or(file.rate_limit_pages)
                     .unwrap_or(d.pages_per_min),
+                register_per_min: args
+                    .rate_limit_register
+                    .or(file.rate_limit_register)
+                    .unwrap_or(d.register_per_min),
                 trusted_proxies: proxies
                     .iter()
                     .map(|p| parse_proxy(p))
@@ -241,6 +269,39 @@ pub fn run(
             ),
         },
         insecure_http: args.insecure_http || file.insecure_http.unwrap_or(false),
+        registration: {
+            use crate::http::register::RegistrationPolicy;
+            let d = RegistrationPolicy::default();
+            let grants = if args.registration_grant_types.is_empty() {
+                file.registration_grant_types.unwrap_or_default()
+            } else {
+                args.registration_grant_types
+            };
+            let scopes = if args.registration_scopes.is_empty() {
+                file.registration_scopes.unwrap_or_default()
+            } else {
+                args.registration_scopes
+            };
+            RegistrationPolicy {
+                open: args.open_registration || file.open_registration.unwrap_or(false),
+                grant_types: if grants.is_empty() {
+                    d.grant_types
+                } else {
+                    grants
+                        .iter()
+                        .map(|g| GrantType::parse(g).map_err(|e| anyhow::anyhow!(e.0)))
+                        .collect::<anyhow::Result<_>>()?
+                },
+                scopes: if scopes.is_empty() {
+                    d.scopes
+                } else {
+                    scopes
+                        .iter()
+                        .map(|s| Scope::parse(s).map_err(|e| anyhow::anyhow!(e.0)))
+                        .collect::<anyhow::Result<_>>()?
+                },
+            }
+        },
         clock: if args.test_clock {
             tracing::warn!(
                 "serving with a clock that admins can move (--test-clock): for tests only"

@@ -138,6 +138,21 @@ pub async fn create(
         .json(out))
 }
 
+/// `POST /admin/api/registration-tokens`: an initial access token for `POST /register`.
+pub async fn issue_registration_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> Result<HttpResponse, OAuthError> {
+    let who = authorize(&req, &state)?;
+    let body: service::IssueInitialAccessToken = json_body(&req, payload).await?;
+    let out = service::issue_initial_access_token(&state.engine, body, request_metadata(&req, who))
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(out))
+}
+
 /// `GET /admin/api/clients`.
 pub async fn list(
     req: HttpRequest,

@@ -42,6 +42,7 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
         "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
         "response_types_supported": ["code", "token", "id_token", "id_token token"],
         "userinfo_endpoint": format!("{iss}/userinfo"),
+        "registration_endpoint": format!("{iss}/register"),
         "response_modes_supported": ["query", "fragment"],
         "code_challenge_methods_supported": ["S256", "plain"],
         "authorization_response_iss_parameter_supported": true,

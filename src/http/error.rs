@@ -34,6 +34,10 @@ impl OAuthError {
         };
         let challenge = match code {
             ErrorCode::InvalidClient => Some(r#"Basic realm="authledger""#.to_owned()),
+            // RFC 6750 §3: a refused bearer token (an initial or registration access token).
+            ErrorCode::InvalidToken => {
+                Some(r#"Bearer realm="authledger", error="invalid_token""#.to_owned())
+            }
             _ => None,
         };
         Self {

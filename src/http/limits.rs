@@ -34,6 +34,8 @@ pub struct LimitSettings {
     pub introspect_per_sec: u32,
     /// Page requests per minute per source address (bursts of half as many).
     pub pages_per_min: u32,
+    /// Dynamic registrations per minute per source address (bursts of half as many).
+    pub register_per_min: u32,
     /// Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -44,6 +46,7 @@ impl Default for LimitSettings {
             token_per_sec: 1000,
             introspect_per_sec: 5000,
             pages_per_min: 600,
+            register_per_min: 20,
             trusted_proxies: Vec::new(),
         }
     }
@@ -103,6 +106,7 @@ pub struct Limits {
     token: Option<Limit<ClientId>>,
     introspect: Option<Limit<ClientId>>,
     pages: Option<Limit<IpAddr>>,
+    register: Option<Limit<IpAddr>>,
     trusted: Vec<IpNet>,
 }
 
@@ -135,6 +139,7 @@ impl Limits {
             token: Limit::new(per_second(settings.token_per_sec), clock),
             introspect: Limit::new(per_second(settings.introspect_per_sec), clock),
             pages: Limit::new(per_minute(settings.pages_per_min), clock),
+            register: Limit::new(per_minute(settings.register_per_min), clock),
             trusted: settings.trusted_proxies.clone(),
         }
     }
@@ -152,6 +157,14 @@ impl Limits {
         match &self.introspect {
             Some(l) => l.check(client).map_err(|w| too_many("introspection", w)),
             None => Ok(()),
+        }
+    }
+
+    /// Counts a registration from `source` (`POST /register`).
+    pub fn register(&self, source: Option<IpAddr>) -> Result<(), OAuthError> {
+        match (&self.register, source) {
+            (Some(l), Some(ip)) => l.check(&ip).map_err(|w| too_many("registration", w)),
+            _ => Ok(()),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod logout;
 pub mod oidc;
 pub mod pages;
+pub mod register;
 pub mod resource;
 pub mod revoke;
 pub mod session;
@@ -55,6 +56,8 @@ pub struct AppState {
     /// Failure counts of the audit viewer's sign-in, apart from users' (whose names are
     /// whatever was typed, and must not feed an admin client's wait).
     pub admin_throttle: throttle::Throttle,
+    /// What dynamic client registration allows.
+    pub registration: register::RegistrationPolicy,
     /// Wakes the delivery of back-channel logout notices (a session just ended).
     pub logout_notices: Arc<tokio::sync::Notify>,
     /// Held while notices are delivered, so that no notice goes out twice at once.
@@ -187,6 +190,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(logout::end_session_endpoint))
                 .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
         )
+        .service(post_only("/register", web::post().to(register::register)))
+        .service(
+            web::resource("/register/{client_id}")
+                .route(web::get().to(register::read))
+                .route(web::put().to(register::update))
+                .route(web::delete().to(register::delete))
+                .default_service(web::to(|| async { method_not_allowed("GET, PUT, DELETE") })),
+        )
         .service(post_only(
             "/end_session/confirm",
             web::post().to(logout::confirm),
@@ -206,6 +217,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/admin/api")
                 .route("/clients", web::post().to(admin::create))
+                .route(
+                    "/registration-tokens",
+                    web::post().to(admin::issue_registration_token),
+                )
                 .route("/clients", web::get().to(admin::list))
                 .route("/clients/{id}", web::get().to(admin::show))
                 .route("/clients/{id}", web::patch().to(admin::update))

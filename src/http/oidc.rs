@@ -319,6 +319,7 @@ pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
         "acr_values_supported": [ACR_PASSWORD],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "end_session_endpoint": format!("{iss}/end_session"),
+        "registration_endpoint": format!("{iss}/register"),
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
         "frontchannel_logout_supported": false,

@@ -30,6 +30,7 @@ pub fn command_error(e: CommandError) -> OAuthError {
         CommandError::Client(c) => OAuthError::invalid_request(c.to_string()),
         CommandError::User(u) => OAuthError::invalid_request(u.to_string()),
         CommandError::Session(s) => OAuthError::invalid_request(s.to_string()),
+        CommandError::Registration(r) => OAuthError::new(ErrorCode::InvalidToken, r.to_string()),
         CommandError::Unavailable(d) => OAuthError::new(ErrorCode::TemporarilyUnavailable, d),
         e @ CommandError::Recovering => {
             OAuthError::new(ErrorCode::TemporarilyUnavailable, e.to_string())

@@ -25,6 +25,7 @@ mod nodes;
 mod oauth;
 mod oidc;
 mod pg;
+mod register;
 mod resource;
 mod robustness;
 mod shared_log;

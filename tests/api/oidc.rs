@@ -20,7 +20,9 @@ use std::time::Duration;
 const CB: &str = "http://127.0.0.1:8912/cb";
 
 /// The relying party's transport: the tests' ureq, never following a redirect.
-fn http(req: openidconnect::HttpRequest) -> Result<openidconnect::HttpResponse, std::io::Error> {
+pub fn http(
+    req: openidconnect::HttpRequest,
+) -> Result<openidconnect::HttpResponse, std::io::Error> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -40,7 +42,7 @@ fn http(req: openidconnect::HttpRequest) -> Result<openidconnect::HttpResponse, 
 }
 
 /// alice, with a profile, and a confidential web client allowed OpenID Connect.
-fn setup(app: &TestApp, extra: &[&str]) -> (String, String, String) {
+pub(crate) fn setup(app: &TestApp, extra: &[&str]) -> (String, String, String) {
     let user = app.create_user("alice", "wonderland42");
     let out = app.cli(&[
         "user",
@@ -210,7 +212,7 @@ fn a_relying_party_signs_in_verifies_the_id_token_reads_userinfo_and_refreshes()
 }
 
 /// The payload of a compact JWS, unverified (the relying party verified it).
-fn jwt_claims(token: &str) -> Value {
+pub(crate) fn jwt_claims(token: &str) -> Value {
     use base64::Engine as _;
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(
@@ -820,4 +822,75 @@ fn a_logout_without_a_hint_is_confirmed_by_the_user_first() {
         "/end_session?client_id={id}&id_token_hint={token}"
     ));
     assert_eq!(r.status, 400);
+}
+
+#[test]
+fn a_pairwise_client_sees_a_sub_of_its_own_sector_everywhere() {
+    let app = spawn_app();
+    let (user, public, public_secret) = setup(&app, &[]);
+    let pairwise = |sector: Option<&str>| {
+        let mut args = vec![
+            "--redirect-uri",
+            CB,
+            "--grant-type",
+            "authorization_code",
+            "--grant-type",
+            "refresh_token",
+            "--scope",
+            "openid profile",
+            "--subject-type",
+            "pairwise",
+        ];
+        if let Some(s) = sector {
+            args.extend(["--sector-identifier", s]);
+        }
+        app.create_client(&args)
+    };
+    let (a, a_secret) = pairwise(None);
+    let (b, b_secret) = pairwise(None);
+    let (c, c_secret) = pairwise(Some("other.example"));
+    let mut browser = Browser::new(&app);
+    let sub_of = |browser: &mut Browser, id: &str, secret: &str| {
+        let r = browser.approve(&code_request(id, &[("scope", "openid")]));
+        let body = redeem(&app, id, secret, &r.param("code").unwrap());
+        let sub = jwt_claims(body["id_token"].as_str().unwrap())["sub"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (status, info) = crate::helpers::answer(
+            agent()
+                .get(&format!("{}/userinfo", app.base))
+                .header(
+                    "Authorization",
+                    &format!("Bearer {}", body["access_token"].as_str().unwrap()),
+                )
+                .call(),
+        );
+        assert_eq!(status, 200);
+        assert_eq!(info["sub"], sub.as_str(), "userinfo and id_token agree");
+        // A refreshed id_token keeps it too.
+        let (_, refreshed) = app.post_form(
+            "/token",
+            Some((id, secret)),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", body["refresh_token"].as_str().unwrap()),
+            ],
+        );
+        assert_eq!(
+            jwt_claims(refreshed["id_token"].as_str().unwrap())["sub"],
+            sub.as_str()
+        );
+        sub
+    };
+    browser.sign_in("alice", "wonderland42");
+    let public_sub = sub_of(&mut browser, &public, &public_secret);
+    let sa = sub_of(&mut browser, &a, &a_secret);
+    let sb = sub_of(&mut browser, &b, &b_secret);
+    let sc = sub_of(&mut browser, &c, &c_secret);
+    assert_eq!(public_sub, user, "a public client sees the user's id");
+    assert_ne!(sa, user, "a pairwise client does not");
+    assert_eq!(sa, sb, "one sector (the redirect URIs' host), one sub");
+    assert_ne!(sa, sc, "another sector, another sub");
+    assert_eq!(sa.len(), 64);
 }
