@@ -3,8 +3,10 @@
 //! code's event is durable) then POST /token (redemption: three events, durable, projected).
 //!
 //! `cargo run --release --example code_roundtrip -- BASE CLIENT_ID SECRET USER PASSWORD
-//! [THREADS=32] [SECONDS=10]`. The client must be confidential, allowed `authorization_code`
-//! and `refresh_token`, with the redirect URI `https://bench.example/cb`.
+//! [THREADS=32] [SECONDS=10] [SCOPE=read]`. The client must be confidential, allowed
+//! `authorization_code` and `refresh_token`, with the redirect URI `https://bench.example/cb`.
+//! A SCOPE with `openid` makes each round trip an OpenID Connect sign-in: a nonce is sent and
+//! the token response must carry an id_token (signed per redemption).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark tool")]
 
 use std::time::{Duration, Instant};
@@ -40,6 +42,8 @@ fn main() {
     };
     let threads: usize = args.get(5).map_or(32, |t| t.parse().unwrap());
     let seconds: u64 = args.get(6).map_or(10, |s| s.parse().unwrap());
+    let scope = args.get(7).cloned().unwrap_or_else(|| "read".into());
+    let openid = scope.split(' ').any(|s| s == "openid");
     let a = agent();
     let mut jar = Vec::new();
     let mut res = a.get(&format!("{base}/login")).call().unwrap();
@@ -56,7 +60,9 @@ fn main() {
         .unwrap();
     cookies(&res, &mut jar);
     let authorize = format!(
-        "{base}/authorize?response_type=code&client_id={client}&redirect_uri=https%3A%2F%2Fbench.example%2Fcb&scope=read"
+        "{base}/authorize?response_type=code&client_id={client}&redirect_uri=https%3A%2F%2Fbench.example%2Fcb&scope={}{}",
+        form_urlencoded::byte_serialize(scope.as_bytes()).collect::<String>(),
+        if openid { "&nonce=n-0S6_WzA2Mj" } else { "" }
     );
     // Approve once; afterwards the consent is remembered.
     let res = a
@@ -124,7 +130,10 @@ fn main() {
                             ])
                             .unwrap();
                         let body = tok.body_mut().read_to_string().unwrap();
-                        if tok.status() == 200 && body.contains("refresh_token") {
+                        if tok.status() == 200
+                            && body.contains("refresh_token")
+                            && (!openid || body.contains("id_token"))
+                        {
                             lat.push(t.elapsed());
                         } else {
                             errors += 1;

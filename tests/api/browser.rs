@@ -1,6 +1,8 @@
 //! The pages in a real browser: headless Chromium driven over WebDriver (chromedriver). A user
 //! signs in, approves, this test's own callback server on 127.0.0.1 receives the code, the test
 //! redeems it with PKCE, introspects the token, then revokes the application from /account.
+//! Another signs in to an OpenID Connect client, gets an id_token and logs out through the
+//! end-session endpoint; the client's back-channel listener on 127.0.0.1 gets the logout token.
 //!
 //! Chromium and chromedriver come from Debian (`scripts/test.sh` installs them). Without them
 //! this test fails with instructions; it never skips.
@@ -9,6 +11,7 @@
 //! `AUTHLEDGER_SCREENSHOTS=docs/img` is set.
 
 use crate::helpers::{spawn_app, TestApp};
+use crate::oidc::{jwt_claims, setup, LogoutListener};
 use crate::web::{CHALLENGE, VERIFIER};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::{BufRead, BufReader, Write};
@@ -448,6 +451,175 @@ fn a_user_signs_in_approves_and_revokes_in_a_real_browser() {
         .build()
         .unwrap()
         .block_on(journey(&app, &driver, port, &codes));
+}
+
+/// alice signs in to an OpenID Connect client, the test redeems the code for an id_token, and
+/// the browser logs out through the end-session endpoint with that id_token as its hint.
+async fn sign_in_and_out(
+    app: &TestApp,
+    driver: &Driver,
+    callback_port: u16,
+    codes: &mpsc::Receiver<String>,
+    rp: &LogoutListener,
+    (user, id, secret): (&str, &str, &str),
+) {
+    let c = headless(driver, "900,760").await;
+    let redirect = format!("http://127.0.0.1:{callback_port}/callback");
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", id)
+        .append_pair("redirect_uri", &redirect)
+        .append_pair("scope", "openid profile")
+        .append_pair("state", "hello")
+        .append_pair("nonce", "n-browser")
+        .append_pair("code_challenge", CHALLENGE)
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    c.goto(&format!("{}/authorize?{query}", app.base))
+        .await
+        .unwrap();
+
+    // Login, then consent.
+    wait_for(&c, "input[name=username]").await;
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    fill(&c, "input[name=username]", "alice").await;
+    fill(&c, "input[name=password]", "wonderland42").await;
+    click(&c, "button[type=submit]").await;
+    wait_for(&c, "button[name=decision][value=approve]")
+        .await
+        .click()
+        .await
+        .unwrap();
+
+    // The code reaches the client's callback; redeemed, it brings an id_token for this session.
+    let target = codes
+        .recv_timeout(Duration::from_secs(10))
+        .expect("no callback");
+    let url = url::Url::parse(&format!("http://127.0.0.1{target}")).unwrap();
+    let param = |n: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(param("state").as_deref(), Some("hello"));
+    assert_eq!(param("iss").as_deref(), Some(app.base.as_str()));
+    let code = param("code").unwrap();
+    let (status, tokens) = app.post_form(
+        "/token",
+        Some((id, secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &redirect),
+            ("code_verifier", VERIFIER),
+        ],
+    );
+    assert_eq!(status, 200, "{tokens}");
+    let id_token = tokens["id_token"].as_str().expect("an id_token");
+    let claims = jwt_claims(id_token);
+    assert_eq!(claims["sub"], user);
+    assert_eq!(claims["nonce"], "n-browser");
+    let sid = claims["sid"].as_str().expect("a sid in the id_token");
+
+    // Signed in: the account page, not the login page.
+    c.goto(&format!("{}/account", app.base)).await.unwrap();
+    wait_for(&c, "button.danger").await;
+    assert!(c.current_url().await.unwrap().path().ends_with("/account"));
+
+    // The logout: the hint names this session, so it ends at once, and the browser goes back
+    // to the client with its state.
+    let signed_out = format!("http://127.0.0.1:{callback_port}/signed-out");
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("id_token_hint", id_token)
+        .append_pair("post_logout_redirect_uri", &signed_out)
+        .append_pair("state", "bye")
+        .finish();
+    c.goto(&format!("{}/end_session?{query}", app.base))
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_url(&url::Url::parse(&format!("{signed_out}?state=bye")).unwrap())
+        .await
+        .unwrap();
+
+    // The client's back-channel listener got a logout token for that session.
+    let notice = rp
+        .tokens
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no logout token at the back-channel listener within 30 s");
+    let logout = jwt_claims(&notice);
+    assert_eq!(logout["sid"], sid, "{logout}");
+    assert_eq!(logout["sub"], user, "{logout}");
+    assert_eq!(logout["aud"], id, "{logout}");
+    assert_eq!(logout["iss"], app.base.as_str(), "{logout}");
+    assert!(
+        logout["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object(),
+        "{logout}"
+    );
+
+    // Signed out: the account page sends the browser to the login page.
+    c.goto(&format!("{}/account", app.base)).await.unwrap();
+    wait_for(&c, "input[name=username]").await;
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    c.close().await.unwrap();
+
+    // The trail: the session's end, and the notice delivered.
+    let ended = app.events("SessionEnded");
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["data"]["sid"], sid);
+    assert_eq!(ended[0]["data"]["notify"][0]["client_id"], id);
+    let delivered = || {
+        app.events("BackchannelLogoutAttempted")
+            .into_iter()
+            .find(|e| e["data"]["delivered"] == true)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut attempt = delivered();
+    while attempt.is_none() && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+        attempt = delivered();
+    }
+    let attempt = attempt.unwrap_or_else(|| {
+        panic!(
+            "no delivered BackchannelLogoutAttempted within 30 s: {:?}",
+            app.events("BackchannelLogoutAttempted")
+        )
+    });
+    assert_eq!(attempt["data"]["sid"], sid, "{attempt}");
+    assert_eq!(attempt["data"]["client_id"], id, "{attempt}");
+    assert_eq!(attempt["data"]["attempt"], 1, "{attempt}");
+}
+
+#[test]
+fn a_user_signs_in_gets_an_id_token_and_logs_out_everywhere_in_a_real_browser() {
+    let driver = Driver::start();
+    let app = spawn_app();
+    let (port, codes) = callback_server();
+    let rp = LogoutListener::start(vec![]);
+    let (user, id, secret) = setup(
+        &app,
+        &[
+            "--redirect-uri",
+            "http://127.0.0.1/callback",
+            "--post-logout-redirect-uri",
+            &format!("http://127.0.0.1:{port}/signed-out"),
+            "--backchannel-logout-uri",
+            &rp.uri,
+        ],
+    );
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(sign_in_and_out(
+            &app,
+            &driver,
+            port,
+            &codes,
+            &rp,
+            (&user, &id, &secret),
+        ));
 }
 
 #[test]
