@@ -434,8 +434,14 @@ pub fn sector_of(client: &Client) -> Option<String> {
 /// The rules of OpenID Connect settings, given the client's redirect URIs.
 fn check_oidc(oidc: &OidcClientSettings, redirect_uris: &[RedirectUri]) -> Result<(), ClientError> {
     if let Some(uri) = &oidc.backchannel_logout_uri {
-        let scheme = uri.as_str().split(':').next().unwrap_or("");
-        if !matches!(scheme, "https" | "http") {
+        let url = url::Url::parse(uri.as_str()).ok();
+        let loopback = url.as_ref().is_some_and(|u| match u.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            _ => false,
+        });
+        let scheme = url.as_ref().map_or("", |u| u.scheme());
+        if !(scheme == "https" || (scheme == "http" && loopback)) {
             return Err(ClientError::InvalidOidcSettings(
                 "backchannel_logout_uri must be an https URI (or http on a loopback address)",
             ));

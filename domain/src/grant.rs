@@ -197,6 +197,10 @@ pub struct NewIdToken {
     pub kid: Option<String>,
 }
 
+/// The authentication context class of a sign-in with a password: level 1 of ISO/IEC 29115,
+/// single-factor (the only kind this server has).
+pub const ACR_PASSWORD: &str = "1";
+
 /// The scope that makes a request an OpenID Connect request (Core §3.1.2.1).
 pub const OPENID_SCOPE: &str = "openid";
 
@@ -687,6 +691,7 @@ pub fn password(client: &Client, cmd: &PasswordGrant) -> Result<Vec<Event>, Refu
         auth_time: cmd.now,
         subject: cmd.pairwise_subject.clone(),
         amr: vec!["pwd".into()],
+        acr: Some(ACR_PASSWORD.into()),
         ..OidcContext::default()
     };
     Ok(new_family(

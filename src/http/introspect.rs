@@ -124,7 +124,10 @@ pub async fn introspect(
                     "aud": state.issuer,
                     "jti": r.jti.to_string(),
                 });
-                add_username(&state, &mut b, r.user_id());
+                match super::oidc::outside_subject(&state, &r.client_id, r.user_id()) {
+                    Some(pairwise) => b["sub"] = pairwise.into(),
+                    None => add_username(&state, &mut b, r.user_id()),
+                }
                 b
             }
         }
@@ -144,7 +147,10 @@ pub async fn introspect(
                     "token_type": "refresh_token",
                     "iss": state.issuer,
                 });
-                add_username(&state, &mut b, Some(r.user_id));
+                match super::oidc::outside_subject(&state, &r.client_id, Some(r.user_id)) {
+                    Some(pairwise) => b["sub"] = pairwise.into(),
+                    None => add_username(&state, &mut b, Some(r.user_id)),
+                }
                 b
             }
             _ => inactive(),

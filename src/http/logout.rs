@@ -112,14 +112,6 @@ pub async fn end_session_endpoint(
         Ok(f) => f,
         Err(e) => return bad(&e.description),
     };
-    let confirmed = req.method() == actix_web::http::Method::POST && form.get("confirm").is_some();
-    if confirmed && !csrf_ok(&req, form.get("csrf_token")) {
-        return pages::error_page(
-            StatusCode::FORBIDDEN,
-            "Request refused",
-            "This form expired or was not sent by this site. Sign out again from the application.",
-        );
-    }
     let request = LogoutRequest {
         id_token_hint: form.get("id_token_hint").map(str::to_owned),
         client_id: form.get("client_id").map(str::to_owned),
@@ -181,7 +173,7 @@ pub async fn end_session_endpoint(
         _ => false,
     };
     if let Some((s, _)) = &session {
-        if !(hinted || confirmed) {
+        if !hinted {
             let sealed = state.session_key.seal("logout", &request);
             return page_with_csrf(&req, &state, StatusCode::OK, |csrf| {
                 pages::confirm_logout(

@@ -50,9 +50,7 @@ pub const CLAIMS_SUPPORTED: [&str; 15] = [
     "email",
     "email_verified",
 ];
-/// The authentication context class of a sign-in with a password: level 1 of ISO/IEC 29115,
-/// single-factor (the only kind this server has).
-pub const ACR_PASSWORD: &str = "1";
+pub use domain::grant::ACR_PASSWORD;
 /// Largest form body `/userinfo` reads.
 const MAX_FORM: usize = 16 * 1024;
 /// Realm of `/userinfo`'s challenges.
@@ -143,6 +141,19 @@ pub fn subject(
     user: domain::values::UserId,
 ) -> String {
     pairwise_subject(state, client, user).unwrap_or_else(|| user.to_string())
+}
+
+/// The `sub` a token of `client_id` shows outside (JWT access tokens, introspection,
+/// `/tokeninfo`, `/api/whoami`): a pairwise client's users appear by their pairwise subject
+/// there too, or the pairwise identifier would be undone by the first introspection. `None`
+/// when the recorded subject stands (a public client, or a token of no user).
+pub fn outside_subject(
+    state: &AppState,
+    client_id: &domain::values::ClientId,
+    user: Option<domain::values::UserId>,
+) -> Option<String> {
+    let client = state.engine.models.clients.get(client_id.as_str())?;
+    pairwise_subject(state, &client.client, user?)
 }
 
 /// The key that signs a client's id_tokens now: its registered algorithm, else RS256, which

@@ -122,7 +122,7 @@ fn redirect_allowed(uri: &RedirectUri, native: bool, implicit: bool) -> Result<(
         // A private-use scheme (RFC 8252 §7.1): a native app's, in reverse domain form.
         s if native && s.contains('.') => Ok(()),
         _ => Err(redirect_error(
-            "redirect URIs must be https; a native app may also use http on a loopback address or a private-use scheme such as com.example.app",
+            "redirect URIs must be https, or http on a loopback address such as 127.0.0.1; a native app may also use a private-use scheme such as com.example.app",
         )),
     }
 }

@@ -24,7 +24,10 @@ fn describe(state: &AppState, t: &TokenView, mut body: serde_json::Value) -> Htt
     body["sub"] = r.subject.clone().into();
     body["client_id"] = r.client_id.as_str().into();
     body["scope"] = join_scopes(&r.scopes).into();
-    add_username(state, &mut body, r.user_id());
+    match super::oidc::outside_subject(state, &r.client_id, r.user_id()) {
+        Some(pairwise) => body["sub"] = pairwise.into(),
+        None => add_username(state, &mut body, r.user_id()),
+    }
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body)

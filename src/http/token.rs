@@ -90,7 +90,15 @@ pub fn access_token_value(
                     .ok_or_else(|| OAuthError::server_error(&"no signing key was chosen"))?,
                 &AccessTokenClaims {
                     iss: state.issuer.clone(),
-                    sub: issued.subject.clone(),
+                    sub: issued
+                        .grant_type
+                        .speaks_for_a_user()
+                        .then(|| domain::values::UserId::parse(&issued.subject).ok())
+                        .flatten()
+                        .and_then(|user| {
+                            super::oidc::outside_subject(state, &issued.client_id, Some(user))
+                        })
+                        .unwrap_or_else(|| issued.subject.clone()),
                     aud: state.issuer.clone(),
                     client_id: issued.client_id.to_string(),
                     scope: join_scopes(&issued.scopes),

@@ -868,6 +868,16 @@ fn a_pairwise_client_sees_a_sub_of_its_own_sector_everywhere() {
         );
         assert_eq!(status, 200);
         assert_eq!(info["sub"], sub.as_str(), "userinfo and id_token agree");
+        // The access token and its introspection show the same sub, and no username.
+        let access = body["access_token"].as_str().unwrap();
+        assert_eq!(jwt_claims(access)["sub"], sub.as_str());
+        let seen = app.introspect(id, secret, access);
+        assert_eq!(seen["sub"], sub.as_str());
+        assert_eq!(
+            seen.get("username").is_some(),
+            sub == user,
+            "a pairwise client does not learn the username: {seen}"
+        );
         // A refreshed id_token keeps it too.
         let (_, refreshed) = app.post_form(
             "/token",
