@@ -408,11 +408,14 @@ fn is_host_name(host: &str) -> bool {
         })
 }
 
-/// The host of every redirect URI, if they share one.
+/// The host of every redirect URI, if they share one and are all `https` or `http`: the
+/// authority of a private-use scheme (`com.app://bank.example/cb`) proves nothing about that
+/// host, and must not put the client in its sector.
 fn redirect_host(uris: &[RedirectUri]) -> Option<String> {
     let mut hosts = uris.iter().map(|u| {
         url::Url::parse(u.as_str())
             .ok()
+            .filter(|u| matches!(u.scheme(), "https" | "http"))
             .and_then(|u| u.host_str().map(str::to_owned))
     });
     let first = hosts.next()??;
@@ -422,13 +425,15 @@ fn redirect_host(uris: &[RedirectUri]) -> Option<String> {
 }
 
 /// The pairwise sector of a client: its sector identifier, or the one host of its redirect
-/// URIs (Core §8.1).
-pub fn sector_of(client: &Client) -> Option<String> {
+/// URIs (Core §8.1), or, failing both, the client alone (a client registered before the rule
+/// held still gets a `sub` no other client shares, never the user's id).
+pub fn sector_of(client: &Client) -> String {
     client
         .oidc
         .sector_identifier
         .clone()
         .or_else(|| redirect_host(&client.redirect_uris))
+        .unwrap_or_else(|| format!("client:{}", client.client_id))
 }
 
 /// The rules of OpenID Connect settings, given the client's redirect URIs.
@@ -684,11 +689,13 @@ fn update(client: &Client, cmd: &UpdateClient) -> Result<Vec<Event>, ClientError
             auth_method: method,
         }));
     }
+    // The settings hold against the redirect URIs the client will have, whichever of the two
+    // changes: a redirect URI on a second host must not quietly end a pairwise sector.
+    let mut uris = client.redirect_uris.clone();
+    uris.retain(|u| !cmd.remove_redirect_uris.contains(u));
+    uris.extend(cmd.add_redirect_uris.iter().cloned());
+    check_oidc(cmd.oidc.as_ref().unwrap_or(&client.oidc), &uris)?;
     if let Some(oidc) = cmd.oidc.as_ref().filter(|o| **o != client.oidc) {
-        let mut uris = client.redirect_uris.clone();
-        uris.retain(|u| !cmd.remove_redirect_uris.contains(u));
-        uris.extend(cmd.add_redirect_uris.iter().cloned());
-        check_oidc(oidc, &uris)?;
         events.push(Event::ClientOidcSettingsChanged(
             ClientOidcSettingsChanged {
                 client_id: id.clone(),

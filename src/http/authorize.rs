@@ -237,6 +237,14 @@ pub async fn authorize(
         Ok(r) => r,
         Err(e) => return bad(&e),
     };
+    let openid_asked = single(&params, "scope")
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.split(' ').any(|v| v == domain::grant::OPENID_SCOPE));
+    if openid_asked && presented.is_none() {
+        // OpenID Connect Core §3.1.2.1: redirect_uri is required.
+        return bad("An OpenID Connect request must name its redirect_uri.");
+    }
     let target = match client.client.resolve_redirect_uri(presented) {
         Ok(t) => t,
         Err(e) => {
@@ -288,7 +296,9 @@ pub async fn authorize(
                 .ok()
                 .flatten()
                 .and_then(|m| state.session_key.open::<(String, i64)>("reauth", m))
-                .filter(|(c, _)| c == client.client.client_id.as_str())
+                .filter(|(c, t)| {
+                    c == client.client.client_id.as_str() && now - t <= PENDING_TTL_SECS
+                })
                 .map(|(_, t)| t);
             let must_sign_in = match &session {
                 None => true,
@@ -681,7 +691,8 @@ async fn issue(
         let extras = super::oidc::IdTokenExtras {
             access_token: access_token.as_deref(),
             code: None,
-            scope_claims: access_token.is_none().then_some(scopes.as_slice()),
+            granted: &scopes,
+            scope_claims: access_token.is_none(),
         };
         match super::oidc::id_token_value(state, issued, extras) {
             Ok(t) => params.push(("id_token", t)),
@@ -784,6 +795,18 @@ pub async fn consent(
         Ok(p) => p,
         Err(res) => return *res,
     };
+    // The sign-in the request carries must be this browser's current one: a form from before
+    // a logout must not issue an id_token for the session that ended.
+    if let Some(signed_in) = &pending.signed_in {
+        let current = current_session(&req, &state, state.engine.clock.unix_now());
+        if current.is_none_or(|(s, _)| Some(s.sid.as_str()) != signed_in.sid.as_deref()) {
+            return pages::error_page(
+                StatusCode::BAD_REQUEST,
+                "Request expired",
+                "You signed out or in again since this request began. Go back to the application and start again.",
+            );
+        }
+    }
     match form.get("decision") {
         Some("approve") => issue(
             &req,

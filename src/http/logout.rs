@@ -100,14 +100,19 @@ pub async fn end_session_endpoint(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let raw = if req.method() == actix_web::http::Method::POST {
-        match super::form::read_body(&req, payload, super::form::MAX_BODY).await {
-            Ok(b) => b.to_vec(),
-            Err(e) => return pages::error_page(e.status, "Invalid logout request", &e.description),
-        }
-    } else {
-        req.query_string().as_bytes().to_vec()
-    };
+    if req.method() == actix_web::http::Method::POST {
+        // A relying party's auto-submitted form is a cross-site POST, which carries no
+        // SameSite=Lax cookie: the session would look absent and nothing would end. The same
+        // request as a GET navigation carries it.
+        return match super::form::read_body(&req, payload, super::form::MAX_BODY).await {
+            Ok(b) => pages::redirect(
+                StatusCode::SEE_OTHER,
+                &format!("/end_session?{}", String::from_utf8_lossy(&b)),
+            ),
+            Err(e) => pages::error_page(e.status, "Invalid logout request", &e.description),
+        };
+    }
+    let raw = req.query_string().as_bytes().to_vec();
     let form = match super::form::Form::parse(&raw) {
         Ok(f) => f,
         Err(e) => return bad(&e.description),

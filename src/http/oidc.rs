@@ -85,22 +85,28 @@ fn user_claim(user: &UserView, name: &str) -> Option<Value> {
     }
 }
 
-/// The claims released for `scopes` (Core §5.4) and those asked for by name (§5.5), that the
-/// user has. `sub` is the caller's.
+/// The claims the user has among those released for `scopes` when `by_scope` (Core §5.4),
+/// and those asked for by name (§5.5) that the granted scopes cover. `sub` is the caller's.
 pub fn released_claims(
     user: &UserView,
     scopes: &[Scope],
+    by_scope: bool,
     requested: &[String],
 ) -> Map<String, Value> {
     let has = |s: &str| scopes.iter().any(|g| g.as_str() == s);
     let mut names: Vec<&str> = Vec::new();
-    if has("profile") {
+    if by_scope && has("profile") {
         names.extend(PROFILE_CLAIMS);
     }
-    if has("email") {
+    if by_scope && has("email") {
         names.extend(EMAIL_CLAIMS);
     }
-    names.extend(requested.iter().map(String::as_str));
+    // A claim asked for by name is released only under the scope that covers it: the
+    // `claims` parameter picks among what the user consented to, never beyond (consent is
+    // given per scope).
+    names.extend(requested.iter().map(String::as_str).filter(|n| {
+        (PROFILE_CLAIMS.contains(n) && has("profile")) || (EMAIL_CLAIMS.contains(n) && has("email"))
+    }));
     let mut out = Map::new();
     for n in names {
         if let Some(v) = user_claim(user, n) {
@@ -121,7 +127,7 @@ pub fn pairwise_subject(
     if client.oidc.subject_type != domain::event::SubjectType::Pairwise {
         return None;
     }
-    let sector = domain::client::sector_of(client)?;
+    let sector = domain::client::sector_of(client);
     let hash = state
         .hash_key
         .hash(&format!("pairwise-subject\0{sector}\0{user}"));
@@ -206,9 +212,11 @@ pub struct IdTokenExtras<'a> {
     pub access_token: Option<&'a str>,
     /// The code issued with it (`c_hash`).
     pub code: Option<&'a str>,
-    /// The scopes whose claims go in the id_token itself: when no access token is issued,
+    /// The scopes the grant holds: they bound the claims asked for by name.
+    pub granted: &'a [Scope],
+    /// Whether the scopes' claims go in the id_token itself: when no access token is issued,
     /// there is no `/userinfo` to ask (Core §5.4).
-    pub scope_claims: Option<&'a [Scope]>,
+    pub scope_claims: bool,
 }
 
 /// Signs the id_token that `issued` records.
@@ -231,7 +239,8 @@ pub fn id_token_value(
     let user_claims = match state.engine.models.users.get(&issued.user_id) {
         Some(user) => released_claims(
             &user,
-            extras.scope_claims.unwrap_or(&[]),
+            extras.granted,
+            extras.scope_claims,
             &issued.claims.id_token,
         ),
         None => Map::new(),
@@ -411,7 +420,7 @@ async fn userinfo_claims(
     };
     let mut claims = Map::new();
     claims.insert("sub".into(), subject(state, &client.client, user_id).into());
-    claims.extend(released_claims(&user, &r.scopes, &requested));
+    claims.extend(released_claims(&user, &r.scopes, true, &requested));
     Ok(claims)
 }
 

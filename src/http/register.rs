@@ -249,12 +249,18 @@ fn from_metadata(
         })?;
     }
     if let Some(u) = text(md, "backchannel_logout_uri")? {
-        let uri = RedirectUri::parse(u).map_err(|_| {
-            metadata_error("backchannel_logout_uri is not an absolute URI without a fragment")
-        })?;
-        redirect_allowed(&uri, false, false).map_err(|_| {
-            metadata_error("backchannel_logout_uri must be https (or http on a loopback address)")
-        })?;
+        // The server itself POSTs there: a self-registered client may not point it at this
+        // machine or at a private address (an operator may, with client update).
+        let named_host = url::Url::parse(u).ok().filter(|url| {
+            url.scheme() == "https"
+                && matches!(url.host(), Some(url::Host::Domain(d))
+                    if d != "localhost" && !d.ends_with(".localhost"))
+        });
+        if named_host.is_none() || RedirectUri::parse(u).is_err() {
+            return Err(metadata_error(
+                "backchannel_logout_uri must be an https URI with a host name (no IP address, no localhost) and no fragment",
+            ));
+        }
     }
     if let Some(t) = text(md, "subject_type")? {
         if !matches!(t, "public" | "pairwise") {

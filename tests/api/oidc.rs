@@ -366,6 +366,13 @@ fn prompt_max_age_and_id_token_hint_are_obeyed_and_refused_with_the_openid_codes
     let r = browser.authorize(&code_request(&id, &[("id_token_hint", &forged)]));
     assert_eq!(r.param("error").as_deref(), Some("invalid_request"));
 
+    // An OpenID request must name its redirect_uri (Core 3.1.2.1): a page, no redirect.
+    let no_redirect: Vec<(&str, &str)> = code_request(&id, &[])
+        .into_iter()
+        .filter(|(k, _)| *k != "redirect_uri")
+        .collect();
+    let r = browser.authorize(&no_redirect);
+    assert_eq!((r.status, r.location.is_none()), (400, true), "{r:?}");
     // Unsupported and malformed values get their codes.
     for (extra, code) in [
         (
@@ -394,14 +401,29 @@ fn claims_asked_by_name_reach_the_id_token_and_userinfo() {
     let mut browser = Browser::new(&app);
     browser.sign_in("alice", "wonderland42");
     let claims = r#"{"id_token":{"email":{"essential":true}},"userinfo":{"locale":null}}"#;
+    // Asked by name, but not covered by the scopes granted: nothing is released.
     let r = browser.approve(&code_request(
         &id,
         &[("scope", "openid"), ("claims", claims)],
     ));
     let body = redeem(&app, &id, &secret, &r.param("code").unwrap());
     let id_claims = jwt_claims(body["id_token"].as_str().unwrap());
+    assert!(
+        id_claims.get("email").is_none(),
+        "email without the email scope"
+    );
+    // Under the scopes that cover them, the claims asked for go where they were asked for.
+    let r = browser.approve(&code_request(
+        &id,
+        &[("scope", "openid email profile"), ("claims", claims)],
+    ));
+    let body = redeem(&app, &id, &secret, &r.param("code").unwrap());
+    let id_claims = jwt_claims(body["id_token"].as_str().unwrap());
     assert_eq!(id_claims["email"], "alice@example.test");
-    assert!(id_claims.get("name").is_none(), "profile was not asked");
+    assert!(
+        id_claims.get("name").is_none(),
+        "name was not asked for the id_token"
+    );
     let res = agent()
         .get(&format!("{}/userinfo", app.base))
         .header(
@@ -413,10 +435,6 @@ fn claims_asked_by_name_reach_the_id_token_and_userinfo() {
     let (status, info) = crate::helpers::answer(Ok(res));
     assert_eq!(status, 200);
     assert_eq!(info["locale"], "en-GB");
-    assert!(
-        info.get("email").is_none(),
-        "email was not asked for userinfo"
-    );
 }
 
 #[test]
@@ -691,9 +709,17 @@ fn a_logout_ends_the_session_everywhere_and_notifies_the_relying_party_until_it_
         ],
     );
     let mut browser = Browser::new(&app);
-    let id_token = sign_in_with_code(&app, &mut browser, &id, &secret);
+    browser.sign_in("alice", "wonderland42");
+    let r = browser.approve(&code_request(&id, &[("scope", "openid")]));
+    let tokens = redeem(&app, &id, &secret, &r.param("code").unwrap());
+    let id_token = tokens["id_token"].as_str().unwrap().to_owned();
     let sid = jwt_claims(&id_token)["sid"].as_str().unwrap().to_owned();
     let stolen = browser.cookies.clone();
+    // A code of this session, not yet redeemed when the user signs out.
+    let pending_code = browser
+        .approve(&code_request(&id, &[("scope", "openid")]))
+        .param("code")
+        .unwrap();
 
     // An unregistered post_logout_redirect_uri: refused on a page, never redirected, and the
     // session goes on.
@@ -726,6 +752,26 @@ fn a_logout_ends_the_session_everywhere_and_notifies_the_relying_party_until_it_
     thief.cookies = stolen;
     let r = thief.get("/account");
     assert_eq!(r.status, 302, "an ended session's cookie still worked");
+    // No new id_token names the ended session: its refresh token and its last code are refused.
+    for form in [
+        vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ],
+        vec![
+            ("grant_type", "authorization_code"),
+            ("code", pending_code.as_str()),
+            ("redirect_uri", CB),
+            ("code_verifier", crate::web::VERIFIER),
+        ],
+    ] {
+        let (status, body) = app.post_form("/token", Some((&id, &secret)), &form);
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{form:?}"
+        );
+    }
 
     // The notice: a logout token for that session, which the relying party first refused.
     let first = rp
@@ -788,9 +834,16 @@ fn a_logout_without_a_hint_is_confirmed_by_the_user_first() {
     );
     let mut browser = Browser::new(&app);
     sign_in_with_code(&app, &mut browser, &id, &secret);
-    let r = browser.get(&format!(
-        "/end_session?client_id={id}&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A8912%2Fbye"
-    ));
+    // A relying party's form POST comes back as a GET, which carries the session cookie.
+    let r = browser.post(
+        "/end_session",
+        &[
+            ("client_id", id.as_str()),
+            ("post_logout_redirect_uri", "http://127.0.0.1:8912/bye"),
+        ],
+    );
+    assert_eq!(r.status, 303);
+    let r = browser.get(r.location.as_deref().unwrap());
     assert_eq!(r.status, 200);
     assert!(r.body.contains("Sign out?"), "{}", r.body);
     // Still signed in until the user says so.

@@ -192,6 +192,19 @@ fn registration_refuses_what_the_policy_does_not_allow() {
         with("backchannel_logout_uri", json!("http://rp.example/bcl")),
         "invalid_client_metadata",
     );
+    // The server POSTs there itself: no address of its own or of a private network.
+    for internal in [
+        "https://127.0.0.1/bcl",
+        "https://10.0.0.5/bcl",
+        "https://localhost/bcl",
+        "https://[::1]/bcl",
+    ] {
+        refused(
+            with("backchannel_logout_uri", json!(internal)),
+            "invalid_client_metadata",
+        );
+    }
+
     refused(
         with("software_statement", json!("eyJ.e30.x")),
         "invalid_software_statement",
