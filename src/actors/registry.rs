@@ -158,7 +158,15 @@ impl Registry {
         for _ in 0..DECIDE_AGAIN {
             let addr = self.address(client_id)?;
             match addr.send(msg.clone()).await {
-                Ok(Err(e @ CommandError::Store(StoreError::Conflict { .. }))) => last = e,
+                Ok(Err(e @ CommandError::Store(StoreError::Conflict { .. }))) => {
+                    // Lost a race for the stream. On a shared log the winner's events reach
+                    // this node's copy a little later; deciding again at once, eight times in
+                    // a row, can outrun the copy and answer 503 for a plain refusal (seen in
+                    // CI: two nodes racing for one refresh token).
+                    last = e;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
                 Ok(Err(CommandError::Recovering)) => {
                     // Its other appends are still on their way; the reload follows them.
                     last = CommandError::Recovering;

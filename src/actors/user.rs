@@ -66,11 +66,21 @@ impl UserActor {
 
     /// A user's state and stream version, folded from its stream.
     fn load(&self, stream: &str) -> Result<(UserState, u64), CommandError> {
+        self.fold(stream, user::evolve)
+    }
+
+    /// The state of a small aggregate and its stream's version, folded from the whole stream
+    /// (users, sessions and initial access tokens are a few events each).
+    fn fold<S: Default>(
+        &self,
+        stream: &str,
+        evolve: fn(&mut S, &domain::Event),
+    ) -> Result<(S, u64), CommandError> {
         let events = self.store.read_stream(stream, 1)?;
-        let mut state = UserState::default();
+        let mut state = S::default();
         let mut version = 0;
         for e in &events {
-            user::evolve(&mut state, &e.event);
+            evolve(&mut state, &e.event);
             version = e.version;
         }
         Ok((state, version))
@@ -170,16 +180,10 @@ impl Handler<ExecuteSessionCommand> for UserActor {
     fn handle(&mut self, msg: ExecuteSessionCommand, _ctx: &mut Self::Context) -> Self::Result {
         use domain::session;
         let stream = domain::event::session_stream(&msg.sid);
-        let events = match self.store.read_stream(&stream, 1) {
-            Ok(e) => e,
-            Err(e) => return refused(e.into()),
+        let (state, version) = match self.fold(&stream, session::evolve) {
+            Ok(folded) => folded,
+            Err(e) => return refused(e),
         };
-        let mut state = session::SessionState::default();
-        let mut version = 0;
-        for e in &events {
-            session::evolve(&mut state, &e.event);
-            version = e.version;
-        }
         match session::decide(&msg.sid, &state, &msg.command) {
             Ok(events) if events.is_empty() => {
                 AtomicResponse::new(Box::pin(fut::ready(Ok(Vec::new()))))
@@ -212,16 +216,10 @@ impl Handler<ExecuteRegistrationTokenCommand> for UserActor {
     ) -> Self::Result {
         use domain::registration;
         let stream = registration::token_stream(&msg.id);
-        let events = match self.store.read_stream(&stream, 1) {
-            Ok(e) => e,
-            Err(e) => return refused(e.into()),
+        let (state, version) = match self.fold(&stream, registration::evolve) {
+            Ok(folded) => folded,
+            Err(e) => return refused(e),
         };
-        let mut state = registration::TokenState::default();
-        let mut version = 0;
-        for e in &events {
-            registration::evolve(&mut state, &e.event);
-            version = e.version;
-        }
         match registration::decide(&state, &msg.command) {
             Ok(events) => self.append(stream, version, events, msg.metadata),
             Err(e) => refused(CommandError::Registration(e)),

@@ -177,39 +177,61 @@ pub async fn end_session_endpoint(
         (Some(h), Some((s, _))) => h.sid.as_deref().is_some_and(|sid| sid == s.sid),
         _ => false,
     };
-    if let Some((s, _)) = &session {
-        if !hinted {
-            let sealed = state.session_key.seal("logout", &request);
-            return page_with_csrf(&req, &state, StatusCode::OK, |csrf| {
-                pages::confirm_logout(
-                    client.as_ref().map(|c| c.client.name.as_str()),
-                    &sealed,
-                    csrf,
-                )
-            });
-        }
-        if let Err(e) = end_session(&req, &state, s).await {
-            return pages::error_page(
-                e.status,
-                "Sign-out failed",
-                "The server could not record the sign-out now. Try again in a moment.",
-            );
-        }
+    if session.is_some() && !hinted {
+        let sealed = state.session_key.seal("logout", &request);
+        return page_with_csrf(&req, &state, StatusCode::OK, |csrf| {
+            pages::confirm_logout(
+                client.as_ref().map(|c| c.client.name.as_str()),
+                &sealed,
+                csrf,
+            )
+        });
     }
+    if let Err(page) = end_if_signed_in(&req, &state, session.as_ref().map(|(s, _)| s)).await {
+        return page;
+    }
+    signed_out(&state, redirect.as_deref(), request.state.as_deref())
+}
+
+/// Ends the request's session, if it has one; the error page when that cannot be recorded.
+async fn end_if_signed_in(
+    req: &HttpRequest,
+    state: &AppState,
+    session: Option<&Session>,
+) -> Result<(), HttpResponse> {
+    let Some(s) = session else {
+        return Ok(());
+    };
+    end_session(req, state, s).await.map_err(|e| {
+        pages::error_page(
+            e.status,
+            "Sign-out failed",
+            "The server could not record the sign-out now. Try again in a moment.",
+        )
+    })
+}
+
+/// The answer once signed out: to the client's registered post-logout URI with the request's
+/// `state`, or a page of our own; the session cookie is cleared either way.
+fn signed_out(
+    state: &AppState,
+    redirect: Option<&str>,
+    request_state: Option<&str>,
+) -> HttpResponse {
     let mut res = match redirect {
         Some(uri) => {
-            let location = match (url::Url::parse(&uri), &request.state) {
+            let location = match (url::Url::parse(uri), request_state) {
                 (Ok(mut u), Some(st)) => {
                     u.query_pairs_mut().append_pair("state", st);
                     u.to_string()
                 }
-                _ => uri,
+                _ => uri.to_owned(),
             };
             pages::redirect(StatusCode::SEE_OTHER, &location)
         }
         None => pages::page(StatusCode::OK, pages::signed_out()),
     };
-    let _ = res.add_cookie(&clear_session_cookie(&state));
+    let _ = res.add_cookie(&clear_session_cookie(state));
     res
 }
 
@@ -241,14 +263,9 @@ pub async fn confirm(
     if form.get("decision") != Some("logout") {
         return pages::page(StatusCode::OK, pages::still_signed_in());
     }
-    if let Some((s, _)) = current_session(&req, &state, now) {
-        if let Err(e) = end_session(&req, &state, &s).await {
-            return pages::error_page(
-                e.status,
-                "Sign-out failed",
-                "The server could not record the sign-out now. Try again in a moment.",
-            );
-        }
+    let session = current_session(&req, &state, now);
+    if let Err(page) = end_if_signed_in(&req, &state, session.as_ref().map(|(s, _)| s)).await {
+        return page;
     }
     let client = request
         .client_id
@@ -271,21 +288,11 @@ pub async fn confirm(
                 .any(|r| r.as_str() == uri.as_str())
         })
     });
-    let mut res = match redirect {
-        Some(uri) => {
-            let location = match (url::Url::parse(uri), &request.state) {
-                (Ok(mut u), Some(st)) => {
-                    u.query_pairs_mut().append_pair("state", st);
-                    u.to_string()
-                }
-                _ => uri.clone(),
-            };
-            pages::redirect(StatusCode::SEE_OTHER, &location)
-        }
-        None => pages::page(StatusCode::OK, pages::signed_out()),
-    };
-    let _ = res.add_cookie(&clear_session_cookie(&state));
-    res
+    signed_out(
+        &state,
+        redirect.map(String::as_str),
+        request.state.as_deref(),
+    )
 }
 
 #[derive(Serialize)]
