@@ -2,8 +2,9 @@
 
 use crate::event::{
     ClientDeleted, ClientGrantTypesChanged, ClientKeysChanged, ClientOidcSettingsChanged,
-    ClientRedirectUriAdded, ClientRedirectUriRemoved, ClientRegistered, ClientScopesChanged,
-    ClientSecretRotated, ClientSettingsChanged, DynamicRegistration, Event, OidcClientSettings,
+    ClientRedirectUriAdded, ClientRedirectUriRemoved, ClientRegistered,
+    ClientRegistrationTokenRotated, ClientScopesChanged, ClientSecretRotated,
+    ClientSettingsChanged, DynamicRegistration, Event, OidcClientSettings,
 };
 use crate::values::{
     AuthMethod, ClientId, GrantType, RedirectMatching, RedirectUri, Scope, SecretHash,
@@ -264,6 +265,8 @@ pub enum ClientCommand {
     Update(UpdateClient),
     /// Replace the secret of a confidential client (the new hash arrives in the command).
     RotateSecret(SecretHash),
+    /// Replace the registration access token of a self-registered client (its new hash).
+    RotateRegistrationToken(SecretHash),
     /// Delete the client.
     Delete,
 }
@@ -314,6 +317,9 @@ pub enum ClientError {
     /// The OpenID Connect settings break a rule.
     #[error("{0}")]
     InvalidOidcSettings(&'static str),
+    /// Only a client that registered itself has a registration access token.
+    #[error("this client did not register itself and has no registration access token")]
+    NotDynamic,
     /// The name is empty or too long.
     #[error("client name must be 1 to 200 characters")]
     InvalidName,
@@ -347,6 +353,18 @@ pub fn decide(state: &ClientState, command: &ClientCommand) -> Result<Vec<Event>
                 client_id: client.client_id.clone(),
                 secret_hash: hash.clone(),
             })])
+        }
+        ClientCommand::RotateRegistrationToken(hash) => {
+            let client = live(state)?;
+            if client.dynamic.is_none() {
+                return Err(ClientError::NotDynamic);
+            }
+            Ok(vec![Event::ClientRegistrationTokenRotated(
+                ClientRegistrationTokenRotated {
+                    client_id: client.client_id.clone(),
+                    registration_token_hash: hash.clone(),
+                },
+            )])
         }
         ClientCommand::Delete => {
             let client = live(state)?;
@@ -761,6 +779,11 @@ pub fn evolve(state: &mut ClientState, event: &Event) {
         }
         Event::ClientSecretRotated(e) => c.secret_hash = Some(e.secret_hash.clone()),
         Event::ClientOidcSettingsChanged(e) => c.oidc = e.oidc.clone(),
+        Event::ClientRegistrationTokenRotated(e) => {
+            if let Some(d) = c.dynamic.as_mut() {
+                d.registration_token_hash = e.registration_token_hash.clone();
+            }
+        }
         _ => {}
     }
 }
@@ -1124,6 +1147,27 @@ pub(crate) mod tests {
                 client_id: id(),
                 secret_hash: HashKey::for_tests().hash("second"),
             })]);
+    }
+
+    #[test]
+    fn only_a_self_registered_client_has_a_registration_token_to_rotate() {
+        let rotate = || ClientCommand::RotateRegistrationToken(HashKey::for_tests().hash("rat2"));
+        client_scenario()
+            .given(vec![registered()])
+            .when(rotate())
+            .then_err(ClientError::NotDynamic);
+        let mut cmd = registration();
+        cmd.dynamic = Some(DynamicRegistration {
+            registration_token_hash: HashKey::for_tests().hash("rat1"),
+            initial_access_token: None,
+        });
+        let given = decide(&ClientState::Unregistered, &ClientCommand::Register(cmd)).unwrap();
+        client_scenario().given(given).when(rotate()).then(vec![
+            Event::ClientRegistrationTokenRotated(ClientRegistrationTokenRotated {
+                client_id: id(),
+                registration_token_hash: HashKey::for_tests().hash("rat2"),
+            }),
+        ]);
     }
 
     #[test]

@@ -892,6 +892,16 @@ pub struct DynamicRegistration {
     pub initial_access_token: Option<Uuid>,
 }
 
+/// A self-registered client got a new registration access token (RFC 7592 §3: each read or
+/// update of its registration answers with one); the one before stops working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRegistrationTokenRotated {
+    /// The client.
+    pub client_id: ClientId,
+    /// Keyed hash of the new token; never the token.
+    pub registration_token_hash: SecretHash,
+}
+
 /// Every event type of the log, tagged by its stable type name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -976,6 +986,8 @@ pub enum Event {
     InitialAccessTokenIssued(InitialAccessTokenIssued),
     /// See [`InitialAccessTokenUsed`].
     InitialAccessTokenUsed(InitialAccessTokenUsed),
+    /// See [`ClientRegistrationTokenRotated`].
+    ClientRegistrationTokenRotated(ClientRegistrationTokenRotated),
 }
 
 /// Expands `$m!(Variant, ...)` over every event type: one list for the type names, the
@@ -1020,7 +1032,8 @@ macro_rules! for_each_event {
             SessionEnded,
             BackchannelLogoutAttempted,
             InitialAccessTokenIssued,
-            InitialAccessTokenUsed
+            InitialAccessTokenUsed,
+            ClientRegistrationTokenRotated
         );
     };
 }
@@ -1106,6 +1119,7 @@ impl Event {
             Event::ClientOidcSettingsChanged(e) => &e.client_id,
             Event::BackchannelLogoutAttempted(e) => &e.client_id,
             Event::InitialAccessTokenUsed(e) => &e.client_id,
+            Event::ClientRegistrationTokenRotated(e) => &e.client_id,
             Event::UserRegistered(_)
             | Event::InitialAccessTokenIssued(_)
             | Event::SessionStarted(_)
@@ -1166,6 +1180,7 @@ impl Event {
                 | Event::ClientDeleted(_)
                 | Event::ClientKeysChanged(_)
                 | Event::ClientOidcSettingsChanged(_)
+                | Event::ClientRegistrationTokenRotated(_)
         )
     }
 

@@ -304,12 +304,16 @@ pub async fn authorize(
                 None => true,
                 Some((s, user)) => {
                     let fresh = fresh_after.is_some_and(|t| s.auth_time >= t);
-                    (o.prompt.login && !fresh)
-                        || o.max_age.is_some_and(|m| now - s.auth_time > m && !fresh)
-                        || (o.prompt.none
-                            && o.hint_sub.as_ref().is_some_and(|sub| {
-                                *sub != super::oidc::subject(&state, &client.client, user.user_id)
-                            }))
+                    // An id_token_hint naming another user than the signed-in one asks for
+                    // that user (Core §3.1.2.1): sign in again. Whoever signs in then is the
+                    // answer, and the relying party compares the sub.
+                    let other_user = o.hint_sub.as_ref().is_some_and(|sub| {
+                        *sub != super::oidc::subject(&state, &client.client, user.user_id)
+                    });
+                    !fresh
+                        && (o.prompt.login
+                            || o.max_age.is_some_and(|m| now - s.auth_time > m)
+                            || other_user)
                 }
             };
             if must_sign_in {

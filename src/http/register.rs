@@ -485,10 +485,38 @@ pub async fn read(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let view = registered(&req, &state, &path)?;
+    let metadata = request_metadata(&req, Cause::Client(view.client.client_id.to_string()));
+    let token = rotate_token(&state, &view.client.client_id, metadata).await?;
     let out = ClientOutput::from_view(&view, None);
+    let mut body = metadata_of(&state, &out, None);
+    body["registration_access_token"] = token.into();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(metadata_of(&state, &out, None)))
+        .json(body))
+}
+
+/// A new registration access token for the client (RFC 7592 §3 answers one with every read
+/// and update; only its keyed hash is kept, so the old one cannot be shown again): recorded
+/// before it is answered, and the one presented stops working.
+async fn rotate_token(
+    state: &AppState,
+    client_id: &domain::values::ClientId,
+    metadata: domain::Metadata,
+) -> Result<String, OAuthError> {
+    let (token, hash) = super::token::fresh_secret(&state.hash_key)?;
+    state
+        .engine
+        .registry
+        .send(
+            client_id,
+            crate::actors::ExecuteClientCommand {
+                command: ClientCommand::RotateRegistrationToken(hash),
+                metadata,
+            },
+        )
+        .await
+        .map_err(super::token::command_error)?;
+    Ok(token)
 }
 
 /// `PUT /register/{client_id}` (RFC 7592 §2.2): the metadata replace the client's.
@@ -540,12 +568,15 @@ pub async fn update(
         ..Default::default()
     };
     let metadata = request_metadata(&req, Cause::Client(view.client.client_id.to_string()));
-    let out = service::update_client(&state.engine, &path, change, metadata)
+    let out = service::update_client(&state.engine, &path, change, metadata.clone())
         .await
         .map_err(service_error)?;
+    let token = rotate_token(&state, &view.client.client_id, metadata).await?;
+    let mut body = metadata_of(&state, &out, None);
+    body["registration_access_token"] = token.into();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(metadata_of(&state, &out, None)))
+        .json(body))
 }
 
 /// `DELETE /register/{client_id}` (RFC 7592 §2.3): 204, and the client's tokens stop.

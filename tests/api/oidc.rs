@@ -342,6 +342,23 @@ fn prompt_max_age_and_id_token_hint_are_obeyed_and_refused_with_the_openid_codes
     let page = other.get(r.location.as_deref().unwrap());
     assert!(page.body.contains("value=\"alice\""), "{}", page.body);
 
+    // An id_token_hint of another user than the signed-in one: sign in again (with
+    // prompt=none, login_required).
+    app.create_user("bob", "looking-glass7");
+    let mut bob = Browser::new(&app);
+    bob.sign_in("bob", "looking-glass7");
+    let r = bob.approve(&code_request(&id, &[]));
+    let bobs = redeem(&app, &id, &secret, &r.param("code").unwrap())["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = browser.authorize(&code_request(&id, &[("id_token_hint", &bobs)]));
+    assert!(r.location.as_deref().unwrap().contains("/login?"), "{r:?}");
+    let r = browser.authorize(&code_request(
+        &id,
+        &[("id_token_hint", &bobs), ("prompt", "none")],
+    ));
+    assert_eq!(r.param("error").as_deref(), Some("login_required"));
     // An id_token_hint issued to this client is taken; one of another client is refused.
     let r = browser.authorize(&code_request(&id, &[("id_token_hint", &first_id_token)]));
     assert!(r.param("code").is_some(), "{r:?}");

@@ -266,14 +266,14 @@ fn the_configuration_endpoint_answers_only_its_own_registration_access_token() {
     let (_, a, _) = register(&app, None, &web_client());
     let (_, b, _) = register(&app, None, &web_client());
     let uri = a["registration_client_uri"].as_str().unwrap().to_owned();
-    let with_token = |token: &Value| format!("Bearer {}", token.as_str().unwrap());
+    let bearer = |token: &Value| format!("Bearer {}", token.as_str().unwrap());
+    let status_of =
+        |res: Result<ureq::http::Response<ureq::Body>, ureq::Error>| res.unwrap().status().as_u16();
+    let first = a["registration_access_token"].clone();
     let (status, read) = answer(
         agent()
             .get(&uri)
-            .header(
-                "Authorization",
-                &with_token(&a["registration_access_token"]),
-            )
+            .header("Authorization", &bearer(&first))
             .call(),
     );
     assert_eq!(status, 200);
@@ -282,63 +282,71 @@ fn the_configuration_endpoint_answers_only_its_own_registration_access_token() {
         read.get("client_secret").is_none(),
         "the secret is kept as a hash only"
     );
+    // RFC 7592 §3: the answer carries a registration access token, a new one; the one
+    // presented stops working.
+    let second = read["registration_access_token"].clone();
+    assert!(second.as_str().is_some_and(|t| t.len() == 43) && second != first);
+    assert_eq!(
+        status_of(
+            agent()
+                .get(&uri)
+                .header("Authorization", &bearer(&first))
+                .call()
+        ),
+        401
+    );
     // Another client's registration access token: 401.
-    let res = agent()
-        .get(&uri)
-        .header(
-            "Authorization",
-            &with_token(&b["registration_access_token"]),
-        )
-        .call()
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 401);
-    // PUT replaces the metadata.
+    assert_eq!(
+        status_of(
+            agent()
+                .get(&uri)
+                .header("Authorization", &bearer(&b["registration_access_token"]))
+                .call()
+        ),
+        401
+    );
+    // PUT replaces the metadata, and answers the next token.
     let mut changed = web_client();
     changed["client_id"] = a["client_id"].clone();
     changed["redirect_uris"] = json!(["https://rp.example/other"]);
-    changed["client_name"] = json!("Renamed");
     let (status, put) = answer(
         agent()
             .put(&uri)
-            .header(
-                "Authorization",
-                &with_token(&a["registration_access_token"]),
-            )
+            .header("Authorization", &bearer(&second))
             .send_json(&changed),
     );
     assert_eq!(status, 200, "{put}");
     assert_eq!(put["redirect_uris"], json!(["https://rp.example/other"]));
+    let third = put["registration_access_token"].clone();
     // A client_id that is not the client's is refused.
     changed["client_id"] = b["client_id"].clone();
     let (status, _) = answer(
         agent()
             .put(&uri)
-            .header(
-                "Authorization",
-                &with_token(&a["registration_access_token"]),
-            )
+            .header("Authorization", &bearer(&third))
             .send_json(&changed),
     );
     assert_eq!(status, 400);
     // DELETE: 204, and then the token is no longer anyone's.
-    let res = agent()
-        .delete(&uri)
-        .header(
-            "Authorization",
-            &with_token(&a["registration_access_token"]),
-        )
-        .call()
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 204);
-    let res = agent()
-        .get(&uri)
-        .header(
-            "Authorization",
-            &with_token(&a["registration_access_token"]),
-        )
-        .call()
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 401);
+    assert_eq!(
+        status_of(
+            agent()
+                .delete(&uri)
+                .header("Authorization", &bearer(&third))
+                .call()
+        ),
+        204
+    );
+    assert_eq!(
+        status_of(
+            agent()
+                .get(&uri)
+                .header("Authorization", &bearer(&third))
+                .call()
+        ),
+        401
+    );
+    assert_eq!(app.events("ClientRegistrationTokenRotated").len(), 2);
 }
 
 #[test]
