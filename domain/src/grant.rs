@@ -25,6 +25,8 @@ pub struct CodeView {
     pub issued: AuthorizationCodeIssued,
     /// The family its redemption started, once redeemed.
     pub redeemed_family: Option<Uuid>,
+    /// The browser session it was issued in has ended (a logout).
+    pub session_ended: bool,
 }
 
 impl CodeView {
@@ -51,6 +53,8 @@ pub struct RefreshView {
     pub family_revoked: bool,
     /// The user withdrew the client's authorization after this token was issued.
     pub authorization_revoked: bool,
+    /// The browser session its grant began in has ended (a logout).
+    pub session_ended: bool,
 }
 
 impl RefreshView {
@@ -200,6 +204,9 @@ pub struct NewIdToken {
 /// The authentication context class of a sign-in with a password: level 1 of ISO/IEC 29115,
 /// single-factor (the only kind this server has).
 pub const ACR_PASSWORD: &str = "1";
+
+/// The scope that keeps a grant usable after its browser session ended (Core §11).
+pub const OFFLINE_ACCESS_SCOPE: &str = "offline_access";
 
 /// The scope that makes a request an OpenID Connect request (Core §3.1.2.1).
 pub const OPENID_SCOPE: &str = "openid";
@@ -638,6 +645,9 @@ pub fn redeem_code(client: &Client, cmd: &RedeemCode) -> Result<Vec<Event>, Refu
     if cmd.now >= code.expires_at {
         return Err(invalid_grant(GrantRejected::CodeExpired));
     }
+    if view.session_ended {
+        return Err(invalid_grant(GrantRejected::SessionEnded));
+    }
     match (&cmd.redirect_uri, code.redirect_uri_sent) {
         (Some(p), _) if *p != code.redirect_uri => {
             return Err(invalid_grant(GrantRejected::RedirectUriDiffers))
@@ -726,6 +736,15 @@ pub fn refresh(client: &Client, cmd: &RefreshGrant) -> Result<Vec<Event>, Refusa
     }
     if cmd.now >= old.expires_at || cmd.now >= old.family_expires_at {
         return Err(invalid_grant(GrantRejected::RefreshExpired));
+    }
+    // A grant that holds offline_access outlives the session, as that scope asks.
+    if view.session_ended
+        && !old
+            .scopes
+            .iter()
+            .any(|s| s.as_str() == OFFLINE_ACCESS_SCOPE)
+    {
+        return Err(invalid_grant(GrantRejected::SessionEnded));
     }
     let scopes = match &cmd.scopes {
         None => old.scopes.clone(),
@@ -982,6 +1001,7 @@ mod tests {
         Some(CodeView {
             issued: code_issued(challenge),
             redeemed_family: redeemed.then(|| Uuid::from_u128(3)),
+            session_ended: false,
         })
     }
 
@@ -1118,6 +1138,7 @@ mod tests {
             head: (head.0, Uuid::from_u128(head.1)),
             family_revoked: false,
             authorization_revoked: false,
+            session_ended: false,
         }
     }
 
@@ -1324,6 +1345,7 @@ mod tests {
             Some(CodeView {
                 issued: code.clone(),
                 redeemed_family: None,
+                session_ended: false,
             }),
             Some(VERIFIER),
             Some(CB),
@@ -1367,6 +1389,7 @@ mod tests {
             head: (1, rt.id),
             family_revoked: false,
             authorization_revoked: false,
+            session_ended: false,
         };
         let mut cmd = rotate(view, 0, NOW + 600, None);
         if let TokenCommand::Refresh(r) = &mut cmd {
@@ -1401,6 +1424,7 @@ mod tests {
                 Some(CodeView {
                     issued: code.clone(),
                     redeemed_family: None,
+                    session_ended: false,
                 }),
                 Some(VERIFIER),
                 Some(CB),
@@ -1445,5 +1469,37 @@ mod tests {
         assert!(!events
             .iter()
             .any(|e| matches!(e, Event::AccessTokenIssued(_))));
+    }
+
+    #[test]
+    fn a_grant_whose_session_ended_issues_nothing_more_unless_it_is_offline() {
+        let client =
+            registered_for_openid(vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+        let mut issued = code_issued(true);
+        issued.oidc = Some(signed_in(Some("n")));
+        let view = CodeView {
+            issued,
+            redeemed_family: None,
+            session_ended: true,
+        };
+        scenario()
+            .given(vec![client.clone()])
+            .when(redeem(Some(view), Some(VERIFIER), Some(CB)))
+            .then_err(invalid_grant(GrantRejected::SessionEnded));
+        let mut view = refresh_view(None, (1, 2));
+        view.session_ended = true;
+        scenario()
+            .given(vec![client.clone()])
+            .when(rotate(view.clone(), 0, NOW + 10, None))
+            .then_err(invalid_grant(GrantRejected::SessionEnded));
+        view.issued.scopes = scopes("read offline_access");
+        let events = decide(
+            &state_of(std::slice::from_ref(&client)),
+            &rotate(view, 0, NOW + 10, None),
+        );
+        assert!(
+            events.is_ok(),
+            "offline_access outlives the session: {events:?}"
+        );
     }
 }

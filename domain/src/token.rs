@@ -160,6 +160,10 @@ pub enum GrantRejected {
     /// The refresh token was used before: its family is revoked.
     #[error("the refresh token was already used; every token of its grant is revoked")]
     RefreshReused,
+    /// The browser session of an OpenID Connect grant ended (a logout): its relying parties
+    /// were told the user left, so no new id_token may name it (Back-Channel Logout §2.7).
+    #[error("the user signed out of the session this grant belongs to")]
+    SessionEnded,
     /// A JWT bearer assertion was refused (RFC 7523 §3.1).
     #[error(transparent)]
     Assertion(#[from] crate::assertion::AssertionRejected),

@@ -687,6 +687,8 @@ impl TokenIndex {
         Ok(Some(CodeView {
             issued,
             redeemed_family,
+            // The user directory knows sessions; `ReadModels` fills this in.
+            session_ended: false,
         }))
     }
 
@@ -721,6 +723,8 @@ impl TokenIndex {
             used_at,
             head,
             issued,
+            // The user directory knows sessions; `ReadModels` fills this in.
+            session_ended: false,
         }))
     }
 

@@ -108,12 +108,31 @@ pub trait GrantViews: Send + Sync {
     }
 }
 
+/// Whether the browser session an OpenID Connect grant began in has ended.
+fn session_ended(
+    models: &projections::ReadModels,
+    signed_in: Option<&domain::event::OidcContext>,
+) -> Result<bool, ProjectionError> {
+    match signed_in.and_then(|c| c.sid.as_deref()) {
+        Some(sid) => models.users.session_ended(sid),
+        None => Ok(false),
+    }
+}
+
 impl GrantViews for projections::ReadModels {
     fn code(&self, code_hash: &str) -> Result<Option<CodeView>, ProjectionError> {
-        self.tokens.code(code_hash)
+        let mut view = self.tokens.code(code_hash)?;
+        if let Some(v) = &mut view {
+            v.session_ended = session_ended(self, v.issued.oidc.as_ref())?;
+        }
+        Ok(view)
     }
     fn refresh(&self, token_hash: &str) -> Result<Option<RefreshView>, ProjectionError> {
-        self.tokens.refresh(token_hash)
+        let mut view = self.tokens.refresh(token_hash)?;
+        if let Some(v) = &mut view {
+            v.session_ended = session_ended(self, v.issued.oidc.as_ref())?;
+        }
+        Ok(view)
     }
     fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, ProjectionError> {
         let row = self.consents.get(user, client.as_str())?;

@@ -105,8 +105,11 @@ async fn user_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The bytes of a JSON body (`application/json` or `application/*+json`).
-async fn json_bytes(req: &HttpRequest, payload: web::Payload) -> Result<web::BytesMut, OAuthError> {
+/// The bytes of a JSON body (`application/json` or `application/*+json`), at most 64 KiB.
+pub(crate) async fn json_bytes(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<web::BytesMut, OAuthError> {
     let json = req
         .headers()
         .get(header::CONTENT_TYPE)

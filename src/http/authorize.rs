@@ -694,7 +694,6 @@ async fn issue(
             .unwrap_or_else(|| client.client.scopes.clone());
         let extras = super::oidc::IdTokenExtras {
             access_token: access_token.as_deref(),
-            code: None,
             granted: &scopes,
             scope_claims: access_token.is_none(),
         };

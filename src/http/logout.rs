@@ -82,8 +82,6 @@ struct LogoutRequest {
     client_id: Option<String>,
     post_logout_redirect_uri: Option<String>,
     state: Option<String>,
-    logout_hint: Option<String>,
-    ui_locales: Option<String>,
 }
 
 fn bad(message: &str) -> HttpResponse {
@@ -122,53 +120,14 @@ pub async fn end_session_endpoint(
         client_id: form.get("client_id").map(str::to_owned),
         post_logout_redirect_uri: form.get("post_logout_redirect_uri").map(str::to_owned),
         state: form.get("state").map(str::to_owned),
-        logout_hint: form.get("logout_hint").map(str::to_owned),
-        ui_locales: form.get("ui_locales").map(str::to_owned),
     };
-    // The client: named by the hint's audience, or by client_id; both must agree.
-    let hint = match &request.id_token_hint {
-        None => None,
-        Some(h) => match super::oidc::verify_id_token(&state, h) {
-            Some(c) => Some(c),
-            None => return bad("The id_token_hint is not an id_token this server issued."),
-        },
-    };
-    let client_id = match (&hint, &request.client_id) {
-        (Some(h), Some(c)) if !h.is_for(c) => {
-            return bad("The id_token_hint was not issued to the client_id given.")
-        }
-        (_, Some(c)) => Some(c.clone()),
-        (Some(h), None) => h.aud.as_str().map(str::to_owned),
-        (None, None) => None,
-    };
-    let client = client_id
-        .as_deref()
-        .and_then(|c| state.engine.models.clients.get(c));
-    if client_id.is_some() && client.is_none() {
-        return bad("No application is registered with this client_id.");
-    }
-    // Exact match against the client's registered list; without a known client, no redirect.
-    let redirect = match (&request.post_logout_redirect_uri, &client) {
-        (None, _) => None,
-        (Some(_), None) => {
-            return bad(
-                "A post_logout_redirect_uri needs the client: send id_token_hint or client_id.",
-            )
-        }
-        (Some(uri), Some(c)) => {
-            if !c
-                .client
-                .oidc
-                .post_logout_redirect_uris
-                .iter()
-                .any(|r| r.as_str() == uri)
-            {
-                return bad(
-                    "The post_logout_redirect_uri is not one the application registered for after logout.",
-                );
-            }
-            Some(uri.clone())
-        }
+    let Checked {
+        hint,
+        client,
+        redirect,
+    } = match checked(&state, &request) {
+        Ok(c) => c,
+        Err(why) => return bad(why),
     };
     let now = state.engine.clock.unix_now();
     let session = current_session(&req, &state, now);
@@ -191,6 +150,66 @@ pub async fn end_session_endpoint(
         return page;
     }
     signed_out(&state, redirect.as_deref(), request.state.as_deref())
+}
+
+/// What a logout request names, checked: the verified hint, the client (named by the hint's
+/// audience or by `client_id`, which must agree), and the `post_logout_redirect_uri`, an exact
+/// match of one the client registered. Anything else is refused with the reason to show; a
+/// redirect is never made to an address the client did not register.
+fn checked(state: &AppState, request: &LogoutRequest) -> Result<Checked, &'static str> {
+    let hint = match &request.id_token_hint {
+        None => None,
+        Some(h) => Some(
+            super::oidc::verify_id_token(state, h)
+                .ok_or("The id_token_hint is not an id_token this server issued.")?,
+        ),
+    };
+    let client_id = match (&hint, &request.client_id) {
+        (Some(h), Some(c)) if !h.is_for(c) => {
+            return Err("The id_token_hint was not issued to the client_id given.")
+        }
+        (_, Some(c)) => Some(c.clone()),
+        (Some(h), None) => h.aud.as_str().map(str::to_owned),
+        (None, None) => None,
+    };
+    let client = client_id
+        .as_deref()
+        .and_then(|c| state.engine.models.clients.get(c));
+    if client_id.is_some() && client.is_none() {
+        return Err("No application is registered with this client_id.");
+    }
+    let redirect = match (&request.post_logout_redirect_uri, &client) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(
+                "A post_logout_redirect_uri needs the client: send id_token_hint or client_id.",
+            )
+        }
+        (Some(uri), Some(c)) => {
+            if !c
+                .client
+                .oidc
+                .post_logout_redirect_uris
+                .iter()
+                .any(|r| r.as_str() == uri)
+            {
+                return Err("The post_logout_redirect_uri is not one the application registered for after logout.");
+            }
+            Some(uri.clone())
+        }
+    };
+    Ok(Checked {
+        hint,
+        client,
+        redirect,
+    })
+}
+
+/// The parts of a logout request that passed [`checked`].
+struct Checked {
+    hint: Option<super::oidc::HintClaims>,
+    client: Option<std::sync::Arc<projections::ClientView>>,
+    redirect: Option<String>,
 }
 
 /// Ends the request's session, if it has one; the error page when that cannot be recorded.
@@ -267,32 +286,12 @@ pub async fn confirm(
     if let Err(page) = end_if_signed_in(&req, &state, session.as_ref().map(|(s, _)| s)).await {
         return page;
     }
-    let client = request
-        .client_id
-        .as_deref()
-        .map(str::to_owned)
-        .or_else(|| {
-            request
-                .id_token_hint
-                .as_deref()
-                .and_then(|h| super::oidc::verify_id_token(&state, h))
-                .and_then(|h| h.aud.as_str().map(str::to_owned))
-        })
-        .and_then(|c| state.engine.models.clients.get(&c));
-    let redirect = request.post_logout_redirect_uri.as_ref().filter(|uri| {
-        client.as_ref().is_some_and(|c| {
-            c.client
-                .oidc
-                .post_logout_redirect_uris
-                .iter()
-                .any(|r| r.as_str() == uri.as_str())
-        })
-    });
-    signed_out(
-        &state,
-        redirect.map(String::as_str),
-        request.state.as_deref(),
-    )
+    // Sealed when it was checked; the client's registered list is read again.
+    let redirect = match checked(&state, &request) {
+        Ok(c) => c.redirect,
+        Err(why) => return bad(why),
+    };
+    signed_out(&state, redirect.as_deref(), request.state.as_deref())
 }
 
 #[derive(Serialize)]

@@ -169,7 +169,7 @@ pub fn id_token_kid(state: &AppState, client: &domain::client::Client, now: i64)
     state.keys.signing_kid(alg, now)
 }
 
-/// `at_hash` / `c_hash` (Core §3.1.3.6): the left half of the hash of the value, with the
+/// `at_hash` (Core §3.1.3.6): the left half of the hash of the value, with the
 /// hash of the signing algorithm (SHA-256 for RS256 and ES256, SHA-512 for Ed25519).
 pub fn half_hash(alg: SigningAlgorithm, value: &str) -> String {
     let digest: Vec<u8> = match alg {
@@ -194,8 +194,6 @@ struct IdTokenClaims<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     at_hash: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    c_hash: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     acr: Option<&'a str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     amr: &'a [String],
@@ -210,8 +208,6 @@ struct IdTokenClaims<'a> {
 pub struct IdTokenExtras<'a> {
     /// The access token issued with it (`at_hash`).
     pub access_token: Option<&'a str>,
-    /// The code issued with it (`c_hash`).
-    pub code: Option<&'a str>,
     /// The scopes the grant holds: they bound the claims asked for by name.
     pub granted: &'a [Scope],
     /// Whether the scopes' claims go in the id_token itself: when no access token is issued,
@@ -256,7 +252,6 @@ pub fn id_token_value(
         jti: issued.jti.to_string(),
         nonce: issued.nonce.as_deref(),
         at_hash: extras.access_token.map(|t| half_hash(alg, t)),
-        c_hash: extras.code.map(|c| half_hash(alg, c)),
         acr: issued.acr.as_deref(),
         amr: &issued.amr,
         sid: issued.sid.as_deref(),
@@ -295,24 +290,7 @@ impl HintClaims {
 /// Verifies an id_token we issued (signature by a published key, our issuer); `None` for
 /// anything else.
 pub fn verify_id_token(state: &AppState, token: &str) -> Option<HintClaims> {
-    use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
-    let header = decode_header(token).ok()?;
-    let kid = header.kid?;
-    let snap = state.keys.snapshot();
-    let key = snap.loaded.get(&kid)?;
-    let alg = crate::keys::material::jwt_algorithm(key.algorithm);
-    if header.alg != alg {
-        return None;
-    }
-    let decoding = DecodingKey::from_jwk(&serde_json::from_value(key.jwk.clone()).ok()?).ok()?;
-    let mut v = Validation::new(alg);
-    v.validate_exp = false;
-    v.validate_aud = false;
-    v.set_issuer(&[state.issuer.as_str()]);
-    v.set_required_spec_claims(&["iss", "sub", "aud"]);
-    decode::<HintClaims>(token, &decoding, &v)
-        .ok()
-        .map(|d| d.claims)
+    state.keys.verify_id_token(token, &state.issuer)
 }
 
 /// `GET /.well-known/openid-configuration` (Discovery 1.0 §3): the RFC 8414 document plus

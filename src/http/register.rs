@@ -23,9 +23,6 @@ use domain::Cause;
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
-/// Largest registration body.
-const MAX_BODY: usize = 64 * 1024;
-
 /// What `POST /register` lets a client register.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistrationPolicy {
@@ -356,18 +353,7 @@ async fn metadata_body(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<Map<String, Value>, OAuthError> {
-    let json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(OAuthError::invalid_request(
-            "client metadata is sent as application/json (RFC 7591 3.1)",
-        ));
-    }
-    let body = super::form::read_body(req, payload, MAX_BODY).await?;
+    let body = super::admin::json_bytes(req, payload).await?;
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(metadata_error(

@@ -120,36 +120,6 @@ pub fn fresh_secret(key: &HashKey) -> Result<(String, SecretHash), OAuthError> {
     Ok((value, hash))
 }
 
-/// Refuses a code or refresh token of an OpenID Connect grant whose browser session ended (a
-/// logout): its relying parties were told the user left, so no new id_token may name that
-/// session (Back-Channel Logout 1.0 §2.7). A grant that holds `offline_access` outlives the
-/// session, as that scope asks.
-fn refuse_ended_session(
-    state: &AppState,
-    signed_in: Option<&domain::event::OidcContext>,
-    scopes: Option<&[Scope]>,
-) -> Result<(), OAuthError> {
-    let Some(sid) = signed_in.and_then(|c| c.sid.as_deref()) else {
-        return Ok(());
-    };
-    if scopes.is_some_and(|s| s.iter().any(|s| s.as_str() == "offline_access")) {
-        return Ok(());
-    }
-    let ended = state
-        .engine
-        .models
-        .users
-        .session_ended(sid)
-        .map_err(|e| OAuthError::server_error(&e))?;
-    if ended {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidGrant,
-            "the user signed out of the session this grant belongs to",
-        ));
-    }
-    Ok(())
-}
-
 /// Handles a token request (POST).
 #[tracing::instrument(skip_all, fields(client_id, grant_type))]
 pub async fn token(
@@ -228,14 +198,6 @@ async fn grant(
         }
         Ok(GrantType::AuthorizationCode) => {
             let [code_hash, legacy_code_hash] = state.hash_key.candidates(form.require("code")?);
-            let signed_in = state
-                .engine
-                .models
-                .tokens
-                .code(code_hash.as_str())
-                .map_err(|e| OAuthError::server_error(&e))?
-                .and_then(|c| c.issued.oidc);
-            refuse_ended_session(state, signed_in.as_ref(), None)?;
             TokenCommand::RedeemCode(RedeemCode {
                 code: None,
                 code_hash,
@@ -250,11 +212,8 @@ async fn grant(
             })
         }
         Ok(GrantType::RefreshToken) => {
-            let presented = form.require("refresh_token")?;
-            if let Some(view) = super::introspect::resolve_refresh(state, presented)? {
-                refuse_ended_session(state, view.issued.oidc.as_ref(), Some(&view.issued.scopes))?;
-            }
-            let [token_hash, legacy_token_hash] = state.hash_key.candidates(presented);
+            let [token_hash, legacy_token_hash] =
+                state.hash_key.candidates(form.require("refresh_token")?);
             TokenCommand::Refresh(RefreshGrant {
                 token_hash,
                 legacy_token_hash: Some(legacy_token_hash),

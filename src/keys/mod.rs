@@ -245,6 +245,36 @@ impl Keyring {
         token: &str,
         issuer: &str,
     ) -> Option<(AccessTokenClaims, String)> {
+        Self::verify_typed(snap, token, issuer, "at+jwt", &[])
+    }
+
+    /// Verifies an id_token this server signed (header type `JWT`, our issuer, a published
+    /// key, with `iss`, `sub` and `aud`); its expiry is not checked, as an `id_token_hint`'s
+    /// need not be (OpenID Connect Core §3.1.2.1). `None` for anything else.
+    pub fn verify_id_token<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+    ) -> Option<T> {
+        Self::verify_typed(
+            &self.snapshot(),
+            token,
+            issuer,
+            "JWT",
+            &["iss", "sub", "aud"],
+        )
+        .map(|(claims, _)| claims)
+    }
+
+    /// A JWS of header type `typ` signed by a published key with the key's own algorithm and
+    /// naming `issuer`; expiry is the caller's business.
+    fn verify_typed<T: serde::de::DeserializeOwned>(
+        snap: &Snapshot,
+        token: &str,
+        issuer: &str,
+        typ: &str,
+        required: &[&str],
+    ) -> Option<(T, String)> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         let kid = header.kid.as_deref()?;
         let key = snap.loaded.get(kid)?;
@@ -253,16 +283,16 @@ impl Keyring {
             || !header
                 .typ
                 .as_deref()
-                .is_some_and(|t| t.eq_ignore_ascii_case("at+jwt"))
+                .is_some_and(|t| t.eq_ignore_ascii_case(typ))
         {
             return None;
         }
         let mut v = Validation::new(alg);
         v.validate_exp = false;
         v.validate_aud = false;
-        v.required_spec_claims.clear();
+        v.set_required_spec_claims(required);
         v.set_issuer(&[issuer]);
-        jsonwebtoken::decode::<AccessTokenClaims>(token, &key.decoding, &v)
+        jsonwebtoken::decode::<T>(token, &key.decoding, &v)
             .ok()
             .map(|d| (d.claims, key.kid.clone()))
     }

@@ -213,11 +213,16 @@ fn a_relying_party_signs_in_verifies_the_id_token_reads_userinfo_and_refreshes()
 
 /// The payload of a compact JWS, unverified (the relying party verified it).
 pub(crate) fn jwt_claims(token: &str) -> Value {
+    jwt_part(token, 1)
+}
+
+/// A part of a compact JWS (0 the header, 1 the payload), decoded, unverified.
+fn jwt_part(token: &str, part: usize) -> Value {
     use base64::Engine as _;
-    let payload = token.split('.').nth(1).unwrap();
+    let encoded = token.split('.').nth(part).unwrap();
     serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
+            .decode(encoded)
             .unwrap(),
     )
     .unwrap()
@@ -553,15 +558,7 @@ fn the_implicit_id_token_responses_need_a_nonce_and_carry_the_claims() {
     assert!(location.contains("#id_token="), "{location}");
     assert!(r.param("access_token").is_none());
     let token = r.param("id_token").unwrap();
-    let header: Value = {
-        use base64::Engine as _;
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(token.split('.').next().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let header = jwt_part(token.as_str(), 0);
     assert_eq!(header["alg"], "ES256");
     let claims = jwt_claims(&token);
     assert_eq!(claims["sub"], user.as_str());
@@ -802,15 +799,7 @@ fn a_logout_ends_the_session_everywhere_and_notifies_the_relying_party_until_it_
     assert_eq!(claims["iss"], app.base.as_str());
     assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
     assert!(claims.get("nonce").is_none());
-    let header: Value = {
-        use base64::Engine as _;
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(first.split('.').next().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let header = jwt_part(first.as_str(), 0);
     assert_eq!(header["typ"], "logout+jwt");
     // The failure is recorded with its retry time; moving the clock past it sends it again,
     // before the clock's answer.
