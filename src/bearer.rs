@@ -19,6 +19,12 @@ pub enum BearerError {
     InsufficientScope(String),
     /// The authorization server could not be asked: 503.
     Unavailable(String),
+    /// A DPoP-bound token without a good proof (RFC 9449 §7.1): 401 `invalid_dpop_proof`
+    /// with a `DPoP` challenge.
+    InvalidDpopProof(String),
+    /// The proof must carry this server nonce (RFC 9449 §9): 401 `use_dpop_nonce`, the nonce
+    /// in `DPoP-Nonce`.
+    UseDpopNonce(String),
 }
 
 impl std::fmt::Display for BearerError {
@@ -27,7 +33,11 @@ impl std::fmt::Display for BearerError {
             BearerError::Missing => f.write_str("a bearer token is required"),
             BearerError::InvalidRequest(d)
             | BearerError::InvalidToken(d)
+            | BearerError::InvalidDpopProof(d)
             | BearerError::Unavailable(d) => f.write_str(d),
+            BearerError::UseDpopNonce(_) => {
+                f.write_str("the DPoP proof must carry the nonce in the DPoP-Nonce header")
+            }
             BearerError::InsufficientScope(s) => write!(f, "this needs a token with scope {s}"),
         }
     }
@@ -42,6 +52,8 @@ impl BearerError {
             BearerError::InvalidToken(_) => Some("invalid_token"),
             BearerError::InsufficientScope(_) => Some("insufficient_scope"),
             BearerError::Unavailable(_) => Some("temporarily_unavailable"),
+            BearerError::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
+            BearerError::UseDpopNonce(_) => Some("use_dpop_nonce"),
         }
     }
 
@@ -72,7 +84,11 @@ impl BearerError {
                 })
                 .collect()
         };
-        let mut c = format!(r#"Bearer realm="{}""#, quote(realm));
+        let scheme = match self {
+            BearerError::InvalidDpopProof(_) | BearerError::UseDpopNonce(_) => "DPoP",
+            _ => "Bearer",
+        };
+        let mut c = format!(r#"{scheme} realm="{}""#, quote(realm));
         if let Some(code) = self
             .code()
             .filter(|_| !matches!(self, BearerError::Unavailable(_)))
@@ -95,6 +111,11 @@ impl BearerError {
             res.insert_header((header::WWW_AUTHENTICATE, v));
         }
         res.insert_header((header::CACHE_CONTROL, "no-store"));
+        if let BearerError::UseDpopNonce(nonce) = self {
+            if let Ok(v) = HeaderValue::from_str(nonce) {
+                res.insert_header(("DPoP-Nonce", v));
+            }
+        }
         let mut body = serde_json::json!({ "error_description": self.description() });
         body["error"] = self.code().unwrap_or("invalid_token").into();
         if let BearerError::InsufficientScope(scope) = self {
@@ -107,7 +128,10 @@ impl BearerError {
 impl ResponseError for BearerError {
     fn status_code(&self) -> StatusCode {
         match self {
-            BearerError::Missing | BearerError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            BearerError::Missing
+            | BearerError::InvalidToken(_)
+            | BearerError::InvalidDpopProof(_)
+            | BearerError::UseDpopNonce(_) => StatusCode::UNAUTHORIZED,
             BearerError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             BearerError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             BearerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -159,18 +183,39 @@ pub fn body_may_carry_token(req: &HttpRequest) -> bool {
 /// (§2.2, pass the body when [`body_may_carry_token`]) or the `access_token` query parameter
 /// (§2.3). Exactly one way may be used.
 pub fn token(req: &HttpRequest, body: Option<&[u8]>) -> Result<String, BearerError> {
+    presented(req, body).map(|(t, _)| t)
+}
+
+/// How a token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// RFC 6750: `Authorization: Bearer`, the form body or the query.
+    Bearer,
+    /// RFC 9449 §7.1: `Authorization: DPoP`, with a proof in the `DPoP` header.
+    Dpop,
+}
+
+/// The token of a request as [`token`] finds it, or from `Authorization: DPoP`, and which
+/// scheme carried it.
+pub fn presented(req: &HttpRequest, body: Option<&[u8]>) -> Result<(String, Scheme), BearerError> {
     let mut found: Vec<String> = Vec::new();
+    let mut scheme = Scheme::Bearer;
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
         let value = value
             .to_str()
             .map_err(|_| BearerError::InvalidRequest("malformed Authorization header".into()))?;
         match value.split_once(' ') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Some((name, rest))
+                if name.eq_ignore_ascii_case("bearer") || name.eq_ignore_ascii_case("dpop") =>
+            {
                 let t = rest.trim();
                 if !is_b64token(t) {
                     return Err(BearerError::InvalidRequest(
-                        "the bearer token is not a b64token (RFC 6750 section 2.1)".into(),
+                        "the access token is not a b64token (RFC 6750 section 2.1)".into(),
                     ));
+                }
+                if name.eq_ignore_ascii_case("dpop") {
+                    scheme = Scheme::Dpop;
                 }
                 found.push(t.to_owned());
             }
@@ -190,7 +235,7 @@ pub fn token(req: &HttpRequest, body: Option<&[u8]>) -> Result<String, BearerErr
                     "the access token is empty or too long".into(),
                 ))
             } else {
-                Ok(t)
+                Ok((t, scheme))
             }
         }
         _ => Err(BearerError::InvalidRequest(

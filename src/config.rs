@@ -41,6 +41,14 @@ pub struct FileConfig {
     pub session_ttl_secs: Option<u32>,
     /// Accept token requests by GET (weaker; for old clients).
     pub allow_get_token_requests: Option<bool>,
+    /// See `serve --require-pushed-authorization-requests`.
+    pub require_pushed_authorization_requests: Option<bool>,
+    /// See `serve --dpop-nonce`.
+    pub dpop_nonce: Option<bool>,
+    /// See `serve --device-code-ttl-secs`.
+    pub device_code_ttl_secs: Option<u32>,
+    /// See `serve --device-poll-interval-secs`.
+    pub device_poll_interval_secs: Option<u32>,
     /// PEM file of the private signing key.
     pub private_key_path: Option<PathBuf>,
     /// Default signing algorithm: RS256, ES256 or EdDSA.
@@ -147,6 +155,14 @@ pub struct GrantSettings {
     pub session_ttl_secs: u32,
     /// Accept token requests by GET (Claroline's clients send them; off by default).
     pub allow_get_token_requests: bool,
+    /// Every client must push its authorization requests (RFC 9126 §5; off by default).
+    pub require_pushed_authorization_requests: bool,
+    /// DPoP proofs must carry a nonce of this server (RFC 9449 §8; off by default).
+    pub dpop_nonce: bool,
+    /// Device code lifetime (RFC 8628; default 10 minutes).
+    pub device_code_ttl_secs: u32,
+    /// The least polling interval of the device flow (default 5 s).
+    pub device_poll_interval_secs: u32,
 }
 
 impl Default for GrantSettings {
@@ -158,6 +174,10 @@ impl Default for GrantSettings {
             refresh_grace_secs: 0,
             session_ttl_secs: 8 * 3600,
             allow_get_token_requests: false,
+            require_pushed_authorization_requests: false,
+            dpop_nonce: false,
+            device_code_ttl_secs: 600,
+            device_poll_interval_secs: 5,
         }
     }
 }

@@ -51,7 +51,7 @@ pub struct KeySet {
     keys: Vec<Key>,
 }
 
-fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
+pub(crate) fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
     if jwk
         .common
         .key_algorithm

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod clock;
 #[cfg(feature = "server")]
 pub mod config;
+pub mod dpop;
 #[cfg(feature = "server")]
 pub mod engine;
 #[cfg(feature = "server")]

@@ -83,6 +83,7 @@ fn eligible(engine: &Engine, class: Class, cutoff: i64, e: &RecordedEvent) -> bo
         (Class::Assertions, Event::JwtAssertionAccepted(a)) => {
             a.expires_at.saturating_add(30) < cutoff
         }
+        (Class::Assertions, Event::DpopProofAccepted(p)) => p.expires_at < cutoff,
         _ => false,
     }
 }

@@ -150,6 +150,22 @@ pub struct CreateClient {
     /// The sector of a pairwise client (a host name).
     #[serde(default)]
     pub sector_identifier: Option<String>,
+    /// Resources (absolute URIs) it may ask tokens for (RFC 8707).
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Its authorization requests must be pushed to /par first (RFC 9126).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
+    /// Its access tokens must be DPoP-bound (RFC 9449).
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
+    /// What it may exchange (RFC 8693): subject_clients, audiences, scopes.
+    #[serde(default)]
+    pub token_exchange: Option<domain::event::ExchangePolicy>,
+    /// The SAML IdP whose assertions it may present (RFC 7522): issuer, certificate_pem,
+    /// audience.
+    #[serde(default)]
+    pub saml_idp: Option<domain::event::SamlIdp>,
     /// Set by dynamic client registration only, never from a request body.
     #[serde(skip)]
     pub dynamic: Option<domain::event::DynamicRegistration>,
@@ -213,6 +229,21 @@ pub struct ChangeClient {
     /// New pairwise sector (empty: none).
     #[serde(default)]
     pub sector_identifier: Option<String>,
+    /// New resources, replacing the old.
+    #[serde(default)]
+    pub resources: Option<Vec<String>>,
+    /// Whether its requests must be pushed.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: Option<bool>,
+    /// Whether its access tokens must be DPoP-bound.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: Option<bool>,
+    /// New token exchange policy (`null` is no change; remove it with the grant).
+    #[serde(default)]
+    pub token_exchange: Option<domain::event::ExchangePolicy>,
+    /// New trusted SAML IdP.
+    #[serde(default)]
+    pub saml_idp: Option<domain::event::SamlIdp>,
 }
 
 /// A client as the CLI and the admin API print it.
@@ -273,6 +304,21 @@ pub struct ClientOutput {
     /// The pairwise sector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sector_identifier: Option<String>,
+    /// Resources it may ask tokens for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// Its authorization requests must be pushed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
+    /// Its access tokens must be DPoP-bound.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
+    /// What it may exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_exchange: Option<domain::event::ExchangePolicy>,
+    /// The SAML IdP it trusts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml_idp: Option<domain::event::SamlIdp>,
     /// Registration time (RFC 3339).
     pub registered_at: String,
     /// Last change (RFC 3339).
@@ -338,6 +384,13 @@ impl ClientOutput {
             } else {
                 c.trusted_issuers.clone()
             },
+            resources: c.extensions.resources.clone(),
+            require_pushed_authorization_requests: c
+                .extensions
+                .require_pushed_authorization_requests,
+            dpop_bound_access_tokens: c.extensions.dpop_bound_access_tokens,
+            token_exchange: c.extensions.token_exchange.clone(),
+            saml_idp: c.extensions.saml_idp.clone(),
             registered_at: rfc3339(v.registered_at),
             updated_at: rfc3339(v.updated_at),
         }
@@ -519,6 +572,13 @@ pub fn registration(
             sector_identifier: req.sector_identifier.clone(),
         },
         dynamic: req.dynamic.clone(),
+        extensions: domain::event::ExtensionSettings {
+            resources: req.resources.clone(),
+            require_pushed_authorization_requests: req.require_pushed_authorization_requests,
+            dpop_bound_access_tokens: req.dpop_bound_access_tokens,
+            token_exchange: req.token_exchange.clone(),
+            saml_idp: req.saml_idp.clone(),
+        },
     };
     Ok((command, secret))
 }
@@ -569,6 +629,23 @@ pub async fn update_client(
     let client_id = parse_id(id)?;
     check_jwks(&req.jwks)?;
     let oidc = changed_oidc(engine, &client_id, &req)?;
+    let mut extensions = view(engine, &client_id)?.client.extensions.clone();
+    if let Some(r) = &req.resources {
+        extensions.resources = r.clone();
+    }
+    if let Some(b) = req.require_pushed_authorization_requests {
+        extensions.require_pushed_authorization_requests = b;
+    }
+    if let Some(b) = req.dpop_bound_access_tokens {
+        extensions.dpop_bound_access_tokens = b;
+    }
+    if let Some(p) = &req.token_exchange {
+        extensions.token_exchange = Some(p.clone());
+    }
+    if let Some(idp) = &req.saml_idp {
+        extensions.saml_idp = Some(idp.clone());
+    }
+    let extensions = Some(extensions);
     let command = ClientCommand::Update(UpdateClient {
         add_redirect_uris: parse_all(&req.add_redirect_uris, RedirectUri::parse)?,
         remove_redirect_uris: parse_all(&req.remove_redirect_uris, RedirectUri::parse)?,
@@ -588,6 +665,7 @@ pub async fn update_client(
         jwks: req.jwks,
         trusted_issuers: req.trusted_issuers,
         oidc,
+        extensions,
     });
     send(engine, &client_id, command, metadata).await?;
     Ok(ClientOutput::from_view(&*view(engine, &client_id)?, None))

@@ -190,12 +190,14 @@ pub fn grant(client: &Client, cmd: &JwtBearerGrant) -> Result<Vec<Event>, Refusa
     crate::grant::allowed(client, GrantType::JwtBearer)?;
     check(client, &cmd.accept).map_err(|e| TokenError::InvalidGrant(e.into()))?;
     let scopes = crate::grant::granted_scopes(client, &cmd.scopes)?;
+    let terms = crate::grant::token_terms(client, &cmd.token, None)?;
     let issued = crate::grant::access_token_issued(
         client,
         &cmd.token,
         cmd.accept.assertion.subject.clone(),
         scopes,
         GrantType::JwtBearer,
+        terms,
         cmd.accept.now,
     );
     Ok(vec![
@@ -260,6 +262,8 @@ mod tests {
                 jti: Uuid::from_u128(7),
                 opaque_token_hash: HashKey::for_tests().hash("at"),
                 kid: None,
+                dpop: None,
+                resources: Vec::new(),
             },
         })
     }

@@ -1,10 +1,10 @@
 //! The client aggregate: a client's registration and configuration (stream `client-<id>`).
 
 use crate::event::{
-    ClientDeleted, ClientGrantTypesChanged, ClientKeysChanged, ClientOidcSettingsChanged,
-    ClientRedirectUriAdded, ClientRedirectUriRemoved, ClientRegistered,
+    ClientDeleted, ClientExtensionSettingsChanged, ClientGrantTypesChanged, ClientKeysChanged,
+    ClientOidcSettingsChanged, ClientRedirectUriAdded, ClientRedirectUriRemoved, ClientRegistered,
     ClientRegistrationTokenRotated, ClientScopesChanged, ClientSecretRotated,
-    ClientSettingsChanged, DynamicRegistration, Event, OidcClientSettings,
+    ClientSettingsChanged, DynamicRegistration, Event, ExtensionSettings, OidcClientSettings,
 };
 use crate::values::{
     AuthMethod, ClientId, GrantType, RedirectMatching, RedirectUri, Scope, SecretHash,
@@ -64,6 +64,9 @@ pub struct Client {
     /// so that the rows of clients from before them stay as they were).
     #[serde(default, skip_serializing_if = "OidcClientSettings::is_default")]
     pub oidc: OidcClientSettings,
+    /// Settings of the OAuth extensions (left out while they are the defaults).
+    #[serde(default, skip_serializing_if = "ExtensionSettings::is_default")]
+    pub extensions: ExtensionSettings,
     /// Present for a client that registered itself (RFC 7591).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic: Option<DynamicRegistration>,
@@ -219,6 +222,8 @@ pub struct RegisterClient {
     pub admin: bool,
     /// OpenID Connect settings.
     pub oidc: OidcClientSettings,
+    /// Extension settings.
+    pub extensions: ExtensionSettings,
     /// Set when the client registers itself (RFC 7591).
     pub dynamic: Option<DynamicRegistration>,
 }
@@ -254,6 +259,8 @@ pub struct UpdateClient {
     pub trusted_issuers: Option<Vec<String>>,
     /// New OpenID Connect settings, replacing the old.
     pub oidc: Option<OidcClientSettings>,
+    /// New extension settings, replacing the old.
+    pub extensions: Option<ExtensionSettings>,
 }
 
 /// Commands on the client aggregate.
@@ -335,6 +342,9 @@ pub enum ClientError {
     /// The authentication method does not fit the client.
     #[error("{0}")]
     AuthMethodMismatch(&'static str),
+    /// The extension settings break a rule.
+    #[error("{0}")]
+    InvalidExtensionSettings(String),
 }
 
 /// Decides a client command against the current state.
@@ -392,7 +402,12 @@ fn check_grants(
         return Err(ClientError::NoGrantType);
     }
     for &g in grants {
-        if public && g == GrantType::ClientCredentials {
+        if public
+            && matches!(
+                g,
+                GrantType::ClientCredentials | GrantType::TokenExchange | GrantType::Saml2Bearer
+            )
+        {
             return Err(ClientError::GrantNotForPublicClients(g));
         }
         if matches!(g, GrantType::AuthorizationCode | GrantType::Implicit)
@@ -518,6 +533,7 @@ fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, Cli
     }
     check_ttl(cmd.access_token_ttl_secs)?;
     check_oidc(&cmd.oidc, &cmd.redirect_uris)?;
+    check_extensions(&cmd.extensions, &cmd.grant_types)?;
     check_keys(
         cmd.public,
         cmd.auth_method,
@@ -544,8 +560,83 @@ fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, Cli
         trusted_issuers: dedup(&cmd.trusted_issuers),
         admin: Some(cmd.admin),
         oidc: cmd.oidc.clone(),
+        extensions: cmd.extensions.clone(),
         dynamic: cmd.dynamic.clone(),
     })])
+}
+
+/// Longest resource URI, audience or SAML issuer a client may register.
+const MAX_TARGET_LEN: usize = 512;
+
+/// Whether `uri` may be a resource indicator (RFC 8707 §2): an absolute URI without a
+/// fragment, of printable ASCII.
+pub fn is_resource_uri(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return false;
+    };
+    !scheme.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && !rest.is_empty()
+        && uri.len() <= MAX_TARGET_LEN
+        && !uri.contains('#')
+        && uri.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+/// The rules of the extension settings: well-formed resources and audiences, and a token
+/// exchange policy or SAML IdP only beside the grant that uses it.
+fn check_extensions(ext: &ExtensionSettings, grants: &[GrantType]) -> Result<(), ClientError> {
+    let bad = |why: String| Err(ClientError::InvalidExtensionSettings(why));
+    if let Some(r) = ext.resources.iter().find(|r| !is_resource_uri(r)) {
+        return bad(format!(
+            "resource {r} is not an absolute URI without a fragment (RFC 8707 2)"
+        ));
+    }
+    match (
+        &ext.token_exchange,
+        grants.contains(&GrantType::TokenExchange),
+    ) {
+        (Some(p), _) => {
+            if p.audiences.is_empty() || p.subject_clients.is_empty() {
+                return bad(
+                    "a token exchange policy names at least one subject client and one audience"
+                        .into(),
+                );
+            }
+            if p.audiences
+                .iter()
+                .any(|a| a.is_empty() || a.len() > MAX_TARGET_LEN)
+            {
+                return bad(format!(
+                    "an audience must be 1 to {MAX_TARGET_LEN} characters"
+                ));
+            }
+        }
+        (None, true) => return bad("the token-exchange grant needs a token exchange policy".into()),
+        (None, false) => {}
+    }
+    match (&ext.saml_idp, grants.contains(&GrantType::Saml2Bearer)) {
+        (Some(idp), _) => {
+            if idp.issuer.is_empty() || idp.issuer.len() > MAX_TARGET_LEN {
+                return bad(format!(
+                    "a SAML issuer must be 1 to {MAX_TARGET_LEN} characters"
+                ));
+            }
+            if idp.audience.is_empty() || idp.audience.len() > MAX_TARGET_LEN {
+                return bad(format!(
+                    "a SAML audience must be 1 to {MAX_TARGET_LEN} characters"
+                ));
+            }
+            if !idp.certificate_pem.contains("-----BEGIN CERTIFICATE-----") {
+                return bad("the SAML IdP certificate must be a PEM certificate".into());
+            }
+        }
+        (None, true) => return bad("the saml2-bearer grant needs a trusted SAML IdP".into()),
+        (None, false) => {}
+    }
+    Ok(())
 }
 
 /// The rules tying a client's authentication method, grants and keys together.
@@ -713,11 +804,23 @@ fn update(client: &Client, cmd: &UpdateClient) -> Result<Vec<Event>, ClientError
     uris.retain(|u| !cmd.remove_redirect_uris.contains(u));
     uris.extend(cmd.add_redirect_uris.iter().cloned());
     check_oidc(cmd.oidc.as_ref().unwrap_or(&client.oidc), &uris)?;
+    check_extensions(
+        cmd.extensions.as_ref().unwrap_or(&client.extensions),
+        cmd.grant_types.as_ref().unwrap_or(&client.grant_types),
+    )?;
     if let Some(oidc) = cmd.oidc.as_ref().filter(|o| **o != client.oidc) {
         events.push(Event::ClientOidcSettingsChanged(
             ClientOidcSettingsChanged {
                 client_id: id.clone(),
                 oidc: oidc.clone(),
+            },
+        ));
+    }
+    if let Some(extensions) = cmd.extensions.as_ref().filter(|x| **x != client.extensions) {
+        events.push(Event::ClientExtensionSettingsChanged(
+            ClientExtensionSettingsChanged {
+                client_id: id.clone(),
+                extensions: extensions.clone(),
             },
         ));
     }
@@ -748,6 +851,7 @@ pub fn evolve(state: &mut ClientState, event: &Event) {
             // registrations keep the rights they were given.
             admin: e.admin.unwrap_or_else(|| holds_admin_scope(&e.scopes)),
             oidc: e.oidc.clone(),
+            extensions: e.extensions.clone(),
             dynamic: e.dynamic.clone(),
         });
         return;
@@ -779,6 +883,7 @@ pub fn evolve(state: &mut ClientState, event: &Event) {
         }
         Event::ClientSecretRotated(e) => c.secret_hash = Some(e.secret_hash.clone()),
         Event::ClientOidcSettingsChanged(e) => c.oidc = e.oidc.clone(),
+        Event::ClientExtensionSettingsChanged(e) => c.extensions = e.extensions.clone(),
         Event::ClientRegistrationTokenRotated(e) => {
             if let Some(d) = c.dynamic.as_mut() {
                 d.registration_token_hash = e.registration_token_hash.clone();
@@ -827,6 +932,7 @@ pub(crate) mod tests {
             admin: false,
             oidc: Default::default(),
             dynamic: None,
+            extensions: Default::default(),
         }
     }
 
@@ -868,6 +974,7 @@ pub(crate) mod tests {
                 admin: Some(false),
                 oidc: Default::default(),
                 dynamic: None,
+                extensions: Default::default(),
             })]);
     }
 

@@ -60,6 +60,10 @@ pub struct ClientRegistered {
     /// What it registered for OpenID Connect (absent: the defaults).
     #[serde(default, skip_serializing_if = "OidcClientSettings::is_default")]
     pub oidc: OidcClientSettings,
+    /// Settings of the OAuth extensions (resource indicators, PAR, DPoP, token exchange,
+    /// SAML bearer), left out while they are the defaults.
+    #[serde(default, skip_serializing_if = "ExtensionSettings::is_default")]
+    pub extensions: ExtensionSettings,
     /// Present when the client registered itself (dynamic client registration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic: Option<DynamicRegistration>,
@@ -128,6 +132,86 @@ impl SubjectType {
 impl OidcClientSettings {
     /// Whether every setting is its default.
     pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What a client registered for the OAuth extensions beyond RFC 6749 and OpenID Connect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtensionSettings {
+    /// RFC 8707: the resources (absolute URIs) it may ask tokens for; a token asked for one
+    /// of them names it as `aud`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// RFC 9126 §6: its authorization requests must be pushed to `/par` first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
+    /// RFC 9449 §5.2: its access tokens must be bound to a DPoP key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
+    /// RFC 8693: what it may exchange; absent: nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_exchange: Option<ExchangePolicy>,
+    /// RFC 7522: the SAML identity provider whose assertions it may present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml_idp: Option<SamlIdp>,
+}
+
+impl ExtensionSettings {
+    /// Whether every setting is its default.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Which tokens a client may exchange, and for what (RFC 8693 §2.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangePolicy {
+    /// The clients whose tokens it may present as `subject_token` (its own only when listed).
+    pub subject_clients: Vec<ClientId>,
+    /// The audiences (`audience` or `resource` values) it may ask for; at least one.
+    pub audiences: Vec<String>,
+    /// The most it may ask for; an exchanged token never holds more than its subject token.
+    pub scopes: Vec<Scope>,
+}
+
+/// A SAML 2.0 identity provider a client trusts for the SAML bearer grant (RFC 7522 §3).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SamlIdp {
+    /// The `<Issuer>` its assertions name.
+    pub issuer: String,
+    /// Its signing certificate, PEM.
+    pub certificate_pem: String,
+    /// The `<Audience>` its assertions must name (this server, as the IdP knows it).
+    pub audience: String,
+}
+
+/// A client's extension settings were replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientExtensionSettingsChanged {
+    /// The client.
+    pub client_id: ClientId,
+    /// Its settings from now on.
+    pub extensions: ExtensionSettings,
+}
+
+/// What an access token is for and bound to beyond its scopes; left out while empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenTerms {
+    /// `aud`: the resources (RFC 8707) or audiences (RFC 8693) it is for; empty: this server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<String>,
+    /// `cnf.jkt` (RFC 9449 §6): the SHA-256 thumbprint of the DPoP key it is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// `act` (RFC 8693 §4.1): who acts for the subject, nested for a chain of delegations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<serde_json::Value>,
+}
+
+impl TokenTerms {
+    /// Whether it says nothing.
+    pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
 }
@@ -259,6 +343,9 @@ pub struct AccessTokenIssued {
     /// The signing key a JWT is signed with (absent for opaque tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
+    /// Audience, key binding and actor.
+    #[serde(default, skip_serializing_if = "TokenTerms::is_empty")]
+    pub terms: TokenTerms,
 }
 
 /// What a JWT assertion was presented for.
@@ -285,6 +372,20 @@ pub struct JwtAssertionAccepted {
     /// What it was presented for.
     pub used_for: AssertionUse,
     /// Its expiry (Unix seconds): the `jti` is remembered until then.
+    pub expires_at: i64,
+}
+
+/// A DPoP proof was accepted (RFC 9449 §11.1): its `jti` cannot be used again with the same
+/// key before it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DpopProofAccepted {
+    /// The client whose token request or token it came with.
+    pub client_id: ClientId,
+    /// The thumbprint of the proof's key.
+    pub jkt: String,
+    /// The proof's `jti`.
+    pub jti: String,
+    /// Remembered until then (Unix seconds).
     pub expires_at: i64,
 }
 
@@ -493,6 +594,10 @@ pub struct AuthorizationCodeIssued {
     /// The sign-in behind an OpenID Connect request (scope `openid`): what its id_token says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<OidcContext>,
+    /// The resources asked for (RFC 8707) and the DPoP key the code is bound to (RFC 9449
+    /// §10, `dpop_jkt`).
+    #[serde(default, skip_serializing_if = "TokenTerms::is_empty")]
+    pub terms: TokenTerms,
 }
 
 /// A code was exchanged for tokens, which start a new grant (refresh family).
@@ -549,6 +654,10 @@ pub struct RefreshTokenIssued {
     /// id_token keeps its auth_time and sid (never the nonce, which belonged to one request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<OidcContext>,
+    /// The resources of the grant (RFC 8707 §2.2), and the DPoP key a public client's
+    /// refresh tokens are bound to (RFC 9449 §5).
+    #[serde(default, skip_serializing_if = "TokenTerms::is_empty")]
+    pub terms: TokenTerms,
 }
 
 /// A refresh token was used and retired (rotation); with `superseded`, a retry within the grace
@@ -976,6 +1085,10 @@ pub enum Event {
     UserProfileChanged(UserProfileChanged),
     /// See [`ClientOidcSettingsChanged`].
     ClientOidcSettingsChanged(ClientOidcSettingsChanged),
+    /// See [`ClientExtensionSettingsChanged`].
+    ClientExtensionSettingsChanged(ClientExtensionSettingsChanged),
+    /// See [`DpopProofAccepted`].
+    DpopProofAccepted(DpopProofAccepted),
     /// See [`SessionStarted`].
     SessionStarted(SessionStarted),
     /// See [`SessionEnded`].
@@ -1033,7 +1146,9 @@ macro_rules! for_each_event {
             BackchannelLogoutAttempted,
             InitialAccessTokenIssued,
             InitialAccessTokenUsed,
-            ClientRegistrationTokenRotated
+            ClientRegistrationTokenRotated,
+            ClientExtensionSettingsChanged,
+            DpopProofAccepted
         );
     };
 }
@@ -1117,6 +1232,8 @@ impl Event {
             Event::JwtAssertionAccepted(e) => &e.client_id,
             Event::IdTokenIssued(e) => &e.client_id,
             Event::ClientOidcSettingsChanged(e) => &e.client_id,
+            Event::ClientExtensionSettingsChanged(e) => &e.client_id,
+            Event::DpopProofAccepted(e) => &e.client_id,
             Event::BackchannelLogoutAttempted(e) => &e.client_id,
             Event::InitialAccessTokenUsed(e) => &e.client_id,
             Event::ClientRegistrationTokenRotated(e) => &e.client_id,
@@ -1180,6 +1297,7 @@ impl Event {
                 | Event::ClientDeleted(_)
                 | Event::ClientKeysChanged(_)
                 | Event::ClientOidcSettingsChanged(_)
+                | Event::ClientExtensionSettingsChanged(_)
                 | Event::ClientRegistrationTokenRotated(_)
         )
     }

@@ -12,7 +12,7 @@ use crate::client::Client;
 use crate::event::{
     AccessTokenIssued, AuthorizationCodeIssued, AuthorizationCodeRedeemed,
     AuthorizationCodeReplayed, AuthorizationGranted, AuthorizationRevoked, Event, IdTokenIssued,
-    OidcContext, RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated,
+    OidcContext, RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated, TokenTerms,
 };
 use crate::token::{ClientRefused, GrantRejected, Refusal, RequestRejected, TokenError};
 use crate::values::{pkce_verifies, GrantType, PkceMethod, Scope, SecretHash, TokenFormat, UserId};
@@ -155,6 +155,8 @@ pub struct AuthorizationRequest {
     pub existing_consent: ConsentView,
     /// The sign-in behind the request, recorded on the code when `openid` is granted.
     pub oidc: Option<OidcContext>,
+    /// The `resource`s asked for (RFC 8707 §2.1) and the `dpop_jkt` (RFC 9449 §10).
+    pub terms: TokenTerms,
     /// Now (Unix seconds).
     pub now: i64,
 }
@@ -190,6 +192,10 @@ pub struct NewAccessToken {
     pub opaque_token_hash: SecretHash,
     /// The key that will sign it, used if the client issues JWTs.
     pub kid: Option<String>,
+    /// The `resource`s the token request names (RFC 8707 §2.2), syntax checked; empty: none.
+    pub resources: Vec<String>,
+    /// The request's verified DPoP proof (RFC 9449 §4): the token is bound to its key.
+    pub dpop: Option<crate::dpop::DpopProof>,
 }
 
 /// Fresh values for an id_token, issued when the grant holds the scope `openid`.
@@ -347,6 +353,59 @@ pub fn granted_scopes(
     }
 }
 
+/// Checks requested resources against the client's list (RFC 8707 §2): each must be one it
+/// registered.
+pub fn check_resources(client: &Client, resources: &[String]) -> Result<(), TokenError> {
+    match resources
+        .iter()
+        .find(|r| !client.extensions.resources.contains(r))
+    {
+        Some(r) => Err(TokenError::InvalidTarget(format!(
+            "resource {r} is not one this client may ask for"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The terms of a new access token: its audience (the resources the request names, within
+/// those of the grant it comes from; else the grant's) and its DPoP key. `grant` is the code's
+/// or refresh token's terms, `None` for grants without one.
+pub fn token_terms(
+    client: &Client,
+    token: &NewAccessToken,
+    grant: Option<&TokenTerms>,
+) -> Result<TokenTerms, TokenError> {
+    check_resources(client, &token.resources)?;
+    let granted = grant.map(|g| &g.audience[..]).unwrap_or_default();
+    if !granted.is_empty() {
+        if let Some(r) = token.resources.iter().find(|r| !granted.contains(r)) {
+            return Err(TokenError::InvalidTarget(format!(
+                "resource {r} was not part of the authorization grant"
+            )));
+        }
+    }
+    let jkt = token.dpop.as_ref().map(|p| p.jkt.clone());
+    if client.extensions.dpop_bound_access_tokens && jkt.is_none() {
+        return Err(TokenError::InvalidDpopProof(
+            "this client's access tokens must be DPoP-bound: send a DPoP proof",
+        ));
+    }
+    if let Some(bound) = grant.and_then(|g| g.jkt.as_ref()) {
+        if jkt.as_ref() != Some(bound) {
+            return Err(TokenError::InvalidGrant(GrantRejected::DpopKeyMismatch));
+        }
+    }
+    Ok(TokenTerms {
+        audience: if token.resources.is_empty() {
+            granted.to_vec()
+        } else {
+            token.resources.clone()
+        },
+        jkt,
+        act: None,
+    })
+}
+
 /// Checks what an authorization request asks for against the client: the grant, the scopes
 /// and the PKCE method. `/authorize` runs it before anyone signs in (its errors are redirected
 /// to the client), and the decision runs it again against the actor's own state.
@@ -419,6 +478,7 @@ fn authorize(
     Ok((scopes, redirect, events))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn access_token(
     client: &Client,
     token: &NewAccessToken,
@@ -426,11 +486,12 @@ fn access_token(
     scopes: Vec<Scope>,
     grant: GrantType,
     family_id: Option<Uuid>,
+    terms: TokenTerms,
     now: i64,
 ) -> Event {
     Event::AccessTokenIssued(AccessTokenIssued {
         family_id,
-        ..access_token_issued(client, token, user.to_string(), scopes, grant, now)
+        ..access_token_issued(client, token, user.to_string(), scopes, grant, terms, now)
     })
 }
 
@@ -442,6 +503,7 @@ pub fn access_token_issued(
     subject: String,
     scopes: Vec<Scope>,
     grant: GrantType,
+    terms: TokenTerms,
     now: i64,
 ) -> AccessTokenIssued {
     let opaque = client.token_format == TokenFormat::Opaque;
@@ -457,6 +519,7 @@ pub fn access_token_issued(
         expires_at: now + i64::from(client.access_token_ttl_secs),
         family_id: None,
         kid: if opaque { None } else { token.kid.clone() },
+        terms,
     }
 }
 
@@ -467,6 +530,8 @@ struct FamilyStart<'a> {
     grant: GrantType,
     family_id: Uuid,
     oidc: Option<&'a OidcContext>,
+    /// The grant's resources and DPoP key (a code's), if it had any.
+    terms: Option<&'a TokenTerms>,
     now: i64,
 }
 
@@ -506,15 +571,32 @@ fn new_family(
     token: &NewAccessToken,
     refresh: &NewRefreshToken,
     id_token: &NewIdToken,
-) -> Vec<Event> {
+) -> Result<Vec<Event>, TokenError> {
     let FamilyStart {
         user,
         scopes,
         grant,
         family_id,
         oidc,
+        terms: grant_terms,
         now,
     } = start;
+    let terms = token_terms(client, token, grant_terms)?;
+    // The grant keeps the resources it was given (a refresh may ask for any of them), and a
+    // public client's refresh tokens are bound to its DPoP key (RFC 9449 §5): a confidential
+    // client authenticates instead.
+    let refresh_terms = TokenTerms {
+        audience: grant_terms
+            .map(|g| g.audience.clone())
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| token.resources.clone()),
+        jkt: token
+            .dpop
+            .as_ref()
+            .map(|p| p.jkt.clone())
+            .filter(|_| client.public),
+        act: None,
+    };
     let oidc = oidc.filter(|_| is_openid(&scopes));
     let mut events = vec![access_token(
         client,
@@ -523,6 +605,7 @@ fn new_family(
         scopes.clone(),
         grant,
         Some(family_id),
+        terms,
         now,
     )];
     if client.grant_types.contains(&GrantType::RefreshToken) {
@@ -542,6 +625,7 @@ fn new_family(
                 nonce: None,
                 ..c.clone()
             }),
+            terms: refresh_terms,
         }));
     }
     if let Some(context) = oidc {
@@ -555,13 +639,14 @@ fn new_family(
             now,
         ));
     }
-    events
+    Ok(events)
 }
 
 /// Decides [`IssueCode`].
 pub fn issue_code(client: &Client, cmd: &IssueCode) -> Result<Vec<Event>, Refusal> {
     let req = &cmd.request;
     let (scopes, redirect_uri, mut events) = authorize(client, req, GrantType::AuthorizationCode)?;
+    check_resources(client, &req.terms.audience)?;
     events.push(Event::AuthorizationCodeIssued(AuthorizationCodeIssued {
         code_hash: cmd.code_hash.clone(),
         client_id: client.client_id.clone(),
@@ -574,6 +659,7 @@ pub fn issue_code(client: &Client, cmd: &IssueCode) -> Result<Vec<Event>, Refusa
         expires_at: req.now + i64::from(cmd.ttl_secs),
         oidc: req.oidc.clone().filter(|_| is_openid(&scopes)),
         scopes,
+        terms: req.terms.clone(),
     }));
     Ok(events)
 }
@@ -604,6 +690,11 @@ pub fn issue_implicit(client: &Client, cmd: &IssueImplicit) -> Result<Vec<Event>
         }
     };
     if let Some(token) = &cmd.token {
+        check_resources(client, &req.terms.audience)?;
+        let terms = TokenTerms {
+            audience: req.terms.audience.clone(),
+            ..TokenTerms::default()
+        };
         events.push(access_token(
             client,
             token,
@@ -611,6 +702,7 @@ pub fn issue_implicit(client: &Client, cmd: &IssueImplicit) -> Result<Vec<Event>
             scopes,
             GrantType::Implicit,
             None,
+            terms,
             req.now,
         ));
     }
@@ -683,12 +775,13 @@ pub fn redeem_code(client: &Client, cmd: &RedeemCode) -> Result<Vec<Event>, Refu
             grant: GrantType::AuthorizationCode,
             family_id: cmd.family_id,
             oidc: code.oidc.as_ref(),
+            terms: Some(&code.terms),
             now: cmd.now,
         },
         &cmd.token,
         &cmd.refresh,
         &cmd.id_token,
-    ));
+    )?);
     Ok(events)
 }
 
@@ -712,12 +805,13 @@ pub fn password(client: &Client, cmd: &PasswordGrant) -> Result<Vec<Event>, Refu
             grant: GrantType::Password,
             family_id: cmd.family_id,
             oidc: Some(&signed_in),
+            terms: None,
             now: cmd.now,
         },
         &cmd.token,
         &cmd.refresh,
         &cmd.id_token,
-    ))
+    )?)
 }
 
 /// Decides [`RefreshGrant`]: rotation, the grace-window retry, or reuse detection.
@@ -758,6 +852,7 @@ pub fn refresh(client: &Client, cmd: &RefreshGrant) -> Result<Vec<Event>, Refusa
             None => r.clone(),
         },
     };
+    let terms = token_terms(client, &cmd.access, Some(&old.terms))?;
     let is_head = view.head.1 == old.id;
     let superseded = match view.used_at {
         None if is_head => None,
@@ -804,6 +899,7 @@ pub fn refresh(client: &Client, cmd: &RefreshGrant) -> Result<Vec<Event>, Refusa
             expires_at: (cmd.now + i64::from(cmd.refresh.ttl_secs)).min(old.family_expires_at),
             family_expires_at: old.family_expires_at,
             oidc: old.oidc.clone(),
+            terms: old.terms.clone(),
         }),
     ];
     // Core §12.2: a refreshed id_token keeps the sign-in's auth_time and the same sub.
@@ -825,6 +921,7 @@ pub fn refresh(client: &Client, cmd: &RefreshGrant) -> Result<Vec<Event>, Refusa
         scopes,
         GrantType::RefreshToken,
         Some(old.family_id),
+        terms,
         cmd.now,
     ));
     events.extend(id_token);
@@ -896,6 +993,7 @@ mod tests {
             },
             now: NOW,
             oidc: Default::default(),
+            terms: Default::default(),
         }
     }
 
@@ -912,6 +1010,7 @@ mod tests {
             issued_at: NOW,
             expires_at: NOW + 60,
             oidc: Default::default(),
+            terms: Default::default(),
         }
     }
 
@@ -984,6 +1083,8 @@ mod tests {
                 jti: Uuid::from_u128(1),
                 opaque_token_hash: HashKey::for_tests().hash("at"),
                 kid: None,
+                dpop: None,
+                resources: Vec::new(),
             },
             refresh: NewRefreshToken {
                 id: Uuid::from_u128(2),
@@ -1018,6 +1119,7 @@ mod tests {
             expires_at: NOW + 5 + 3600,
             family_expires_at: NOW + 86_400,
             oidc: Default::default(),
+            terms: Default::default(),
         }
     }
 
@@ -1118,6 +1220,8 @@ mod tests {
                 jti: Uuid::from_u128(10),
                 opaque_token_hash: HashKey::for_tests().hash("at2"),
                 kid: None,
+                dpop: None,
+                resources: Vec::new(),
             },
             refresh: NewRefreshToken {
                 id: Uuid::from_u128(11),

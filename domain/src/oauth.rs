@@ -65,6 +65,21 @@ pub enum ErrorCode {
     InvalidClientMetadata,
     /// RFC 7591 §3.2.2: a software statement that is not accepted.
     InvalidSoftwareStatement,
+    /// RFC 8707 §2: a `resource` the client may not ask for, or malformed.
+    InvalidTarget,
+    /// RFC 9449 §5: the DPoP proof is missing, malformed or does not fit the request.
+    InvalidDpopProof,
+    /// RFC 9449 §8: the proof must carry the nonce the server gives in `DPoP-Nonce`.
+    UseDpopNonce,
+    /// RFC 8628 §3.5: the user has not finished at the verification page yet.
+    AuthorizationPending,
+    /// RFC 8628 §3.5: polling too fast; the interval grows by 5 seconds.
+    SlowDown,
+    /// RFC 8628 §3.5: the device code expired.
+    ExpiredToken,
+    /// OpenID Connect Core §3.1.2.6 / RFC 9126 §4: the `request_uri` is unknown, used,
+    /// expired or another client's.
+    InvalidRequestUri,
 }
 
 impl ErrorCode {
@@ -95,6 +110,13 @@ impl ErrorCode {
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::InvalidSoftwareStatement => "invalid_software_statement",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::InvalidRequestUri => "invalid_request_uri",
         }
     }
 }

@@ -76,6 +76,9 @@ pub enum TokenCommand {
     AuthenticateByAssertion(assertion::AcceptAssertion),
     /// See [`assertion::JwtBearerGrant`].
     JwtBearer(assertion::JwtBearerGrant),
+    /// Record a DPoP proof presented with a bound token at a protected resource (RFC 9449
+    /// §7), refusing a replayed one.
+    AcceptDpopProof(crate::dpop::DpopProof),
 }
 
 impl TokenCommand {
@@ -87,6 +90,39 @@ impl TokenCommand {
     /// revokes must be appended at the version its decision saw.
     pub fn independent_of_stream(&self) -> bool {
         matches!(self, TokenCommand::IssueClientCredentials(_))
+    }
+
+    /// The DPoP proof presented with the command, if any: the decision records it.
+    pub fn dpop_proof(&self) -> Option<&crate::dpop::DpopProof> {
+        match self {
+            TokenCommand::AcceptDpopProof(p) => Some(p),
+            TokenCommand::IssueClientCredentials(c) => c.token.dpop.as_ref(),
+            other => other.grant_token().and_then(|t| t.dpop.as_ref()),
+        }
+    }
+
+    /// The same, for the actor to fill in whether it was seen.
+    pub fn dpop_proof_mut(&mut self) -> Option<&mut crate::dpop::DpopProof> {
+        match self {
+            TokenCommand::AcceptDpopProof(p) => Some(p),
+            TokenCommand::IssueClientCredentials(c) => c.token.dpop.as_mut(),
+            TokenCommand::RedeemCode(c) => c.token.dpop.as_mut(),
+            TokenCommand::Password(c) => c.token.dpop.as_mut(),
+            TokenCommand::Refresh(c) => c.access.dpop.as_mut(),
+            TokenCommand::JwtBearer(c) => c.token.dpop.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// The new access token of a grant decided on a user's or an assertion's behalf.
+    fn grant_token(&self) -> Option<&grant::NewAccessToken> {
+        match self {
+            TokenCommand::RedeemCode(c) => Some(&c.token),
+            TokenCommand::Password(c) => Some(&c.token),
+            TokenCommand::Refresh(c) => Some(&c.access),
+            TokenCommand::JwtBearer(c) => Some(&c.token),
+            _ => None,
+        }
     }
 }
 
@@ -164,6 +200,10 @@ pub enum GrantRejected {
     /// were told the user left, so no new id_token may name it (Back-Channel Logout §2.7).
     #[error("the user signed out of the session this grant belongs to")]
     SessionEnded,
+    /// The DPoP proof's key is not the one the code or refresh token is bound to (RFC 9449
+    /// §5, §10).
+    #[error("the DPoP proof's key is not the key this grant is bound to")]
+    DpopKeyMismatch,
     /// A JWT bearer assertion was refused (RFC 7523 §3.1).
     #[error(transparent)]
     Assertion(#[from] crate::assertion::AssertionRejected),
@@ -193,6 +233,12 @@ pub enum TokenError {
     /// The client's credentials (here: its assertion) are refused.
     #[error(transparent)]
     InvalidClient(crate::assertion::AssertionRejected),
+    /// A `resource` or `audience` the client may not ask for (RFC 8707 §2).
+    #[error("{0}")]
+    InvalidTarget(String),
+    /// A DPoP proof is required and missing (RFC 9449 §5).
+    #[error("{0}")]
+    InvalidDpopProof(&'static str),
 }
 
 /// A refused command: the error to answer, and the events to record anyway (a replayed code or
@@ -225,12 +271,33 @@ impl TokenError {
             TokenError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             TokenError::ConsentRequired => ErrorCode::AccessDenied,
             TokenError::InvalidClient(_) => ErrorCode::InvalidClient,
+            TokenError::InvalidTarget(_) => ErrorCode::InvalidTarget,
+            TokenError::InvalidDpopProof(_) => ErrorCode::InvalidDpopProof,
         }
     }
 }
 
-/// Decides a token command against the client's configuration.
+/// Decides a token command against the client's configuration; a DPoP proof that came with
+/// it is recorded with what it produced, or refused if it was used before.
 pub fn decide(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>, Refusal> {
+    let Some(active) = client.active() else {
+        return Err(TokenError::UnknownClient.into());
+    };
+    let mut events = decide_command(client, command)?;
+    if let Some(p) = command.dpop_proof() {
+        let accepted = crate::dpop::accept(&active.client_id, p).map_err(|e| {
+            TokenError::InvalidDpopProof(match e {
+                crate::dpop::ProofRejected::Replayed => {
+                    "the DPoP proof was used before (its jti is not new)"
+                }
+            })
+        })?;
+        events.push(accepted);
+    }
+    Ok(events)
+}
+
+fn decide_command(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>, Refusal> {
     let Some(client) = client.active() else {
         return Err(TokenError::UnknownClient.into());
     };
@@ -243,12 +310,14 @@ pub fn decide(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>
             }
             grant::allowed(client, GrantType::ClientCredentials)?;
             let scopes = grant::granted_scopes(client, &cmd.requested_scopes)?;
+            let terms = grant::token_terms(client, &cmd.token, None)?;
             Ok(vec![Event::AccessTokenIssued(grant::access_token_issued(
                 client,
                 &cmd.token,
                 client.client_id.as_str().to_owned(),
                 scopes,
                 GrantType::ClientCredentials,
+                terms,
                 cmd.now,
             ))])
         }
@@ -273,6 +342,8 @@ pub fn decide(client: &ClientState, command: &TokenCommand) -> Result<Vec<Event>
         TokenCommand::RevokeAuthorization(cmd) => Ok(grant::revoke_authorization(client, cmd)),
         TokenCommand::AuthenticateByAssertion(cmd) => Ok(assertion::authenticate(client, cmd)?),
         TokenCommand::JwtBearer(cmd) => assertion::grant(client, cmd),
+        // Recorded by `decide`.
+        TokenCommand::AcceptDpopProof(_) => Ok(Vec::new()),
     }
 }
 
@@ -297,6 +368,8 @@ mod tests {
                 jti: jti(),
                 opaque_token_hash: HashKey::for_tests().hash("opaque"),
                 kid: Some("k1".into()),
+                dpop: None,
+                resources: Vec::new(),
             },
             now: 1_700_000_000,
         })
@@ -320,6 +393,7 @@ mod tests {
             expires_at: 1_700_003_600,
             family_id: None,
             kid: (format == TokenFormat::Jwt).then(|| "k1".to_owned()),
+            terms: Default::default(),
         })
     }
 

@@ -203,17 +203,30 @@ pub enum GrantType {
     /// RFC 7523 §2.1.
     #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
     JwtBearer,
+    /// RFC 8628 §3.4.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
+    DeviceCode,
+    /// RFC 8693 §2.1.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
+    /// RFC 7522 §2.1.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:saml2-bearer")]
+    Saml2Bearer,
 }
 
 impl GrantType {
     /// Every grant type, in the order metadata lists them.
-    pub const ALL: [GrantType; 6] = [
+    /// (Token index records store a grant as its place here: new ones go at the end.)
+    pub const ALL: [GrantType; 9] = [
         GrantType::AuthorizationCode,
         GrantType::ClientCredentials,
         GrantType::RefreshToken,
         GrantType::Password,
         GrantType::Implicit,
         GrantType::JwtBearer,
+        GrantType::DeviceCode,
+        GrantType::TokenExchange,
+        GrantType::Saml2Bearer,
     ];
 
     /// The wire name (`grant_type` value).
@@ -225,6 +238,9 @@ impl GrantType {
             GrantType::Password => "password",
             GrantType::Implicit => "implicit",
             GrantType::JwtBearer => "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            GrantType::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
+            GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
+            GrantType::Saml2Bearer => "urn:ietf:params:oauth:grant-type:saml2-bearer",
         }
     }
 
@@ -246,6 +262,7 @@ impl GrantType {
                 | GrantType::Implicit
                 | GrantType::Password
                 | GrantType::RefreshToken
+                | GrantType::DeviceCode
         )
     }
 }

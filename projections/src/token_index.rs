@@ -12,7 +12,9 @@
 
 use crate::storage::{CheckpointStore, CheckpointedTree, ProjectionError, RowSource, Write};
 use crate::token_table::{self, TableCopy, TableLoader, TokenTable};
-use domain::event::{AccessTokenIssued, AuthorizationCodeIssued, Event, RefreshTokenIssued};
+use domain::event::{
+    AccessTokenIssued, AuthorizationCodeIssued, Event, RefreshTokenIssued, TokenTerms,
+};
 use domain::grant::{CodeView, RefreshView};
 use domain::values::{ClientId, GrantType, Scope, TokenFormat};
 use domain::RecordedEvent;
@@ -48,6 +50,9 @@ pub struct TokenRecord {
     /// The key a JWT is signed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
+    /// Audience, DPoP key and actor (tokens with any of them stay rows of the tree).
+    #[serde(default, skip_serializing_if = "TokenTerms::is_empty")]
+    pub terms: TokenTerms,
 }
 
 /// A token and whether it was revoked.
@@ -175,6 +180,9 @@ fn hash_key(hash: &str) -> Vec<u8> {
 /// `Opaque` 1); family (a 0/1 flag, then 16 bytes if 1); client id, subject, space-separated
 /// scopes and kid (each a u16 length and UTF-8; an empty kid is none).
 const RECORD_V1: u8 = 1;
+/// Version 1 followed by the token's terms ([`TokenTerms`]) as JSON (a u16 length and the
+/// text), for tokens that have any.
+const RECORD_V2: u8 = 2;
 
 /// The row that names the index's row format; it sorts before every row.
 const ROW_FORMAT: &[u8] = b"\x00format";
@@ -189,7 +197,11 @@ pub(crate) fn put_text(out: &mut Vec<u8>, text: &str) {
 
 pub(crate) fn encode_record(r: &TokenRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(96 + r.subject.len());
-    out.push(RECORD_V1);
+    out.push(if r.terms.is_empty() {
+        RECORD_V1
+    } else {
+        RECORD_V2
+    });
     out.extend_from_slice(r.jti.as_bytes());
     out.extend_from_slice(&r.position.to_le_bytes());
     out.extend_from_slice(&r.issued_at.to_le_bytes());
@@ -215,6 +227,9 @@ pub(crate) fn encode_record(r: &TokenRecord) -> Vec<u8> {
     let scopes: Vec<&str> = r.scopes.iter().map(|s| s.as_str()).collect();
     put_text(&mut out, &scopes.join(" "));
     put_text(&mut out, r.kid.as_deref().unwrap_or(""));
+    if !r.terms.is_empty() {
+        put_text(&mut out, &String::from_utf8_lossy(&json(&r.terms)));
+    }
     out
 }
 
@@ -226,7 +241,8 @@ fn decode_record(bytes: &[u8]) -> Result<TokenRecord, ProjectionError> {
         at += n;
         Ok(part)
     };
-    if take(1)? != [RECORD_V1] {
+    let version = take(1)?[0];
+    if version != RECORD_V1 && version != RECORD_V2 {
         return Err(bad("unknown version"));
     }
     let uuid = |b: &[u8]| Uuid::from_slice(b).map_err(|e| bad(&e.to_string()));
@@ -260,6 +276,11 @@ fn decode_record(bytes: &[u8]) -> Result<TokenRecord, ProjectionError> {
         Scope::parse_list(&scopes).map_err(|e| bad(&e.to_string()))?
     };
     let kid = Some(text()?).filter(|k| !k.is_empty());
+    let terms = if version == RECORD_V2 {
+        parse(text()?.as_bytes())?
+    } else {
+        TokenTerms::default()
+    };
     Ok(TokenRecord {
         jti,
         client_id,
@@ -272,6 +293,7 @@ fn decode_record(bytes: &[u8]) -> Result<TokenRecord, ProjectionError> {
         family_id,
         position,
         kid,
+        terms,
     })
 }
 
@@ -295,6 +317,7 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
                 expires_at,
                 family_id,
                 kid,
+                terms,
             } = e;
             key_expiry_row(e, out);
             if slot_hash(e).is_some() {
@@ -312,6 +335,7 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
                 family_id: *family_id,
                 position: event.position,
                 kid: kid.clone(),
+                terms: terms.clone(),
             };
             out.push(Write::Put(jti_key(jti), encode_record(&record)));
             if let Some(h) = token_hash {
@@ -351,6 +375,15 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
                 out.push(Write::Put(key16(b'u', s), at));
             }
         }
+        // A DPoP proof's jti shares the rows of assertion jtis, under its key's name.
+        Event::DpopProofAccepted(e) => out.push(Write::Put(
+            assertion_key(
+                e.client_id.as_str(),
+                &domain::dpop::issuer_key(&e.jkt),
+                &e.jti,
+            ),
+            e.expires_at.to_be_bytes().to_vec(),
+        )),
         Event::JwtAssertionAccepted(e) => out.push(Write::Put(
             assertion_key(e.client_id.as_str(), &e.issuer, &e.jti),
             e.expires_at.to_be_bytes().to_vec(),
@@ -393,6 +426,9 @@ fn revoked_family(event: &RecordedEvent, out: &mut Vec<Write>) {
 /// Whether a token fits a slot of the compact table (see [`token_table::fits`]), and if so
 /// the prefix of its hash, if it is opaque.
 fn slot_hash(e: &AccessTokenIssued) -> Option<Option<[u8; 16]>> {
+    if !e.terms.is_empty() {
+        return None;
+    }
     let hash = match &e.token_hash {
         Some(h) => Some(token_table::digest_prefix(h.as_str())?),
         None => None,

@@ -709,6 +709,7 @@ fn resolve(
         family_id,
         position: u64::from_le_bytes(s.position),
         kid: shape.kid.clone(),
+        terms: Default::default(),
     })
 }
 

@@ -496,6 +496,19 @@ impl ClientActor {
             }
             _ => {}
         }
+        if let Some(proof) = command.dpop_proof_mut() {
+            let issuer = domain::dpop::issuer_key(&proof.jkt);
+            // Seen as of the proof's iat: a record is then kept for longer, never shorter.
+            let now = proof.expires_at - domain::dpop::MAX_AGE_SECS - domain::dpop::LEEWAY_SECS;
+            proof.seen = self
+                .views
+                .assertion_seen(&self.client_id, &issuer, &proof.jti, now)
+                .map_err(unavailable)?
+                || self.events_in_flight().any(|e| {
+                    matches!(e, Event::DpopProofAccepted(r)
+                        if r.bars(&self.client_id, &proof.jkt, &proof.jti, now))
+                });
+        }
         Ok(())
     }
 }

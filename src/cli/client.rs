@@ -106,6 +106,9 @@ pub struct CreateArgs {
     /// the client's own id).
     #[arg(long = "trusted-issuer")]
     pub trusted_issuers: Vec<String>,
+    /// OAuth extension settings.
+    #[command(flatten)]
+    pub extensions: ExtensionOptions,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -146,6 +149,77 @@ pub struct KeyOptions {
     pub sector_identifier: Option<String>,
 }
 
+/// Options of `client create` and `client update` for the OAuth extensions.
+#[derive(Debug, Args)]
+pub struct ExtensionOptions {
+    /// A resource (absolute URI) the client may ask tokens for with the resource parameter
+    /// (RFC 8707; repeatable; on update, replaces the list).
+    #[arg(long = "resource")]
+    pub resources: Vec<String>,
+    /// The client must push its authorization requests to /par first (RFC 9126).
+    #[arg(long = "require-par", num_args = 0..=1, default_missing_value = "true")]
+    pub require_par: Option<bool>,
+    /// The client's access tokens must be bound to a DPoP key (RFC 9449).
+    #[arg(long = "dpop-bound", num_args = 0..=1, default_missing_value = "true")]
+    pub dpop_bound: Option<bool>,
+    /// Token exchange (RFC 8693): a client whose tokens this one may exchange (repeatable).
+    #[arg(long = "exchange-subject-client")]
+    pub exchange_subject_clients: Vec<String>,
+    /// Token exchange: an audience it may ask for (repeatable).
+    #[arg(long = "exchange-audience")]
+    pub exchange_audiences: Vec<String>,
+    /// Token exchange: the most scope an exchanged token may hold (repeatable).
+    #[arg(long = "exchange-scope")]
+    pub exchange_scopes: Vec<String>,
+    /// SAML bearer grant (RFC 7522): the trusted IdP's issuer.
+    #[arg(long, requires_all = ["saml_certificate", "saml_audience"])]
+    pub saml_issuer: Option<String>,
+    /// The trusted SAML IdP's signing certificate: @FILE or the PEM itself.
+    #[arg(long, value_parser = parse_text)]
+    pub saml_certificate: Option<String>,
+    /// The audience the IdP's assertions must name (this server, as the IdP knows it).
+    #[arg(long)]
+    pub saml_audience: Option<String>,
+}
+
+impl ExtensionOptions {
+    fn exchange(&self) -> anyhow::Result<Option<domain::event::ExchangePolicy>> {
+        if self.exchange_subject_clients.is_empty() && self.exchange_audiences.is_empty() {
+            return Ok(None);
+        }
+        let parse = |e: domain::values::InvalidValue| anyhow::anyhow!(e.0);
+        Ok(Some(domain::event::ExchangePolicy {
+            subject_clients: self
+                .exchange_subject_clients
+                .iter()
+                .map(|c| domain::values::ClientId::parse(c).map_err(parse))
+                .collect::<Result<_, _>>()?,
+            audiences: self.exchange_audiences.clone(),
+            scopes: self
+                .exchange_scopes
+                .iter()
+                .map(|s| domain::values::Scope::parse(s).map_err(parse))
+                .collect::<Result<_, _>>()?,
+        }))
+    }
+
+    fn saml(&self) -> Option<domain::event::SamlIdp> {
+        Some(domain::event::SamlIdp {
+            issuer: self.saml_issuer.clone()?,
+            certificate_pem: self.saml_certificate.clone()?,
+            audience: self.saml_audience.clone()?,
+        })
+    }
+}
+
+/// Reads `@FILE` or the text itself.
+fn parse_text(arg: &str) -> Result<String, String> {
+    match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}")),
+        None => Ok(arg.to_owned()),
+    }
+}
+
 /// Options of `client update`.
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
@@ -184,6 +258,9 @@ pub struct UpdateArgs {
     /// Trusted assertion issuers, replacing the old (repeatable).
     #[arg(long = "trusted-issuer")]
     pub trusted_issuers: Vec<String>,
+    /// OAuth extension settings.
+    #[command(flatten)]
+    pub extensions: ExtensionOptions,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -228,6 +305,14 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                         backchannel_logout_uri: a.keys.backchannel_logout_uri,
                         subject_type: a.keys.subject_type,
                         sector_identifier: a.keys.sector_identifier,
+                        resources: a.extensions.resources.clone(),
+                        require_pushed_authorization_requests: a
+                            .extensions
+                            .require_par
+                            .unwrap_or(false),
+                        dpop_bound_access_tokens: a.extensions.dpop_bound.unwrap_or(false),
+                        token_exchange: a.extensions.exchange()?,
+                        saml_idp: a.extensions.saml(),
                         dynamic: None,
                     })
                     .await?;
@@ -261,6 +346,12 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                             backchannel_logout_uri: a.keys.backchannel_logout_uri,
                             subject_type: a.keys.subject_type,
                             sector_identifier: a.keys.sector_identifier,
+                            resources: (!a.extensions.resources.is_empty())
+                                .then(|| a.extensions.resources.clone()),
+                            require_pushed_authorization_requests: a.extensions.require_par,
+                            dpop_bound_access_tokens: a.extensions.dpop_bound,
+                            token_exchange: a.extensions.exchange()?,
+                            saml_idp: a.extensions.saml(),
                         },
                     )
                     .await?;

@@ -45,6 +45,20 @@ pub struct ServeArgs {
     /// Weaker: credentials end up in URLs and logs of proxies. Off by default.
     #[arg(long, env = "AUTHLEDGER_ALLOW_GET_TOKEN_REQUESTS")]
     pub allow_get_token_requests: bool,
+    /// Require every client to push its authorization requests to /par first (RFC 9126);
+    /// a client can also be made to by `client create --require-par`.
+    #[arg(long, env = "AUTHLEDGER_REQUIRE_PUSHED_AUTHORIZATION_REQUESTS")]
+    pub require_pushed_authorization_requests: bool,
+    /// Require DPoP proofs to carry a nonce from this server (RFC 9449 §8): a proof without
+    /// a current one is answered use_dpop_nonce with a fresh one in DPoP-Nonce.
+    #[arg(long, env = "AUTHLEDGER_DPOP_NONCE")]
+    pub dpop_nonce: bool,
+    /// Device code lifetime in seconds (RFC 8628; default 600).
+    #[arg(long, env = "AUTHLEDGER_DEVICE_CODE_TTL_SECS")]
+    pub device_code_ttl_secs: Option<u32>,
+    /// The device flow's polling interval in seconds (default 5); slow_down adds 5.
+    #[arg(long, env = "AUTHLEDGER_DEVICE_POLL_INTERVAL_SECS")]
+    pub device_poll_interval_secs: Option<u32>,
     /// Sign with the private key in this PEM file (PKCS#8, encrypted PKCS#8, PKCS#1 RSA or
     /// SEC1 EC) instead of a generated key for its algorithm; its public half is recorded in
     /// the log and stays in the JWKS after the file is replaced, until its tokens expire.
@@ -206,6 +220,17 @@ pub fn run(
                     .unwrap_or(d.session_ttl_secs),
                 allow_get_token_requests: args.allow_get_token_requests
                     || file.allow_get_token_requests.unwrap_or(false),
+                require_pushed_authorization_requests: args.require_pushed_authorization_requests
+                    || file.require_pushed_authorization_requests.unwrap_or(false),
+                dpop_nonce: args.dpop_nonce || file.dpop_nonce.unwrap_or(false),
+                device_code_ttl_secs: args
+                    .device_code_ttl_secs
+                    .or(file.device_code_ttl_secs)
+                    .unwrap_or(d.device_code_ttl_secs),
+                device_poll_interval_secs: args
+                    .device_poll_interval_secs
+                    .or(file.device_poll_interval_secs)
+                    .unwrap_or(d.device_poll_interval_secs),
             }
         },
         keys: KeySettings {

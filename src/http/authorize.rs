@@ -14,7 +14,7 @@ use super::{request_metadata, AppState};
 use crate::actors::{CommandError, ExecuteTokenCommand};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use domain::event::{ClaimsRequest, Event, OidcContext};
+use domain::event::{ClaimsRequest, Event, OidcContext, TokenTerms};
 use domain::grant::{
     check_request, is_openid, AuthorizationRequest, ConsentDecision, ConsentView, IssueCode,
     IssueImplicit, NewAccessToken, NewIdToken,
@@ -115,6 +115,9 @@ struct Validated {
     /// Present for an OpenID Connect request.
     #[serde(default)]
     oidc: Option<OidcRequest>,
+    /// The `resource`s asked for (RFC 8707) and the `dpop_jkt` (RFC 9449 §10).
+    #[serde(default)]
+    terms: TokenTerms,
 }
 
 /// A validated request of a signed-in user, sealed into the consent form.
@@ -391,7 +394,10 @@ fn validate(
     state: Option<&str>,
 ) -> Result<Validated, Refused> {
     let invalid = |d: String| (ErrorCode::InvalidRequest, d);
-    if let Some((name, _)) = params.iter().find(|(_, v)| v.len() > 1) {
+    if let Some((name, _)) = params
+        .iter()
+        .find(|(k, v)| v.len() > 1 && k.as_str() != "resource")
+    {
         return Err(invalid(format!("parameter {name} is repeated")));
     }
     let c = &client.client;
@@ -469,6 +475,26 @@ fn validate(
     };
     check_request(c, grant, &scopes, pkce.as_ref().map(|(_, m)| *m))
         .map_err(|e| (e.code(), e.to_string()))?;
+    let resources: Vec<String> = params
+        .get("resource")
+        .map(|r| r.iter().filter(|v| !v.is_empty()).cloned().collect())
+        .unwrap_or_default();
+    if resources
+        .iter()
+        .any(|r| !domain::client::is_resource_uri(r))
+    {
+        return Err((
+            ErrorCode::InvalidTarget,
+            "resource must be an absolute URI without a fragment (RFC 8707 2)".into(),
+        ));
+    }
+    domain::grant::check_resources(c, &resources).map_err(|e| (e.code(), e.to_string()))?;
+    let dpop_jkt = single(params, "dpop_jkt").map_err(invalid)?;
+    if dpop_jkt.is_some_and(|j| !crate::dpop::is_thumbprint(j)) {
+        return Err(invalid(
+            "dpop_jkt must be a base64url SHA-256 JWK thumbprint (RFC 9449 10)".into(),
+        ));
+    }
     Ok(Validated {
         client_id: c.client_id.clone(),
         redirect_uri: presented.map(str::to_owned),
@@ -478,6 +504,11 @@ fn validate(
         state: state.map(str::to_owned),
         pkce,
         oidc,
+        terms: TokenTerms {
+            audience: resources,
+            jkt: dpop_jkt.map(str::to_owned),
+            act: None,
+        },
     })
 }
 
@@ -612,6 +643,7 @@ async fn issue(
         existing_consent: ConsentView::default(),
         oidc: pending.signed_in.clone(),
         now,
+        terms: pending.request.terms.clone(),
     };
     let Ok((secret, hash)) = fresh_secret(&state.hash_key) else {
         return fail(ErrorCode::ServerError, "the server failed; try again");
@@ -632,6 +664,8 @@ async fn issue(
                 jti: Uuid::now_v7(),
                 opaque_token_hash: hash,
                 kid: state.kid_for(&client.client, now),
+                dpop: None,
+                resources: Vec::new(),
             }),
             id_token: response_type.has_id_token().then(|| NewIdToken {
                 jti: Uuid::now_v7(),

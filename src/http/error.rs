@@ -18,6 +18,8 @@ pub struct OAuthError {
     pub challenge: Option<String>,
     /// `Retry-After` seconds, for 429 answers.
     pub retry_after: Option<i64>,
+    /// A fresh `DPoP-Nonce` (RFC 9449 §8), for `use_dpop_nonce` answers.
+    pub dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -47,6 +49,7 @@ impl OAuthError {
             status,
             challenge,
             retry_after: None,
+            dpop_nonce: None,
         }
     }
 
@@ -78,6 +81,12 @@ impl OAuthError {
         self
     }
 
+    /// Sets the `DPoP-Nonce` to send.
+    pub fn with_dpop_nonce(mut self, nonce: String) -> Self {
+        self.dpop_nonce = Some(nonce);
+        self
+    }
+
     /// Sets the `WWW-Authenticate` challenge.
     pub fn with_challenge(mut self, challenge: String) -> Self {
         self.challenge = Some(challenge);
@@ -101,6 +110,9 @@ impl ResponseError for OAuthError {
         res.insert_header((header::CACHE_CONTROL, "no-store"));
         if let Some(c) = &self.challenge {
             res.insert_header((header::WWW_AUTHENTICATE, c.as_str()));
+        }
+        if let Some(n) = &self.dpop_nonce {
+            res.insert_header(("DPoP-Nonce", n.as_str()));
         }
         // A store that cannot take writes now (a full disk, a database restarting) is worth
         // asking again in a second (RFC 9110 §10.2.3).

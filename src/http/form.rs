@@ -10,22 +10,53 @@ use std::collections::HashMap;
 /// Largest request body accepted by the OAuth endpoints.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// The parameters of a form body, each present at most once.
+/// The parameters that may be repeated: RFC 8707 §2 `resource` and RFC 8693 §2.1
+/// `audience` each name one target per occurrence.
+pub const REPEATABLE: [&str; 2] = ["resource", "audience"];
+
+/// The parameters of a form body, each present at most once but for [`REPEATABLE`] ones.
 #[derive(Debug, Default)]
-pub struct Form(HashMap<String, String>);
+pub struct Form(HashMap<String, String>, HashMap<&'static str, Vec<String>>);
 
 impl Form {
     /// Parses a body; a repeated parameter is `invalid_request` (RFC 6749 §3.1, §3.2).
     pub fn parse(body: &[u8]) -> Result<Self, OAuthError> {
         let mut map = HashMap::new();
+        let mut repeated: HashMap<&'static str, Vec<String>> = HashMap::new();
         for (k, v) in form_urlencoded::parse(body) {
+            if let Some(name) = REPEATABLE.iter().find(|n| **n == k) {
+                if !v.is_empty() {
+                    repeated.entry(name).or_default().push(v.into_owned());
+                }
+                continue;
+            }
             if map.insert(k.clone().into_owned(), v.into_owned()).is_some() {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter {k} is repeated"
                 )));
             }
         }
-        Ok(Self(map))
+        Ok(Self(map, repeated))
+    }
+
+    /// Every value of a repeatable parameter, in order (empty values left out).
+    pub fn all(&self, name: &str) -> &[String] {
+        self.1.get(name).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The `resource` parameters (RFC 8707 §2), each an absolute URI without a fragment.
+    pub fn resources(&self) -> Result<Vec<String>, OAuthError> {
+        let resources = self.all("resource");
+        if resources
+            .iter()
+            .any(|r| !domain::client::is_resource_uri(r))
+        {
+            return Err(OAuthError::new(
+                domain::oauth::ErrorCode::InvalidTarget,
+                "resource must be an absolute URI without a fragment (RFC 8707 2)",
+            ));
+        }
+        Ok(resources.to_vec())
     }
 
     /// A parameter; an empty value counts as absent (RFC 6749 §3.1).

@@ -119,11 +119,18 @@ pub async fn introspect(
                     "sub": r.subject,
                     "exp": r.expires_at,
                     "iat": r.issued_at,
-                    "token_type": "Bearer",
+                    "token_type": if r.terms.jkt.is_some() { "DPoP" } else { "Bearer" },
                     "iss": state.issuer,
-                    "aud": state.issuer,
+                    "aud": crate::keys::audience_claim(&r.terms.audience, &state.issuer),
                     "jti": r.jti.to_string(),
                 });
+                // RFC 9449 §6.2: the key a bound token is bound to.
+                if let Some(jkt) = &r.terms.jkt {
+                    b["cnf"] = serde_json::json!({ "jkt": jkt });
+                }
+                if let Some(act) = &r.terms.act {
+                    b["act"] = act.clone();
+                }
                 match super::oidc::outside_subject(&state, &r.client_id, r.user_id()) {
                     Some(pairwise) => b["sub"] = pairwise.into(),
                     None => add_username(&state, &mut b, r.user_id()),

@@ -6,6 +6,7 @@ pub mod assertion;
 pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod events;
 pub mod form;

@@ -363,12 +363,13 @@ async fn userinfo_claims(
     } else {
         None
     };
-    let token = bearer::token(req, body.as_deref())?;
+    let (token, scheme) = bearer::presented(req, body.as_deref())?;
     let t = super::introspect::active(state, &token)
         .map_err(|e| BearerError::Unavailable(e.to_string()))?
         .ok_or_else(|| {
             BearerError::InvalidToken("the token is expired, revoked or unknown".into())
         })?;
+    super::dpop::check_presentation(req, state, &token, scheme, &t.record).await?;
     let r = &t.record;
     if !is_openid(&r.scopes) {
         return Err(BearerError::InsufficientScope(OPENID_SCOPE.into()));

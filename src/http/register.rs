@@ -291,6 +291,7 @@ fn from_metadata(
         subject_type: text(md, "subject_type")?.map(str::to_owned),
         sector_identifier: None,
         dynamic: None,
+        ..CreateClient::default()
     })
 }
 

@@ -88,12 +88,13 @@ async fn answer(
     } else {
         None
     };
-    let token = bearer::token(req, body.as_deref())?;
+    let (token, scheme) = bearer::presented(req, body.as_deref())?;
     let t = active(state, &token)
         .map_err(|e| BearerError::Unavailable(e.to_string()))?
         .ok_or_else(|| {
             BearerError::InvalidToken("the token is expired, revoked or unknown".into())
         })?;
+    super::dpop::check_presentation(req, state, &token, scheme, &t.record).await?;
     if let Some(scope) = &state.whoami_scope {
         bearer::require_scopes(&t.record.scopes, &[scope.as_str()])?;
     }

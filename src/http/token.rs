@@ -99,12 +99,18 @@ pub fn access_token_value(
                             super::oidc::outside_subject(state, &issued.client_id, Some(user))
                         })
                         .unwrap_or_else(|| issued.subject.clone()),
-                    aud: state.issuer.clone(),
+                    aud: crate::keys::audience_claim(&issued.terms.audience, &state.issuer),
                     client_id: issued.client_id.to_string(),
                     scope: join_scopes(&issued.scopes),
                     iat: issued.issued_at,
                     exp: issued.expires_at,
                     jti: issued.jti.to_string(),
+                    cnf: issued
+                        .terms
+                        .jkt
+                        .clone()
+                        .map(|jkt| crate::keys::Confirmation { jkt }),
+                    act: issued.terms.act.clone(),
                 },
             )
             .map_err(|e| OAuthError::server_error(&e)),
@@ -168,6 +174,8 @@ async fn grant(
         jti: Uuid::now_v7(),
         opaque_token_hash,
         kid: state.kid_for(&client.view.client, now),
+        dpop: super::dpop::token_request_proof(req, state, now)?,
+        resources: form.resources()?,
     };
     // Used only when the grant turns out to be an OpenID Connect grant.
     let id_token = NewIdToken {
@@ -303,7 +311,8 @@ async fn grant(
     let scope = join_scopes(&issued.scopes);
     let mut body = serde_json::json!({
         "access_token": access_token,
-        "token_type": "Bearer",
+        // RFC 9449 §5: a token bound to a key is a DPoP token.
+        "token_type": if issued.terms.jkt.is_some() { "DPoP" } else { "Bearer" },
         "expires_in": issued.expires_at - issued.issued_at,
     });
     if !scope.is_empty() {
@@ -323,8 +332,11 @@ async fn grant(
         };
         body["id_token"] = super::oidc::id_token_value(state, id, extras)?.into();
     }
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(body))
+    let mut res = HttpResponse::Ok();
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"));
+    if let Some(nonce) = super::dpop::current_nonce(state, now) {
+        res.insert_header(("DPoP-Nonce", nonce));
+    }
+    Ok(res.json(body))
 }

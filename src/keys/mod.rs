@@ -65,8 +65,9 @@ pub struct AccessTokenClaims {
     pub iss: String,
     /// Subject.
     pub sub: String,
-    /// Audience.
-    pub aud: String,
+    /// Audience: this server, or the resources (RFC 8707) or audiences (RFC 8693) the token
+    /// was asked for; one string, or an array of several.
+    pub aud: serde_json::Value,
     /// The client it was issued to.
     pub client_id: String,
     /// Space-delimited scopes.
@@ -77,6 +78,29 @@ pub struct AccessTokenClaims {
     pub exp: i64,
     /// Token id.
     pub jti: String,
+    /// Confirmation: the DPoP key the token is bound to (RFC 9449 §6.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+    /// The actor of a delegation (RFC 8693 §4.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<serde_json::Value>,
+}
+
+/// The `cnf` claim of a DPoP-bound token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The base64url SHA-256 JWK thumbprint (RFC 7638) of the key.
+    pub jkt: String,
+}
+
+/// The `aud` of a token: `default` (this server) when it names no audience, the one audience
+/// as a string, several as an array.
+pub fn audience_claim(audience: &[String], default: &str) -> serde_json::Value {
+    match audience {
+        [] => default.into(),
+        [one] => one.as_str().into(),
+        many => many.into(),
+    }
 }
 
 /// What the keyring holds at one moment.
@@ -307,6 +331,8 @@ mod tests {
             iss: "http://127.0.0.1:1".into(),
             sub: "svc".into(),
             aud: "http://127.0.0.1:1".into(),
+            cnf: None,
+            act: None,
             client_id: "svc".into(),
             scope: "read".into(),
             iat: 1,

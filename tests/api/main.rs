@@ -15,6 +15,7 @@ mod assertions;
 mod audit;
 mod browser;
 mod crash;
+mod dpop;
 mod durability;
 mod grants;
 mod helpers;
