@@ -38,6 +38,7 @@ pub fn registered(id: &ClientId) -> Event {
         admin: Some(false),
         oidc: Default::default(),
         dynamic: None,
+        extensions: Default::default(),
     })
 }
 
@@ -55,6 +56,7 @@ pub fn issued(id: &ClientId, n: u128) -> Event {
         expires_at: 1_800_003_600,
         family_id: None,
         kid: None,
+        terms: Default::default(),
     })
 }
 

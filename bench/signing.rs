@@ -24,6 +24,8 @@ fn claims(n: u64) -> AccessTokenClaims {
         iat: 1_800_000_000,
         exp: 1_800_003_600,
         jti: format!("01900000-0000-7000-8000-{n:012}"),
+        act: None,
+        cnf: None,
     }
 }
 

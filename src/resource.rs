@@ -46,7 +46,11 @@
 //!   revocation takes effect at once). Works for opaque tokens and JWTs alike.
 //!
 //! The token is read from `Authorization: Bearer` or the `access_token` query parameter (RFC
-//! 6750 §2.1, §2.3). A form-body token (§2.2) needs the body, which an extractor must not
+//! 6750 §2.1, §2.3). A token bound to a DPoP key (`cnf.jkt`, RFC 9449) is accepted only as
+//! `Authorization: DPoP` with a proof by that key for this request (method, URL, `ath`, a
+//! fresh `iat`); each proof's `jti` is remembered for its lifetime (in memory: a resource
+//! server has no log) and a replay refused. Behind a proxy, set [`Builder::public_url`] so
+//! the URL a proof names can be checked. A form-body token (§2.2) needs the body, which an extractor must not
 //! consume: call [`ResourceServer::authenticate`] with it. Failures answer per RFC 6750 §3:
 //! 401 `invalid_token` with a `WWW-Authenticate` challenge, 403 `insufficient_scope` naming
 //! the scope, 400 `invalid_request`. Issuers are reached with `awc`; for an `https` issuer
@@ -79,6 +83,8 @@ pub struct AccessToken {
     pub expires_at: i64,
     /// Its id, when it has one.
     pub jti: Option<String>,
+    /// The thumbprint of the DPoP key it is bound to (`cnf.jkt`), if it is bound.
+    pub jkt: Option<String>,
 }
 
 impl AccessToken {
@@ -137,6 +143,9 @@ struct Inner {
     last_attempt: Mutex<Option<Instant>>,
     fetching: tokio::sync::Mutex<()>,
     introspected: Mutex<HashMap<[u8; 32], CachedAnswer>>,
+    public_url: Option<String>,
+    /// DPoP proofs seen: (key thumbprint, jti) and until when they are remembered.
+    proofs: Mutex<HashMap<(String, String), i64>>,
 }
 
 /// Verifies access tokens of one issuer. Cheap to clone; share one per API.
@@ -155,9 +164,18 @@ pub struct Builder {
     max_age: Duration,
     refetch_interval: Duration,
     cache_ttl: Duration,
+    public_url: Option<String>,
 }
 
 impl Builder {
+    /// The URL clients address this API by (scheme, host and port, e.g.
+    /// `https://api.example.com`), against which DPoP proofs' `htu` is checked (default: the
+    /// scheme and `Host` of each request, which a proxy may change).
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into().trim_end_matches('/').to_owned());
+        self
+    }
+
     /// The `aud` a JWT must name (default: the issuer, which authledger puts there).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
@@ -214,6 +232,8 @@ impl Builder {
                 last_attempt: Mutex::new(None),
                 fetching: tokio::sync::Mutex::new(()),
                 introspected: Mutex::new(HashMap::new()),
+                public_url: self.public_url,
+                proofs: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -221,6 +241,9 @@ impl Builder {
 
 /// Most introspection answers kept.
 const MAX_CACHED: usize = 10_000;
+
+/// Most DPoP proof ids remembered at once (each for about a minute).
+const MAX_PROOFS: usize = 100_000;
 
 thread_local! {
     // awc clients are per thread; one per worker keeps its connection pool.
@@ -262,6 +285,13 @@ struct JwtClaims {
     scope: String,
     exp: i64,
     jti: Option<String>,
+    #[serde(default)]
+    cnf: Option<Cnf>,
+}
+
+#[derive(Deserialize)]
+struct Cnf {
+    jkt: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -274,6 +304,8 @@ struct Introspection {
     exp: Option<i64>,
     jti: Option<String>,
     token_type: Option<String>,
+    #[serde(default)]
+    cnf: Option<Cnf>,
 }
 
 fn scopes(s: &str) -> Vec<String> {
@@ -315,6 +347,7 @@ impl ResourceServer {
             max_age: Duration::from_secs(300),
             refetch_interval: Duration::from_secs(10),
             cache_ttl: Duration::ZERO,
+            public_url: None,
         }
     }
 
@@ -329,8 +362,72 @@ impl ResourceServer {
         req: &HttpRequest,
         body: Option<&[u8]>,
     ) -> Result<AccessToken, BearerError> {
-        let token = bearer::token(req, body)?;
-        self.check(&token).await
+        let (token, scheme) = bearer::presented(req, body)?;
+        let checked = self.check(&token).await?;
+        match (&checked.jkt, scheme) {
+            (None, bearer::Scheme::Bearer) => Ok(checked),
+            (None, bearer::Scheme::Dpop) => Err(BearerError::InvalidToken(
+                "this token is not DPoP-bound: present it as a Bearer token".into(),
+            )),
+            (Some(_), bearer::Scheme::Bearer) => Err(BearerError::InvalidToken(
+                "this token is DPoP-bound: present it with Authorization: DPoP and a DPoP proof"
+                    .into(),
+            )),
+            (Some(jkt), bearer::Scheme::Dpop) => {
+                self.check_proof(req, &token, jkt)?;
+                Ok(checked)
+            }
+        }
+    }
+
+    /// Checks the DPoP proof of a request presenting a token bound to `jkt`, and remembers
+    /// its `jti`.
+    fn check_proof(&self, req: &HttpRequest, token: &str, jkt: &str) -> Result<(), BearerError> {
+        let invalid = |e: crate::dpop::DpopError| BearerError::InvalidDpopProof(e.to_string());
+        let proof = crate::dpop::header_value(req.headers())
+            .map_err(invalid)?
+            .ok_or_else(|| BearerError::InvalidDpopProof("a DPoP proof is required".into()))?;
+        let base = match &self.inner.public_url {
+            Some(u) => u.clone(),
+            None => {
+                let info = req.connection_info();
+                format!("{}://{}", info.scheme(), info.host())
+            }
+        };
+        let url = format!("{base}{}", req.path());
+        let now = unix_now();
+        let verified = crate::dpop::verify(
+            proof,
+            &crate::dpop::Expected {
+                method: req.method().as_str(),
+                url: &url,
+                access_token: Some(token),
+                now,
+            },
+        )
+        .map_err(invalid)?;
+        if verified.jkt != jkt {
+            return Err(BearerError::InvalidDpopProof(
+                "the DPoP proof is signed by another key than the one the token is bound to".into(),
+            ));
+        }
+        let mut seen = lock(&self.inner.proofs);
+        if seen.len() >= MAX_PROOFS {
+            seen.retain(|_, until| *until >= now);
+            if seen.len() >= MAX_PROOFS {
+                // Forgetting would let a replay through: refuse until proofs age out.
+                return Err(BearerError::Unavailable(
+                    "too many DPoP proofs in the last minute; try again".into(),
+                ));
+            }
+        }
+        let until = verified.remember_until();
+        match seen.insert((verified.jkt, verified.jti), until) {
+            Some(earlier) if earlier >= now => Err(BearerError::InvalidDpopProof(
+                "the DPoP proof was used before (its jti is not new)".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Checks a token.
@@ -480,6 +577,7 @@ impl ResourceServer {
             scopes: scopes(&claims.scope),
             expires_at: claims.exp,
             jti: claims.jti,
+            jkt: claims.cnf.and_then(|c| c.jkt),
         })
     }
 
@@ -531,6 +629,7 @@ impl ResourceServer {
                 client_id,
                 scope,
                 jti,
+                cnf,
             } if token_type.as_deref() != Some("refresh_token") && exp > unix_now() => {
                 Ok(AccessToken {
                     subject: sub,
@@ -538,6 +637,7 @@ impl ResourceServer {
                     scopes: scopes(&scope),
                     expires_at: exp,
                     jti,
+                    jkt: cnf.and_then(|c| c.jkt),
                 })
             }
             _ => Err("the token is expired, revoked or unknown".to_owned()),

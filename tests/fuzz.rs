@@ -561,6 +561,8 @@ fn jose() -> &'static Jose {
                     iat: 1,
                     exp: 4_000_000_000,
                     jti: "signed-by-the-fixture".into(),
+                    act: None,
+                    cnf: None,
                 };
                 (ring.sign(&kid, &claims).unwrap(), public(&kid))
             })

@@ -76,6 +76,8 @@ fn decide_and_apply(c: &mut Criterion) {
             jti: Uuid::now_v7(),
             opaque_token_hash: HashKey::for_tests().hash("opaque"),
             kid: None,
+            dpop: None,
+            resources: Vec::new(),
         },
         now: 1_800_000_000,
     });
@@ -129,6 +131,8 @@ fn sign(c: &mut Criterion) {
         iat: 1_800_000_000,
         exp: 1_800_003_600,
         jti: Uuid::now_v7().to_string(),
+        act: None,
+        cnf: None,
     };
     let mut group = c.benchmark_group("sign");
     for alg in SigningAlgorithm::ALL {

@@ -641,6 +641,8 @@ mod tests {
                     jti: uuid::Uuid::now_v7(),
                     opaque_token_hash: HashKey::for_tests().hash("x"),
                     kid: None,
+                    dpop: None,
+                    resources: Vec::new(),
                 },
                 now: 1_800_000_000,
             }),
@@ -681,6 +683,7 @@ mod tests {
                 admin: false,
                 oidc: Default::default(),
                 dynamic: None,
+                extensions: Default::default(),
             }),
             metadata: Metadata::system(),
         })

@@ -497,3 +497,67 @@ fn the_resource_parameter_sets_the_audience_and_others_are_invalid_target() {
     let jwt = body["access_token"].as_str().unwrap();
     assert_eq!(app.introspect(&id, &secret, jwt)["aud"], app.base.as_str());
 }
+
+#[test]
+fn the_extractor_refuses_bound_tokens_without_a_good_proof_in_both_modes() {
+    let app = spawn_app();
+    let (rs_id, rs_secret) = app.create_client(&["--can-introspect"]);
+    let (id, secret) = app.create_client(&["--scope", "read"]);
+    let jwks = crate::resource::example(&["--issuer", &app.base, "--mode", "jwks"]);
+    let introspection = crate::resource::example(&[
+        "--issuer",
+        &app.base,
+        "--mode",
+        "introspection",
+        "--client-id",
+        &rs_id,
+        "--client-secret",
+        &rs_secret,
+    ]);
+    for api in [&jwks, &introspection] {
+        let key = DpopKey::new();
+        let token = bound_token(&app, &id, &secret, &key);
+        let url = format!("{}/notes", api.base);
+        let call = |scheme: &str, proof: Option<&str>| {
+            let auth = format!("{scheme} {token}");
+            let mut req = agent().get(&url).header("Authorization", &auth);
+            if let Some(p) = proof {
+                req = req.header("DPoP", p);
+            }
+            read(req.call().unwrap())
+        };
+        let good = key.proof_for("GET", &url, &token);
+        let a = call("DPoP", Some(&good));
+        assert_eq!(a.status, 200, "{}", a.body);
+        let replay = call("DPoP", Some(&good));
+        assert_eq!(replay.status, 401, "replayed: {}", replay.body);
+        assert_eq!(replay.body["error"], "invalid_dpop_proof");
+        for (scheme, proof, what) in [
+            ("Bearer", None, "as a bearer token"),
+            ("DPoP", None, "without a proof"),
+            (
+                "DPoP",
+                Some(DpopKey::new().proof_for("GET", &url, &token)),
+                "another key",
+            ),
+            (
+                "DPoP",
+                Some(key.proof_for("POST", &url, &token)),
+                "wrong htm",
+            ),
+            (
+                "DPoP",
+                Some(key.proof_for("GET", &format!("{}/hello", api.base), &token)),
+                "wrong htu",
+            ),
+            (
+                "DPoP",
+                Some(key.proof_with("GET", &url, json!({"ath": ath(&token), "iat": now() - 120}))),
+                "stale iat",
+            ),
+        ] {
+            let a = call(scheme, proof.as_deref());
+            assert_eq!(a.status, 401, "{what}: {}", a.body);
+        }
+    }
+}

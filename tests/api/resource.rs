@@ -182,9 +182,9 @@ fn whoami_takes_the_token_every_rfc_6750_way_and_answers_every_error_as_it_says(
 }
 
 /// The example API, started against a server; killed on drop.
-struct Example {
+pub struct Example {
     child: Child,
-    base: String,
+    pub base: String,
 }
 
 impl Drop for Example {
@@ -194,7 +194,7 @@ impl Drop for Example {
     }
 }
 
-fn example(args: &[&str]) -> Example {
+pub fn example(args: &[&str]) -> Example {
     // Integration tests run from target/<profile>/deps; cargo builds examples beside it.
     let exe = std::env::current_exe().unwrap();
     let bin = exe
