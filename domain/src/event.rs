@@ -389,6 +389,31 @@ pub struct DpopProofAccepted {
     pub expires_at: i64,
 }
 
+/// An authorization request was pushed (RFC 9126 §2): what it asks, kept until its
+/// `request_uri` is used or expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationRequestPushed {
+    /// The client that pushed it.
+    pub client_id: ClientId,
+    /// Keyed hash of its `request_uri`.
+    pub request_uri_hash: SecretHash,
+    /// Its parameters, in order (client credentials left out).
+    pub parameters: Vec<(String, String)>,
+    /// When (Unix seconds).
+    pub pushed_at: i64,
+    /// Until when its `request_uri` may be used (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// A pushed request led to a code or token; its `request_uri` is spent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedAuthorizationRequestUsed {
+    /// The client.
+    pub client_id: ClientId,
+    /// Keyed hash of the `request_uri`.
+    pub request_uri_hash: SecretHash,
+}
+
 /// A run of consecutive log positions removed by compaction, as the hash chain needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompactedRange {
@@ -1089,6 +1114,10 @@ pub enum Event {
     ClientExtensionSettingsChanged(ClientExtensionSettingsChanged),
     /// See [`DpopProofAccepted`].
     DpopProofAccepted(DpopProofAccepted),
+    /// See [`AuthorizationRequestPushed`].
+    AuthorizationRequestPushed(AuthorizationRequestPushed),
+    /// See [`PushedAuthorizationRequestUsed`].
+    PushedAuthorizationRequestUsed(PushedAuthorizationRequestUsed),
     /// See [`SessionStarted`].
     SessionStarted(SessionStarted),
     /// See [`SessionEnded`].
@@ -1148,7 +1177,9 @@ macro_rules! for_each_event {
             InitialAccessTokenUsed,
             ClientRegistrationTokenRotated,
             ClientExtensionSettingsChanged,
-            DpopProofAccepted
+            DpopProofAccepted,
+            AuthorizationRequestPushed,
+            PushedAuthorizationRequestUsed
         );
     };
 }
@@ -1234,6 +1265,8 @@ impl Event {
             Event::ClientOidcSettingsChanged(e) => &e.client_id,
             Event::ClientExtensionSettingsChanged(e) => &e.client_id,
             Event::DpopProofAccepted(e) => &e.client_id,
+            Event::AuthorizationRequestPushed(e) => &e.client_id,
+            Event::PushedAuthorizationRequestUsed(e) => &e.client_id,
             Event::BackchannelLogoutAttempted(e) => &e.client_id,
             Event::InitialAccessTokenUsed(e) => &e.client_id,
             Event::ClientRegistrationTokenRotated(e) => &e.client_id,

@@ -157,6 +157,8 @@ pub struct AuthorizationRequest {
     pub oidc: Option<OidcContext>,
     /// The `resource`s asked for (RFC 8707 §2.1) and the `dpop_jkt` (RFC 9449 §10).
     pub terms: TokenTerms,
+    /// The pushed request it came from (RFC 9126), spent by the decision.
+    pub pushed: Option<crate::par::PushedUse>,
     /// Now (Unix seconds).
     pub now: i64,
 }
@@ -451,6 +453,13 @@ fn authorize(
     )?;
     let existing = req.existing_consent.scopes.as_deref().unwrap_or_default();
     let mut events = Vec::new();
+    match &req.pushed {
+        Some(pushed) => events.push(crate::par::spend(client, pushed, req.now)?),
+        None if client.extensions.require_pushed_authorization_requests => {
+            return Err(TokenError::InvalidRequest(RequestRejected::PushRequired).into())
+        }
+        None => {}
+    }
     match req.consent {
         ConsentDecision::Approved => {
             let mut all = existing.to_vec();
@@ -946,7 +955,7 @@ mod tests {
     use crate::token::RequestRejected;
     use crate::token::{decide, TokenCommand};
     use crate::values::HashKey;
-    use crate::values::RedirectUri;
+    use crate::values::{ClientId, RedirectUri};
 
     const NOW: i64 = 1_700_000_000;
     const CB: &str = "https://billing.example/cb";
@@ -994,6 +1003,7 @@ mod tests {
             now: NOW,
             oidc: Default::default(),
             terms: Default::default(),
+            pushed: None,
         }
     }
 
@@ -1020,6 +1030,82 @@ mod tests {
             code_hash: HashKey::for_tests().hash("code"),
             ttl_secs: 60,
         })
+    }
+
+    fn pushed(used: bool, client: ClientId) -> crate::par::PushedUse {
+        let request_uri_hash = HashKey::for_tests().hash("urn:ietf:params:oauth:request_uri:x");
+        crate::par::PushedUse {
+            request_uri_hash: request_uri_hash.clone(),
+            view: Some(crate::par::PushedView {
+                pushed: crate::event::AuthorizationRequestPushed {
+                    client_id: client,
+                    request_uri_hash,
+                    parameters: vec![("response_type".into(), "code".into())],
+                    pushed_at: NOW - 10,
+                    expires_at: NOW + 80,
+                },
+                used,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_pushed_request_is_spent_by_the_code_it_leads_to_and_only_once() {
+        use crate::par::PushRejected;
+        let mut req = request(ConsentDecision::Remembered, Some("read"));
+        req.pushed = Some(pushed(false, id()));
+        scenario()
+            .given(vec![registered(false)])
+            .when(issue(req.clone()))
+            .then(vec![
+                Event::PushedAuthorizationRequestUsed(
+                    crate::event::PushedAuthorizationRequestUsed {
+                        client_id: id(),
+                        request_uri_hash: req.pushed.clone().unwrap().request_uri_hash,
+                    },
+                ),
+                Event::AuthorizationCodeIssued(code_issued(true)),
+            ]);
+        for (p, now, why) in [
+            (pushed(true, id()), NOW, PushRejected::Used),
+            (pushed(false, id()), NOW + 80, PushRejected::Expired),
+            (
+                pushed(false, ClientId::parse("someone-else").unwrap()),
+                NOW,
+                PushRejected::Unknown,
+            ),
+            (
+                crate::par::PushedUse {
+                    view: None,
+                    ..pushed(false, id())
+                },
+                NOW,
+                PushRejected::Unknown,
+            ),
+        ] {
+            let mut r = req.clone();
+            r.pushed = Some(p);
+            r.now = now;
+            scenario()
+                .given(vec![registered(false)])
+                .when(issue(r))
+                .then_err(TokenError::InvalidRequestUri(why).into());
+        }
+    }
+
+    #[test]
+    fn a_client_that_must_push_cannot_send_a_plain_request() {
+        let mut r = registration();
+        r.redirect_uris = vec![RedirectUri::parse(CB).unwrap()];
+        r.grant_types = vec![GrantType::AuthorizationCode];
+        r.extensions.require_pushed_authorization_requests = true;
+        let registered = client::decide(&ClientState::Unregistered, &ClientCommand::Register(r))
+            .unwrap()
+            .remove(0);
+        scenario()
+            .given(vec![registered])
+            .when(issue(request(ConsentDecision::Remembered, Some("read"))))
+            .then_err(TokenError::InvalidRequest(RequestRejected::PushRequired).into());
     }
 
     #[test]

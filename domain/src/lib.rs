@@ -11,6 +11,7 @@ pub mod event;
 pub mod grant;
 pub mod keys;
 pub mod oauth;
+pub mod par;
 pub mod registration;
 pub mod session;
 pub mod token;

@@ -76,6 +76,8 @@ pub enum TokenCommand {
     AuthenticateByAssertion(assertion::AcceptAssertion),
     /// See [`assertion::JwtBearerGrant`].
     JwtBearer(assertion::JwtBearerGrant),
+    /// Record a pushed authorization request (RFC 9126).
+    PushAuthorizationRequest(crate::par::PushRequest),
     /// Record a DPoP proof presented with a bound token at a protected resource (RFC 9449
     /// §7), refusing a replayed one.
     AcceptDpopProof(crate::dpop::DpopProof),
@@ -152,6 +154,9 @@ pub enum RequestRejected {
     /// An id_token was asked for without the scope `openid` (Core §3.2.2.1).
     #[error("response_type id_token needs the scope openid")]
     IdTokenNeedsOpenid,
+    /// A client that must push its requests sent one to `/authorize` (RFC 9126 §6).
+    #[error("this client must push its authorization requests to the pushed_authorization_request_endpoint first (RFC 9126)")]
+    PushRequired,
     /// An id_token in the front channel was asked for without a `nonce` (Core §3.2.2.1).
     #[error("nonce is required when an id_token is returned from the authorization endpoint")]
     NonceRequired,
@@ -239,6 +244,9 @@ pub enum TokenError {
     /// A DPoP proof is required and missing (RFC 9449 §5).
     #[error("{0}")]
     InvalidDpopProof(&'static str),
+    /// A pushed request's `request_uri` cannot be used (RFC 9126 §4).
+    #[error(transparent)]
+    InvalidRequestUri(crate::par::PushRejected),
 }
 
 /// A refused command: the error to answer, and the events to record anyway (a replayed code or
@@ -273,6 +281,7 @@ impl TokenError {
             TokenError::InvalidClient(_) => ErrorCode::InvalidClient,
             TokenError::InvalidTarget(_) => ErrorCode::InvalidTarget,
             TokenError::InvalidDpopProof(_) => ErrorCode::InvalidDpopProof,
+            TokenError::InvalidRequestUri(_) => ErrorCode::InvalidRequestUri,
         }
     }
 }
@@ -344,6 +353,7 @@ fn decide_command(client: &ClientState, command: &TokenCommand) -> Result<Vec<Ev
         TokenCommand::JwtBearer(cmd) => assertion::grant(client, cmd),
         // Recorded by `decide`.
         TokenCommand::AcceptDpopProof(_) => Ok(Vec::new()),
+        TokenCommand::PushAuthorizationRequest(cmd) => crate::par::push(client, cmd),
     }
 }
 

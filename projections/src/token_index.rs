@@ -351,6 +351,18 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
         Event::AuthorizationCodeIssued(e) => {
             out.push(Write::Put(text_key(b'c', e.code_hash.as_str()), json(e)));
         }
+        Event::AuthorizationRequestPushed(e) => {
+            out.push(Write::Put(
+                text_key(b'q', e.request_uri_hash.as_str()),
+                json(e),
+            ));
+        }
+        Event::PushedAuthorizationRequestUsed(e) => {
+            out.push(Write::Put(
+                text_key(b'Q', e.request_uri_hash.as_str()),
+                Vec::new(),
+            ));
+        }
         Event::AuthorizationCodeRedeemed(e) => out.push(Write::Put(
             text_key(b'C', e.code_hash.as_str()),
             e.family_id.as_bytes().to_vec(),
@@ -706,6 +718,24 @@ impl TokenIndex {
                 None => false,
             },
         )
+    }
+
+    /// A pushed authorization request by the hash of its `request_uri` (RFC 9126).
+    pub fn pushed(
+        &self,
+        request_uri_hash: &str,
+    ) -> Result<Option<domain::par::PushedView>, ProjectionError> {
+        let Some(bytes) = self.store.tree.get(text_key(b'q', request_uri_hash))? else {
+            return Ok(None);
+        };
+        Ok(Some(domain::par::PushedView {
+            pushed: parse(&bytes)?,
+            used: self
+                .store
+                .tree
+                .get(text_key(b'Q', request_uri_hash))?
+                .is_some(),
+        }))
     }
 
     /// An authorization code by the hash of its value.

@@ -93,6 +93,13 @@ pub trait GrantViews: Send + Sync {
     fn refresh(&self, token_hash: &str) -> Result<Option<RefreshView>, ProjectionError>;
     /// A user's remembered consent for a client.
     fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, ProjectionError>;
+    /// A pushed authorization request by the hash of its `request_uri`.
+    fn pushed(
+        &self,
+        _request_uri_hash: &str,
+    ) -> Result<Option<domain::par::PushedView>, ProjectionError> {
+        Ok(None)
+    }
     /// Whether an assertion's `jti` was accepted for a client and is still remembered.
     fn assertion_seen(
         &self,
@@ -133,6 +140,12 @@ impl GrantViews for projections::ReadModels {
             v.session_ended = session_ended(self, v.issued.oidc.as_ref())?;
         }
         Ok(view)
+    }
+    fn pushed(
+        &self,
+        request_uri_hash: &str,
+    ) -> Result<Option<domain::par::PushedView>, ProjectionError> {
+        self.tokens.pushed(request_uri_hash)
     }
     fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, ProjectionError> {
         let row = self.consents.get(user, client.as_str())?;
@@ -477,6 +490,15 @@ impl ClientActor {
                 self.events_in_flight()
                     .for_each(|e| view.observe(request.user_id, e));
                 request.existing_consent = view;
+                if let Some(pushed) = &mut request.pushed {
+                    pushed.view = self
+                        .views
+                        .pushed(pushed.request_uri_hash.as_str())
+                        .map_err(unavailable)?;
+                    if let Some(v) = &mut pushed.view {
+                        self.events_in_flight().for_each(|e| v.observe(e));
+                    }
+                }
             }
             TokenCommand::Revoke(domain::token::RevokeToken { token: Some(t), .. }) => {
                 self.events_in_flight().for_each(|e| t.observe(e))

@@ -102,7 +102,7 @@ struct OidcRequest {
 
 /// A request that passed every check but the user's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Validated {
+pub(super) struct Validated {
     client_id: domain::values::ClientId,
     /// As presented (`None`: the request named none).
     redirect_uri: Option<String>,
@@ -118,6 +118,9 @@ struct Validated {
     /// The `resource`s asked for (RFC 8707) and the `dpop_jkt` (RFC 9449 §10).
     #[serde(default)]
     terms: TokenTerms,
+    /// Keyed hash of the `request_uri` of the pushed request it came from (RFC 9126).
+    #[serde(default)]
+    pushed: Option<domain::values::SecretHash>,
 }
 
 /// A validated request of a signed-in user, sealed into the consent form.
@@ -189,7 +192,7 @@ impl ClientRedirect<'_> {
 }
 
 /// The request's parameters with how often each appeared.
-fn parameters(raw: &[u8]) -> HashMap<String, Vec<String>> {
+pub(super) fn parameters(raw: &[u8]) -> HashMap<String, Vec<String>> {
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
     for (k, v) in form_urlencoded::parse(raw) {
         map.entry(k.into_owned()).or_default().push(v.into_owned());
@@ -198,7 +201,7 @@ fn parameters(raw: &[u8]) -> HashMap<String, Vec<String>> {
 }
 
 /// One parameter: `Ok(None)` when absent or empty, `Err` when repeated (RFC 6749 §3.1).
-fn single<'a>(
+pub(super) fn single<'a>(
     params: &'a HashMap<String, Vec<String>>,
     name: &str,
 ) -> Result<Option<&'a str>, String> {
@@ -223,8 +226,17 @@ pub async fn authorize(
     } else {
         req.query_string().as_bytes().to_vec()
     };
-    let params = parameters(&raw);
+    let query = parameters(&raw);
     let bad = |msg: &str| pages::error_page(StatusCode::BAD_REQUEST, "Invalid request", msg);
+    // RFC 9126 §4: a pushed request's parameters replace the query's.
+    let (params, pushed) = match single(&query, "request_uri") {
+        Err(e) => return bad(&e),
+        Ok(None) => (query.clone(), None),
+        Ok(Some(uri)) => match super::par::resolve(&state, &query, uri) {
+            Ok((params, hash)) => (params, Some(hash)),
+            Err(why) => return bad(&format!("invalid_request_uri: {why}.")),
+        },
+    };
 
     // 1. The client and its redirect URI: errors here are shown, never redirected.
     let client_id = match single(&params, "client_id") {
@@ -269,15 +281,29 @@ pub async fn authorize(
         state: state_param,
         issuer: &state.issuer,
     };
-    let request = match validate(&state, &params, &client, presented, &target, state_param) {
+    if pushed.is_none()
+        && (state.grants.require_pushed_authorization_requests
+            || client
+                .client
+                .extensions
+                .require_pushed_authorization_requests)
+    {
+        return redirect.error(
+            ErrorCode::InvalidRequest,
+            &domain::token::RequestRejected::PushRequired.to_string(),
+            StatusCode::FOUND,
+        );
+    }
+    let mut request = match validate(&state, &params, &client, presented, &target, state_param) {
         Ok(r) => r,
         Err((code, description)) => return redirect.error(code, &description, StatusCode::FOUND),
     };
+    request.pushed = pushed;
     let now = state.engine.clock.unix_now();
     // The request again, for the way back from the login page.
     let again = |extra: Option<(&str, &str)>| {
         let mut q = form_urlencoded::Serializer::new(String::new());
-        for (k, vs) in &params {
+        for (k, vs) in &query {
             if k != REAUTH_PARAM {
                 for v in vs {
                     q.append_pair(k, v);
@@ -295,7 +321,7 @@ pub async fn authorize(
         Some(o) => {
             // A sign-in after the time sealed here was the fresh one prompt=login or max_age
             // sent the user to make.
-            let fresh_after: Option<i64> = single(&params, REAUTH_PARAM)
+            let fresh_after: Option<i64> = single(&query, REAUTH_PARAM)
                 .ok()
                 .flatten()
                 .and_then(|m| state.session_key.open::<(String, i64)>("reauth", m))
@@ -385,7 +411,7 @@ pub async fn authorize(
 type Refused = (ErrorCode, String);
 
 /// Checks everything but the user.
-fn validate(
+pub(super) fn validate(
     app: &AppState,
     params: &HashMap<String, Vec<String>>,
     client: &ClientView,
@@ -403,13 +429,19 @@ fn validate(
     let c = &client.client;
     // Request objects (RFC 9101, Core §6) and the registration parameter are not supported:
     // refused rather than ignored, since what they hold would be ignored too.
+    // A request_uri is resolved before (and never pushed).
     for (name, code) in [
         ("request", ErrorCode::RequestNotSupported),
-        ("request_uri", ErrorCode::RequestUriNotSupported),
+        ("request_uri", ErrorCode::InvalidRequestUri),
         ("registration", ErrorCode::RegistrationNotSupported),
     ] {
         if single(params, name).map_err(invalid)?.is_some() {
-            return Err((code, format!("the {name} parameter is not supported")));
+            let why = if name == "request_uri" {
+                "a request_uri cannot be pushed or nested (RFC 9126 2.1)".to_owned()
+            } else {
+                format!("the {name} parameter is not supported")
+            };
+            return Err((code, why));
         }
     }
     let response_type = match single(params, "response_type").map_err(invalid)? {
@@ -504,6 +536,7 @@ fn validate(
         state: state.map(str::to_owned),
         pkce,
         oidc,
+        pushed: None,
         terms: TokenTerms {
             audience: resources,
             jkt: dpop_jkt.map(str::to_owned),
@@ -644,6 +677,14 @@ async fn issue(
         oidc: pending.signed_in.clone(),
         now,
         terms: pending.request.terms.clone(),
+        pushed: pending
+            .request
+            .pushed
+            .clone()
+            .map(|request_uri_hash| domain::par::PushedUse {
+                request_uri_hash,
+                view: None,
+            }),
     };
     let Ok((secret, hash)) = fresh_secret(&state.hash_key) else {
         return fail(ErrorCode::ServerError, "the server failed; try again");

@@ -36,6 +36,9 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/authorize"),
         "token_endpoint": format!("{iss}/token"),
+        // RFC 9126 §5.
+        "pushed_authorization_request_endpoint": format!("{iss}/par"),
+        "require_pushed_authorization_requests": state.grants.require_pushed_authorization_requests,
         "introspection_endpoint": format!("{iss}/introspect"),
         "revocation_endpoint": format!("{iss}/revoke"),
         "jwks_uri": format!("{iss}/jwks"),

@@ -76,6 +76,14 @@ impl Form {
 
 /// Reads and parses the body of an OAuth endpoint request.
 pub async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Form, OAuthError> {
+    Ok(read_form_and_body(req, payload).await?.0)
+}
+
+/// Reads the body of an OAuth endpoint request: parsed, and as it came.
+pub async fn read_form_and_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Form, web::Bytes), OAuthError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -88,7 +96,7 @@ pub async fn read_form(req: &HttpRequest, payload: web::Payload) -> Result<Form,
         ));
     }
     let body = read_body(req, payload, MAX_BODY).await?;
-    Form::parse(&body)
+    Ok((Form::parse(&body)?, body.freeze()))
 }
 
 /// Reads a request body of at most `max` bytes; a larger one is 413 `invalid_request`.

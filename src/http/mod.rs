@@ -15,6 +15,7 @@ pub mod limits;
 pub mod logout;
 pub mod oidc;
 pub mod pages;
+pub mod par;
 pub mod register;
 pub mod resource;
 pub mod revoke;
@@ -137,6 +138,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/token")
                 .route(web::post().to(token::token))
                 .route(web::get().to(token::token_by_get))
+                .default_service(web::to(|| async { method_not_allowed("POST") })),
+        )
+        .service(
+            web::resource("/par")
+                .route(web::post().to(par::push))
                 .default_service(web::to(|| async { method_not_allowed("POST") })),
         )
         .service(

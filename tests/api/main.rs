@@ -25,6 +25,7 @@ mod logfile;
 mod nodes;
 mod oauth;
 mod oidc;
+mod par;
 mod pg;
 mod register;
 mod resource;
