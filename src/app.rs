@@ -235,6 +235,7 @@ impl Application {
             limits: http::limits::Limits::new(&config.limits, &engine.clock),
             throttle: http::throttle::Throttle::default(),
             admin_throttle: http::throttle::Throttle::default(),
+            device_throttle: http::throttle::Throttle::default(),
             registration: config.registration.clone(),
             logout_notices: Arc::new(tokio::sync::Notify::new()),
             delivering: tokio::sync::Mutex::new(()),

@@ -414,6 +414,68 @@ pub struct PushedAuthorizationRequestUsed {
     pub request_uri_hash: SecretHash,
 }
 
+/// A device asked for authorization (RFC 8628 §3.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAuthorizationStarted {
+    /// The client (the device's).
+    pub client_id: ClientId,
+    /// Keyed hash of the device code.
+    pub device_code_hash: SecretHash,
+    /// Keyed hash of the user code (canonical form).
+    pub user_code_hash: SecretHash,
+    /// Scopes asked for.
+    pub scopes: Vec<Scope>,
+    /// Resources asked for.
+    #[serde(default, skip_serializing_if = "TokenTerms::is_empty")]
+    pub terms: TokenTerms,
+    /// When (Unix seconds).
+    pub issued_at: i64,
+    /// When both codes expire (Unix seconds).
+    pub expires_at: i64,
+    /// The polling interval given to the device, in seconds.
+    pub interval_secs: u32,
+}
+
+/// The user approved a device's request at the verification page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAuthorizationApproved {
+    /// The client.
+    pub client_id: ClientId,
+    /// Keyed hash of the device code.
+    pub device_code_hash: SecretHash,
+    /// The user who approved.
+    pub user_id: UserId,
+    /// The scopes approved.
+    pub scopes: Vec<Scope>,
+    /// The sign-in, when `openid` was approved: what the id_token says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcContext>,
+}
+
+/// The user denied a device's request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAuthorizationDenied {
+    /// The client.
+    pub client_id: ClientId,
+    /// Keyed hash of the device code.
+    pub device_code_hash: SecretHash,
+    /// The user who denied.
+    pub user_id: UserId,
+}
+
+/// An approved device code was exchanged for tokens, which start a grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCodeRedeemed {
+    /// The client.
+    pub client_id: ClientId,
+    /// Keyed hash of the device code.
+    pub device_code_hash: SecretHash,
+    /// The user.
+    pub user_id: UserId,
+    /// The family of the tokens issued.
+    pub family_id: Uuid,
+}
+
 /// A run of consecutive log positions removed by compaction, as the hash chain needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompactedRange {
@@ -1118,6 +1180,14 @@ pub enum Event {
     AuthorizationRequestPushed(AuthorizationRequestPushed),
     /// See [`PushedAuthorizationRequestUsed`].
     PushedAuthorizationRequestUsed(PushedAuthorizationRequestUsed),
+    /// See [`DeviceAuthorizationStarted`].
+    DeviceAuthorizationStarted(DeviceAuthorizationStarted),
+    /// See [`DeviceAuthorizationApproved`].
+    DeviceAuthorizationApproved(DeviceAuthorizationApproved),
+    /// See [`DeviceAuthorizationDenied`].
+    DeviceAuthorizationDenied(DeviceAuthorizationDenied),
+    /// See [`DeviceCodeRedeemed`].
+    DeviceCodeRedeemed(DeviceCodeRedeemed),
     /// See [`SessionStarted`].
     SessionStarted(SessionStarted),
     /// See [`SessionEnded`].
@@ -1179,7 +1249,11 @@ macro_rules! for_each_event {
             ClientExtensionSettingsChanged,
             DpopProofAccepted,
             AuthorizationRequestPushed,
-            PushedAuthorizationRequestUsed
+            PushedAuthorizationRequestUsed,
+            DeviceAuthorizationStarted,
+            DeviceAuthorizationApproved,
+            DeviceAuthorizationDenied,
+            DeviceCodeRedeemed
         );
     };
 }
@@ -1267,6 +1341,10 @@ impl Event {
             Event::DpopProofAccepted(e) => &e.client_id,
             Event::AuthorizationRequestPushed(e) => &e.client_id,
             Event::PushedAuthorizationRequestUsed(e) => &e.client_id,
+            Event::DeviceAuthorizationStarted(e) => &e.client_id,
+            Event::DeviceAuthorizationApproved(e) => &e.client_id,
+            Event::DeviceAuthorizationDenied(e) => &e.client_id,
+            Event::DeviceCodeRedeemed(e) => &e.client_id,
             Event::BackchannelLogoutAttempted(e) => &e.client_id,
             Event::InitialAccessTokenUsed(e) => &e.client_id,
             Event::ClientRegistrationTokenRotated(e) => &e.client_id,

@@ -462,19 +462,12 @@ fn authorize(
     }
     match req.consent {
         ConsentDecision::Approved => {
-            let mut all = existing.to_vec();
-            for s in &scopes {
-                if !all.contains(s) {
-                    all.push(s.clone());
-                }
-            }
-            if req.existing_consent.scopes.as_deref() != Some(&all[..]) {
-                events.push(Event::AuthorizationGranted(AuthorizationGranted {
-                    client_id: client.client_id.clone(),
-                    user_id: req.user_id,
-                    scopes: all,
-                }));
-            }
+            events.extend(consent_granted(
+                client,
+                req.user_id,
+                &req.existing_consent,
+                &scopes,
+            ));
         }
         ConsentDecision::Remembered => {
             // A public client's request always needs the user (RFC 8252 §8.6): anyone can
@@ -488,6 +481,29 @@ fn authorize(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The record of a user's approval of `scopes`, added to what they approved before; `None`
+/// when that covered them already.
+pub(crate) fn consent_granted(
+    client: &Client,
+    user: UserId,
+    existing: &ConsentView,
+    scopes: &[Scope],
+) -> Option<Event> {
+    let mut all = existing.scopes.clone().unwrap_or_default();
+    for s in scopes {
+        if !all.contains(s) {
+            all.push(s.clone());
+        }
+    }
+    (existing.scopes.as_deref() != Some(&all[..])).then(|| {
+        Event::AuthorizationGranted(AuthorizationGranted {
+            client_id: client.client_id.clone(),
+            user_id: user,
+            scopes: all,
+        })
+    })
+}
+
 fn access_token(
     client: &Client,
     token: &NewAccessToken,
@@ -533,15 +549,15 @@ pub fn access_token_issued(
 }
 
 /// Who a new family speaks for, with what, and how it was obtained.
-struct FamilyStart<'a> {
-    user: UserId,
-    scopes: Vec<Scope>,
-    grant: GrantType,
-    family_id: Uuid,
-    oidc: Option<&'a OidcContext>,
+pub(crate) struct FamilyStart<'a> {
+    pub(crate) user: UserId,
+    pub(crate) scopes: Vec<Scope>,
+    pub(crate) grant: GrantType,
+    pub(crate) family_id: Uuid,
+    pub(crate) oidc: Option<&'a OidcContext>,
     /// The grant's resources and DPoP key (a code's), if it had any.
-    terms: Option<&'a TokenTerms>,
-    now: i64,
+    pub(crate) terms: Option<&'a TokenTerms>,
+    pub(crate) now: i64,
 }
 
 /// The record of an id_token for `user`, when the grant is an OpenID Connect grant.
@@ -574,7 +590,7 @@ fn id_token_issued(
 }
 
 /// Starts a family: the access token, and a refresh token if the client may refresh.
-fn new_family(
+pub(crate) fn new_family(
     client: &Client,
     start: FamilyStart<'_>,
     token: &NewAccessToken,

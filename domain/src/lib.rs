@@ -6,6 +6,7 @@
 
 pub mod assertion;
 pub mod client;
+pub mod device;
 pub mod dpop;
 pub mod event;
 pub mod grant;

@@ -76,6 +76,12 @@ pub enum TokenCommand {
     AuthenticateByAssertion(assertion::AcceptAssertion),
     /// See [`assertion::JwtBearerGrant`].
     JwtBearer(assertion::JwtBearerGrant),
+    /// Start a device authorization (RFC 8628 §3.1).
+    StartDevice(crate::device::StartDevice),
+    /// A user's answer to a device's request (RFC 8628 §3.3).
+    DecideDevice(crate::device::DecideDevice),
+    /// A device polls for its tokens (RFC 8628 §3.4).
+    PollDevice(crate::device::PollDevice),
     /// Record a pushed authorization request (RFC 9126).
     PushAuthorizationRequest(crate::par::PushRequest),
     /// Record a DPoP proof presented with a bound token at a protected resource (RFC 9449
@@ -112,6 +118,7 @@ impl TokenCommand {
             TokenCommand::Password(c) => c.token.dpop.as_mut(),
             TokenCommand::Refresh(c) => c.access.dpop.as_mut(),
             TokenCommand::JwtBearer(c) => c.token.dpop.as_mut(),
+            TokenCommand::PollDevice(c) => c.token.dpop.as_mut(),
             _ => None,
         }
     }
@@ -123,6 +130,7 @@ impl TokenCommand {
             TokenCommand::Password(c) => Some(&c.token),
             TokenCommand::Refresh(c) => Some(&c.access),
             TokenCommand::JwtBearer(c) => Some(&c.token),
+            TokenCommand::PollDevice(c) => Some(&c.token),
             _ => None,
         }
     }
@@ -209,6 +217,15 @@ pub enum GrantRejected {
     /// §5, §10).
     #[error("the DPoP proof's key is not the key this grant is bound to")]
     DpopKeyMismatch,
+    /// An unknown device code, or another client's.
+    #[error("the device code is invalid or was issued to another client")]
+    UnknownDeviceCode,
+    /// The device code was exchanged for tokens before.
+    #[error("the device code was used already")]
+    DeviceCodeUsed,
+    /// The user answered the request already.
+    #[error("this request was answered already")]
+    DeviceAlreadyDecided,
     /// A JWT bearer assertion was refused (RFC 7523 §3.1).
     #[error(transparent)]
     Assertion(#[from] crate::assertion::AssertionRejected),
@@ -247,6 +264,18 @@ pub enum TokenError {
     /// A pushed request's `request_uri` cannot be used (RFC 9126 §4).
     #[error(transparent)]
     InvalidRequestUri(crate::par::PushRejected),
+    /// RFC 8628 §3.5: the user has not answered yet.
+    #[error("the user has not answered at the verification page yet; poll again later")]
+    AuthorizationPending,
+    /// RFC 8628 §3.5: polling faster than the interval.
+    #[error("polling too fast: wait 5 seconds more between polls from now on")]
+    SlowDown,
+    /// RFC 8628 §3.5: the user denied the request.
+    #[error("the user denied the request")]
+    DeviceDenied,
+    /// RFC 8628 §3.5: the device code expired.
+    #[error("the device code expired; start again")]
+    DeviceCodeExpired,
 }
 
 /// A refused command: the error to answer, and the events to record anyway (a replayed code or
@@ -282,6 +311,10 @@ impl TokenError {
             TokenError::InvalidTarget(_) => ErrorCode::InvalidTarget,
             TokenError::InvalidDpopProof(_) => ErrorCode::InvalidDpopProof,
             TokenError::InvalidRequestUri(_) => ErrorCode::InvalidRequestUri,
+            TokenError::AuthorizationPending => ErrorCode::AuthorizationPending,
+            TokenError::SlowDown => ErrorCode::SlowDown,
+            TokenError::DeviceDenied => ErrorCode::AccessDenied,
+            TokenError::DeviceCodeExpired => ErrorCode::ExpiredToken,
         }
     }
 }
@@ -354,6 +387,9 @@ fn decide_command(client: &ClientState, command: &TokenCommand) -> Result<Vec<Ev
         // Recorded by `decide`.
         TokenCommand::AcceptDpopProof(_) => Ok(Vec::new()),
         TokenCommand::PushAuthorizationRequest(cmd) => crate::par::push(client, cmd),
+        TokenCommand::StartDevice(cmd) => crate::device::start(client, cmd),
+        TokenCommand::DecideDevice(cmd) => crate::device::decide(client, cmd),
+        TokenCommand::PollDevice(cmd) => crate::device::poll(client, cmd),
     }
 }
 

@@ -351,6 +351,35 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
         Event::AuthorizationCodeIssued(e) => {
             out.push(Write::Put(text_key(b'c', e.code_hash.as_str()), json(e)));
         }
+        Event::DeviceAuthorizationStarted(e) => {
+            out.push(Write::Put(
+                text_key(b'd', e.device_code_hash.as_str()),
+                json(e),
+            ));
+            out.push(Write::Put(
+                text_key(b'w', e.user_code_hash.as_str()),
+                e.device_code_hash.as_str().as_bytes().to_vec(),
+            ));
+        }
+        Event::DeviceAuthorizationApproved(e) => {
+            out.push(Write::Put(
+                text_key(b'D', e.device_code_hash.as_str()),
+                json(e),
+            ));
+        }
+        // An approval is a JSON object; a denial, this empty row.
+        Event::DeviceAuthorizationDenied(e) => {
+            out.push(Write::Put(
+                text_key(b'D', e.device_code_hash.as_str()),
+                Vec::new(),
+            ));
+        }
+        Event::DeviceCodeRedeemed(e) => {
+            out.push(Write::Put(
+                text_key(b'X', e.device_code_hash.as_str()),
+                e.family_id.as_bytes().to_vec(),
+            ));
+        }
         Event::AuthorizationRequestPushed(e) => {
             out.push(Write::Put(
                 text_key(b'q', e.request_uri_hash.as_str()),
@@ -718,6 +747,44 @@ impl TokenIndex {
                 None => false,
             },
         )
+    }
+
+    /// A device authorization by the hash of its device code (RFC 8628).
+    pub fn device(
+        &self,
+        device_code_hash: &str,
+    ) -> Result<Option<domain::device::DeviceView>, ProjectionError> {
+        let Some(bytes) = self.store.tree.get(text_key(b'd', device_code_hash))? else {
+            return Ok(None);
+        };
+        let decision = match self.store.tree.get(text_key(b'D', device_code_hash))? {
+            None => None,
+            Some(row) if row.is_empty() => Some(domain::device::DeviceDecision::Denied),
+            Some(row) => Some(domain::device::DeviceDecision::Approved(parse(&row)?)),
+        };
+        Ok(Some(domain::device::DeviceView {
+            started: parse(&bytes)?,
+            decision,
+            redeemed: self
+                .store
+                .tree
+                .get(text_key(b'X', device_code_hash))?
+                .is_some(),
+        }))
+    }
+
+    /// A device authorization by the hash of its user code.
+    pub fn device_by_user_code(
+        &self,
+        user_code_hash: &str,
+    ) -> Result<Option<domain::device::DeviceView>, ProjectionError> {
+        match self.store.tree.get(text_key(b'w', user_code_hash))? {
+            Some(device) => self.device(
+                std::str::from_utf8(&device)
+                    .map_err(|_| ProjectionError::Corrupt("device row".into()))?,
+            ),
+            None => Ok(None),
+        }
     }
 
     /// A pushed authorization request by the hash of its `request_uri` (RFC 9126).

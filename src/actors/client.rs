@@ -93,6 +93,13 @@ pub trait GrantViews: Send + Sync {
     fn refresh(&self, token_hash: &str) -> Result<Option<RefreshView>, ProjectionError>;
     /// A user's remembered consent for a client.
     fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, ProjectionError>;
+    /// A device authorization by the hash of its device code.
+    fn device(
+        &self,
+        _device_code_hash: &str,
+    ) -> Result<Option<domain::device::DeviceView>, ProjectionError> {
+        Ok(None)
+    }
     /// A pushed authorization request by the hash of its `request_uri`.
     fn pushed(
         &self,
@@ -147,6 +154,12 @@ impl GrantViews for projections::ReadModels {
     ) -> Result<Option<domain::par::PushedView>, ProjectionError> {
         self.tokens.pushed(request_uri_hash)
     }
+    fn device(
+        &self,
+        device_code_hash: &str,
+    ) -> Result<Option<domain::device::DeviceView>, ProjectionError> {
+        self.tokens.device(device_code_hash)
+    }
     fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, ProjectionError> {
         let row = self.consents.get(user, client.as_str())?;
         Ok(ConsentView {
@@ -195,6 +208,9 @@ pub struct ClientActor {
     last_used: Instant,
     idle_timeout: Duration,
     on_stop: Option<OnStop>,
+    /// How each device has been polling (RFC 8628 §3.5), by device code hash: not recorded,
+    /// so a restart or an idle stop forgets it.
+    device_pace: std::collections::HashMap<domain::values::SecretHash, domain::device::Pace>,
 }
 
 impl ClientActor {
@@ -223,6 +239,7 @@ impl ClientActor {
             last_used: Instant::now(),
             idle_timeout,
             on_stop: None,
+            device_pace: std::collections::HashMap::new(),
         };
         actor.reload()?;
         Ok(actor)
@@ -441,6 +458,25 @@ impl ClientActor {
     }
 
     /// Fills the views a grant decision needs: the read models, then the events in flight.
+    /// Remembers how a device polled: `slow_down` makes its interval grow.
+    fn note_poll(
+        &mut self,
+        poll: &domain::device::PollDevice,
+        decided: &Result<Vec<Event>, domain::token::Refusal>,
+    ) {
+        let slowed = matches!(decided, Err(r) if r.error == domain::token::TokenError::SlowDown);
+        let base = poll.device.as_ref().map_or(5, |d| d.started.interval_secs);
+        // Devices that stopped polling an hour ago are done (their codes expired).
+        if self.device_pace.len() >= 10_000 {
+            self.device_pace
+                .retain(|_, p| poll.now - p.last_poll_at < 3600);
+        }
+        self.device_pace.insert(
+            poll.device_code_hash.clone(),
+            domain::device::next_pace(poll.pace, base, slowed, poll.now),
+        );
+    }
+
     fn fill_views(&self, command: &mut TokenCommand) -> Result<(), CommandError> {
         let unavailable = CommandError::ReadModels;
         match command {
@@ -500,6 +536,36 @@ impl ClientActor {
                     }
                 }
             }
+            TokenCommand::DecideDevice(cmd) => {
+                let hash = cmd
+                    .device
+                    .as_ref()
+                    .map(|d| d.started.device_code_hash.clone());
+                cmd.device = match hash {
+                    Some(h) => self.views.device(h.as_str()).map_err(unavailable)?,
+                    None => None,
+                };
+                if let Some(v) = &mut cmd.device {
+                    self.events_in_flight().for_each(|e| v.observe(e));
+                }
+                let mut consent = self
+                    .views
+                    .consent(&cmd.user_id, &self.client_id)
+                    .map_err(unavailable)?;
+                self.events_in_flight()
+                    .for_each(|e| consent.observe(cmd.user_id, e));
+                cmd.existing_consent = consent;
+            }
+            TokenCommand::PollDevice(cmd) => {
+                cmd.device = self
+                    .views
+                    .device(cmd.device_code_hash.as_str())
+                    .map_err(unavailable)?;
+                if let Some(v) = &mut cmd.device {
+                    self.events_in_flight().for_each(|e| v.observe(e));
+                }
+                cmd.pace = self.device_pace.get(&cmd.device_code_hash).copied();
+            }
             TokenCommand::Revoke(domain::token::RevokeToken { token: Some(t), .. }) => {
                 self.events_in_flight().for_each(|e| t.observe(e))
             }
@@ -546,7 +612,11 @@ impl Handler<ExecuteTokenCommand> for ClientActor {
         if let Err(e) = self.fill_views(&mut msg.command) {
             return Box::pin(fut::ready(Err(e)));
         }
-        let (events, refusal) = match token::decide(&self.state, &msg.command) {
+        let decided = token::decide(&self.state, &msg.command);
+        if let TokenCommand::PollDevice(p) = &msg.command {
+            self.note_poll(p, &decided);
+        }
+        let (events, refusal) = match decided {
             Ok(events) => (events, None),
             Err(refusal) if refusal.record.is_empty() => {
                 return Box::pin(fut::ready(Err(refusal.error.into())))

@@ -36,6 +36,8 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/authorize"),
         "token_endpoint": format!("{iss}/token"),
+        // RFC 8628 §4.
+        "device_authorization_endpoint": format!("{iss}/device_authorization"),
         // RFC 9126 §5.
         "pushed_authorization_request_endpoint": format!("{iss}/par"),
         "require_pushed_authorization_requests": state.grants.require_pushed_authorization_requests,
@@ -44,7 +46,7 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
         "jwks_uri": format!("{iss}/jwks"),
         "grant_types_supported": GrantType::ALL
             .into_iter()
-            .filter(|g| !matches!(g, GrantType::DeviceCode | GrantType::TokenExchange | GrantType::Saml2Bearer))
+            .filter(|g| !matches!(g, GrantType::TokenExchange | GrantType::Saml2Bearer))
             .map(GrantType::as_str)
             .collect::<Vec<_>>(),
         // RFC 9449 §5.1.

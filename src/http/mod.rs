@@ -5,6 +5,7 @@ pub mod admin;
 pub mod assertion;
 pub mod authorize;
 pub mod client_auth;
+pub mod device;
 pub mod discovery;
 pub mod dpop;
 pub mod error;
@@ -58,6 +59,8 @@ pub struct AppState {
     /// Failure counts of the audit viewer's sign-in, apart from users' (whose names are
     /// whatever was typed, and must not feed an admin client's wait).
     pub admin_throttle: throttle::Throttle,
+    /// Wrong device-flow user codes, per user and address (RFC 8628 §5.1).
+    pub device_throttle: throttle::Throttle,
     /// What dynamic client registration allows.
     pub registration: register::RegistrationPolicy,
     /// Wakes the delivery of back-channel logout notices (a session just ended).
@@ -138,6 +141,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/token")
                 .route(web::post().to(token::token))
                 .route(web::get().to(token::token_by_get))
+                .default_service(web::to(|| async { method_not_allowed("POST") })),
+        )
+        .service(
+            web::resource("/device_authorization")
+                .route(web::post().to(device::authorization))
+                .default_service(web::to(|| async { method_not_allowed("POST") })),
+        )
+        .service(
+            web::resource("/device")
+                .route(web::get().to(device::entry))
+                .route(web::post().to(device::submit))
+                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
+        )
+        .service(
+            web::resource("/device/decide")
+                .route(web::post().to(device::decide))
                 .default_service(web::to(|| async { method_not_allowed("POST") })),
         )
         .service(

@@ -272,6 +272,95 @@ pub fn signed_out() -> Markup {
     )
 }
 
+/// The device flow's verification page (RFC 8628 §3.3): where the user types the code the
+/// device shows.
+pub fn device_entry(csrf: &str, user_code: &str, error: Option<&str>) -> Markup {
+    layout(
+        "Connect a device",
+        false,
+        html! {
+            h1 { "Connect a device" }
+            p { "Enter the code your device shows." }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            form method="post" action="/device" {
+                input type="hidden" name="csrf_token" value=(csrf);
+                label for="user_code" { "Code" }
+                input type="text" id="user_code" name="user_code" value=(user_code)
+                    autocomplete="off" autocapitalize="characters" autofocus required
+                    maxlength="16" placeholder="XXXX-XXXX";
+                div.actions { button type="submit" { "Continue" } }
+            }
+        },
+    )
+}
+
+/// What the device consent page shows.
+pub struct DeviceConsentPage<'a> {
+    /// The signed-in user's name.
+    pub username: &'a str,
+    /// The client's display name.
+    pub client_name: &'a str,
+    /// The client's id.
+    pub client_id: &'a str,
+    /// The user code, shown again so the user can compare it with the device's.
+    pub user_code: &'a str,
+    /// Requested scopes.
+    pub scopes: &'a [String],
+    /// The sealed pending answer.
+    pub request: &'a str,
+    /// CSRF token.
+    pub csrf: &'a str,
+}
+
+/// The device consent page: the same questions as the code flow's, and the code to compare
+/// (RFC 8628 §5.4: the user must be sure it is their own device asking).
+pub fn device_consent(p: &DeviceConsentPage<'_>) -> Markup {
+    layout(
+        "Authorize a device",
+        false,
+        html! {
+            h1 { (p.client_name) " wants access to your account" }
+            p.muted { "Signed in as " b { (p.username) } ". Application id " code { (p.client_id) } "." }
+            p { "Make sure your device shows the code " b { code { (p.user_code) } } ". If you did not start this on a device of yours, deny." }
+            @if p.scopes.is_empty() {
+                p { "It asks for no particular permission." }
+            } @else {
+                p { "It asks to:" }
+                ul.scopes {
+                    @for s in p.scopes {
+                        li { (describe_scope(s)) br; span.muted { code { (s) } } }
+                    }
+                }
+            }
+            form method="post" action="/device/decide" {
+                input type="hidden" name="csrf_token" value=(p.csrf);
+                input type="hidden" name="request" value=(p.request);
+                div.actions {
+                    button type="submit" name="decision" value="approve" { "Approve" }
+                    button.secondary type="submit" name="decision" value="deny" { "Deny" }
+                }
+            }
+        },
+    )
+}
+
+/// The page after a device request was answered.
+pub fn device_done(approved: bool) -> Markup {
+    layout(
+        "Device",
+        false,
+        html! {
+            @if approved {
+                h1 { "Device connected" }
+                p { "You can go back to your device; it will continue on its own." }
+            } @else {
+                h1 { "Request denied" }
+                p { "The device was not given access. You can close this page." }
+            }
+        },
+    )
+}
+
 /// The page after a logout the user declined.
 pub fn still_signed_in() -> Markup {
     layout(

@@ -263,6 +263,16 @@ async fn grant(
                 now,
             })
         }
+        Ok(GrantType::DeviceCode) => TokenCommand::PollDevice(domain::device::PollDevice {
+            device_code_hash: state.hash_key.hash(form.require("device_code")?),
+            device: None,
+            pace: None,
+            token: access,
+            refresh: new_refresh()?,
+            id_token,
+            family_id: Uuid::now_v7(),
+            now,
+        }),
         Ok(GrantType::JwtBearer) => {
             grant::allowed(&client.view.client, GrantType::JwtBearer).map_err(token_error)?;
             let assertion = form.require("assertion")?;

@@ -15,6 +15,7 @@ mod assertions;
 mod audit;
 mod browser;
 mod crash;
+mod device;
 mod dpop;
 mod durability;
 mod grants;
