@@ -3,6 +3,8 @@
 //! redeems it with PKCE, introspects the token, then revokes the application from /account.
 //! Another signs in to an OpenID Connect client, gets an id_token and logs out through the
 //! end-session endpoint; the client's back-channel listener on 127.0.0.1 gets the logout token.
+//! A TV (the `oauth2` crate's device flow) gets tokens once its user approved it in the
+//! browser at /device (RFC 8628).
 //!
 //! Chromium and chromedriver come from Debian (`scripts/test.sh` installs them). Without them
 //! this test fails with instructions; it never skips.
@@ -640,4 +642,111 @@ fn an_operator_browses_filters_and_expands_the_audit_trail_in_a_real_browser() {
         .build()
         .unwrap()
         .block_on(viewer_tour(&app, &driver, &id));
+}
+
+/// The user's half of the device flow: the link the device showed, sign-in, the code
+/// prefilled, approval.
+async fn approve_device(driver: &Driver, link: &str, user_code: &str) {
+    let c = headless(driver, "1000,800").await;
+    c.goto(link).await.unwrap();
+    wait_for(&c, "#username").await;
+    fill(&c, "#username", "alice").await;
+    fill(&c, "#password", "correct horse battery").await;
+    navigate(&c, "button[type=submit]").await;
+    let field = wait_for(&c, "#user_code").await;
+    assert_eq!(
+        field.prop("value").await.unwrap().as_deref(),
+        Some(user_code)
+    );
+    screenshot(&c, "device-code").await;
+    navigate(&c, "button[type=submit]").await;
+    let page = c.source().await.unwrap();
+    assert!(page.contains("Living-room TV"), "{page}");
+    assert!(
+        page.contains(user_code),
+        "the consent page shows the code to compare"
+    );
+    screenshot(&c, "device-consent").await;
+    navigate(&c, "button[value=approve]").await;
+    let page = c.source().await.unwrap();
+    assert!(page.contains("Device connected"), "{page}");
+    c.close().await.unwrap();
+}
+
+#[test]
+fn a_tv_gets_tokens_once_its_user_approves_it_in_a_real_browser() {
+    use oauth2::{AuthType, ClientId, DeviceAuthorizationUrl, Scope, TokenResponse, TokenUrl};
+    let driver = Driver::start();
+    let app = crate::helpers::spawn_app_with(&["--test-clock"]);
+    app.create_user("alice", "correct horse battery");
+    let tv = crate::device::tv_client(&app);
+    let client = oauth2::basic::BasicClient::new(ClientId::new(tv.clone()))
+        .set_auth_type(AuthType::RequestBody)
+        .set_device_authorization_url(
+            DeviceAuthorizationUrl::new(format!("{}/device_authorization", app.base)).unwrap(),
+        )
+        .set_token_uri(TokenUrl::new(format!("{}/token", app.base)).unwrap());
+    let details: oauth2::StandardDeviceAuthorizationResponse = client
+        .exchange_device_code()
+        .add_scope(Scope::new("read".into()))
+        .request(&crate::oidc::http)
+        .unwrap();
+    let user_code = details.user_code().secret().clone();
+    let link = details
+        .verification_uri_complete()
+        .unwrap()
+        .secret()
+        .clone();
+    assert_eq!(
+        details.verification_uri().as_str(),
+        format!("{}/device", app.base)
+    );
+
+    // The TV polls on a thread of its own; between polls it "sleeps" by moving the server's
+    // clock by the interval, once the user has answered.
+    let (answered_tx, answered) = mpsc::channel::<()>();
+    let (base, admin) = (app.base.clone(), app.admin_token());
+    let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = polls.clone();
+    let tv_thread = std::thread::spawn(move || {
+        let waited = std::sync::Mutex::new(false);
+        let sleep = |interval: Duration| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut w = waited.lock().unwrap();
+            if !*w {
+                answered.recv_timeout(Duration::from_secs(60)).unwrap();
+                *w = true;
+            }
+            let res = crate::helpers::agent()
+                .post(&format!("{base}/admin/api/clock"))
+                .header("Authorization", &format!("Bearer {admin}"))
+                .send_json(serde_json::json!({ "advance_ms": interval.as_millis() as u64 }))
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        };
+        client
+            .exchange_device_access_token(&details)
+            .request(&crate::oidc::http, sleep, None)
+            .map(|t| t.access_token().secret().clone())
+            .map_err(|e| format!("{e:?}"))
+    });
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(approve_device(&driver, &link, &user_code));
+    answered_tx.send(()).unwrap();
+    let token = tv_thread.join().unwrap().expect("the TV got a token");
+    assert!(
+        polls.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "it polled while pending"
+    );
+    let (status, who) = crate::helpers::answer(
+        crate::helpers::agent()
+            .get(&format!("{}/api/whoami", app.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(who["username"], "alice");
 }
