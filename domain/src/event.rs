@@ -476,6 +476,40 @@ pub struct DeviceCodeRedeemed {
     pub family_id: Uuid,
 }
 
+/// A token presented for exchange, as the record names it: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangedToken {
+    /// `access_token`, `refresh_token`, `id_token` or `jwt` (the RFC 8693 §3 type's last
+    /// part).
+    pub token_type: String,
+    /// Its id: the `jti` of an access token or id_token, the id of a refresh token.
+    pub id: String,
+    /// The client it was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientId>,
+    /// Whom it speaks for.
+    pub subject: String,
+}
+
+/// A client exchanged a token for a new access token (RFC 8693).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenExchanged {
+    /// The client that asked.
+    pub client_id: ClientId,
+    /// The new access token's id.
+    pub jti: Uuid,
+    /// The subject token.
+    pub subject_token: ExchangedToken,
+    /// The actor token, for a delegation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_token: Option<ExchangedToken>,
+    /// The audiences asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<String>,
+    /// The scopes granted.
+    pub scopes: Vec<Scope>,
+}
+
 /// A run of consecutive log positions removed by compaction, as the hash chain needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompactedRange {
@@ -1188,6 +1222,8 @@ pub enum Event {
     DeviceAuthorizationDenied(DeviceAuthorizationDenied),
     /// See [`DeviceCodeRedeemed`].
     DeviceCodeRedeemed(DeviceCodeRedeemed),
+    /// See [`TokenExchanged`].
+    TokenExchanged(TokenExchanged),
     /// See [`SessionStarted`].
     SessionStarted(SessionStarted),
     /// See [`SessionEnded`].
@@ -1253,7 +1289,8 @@ macro_rules! for_each_event {
             DeviceAuthorizationStarted,
             DeviceAuthorizationApproved,
             DeviceAuthorizationDenied,
-            DeviceCodeRedeemed
+            DeviceCodeRedeemed,
+            TokenExchanged
         );
     };
 }
@@ -1345,6 +1382,7 @@ impl Event {
             Event::DeviceAuthorizationApproved(e) => &e.client_id,
             Event::DeviceAuthorizationDenied(e) => &e.client_id,
             Event::DeviceCodeRedeemed(e) => &e.client_id,
+            Event::TokenExchanged(e) => &e.client_id,
             Event::BackchannelLogoutAttempted(e) => &e.client_id,
             Event::InitialAccessTokenUsed(e) => &e.client_id,
             Event::ClientRegistrationTokenRotated(e) => &e.client_id,

@@ -9,6 +9,7 @@ pub mod client;
 pub mod device;
 pub mod dpop;
 pub mod event;
+pub mod exchange;
 pub mod grant;
 pub mod keys;
 pub mod oauth;

@@ -76,6 +76,8 @@ pub enum TokenCommand {
     AuthenticateByAssertion(assertion::AcceptAssertion),
     /// See [`assertion::JwtBearerGrant`].
     JwtBearer(assertion::JwtBearerGrant),
+    /// Exchange a token (RFC 8693).
+    ExchangeToken(crate::exchange::ExchangeToken),
     /// Start a device authorization (RFC 8628 §3.1).
     StartDevice(crate::device::StartDevice),
     /// A user's answer to a device's request (RFC 8628 §3.3).
@@ -119,6 +121,7 @@ impl TokenCommand {
             TokenCommand::Refresh(c) => c.access.dpop.as_mut(),
             TokenCommand::JwtBearer(c) => c.token.dpop.as_mut(),
             TokenCommand::PollDevice(c) => c.token.dpop.as_mut(),
+            TokenCommand::ExchangeToken(c) => c.token.dpop.as_mut(),
             _ => None,
         }
     }
@@ -131,6 +134,7 @@ impl TokenCommand {
             TokenCommand::Refresh(c) => Some(&c.access),
             TokenCommand::JwtBearer(c) => Some(&c.token),
             TokenCommand::PollDevice(c) => Some(&c.token),
+            TokenCommand::ExchangeToken(c) => Some(&c.token),
             _ => None,
         }
     }
@@ -226,6 +230,9 @@ pub enum GrantRejected {
     /// The user answered the request already.
     #[error("this request was answered already")]
     DeviceAlreadyDecided,
+    /// The subject token was issued to a client this one may not exchange tokens of.
+    #[error("this client may not exchange tokens issued to the subject token's client")]
+    NotExchangeable,
     /// A JWT bearer assertion was refused (RFC 7523 §3.1).
     #[error(transparent)]
     Assertion(#[from] crate::assertion::AssertionRejected),
@@ -388,6 +395,7 @@ fn decide_command(client: &ClientState, command: &TokenCommand) -> Result<Vec<Ev
         TokenCommand::AcceptDpopProof(_) => Ok(Vec::new()),
         TokenCommand::PushAuthorizationRequest(cmd) => crate::par::push(client, cmd),
         TokenCommand::StartDevice(cmd) => crate::device::start(client, cmd),
+        TokenCommand::ExchangeToken(cmd) => crate::exchange::exchange(client, cmd),
         TokenCommand::DecideDevice(cmd) => crate::device::decide(client, cmd),
         TokenCommand::PollDevice(cmd) => crate::device::poll(client, cmd),
     }

@@ -46,7 +46,7 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
         "jwks_uri": format!("{iss}/jwks"),
         "grant_types_supported": GrantType::ALL
             .into_iter()
-            .filter(|g| !matches!(g, GrantType::TokenExchange | GrantType::Saml2Bearer))
+            .filter(|g| *g != GrantType::Saml2Bearer)
             .map(GrantType::as_str)
             .collect::<Vec<_>>(),
         // RFC 9449 §5.1.

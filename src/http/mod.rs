@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod dpop;
 pub mod error;
 pub mod events;
+pub mod exchange;
 pub mod form;
 pub mod introspect;
 pub mod limits;

@@ -263,6 +263,10 @@ async fn grant(
                 now,
             })
         }
+        Ok(GrantType::TokenExchange) => {
+            grant::allowed(&client.view.client, GrantType::TokenExchange).map_err(token_error)?;
+            TokenCommand::ExchangeToken(super::exchange::command(state, form, scopes, access, now)?)
+        }
         Ok(GrantType::DeviceCode) => TokenCommand::PollDevice(domain::device::PollDevice {
             device_code_hash: state.hash_key.hash(form.require("device_code")?),
             device: None,
@@ -330,6 +334,9 @@ async fn grant(
     }
     if refreshed {
         body["refresh_token"] = refresh_value.into();
+    }
+    if issued.grant_type == GrantType::TokenExchange {
+        body["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token".into();
     }
     if let Some(id) = events.iter().find_map(|e| match &e.event {
         Event::IdTokenIssued(i) => Some(i),

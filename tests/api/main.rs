@@ -18,6 +18,7 @@ mod crash;
 mod device;
 mod dpop;
 mod durability;
+mod exchange;
 mod grants;
 mod helpers;
 mod keys;

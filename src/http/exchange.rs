@@ -1,0 +1,153 @@
+//! Token exchange at the token endpoint (RFC 8693 §2.1): finds the subject and actor tokens
+//! (they must be active tokens this server issued) and builds the command; the client's
+//! policy is the domain's business (`domain::exchange`).
+
+use super::error::OAuthError;
+use super::form::Form;
+use super::AppState;
+use domain::event::ExchangedToken;
+use domain::exchange::{ExchangeToken, Presented};
+use domain::grant::NewAccessToken;
+use domain::oauth::ErrorCode;
+use domain::values::Scope;
+use serde::Deserialize;
+
+/// The token type URIs of RFC 8693 §3 this server takes.
+const TYPE_PREFIX: &str = "urn:ietf:params:oauth:token-type:";
+
+/// What a JWT of ours says, when it is an id_token.
+#[derive(Deserialize)]
+struct IdTokenClaims {
+    sub: String,
+    aud: serde_json::Value,
+    exp: i64,
+    #[serde(default)]
+    jti: Option<String>,
+}
+
+fn invalid(why: &str) -> OAuthError {
+    OAuthError::invalid_request(why.to_owned())
+}
+
+/// Finds a presented token of `token_type` (the full URI): active, and issued here.
+fn find(state: &AppState, token: &str, token_type: &str) -> Result<Presented, OAuthError> {
+    let kind = token_type
+        .strip_prefix(TYPE_PREFIX)
+        .filter(|k| matches!(*k, "access_token" | "refresh_token" | "id_token" | "jwt"))
+        .ok_or_else(|| {
+            invalid("token types are urn:ietf:params:oauth:token-type:access_token, refresh_token, id_token or jwt")
+        })?;
+    let inactive = || {
+        OAuthError::new(
+            ErrorCode::InvalidGrant,
+            format!("the {kind} presented is not an active token this server issued"),
+        )
+    };
+    let now = state.engine.clock.unix_now();
+    if matches!(kind, "access_token" | "jwt") {
+        if let Some(t) = super::introspect::active(state, token)? {
+            let r = t.record;
+            return Ok(Presented {
+                token: ExchangedToken {
+                    token_type: kind.into(),
+                    id: r.jti.to_string(),
+                    client_id: Some(r.client_id),
+                    subject: r.subject,
+                },
+                scopes: r.scopes,
+                act: r.terms.act,
+            });
+        }
+    }
+    if matches!(kind, "id_token" | "jwt") {
+        if let Some(c) = state
+            .keys
+            .verify_id_token::<IdTokenClaims>(token, &state.issuer)
+            .filter(|c| c.exp > now)
+        {
+            let client = match &c.aud {
+                serde_json::Value::String(a) => Some(a.clone()),
+                serde_json::Value::Array(a) => {
+                    a.first().and_then(|v| v.as_str()).map(str::to_owned)
+                }
+                _ => None,
+            };
+            return Ok(Presented {
+                token: ExchangedToken {
+                    token_type: kind.into(),
+                    id: c.jti.unwrap_or_default(),
+                    client_id: client.and_then(|c| domain::values::ClientId::parse(&c).ok()),
+                    subject: c.sub,
+                },
+                // An id_token proves who signed in; it grants nothing more.
+                scopes: vec![Scope::parse(domain::grant::OPENID_SCOPE)
+                    .map_err(|e| OAuthError::server_error(&e.0))?],
+                act: None,
+            });
+        }
+    }
+    if kind == "refresh_token" {
+        if let Some(v) = super::introspect::resolve_refresh(state, token)? {
+            if v.is_active(now) {
+                let r = v.issued;
+                return Ok(Presented {
+                    token: ExchangedToken {
+                        token_type: kind.into(),
+                        id: r.id.to_string(),
+                        client_id: Some(r.client_id),
+                        subject: r.user_id.to_string(),
+                    },
+                    scopes: r.scopes,
+                    act: None,
+                });
+            }
+        }
+    }
+    Err(inactive())
+}
+
+/// The command for a token-exchange request.
+pub fn command(
+    state: &AppState,
+    form: &Form,
+    scopes: Option<Vec<Scope>>,
+    token: NewAccessToken,
+    now: i64,
+) -> Result<ExchangeToken, OAuthError> {
+    if let Some(t) = form.get("requested_token_type") {
+        if t != "urn:ietf:params:oauth:token-type:access_token" {
+            return Err(invalid(
+                "requested_token_type: this server issues access tokens (urn:ietf:params:oauth:token-type:access_token)",
+            ));
+        }
+    }
+    let subject = find(
+        state,
+        form.require("subject_token")?,
+        form.require("subject_token_type")?,
+    )?;
+    let actor = match (form.get("actor_token"), form.get("actor_token_type")) {
+        (None, None) => None,
+        (Some(t), Some(kind)) => Some(find(state, t, kind)?),
+        _ => {
+            return Err(invalid(
+                "actor_token and actor_token_type come together (RFC 8693 2.1)",
+            ))
+        }
+    };
+    let mut audiences: Vec<String> = form.all("audience").to_vec();
+    audiences.extend(form.resources()?);
+    audiences.dedup();
+    Ok(ExchangeToken {
+        subject,
+        actor,
+        audiences,
+        scopes,
+        // The resources are the audiences here.
+        token: NewAccessToken {
+            resources: Vec::new(),
+            ..token
+        },
+        now,
+    })
+}
