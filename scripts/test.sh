@@ -25,4 +25,5 @@ if [ -n "$missing" ]; then
   $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
+bash scripts/deps.sh
 cargo test --workspace "$@"

@@ -36,6 +36,8 @@ pub mod resource;
 #[cfg(feature = "server")]
 pub mod retention;
 #[cfg(feature = "server")]
+pub mod saml;
+#[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "server")]
 pub mod signed_checkpoint;

@@ -84,6 +84,9 @@ fn eligible(engine: &Engine, class: Class, cutoff: i64, e: &RecordedEvent) -> bo
             a.expires_at.saturating_add(30) < cutoff
         }
         (Class::Assertions, Event::DpopProofAccepted(p)) => p.expires_at < cutoff,
+        (Class::Assertions, Event::SamlAssertionAccepted(a)) => {
+            a.expires_at.saturating_add(30) < cutoff
+        }
         _ => false,
     }
 }

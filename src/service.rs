@@ -540,6 +540,14 @@ pub fn registration(
     } else {
         parse_all(&req.grant_types, GrantType::parse)?
     };
+    if let Some(idp) = &req.saml_idp {
+        crate::saml::certificate_der(&idp.certificate_pem).map_err(|_| {
+            ServiceError::Invalid(
+                "saml_idp.certificate_pem must be one PEM CERTIFICATE (the IdP's signing certificate)"
+                    .into(),
+            )
+        })?;
+    }
     let key = hash_key(engine)?;
     let command = RegisterClient {
         client_id: client_id.clone(),
@@ -643,6 +651,12 @@ pub async fn update_client(
         extensions.token_exchange = Some(p.clone());
     }
     if let Some(idp) = &req.saml_idp {
+        crate::saml::certificate_der(&idp.certificate_pem).map_err(|_| {
+            ServiceError::Invalid(
+                "saml_idp.certificate_pem must be one PEM CERTIFICATE (the IdP's signing certificate)"
+                    .into(),
+            )
+        })?;
         extensions.saml_idp = Some(idp.clone());
     }
     let extensions = Some(extensions);

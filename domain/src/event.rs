@@ -510,6 +510,22 @@ pub struct TokenExchanged {
     pub scopes: Vec<Scope>,
 }
 
+/// A SAML 2.0 bearer assertion was accepted (RFC 7522): its `ID` cannot be used again before
+/// it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SamlAssertionAccepted {
+    /// The client that presented it.
+    pub client_id: ClientId,
+    /// Its `Issuer`.
+    pub issuer: String,
+    /// Its `ID`.
+    pub assertion_id: String,
+    /// Its `Subject/NameID`.
+    pub subject: String,
+    /// Remembered until then (Unix seconds).
+    pub expires_at: i64,
+}
+
 /// A run of consecutive log positions removed by compaction, as the hash chain needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompactedRange {
@@ -1224,6 +1240,8 @@ pub enum Event {
     DeviceCodeRedeemed(DeviceCodeRedeemed),
     /// See [`TokenExchanged`].
     TokenExchanged(TokenExchanged),
+    /// See [`SamlAssertionAccepted`].
+    SamlAssertionAccepted(SamlAssertionAccepted),
     /// See [`SessionStarted`].
     SessionStarted(SessionStarted),
     /// See [`SessionEnded`].
@@ -1290,7 +1308,8 @@ macro_rules! for_each_event {
             DeviceAuthorizationApproved,
             DeviceAuthorizationDenied,
             DeviceCodeRedeemed,
-            TokenExchanged
+            TokenExchanged,
+            SamlAssertionAccepted
         );
     };
 }
@@ -1383,6 +1402,7 @@ impl Event {
             Event::DeviceAuthorizationDenied(e) => &e.client_id,
             Event::DeviceCodeRedeemed(e) => &e.client_id,
             Event::TokenExchanged(e) => &e.client_id,
+            Event::SamlAssertionAccepted(e) => &e.client_id,
             Event::BackchannelLogoutAttempted(e) => &e.client_id,
             Event::InitialAccessTokenUsed(e) => &e.client_id,
             Event::ClientRegistrationTokenRotated(e) => &e.client_id,

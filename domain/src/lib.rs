@@ -15,6 +15,7 @@ pub mod keys;
 pub mod oauth;
 pub mod par;
 pub mod registration;
+pub mod saml;
 pub mod session;
 pub mod token;
 pub mod user;

@@ -76,6 +76,8 @@ pub enum TokenCommand {
     AuthenticateByAssertion(assertion::AcceptAssertion),
     /// See [`assertion::JwtBearerGrant`].
     JwtBearer(assertion::JwtBearerGrant),
+    /// The SAML 2.0 bearer assertion grant (RFC 7522).
+    Saml2Bearer(crate::saml::SamlBearerGrant),
     /// Exchange a token (RFC 8693).
     ExchangeToken(crate::exchange::ExchangeToken),
     /// Start a device authorization (RFC 8628 §3.1).
@@ -122,6 +124,7 @@ impl TokenCommand {
             TokenCommand::JwtBearer(c) => c.token.dpop.as_mut(),
             TokenCommand::PollDevice(c) => c.token.dpop.as_mut(),
             TokenCommand::ExchangeToken(c) => c.token.dpop.as_mut(),
+            TokenCommand::Saml2Bearer(c) => c.token.dpop.as_mut(),
             _ => None,
         }
     }
@@ -135,6 +138,7 @@ impl TokenCommand {
             TokenCommand::JwtBearer(c) => Some(&c.token),
             TokenCommand::PollDevice(c) => Some(&c.token),
             TokenCommand::ExchangeToken(c) => Some(&c.token),
+            TokenCommand::Saml2Bearer(c) => Some(&c.token),
             _ => None,
         }
     }
@@ -233,6 +237,12 @@ pub enum GrantRejected {
     /// The subject token was issued to a client this one may not exchange tokens of.
     #[error("this client may not exchange tokens issued to the subject token's client")]
     NotExchangeable,
+    /// A SAML assertion's issuer is not the client's trusted IdP.
+    #[error("the assertion's issuer is not this client's SAML identity provider")]
+    SamlUntrustedIssuer,
+    /// A SAML assertion's `ID` was accepted before.
+    #[error("the assertion was used before (its ID is not new)")]
+    SamlReplayed,
     /// A JWT bearer assertion was refused (RFC 7523 §3.1).
     #[error(transparent)]
     Assertion(#[from] crate::assertion::AssertionRejected),
@@ -396,6 +406,7 @@ fn decide_command(client: &ClientState, command: &TokenCommand) -> Result<Vec<Ev
         TokenCommand::PushAuthorizationRequest(cmd) => crate::par::push(client, cmd),
         TokenCommand::StartDevice(cmd) => crate::device::start(client, cmd),
         TokenCommand::ExchangeToken(cmd) => crate::exchange::exchange(client, cmd),
+        TokenCommand::Saml2Bearer(cmd) => crate::saml::grant(client, cmd),
         TokenCommand::DecideDevice(cmd) => crate::device::decide(client, cmd),
         TokenCommand::PollDevice(cmd) => crate::device::poll(client, cmd),
     }

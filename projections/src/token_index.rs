@@ -425,6 +425,14 @@ pub fn changes(event: &RecordedEvent, out: &mut Vec<Write>) {
             ),
             e.expires_at.to_be_bytes().to_vec(),
         )),
+        Event::SamlAssertionAccepted(e) => out.push(Write::Put(
+            assertion_key(
+                e.client_id.as_str(),
+                &domain::saml::issuer_key(&e.issuer),
+                &e.assertion_id,
+            ),
+            e.expires_at.to_be_bytes().to_vec(),
+        )),
         Event::JwtAssertionAccepted(e) => out.push(Write::Put(
             assertion_key(e.client_id.as_str(), &e.issuer, &e.jti),
             e.expires_at.to_be_bytes().to_vec(),

@@ -584,6 +584,23 @@ impl ClientActor {
             }
             _ => {}
         }
+        if let TokenCommand::Saml2Bearer(cmd) = command {
+            let a = &cmd.assertion;
+            let client = self.client_id.as_str();
+            cmd.seen = self
+                .views
+                .assertion_seen(
+                    &self.client_id,
+                    &domain::saml::issuer_key(&a.issuer),
+                    &a.id,
+                    cmd.now,
+                )
+                .map_err(unavailable)?
+                || self.events_in_flight().any(|e| {
+                    matches!(e, Event::SamlAssertionAccepted(r)
+                        if r.bars(client, &a.issuer, &a.id, cmd.now))
+                });
+        }
         if let Some(proof) = command.dpop_proof_mut() {
             let issuer = domain::dpop::issuer_key(&proof.jkt);
             // Seen as of the proof's iat: a record is then kept for longer, never shorter.

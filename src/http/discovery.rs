@@ -44,11 +44,7 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
         "introspection_endpoint": format!("{iss}/introspect"),
         "revocation_endpoint": format!("{iss}/revoke"),
         "jwks_uri": format!("{iss}/jwks"),
-        "grant_types_supported": GrantType::ALL
-            .into_iter()
-            .filter(|g| *g != GrantType::Saml2Bearer)
-            .map(GrantType::as_str)
-            .collect::<Vec<_>>(),
+        "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
         // RFC 9449 §5.1.
         "dpop_signing_alg_values_supported": assertion_algs,
         "response_types_supported": ["code", "token", "id_token", "id_token token"],

@@ -150,6 +150,55 @@ pub async fn token_by_get(
     grant(&req, &form, &state).await
 }
 
+/// Longest a SAML assertion may still live, in seconds: it bounds how long its `ID` is kept.
+const SAML_MAX_LIFETIME_SECS: i64 = 3600;
+
+/// The SAML 2.0 bearer grant (RFC 7522): the assertion's signature by the client's trusted
+/// IdP, then its issuer, audience, recipient and time window (`crate::saml`).
+fn saml_grant(
+    state: &AppState,
+    client: &domain::client::Client,
+    form: &Form,
+    scopes: Option<Vec<Scope>>,
+    token: NewAccessToken,
+    now: i64,
+) -> Result<domain::saml::SamlBearerGrant, OAuthError> {
+    let refused = |why: crate::saml::SamlError| {
+        OAuthError::new(ErrorCode::InvalidGrant, format!("assertion refused: {why}"))
+    };
+    let Some(idp) = &client.extensions.saml_idp else {
+        return Err(token_error(TokenError::UnauthorizedClient(
+            domain::token::ClientRefused::GrantNotAllowed(GrantType::Saml2Bearer),
+        )));
+    };
+    let verified = crate::saml::verify_assertion(form.require("assertion")?, &idp.certificate_pem)
+        .map_err(refused)?;
+    let issuer = state.issuer.as_str();
+    let token_url = format!("{issuer}/token");
+    let expires_at = verified
+        .check(&crate::saml::Expected {
+            issuer: &idp.issuer,
+            audiences: &[idp.audience.as_str(), issuer, &token_url],
+            recipients: &[&token_url],
+            now,
+            leeway: domain::assertion::LEEWAY_SECS,
+            max_lifetime: SAML_MAX_LIFETIME_SECS,
+        })
+        .map_err(refused)?;
+    Ok(domain::saml::SamlBearerGrant {
+        assertion: domain::saml::SamlAssertion {
+            issuer: verified.issuer,
+            id: verified.id,
+            subject: verified.subject,
+            expires_at,
+        },
+        seen: false,
+        scopes,
+        token,
+        now,
+    })
+}
+
 async fn grant(
     req: &HttpRequest,
     form: &Form,
@@ -262,6 +311,17 @@ async fn grant(
                 family_id: Uuid::now_v7(),
                 now,
             })
+        }
+        Ok(GrantType::Saml2Bearer) => {
+            grant::allowed(&client.view.client, GrantType::Saml2Bearer).map_err(token_error)?;
+            TokenCommand::Saml2Bearer(saml_grant(
+                state,
+                &client.view.client,
+                form,
+                scopes,
+                access,
+                now,
+            )?)
         }
         Ok(GrantType::TokenExchange) => {
             grant::allowed(&client.view.client, GrantType::TokenExchange).map_err(token_error)?;

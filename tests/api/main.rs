@@ -32,6 +32,7 @@ mod pg;
 mod register;
 mod resource;
 mod robustness;
+mod saml;
 mod shared_log;
 mod store;
 mod tls;
