@@ -26,4 +26,18 @@ if [ -n "$missing" ]; then
 fi
 
 bash scripts/deps.sh
+
+# tests/api/clients.rs drives a real client library, Python's requests-oauth2client (PAR,
+# DPoP, token exchange), from a virtual environment of its own under target/.
+if ! target/pyenv/bin/python -c "import requests_oauth2client" >/dev/null 2>&1; then
+  echo "making target/pyenv with requests-oauth2client (PyPI) for the client-library test" >&2
+  if ! python3 -m venv target/pyenv >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv target/pyenv
+  fi
+  target/pyenv/bin/pip install -q requests-oauth2client==1.8.0
+fi
+
 cargo test --workspace "$@"

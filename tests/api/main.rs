@@ -14,6 +14,7 @@ mod admin;
 mod assertions;
 mod audit;
 mod browser;
+mod clients;
 mod crash;
 mod device;
 mod dpop;
