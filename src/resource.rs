@@ -306,6 +306,17 @@ struct Introspection {
     token_type: Option<String>,
     #[serde(default)]
     cnf: Option<Cnf>,
+    #[serde(default)]
+    aud: Option<serde_json::Value>,
+}
+
+/// Whether an `aud` (one string or several) names `audience`.
+fn names(aud: &serde_json::Value, audience: &str) -> bool {
+    match aud {
+        serde_json::Value::String(a) => a == audience,
+        serde_json::Value::Array(all) => all.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
+    }
 }
 
 fn scopes(s: &str) -> Vec<String> {
@@ -630,7 +641,12 @@ impl ResourceServer {
                 scope,
                 jti,
                 cnf,
-            } if token_type.as_deref() != Some("refresh_token") && exp > unix_now() => {
+                aud,
+            } if token_type.as_deref() != Some("refresh_token")
+                && exp > unix_now()
+                // A token for another resource (RFC 8707) is not for this API.
+                && aud.as_ref().is_none_or(|a| names(a, &self.inner.audience)) =>
+            {
                 Ok(AccessToken {
                     subject: sub,
                     client_id: client_id.unwrap_or_default(),

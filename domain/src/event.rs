@@ -1446,6 +1446,10 @@ impl Event {
             Event::SessionStarted(e) => e.user_id,
             Event::SessionEnded(e) => e.user_id,
             Event::BackchannelLogoutAttempted(e) => e.user_id,
+            Event::DeviceAuthorizationApproved(e) => e.user_id,
+            Event::DeviceAuthorizationDenied(e) => e.user_id,
+            Event::DeviceCodeRedeemed(e) => e.user_id,
+            Event::SamlAssertionAccepted(e) => return Some(e.subject.as_str().into()),
             _ => return None,
         };
         Some(user.to_string().into())

@@ -42,6 +42,14 @@ pub struct ExchangeToken {
     pub now: i64,
 }
 
+/// Most actors one token may name, nested (a chain of delegations).
+pub const MAX_ACTORS: usize = 8;
+
+/// How many actors an `act` claim names.
+fn depth(act: &serde_json::Value) -> usize {
+    1 + act.get("act").map_or(0, depth)
+}
+
 /// Decides [`ExchangeToken`].
 pub fn exchange(client: &Client, cmd: &ExchangeToken) -> Result<Vec<Event>, Refusal> {
     allowed(client, GrantType::TokenExchange)?;
@@ -97,6 +105,9 @@ pub fn exchange(client: &Client, cmd: &ExchangeToken) -> Result<Vec<Event>, Refu
                 act["client_id"] = c.as_str().into();
             }
             if let Some(before) = &subject.act {
+                if depth(before) >= MAX_ACTORS {
+                    return Err(TokenError::InvalidGrant(GrantRejected::ActorChainTooLong).into());
+                }
                 act["act"] = before.clone();
             }
             Some(act)

@@ -106,6 +106,12 @@ pub fn observed_by_views(event: &Event) -> bool {
             | Event::RefreshTokenRotated(_)
             | Event::JwtAssertionAccepted(_)
             | Event::TokenRevoked(_)
+            | Event::DpopProofAccepted(_)
+            | Event::SamlAssertionAccepted(_)
+            | Event::PushedAuthorizationRequestUsed(_)
+            | Event::DeviceAuthorizationApproved(_)
+            | Event::DeviceAuthorizationDenied(_)
+            | Event::DeviceCodeRedeemed(_)
     ) || event.revoked_family().is_some()
 }
 
@@ -716,9 +722,11 @@ pub fn issue_implicit(client: &Client, cmd: &IssueImplicit) -> Result<Vec<Event>
     };
     if let Some(token) = &cmd.token {
         check_resources(client, &req.terms.audience)?;
+        // No proof comes through the front channel: a client whose tokens must be bound
+        // gets none this way.
         let terms = TokenTerms {
             audience: req.terms.audience.clone(),
-            ..TokenTerms::default()
+            ..token_terms(client, token, None)?
         };
         events.push(access_token(
             client,

@@ -11,8 +11,10 @@ use crate::values::{GrantType, SecretHash};
 /// What a `request_uri` of this server starts with (RFC 9126 §2.2).
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 
-/// How long a pushed request may wait for its use, in seconds (§2.2 suggests 5 to 600).
-pub const LIFETIME_SECS: i64 = 90;
+/// How long a pushed request may wait for its use, in seconds (§2.2 suggests 5 to 600). It
+/// covers the sign-in and the consent too: the code it leads to is issued only if it has not
+/// expired by then.
+pub const LIFETIME_SECS: i64 = 300;
 
 /// Record a pushed request the server validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -101,7 +101,8 @@ impl TokenCommand {
     /// spends or checks something single-use (codes, refresh tokens, assertion ids) or
     /// revokes must be appended at the version its decision saw.
     pub fn independent_of_stream(&self) -> bool {
-        matches!(self, TokenCommand::IssueClientCredentials(_))
+        // A DPoP proof's jti is single-use: checked against the stream's version like a code.
+        matches!(self, TokenCommand::IssueClientCredentials(c) if c.token.dpop.is_none())
     }
 
     /// The DPoP proof presented with the command, if any: the decision records it.
@@ -234,6 +235,9 @@ pub enum GrantRejected {
     /// The user answered the request already.
     #[error("this request was answered already")]
     DeviceAlreadyDecided,
+    /// The subject token names as many actors as a token may (`exchange::MAX_ACTORS`).
+    #[error("the subject token's chain of actors is as long as it may be")]
+    ActorChainTooLong,
     /// The subject token was issued to a client this one may not exchange tokens of.
     #[error("this client may not exchange tokens issued to the subject token's client")]
     NotExchangeable,

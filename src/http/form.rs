@@ -56,7 +56,13 @@ impl Form {
                 "resource must be an absolute URI without a fragment (RFC 8707 2)",
             ));
         }
-        Ok(resources.to_vec())
+        let mut unique: Vec<String> = Vec::with_capacity(resources.len());
+        for r in resources {
+            if !unique.contains(r) {
+                unique.push(r.clone());
+            }
+        }
+        Ok(unique)
     }
 
     /// A parameter; an empty value counts as absent (RFC 6749 §3.1).

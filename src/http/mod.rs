@@ -334,6 +334,8 @@ fn is_page(path: &str) -> bool {
             | "/admin"
             | "/admin/login"
             | "/admin/logout"
+            | "/device"
+            | "/device/decide"
     ) || path.starts_with("/admin/clients/")
 }
 

@@ -50,6 +50,11 @@ pub async fn tokeninfo(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         Err(e) => return invalid(&e.to_string()),
     };
     match active(&state, &token) {
+        // A bound token is used with a proof of its key (RFC 9449 §7), which a GET with the
+        // token in its query cannot carry.
+        Ok(Some(t)) if t.record.terms.jkt.is_some() => {
+            invalid("this token is DPoP-bound; describe it with /introspect")
+        }
         Ok(Some(t)) => {
             let left = (t.record.expires_at - state.engine.clock.unix_now()).max(0);
             describe(&state, &t, serde_json::json!({ "expires_in": left }))

@@ -561,3 +561,38 @@ fn the_extractor_refuses_bound_tokens_without_a_good_proof_in_both_modes() {
         }
     }
 }
+
+#[test]
+fn one_proof_sent_many_times_at_once_is_accepted_once() {
+    let app = spawn_app();
+    let (id, secret) = app.create_client(&["--scope", "read"]);
+    let key = DpopKey::new();
+    let proof = key.proof("POST", &format!("{}/token", app.base));
+    let answers: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    post(
+                        &app,
+                        "/token",
+                        Some((&id, &secret)),
+                        &[("DPoP", &proof)],
+                        &[("grant_type", "client_credentials")],
+                    )
+                    .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        answers.iter().filter(|s| **s == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().all(|s| *s == 200 || *s == 400),
+        "{answers:?}"
+    );
+    assert_eq!(app.events("DpopProofAccepted").len(), 1);
+}

@@ -57,7 +57,7 @@ fn a_pushed_request_is_used_once_and_only_by_its_client_before_it_expires() {
     assert_eq!(status, 201, "{pushed}");
     let uri = pushed["request_uri"].as_str().unwrap().to_owned();
     assert!(uri.starts_with("urn:ietf:params:oauth:request_uri:"));
-    assert_eq!(pushed["expires_in"], 90);
+    assert_eq!(pushed["expires_in"], 300);
 
     // Another client cannot use it, whoever the browser is.
     let mut b = signed_in(&app);
@@ -100,7 +100,7 @@ fn a_pushed_request_is_used_once_and_only_by_its_client_before_it_expires() {
     // Expired.
     let (_, pushed) = push(&app, &id, &secret, &[]);
     let late = pushed["request_uri"].as_str().unwrap().to_owned();
-    app.advance_clock(91_000);
+    app.advance_clock(301_000);
     let r = b.authorize(&[("client_id", &id), ("request_uri", &late)]);
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.body.contains("expired"), "{}", r.body);
