@@ -72,13 +72,12 @@ impl Key {
     }
 }
 
+/// One request of a run, the `usize`-th: whether it succeeded.
+type Request = Arc<dyn Fn(&ureq::Agent, usize) -> bool + Send + Sync>;
+
 /// Runs `threads` workers for `seconds`, each request built by `request(i)`; answers the
 /// requests per second and the errors.
-fn run(
-    threads: usize,
-    seconds: u64,
-    request: Arc<dyn Fn(&ureq::Agent, usize) -> bool + Send + Sync>,
-) -> (f64, usize) {
+fn run(threads: usize, seconds: u64, request: Request) -> (f64, usize) {
     let counter = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -151,15 +150,14 @@ fn main() {
                 Arc::new(Vec::new())
             };
             let (basic, url) = (basic.clone(), token_url.clone());
-            let issue: Arc<dyn Fn(&ureq::Agent, usize) -> bool + Send + Sync> =
-                Arc::new(move |a, i| {
-                    let mut req = a.post(&url).header("Authorization", &basic);
-                    if dpop {
-                        req = req.header("DPoP", &proofs[i % budget]);
-                    }
-                    req.send_form([("grant_type", "client_credentials")])
-                        .is_ok_and(|r| r.status() == 200)
-                });
+            let issue: Request = Arc::new(move |a, i| {
+                let mut req = a.post(&url).header("Authorization", &basic);
+                if dpop {
+                    req = req.header("DPoP", &proofs[i % budget]);
+                }
+                req.send_form([("grant_type", "client_credentials")])
+                    .is_ok_and(|r| r.status() == 200)
+            });
             report(
                 if dpop { "issue_dpop" } else { "issue_bearer" },
                 run(threads, seconds, issue),
@@ -172,13 +170,12 @@ fn main() {
             } else {
                 bearer_token.clone()
             };
-            let introspect: Arc<dyn Fn(&ureq::Agent, usize) -> bool + Send + Sync> =
-                Arc::new(move |a, _| {
-                    a.post(&url)
-                        .header("Authorization", &basic)
-                        .send_form([("token", token.as_str())])
-                        .is_ok_and(|r| r.status() == 200)
-                });
+            let introspect: Request = Arc::new(move |a, _| {
+                a.post(&url)
+                    .header("Authorization", &basic)
+                    .send_form([("token", token.as_str())])
+                    .is_ok_and(|r| r.status() == 200)
+            });
             let name = if dpop {
                 "introspect_dpop"
             } else {
@@ -196,17 +193,16 @@ fn main() {
             } else {
                 (bearer_token.clone(), Arc::new(Vec::new()))
             };
-            let call: Arc<dyn Fn(&ureq::Agent, usize) -> bool + Send + Sync> =
-                Arc::new(move |a, i| {
-                    let req = a.get(&url);
-                    let req = if dpop {
-                        req.header("Authorization", &format!("DPoP {token}"))
-                            .header("DPoP", &proofs[i % budget])
-                    } else {
-                        req.header("Authorization", &format!("Bearer {token}"))
-                    };
-                    req.call().is_ok_and(|r| r.status() == 200)
-                });
+            let call: Request = Arc::new(move |a, i| {
+                let req = a.get(&url);
+                let req = if dpop {
+                    req.header("Authorization", &format!("DPoP {token}"))
+                        .header("DPoP", &proofs[i % budget])
+                } else {
+                    req.header("Authorization", &format!("Bearer {token}"))
+                };
+                req.call().is_ok_and(|r| r.status() == 200)
+            });
             report(
                 if dpop { "whoami_dpop" } else { "whoami_bearer" },
                 run(threads, seconds, call),

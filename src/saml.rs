@@ -294,7 +294,7 @@ pub fn verify_assertion(
 /// registration too, so a bad certificate is refused there rather than on every grant.
 pub fn certificate_der(pem: &str) -> Result<Vec<u8>, SamlError> {
     match pem_rfc7468::decode_vec(pem.trim().as_bytes()) {
-        Ok((label, der)) if label == "CERTIFICATE" => Ok(der),
+        Ok(("CERTIFICATE", der)) => Ok(der),
         _ => Err(SamlError::TrustedCertificate),
     }
 }
@@ -373,7 +373,7 @@ fn decode_parameter(encoded: &str) -> Result<Vec<u8>, SamlError> {
     if encoded.len() > MAX_ENCODED_LEN {
         return Err(SamlError::TooLarge);
     }
-    let engine = if encoded.contains(|c: char| c == '+' || c == '/') {
+    let engine = if encoded.contains(['+', '/']) {
         &BASE64
     } else {
         &BASE64URL

@@ -75,7 +75,7 @@ pub struct DeviceView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceDecision {
     /// Approved.
-    Approved(DeviceAuthorizationApproved),
+    Approved(Box<DeviceAuthorizationApproved>),
     /// Denied.
     Denied,
 }
@@ -86,7 +86,7 @@ impl DeviceView {
         let mine = |h: &SecretHash| *h == self.started.device_code_hash;
         match event {
             Event::DeviceAuthorizationApproved(e) if mine(&e.device_code_hash) => {
-                self.decision = Some(DeviceDecision::Approved(e.clone()));
+                self.decision = Some(DeviceDecision::Approved(Box::new(e.clone())));
             }
             Event::DeviceAuthorizationDenied(e) if mine(&e.device_code_hash) => {
                 self.decision = Some(DeviceDecision::Denied);
@@ -466,9 +466,15 @@ mod tests {
         .then_err(TokenError::DeviceDenied.into());
         when(None, None, NOW)
             .then_err(TokenError::InvalidGrant(GrantRejected::UnknownDeviceCode).into());
-        let approved_view = Some(view(Some(DeviceDecision::Approved(approved())), false));
+        let approved_view = Some(view(
+            Some(DeviceDecision::Approved(Box::new(approved()))),
+            false,
+        ));
         when(
-            Some(view(Some(DeviceDecision::Approved(approved())), true)),
+            Some(view(
+                Some(DeviceDecision::Approved(Box::new(approved()))),
+                true,
+            )),
             None,
             NOW + 20,
         )

@@ -486,8 +486,6 @@ fn authorize(
     Ok((scopes, redirect, events))
 }
 
-#[allow(clippy::too_many_arguments)]
-/// The record of a user's approval of `scopes`, added to what they approved before; `None`
 /// when that covered them already.
 pub(crate) fn consent_granted(
     client: &Client,
@@ -510,6 +508,10 @@ pub(crate) fn consent_granted(
     })
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the facts of one access token, each named"
+)]
 fn access_token(
     client: &Client,
     token: &NewAccessToken,

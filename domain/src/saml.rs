@@ -58,11 +58,11 @@ impl SamlAssertionAccepted {
 pub fn grant(client: &Client, cmd: &SamlBearerGrant) -> Result<Vec<Event>, Refusal> {
     allowed(client, GrantType::Saml2Bearer)?;
     let a = &cmd.assertion;
-    if !client
+    if client
         .extensions
         .saml_idp
         .as_ref()
-        .is_some_and(|idp| idp.issuer == a.issuer)
+        .is_none_or(|idp| idp.issuer != a.issuer)
     {
         return Err(TokenError::InvalidGrant(GrantRejected::SamlUntrustedIssuer).into());
     }

@@ -388,6 +388,7 @@ mod tests {
                 admin: Some(false),
                 oidc: Default::default(),
                 dynamic: None,
+                extensions: Default::default(),
             })
         };
         let issued = |c: &str, n: u128| {
@@ -403,6 +404,7 @@ mod tests {
                 expires_at: 100,
                 family_id: None,
                 kid: None,
+                terms: Default::default(),
             })
         };
         let user = UserId(Uuid::from_u128(77));
@@ -420,6 +422,7 @@ mod tests {
                 expires_at: 100,
                 family_expires_at: 1000,
                 oidc: Default::default(),
+                terms: Default::default(),
             })
         };
         let user_token = |n: u128| {
@@ -435,6 +438,7 @@ mod tests {
                 expires_at: 100,
                 family_id: Some(family),
                 kid: Some("k1".into()),
+                terms: Default::default(),
             })
         };
         [
@@ -476,6 +480,7 @@ mod tests {
                 issued_at: 1,
                 expires_at: 61,
                 oidc: Default::default(),
+                terms: Default::default(),
             }),
             Event::AuthorizationCodeRedeemed(AuthorizationCodeRedeemed {
                 code_hash: HashKey::for_tests().hash("code"),

@@ -768,7 +768,9 @@ impl TokenIndex {
         let decision = match self.store.tree.get(text_key(b'D', device_code_hash))? {
             None => None,
             Some(row) if row.is_empty() => Some(domain::device::DeviceDecision::Denied),
-            Some(row) => Some(domain::device::DeviceDecision::Approved(parse(&row)?)),
+            Some(row) => Some(domain::device::DeviceDecision::Approved(Box::new(parse(
+                &row,
+            )?))),
         };
         Ok(Some(domain::device::DeviceView {
             started: parse(&bytes)?,
@@ -951,9 +953,25 @@ mod tests {
                 family_id: (i % 3 == 0).then(|| Uuid::from_u128(99)),
                 position: 12_345 + i as u64,
                 kid: (i % 2 == 1).then(|| "k-2026".to_owned()),
+                // Every third token has terms: a version-2 record.
+                terms: if i % 3 == 1 {
+                    TokenTerms {
+                        audience: vec!["https://api.example.com/".into()],
+                        jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
+                        act: Some(serde_json::json!({ "sub": "gateway" })),
+                    }
+                } else {
+                    TokenTerms::default()
+                },
             };
             let bytes = encode_record(&record);
-            assert!(bytes.len() < serde_json::to_vec(&record).unwrap().len() / 2 + 40);
+            let versioned = if record.terms.is_empty() {
+                RECORD_V1
+            } else {
+                RECORD_V2
+            };
+            assert_eq!(bytes[0], versioned);
+            assert!(bytes.len() < serde_json::to_vec(&record).unwrap().len() / 2 + 140);
             assert_eq!(decode_record(&bytes).unwrap(), record);
             assert!(decode_record(&bytes[..bytes.len() - 1]).is_err());
         }

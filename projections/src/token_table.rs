@@ -961,6 +961,7 @@ mod tests {
             family_id: family.map(Uuid::from_u128),
             position: 1000 + n as u64,
             kid: None,
+            terms: Default::default(),
         }
     }
 
