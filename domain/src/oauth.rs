@@ -55,6 +55,9 @@ pub enum ErrorCode {
     InteractionRequired,
     /// The `request` parameter (a request object) is not supported.
     RequestNotSupported,
+    /// A `request_uri` that is not one of this server's pushed requests (request objects by
+    /// reference, RFC 9101, are not supported).
+    RequestUriNotSupported,
     /// The `registration` parameter is not supported.
     RegistrationNotSupported,
     /// RFC 7591 §3.2.2: a redirect URI a registration may not have.
@@ -103,6 +106,7 @@ impl ErrorCode {
             ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::InteractionRequired => "interaction_required",
             ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::RegistrationNotSupported => "registration_not_supported",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",

@@ -232,6 +232,9 @@ pub async fn authorize(
     let (params, pushed) = match single(&query, "request_uri") {
         Err(e) => return bad(&e),
         Ok(None) => (query.clone(), None),
+        // Only this server's pushed requests; any other request_uri (a request object by
+        // reference) is refused through the redirect, once the client is known.
+        Ok(Some(uri)) if !uri.starts_with(domain::par::REQUEST_URI_PREFIX) => (query.clone(), None),
         Ok(Some(uri)) => match super::par::resolve(&state, &query, uri) {
             Ok((params, hash)) => (params, Some(hash)),
             Err(why) => return bad(&format!("invalid_request_uri: {why}.")),
@@ -429,19 +432,22 @@ pub(super) fn validate(
     let c = &client.client;
     // Request objects (RFC 9101, Core §6) and the registration parameter are not supported:
     // refused rather than ignored, since what they hold would be ignored too.
-    // A request_uri is resolved before (and never pushed).
+    // This server's own request_uri was resolved before; one left here is a request object
+    // by reference, or one pushed inside a pushed request (RFC 9126 §2.1).
     for (name, code) in [
         ("request", ErrorCode::RequestNotSupported),
-        ("request_uri", ErrorCode::InvalidRequestUri),
+        ("request_uri", ErrorCode::RequestUriNotSupported),
         ("registration", ErrorCode::RegistrationNotSupported),
     ] {
-        if single(params, name).map_err(invalid)?.is_some() {
-            let why = if name == "request_uri" {
-                "a request_uri cannot be pushed or nested (RFC 9126 2.1)".to_owned()
+        if let Some(value) = single(params, name).map_err(invalid)? {
+            return Err(if value.starts_with(domain::par::REQUEST_URI_PREFIX) {
+                (
+                    ErrorCode::InvalidRequestUri,
+                    "a request_uri cannot be pushed or nested (RFC 9126 2.1)".to_owned(),
+                )
             } else {
-                format!("the {name} parameter is not supported")
-            };
-            return Err((code, why));
+                (code, format!("the {name} parameter is not supported"))
+            });
         }
     }
     let response_type = match single(params, "response_type").map_err(invalid)? {
