@@ -18,6 +18,11 @@
 //! - log records: no panic; the stream index and the chain walk read what the decoder
 //!   reads; decode ∘ encode is the identity, and encoding it again gives the same bytes.
 //! - error descriptions: the sanitizer keeps to the charset and to 300 characters.
+//! - DPoP proofs: no panic; a refusal's description keeps to the charset; every one-byte
+//!   edit of a good proof is refused or says what the proof said (key, jti, iat).
+//! - SAML assertions: no panic (libxmlsec1 included); refusals keep to the charset; every
+//!   one-byte edit of a signed assertion is refused or reads the subject, ID and issuer that
+//!   were signed.
 //!
 //! Each target first replays its seed corpus in `fixtures/fuzz/<target>/`, then
 //! `FUZZ_CASES` generated inputs (default 2000; CI runs the default, a longer hunt sets
@@ -365,15 +370,22 @@ fn check_bearer(r: &BearerRequest) {
 }
 
 fn check_bearer_answer(req: &HttpRequest, body: Option<&[u8]>) {
-    match bearer::token(req, body) {
-        Ok(token) => {
+    match bearer::presented(req, body) {
+        Ok((token, scheme_seen)) => {
             assert!(!token.is_empty() && token.len() <= 8192, "{token:?}");
             // Sent exactly one way (RFC 6750 §2), and the token is what that way carried (of
             // two Authorization headers, the first: see the seed two-authorization-headers).
             let mut sent = Vec::new();
             if let Some(value) = req.headers().get(header::AUTHORIZATION) {
                 let (scheme, rest) = value.to_str().unwrap().split_once(' ').unwrap();
-                assert!(scheme.eq_ignore_ascii_case("bearer"), "{value:?}");
+                // RFC 6750 §2.1's Bearer, or RFC 9449 §7.1's DPoP: said as it was sent.
+                let said = if scheme.eq_ignore_ascii_case("dpop") {
+                    bearer::Scheme::Dpop
+                } else {
+                    assert!(scheme.eq_ignore_ascii_case("bearer"), "{value:?}");
+                    bearer::Scheme::Bearer
+                };
+                assert_eq!(said, scheme_seen, "{value:?}");
                 assert!(is_b64token(rest.trim()), "{value:?}");
                 sent.push(rest.trim().to_owned());
             }
@@ -1797,4 +1809,137 @@ fn fuzz_error_descriptions() {
     let config = ProptestConfig::with_cases(cases());
     proptest!(config, |(text in "\\PC{0,400}")| check_description(&text));
     proptest!(config, |(text in any::<String>())| check_description(&text));
+}
+
+/// A DPoP proof of a fresh P-256 key for `POST https://as.example/token` at `iat`.
+fn dpop_proof(iat: i64) -> String {
+    use aws_lc_rs::signature::KeyPair as _;
+    let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+    )
+    .unwrap();
+    let p = pair.public_key().as_ref().to_vec();
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..]),
+    });
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.typ = Some("dpop+jwt".into());
+    h.jwk = Some(serde_json::from_value(jwk).unwrap());
+    let key = jsonwebtoken::EncodingKey::from_ec_der(pair.to_pkcs8v1().unwrap().as_ref());
+    let claims = serde_json::json!({
+        "jti": "j1", "htm": "POST", "htu": "https://as.example/token", "iat": iat,
+    });
+    jsonwebtoken::encode(&h, &claims, &key).unwrap()
+}
+
+const DPOP_NOW: i64 = 1_800_000_000;
+
+/// A proof never panics the checks; a refusal's description keeps to the charset; an edited
+/// proof either fails or says what the original said.
+fn check_dpop(proof: &str, original: Option<&authledger::dpop::Verified>) {
+    let expected = authledger::dpop::Expected {
+        method: "POST",
+        url: "https://as.example/token",
+        access_token: None,
+        now: DPOP_NOW,
+    };
+    match authledger::dpop::verify(proof, &expected) {
+        Ok(v) => {
+            if let Some(o) = original {
+                assert_eq!(
+                    (&v.jkt, &v.jti, v.iat),
+                    (&o.jkt, &o.jti, o.iat),
+                    "{proof:?}"
+                );
+            }
+        }
+        Err(e) => assert!(rfc6749_charset(&e.to_string()), "{e}"),
+    }
+}
+
+#[test]
+fn fuzz_dpop_proofs() {
+    for seed in corpus("dpop") {
+        check_dpop(&String::from_utf8_lossy(&seed), None);
+    }
+    let proof = dpop_proof(DPOP_NOW);
+    let expected = authledger::dpop::Expected {
+        method: "POST",
+        url: "https://as.example/token",
+        access_token: None,
+        now: DPOP_NOW,
+    };
+    let original = authledger::dpop::verify(&proof, &expected).unwrap();
+    let config = ProptestConfig::with_cases(cases());
+    proptest!(config, |(text in "\\PC{0,300}")| check_dpop(&text, None));
+    proptest!(config, |(at in any::<Index>(), byte in 0x21u8..0x7f)| {
+        let mut edited = proof.clone().into_bytes();
+        let i = at.index(edited.len());
+        edited[i] = byte;
+        if let Ok(text) = String::from_utf8(edited) {
+            check_dpop(&text, Some(&original));
+        }
+    });
+}
+
+fn saml_fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/saml")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// An assertion never panics the checks; a refusal's description keeps to the charset; an
+/// edited signed assertion either fails or reads the subject and id that were signed.
+fn check_saml(encoded: &str, cert: &str, original: Option<&authledger::saml::VerifiedAssertion>) {
+    match authledger::saml::verify_assertion(encoded, cert) {
+        Ok(a) => {
+            if let Some(o) = original {
+                assert_eq!(
+                    (&a.subject, &a.id, &a.issuer),
+                    (&o.subject, &o.id, &o.issuer)
+                );
+            }
+        }
+        Err(e) => assert!(rfc6749_charset(&e.to_string()), "{e}"),
+    }
+}
+
+#[test]
+fn fuzz_saml_assertions() {
+    let cert = saml_fixture("idp-cert.pem");
+    for seed in corpus("saml") {
+        check_saml(&URL_SAFE_NO_PAD.encode(&seed), &cert, None);
+    }
+    let fields = authledger::saml::AssertionFields {
+        id: "_fuzz",
+        issuer: "https://idp.example.com/saml",
+        name_id_xml: "alice@example.com",
+        audience: "https://as.example.com/",
+        recipient: "https://as.example.com/token",
+        issued_at: DPOP_NOW,
+        expires_at: DPOP_NOW + 300,
+    };
+    let signed = authledger::saml::sign_assertion(
+        &authledger::saml::assertion_template(&fields),
+        &saml_fixture("idp-key.pem"),
+        &cert,
+    )
+    .unwrap();
+    let original =
+        authledger::saml::verify_assertion(&URL_SAFE_NO_PAD.encode(&signed), &cert).unwrap();
+    // Each signature check runs libxmlsec1: a tenth of the cases keeps this target quick.
+    let config = ProptestConfig::with_cases(cases() / 10);
+    proptest!(config, |(bytes in prop::collection::vec(any::<u8>(), 0..400))| {
+        check_saml(&URL_SAFE_NO_PAD.encode(&bytes), &cert, None);
+    });
+    proptest!(config, |(at in any::<Index>(), byte in 0x20u8..0x7f)| {
+        let mut edited = signed.clone().into_bytes();
+        let i = at.index(edited.len());
+        edited[i] = byte;
+        check_saml(&URL_SAFE_NO_PAD.encode(&edited), &cert, Some(&original));
+    });
 }
