@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --example resource_server -- --issuer http://127.0.0.1:8080 [--bind 127.0.0.1:9000]
-//!     [--mode jwks [--refetch-interval SECS]
+//!     [--public-url URL] [--mode jwks [--refetch-interval SECS]
 //!      | --mode introspection --client-id ID --client-secret SECRET [--cache-ttl SECS]]
 //! ```
 //!
@@ -50,6 +50,7 @@ struct Options {
     client_secret: Option<String>,
     cache_ttl: u64,
     refetch_interval: Option<u64>,
+    public_url: Option<String>,
 }
 
 fn options() -> Result<Options, String> {
@@ -61,6 +62,7 @@ fn options() -> Result<Options, String> {
         client_secret: None,
         cache_ttl: 0,
         refetch_interval: None,
+        public_url: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -70,6 +72,7 @@ fn options() -> Result<Options, String> {
             "--bind" => o.bind = value()?,
             "--mode" => o.mode = value()?,
             "--client-id" => o.client_id = Some(value()?),
+            "--public-url" => o.public_url = Some(value()?),
             "--client-secret" => o.client_secret = Some(value()?),
             "--refetch-interval" => {
                 o.refetch_interval = Some(
@@ -118,7 +121,17 @@ async fn main() -> std::io::Result<()> {
     if let Some(secs) = o.refetch_interval {
         rs = rs.refetch_interval(Duration::from_secs(secs));
     }
-    let rs = rs.build();
+    // Bound first, so that the URL DPoP proofs must name is known: the one clients reach.
+    let listener = std::net::TcpListener::bind(&o.bind)?;
+    let public_url = o.public_url.clone().unwrap_or_else(|| {
+        format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .map_or_else(|_| o.bind.clone(), |a| a.to_string())
+        )
+    });
+    let rs = rs.public_url(public_url).build();
     let rs = web::Data::new(rs);
     let server = HttpServer::new(move || {
         App::new()
@@ -128,7 +141,7 @@ async fn main() -> std::io::Result<()> {
             .route("/notes", web::post().to(add_note))
     })
     .workers(1)
-    .bind(&o.bind)?;
+    .listen(listener)?;
     for addr in server.addrs() {
         println!("listening on {addr}");
     }

@@ -49,8 +49,8 @@
 //! 6750 §2.1, §2.3). A token bound to a DPoP key (`cnf.jkt`, RFC 9449) is accepted only as
 //! `Authorization: DPoP` with a proof by that key for this request (method, URL, `ath`, a
 //! fresh `iat`); each proof's `jti` is remembered for its lifetime (in memory: a resource
-//! server has no log) and a replay refused. Behind a proxy, set [`Builder::public_url`] so
-//! the URL a proof names can be checked. A form-body token (§2.2) needs the body, which an extractor must not
+//! server has no log) and a replay refused. Set [`Builder::public_url`] to the URL clients
+//! address the API by: proofs name it, and without it bound tokens are refused. A form-body token (§2.2) needs the body, which an extractor must not
 //! consume: call [`ResourceServer::authenticate`] with it. Failures answer per RFC 6750 §3:
 //! 401 `invalid_token` with a `WWW-Authenticate` challenge, 403 `insufficient_scope` naming
 //! the scope, 400 `invalid_request`. Issuers are reached with `awc`; for an `https` issuer
@@ -169,8 +169,9 @@ pub struct Builder {
 
 impl Builder {
     /// The URL clients address this API by (scheme, host and port, e.g.
-    /// `https://api.example.com`), against which DPoP proofs' `htu` is checked (default: the
-    /// scheme and `Host` of each request, which a proxy may change).
+    /// `https://api.example.com`), against which DPoP proofs' `htu` is checked. Without it,
+    /// DPoP-bound tokens are refused: the request's `Host` and forwarding headers are the
+    /// sender's to choose.
     pub fn public_url(mut self, url: impl Into<String>) -> Self {
         self.public_url = Some(url.into().trim_end_matches('/').to_owned());
         self
@@ -398,12 +399,14 @@ impl ResourceServer {
         let proof = crate::dpop::header_value(req.headers())
             .map_err(invalid)?
             .ok_or_else(|| BearerError::InvalidDpopProof("a DPoP proof is required".into()))?;
-        let base = match &self.inner.public_url {
-            Some(u) => u.clone(),
-            None => {
-                let info = req.connection_info();
-                format!("{}://{}", info.scheme(), info.host())
-            }
+        // The request's own Host and Forwarded headers are the sender's to choose: a proof
+        // made for another API could be replayed here with them. Only the configured URL
+        // is trusted.
+        let Some(base) = &self.inner.public_url else {
+            return Err(BearerError::InvalidToken(
+                "this API takes no DPoP-bound tokens: it has no public_url to check proofs against"
+                    .into(),
+            ));
         };
         let url = format!("{base}{}", req.path());
         let now = unix_now();

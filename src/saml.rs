@@ -351,13 +351,17 @@ impl VerifiedAssertion {
         if live_for_us.is_empty() {
             return Err(SamlError::Expired);
         }
-        let confirmation = live_for_us
+        // Usable now: live and past its NotBefore. The assertion is acceptable while any of
+        // them is, so it is remembered (and its lifetime bounded) until the last one ends.
+        let last = live_for_us
             .into_iter()
-            .find(|c| c.not_before.is_none_or(|t| t <= now.saturating_add(leeway)))
+            .filter(|c| c.not_before.is_none_or(|t| t <= now.saturating_add(leeway)))
+            .map(|c| c.not_on_or_after)
+            .max()
             .ok_or(SamlError::NotYetValid)?;
         let expires_at = match self.not_on_or_after {
-            Some(t) => t.min(confirmation.not_on_or_after),
-            None => confirmation.not_on_or_after,
+            Some(t) => t.min(last),
+            None => last,
         };
         if expires_at > now.saturating_add(expected.max_lifetime) {
             return Err(SamlError::LivesTooLong);

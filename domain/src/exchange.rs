@@ -11,7 +11,7 @@
 use crate::client::Client;
 use crate::event::{Event, ExchangedToken, TokenExchanged};
 use crate::grant::{access_token_issued, allowed, token_terms, NewAccessToken};
-use crate::token::{ClientRefused, GrantRejected, Refusal, TokenError};
+use crate::token::{ClientRefused, Refusal, RequestRejected, TokenError};
 use crate::values::{GrantType, Scope};
 
 /// A token presented for exchange, as the server found it.
@@ -23,6 +23,8 @@ pub struct Presented {
     pub scopes: Vec<Scope>,
     /// Its own `act`, if it came from a delegation.
     pub act: Option<serde_json::Value>,
+    /// When it expires (Unix seconds): an exchanged token expires no later.
+    pub expires_at: i64,
 }
 
 /// Exchange a token (RFC 8693 §2.1).
@@ -68,14 +70,21 @@ pub fn exchange(client: &Client, cmd: &ExchangeToken) -> Result<Vec<Event>, Refu
         .as_ref()
         .is_some_and(|c| policy.subject_clients.contains(c))
     {
-        return Err(TokenError::InvalidGrant(GrantRejected::NotExchangeable).into());
+        return Err(TokenError::InvalidRequest(RequestRejected::NotExchangeable).into());
     }
-    if let Some(a) = cmd.audiences.iter().find(|a| !policy.audiences.contains(a)) {
-        return Err(TokenError::InvalidTarget(format!(
-            "this client may not exchange tokens for audience {a}"
-        ))
+    if cmd.audiences.iter().any(|a| !policy.audiences.contains(a)) {
+        return Err(TokenError::InvalidTarget(
+            "an audience asked for is not one this client's exchange policy allows".into(),
+        )
         .into());
     }
+    // Without one asked for, the token is for the policy's audiences: never for this server,
+    // whose own resources an exchanged token must not reach unless the policy names it.
+    let audiences = if cmd.audiences.is_empty() {
+        policy.audiences.clone()
+    } else {
+        cmd.audiences.clone()
+    };
     let allowed_scope = |s: &Scope| {
         subject.scopes.contains(s) && (policy.scopes.is_empty() || policy.scopes.contains(s))
     };
@@ -106,7 +115,9 @@ pub fn exchange(client: &Client, cmd: &ExchangeToken) -> Result<Vec<Event>, Refu
             }
             if let Some(before) = &subject.act {
                 if depth(before) >= MAX_ACTORS {
-                    return Err(TokenError::InvalidGrant(GrantRejected::ActorChainTooLong).into());
+                    return Err(
+                        TokenError::InvalidRequest(RequestRejected::ActorChainTooLong).into(),
+                    );
                 }
                 act["act"] = before.clone();
             }
@@ -114,9 +125,9 @@ pub fn exchange(client: &Client, cmd: &ExchangeToken) -> Result<Vec<Event>, Refu
         }
     };
     let mut terms = token_terms(client, &cmd.token, None)?;
-    terms.audience = cmd.audiences.clone();
+    terms.audience = audiences.clone();
     terms.act = act;
-    let issued = access_token_issued(
+    let mut issued = access_token_issued(
         client,
         &cmd.token,
         subject.token.subject.clone(),
@@ -125,13 +136,15 @@ pub fn exchange(client: &Client, cmd: &ExchangeToken) -> Result<Vec<Event>, Refu
         terms,
         cmd.now,
     );
+    // An exchanged token never outlives the token it was exchanged for.
+    issued.expires_at = issued.expires_at.min(subject.expires_at);
     Ok(vec![
         Event::TokenExchanged(TokenExchanged {
             client_id: client.client_id.clone(),
             jti: issued.jti,
             subject_token: subject.token.clone(),
             actor_token: cmd.actor.as_ref().map(|a| a.token.clone()),
-            audience: cmd.audiences.clone(),
+            audience: audiences,
             scopes,
         }),
         Event::AccessTokenIssued(issued),
@@ -189,6 +202,7 @@ mod tests {
             },
             scopes: scopes(scope),
             act,
+            expires_at: NOW + 600,
         }
     }
 
@@ -293,7 +307,7 @@ mod tests {
             .when(other_audience)
             .then_err(
                 TokenError::InvalidTarget(
-                    "this client may not exchange tokens for audience https://evil.example/".into(),
+                    "an audience asked for is not one this client's exchange policy allows".into(),
                 )
                 .into(),
             );
@@ -304,6 +318,6 @@ mod tests {
                 None,
                 None,
             ))
-            .then_err(TokenError::InvalidGrant(GrantRejected::NotExchangeable).into());
+            .then_err(TokenError::InvalidRequest(RequestRejected::NotExchangeable).into());
     }
 }

@@ -368,9 +368,10 @@ pub fn check_resources(client: &Client, resources: &[String]) -> Result<(), Toke
         .iter()
         .find(|r| !client.extensions.resources.contains(r))
     {
-        Some(r) => Err(TokenError::InvalidTarget(format!(
-            "resource {r} is not one this client may ask for"
-        ))),
+        // Named, not echoed: the value is the caller's.
+        Some(_) => Err(TokenError::InvalidTarget(
+            "a resource asked for is not one this client may ask for (RFC 8707)".into(),
+        )),
         None => Ok(()),
     }
 }
@@ -386,10 +387,10 @@ pub fn token_terms(
     check_resources(client, &token.resources)?;
     let granted = grant.map(|g| &g.audience[..]).unwrap_or_default();
     if !granted.is_empty() {
-        if let Some(r) = token.resources.iter().find(|r| !granted.contains(r)) {
-            return Err(TokenError::InvalidTarget(format!(
-                "resource {r} was not part of the authorization grant"
-            )));
+        if token.resources.iter().any(|r| !granted.contains(r)) {
+            return Err(TokenError::InvalidTarget(
+                "a resource asked for was not part of the authorization grant".into(),
+            ));
         }
     }
     let jkt = token.dpop.as_ref().map(|p| p.jkt.clone());

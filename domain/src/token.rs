@@ -174,6 +174,13 @@ pub enum RequestRejected {
     /// A client that must push its requests sent one to `/authorize` (RFC 9126 §6).
     #[error("this client must push its authorization requests to the pushed_authorization_request_endpoint first (RFC 9126)")]
     PushRequired,
+    /// RFC 8693 §2.2.2: the subject token was issued to a client this one may not exchange
+    /// tokens of.
+    #[error("this client may not exchange tokens issued to the subject token's client")]
+    NotExchangeable,
+    /// The subject token names as many actors as a token may (`exchange::MAX_ACTORS`).
+    #[error("the subject token's chain of actors is as long as it may be")]
+    ActorChainTooLong,
     /// An id_token in the front channel was asked for without a `nonce` (Core §3.2.2.1).
     #[error("nonce is required when an id_token is returned from the authorization endpoint")]
     NonceRequired,
@@ -235,12 +242,6 @@ pub enum GrantRejected {
     /// The user answered the request already.
     #[error("this request was answered already")]
     DeviceAlreadyDecided,
-    /// The subject token names as many actors as a token may (`exchange::MAX_ACTORS`).
-    #[error("the subject token's chain of actors is as long as it may be")]
-    ActorChainTooLong,
-    /// The subject token was issued to a client this one may not exchange tokens of.
-    #[error("this client may not exchange tokens issued to the subject token's client")]
-    NotExchangeable,
     /// A SAML assertion's issuer is not the client's trusted IdP.
     #[error("the assertion's issuer is not this client's SAML identity provider")]
     SamlUntrustedIssuer,

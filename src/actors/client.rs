@@ -213,6 +213,9 @@ pub struct ClientActor {
     device_pace: std::collections::HashMap<domain::values::SecretHash, domain::device::Pace>,
 }
 
+/// Most device polling paces one client's actor keeps.
+const MAX_DEVICE_PACES: usize = 10_000;
+
 impl ClientActor {
     /// Restores the actor of `client_id`: the latest snapshot plus the configuration events
     /// after it, and the version of the token stream (whose events it never folds).
@@ -464,12 +467,24 @@ impl ClientActor {
         poll: &domain::device::PollDevice,
         decided: &Result<Vec<Event>, domain::token::Refusal>,
     ) {
+        // Only polls of a live device code of this client: made-up codes leave no trace.
+        let Some(device) = poll
+            .device
+            .as_ref()
+            .filter(|d| d.started.client_id == self.client_id && poll.now < d.started.expires_at)
+        else {
+            return;
+        };
         let slowed = matches!(decided, Err(r) if r.error == domain::token::TokenError::SlowDown);
-        let base = poll.device.as_ref().map_or(5, |d| d.started.interval_secs);
-        // Devices that stopped polling an hour ago are done (their codes expired).
-        if self.device_pace.len() >= 10_000 {
+        let base = device.started.interval_secs;
+        if self.device_pace.len() >= MAX_DEVICE_PACES {
+            // Codes live minutes; an hour-old pace is done with. If that is not enough,
+            // forgetting every pace only lets one early poll each through.
             self.device_pace
                 .retain(|_, p| poll.now - p.last_poll_at < 3600);
+            if self.device_pace.len() >= MAX_DEVICE_PACES {
+                self.device_pace.clear();
+            }
         }
         self.device_pace.insert(
             poll.device_code_hash.clone(),

@@ -175,16 +175,19 @@ pub struct ExtensionOptions {
     #[arg(long, requires_all = ["saml_certificate", "saml_audience"])]
     pub saml_issuer: Option<String>,
     /// The trusted SAML IdP's signing certificate: @FILE or the PEM itself.
-    #[arg(long, value_parser = parse_text)]
+    #[arg(long, value_parser = parse_text, requires = "saml_issuer")]
     pub saml_certificate: Option<String>,
     /// The audience the IdP's assertions must name (this server, as the IdP knows it).
-    #[arg(long)]
+    #[arg(long, requires = "saml_issuer")]
     pub saml_audience: Option<String>,
 }
 
 impl ExtensionOptions {
     fn exchange(&self) -> anyhow::Result<Option<domain::event::ExchangePolicy>> {
-        if self.exchange_subject_clients.is_empty() && self.exchange_audiences.is_empty() {
+        if self.exchange_subject_clients.is_empty()
+            && self.exchange_audiences.is_empty()
+            && self.exchange_scopes.is_empty()
+        {
             return Ok(None);
         }
         let parse = |e: domain::values::InvalidValue| anyhow::anyhow!(e.0);

@@ -89,7 +89,8 @@ pub fn token_request_proof(
     }))
 }
 
-/// Checks how a token was presented at a protected resource: a DPoP-bound token needs the
+/// Checks a token at one of this server's protected resources: it must be for this server,
+/// and a DPoP-bound token needs the
 /// `DPoP` scheme and a proof by its key for this request, whose `jti` is recorded (refused if
 /// seen); a bearer token must not claim the `DPoP` scheme.
 pub async fn check_presentation(
@@ -99,6 +100,13 @@ pub async fn check_presentation(
     scheme: Scheme,
     record: &projections::TokenRecord,
 ) -> Result<(), BearerError> {
+    // This server's own resources take tokens for this server only (RFC 8707): a token for
+    // another resource must not read the user's claims here.
+    if !record.terms.audience.is_empty() && !record.terms.audience.contains(&state.issuer) {
+        return Err(BearerError::InvalidToken(
+            "this token is for another resource (its aud does not name this server)".into(),
+        ));
+    }
     let Some(bound) = &record.terms.jkt else {
         return match scheme {
             Scheme::Bearer => Ok(()),

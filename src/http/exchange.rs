@@ -37,14 +37,19 @@ fn find(state: &AppState, token: &str, token_type: &str) -> Result<Presented, OA
         .ok_or_else(|| {
             invalid("token types are urn:ietf:params:oauth:token-type:access_token, refresh_token, id_token or jwt")
         })?;
+    // RFC 8693 §2.2.2: an invalid subject or actor token is invalid_request.
     let inactive = || {
         OAuthError::new(
-            ErrorCode::InvalidGrant,
+            ErrorCode::InvalidRequest,
             format!("the {kind} presented is not an active token this server issued"),
         )
     };
+    let client_exists =
+        |c: &domain::values::ClientId| state.engine.models.clients.get(c.as_str()).is_some();
     let now = state.engine.clock.unix_now();
-    if matches!(kind, "access_token" | "jwt") {
+    // A `jwt` is what its name says: an opaque access token is an access_token.
+    let jwt_shaped = token.split('.').count() == 3;
+    if kind == "access_token" || (kind == "jwt" && jwt_shaped) {
         if let Some(t) = super::introspect::active(state, token)? {
             let r = t.record;
             return Ok(Presented {
@@ -56,6 +61,7 @@ fn find(state: &AppState, token: &str, token_type: &str) -> Result<Presented, OA
                 },
                 scopes: r.scopes,
                 act: r.terms.act,
+                expires_at: r.expires_at,
             });
         }
     }
@@ -72,23 +78,28 @@ fn find(state: &AppState, token: &str, token_type: &str) -> Result<Presented, OA
                 }
                 _ => None,
             };
+            let client = client.and_then(|c| domain::values::ClientId::parse(&c).ok());
+            if !client.as_ref().is_some_and(client_exists) {
+                return Err(inactive());
+            }
             return Ok(Presented {
                 token: ExchangedToken {
                     token_type: kind.into(),
                     id: c.jti.unwrap_or_default(),
-                    client_id: client.and_then(|c| domain::values::ClientId::parse(&c).ok()),
+                    client_id: client,
                     subject: c.sub,
                 },
                 // An id_token proves who signed in; it grants nothing more.
                 scopes: vec![Scope::parse(domain::grant::OPENID_SCOPE)
                     .map_err(|e| OAuthError::server_error(&e.0))?],
                 act: None,
+                expires_at: c.exp,
             });
         }
     }
     if kind == "refresh_token" {
         if let Some(v) = super::introspect::resolve_refresh(state, token)? {
-            if v.is_active(now) {
+            if v.is_active(now) && client_exists(&v.issued.client_id) {
                 let r = v.issued;
                 return Ok(Presented {
                     token: ExchangedToken {
@@ -99,6 +110,7 @@ fn find(state: &AppState, token: &str, token_type: &str) -> Result<Presented, OA
                     },
                     scopes: r.scopes,
                     act: None,
+                    expires_at: r.expires_at,
                 });
             }
         }
@@ -135,9 +147,17 @@ pub fn command(
             ))
         }
     };
-    let mut audiences: Vec<String> = form.all("audience").to_vec();
-    audiences.extend(form.resources()?);
-    audiences.dedup();
+    let mut audiences: Vec<String> = Vec::new();
+    for a in form
+        .all("audience")
+        .iter()
+        .cloned()
+        .chain(form.resources()?)
+    {
+        if !audiences.contains(&a) {
+            audiences.push(a);
+        }
+    }
     Ok(ExchangeToken {
         subject,
         actor,

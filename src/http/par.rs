@@ -57,6 +57,16 @@ pub async fn push(
             "an OpenID Connect request must name its redirect_uri",
         ));
     }
+    // A raw id_token would be kept in the log with the request; it is a credential (a token
+    // exchange subject), and the log keeps none.
+    if single(&params, "id_token_hint")
+        .map_err(|e| invalid(&e))?
+        .is_some()
+    {
+        return Err(invalid(
+            "id_token_hint cannot be pushed (it would be stored); send it to /authorize with the request_uri",
+        ));
+    }
     let state_param = single(&params, "state").map_err(|e| invalid(&e))?;
     validate(
         &state,
@@ -67,10 +77,24 @@ pub async fn push(
         state_param,
     )
     .map_err(|(code, why)| OAuthError::new(code, why))?;
+    let now = state.engine.clock.unix_now();
     let mut kept: Vec<(String, String)> = form_urlencoded::parse(&body)
         .filter(|(k, _)| !CREDENTIALS.contains(&k.as_ref()))
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
+    // RFC 9449 §10.1: a proof with the push binds the code to its key, as dpop_jkt would.
+    if let Some(proof) = super::dpop::token_request_proof(&req, &state, now)? {
+        match kept.iter().find(|(k, _)| k == "dpop_jkt") {
+            Some((_, jkt)) if *jkt != proof.jkt => {
+                return Err(OAuthError::new(
+                    domain::oauth::ErrorCode::InvalidDpopProof,
+                    "dpop_jkt is not the thumbprint of the DPoP proof's key",
+                ))
+            }
+            Some(_) => {}
+            None => kept.push(("dpop_jkt".into(), proof.jkt)),
+        }
+    }
     if !kept.iter().any(|(k, _)| k == "client_id") {
         kept.push(("client_id".into(), client_id.to_string()));
     }
@@ -79,7 +103,7 @@ pub async fn push(
     let command = TokenCommand::PushAuthorizationRequest(PushRequest {
         request_uri_hash: state.hash_key.hash(&request_uri),
         parameters: kept,
-        now: state.engine.clock.unix_now(),
+        now,
     });
     let metadata = request_metadata(&req, Cause::Client(client_id.to_string()));
     state

@@ -148,6 +148,31 @@ fn impersonation_and_delegation_issue_tokens_for_the_audience_naming_both_tokens
     let c = claims(chained["access_token"].as_str().unwrap());
     assert_eq!(c["act"]["act"]["sub"], "gateway", "{c}");
 
+    // Without an audience asked for, the token is for the policy's audiences, never for
+    // this server: /userinfo and /api/whoami refuse it.
+    let (status, bare) = app.post_form(
+        "/token",
+        Some((&s.gateway.0, &s.gateway.1)),
+        &[
+            ("grant_type", GRANT),
+            ("subject_token", &s.alice_token),
+            ("subject_token_type", ACCESS),
+        ],
+    );
+    assert_eq!(status, 200, "{bare}");
+    let bare = bare["access_token"].as_str().unwrap();
+    assert_eq!(claims(bare)["aud"], FILES);
+    let (status, _) = crate::helpers::answer(
+        crate::helpers::agent()
+            .get(&format!("{}/api/whoami", app.base))
+            .header("Authorization", &format!("Bearer {bare}"))
+            .call(),
+    );
+    assert_eq!(
+        status, 401,
+        "a token for the file service is not for this server"
+    );
+
     // A refresh token is a subject token too.
     let (status, r) = exchange(
         &app,
@@ -165,7 +190,7 @@ fn impersonation_and_delegation_issue_tokens_for_the_audience_naming_both_tokens
 
     // Every exchange is an event naming both tokens, never their values.
     let events = app.events("TokenExchanged");
-    assert_eq!(events.len(), 4);
+    assert_eq!(events.len(), 5);
     let second = &events[1]["data"];
     assert_eq!(second["subject_token"]["client_id"], "webapp");
     assert_eq!(second["actor_token"]["subject"], "gateway");
@@ -219,10 +244,12 @@ fn exchanges_beyond_the_policy_or_the_subject_token_are_refused() {
         (400, Some("unauthorized_client")),
         "{body}"
     );
+    // RFC 8693 §2.2.2: a subject token that is invalid or refused by policy is
+    // invalid_request.
     refused(
         &[("subject_token", "made-up"), ("subject_token_type", ACCESS)],
         FILES,
-        "invalid_grant",
+        "invalid_request",
     );
     refused(
         &[
@@ -241,7 +268,7 @@ fn exchanges_beyond_the_policy_or_the_subject_token_are_refused() {
     refused(
         &[("subject_token", &foreign), ("subject_token_type", ACCESS)],
         FILES,
-        "invalid_grant",
+        "invalid_request",
     );
     // A revoked subject token.
     let (status, _) = app.post_form(
@@ -250,6 +277,6 @@ fn exchanges_beyond_the_policy_or_the_subject_token_are_refused() {
         &[("token", &s.alice_token)],
     );
     assert_eq!(status, 200);
-    refused(&subject, FILES, "invalid_grant");
+    refused(&subject, FILES, "invalid_request");
     assert!(app.events("TokenExchanged").is_empty());
 }

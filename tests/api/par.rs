@@ -192,3 +192,57 @@ fn a_server_that_requires_par_refuses_every_plain_request() {
     let (_, meta) = app.get("/.well-known/oauth-authorization-server");
     assert_eq!(meta["require_pushed_authorization_requests"], true);
 }
+
+#[test]
+fn a_proof_sent_with_the_push_binds_the_code_to_its_key() {
+    use crate::dpop::{post, DpopKey};
+    let app = spawn_app_with(&[]);
+    app.create_user("alice", "correct horse battery");
+    let (id, secret) = web_client(&app, &[]);
+    let key = DpopKey::new();
+    let pushed = post(
+        &app,
+        "/par",
+        Some((&id, &secret)),
+        &[("DPoP", &key.proof("POST", &format!("{}/par", app.base)))],
+        &[
+            ("response_type", "code"),
+            ("client_id", &id),
+            ("redirect_uri", CB),
+            ("scope", "read"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    assert_eq!(pushed.status, 201, "{}", pushed.body);
+    let mut b = signed_in(&app);
+    let r = b.approve(&[
+        ("client_id", &id),
+        ("request_uri", pushed.body["request_uri"].as_str().unwrap()),
+    ]);
+    let code = r.param("code").expect("a code");
+    let redeem = |proof: Option<String>| {
+        let headers: Vec<(&str, &str)> = proof.iter().map(|p| ("DPoP", p.as_str())).collect();
+        post(
+            &app,
+            "/token",
+            Some((&id, &secret)),
+            &headers,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CB),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+    };
+    let htu = format!("{}/token", app.base);
+    let other = redeem(Some(DpopKey::new().proof("POST", &htu)));
+    assert_eq!(
+        (other.status, other.body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let bound = redeem(Some(key.proof("POST", &htu)));
+    assert_eq!(bound.status, 200, "{}", bound.body);
+    assert_eq!(bound.body["token_type"], "DPoP");
+}
