@@ -386,12 +386,10 @@ pub fn token_terms(
 ) -> Result<TokenTerms, TokenError> {
     check_resources(client, &token.resources)?;
     let granted = grant.map(|g| &g.audience[..]).unwrap_or_default();
-    if !granted.is_empty() {
-        if token.resources.iter().any(|r| !granted.contains(r)) {
-            return Err(TokenError::InvalidTarget(
-                "a resource asked for was not part of the authorization grant".into(),
-            ));
-        }
+    if !granted.is_empty() && token.resources.iter().any(|r| !granted.contains(r)) {
+        return Err(TokenError::InvalidTarget(
+            "a resource asked for was not part of the authorization grant".into(),
+        ));
     }
     let jkt = token.dpop.as_ref().map(|p| p.jkt.clone());
     if client.extensions.dpop_bound_access_tokens && jkt.is_none() {
