@@ -10,8 +10,7 @@ use super::form::{read_form, Form};
 use super::pages::{self, DeviceConsentPage};
 use super::session::{csrf_ok, current_session, page_with_csrf};
 use super::token::{command_error, fresh_secret};
-use super::{request_metadata, AppState};
-use crate::actors::ExecuteTokenCommand;
+use super::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::device::{
@@ -85,11 +84,9 @@ pub async fn authorization(
         interval_secs: g.device_poll_interval_secs,
         now,
     });
-    let metadata = request_metadata(&req, Cause::Client(client_id.to_string()));
+    let cause = Cause::Client(client_id.to_string());
     state
-        .engine
-        .registry
-        .send(&client_id, ExecuteTokenCommand { command, metadata })
+        .decide(&req, &client_id, cause, command)
         .await
         .map_err(command_error)?;
     let verification_uri = format!("{}/device", state.issuer);
@@ -139,26 +136,47 @@ fn refused(title: &str, message: &str) -> HttpResponse {
     pages::error_page(StatusCode::FORBIDDEN, title, message)
 }
 
+/// A form of the device pages posted by a signed-in browser, with its CSRF token: the form,
+/// the session, its user and now; else the page to answer.
+async fn signed_in_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<
+    (
+        Form,
+        super::session::Session,
+        std::sync::Arc<projections::UserView>,
+        i64,
+    ),
+    HttpResponse,
+> {
+    let form = read_form(req, payload)
+        .await
+        .map_err(|e| pages::error_page(e.status, "Invalid request", &e.description))?;
+    let now = state.engine.clock.unix_now();
+    let Some((session, user)) = current_session(req, state, now) else {
+        return Err(to_login("/device"));
+    };
+    if !csrf_ok(req, form.get("csrf_token")) {
+        return Err(refused(
+            "Request refused",
+            "This form expired or was not sent by this site. Open the page again.",
+        ));
+    }
+    Ok((form, session, user, now))
+}
+
 /// `POST /device`: looks the code up and asks the user to approve or deny.
 pub async fn submit(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let form = match read_form(&req, payload).await {
+    let (form, _, user, now) = match signed_in_form(&req, payload, &state).await {
         Ok(f) => f,
-        Err(e) => return pages::error_page(e.status, "Invalid request", &e.description),
+        Err(res) => return res,
     };
-    let now = state.engine.clock.unix_now();
-    let Some((_, user)) = current_session(&req, &state, now) else {
-        return to_login("/device");
-    };
-    if !csrf_ok(&req, form.get("csrf_token")) {
-        return refused(
-            "Request refused",
-            "This form expired or was not sent by this site. Open the page again.",
-        );
-    }
     let typed = form.get("user_code").unwrap_or("");
     let who = format!("device:{}", user.user_id);
     let address = source_address(&req);
@@ -242,20 +260,10 @@ pub async fn decide(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let form = match read_form(&req, payload).await {
+    let (form, session, user, now) = match signed_in_form(&req, payload, &state).await {
         Ok(f) => f,
-        Err(e) => return pages::error_page(e.status, "Invalid request", &e.description),
+        Err(res) => return res,
     };
-    let now = state.engine.clock.unix_now();
-    let Some((session, user)) = current_session(&req, &state, now) else {
-        return to_login("/device");
-    };
-    if !csrf_ok(&req, form.get("csrf_token")) {
-        return refused(
-            "Request refused",
-            "This form expired or was not sent by this site. Open the page again.",
-        );
-    }
     let pending: Option<Pending> = form
         .get("request")
         .and_then(|r| state.session_key.open("device", r))
@@ -299,16 +307,8 @@ pub async fn decide(
         }),
         now,
     });
-    let metadata = request_metadata(&req, Cause::User(user.user_id.to_string()));
-    match state
-        .engine
-        .registry
-        .send(
-            &pending.client_id,
-            ExecuteTokenCommand { command, metadata },
-        )
-        .await
-    {
+    let cause = Cause::User(user.user_id.to_string());
+    match state.decide(&req, &pending.client_id, cause, command).await {
         Ok(_) => pages::page(StatusCode::OK, pages::device_done(approve)),
         Err(e) => {
             let e = command_error(e);

@@ -8,7 +8,6 @@
 
 use super::error::OAuthError;
 use super::AppState;
-use crate::actors::ExecuteTokenCommand;
 use crate::bearer::{BearerError, Scheme};
 use crate::dpop::{self, Expected};
 use actix_web::HttpRequest;
@@ -152,11 +151,9 @@ pub async fn check_presentation(
         jti: verified.jti,
         seen: false,
     });
-    let metadata = super::request_metadata(req, Cause::Client(record.client_id.to_string()));
+    let cause = Cause::Client(record.client_id.to_string());
     state
-        .engine
-        .registry
-        .send(&record.client_id, ExecuteTokenCommand { command, metadata })
+        .decide(req, &record.client_id, cause, command)
         .await
         .map_err(|e| {
             let e = super::token::command_error(e);

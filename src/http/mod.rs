@@ -74,6 +74,25 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Has `client`'s actor decide a token command made for this request, caused by
+    /// `caused_by`: the events it recorded, once durable and projected.
+    pub async fn decide(
+        &self,
+        req: &HttpRequest,
+        client: &domain::values::ClientId,
+        caused_by: Cause,
+        command: domain::token::TokenCommand,
+    ) -> crate::actors::CommandResult {
+        let metadata = request_metadata(req, caused_by);
+        self.engine
+            .registry
+            .send(
+                client,
+                crate::actors::ExecuteTokenCommand { command, metadata },
+            )
+            .await
+    }
+
     /// The key that signs a client's JWTs at `now`: its algorithm's, or the server default's.
     pub fn kid_for(&self, client: &domain::client::Client, now: i64) -> Option<String> {
         let alg = client.signing_alg.unwrap_or(self.keys.default_algorithm);

@@ -186,6 +186,22 @@ pub fn describe_scope(scope: &str) -> String {
     }
 }
 
+/// What a consent page says an application asks for.
+fn asked_scopes(scopes: &[String]) -> Markup {
+    html! {
+        @if scopes.is_empty() {
+            p { "It asks for no particular permission." }
+        } @else {
+            p { "It asks to:" }
+            ul.scopes {
+                @for s in scopes {
+                    li { (describe_scope(s)) br; span.muted { code { (s) } } }
+                }
+            }
+        }
+    }
+}
+
 /// What the consent page shows.
 pub struct ConsentPage<'a> {
     /// The signed-in user's name.
@@ -212,16 +228,7 @@ pub fn consent(p: &ConsentPage<'_>) -> Markup {
         html! {
             h1 { (p.client_name) " wants access to your account" }
             p.muted { "Signed in as " b { (p.username) } ". Application id " code { (p.client_id) } "." }
-            @if p.scopes.is_empty() {
-                p { "It asks for no particular permission." }
-            } @else {
-                p { "It asks to:" }
-                ul.scopes {
-                    @for s in p.scopes {
-                        li { (describe_scope(s)) br; span.muted { code { (s) } } }
-                    }
-                }
-            }
+            (asked_scopes(p.scopes))
             p.muted { "You will be sent back to " b { (p.redirect_host) } "." }
             form method="post" action="/consent" {
                 input type="hidden" name="csrf_token" value=(p.csrf);
@@ -322,16 +329,7 @@ pub fn device_consent(p: &DeviceConsentPage<'_>) -> Markup {
             h1 { (p.client_name) " wants access to your account" }
             p.muted { "Signed in as " b { (p.username) } ". Application id " code { (p.client_id) } "." }
             p { "Make sure your device shows the code " b { code { (p.user_code) } } ". If you did not start this on a device of yours, deny." }
-            @if p.scopes.is_empty() {
-                p { "It asks for no particular permission." }
-            } @else {
-                p { "It asks to:" }
-                ul.scopes {
-                    @for s in p.scopes {
-                        li { (describe_scope(s)) br; span.muted { code { (s) } } }
-                    }
-                }
-            }
+            (asked_scopes(p.scopes))
             form method="post" action="/device/decide" {
                 input type="hidden" name="csrf_token" value=(p.csrf);
                 input type="hidden" name="request" value=(p.request);

@@ -9,8 +9,7 @@ use super::client_auth::authenticate_or_public;
 use super::error::OAuthError;
 use super::form::read_form_and_body;
 use super::token::{command_error, fresh_secret};
-use super::{request_metadata, AppState};
-use crate::actors::ExecuteTokenCommand;
+use super::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::par::{PushRequest, LIFETIME_SECS, REQUEST_URI_PREFIX};
@@ -105,11 +104,9 @@ pub async fn push(
         parameters: kept,
         now,
     });
-    let metadata = request_metadata(&req, Cause::Client(client_id.to_string()));
+    let cause = Cause::Client(client_id.to_string());
     state
-        .engine
-        .registry
-        .send(&client_id, ExecuteTokenCommand { command, metadata })
+        .decide(&req, &client_id, cause, command)
         .await
         .map_err(command_error)?;
     Ok(HttpResponse::Created()

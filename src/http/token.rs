@@ -5,8 +5,8 @@
 use super::client_auth::authenticate_or_public;
 use super::error::OAuthError;
 use super::form::{read_form, Form};
-use super::{request_metadata, AppState};
-use crate::actors::{CommandError, ExecuteTokenCommand};
+use super::AppState;
+use crate::actors::CommandError;
 use crate::keys::AccessTokenClaims;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -365,11 +365,9 @@ async fn grant(
             ))
         }
     };
-    let metadata = request_metadata(req, Cause::Client(client_id.to_string()));
+    let cause = Cause::Client(client_id.to_string());
     let events = state
-        .engine
-        .registry
-        .send(&client_id, ExecuteTokenCommand { command, metadata })
+        .decide(req, &client_id, cause, command)
         .await
         .map_err(command_error)?;
     let Some(issued) = events.iter().find_map(|e| match &e.event {
