@@ -10,9 +10,8 @@
 //! and DPoP alternating twice (A B A B).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark tool")]
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use sha2::Digest as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,51 +24,31 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-struct Key {
-    encoding: jsonwebtoken::EncodingKey,
-    jwk: jsonwebtoken::jwk::Jwk,
-}
+#[path = "../tests/support/dpop_key.rs"]
+#[allow(
+    dead_code,
+    reason = "the bench signs proofs; thumbprints are for the tests"
+)]
+mod dpop_key;
+use dpop_key::{ath, DpopKey};
 
-impl Key {
-    fn new() -> Self {
-        use aws_lc_rs::signature::KeyPair as _;
-        let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-        )
-        .unwrap();
-        let p = pair.public_key().as_ref().to_vec();
-        let jwk = serde_json::json!({
-            "kty": "EC", "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..]),
-        });
-        Self {
-            encoding: jsonwebtoken::EncodingKey::from_ec_der(pair.to_pkcs8v1().unwrap().as_ref()),
-            jwk: serde_json::from_value(jwk).unwrap(),
-        }
+/// A proof of `htm` `htu` now by `key`, presenting `token` when given.
+fn proof(key: &DpopKey, htm: &str, htu: &str, token: Option<&str>) -> String {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the proof's iat is the wall clock's"
+    )]
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut claims = serde_json::json!({
+        "jti": uuid::Uuid::new_v4().to_string(), "htm": htm, "htu": htu, "iat": iat,
+    });
+    if let Some(t) = token {
+        claims["ath"] = ath(t).into();
     }
-
-    fn proof(&self, htm: &str, htu: &str, token: Option<&str>) -> String {
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "the proof's iat is the wall clock's"
-        )]
-        let iat = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let mut claims = serde_json::json!({
-            "jti": uuid::Uuid::new_v4().to_string(), "htm": htm, "htu": htu, "iat": iat,
-        });
-        if let Some(t) = token {
-            claims["ath"] = URL_SAFE_NO_PAD
-                .encode(sha2::Sha256::digest(t.as_bytes()))
-                .into();
-        }
-        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        h.typ = Some("dpop+jwt".into());
-        h.jwk = Some(self.jwk.clone());
-        jsonwebtoken::encode(&h, &claims, &self.encoding).unwrap()
-    }
+    key.sign("dpop+jwt", &claims)
 }
 
 /// One request of a run, the `usize`-th: whether it succeeded.
@@ -116,12 +95,12 @@ fn main() {
     let basic = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
     let token_url = format!("{base}/token");
     let whoami_url = format!("{base}/api/whoami");
-    let key = Arc::new(Key::new());
+    let key = Arc::new(DpopKey::new());
     // Enough proofs for any rate this machine reaches, signed just before each DPoP run so
     // that none is older than the server's 60 s window.
     let budget = 6_000 * seconds as usize;
     let proofs = |htm: &str, url: &str, token: Option<&str>| -> Arc<Vec<String>> {
-        Arc::new((0..budget).map(|_| key.proof(htm, url, token)).collect())
+        Arc::new((0..budget).map(|_| proof(&key, htm, url, token)).collect())
     };
     let get_token = |dpop: Option<&str>| -> String {
         let mut req = agent().post(&token_url).header("Authorization", &basic);
@@ -136,7 +115,7 @@ fn main() {
         v["access_token"].as_str().expect("a token").to_owned()
     };
     let bearer_token = Arc::new(get_token(None));
-    let bound_token = Arc::new(get_token(Some(&key.proof("POST", &token_url, None))));
+    let bound_token = Arc::new(get_token(Some(&proof(&key, "POST", &token_url, None))));
     let report = |scenario: &str, (rps, errors): (f64, usize)| {
         println!(
             "scenario={scenario} rps={rps:.0} errors={errors} threads={threads} seconds={seconds}"

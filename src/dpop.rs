@@ -220,37 +220,19 @@ pub fn header_value(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use aws_lc_rs::signature::KeyPair as _;
 
-    /// A client's DPoP key: signs proofs.
-    pub struct Key {
-        encoding: jsonwebtoken::EncodingKey,
-        pub jwk: serde_json::Value,
+    #[allow(
+        dead_code,
+        reason = "these tests sign proofs; thumbprints are for the API tests"
+    )]
+    mod dpop_key {
+        include!("../tests/support/dpop_key.rs");
     }
+    use dpop_key::DpopKey as Key;
 
     impl Key {
-        pub fn new() -> Self {
-            let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
-                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            )
-            .unwrap();
-            let p = pair.public_key().as_ref().to_vec();
-            let jwk = serde_json::json!({
-                "kty": "EC", "crv": "P-256",
-                "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..]),
-            });
-            let der = pair.to_pkcs8v1().unwrap();
-            Self {
-                encoding: jsonwebtoken::EncodingKey::from_ec_der(der.as_ref()),
-                jwk,
-            }
-        }
-
         pub fn proof(&self, claims: serde_json::Value, typ: &str) -> String {
-            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-            h.typ = Some(typ.into());
-            h.jwk = Some(serde_json::from_value(self.jwk.clone()).unwrap());
-            jsonwebtoken::encode(&h, &claims, &self.encoding).unwrap()
+            self.sign(typ, &claims)
         }
     }
 

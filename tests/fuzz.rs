@@ -1811,26 +1811,19 @@ fn fuzz_error_descriptions() {
     proptest!(config, |(text in any::<String>())| check_description(&text));
 }
 
+#[path = "support/dpop_key.rs"]
+#[allow(
+    dead_code,
+    reason = "the fuzz targets sign proofs; thumbprints are for the API tests"
+)]
+mod dpop_key;
+
 /// A DPoP proof of a fresh P-256 key for `POST https://as.example/token` at `iat`.
 fn dpop_proof(iat: i64) -> String {
-    use aws_lc_rs::signature::KeyPair as _;
-    let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
-        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-    )
-    .unwrap();
-    let p = pair.public_key().as_ref().to_vec();
-    let jwk = serde_json::json!({
-        "kty": "EC", "crv": "P-256",
-        "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..]),
-    });
-    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    h.typ = Some("dpop+jwt".into());
-    h.jwk = Some(serde_json::from_value(jwk).unwrap());
-    let key = jsonwebtoken::EncodingKey::from_ec_der(pair.to_pkcs8v1().unwrap().as_ref());
     let claims = serde_json::json!({
         "jti": "j1", "htm": "POST", "htu": "https://as.example/token", "iat": iat,
     });
-    jsonwebtoken::encode(&h, &claims, &key).unwrap()
+    dpop_key::DpopKey::new().sign("dpop+jwt", &claims)
 }
 
 const DPOP_NOW: i64 = 1_800_000_000;

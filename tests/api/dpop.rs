@@ -6,43 +6,11 @@ use crate::helpers::{agent, spawn_app, spawn_app_with, TestApp};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use sha2::Digest as _;
 
-/// A client's DPoP key pair (P-256).
-pub struct DpopKey {
-    encoding: jsonwebtoken::EncodingKey,
-    jwk: Value,
-}
+use crate::dpop_key::ath;
+pub use crate::dpop_key::DpopKey;
 
 impl DpopKey {
-    pub fn new() -> Self {
-        use aws_lc_rs::signature::KeyPair as _;
-        let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-        )
-        .unwrap();
-        let p = pair.public_key().as_ref().to_vec();
-        let jwk = json!({
-            "kty": "EC", "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..]),
-        });
-        let der = pair.to_pkcs8v1().unwrap();
-        Self {
-            encoding: jsonwebtoken::EncodingKey::from_ec_der(der.as_ref()),
-            jwk,
-        }
-    }
-
-    /// The RFC 7638 thumbprint the server binds tokens to.
-    pub fn thumbprint(&self) -> String {
-        let canonical = format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-            self.jwk["x"].as_str().unwrap(),
-            self.jwk["y"].as_str().unwrap()
-        );
-        URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical.as_bytes()))
-    }
-
     /// A proof of `htm` `htu` now, with extra claims.
     pub fn proof_with(&self, htm: &str, htu: &str, extra: Value) -> String {
         let mut claims = json!({
@@ -51,10 +19,7 @@ impl DpopKey {
         for (k, v) in extra.as_object().unwrap() {
             claims[k] = v.clone();
         }
-        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        h.typ = Some("dpop+jwt".into());
-        h.jwk = Some(serde_json::from_value(self.jwk.clone()).unwrap());
-        jsonwebtoken::encode(&h, &claims, &self.encoding).unwrap()
+        self.sign("dpop+jwt", &claims)
     }
 
     pub fn proof(&self, htm: &str, htu: &str) -> String {
@@ -72,10 +37,6 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-fn ath(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 /// An answer: status, JSON body and headers by lower-case name.

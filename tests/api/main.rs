@@ -18,6 +18,8 @@ mod clients;
 mod crash;
 mod device;
 mod dpop;
+#[path = "../support/dpop_key.rs"]
+mod dpop_key;
 mod durability;
 mod exchange;
 mod grants;
