@@ -94,7 +94,7 @@ RUST_LOG=warn "$AL" serve --bind "127.0.0.1:$AL_PORT" --data-dir "$WORK/data" $N
   > "$WORK/results/authledger-$STAMP.log" 2>&1 &
 AL_PID=$!
 PIDS+=("$AL_PID")
-wait_for "http://127.0.0.1:$AL_PORT/healthz" "$AL_PID" "$WORK/results/authledger-$STAMP.log"
+wait_for "http://127.0.0.1:$AL_PORT/readyz" "$AL_PID" "$WORK/results/authledger-$STAMP.log"
 register() { # ID extra-args...
   local id="$1"
   shift

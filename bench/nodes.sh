@@ -74,7 +74,7 @@ start_node() {
     --data-dir "$dir" --issuer http://nodes.bench.test --insecure-http "$@" > "$dir.log" 2>&1 &
   PIDS+=("$!")
   local deadline=$(( $(date +%s) + 60 ))
-  until [ -f "$dir/server.json" ] && curl -sf -o /dev/null "http://127.0.0.1:$(port_of "$dir")/healthz"; do
+  until [ -f "$dir/server.json" ] && curl -sf -o /dev/null "http://127.0.0.1:$(port_of "$dir")/readyz"; do
     kill -0 "$!" 2>/dev/null || { cat "$dir.log" >&2; bench_die "the node in $dir exited"; }
     [ "$(date +%s)" -lt "$deadline" ] || bench_die "the node in $dir did not start"
     sleep 0.1

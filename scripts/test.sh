@@ -27,17 +27,19 @@ fi
 
 bash scripts/deps.sh
 
-# tests/api/clients.rs drives a real client library, Python's requests-oauth2client (PAR,
-# DPoP, token exchange), from a virtual environment of its own under target/.
-if ! target/pyenv/bin/python -c "import requests_oauth2client" >/dev/null 2>&1; then
-  echo "making target/pyenv with requests-oauth2client (PyPI) for the client-library test" >&2
+# Some black-box tests drive Python libraries (tests/clients/requirements.txt: a client library
+# for PAR, DPoP and token exchange; the Prometheus text parser), from a virtual environment of
+# their own under target/, installed again whenever the list changes.
+if ! cmp -s tests/clients/requirements.txt target/pyenv/requirements.txt; then
+  echo "making target/pyenv from tests/clients/requirements.txt (PyPI) for the Python-driven tests" >&2
   if ! python3 -m venv target/pyenv >/dev/null 2>&1; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
     python3 -m venv target/pyenv
   fi
-  target/pyenv/bin/pip install -q requests-oauth2client==1.8.0
+  target/pyenv/bin/pip install -q -r tests/clients/requirements.txt
+  cp tests/clients/requirements.txt target/pyenv/requirements.txt
 fi
 
 cargo test --workspace "$@"

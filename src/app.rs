@@ -15,6 +15,9 @@ use std::sync::Arc;
 /// A built, not yet running server.
 pub struct Application {
     server: Server,
+    /// The listener of `/metrics` alone, when one is configured.
+    metrics_server: Option<Server>,
+    metrics_addr: Option<SocketAddr>,
     /// The certificate served, when serving HTTPS (reloaded on SIGHUP).
     tls: Option<Arc<crate::tls::ReloadingCert>>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -222,6 +225,28 @@ impl Application {
             );
         }
         let session_key = http::session::SessionKey::load_or_create(&config.data_dir)?;
+        let metrics = if config.metrics {
+            let handle = crate::metrics::install();
+            if handle.is_none() {
+                tracing::warn!("another metrics recorder is installed; /metrics stays empty");
+            }
+            handle
+        } else {
+            None
+        };
+        if let Some(h) = &metrics {
+            crate::metrics::start_upkeep(h.clone());
+        }
+        let metrics_listener = config
+            .metrics_bind
+            .as_deref()
+            .filter(|_| config.metrics)
+            .map(|bind| {
+                TcpListener::bind(bind).with_context(|| {
+                    format!("binding the metrics address {bind}; is another server on that port?")
+                })
+            })
+            .transpose()?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let state = web::Data::new(AppState {
             engine: engine.clone(),
@@ -240,9 +265,12 @@ impl Application {
             logout_notices: Arc::new(tokio::sync::Notify::new()),
             delivering: tokio::sync::Mutex::new(()),
             shutdown: shutdown_rx,
+            metrics,
+            metrics_here: metrics_listener.is_none(),
         });
         // Back-channel logout notices owed from before a restart go out now.
         actix_rt::spawn(http::logout::run_deliveries(state.clone()));
+        let metrics_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -258,9 +286,34 @@ impl Application {
             server = server.workers(w);
         }
         let server = server.disable_signals().run();
+        let metrics_addr = metrics_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
+        let metrics_server = match metrics_listener {
+            Some(listener) => {
+                let state = metrics_state;
+                Some(
+                    HttpServer::new(move || {
+                        App::new()
+                            .app_data(state.clone())
+                            .route("/metrics", web::get().to(http::discovery::metrics))
+                            .default_service(web::to(|req: actix_web::HttpRequest| async move {
+                                http::not_found_answer(req.path())
+                            }))
+                    })
+                    .workers(1)
+                    .listen(listener)?
+                    .disable_signals()
+                    .run(),
+                )
+            }
+            None => None,
+        };
         let info = serde_json::json!({
             "pid": std::process::id(),
             "addr": addr.to_string(),
+            "metrics_addr": metrics_addr.map(|a| a.to_string()),
             "url": format!("{scheme}://{addr}"),
             "issuer": issuer,
         });
@@ -271,6 +324,8 @@ impl Application {
         tracing::info!(%addr, %issuer, data_dir = %config.data_dir.display(), "authledger listening");
         Ok(Self {
             server,
+            metrics_server,
+            metrics_addr,
             tls,
             shutdown,
             addr,
@@ -284,6 +339,11 @@ impl Application {
         self.addr
     }
 
+    /// The metrics listener's address, when one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.addr.port()
@@ -294,6 +354,9 @@ impl Application {
         let handle = self.server.handle();
         let server = self.server;
         let running = actix_rt::spawn(server);
+        let metrics = self
+            .metrics_server
+            .map(|m| (m.handle(), actix_rt::spawn(m)));
         // systemd's `Type=notify` (and any supervisor that sets NOTIFY_SOCKET) learns that the
         // server takes requests; without the variable this does nothing.
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
@@ -308,6 +371,10 @@ impl Application {
         self.shutdown.send_replace(true);
         handle.stop(true).await;
         let _ = running.await;
+        if let Some((handle, running)) = metrics {
+            handle.stop(true).await;
+            let _ = running.await;
+        }
         // Everything acknowledged is in the log already; the checkpoints make the next start
         // short.
         self.engine.close();

@@ -79,6 +79,12 @@ pub struct FileConfig {
     pub registration_scopes: Option<Vec<String>>,
     /// Registrations per minute per source address (0: no limit).
     pub rate_limit_register: Option<u32>,
+    /// Log as JSON lines.
+    pub log_json: Option<bool>,
+    /// Record metrics and serve `GET /metrics` (default true).
+    pub metrics: Option<bool>,
+    /// Serve `/metrics` on this address instead of the main listener.
+    pub metrics_bind: Option<String>,
 }
 
 impl FileConfig {
@@ -138,6 +144,10 @@ pub struct ServeConfig {
     pub insecure_http: bool,
     /// What `POST /register` lets a client register.
     pub registration: crate::http::register::RegistrationPolicy,
+    /// Record metrics and serve them.
+    pub metrics: bool,
+    /// Serve `/metrics` on this address alone (not on `bind`).
+    pub metrics_bind: Option<String>,
 }
 
 /// Lifetimes and switches of the grants made on a user's behalf.

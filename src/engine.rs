@@ -774,6 +774,11 @@ impl AuditFollower {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The last position the audit postings hold.
+    pub fn applied_position(&self) -> u64 {
+        self.state().applied
+    }
+
     fn applied(&self, position: u64) {
         let mut state = self.state();
         state.applied = state.applied.max(position);

@@ -30,6 +30,8 @@ pub mod jose;
 #[cfg(feature = "server")]
 pub mod keys;
 #[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
 pub mod passwords;
 #[cfg(feature = "resource-server")]
 pub mod resource;

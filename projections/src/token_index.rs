@@ -576,6 +576,12 @@ impl TokenIndex {
         self.table().len()
     }
 
+    /// Access tokens in the compact table that expire after `now` and were not revoked one
+    /// by one (tokens with terms, kept as rows, are not counted).
+    pub fn unexpired_in_table(&self, now: i64) -> usize {
+        self.table().unexpired(now)
+    }
+
     /// A consistent copy of the tree and the table.
     pub(crate) fn copy(&self) -> TokensCopy {
         let table = self.table();

@@ -486,6 +486,16 @@ impl TokenTable {
         self.live
     }
 
+    /// Tokens held that expire after `now` and were not revoked one by one (a revoked
+    /// family's tokens count until they expire): one pass over the slots.
+    pub(crate) fn unexpired(&self, now: i64) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| !s.is_tombstone() && i64::from(s.expires_at) > now)
+            .filter(|s| !self.may_be_revoked(&Uuid::from_bytes(s.jti)))
+            .count()
+    }
+
     fn slot(&self, i: u32) -> Option<&Slot> {
         self.slots.get(i as usize)
     }

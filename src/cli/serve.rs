@@ -143,9 +143,17 @@ pub struct ServeArgs {
     /// (default 20; 0: off).
     #[arg(long, env = "AUTHLEDGER_RATE_LIMIT_REGISTER")]
     pub rate_limit_register: Option<u32>,
-    /// Log as JSON lines.
+    /// Log as JSON lines (one object per event, for a log collector).
     #[arg(long, env = "AUTHLEDGER_LOG_JSON")]
     pub log_json: bool,
+    /// Record Prometheus metrics and serve them at GET /metrics (default true; `false`
+    /// records nothing and answers 404 there).
+    #[arg(long, env = "AUTHLEDGER_METRICS", action = clap::ArgAction::Set)]
+    pub metrics: Option<bool>,
+    /// Serve /metrics on this address (e.g. 127.0.0.1:9464) instead of the main listener,
+    /// so that it need not be reachable where the OAuth endpoints are.
+    #[arg(long, env = "AUTHLEDGER_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
     /// Serve even if the log's hash chain is broken (by default the start stops and says
     /// where). Use it to get at a damaged log's data, never as a standing setting.
     #[arg(long)]
@@ -182,7 +190,7 @@ pub fn run(
     store: StoreChoice,
     file: FileConfig,
 ) -> anyhow::Result<()> {
-    crate::telemetry::init(args.log_json, "info");
+    crate::telemetry::init(args.log_json || file.log_json.unwrap_or(false), "info");
     let config = ServeConfig {
         data_dir,
         store,
@@ -327,6 +335,8 @@ pub fn run(
                 },
             }
         },
+        metrics: args.metrics.or(file.metrics).unwrap_or(true),
+        metrics_bind: args.metrics_bind.or(file.metrics_bind),
         clock: if args.test_clock {
             tracing::warn!(
                 "serving with a clock that admins can move (--test-clock): for tests only"

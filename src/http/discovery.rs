@@ -65,10 +65,81 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
     })
 }
 
-/// Health and the log's head position; 503 once the store stopped taking writes.
+/// Liveness: the process answers. 200 whatever the store's state (`/readyz` says whether to
+/// send it traffic), with that state for a person looking.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     use crate::store::EventStore;
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "alive",
+        "head_position": state.engine.store.head_position(),
+        "ready": readiness(&state).status().is_success(),
+    }))
+}
+
+/// Readiness: 200 while the server can take requests; 503 while a node's copy of the shared
+/// log is catching up or the database is unreachable, once the store stopped taking writes,
+/// and while the server stops. A damaged log served with `--allow-unverified` is ready for
+/// reads (200, `read_only`).
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    readiness(&state)
+}
+
+/// `GET /metrics` on the main listener, unless a metrics address is configured.
+pub async fn metrics_here(state: web::Data<AppState>) -> HttpResponse {
+    if !state.metrics_here {
+        return super::not_found_answer("/metrics");
+    }
+    metrics(state).await
+}
+
+/// `GET /metrics`: the Prometheus text format (version 0.0.4); 404 when metrics are off.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    use crate::store::EventStore;
+    let Some(handle) = &state.metrics else {
+        return super::not_found_answer("/metrics");
+    };
+    let engine = &state.engine;
+    let head = engine.store.head_position();
+    let applied = engine.audit.applied_position().min(head);
+    let now_ms = engine.clock.unix_now_ms();
+    let oldest_waiting_ms = if applied < head {
+        engine.store.read_all(applied + 1, 1).ok().and_then(|e| {
+            e.first()
+                .map(|e| (e.recorded_at.unix_timestamp_nanos() / 1_000_000) as i64)
+        })
+    } else {
+        None
+    };
+    let gauges = crate::metrics::Gauges {
+        projection_lag_events: head - applied,
+        projection_lag_seconds: oldest_waiting_ms
+            .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0),
+        live_actors: engine.registry.live(),
+        live_tokens: engine
+            .models
+            .tokens
+            .unexpired_in_table(engine.clock.unix_now()),
+        head_position: head,
+    };
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .body(crate::metrics::render(handle, &gauges))
+}
+
+/// Whether the server can take requests, and why not.
+fn readiness(state: &AppState) -> HttpResponse {
+    use crate::store::EventStore;
     let head = state.engine.store.head_position();
+    if *state.shutdown.borrow() {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
+            .json(serde_json::json!({
+                "status": "stopping",
+                "reason": "the server is stopping",
+                "head_position": head,
+            }));
+    }
     if let Some(reason) = state.engine.store.read_only() {
         // Alive and answering reads on purpose (`--allow-unverified` past damage).
         return HttpResponse::Ok().json(serde_json::json!({

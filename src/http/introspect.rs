@@ -95,6 +95,21 @@ pub async fn introspect(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
+    let answer = answer(req, payload, state).await;
+    crate::metrics::introspection(match &answer {
+        Ok((_, true)) => "active",
+        Ok((_, false)) => "inactive",
+        Err(_) => "refused",
+    });
+    answer.map(|(res, _)| res)
+}
+
+/// The answer to an introspection request, and whether it says the token is active.
+async fn answer(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<(HttpResponse, bool), OAuthError> {
     let form = read_form(&req, payload).await?;
     let caller = authenticate(&req, &form, &state).await?;
     state.limits.introspect(&caller.view.client.client_id)?;
@@ -163,7 +178,9 @@ pub async fn introspect(
             _ => inactive(),
         },
     };
-    Ok(HttpResponse::Ok()
+    let active = body["active"] == true;
+    let res = HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(body))
+        .json(body);
+    Ok((res, active))
 }

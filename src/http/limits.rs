@@ -122,7 +122,8 @@ fn per_minute(n: u32) -> Option<Quota> {
     Some(Quota::per_minute(rate).allow_burst(burst))
 }
 
-fn too_many(what: &str, wait: u64) -> OAuthError {
+fn too_many(what: &'static str, wait: u64) -> OAuthError {
+    crate::metrics::throttled(what);
     // RFC 6749 has no error code for this; 429 with Retry-After is RFC 6585 §4.
     OAuthError::new(
         ErrorCode::InvalidRequest,
@@ -171,7 +172,9 @@ impl Limits {
     /// Counts a page request from `source`; `Err(seconds to wait)` when over the limit.
     pub fn page(&self, source: IpAddr) -> Result<(), u64> {
         match &self.pages {
-            Some(l) => l.check(&source),
+            Some(l) => l
+                .check(&source)
+                .inspect_err(|_| crate::metrics::throttled("pages")),
             None => Ok(()),
         }
     }

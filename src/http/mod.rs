@@ -71,6 +71,10 @@ pub struct AppState {
     /// Turns true when the server begins to stop: long-lived responses (the event stream)
     /// end then, so that the graceful stop does not wait for them.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Renders `/metrics`; `None` when metrics are off.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Whether the main listener serves `/metrics` (no separate metrics address).
+    pub metrics_here: bool,
 }
 
 impl AppState {
@@ -255,6 +259,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
         )
         .route("/healthz", web::get().to(discovery::healthz))
+        .route("/readyz", web::get().to(discovery::readyz))
+        .route("/metrics", web::get().to(discovery::metrics_here))
         .route("/admin", web::get().to(viewer::events))
         .route("/admin/login", web::get().to(viewer::login_form))
         .route("/admin/login", web::post().to(viewer::login))
@@ -313,10 +319,15 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> HttpResponse {
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
+    not_found_answer(req.path())
+}
+
+/// 404 `not_found` for `path`.
+pub(crate) fn not_found_answer(path: &str) -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({
         "error": "not_found",
         // The path is the caller's: named, not echoed (RFC 6749 §5.2's character set).
-        "error_description": domain::oauth::error_description(&format!("no resource at {}", req.path())),
+        "error_description": domain::oauth::error_description(&format!("no resource at {path}")),
     }))
 }
 
@@ -423,11 +434,18 @@ where
     async move {
         let mut res = fut.await?;
         let status = res.status().as_u16();
+        let took = started.elapsed();
         tracing::info!(
             request_id = %id, %method, %path, status,
-            micros = started.elapsed().as_micros() as u64,
+            micros = took.as_micros() as u64,
             "request"
         );
+        if crate::metrics::enabled() {
+            // The route's pattern, never the path: ids in paths would make a series each.
+            let endpoint = res.request().match_pattern();
+            let endpoint = endpoint.as_deref().unwrap_or("unmatched");
+            crate::metrics::request(endpoint, method.as_str(), status, took);
+        }
         if let Ok(v) = HeaderValue::from_str(&id) {
             res.headers_mut()
                 .insert(HeaderName::from_static(REQUEST_ID), v);

@@ -94,7 +94,10 @@ impl Throttle {
             .into_iter()
             .filter_map(|(k, rule)| wait_until(map.get(&k)?, rule, now_ms))
             .max()
-            .map(|until| ceil_secs(until - now_ms))
+            .map(|until| {
+                crate::metrics::throttled("failed_attempts");
+                ceil_secs(until - now_ms)
+            })
     }
 
     /// Counts a failure at `now_ms` (Unix milliseconds); answers the user's lock when this

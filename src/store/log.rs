@@ -766,6 +766,8 @@ impl Writer {
         let recorded_at = now.max(self.last_time);
         let mut replica_time = self.last_time;
         let mut local = false;
+        // This node's own appends (not copies of the shared log's), for the metrics.
+        let mut local_events: Vec<Arc<RecordedEvent>> = Vec::new();
         // Versions of streams whose events a skipped run held (no positions to index).
         let mut skipped: Vec<(String, u64)> = Vec::new();
         let mut hash = self.last_hash.clone();
@@ -876,6 +878,7 @@ impl Writer {
                     continue;
                 }
                 records.extend(job_records);
+                local_events.extend(recorded.iter().cloned());
                 new_heads.insert(job.stream, version);
                 position = job_position;
                 hash = job_hash;
@@ -886,8 +889,9 @@ impl Writer {
             return;
         }
         if !records.is_empty() {
+            let started = std::time::Instant::now();
             match self.medium.write(&records) {
-                Ok(()) => {}
+                Ok(()) => crate::metrics::group_commit(records.len(), started.elapsed()),
                 Err(WriteFailure::Unavailable(cause)) => {
                     // Nothing was written: the positions are free again, and the next group
                     // may find room.
@@ -941,6 +945,7 @@ impl Writer {
             .flat_map(|(_, evs)| evs.iter().cloned())
             .collect();
         (self.hook)(&all);
+        crate::metrics::appended(&local_events);
         if let Ok(mut subs) = self.subscribers.lock() {
             self.durable_head
                 .store(self.next_position - 1, Ordering::SeqCst);

@@ -927,6 +927,7 @@ impl Writer {
             .await
             .map_err(db_error)?;
         let mut tries = 0;
+        let started = std::time::Instant::now();
         loop {
             match client
                 .query_one(
@@ -942,7 +943,10 @@ impl Writer {
                 )
                 .await
             {
-                Ok(row) => return Ok((row.get(0), row.get(1), row.get(2))),
+                Ok(row) => {
+                    crate::metrics::group_commit(g.records.len(), started.elapsed());
+                    return Ok((row.get(0), row.get(1), row.get(2)));
+                }
                 Err(e)
                     if tries < CONFLICT_RETRIES
                         && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
@@ -1011,7 +1015,11 @@ fn answer(owed: Vec<Waiter>, events: Result<Vec<Arc<RecordedEvent>>, StoreError>
         let reply = match &events {
             Ok(all) => all
                 .get(w.first..w.first + w.count)
-                .map(|s| s.to_vec())
+                .map(|s| {
+                    // Answered once per append this node made: counted here, not in the copy.
+                    crate::metrics::appended(s);
+                    s.to_vec()
+                })
                 .ok_or_else(|| StoreError::failed("an append's events are missing from the copy")),
             Err(e) => Err(e.clone()),
         };

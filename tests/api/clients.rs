@@ -16,7 +16,9 @@ use std::process::{Command, Stdio};
 const CB: &str = "https://app.example.com/cb";
 const FILES: &str = "https://files.example.com/";
 
-fn python() -> PathBuf {
+/// The virtual environment's Python (scripts/test.sh makes it from
+/// tests/clients/requirements.txt).
+pub fn python() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> -> target/pyenv
     let target = exe
@@ -28,7 +30,7 @@ fn python() -> PathBuf {
     assert!(
         python.exists(),
         "{} is missing: run scripts/test.sh, which makes it (python3 -m venv target/pyenv && \
-         target/pyenv/bin/pip install requests-oauth2client==1.8.0)",
+         target/pyenv/bin/pip install -r tests/clients/requirements.txt)",
         python.display()
     );
     python

@@ -127,11 +127,7 @@ impl TestApp {
         let text = std::fs::read_to_string(&server_file).expect("server.json of a ready server");
         let v: Value = serde_json::from_str(&text).unwrap();
         self.base = format!("http://{}", v["addr"].as_str().unwrap());
-        assert_eq!(
-            self.get("/healthz").0,
-            200,
-            "a ready server answers /healthz"
-        );
+        assert_eq!(self.get("/readyz").0, 200, "a started server is ready");
     }
 
     /// Stops the server with SIGTERM and waits for it.

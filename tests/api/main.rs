@@ -27,6 +27,7 @@ mod helpers;
 mod keys;
 mod lifecycle;
 mod logfile;
+mod metrics;
 mod nodes;
 mod oauth;
 mod oidc;

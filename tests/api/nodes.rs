@@ -168,9 +168,17 @@ fn postgres_restarted_under_load_gets_503_then_the_nodes_serve_again_without_a_r
         // Not ready while the database is unreachable; still alive.
         let started = Instant::now();
         loop {
-            let (status, body) = a.get("/healthz");
+            let (status, body) = a.get("/readyz");
             if status == 503 {
                 assert_eq!(body["status"], "not_ready", "{body}");
+                // Live all the while: a supervisor must not restart it for this.
+                let (live, body) = a.get("/healthz");
+                assert_eq!(
+                    (live, body["status"].as_str()),
+                    (200, Some("alive")),
+                    "{body}"
+                );
+                assert_eq!(body["ready"], false, "{body}");
                 break;
             }
             assert!(started.elapsed() < Duration::from_secs(15), "{body}");
@@ -188,7 +196,7 @@ fn postgres_restarted_under_load_gets_503_then_the_nodes_serve_again_without_a_r
         cluster.start();
         // Back without a restart of the node: ready, and tokens are issued again.
         let started = Instant::now();
-        while a.get("/healthz").0 != 200 {
+        while a.get("/readyz").0 != 200 {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "never ready again"
