@@ -38,6 +38,7 @@ pub fn registered(id: &ClientId) -> Event {
         admin: Some(false),
         oidc: Default::default(),
         dynamic: None,
+        imported: None,
         extensions: Default::default(),
     })
 }

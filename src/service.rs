@@ -169,6 +169,13 @@ pub struct CreateClient {
     /// Set by dynamic client registration only, never from a request body.
     #[serde(skip)]
     pub dynamic: Option<domain::event::DynamicRegistration>,
+    /// The server it was exported from (`authledger import`): recorded with the client.
+    #[serde(default)]
+    pub imported: Option<domain::event::ImportOrigin>,
+    /// An imported bcrypt hash of its secret (`$2a$`, `$2b$` or `$2y$`), kept so that the
+    /// secret it has keeps working; only with `imported`, and never with `client_secret`.
+    #[serde(default)]
+    pub client_secret_bcrypt: Option<String>,
 }
 
 /// Changes to a client (admin API body; built from CLI flags).
@@ -510,7 +517,33 @@ pub fn registration(
     let method = parse_opt(&req.token_endpoint_auth_method, AuthMethod::parse)?;
     check_jwks(&req.jwks)?;
     let by_key = method == Some(AuthMethod::PrivateKeyJwt);
+    let imported_hash = match (&req.client_secret_bcrypt, &req.imported) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(ServiceError::Invalid(
+                "client_secret_bcrypt is for imported clients only (with imported)".into(),
+            ))
+        }
+        (Some(_), Some(_)) if req.public || by_key || req.client_secret.is_some() => {
+            return Err(ServiceError::Invalid(
+                "client_secret_bcrypt goes with a confidential client that has no other secret"
+                    .into(),
+            ))
+        }
+        (Some(h), Some(_)) => Some(
+            domain::values::SecretHash::imported_bcrypt(h)
+                .map_err(|e| ServiceError::Invalid(e.0))?,
+        ),
+    };
+    // An imported secret is already deployed: it is kept whatever its length, and the
+    // import's report asks for a rotation when it is short.
+    let min_len = if req.imported.is_some() {
+        1
+    } else {
+        MIN_SECRET_LEN
+    };
     let secret = match (req.public, req.client_secret) {
+        (false, None) if imported_hash.is_some() => None,
         (false, Some(_)) if by_key => {
             return Err(ServiceError::Invalid(
                 "a private_key_jwt client authenticates with its keys and has no secret; drop --secret".into(),
@@ -523,7 +556,7 @@ pub fn registration(
             ))
         }
         (true, None) => None,
-        (false, Some(s)) if s.len() < MIN_SECRET_LEN => {
+        (false, Some(s)) if s.len() < min_len => {
             return Err(ServiceError::Invalid(format!(
                 "a client secret must be at least {MIN_SECRET_LEN} characters; omit it to have one generated"
             )))
@@ -553,7 +586,7 @@ pub fn registration(
         client_id: client_id.clone(),
         name: req.name,
         public: req.public,
-        secret_hash: secret.as_deref().map(|s| key.hash(s)),
+        secret_hash: imported_hash.or_else(|| secret.as_deref().map(|s| key.hash(s))),
         redirect_uris: parse_all(&req.redirect_uris, RedirectUri::parse)?,
         grant_types,
         scopes: parse_scopes(&req.scopes)?,
@@ -580,6 +613,7 @@ pub fn registration(
             sector_identifier: req.sector_identifier.clone(),
         },
         dynamic: req.dynamic.clone(),
+        imported: req.imported.clone(),
         extensions: domain::event::ExtensionSettings {
             resources: req.resources.clone(),
             require_pushed_authorization_requests: req.require_pushed_authorization_requests,

@@ -226,6 +226,8 @@ pub struct RegisterClient {
     pub extensions: ExtensionSettings,
     /// Set when the client registers itself (RFC 7591).
     pub dynamic: Option<DynamicRegistration>,
+    /// Set when `authledger import` brings it from another server.
+    pub imported: Option<crate::event::ImportOrigin>,
 }
 
 /// Changes to a client, decided together and recorded atomically.
@@ -562,6 +564,7 @@ fn register(state: &ClientState, cmd: &RegisterClient) -> Result<Vec<Event>, Cli
         oidc: cmd.oidc.clone(),
         extensions: cmd.extensions.clone(),
         dynamic: cmd.dynamic.clone(),
+        imported: cmd.imported.clone(),
     })])
 }
 
@@ -932,6 +935,7 @@ pub(crate) mod tests {
             admin: false,
             oidc: Default::default(),
             dynamic: None,
+            imported: None,
             extensions: Default::default(),
         }
     }
@@ -974,6 +978,7 @@ pub(crate) mod tests {
                 admin: Some(false),
                 oidc: Default::default(),
                 dynamic: None,
+                imported: None,
                 extensions: Default::default(),
             })]);
     }

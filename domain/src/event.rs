@@ -67,6 +67,25 @@ pub struct ClientRegistered {
     /// Present when the client registered itself (dynamic client registration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic: Option<DynamicRegistration>,
+    /// Present when `authledger import` brought the client from another server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<ImportOrigin>,
+}
+
+/// Where an imported client came from, and what of it did not come along.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOrigin {
+    /// The server it was exported from: `hydra`, `keycloak` or `league`.
+    pub source: String,
+    /// Its id there.
+    pub source_id: String,
+    /// What became of its secret: `plaintext` (hashed on import), `bcrypt` (the source's
+    /// hash, kept verifiable), `rotated` (none usable: a new one was issued), or `none` (a
+    /// public client, or one that authenticates with its keys).
+    pub secret: String,
+    /// The source's settings that have no counterpart here, as `name: why`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmapped: Vec<String>,
 }
 
 /// What a client registered for OpenID Connect (Dynamic Client Registration 1.0 §2).

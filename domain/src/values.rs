@@ -457,6 +457,7 @@ impl fmt::Debug for HashKey {
 
 const SHA256: &str = "sha256:";
 const HMAC_SHA256: &str = "hmac-sha256:";
+const BCRYPT: &str = "bcrypt:";
 
 /// How a [`SecretHash`] was computed; its text names it, so old events keep verifying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -465,6 +466,10 @@ pub enum HashScheme {
     Sha256,
     /// `hmac-sha256:<hex>`: an HMAC-SHA-256 under the server's [`HashKey`].
     HmacSha256,
+    /// `bcrypt:$2y$10$...`: a client secret imported from a server that kept only its bcrypt
+    /// hash (Hydra, League/Symfony), so that the client keeps working until it is rotated.
+    /// Never made here, and never for a token or a code.
+    Bcrypt,
 }
 
 /// A versioned hash of a high-entropy secret (client secret, opaque token, code).
@@ -488,9 +493,16 @@ impl SecretHash {
     pub fn scheme(&self) -> HashScheme {
         if self.0.starts_with(HMAC_SHA256) {
             HashScheme::HmacSha256
+        } else if self.0.starts_with(BCRYPT) {
+            HashScheme::Bcrypt
         } else {
             HashScheme::Sha256
         }
+    }
+
+    /// An imported bcrypt hash (`$2a$`, `$2b$` or `$2y$`, cost 4 to 31), kept as it is.
+    pub fn imported_bcrypt(hash: &str) -> Result<Self, InvalidValue> {
+        Self::try_from(format!("{BCRYPT}{hash}"))
     }
 
     /// The 32 bytes of the digest.
@@ -505,18 +517,49 @@ impl SecretHash {
     }
 
     /// Compares a presented secret with this hash in constant time, by this hash's scheme.
+    /// A bcrypt hash costs what its cost factor says (tens of milliseconds at 10): callers on
+    /// an async thread check [`HashScheme::Bcrypt`] and run it on a blocking one.
     pub fn verify(&self, key: &HashKey, presented: &str) -> bool {
         let candidate = match self.scheme() {
             HashScheme::HmacSha256 => key.hash(presented),
             HashScheme::Sha256 => Self::unkeyed(presented),
+            HashScheme::Bcrypt => return self.verify_bcrypt(presented),
         };
         candidate.0.as_bytes().ct_eq(self.0.as_bytes()).into()
+    }
+
+    /// bcrypt compares only the first 72 bytes, so Symfony's password hasher (League's
+    /// bundle) hashes a longer secret as base64(SHA-512(secret)) first: both forms are tried.
+    fn verify_bcrypt(&self, presented: &str) -> bool {
+        use base64::Engine as _;
+        let hash = &self.0[BCRYPT.len()..];
+        if bcrypt::verify(presented, hash).unwrap_or(false) {
+            return true;
+        }
+        presented.len() > 72 && {
+            let pre = base64::engine::general_purpose::STANDARD
+                .encode(sha2::Sha512::digest(presented.as_bytes()));
+            bcrypt::verify(pre, hash).unwrap_or(false)
+        }
     }
 
     /// The stored form.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// `$2a$`, `$2b$` or `$2y$`, a two-digit cost from 04 to 31, `$`, then 22 characters of salt
+/// and 31 of hash in bcrypt's base64 alphabet.
+fn is_bcrypt(h: &str) -> bool {
+    let b = h.as_bytes();
+    b.len() == 60
+        && matches!(&b[..4], b"$2a$" | b"$2b$" | b"$2y$")
+        && h[4..6].parse::<u8>().is_ok_and(|c| (4..=31).contains(&c))
+        && b[6] == b'$'
+        && b[7..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'/'))
 }
 
 fn nibble(c: u8) -> u8 {
@@ -531,6 +574,15 @@ fn nibble(c: u8) -> u8 {
 impl TryFrom<String> for SecretHash {
     type Error = InvalidValue;
     fn try_from(s: String) -> Result<Self, Self::Error> {
+        if let Some(hash) = s.strip_prefix(BCRYPT) {
+            return if is_bcrypt(hash) {
+                Ok(Self(s))
+            } else {
+                Err(InvalidValue(
+                    "a bcrypt hash must look like $2y$10$ followed by 53 characters of bcrypt's base64".into(),
+                ))
+            };
+        }
         let digest = s
             .strip_prefix(HMAC_SHA256)
             .or_else(|| s.strip_prefix(SHA256));
@@ -879,6 +931,41 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imported_bcrypt_hashes_verify_their_secret_and_refuse_others() {
+        let key = HashKey::new(&[7; 32]);
+        // $2b$ (Python's bcrypt), $2y$ (PHP's password_hash) and $2a$ are one function.
+        let b = SecretHash::imported_bcrypt(
+            "$2b$04$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTHq",
+        )
+        .unwrap();
+        assert_eq!(b.scheme(), HashScheme::Bcrypt);
+        assert!(b.verify(&key, "short-secret"));
+        assert!(!b.verify(&key, "short-secreT"));
+        assert!(!b.verify(&key, ""));
+        // The stored form round-trips through the event's string.
+        let again = SecretHash::try_from(String::from(b.clone())).unwrap();
+        assert_eq!(again, b);
+        // Symfony's hasher pre-hashes secrets over 72 bytes: base64(SHA-512(secret)).
+        let long = "ab".repeat(40);
+        let y = SecretHash::imported_bcrypt(
+            "$2y$04$XZVVqUxTk1I25nfHp1In4eZma.wFvvE9l20pUZNDqy1U9G/tV7B7G",
+        )
+        .unwrap();
+        assert!(y.verify(&key, &long));
+        assert!(!y.verify(&key, &"ab".repeat(39)));
+        // Anything else is refused: other prefixes, costs, lengths and alphabets.
+        for bad in [
+            "$2x$04$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTHq",
+            "$2b$03$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTHq",
+            "$2b$04$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTH",
+            "$2b$04$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTH=",
+            "$pbkdf2-sha256$i=25000,l=32$oiEm8SRgF0nU8ePl+repDQ$aRmUx7lYzq0",
+        ] {
+            assert!(SecretHash::imported_bcrypt(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn scope_lists_drop_repeats_and_reject_bad_characters() {

@@ -388,6 +388,7 @@ mod tests {
                 admin: Some(false),
                 oidc: Default::default(),
                 dynamic: None,
+                imported: None,
                 extensions: Default::default(),
             })
         };

@@ -807,6 +807,7 @@ mod tests {
                 admin: false,
                 oidc: Default::default(),
                 dynamic: None,
+                imported: None,
                 extensions: Default::default(),
             }),
             metadata: Metadata::system(),

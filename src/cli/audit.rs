@@ -21,6 +21,41 @@ pub enum AuditCommand {
     /// Print the latest events, or every event from a position; with --follow, keep printing
     /// each new one as it is recorded (through the server's event stream).
     Tail(TailArgs),
+    /// Write every matching event to a file, oldest first, as JSON Lines (the events as
+    /// recorded, the hashes of secrets included) or CSV (one row per event with its details,
+    /// no hashes, cells made safe for spreadsheets), with a progress bar.
+    Export(ExportArgs),
+}
+
+/// Output format of `audit export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line: the event with its metadata and hash chain fields.
+    Jsonl,
+    /// A header, then one row per event.
+    Csv,
+}
+
+/// Options of `audit export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Recorded at or after (RFC 3339 or Unix seconds).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Recorded at or before (RFC 3339 or Unix seconds).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only events after this position (resume an export from its last position).
+    #[arg(long)]
+    pub after: Option<u64>,
+    /// The file to write (replaced once the export is complete); `-` writes to stdout.
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// jsonl or csv.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: ExportFormat,
 }
 
 /// Options of `audit verify`.
@@ -138,6 +173,7 @@ pub fn run(cmd: AuditCommand, data_dir: PathBuf) -> anyhow::Result<()> {
         AuditCommand::Verify(v) => return verify(v, &data_dir),
         AuditCommand::Checkpoint(c) => return checkpoint(c, &data_dir),
         AuditCommand::Tail(t) => return tail(t, &data_dir),
+        AuditCommand::Export(x) => return export(x, &data_dir),
     };
     actix_rt::System::new().block_on(async move {
         let backend = Backend::open(&data_dir)?;
@@ -372,4 +408,92 @@ fn tail(args: TailArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
         return Ok(());
     };
     remote.follow(&base, resume_at, |e| printer.print(&e))
+}
+
+/// Events per page of an export.
+const EXPORT_PAGE: usize = 1000;
+
+fn export(args: ExportArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let backend = actix_rt::System::new().block_on(async { Backend::open(data_dir) })?;
+    let to_stdout = args.output.as_os_str() == "-";
+    // Written beside the target and renamed at the end: an interrupted export leaves no file
+    // that looks complete.
+    let partial = args.output.with_extension("partial");
+    let file: Box<dyn std::io::Write> = if to_stdout {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::fs::File::create(&partial).map_err(|e| {
+            anyhow::anyhow!(
+                "creating {}: {e}; is the directory there and writable?",
+                partial.display()
+            )
+        })?)
+    };
+    let mut out = std::io::BufWriter::new(file);
+    let params = AuditParams {
+        since: args.since.clone(),
+        until: args.until.clone(),
+        limit: Some(EXPORT_PAGE),
+        ..args.filter.params()
+    };
+    let mut csv = (args.format == ExportFormat::Csv).then(|| output::SafeCsv::new(Vec::new()));
+    if let Some(w) = csv.as_mut() {
+        w.header(output::event_header())?;
+    }
+    let mut after = args.after.unwrap_or(0);
+    let mut written = 0u64;
+    let mut bar = None;
+    loop {
+        let page = backend.audit(&AuditParams {
+            after: Some(after),
+            ..params.clone()
+        })?;
+        let bar = bar.get_or_insert_with(|| {
+            let b = super::progress::events(page.head_position, to_stdout);
+            b.set_message("export");
+            b.set_position(after.min(page.head_position));
+            b
+        });
+        for e in &page.events {
+            match csv.as_mut() {
+                Some(w) => w.write(output::event_cells(e))?,
+                None => {
+                    serde_json::to_writer(&mut out, e)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            written += 1;
+        }
+        if let Some(w) = csv.take() {
+            out.write_all(&w.finish()?)?;
+            csv = Some(output::SafeCsv::new(Vec::new()));
+        }
+        after = page.events.last().map_or(after, |e| e.position);
+        bar.set_position(after.min(page.head_position));
+        if page.next_cursor.is_none() {
+            bar.finish_and_clear();
+            break;
+        }
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("writing the export: {e}"))?;
+    drop(file);
+    if !to_stdout {
+        // Durable before it is named as done.
+        std::fs::File::open(&partial)?.sync_all()?;
+        std::fs::rename(&partial, &args.output).map_err(|e| {
+            anyhow::anyhow!(
+                "renaming {} to {}: {e}",
+                partial.display(),
+                args.output.display()
+            )
+        })?;
+        eprintln!(
+            "wrote {written} events to {} (up to position {after}; resume with --after {after})",
+            args.output.display()
+        );
+    }
+    Ok(())
 }

@@ -165,6 +165,30 @@ impl Backend {
         }
     }
 
+    /// Registers a client as one of several tied together by `correlation` (an import).
+    pub async fn create_client_correlated(
+        &self,
+        req: CreateClient,
+        correlation: &str,
+    ) -> anyhow::Result<ClientOutput> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .post(&format!("{}/admin/api/clients", r.base))
+                    .header("Authorization", &r.auth())
+                    .header("X-Correlation-Id", correlation)
+                    .send_json(&req),
+            ),
+            Backend::Local(e) => {
+                let metadata = Metadata {
+                    correlation_id: Some(correlation.to_owned()),
+                    ..Self::cli_metadata()
+                };
+                Ok(service::create_client(e, req, metadata).await?)
+            }
+        }
+    }
+
     /// Issues an initial access token for dynamic client registration.
     pub async fn issue_initial_access_token(
         &self,

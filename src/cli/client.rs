@@ -317,6 +317,8 @@ pub fn run(cmd: ClientCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                         token_exchange: a.extensions.exchange()?,
                         saml_idp: a.extensions.saml(),
                         dynamic: None,
+                        imported: None,
+                        client_secret_bcrypt: None,
                     })
                     .await?;
                 output::client(a.format, &out)

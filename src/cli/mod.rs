@@ -4,6 +4,7 @@ pub mod audit;
 pub mod backend;
 pub mod client;
 pub mod compact;
+pub mod import;
 pub mod init;
 pub mod keys;
 pub mod migrate;
@@ -93,6 +94,9 @@ pub enum Command {
     /// Remove history that stopped mattering (expired tokens, spent assertions) in bounded
     /// batches; the hash chain stays verifiable. Works while the server runs.
     Compact(compact::CompactArgs),
+    /// Register the OAuth clients of another server (Ory Hydra, Keycloak, League/Symfony)
+    /// from its export; --dry-run shows the plan and what could not be mapped.
+    Import(import::ImportArgs),
 }
 
 /// The store every command of this process opens (set once from the flags, the environment
@@ -159,6 +163,7 @@ pub fn main() -> ExitCode {
         Command::Compact(args) => compact::run(args, data_dir),
         Command::Migrate(args) => migrate::run(args, data_dir),
         Command::Keys(cmd) => keys::run(cmd, data_dir),
+        Command::Import(args) => import::run(args, data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

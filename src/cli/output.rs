@@ -37,13 +37,24 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 }
 
 fn csv<W: std::io::Write>(out: W, header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(header)?;
+    let mut w = SafeCsv::new(out);
+    w.header(header)?;
     for r in rows {
-        w.write_record(r)?;
+        w.write(r)?;
     }
-    w.flush()?;
+    w.finish()?.flush()?;
     Ok(())
+}
+
+/// Prints rows as a table or CSV (the other formats are the caller's).
+pub fn rows(format: Format, header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+    match format {
+        Format::Csv => csv(std::io::stdout().lock(), header, rows),
+        _ => {
+            crate::say!("{}", table(header, rows));
+            Ok(())
+        }
+    }
 }
 
 fn print_items<T: Serialize>(
@@ -178,7 +189,7 @@ pub fn client(format: Format, c: &ClientOutput) -> anyhow::Result<()> {
     Ok(())
 }
 
-const EVENT_HEADER: [&str; 7] = [
+const EVENT_HEADER: [&str; 10] = [
     "position",
     "recorded_at",
     "type",
@@ -186,7 +197,54 @@ const EVENT_HEADER: [&str; 7] = [
     "version",
     "caused_by",
     "request_id",
+    "client_id",
+    "subject",
+    "details",
 ];
+
+/// Payload fields an export leaves out: keyed hashes of tokens, codes and secrets, password
+/// hashes, sealed private keys and nonces. The chain's own hashes stay.
+fn hidden_field(name: &str) -> bool {
+    (name.ends_with("_hash") && !matches!(name, "prev_hash" | "last_hash" | "head_hash"))
+        || matches!(name, "private_key" | "nonce")
+}
+
+/// One payload value as a cell: text as it is, lists joined by commas, objects as JSON.
+fn detail_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => {
+            items.iter().map(detail_value).collect::<Vec<_>>().join(",")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The event's client, its subject (user, username or token subject) and the rest of its
+/// payload as `name=value` pairs separated by `; `, without what [`hidden_field`] names.
+fn event_details(e: &RecordedEvent) -> (String, String, String) {
+    let data = serde_json::to_value(&e.event)
+        .ok()
+        .and_then(|v| v.get("data").cloned())
+        .unwrap_or_default();
+    let Some(fields) = data.as_object() else {
+        return (String::new(), String::new(), String::new());
+    };
+    let text = |k: &str| fields.get(k).map(detail_value).unwrap_or_default();
+    let client = text("client_id");
+    let subject = ["subject", "username", "user_id", "sub"]
+        .iter()
+        .map(|k| text(k))
+        .find(|v| !v.is_empty())
+        .unwrap_or_default();
+    let details = fields
+        .iter()
+        .filter(|(k, v)| !hidden_field(k) && !v.is_null() && k.as_str() != "client_id")
+        .map(|(k, v)| format!("{k}={}", detail_value(v)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    (client, subject, details)
+}
 
 fn event_row(e: &RecordedEvent) -> Vec<String> {
     let cause = match &e.metadata.caused_by {
@@ -195,6 +253,7 @@ fn event_row(e: &RecordedEvent) -> Vec<String> {
         domain::Cause::Admin(id) => format!("admin:{id}"),
         domain::Cause::System => "system".into(),
     };
+    let (client, subject, details) = event_details(e);
     vec![
         e.position.to_string(),
         crate::service::rfc3339(e.recorded_at),
@@ -203,7 +262,58 @@ fn event_row(e: &RecordedEvent) -> Vec<String> {
         e.version.to_string(),
         cause,
         e.metadata.request_id.clone().unwrap_or_default(),
+        client,
+        subject,
+        details,
     ]
+}
+
+/// A cell a spreadsheet will not run as a formula (OWASP "CSV injection"): one that begins
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return gets a `'` before it. A lone `-` (the
+/// tables' "none") is left alone.
+pub fn spreadsheet_safe(cell: String) -> String {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') if cell != "-" => format!("'{cell}"),
+        _ => cell,
+    }
+}
+
+/// Writes CSV records with every cell made [`spreadsheet_safe`].
+pub struct SafeCsv<W: std::io::Write>(csv::Writer<W>);
+
+impl<W: std::io::Write> SafeCsv<W> {
+    /// A writer on `out`.
+    pub fn new(out: W) -> Self {
+        Self(csv::Writer::from_writer(out))
+    }
+
+    /// Writes one record.
+    pub fn write(&mut self, cells: Vec<String>) -> anyhow::Result<()> {
+        self.0
+            .write_record(cells.into_iter().map(spreadsheet_safe))?;
+        Ok(())
+    }
+
+    /// Writes the header row.
+    pub fn header(&mut self, header: &[&str]) -> anyhow::Result<()> {
+        self.0.write_record(header)?;
+        Ok(())
+    }
+
+    /// Flushes and gives the writer back.
+    pub fn finish(self) -> anyhow::Result<W> {
+        self.0.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// The CSV header of events, for an export.
+pub fn event_header() -> &'static [&'static str] {
+    &EVENT_HEADER
+}
+
+/// One event as CSV cells (before [`spreadsheet_safe`]).
+pub fn event_cells(e: &RecordedEvent) -> Vec<String> {
+    event_row(e)
 }
 
 /// Prints events.
@@ -346,13 +456,13 @@ impl EventLines {
         match self.format {
             Format::Json | Format::Jsonl => crate::say!("{}", serde_json::to_string(e)?),
             Format::Csv => {
-                let mut w = csv::Writer::from_writer(Vec::new());
+                let mut w = SafeCsv::new(Vec::new());
                 if !self.header_done {
-                    w.write_record(EVENT_HEADER)?;
+                    w.header(&EVENT_HEADER)?;
                     self.header_done = true;
                 }
-                w.write_record(event_row(e))?;
-                let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+                w.write(event_row(e))?;
+                let bytes = w.finish()?;
                 crate::say!("{}", String::from_utf8_lossy(&bytes).trim_end());
             }
             Format::Table => crate::say!("{}", event_row(e).join("  ")),

