@@ -12,6 +12,9 @@
 
 use domain::{Event, RecordedEvent};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -157,45 +160,131 @@ fn describe() {
     );
 }
 
+// Each thread keeps the handles of the series it has touched: the registry's lookup builds a
+// key (its labels allocated) and hashes it, which on the hot path and on the log's writer
+// thread costs more than the atomic add itself (bench/metrics.sh). A handle is found by a hash
+// of the name and label values, then compared, so nothing is allocated once a series exists.
+thread_local! {
+    static COUNTERS: RefCell<Series<metrics::Counter>> = RefCell::new(Series::default());
+    static HISTOGRAMS: RefCell<Series<metrics::Histogram>> = RefCell::new(Series::default());
+}
+
+/// A series' name and label values, as kept beside its handle.
+type Values = Box<[Box<str>]>;
+
+/// Handles by series: the hash of name and label values, then the values themselves.
+struct Series<H> {
+    by_hash: HashMap<u64, Vec<(Values, H)>>,
+}
+
+impl<H> Default for Series<H> {
+    fn default() -> Self {
+        Self {
+            by_hash: HashMap::new(),
+        }
+    }
+}
+
+impl<H: Clone> Series<H> {
+    /// The handle of `name` with `labels`, registered by `make` the first time.
+    fn get(
+        &mut self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+        make: impl FnOnce(Vec<metrics::Label>) -> H,
+    ) -> H {
+        let mut hasher = std::hash::DefaultHasher::new();
+        name.hash(&mut hasher);
+        for (k, v) in labels {
+            k.hash(&mut hasher);
+            v.hash(&mut hasher);
+        }
+        let bucket = self.by_hash.entry(hasher.finish()).or_default();
+        let same = |values: &[Box<str>]| {
+            values.len() == labels.len() + 1
+                && *values[0] == *name
+                && values[1..].iter().zip(labels).all(|(a, (_, b))| **a == **b)
+        };
+        if let Some((_, h)) = bucket.iter().find(|(values, _)| same(values)) {
+            return h.clone();
+        }
+        let values: Values = std::iter::once(name)
+            .chain(labels.iter().map(|(_, v)| *v))
+            .map(Box::from)
+            .collect();
+        let made = make(
+            labels
+                .iter()
+                .map(|(k, v)| metrics::Label::new(*k, (*v).to_owned()))
+                .collect(),
+        );
+        bucket.push((values, made.clone()));
+        made
+    }
+}
+
+/// Adds `n` to the counter `name` with `labels`.
+fn count(name: &'static str, labels: &[(&'static str, &str)], n: u64) {
+    COUNTERS.with(|c| {
+        c.borrow_mut()
+            .get(name, labels, |l| metrics::counter!(name, l))
+            .increment(n)
+    });
+}
+
+/// Records `value` in the histogram `name` with `labels`.
+fn observe(name: &'static str, labels: &[(&'static str, &str)], value: f64) {
+    HISTOGRAMS.with(|h| {
+        h.borrow_mut()
+            .get(name, labels, |l| metrics::histogram!(name, l))
+            .record(value)
+    });
+}
+
 /// Counts the events this node made durable: called once per append, after it is durable.
 pub fn appended(events: &[Arc<RecordedEvent>]) {
+    if !enabled() {
+        return;
+    }
     for e in events {
-        metrics::counter!(EVENTS_APPENDED, "type" => e.event.type_name()).increment(1);
+        count(EVENTS_APPENDED, &[("type", e.event.type_name())], 1);
+        let token = |token, grant, client: &domain::values::ClientId| {
+            count(
+                TOKENS_ISSUED,
+                &[
+                    ("token", token),
+                    ("grant_type", grant),
+                    ("client_id", client.as_str()),
+                ],
+                1,
+            )
+        };
         match &e.event {
             Event::AccessTokenIssued(t) => {
-                metrics::counter!(TOKENS_ISSUED,
-                    "token" => "access_token",
-                    "grant_type" => t.grant_type.as_str().to_owned(),
-                    "client_id" => t.client_id.to_string())
-                .increment(1);
+                token("access_token", t.grant_type.as_str(), &t.client_id)
             }
             Event::RefreshTokenIssued(t) => {
-                metrics::counter!(TOKENS_ISSUED,
-                    "token" => "refresh_token",
-                    "grant_type" => if t.generation == 0 { "initial" } else { "refresh_token" },
-                    "client_id" => t.client_id.to_string())
-                .increment(1);
+                let grant = if t.generation == 0 {
+                    "initial"
+                } else {
+                    "refresh_token"
+                };
+                token("refresh_token", grant, &t.client_id)
             }
-            Event::IdTokenIssued(t) => {
-                metrics::counter!(TOKENS_ISSUED,
-                    "token" => "id_token",
-                    "grant_type" => "openid",
-                    "client_id" => t.client_id.to_string())
-                .increment(1);
-            }
+            Event::IdTokenIssued(t) => token("id_token", "openid", &t.client_id),
             Event::TokenRevoked(r) => {
                 let what = if r.family_id.is_some() {
                     "refresh_family"
                 } else {
                     "access_token"
                 };
-                metrics::counter!(REVOCATIONS, "revoked" => what).increment(1);
+                count(REVOCATIONS, &[("revoked", what)], 1);
             }
             Event::AuthorizationRevoked(_) => {
-                metrics::counter!(REVOCATIONS, "revoked" => "authorization").increment(1);
+                count(REVOCATIONS, &[("revoked", "authorization")], 1)
             }
             Event::RefreshTokenReuseDetected(_) => {
-                metrics::counter!(REVOCATIONS, "revoked" => "reused_refresh_family").increment(1);
+                count(REVOCATIONS, &[("revoked", "reused_refresh_family")], 1)
             }
             Event::UserLoginFailed(f) => {
                 let reason = match f.reason {
@@ -203,7 +292,7 @@ pub fn appended(events: &[Arc<RecordedEvent>]) {
                     domain::event::LoginFailure::WrongPassword => "wrong_password",
                     domain::event::LoginFailure::Throttled => "throttled",
                 };
-                metrics::counter!(FAILED_LOGINS, "reason" => reason).increment(1);
+                count(FAILED_LOGINS, &[("reason", reason)], 1);
             }
             _ => {}
         }
@@ -212,27 +301,134 @@ pub fn appended(events: &[Arc<RecordedEvent>]) {
 
 /// One group commit: how many events it held and how long making it durable took.
 pub fn group_commit(events: usize, took: Duration) {
-    metrics::histogram!(GROUP_EVENTS).record(events as f64);
-    metrics::histogram!(SYNC_SECONDS).record(took.as_secs_f64());
+    if !enabled() {
+        return;
+    }
+    observe(GROUP_EVENTS, &[], events as f64);
+    observe(SYNC_SECONDS, &[], took.as_secs_f64());
 }
 
-/// One answered request.
-pub fn request(endpoint: &str, method: &str, status: u16, took: Duration) {
-    let (endpoint, method) = (endpoint.to_owned(), method.to_owned());
-    metrics::histogram!(HTTP_DURATION, "endpoint" => endpoint.clone(), "method" => method.clone())
-        .record(took.as_secs_f64());
-    metrics::counter!(HTTP_REQUESTS, "endpoint" => endpoint, "method" => method, "status" => status.to_string())
-        .increment(1);
+/// Static routes by path, then by method.
+type Endpoints = HashMap<Box<str>, Vec<(actix_web::http::Method, Endpoint)>>;
+
+/// The series of one route and method: its latency histogram and a counter per status.
+struct Endpoint {
+    latency: metrics::Histogram,
+    by_status: Vec<(u16, metrics::Counter)>,
+}
+
+thread_local! {
+    /// Static routes by method and path: found without the router's pattern lookup and
+    /// without hashing labels. Paths that hold ids (`/admin/api/clients/{id}`) and unmatched
+    /// ones are never kept, so what a client sends cannot grow this.
+    static ENDPOINTS: RefCell<Endpoints> = RefCell::new(HashMap::new());
+}
+
+/// One answered request (called only when [`enabled`]): `pattern` gives the route's
+/// pattern when the path is not a static route seen before.
+pub fn request(
+    method: &actix_web::http::Method,
+    path: &str,
+    pattern: impl FnOnce() -> Option<String>,
+    status: u16,
+    took: Duration,
+) {
+    ENDPOINTS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let known = cache
+            .get_mut(path)
+            .and_then(|by_method| by_method.iter_mut().find(|(m, _)| m == method))
+            .map(|(_, e)| e);
+        if let Some(e) = known {
+            e.latency.record(took.as_secs_f64());
+            let counter = match e.by_status.iter().find(|(s, _)| *s == status) {
+                Some((_, c)) => c.clone(),
+                None => {
+                    let c = status_counter(path, method.as_str(), status);
+                    e.by_status.push((status, c.clone()));
+                    c
+                }
+            };
+            counter.increment(1);
+            return;
+        }
+        let pattern = pattern();
+        let endpoint = pattern.as_deref().unwrap_or("unmatched");
+        observe(
+            HTTP_DURATION,
+            &[("endpoint", endpoint), ("method", method.as_str())],
+            took.as_secs_f64(),
+        );
+        let counter = status_counter(endpoint, method.as_str(), status);
+        counter.increment(1);
+        if pattern.as_deref() == Some(path) {
+            let latency = HISTOGRAMS.with(|h| {
+                h.borrow_mut().get(
+                    HTTP_DURATION,
+                    &[("endpoint", endpoint), ("method", method.as_str())],
+                    |l| metrics::histogram!(HTTP_DURATION, l),
+                )
+            });
+            cache.entry(Box::from(path)).or_default().push((
+                method.clone(),
+                Endpoint {
+                    latency,
+                    by_status: vec![(status, counter)],
+                },
+            ));
+        }
+    });
+}
+
+/// The request counter of one route, method and status.
+fn status_counter(endpoint: &str, method: &str, status: u16) -> metrics::Counter {
+    let digits = status_digits(status);
+    let status = std::str::from_utf8(&digits).unwrap_or("000");
+    COUNTERS.with(|c| {
+        c.borrow_mut().get(
+            HTTP_REQUESTS,
+            &[
+                ("endpoint", endpoint),
+                ("method", method),
+                ("status", status),
+            ],
+            |l| metrics::counter!(HTTP_REQUESTS, l),
+        )
+    })
+}
+
+/// An HTTP status's three digits, without allocating.
+fn status_digits(status: u16) -> [u8; 3] {
+    let s = status.min(999);
+    [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]
 }
 
 /// One introspection answer.
 pub fn introspection(result: &'static str) {
-    metrics::counter!(INTROSPECTIONS, "result" => result).increment(1);
+    static BY_RESULT: OnceLock<[metrics::Counter; 3]> = OnceLock::new();
+    if !enabled() {
+        return;
+    }
+    let counters = BY_RESULT.get_or_init(|| {
+        ["active", "inactive", "refused"].map(|r| metrics::counter!(INTROSPECTIONS, "result" => r))
+    });
+    let i = match result {
+        "active" => 0,
+        "inactive" => 1,
+        _ => 2,
+    };
+    counters[i].increment(1);
 }
 
 /// One request refused by `limit` (a rate limit or a sign-in throttle).
 pub fn throttled(limit: &'static str) {
-    metrics::counter!(THROTTLED, "limit" => limit).increment(1);
+    if enabled() {
+        count(THROTTLED, &[("limit", limit)], 1);
+    }
 }
 
 /// What is read from the server's state when scraped.

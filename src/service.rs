@@ -505,6 +505,30 @@ pub async fn send_registration(
     Ok(ClientOutput::from_view(&*view(engine, &client_id)?, secret))
 }
 
+/// An import's record of where a client came from: a known source, a short id, and at most
+/// 200 notes of at most 500 characters.
+fn check_origin(o: &domain::event::ImportOrigin) -> Result<(), ServiceError> {
+    let valid = matches!(o.source.as_str(), "hydra" | "keycloak" | "league")
+        && !o.source_id.is_empty()
+        && o.source_id.len() <= 256
+        && matches!(
+            o.secret.as_str(),
+            "plaintext" | "bcrypt" | "rotated" | "none"
+        )
+        && o.unmapped.len() <= 200
+        && o.unmapped.iter().all(|u| u.len() <= 500);
+    if valid {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(
+            "imported must name a source (hydra, keycloak or league), its source_id (at most 256 \
+             characters), secret (plaintext, bcrypt, rotated or none) and at most 200 unmapped \
+             notes of at most 500 characters"
+                .into(),
+        ))
+    }
+}
+
 /// The registration a request asks for, and the client's new secret (when it gets one).
 pub fn registration(
     engine: &Engine,
@@ -517,6 +541,9 @@ pub fn registration(
     let method = parse_opt(&req.token_endpoint_auth_method, AuthMethod::parse)?;
     check_jwks(&req.jwks)?;
     let by_key = method == Some(AuthMethod::PrivateKeyJwt);
+    if let Some(origin) = &req.imported {
+        check_origin(origin)?;
+    }
     let imported_hash = match (&req.client_secret_bcrypt, &req.imported) {
         (None, _) => None,
         (Some(_), None) => {

@@ -133,9 +133,8 @@ pub fn run(args: ImportArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     print_report(args.format, &report)?;
     if failed > 0 {
         anyhow::bail!(
-            "{failed} client(s) could not be registered (see the report); fix them in the file, or \
-             remove the ones already here, and import again: imported clients are refused as \
-             taken ids"
+            "{failed} client(s) could not be registered (see the report); fix them, remove the \
+             clients already imported from the file (their ids are taken), and import it again"
         );
     }
     Ok(())
@@ -395,7 +394,10 @@ fn hydra(text: &str) -> anyhow::Result<Vec<Planned>> {
         _ => anyhow::bail!("not Hydra's client list: expected a JSON array or object"),
     };
     if doc.get("is_last_page") == Some(&Value::Bool(false)) {
-        tracing::warn!("this is one page of Hydra's list (is_last_page is false): import the others too (--page-token)");
+        eprintln!(
+            "warning: this is one page of Hydra's list (is_last_page is false): export the next \
+             ones with --page-token and import them too"
+        );
     }
     Ok(items.iter().map(hydra_client).collect())
 }
@@ -442,6 +444,28 @@ fn hydra_client(c: &Value) -> Planned {
             "grant_types",
             "client_credentials needs a confidential client here",
         );
+    }
+    const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+    if d.req.jwks.is_none() && d.req.grant_types.iter().any(|g| g == JWT_BEARER) {
+        d.req.grant_types.retain(|g| g != JWT_BEARER);
+        d.unmapped(
+            "grant_types",
+            "jwt-bearer needs the assertion issuer's keys here (client update --jwks); Hydra keeps \
+             them as trust relationships, which are not exported with clients",
+        );
+    }
+    if d.req.grant_types.is_empty() {
+        d.skip("no grant it had is supported here");
+    }
+    for rt in strings(c.get("response_types").unwrap_or(&Value::Null)) {
+        if rt.split(' ').count() > 1 && rt.contains("code") {
+            d.unmapped(
+                "response_types",
+                &format!(
+                    "{rt}: the hybrid flow is not supported here (code, token and id_token are)"
+                ),
+            );
+        }
     }
     d.req.redirect_uris = d.redirect_uris(
         "redirect_uris",
@@ -615,10 +639,17 @@ fn keycloak(text: &str) -> anyhow::Result<Vec<Planned>> {
              --file R.json)"
         );
     };
-    Ok(clients.iter().map(keycloak_client).collect())
+    let realm_lifespan = doc
+        .get("accessTokenLifespan")
+        .and_then(Value::as_u64)
+        .and_then(|t| u32::try_from(t).ok());
+    Ok(clients
+        .iter()
+        .map(|c| keycloak_client(c, realm_lifespan))
+        .collect())
 }
 
-fn keycloak_client(c: &Value) -> Planned {
+fn keycloak_client(c: &Value, realm_lifespan: Option<u32>) -> Planned {
     let id = text(c, "clientId").unwrap_or_default();
     let mut d = Draft::new(Source::Keycloak, id);
     let attr = |k: &str| c.get("attributes").and_then(|a| text(a, k));
@@ -718,12 +749,26 @@ fn keycloak_client(c: &Value) -> Planned {
             ),
         );
     }
-    if let Some(t) = attr("access.token.lifespan").and_then(|t| t.parse::<u32>().ok()) {
-        d.req.access_token_ttl = Some(t.clamp(1, 86_400));
-    } else {
-        d.unmapped(
+    match attr("access.token.lifespan")
+        .and_then(|t| t.parse::<u32>().ok())
+        .or(realm_lifespan)
+    {
+        Some(t) => d.req.access_token_ttl = Some(t.clamp(1, 86_400)),
+        None => d.unmapped(
             "access.token.lifespan",
-            "unset, so the realm's applied (300 s by default); 3600 s here",
+            "set neither for the client nor the realm, so Keycloak's 300 s applied; 3600 s here",
+        ),
+    }
+    if attr("dpop.bound.access.tokens") == Some("true") {
+        d.req.dpop_bound_access_tokens = true;
+    }
+    if attr("require.pushed.authorization.requests") == Some("true") {
+        d.req.require_pushed_authorization_requests = true;
+    }
+    if attr("tls.client.certificate.bound.access.tokens") == Some("true") {
+        d.unmapped(
+            "tls.client.certificate.bound.access.tokens",
+            "certificate-bound tokens (RFC 8705) are not supported here; DPoP is",
         );
     }
     match attr("pkce.code.challenge.method") {

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod backend;
 pub mod client;
 pub mod compact;
+pub mod doctor;
 pub mod import;
 pub mod init;
 pub mod keys;
@@ -97,6 +98,10 @@ pub enum Command {
     /// Register the OAuth clients of another server (Ory Hydra, Keycloak, League/Symfony)
     /// from its export; --dry-run shows the plan and what could not be mapped.
     Import(import::ImportArgs),
+    /// Check a data directory (or the shared log's database): its files' permissions, the
+    /// key-encryption key, the signing keys, the log's hash chain and the free space; says
+    /// what to fix, and exits 1 when a check fails.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// The store every command of this process opens (set once from the flags, the environment
@@ -164,6 +169,7 @@ pub fn main() -> ExitCode {
         Command::Migrate(args) => migrate::run(args, data_dir),
         Command::Keys(cmd) => keys::run(cmd, data_dir),
         Command::Import(args) => import::run(args, data_dir),
+        Command::Doctor(args) => doctor::run(args, data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -441,10 +441,10 @@ where
             "request"
         );
         if crate::metrics::enabled() {
-            // The route's pattern, never the path: ids in paths would make a series each.
-            let endpoint = res.request().match_pattern();
-            let endpoint = endpoint.as_deref().unwrap_or("unmatched");
-            crate::metrics::request(endpoint, method.as_str(), status, took);
+            // Labelled by the route's pattern, never the path: ids in paths would make a
+            // series each.
+            let req = res.request();
+            crate::metrics::request(&method, &path, || req.match_pattern(), status, took);
         }
         if let Ok(v) = HeaderValue::from_str(&id) {
             res.headers_mut()

@@ -50,7 +50,7 @@ pub fn poll(app: &TestApp, client: &str, device_code: &str) -> (u16, Value) {
 }
 
 /// Enters the user code and answers; answers the final page.
-fn answer(b: &mut Browser, user_code: &str, decision: &str) -> crate::web::Reply {
+pub fn answer(b: &mut Browser, user_code: &str, decision: &str) -> crate::web::Reply {
     let page = b.get("/device");
     assert_eq!(page.status, 200, "{page:?}");
     let csrf = page.field("csrf_token").unwrap();

@@ -17,6 +17,7 @@ mod browser;
 mod clients;
 mod crash;
 mod device;
+mod doctor;
 mod dpop;
 #[path = "../support/dpop_key.rs"]
 mod dpop_key;
@@ -38,6 +39,7 @@ mod register;
 mod resource;
 mod robustness;
 mod saml;
+mod samples;
 mod shared_log;
 mod shutdown;
 mod store;
