@@ -5,6 +5,7 @@ pub mod admin;
 pub mod assertion;
 pub mod authorize;
 pub mod client_auth;
+pub mod console;
 pub mod device;
 pub mod discovery;
 pub mod dpop;
@@ -265,7 +266,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/login", web::get().to(viewer::login_form))
         .route("/admin/login", web::post().to(viewer::login))
         .route("/admin/logout", web::post().to(viewer::logout))
+        .route("/admin/clients", web::get().to(console::clients))
+        .route("/admin/clients/new", web::get().to(console::new_client))
+        .route("/admin/clients/new", web::post().to(console::create_client))
         .route("/admin/clients/{id}", web::get().to(viewer::client))
+        .route(
+            "/admin/clients/{id}/edit",
+            web::get().to(console::edit_client),
+        )
+        .route(
+            "/admin/clients/{id}/edit",
+            web::post().to(console::update_client),
+        )
+        .route(
+            "/admin/clients/{id}/rotate-secret",
+            web::post().to(console::rotate_secret),
+        )
+        .route(
+            "/admin/clients/{id}/delete",
+            web::get().to(console::confirm_delete),
+        )
+        .route(
+            "/admin/clients/{id}/delete",
+            web::post().to(console::delete_client),
+        )
+        .route("/admin/tokens", web::get().to(console::tokens))
+        .route("/admin/tokens", web::post().to(console::inspect))
+        .route("/admin/tokens/{jti}", web::get().to(console::inspect_by_id))
+        .route(
+            "/admin/tokens/{jti}/revoke",
+            web::post().to(console::revoke),
+        )
         .service(
             web::scope("/admin/api")
                 .route("/clients", web::post().to(admin::create))
@@ -366,7 +397,8 @@ fn is_page(path: &str) -> bool {
             | "/admin/logout"
             | "/device"
             | "/device/decide"
-    ) || path.starts_with("/admin/clients/")
+    ) || path.starts_with("/admin/clients")
+        || path.starts_with("/admin/tokens")
 }
 
 /// Answers 429 with `Retry-After` to a source address past its page limit.

@@ -51,6 +51,15 @@ details.event summary{cursor:pointer;display:grid;grid-template-columns:4rem 17r
 details.event summary>*{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 details.event pre{background:var(--bg);padding:.75rem;border-radius:8px;overflow-x:auto;white-space:pre-wrap;word-break:break-all;font-size:.8rem}
 .pager{display:flex;justify-content:space-between;margin-top:1rem}
+textarea,select,input[type=number]{width:100%;padding:.5rem .6rem;border:1px solid var(--line);border-radius:8px;font:inherit;font-size:.9rem}
+fieldset{border:1px solid var(--line);border-radius:8px;margin:1rem 0;padding:.5rem .9rem}
+fieldset label,label:has(input[type=checkbox]){font-weight:400;margin:.3rem 0}
+a.button{display:inline-block;padding:.5rem 1rem;border-radius:8px;background:var(--accent);color:#fff;text-decoration:none}
+.notice{padding:.7rem .9rem;border-radius:8px;background:#e8f0fe}
+pre.secret{background:var(--bg);padding:.75rem;border-radius:8px;font-size:1rem;user-select:all}
+.active{color:#137333}
+.inactive{color:var(--danger)}
+main.full form:not(.filters):not(.inline){max-width:44rem}
 "#;
 
 fn style_hash() -> &'static str {
@@ -448,7 +457,8 @@ fn admin_nav(csrf: &str) -> Markup {
     html! {
         nav.top {
             a href="/admin" { "Events" }
-            span.muted { "newest first" }
+            a href="/admin/clients" { "Clients" }
+            a href="/admin/tokens" { "Tokens" }
             form.inline.signout method="post" action="/admin/logout" {
                 input type="hidden" name="csrf_token" value=(csrf);
                 button.secondary type="submit" { "Sign out" }
@@ -477,6 +487,9 @@ fn event_list(events: &[RecordedEvent]) -> Markup {
                     } @else { (e.stream) } }
                     span.muted { (cause) }
                 }
+                @if let domain::Event::AccessTokenIssued(t) = &e.event {
+                    p { a href={ "/admin/tokens/" (t.jti) } { "Inspect this token" } }
+                }
                 pre { (serde_json::to_string_pretty(e).unwrap_or_default()) }
             }
         }
@@ -498,6 +511,17 @@ fn older_link(base: &str, cursor: Option<u64>, keep: &[(String, String)]) -> Mar
             }
         }
     }
+}
+
+/// A console page: the admin navigation, then `body`.
+pub fn console(title: &str, csrf: &str, body: Markup) -> Markup {
+    full_layout(
+        title,
+        html! {
+            (admin_nav(csrf))
+            (body)
+        },
+    )
 }
 
 /// The viewer's events page.
@@ -572,6 +596,16 @@ pub fn admin_client(
                         tr { th { "Token format" } td { (c.token_format) } }
                         tr { th { "Registered" } td { (c.registered_at) } }
                         tr { th { "Updated" } td { (c.updated_at) } }
+                    }
+                    div.actions {
+                        a.button href={ "/admin/clients/" (c.client_id) "/edit" } { "Edit" }
+                        @if !c.public && c.token_endpoint_auth_method != "private_key_jwt" {
+                            form.inline method="post" action={ "/admin/clients/" (c.client_id) "/rotate-secret" } {
+                                input type="hidden" name="csrf_token" value=(csrf);
+                                button.secondary type="submit" { "Rotate secret" }
+                            }
+                        }
+                        a href={ "/admin/clients/" (c.client_id) "/delete" } { "Delete…" }
                     }
                 }
                 None => { p.muted { "No such client now (never registered, or deleted); its history stays." } }

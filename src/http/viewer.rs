@@ -43,7 +43,8 @@ fn is_admin_client(state: &AppState, client_id: &str) -> bool {
     })
 }
 
-fn current_admin(req: &HttpRequest, state: &AppState) -> Option<String> {
+/// The signed-in admin client's id, while its session lasts and it still holds `admin`.
+pub(crate) fn current_admin(req: &HttpRequest, state: &AppState) -> Option<String> {
     let cookie = req.cookie(ADMIN_COOKIE)?;
     let s: AdminSession = state.session_key.open("admin-session", cookie.value())?;
     (s.expires_at > state.engine.clock.unix_now() && is_admin_client(state, &s.client_id))

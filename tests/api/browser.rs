@@ -750,3 +750,200 @@ fn a_tv_gets_tokens_once_its_user_approves_it_in_a_real_browser() {
     assert_eq!(status, 200);
     assert_eq!(who["username"], "alice");
 }
+
+/// The admin console in Chromium: create a client, edit its redirect URIs, rotate its
+/// secret, inspect one of its tokens and revoke it. Each step is in the trail, caused by the
+/// admin who signed in.
+async fn console_tour(app: &TestApp, driver: &Driver) {
+    let c = headless(driver, "1280,1000").await;
+    let cred: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(app.data_dir().join("admin.json")).unwrap())
+            .unwrap();
+    let admin_id = cred["client_id"].as_str().unwrap();
+    c.goto(&format!("{}/admin/login", app.base)).await.unwrap();
+    wait_for(&c, "input[name=client_secret]").await;
+    fill(&c, "input[name=client_id]", admin_id).await;
+    fill(
+        &c,
+        "input[name=client_secret]",
+        cred["client_secret"].as_str().unwrap(),
+    )
+    .await;
+    navigate(&c, "button[type=submit]").await;
+    wait_for(&c, "form.filters").await;
+
+    // Create a client with its settings.
+    c.goto(&format!("{}/admin/clients/new", app.base))
+        .await
+        .unwrap();
+    wait_for(&c, "textarea[name=redirect_uris]").await;
+    fill(&c, "input[name=client_id]", "billing-portal").await;
+    fill(&c, "input[name=name]", "Billing portal").await;
+    fill(
+        &c,
+        "textarea[name=redirect_uris]",
+        "https://billing.example.com/cb",
+    )
+    .await;
+    click(&c, "input[name='grant:authorization_code']").await;
+    click(&c, "input[name='grant:client_credentials']").await;
+    fill(&c, "input[name=scopes]", "read write").await;
+    c.find(Locator::Css(
+        "select[name=token_format] option[value=opaque]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    fill(&c, "input[name=access_token_ttl]", "900").await;
+    screenshot(&c, "admin-console-new-client").await;
+    navigate(&c, "form[action='/admin/clients/new'] button[type=submit]").await;
+    if let Ok(e) = c.find(Locator::Css("p.error")).await {
+        panic!("creating the client failed: {}", e.text().await.unwrap());
+    }
+    let first_secret = wait_for(&c, "pre.secret").await.text().await.unwrap();
+    assert!(first_secret.len() >= 32, "{first_secret}");
+    let (status, _) = app.post_form(
+        "/token",
+        Some(("billing-portal", &first_secret)),
+        &[("grant_type", "client_credentials")],
+    );
+    assert_eq!(status, 200, "the secret shown works");
+
+    // The registry lists it; its page offers the actions.
+    c.goto(&format!("{}/admin/clients?q=billing", app.base))
+        .await
+        .unwrap();
+    wait_for(&c, "table").await;
+    assert!(c.source().await.unwrap().contains("Billing portal"));
+    screenshot(&c, "admin-console-clients").await;
+    navigate(&c, "a[href='/admin/clients/billing-portal']").await;
+    wait_for(&c, "div.actions").await;
+
+    // Edit its redirect URIs: one replaced, one added.
+    navigate(&c, "a[href='/admin/clients/billing-portal/edit']").await;
+    wait_for(&c, "textarea[name=redirect_uris]").await;
+    fill(
+        &c,
+        "textarea[name=redirect_uris]",
+        "https://billing.example.com/callback\nhttps://billing.example.com/cb2",
+    )
+    .await;
+    navigate(
+        &c,
+        "form[action='/admin/clients/billing-portal/edit'] button[type=submit]",
+    )
+    .await;
+    wait_for(&c, "div.actions").await;
+    let shown = app.cli_json(&["client", "show", "billing-portal", "--format", "json"]);
+    let mut uris: Vec<&str> = shown["redirect_uris"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    uris.sort_unstable();
+    assert_eq!(
+        uris,
+        [
+            "https://billing.example.com/callback",
+            "https://billing.example.com/cb2"
+        ]
+    );
+    assert_eq!(shown["token_format"], "opaque");
+    assert_eq!(shown["access_token_ttl"], 900);
+
+    // Rotate its secret: the new one is shown once and works; the old one no longer does.
+    navigate(
+        &c,
+        "form[action='/admin/clients/billing-portal/rotate-secret'] button",
+    )
+    .await;
+    let secret = wait_for(&c, "pre.secret").await.text().await.unwrap();
+    assert_ne!(secret, first_secret);
+    let (status, _) = app.post_form(
+        "/token",
+        Some(("billing-portal", &first_secret)),
+        &[("grant_type", "client_credentials")],
+    );
+    assert_eq!(status, 401, "the old secret is gone");
+    let token = app.token("billing-portal", &secret, Some("read"))["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Inspect the token (pasted), then revoke it from the inspector.
+    c.goto(&format!("{}/admin/tokens", app.base)).await.unwrap();
+    wait_for(&c, "textarea[name=token]").await;
+    fill(&c, "textarea[name=token]", &token).await;
+    navigate(&c, "form[action='/admin/tokens'] button[type=submit]").await;
+    wait_for(&c, "span.active").await;
+    let page = c.source().await.unwrap();
+    assert!(
+        page.contains("billing-portal") && page.contains("client_credentials"),
+        "the token's facts"
+    );
+    assert!(!page.contains(&token), "the token itself is not echoed");
+    screenshot(&c, "admin-console-token").await;
+    navigate(&c, "form[action$='/revoke'] button").await;
+    wait_for(&c, "span.inactive").await;
+    assert!(c.source().await.unwrap().contains("revoked"));
+    assert_eq!(
+        app.introspect("billing-portal", &secret, &token)["active"],
+        false
+    );
+
+    // The trail has each step, caused by the admin who signed in.
+    let events = app.cli_json(&[
+        "audit",
+        "query",
+        "--client",
+        "billing-portal",
+        "--format",
+        "json",
+        "--limit",
+        "100",
+    ]);
+    let by_admin: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["metadata"]["caused_by"] == serde_json::json!({"kind": "admin", "id": admin_id})
+        })
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "ClientRegistered",
+        "ClientRedirectUriAdded",
+        "ClientRedirectUriRemoved",
+        "ClientSecretRotated",
+        "TokenRevoked",
+    ] {
+        assert!(
+            by_admin.contains(&kind),
+            "{kind} caused by the admin: {by_admin:?}"
+        );
+    }
+    let revoked = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "TokenRevoked")
+        .unwrap();
+    assert_eq!(revoked["data"]["reason"], "revoked_by_admin", "{revoked}");
+    assert!(revoked["metadata"]["request_id"].is_string(), "{revoked}");
+    c.close().await.unwrap();
+}
+
+#[test]
+fn an_admin_manages_a_client_and_revokes_its_token_in_the_console() {
+    let driver = Driver::start();
+    let app = spawn_app();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(console_tour(&app, &driver));
+}

@@ -61,7 +61,10 @@ fn doctor_passes_a_healthy_directory_and_names_each_fault_with_its_fix() {
     assert!(ok, "{checks:?}");
     let dir = check(&checks, "data directory");
     assert_eq!(dir["status"], "warn", "{dir}");
-    assert!(dir["fix"].as_str().unwrap().starts_with("chmod 700"), "{dir}");
+    assert!(
+        dir["fix"].as_str().unwrap().starts_with("chmod 700"),
+        "{dir}"
+    );
     std::fs::set_permissions(app.data_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let (ok, checks) = doctor(&app, &[]);
     assert!(ok, "{checks:?}");
