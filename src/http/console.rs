@@ -868,3 +868,113 @@ pub async fn revoke(
         ),
     }
 }
+
+/// `GET /admin/keys`: every signing key, what it signs and when it leaves the JWKS.
+pub async fn keys(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if current_admin(&req, &state).is_none() {
+        return to_sign_in();
+    }
+    keys_page(&req, &state, None)
+}
+
+fn keys_page(req: &HttpRequest, state: &AppState, notice: Option<&str>) -> HttpResponse {
+    let keys = service::list_keys(&state.engine);
+    let clients = service::list_clients(&state.engine);
+    let default_alg = state.keys.default_algorithm.as_str();
+    // The clients whose tokens each algorithm signs (theirs, or the server's default).
+    let signs = |alg: &str| {
+        let access = clients
+            .iter()
+            .filter(|c| c.signing_alg == alg || (c.signing_alg == "default" && alg == default_alg))
+            .count();
+        let id_tokens = clients
+            .iter()
+            .filter(|c| c.id_token_signed_response_alg == alg)
+            .count();
+        format!("access tokens of {access} clients, id_tokens of {id_tokens}")
+    };
+    page_with_csrf(req, state, StatusCode::OK, |csrf| {
+        pages::console(
+            "Signing keys",
+            csrf,
+            html! {
+                h1 { "Signing keys" }
+                @if let Some(n) = notice { p.notice role="status" { (n) } }
+                p.muted { "Clients that name no algorithm are signed with " code { (default_alg) } ". A superseded key stays in the JWKS until the last token it signed expires, then retires." }
+                @match &keys {
+                    Ok(keys) => {
+                        table {
+                            tr { th { "Key id" } th { "Algorithm" } th { "Status" } th { "Signs" } th { "Signing from" } th { "Superseded" } th { "Retires (last token expires)" } th { "Retired" } }
+                            @for k in keys {
+                                tr data-status=(k.status) {
+                                    td { code { (k.kid) } }
+                                    td { (k.algorithm) }
+                                    td { (k.status) }
+                                    td { @if k.status == "active" { (signs(&k.algorithm)) } @else if k.status == "pending" { "nothing yet" } @else { "nothing new" } }
+                                    td { (k.active_from.clone().unwrap_or_default()) }
+                                    td { (k.superseded_at.clone().unwrap_or_default()) }
+                                    td { (k.last_token_expires_at.clone().unwrap_or_default()) }
+                                    td { (k.retired_at.clone().unwrap_or_default()) }
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => { p.error role="alert" { (e.to_string()) } }
+                }
+                h2 { "Rotate" }
+                form method="post" action="/admin/keys/rotate" {
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    fieldset {
+                        legend { "Algorithms (none ticked: all)" }
+                        @for a in ["RS256", "ES256", "EdDSA"] {
+                            label { input type="checkbox" name={ "alg:" (a) } value="true"; " " (a) }
+                        }
+                    }
+                    label for="lead_time" { "Seconds between publishing the new key and its first signature (resource servers refetch the JWKS meanwhile)" }
+                    input type="number" id="lead_time" name="lead_time" min="0" value=(crate::service::DEFAULT_KEY_LEAD_SECS);
+                    div.actions { button type="submit" { "Rotate" } }
+                }
+            },
+        )
+    })
+}
+
+/// `POST /admin/keys/rotate`: new keys, published now and signing after the lead time.
+pub async fn rotate_keys(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let Some(who) = current_admin(&req, &state) else {
+        return to_sign_in();
+    };
+    let form = match posted(&req, payload).await {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
+    let algorithms = ["RS256", "ES256", "EdDSA"]
+        .iter()
+        .filter(|a| form.get(&format!("alg:{a}")) == Some("true"))
+        .map(|a| (*a).to_owned())
+        .collect();
+    let rotate = service::RotateKeys {
+        algorithms,
+        lead_secs: form.get("lead_time").and_then(|t| t.parse().ok()),
+    };
+    let metadata = request_metadata(&req, Cause::Admin(who));
+    match service::rotate_keys(&state.engine, &state.key_actor, rotate, metadata).await {
+        Ok(new) => {
+            let kids: Vec<&str> = new.iter().map(|k| k.kid.as_str()).collect();
+            keys_page(
+                &req,
+                &state,
+                Some(&format!("New keys published: {}.", kids.join(", "))),
+            )
+        }
+        Err(e) => pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "The keys were not rotated",
+            &e.to_string(),
+        ),
+    }
+}

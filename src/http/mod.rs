@@ -290,6 +290,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/admin/clients/{id}/delete",
             web::post().to(console::delete_client),
         )
+        .route("/admin/keys", web::get().to(console::keys))
+        .route("/admin/keys/rotate", web::post().to(console::rotate_keys))
         .route("/admin/tokens", web::get().to(console::tokens))
         .route("/admin/tokens", web::post().to(console::inspect))
         .route("/admin/tokens/{jti}", web::get().to(console::inspect_by_id))
@@ -399,6 +401,7 @@ fn is_page(path: &str) -> bool {
             | "/device/decide"
     ) || path.starts_with("/admin/clients")
         || path.starts_with("/admin/tokens")
+        || path.starts_with("/admin/keys")
 }
 
 /// Answers 429 with `Retry-After` to a source address past its page limit.

@@ -459,6 +459,7 @@ fn admin_nav(csrf: &str) -> Markup {
             a href="/admin" { "Events" }
             a href="/admin/clients" { "Clients" }
             a href="/admin/tokens" { "Tokens" }
+            a href="/admin/keys" { "Keys" }
             form.inline.signout method="post" action="/admin/logout" {
                 input type="hidden" name="csrf_token" value=(csrf);
                 button.secondary type="submit" { "Sign out" }

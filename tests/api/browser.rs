@@ -934,6 +934,35 @@ async fn console_tour(app: &TestApp, driver: &Driver) {
         .unwrap();
     assert_eq!(revoked["data"]["reason"], "revoked_by_admin", "{revoked}");
     assert!(revoked["metadata"]["request_id"].is_string(), "{revoked}");
+
+    // Signing keys: three active, one rotated from the console (pending until its lead time).
+    c.goto(&format!("{}/admin/keys", app.base)).await.unwrap();
+    wait_for(&c, "tr[data-status]").await;
+    assert_eq!(
+        c.find_all(Locator::Css("tr[data-status=active]"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    click(&c, "input[name='alg:ES256']").await;
+    navigate(&c, "form[action='/admin/keys/rotate'] button[type=submit]").await;
+    wait_for(&c, "p.notice").await;
+    assert_eq!(
+        c.find_all(Locator::Css("tr[data-status=pending]"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    screenshot(&c, "admin-console-keys").await;
+    let generated = app.events("SigningKeyGenerated");
+    let last = generated.last().unwrap();
+    assert_eq!(last["data"]["algorithm"], "ES256", "{last}");
+    assert_eq!(
+        last["metadata"]["caused_by"],
+        serde_json::json!({"kind": "admin", "id": admin_id})
+    );
     c.close().await.unwrap();
 }
 
