@@ -1173,6 +1173,9 @@ pub struct UserOutput {
     pub registered_at: String,
     /// When the profile last changed (RFC 3339); the registration time if it never did.
     pub updated_at: String,
+    /// Locked by an administrator.
+    #[serde(default)]
+    pub locked: bool,
 }
 
 impl UserOutput {
@@ -1189,6 +1192,7 @@ impl UserOutput {
                 registered_at.clone()
             },
             registered_at,
+            locked: v.disabled,
         }
     }
 }
@@ -1288,6 +1292,83 @@ pub async fn update_user_profile(
 ) -> Result<UserOutput, ServiceError> {
     let user_id = find_user(engine, username_or_id)?.user_id;
     change_profile(engine, user_id, changes, metadata).await?;
+    user_output(engine, &user_id)
+}
+
+/// Sends a user command as an administrator would.
+async fn user_command(
+    engine: &Engine,
+    user_id: domain::values::UserId,
+    command: domain::user::UserCommand,
+    metadata: Metadata,
+) -> Result<(), ServiceError> {
+    engine
+        .users()
+        .send(crate::actors::ExecuteUserCommand {
+            user_id,
+            command,
+            metadata,
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+    Ok(())
+}
+
+/// Replaces a user's password (hashed with argon2id here); the user's sessions end.
+pub async fn set_user_password(
+    engine: &Engine,
+    username_or_id: &str,
+    password: String,
+    metadata: Metadata,
+) -> Result<UserOutput, ServiceError> {
+    let user_id = find_user(engine, username_or_id)?.user_id;
+    let hash = actix_web::web::block(move || crate::passwords::hash(&password))
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    user_command(
+        engine,
+        user_id,
+        domain::user::UserCommand::ChangePassword(hash),
+        metadata,
+    )
+    .await?;
+    user_output(engine, &user_id)
+}
+
+/// Locks (`true`) or unlocks a user's account: a locked user cannot sign in or use the
+/// password grant, and its sessions end. Nothing is recorded when it already is so.
+pub async fn set_user_locked(
+    engine: &Engine,
+    username_or_id: &str,
+    locked: bool,
+    metadata: Metadata,
+) -> Result<UserOutput, ServiceError> {
+    let user_id = find_user(engine, username_or_id)?.user_id;
+    user_command(
+        engine,
+        user_id,
+        domain::user::UserCommand::SetDisabled(locked),
+        metadata,
+    )
+    .await?;
+    user_output(engine, &user_id)
+}
+
+/// Ends every session the user has now: each browser signs in again.
+pub async fn end_user_sessions(
+    engine: &Engine,
+    username_or_id: &str,
+    metadata: Metadata,
+) -> Result<UserOutput, ServiceError> {
+    let user_id = find_user(engine, username_or_id)?.user_id;
+    user_command(
+        engine,
+        user_id,
+        domain::user::UserCommand::EndSessions,
+        metadata,
+    )
+    .await?;
     user_output(engine, &user_id)
 }
 

@@ -866,6 +866,28 @@ pub struct UserPasswordChanged {
     pub password_hash: PasswordHash,
 }
 
+/// An administrator locked a user's account: no sign-in, password grant or session until it
+/// is unlocked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDisabled {
+    /// The user.
+    pub user_id: UserId,
+}
+
+/// An administrator unlocked a user's account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEnabled {
+    /// The user.
+    pub user_id: UserId,
+}
+
+/// An administrator ended every session the user had: each browser signs in again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSessionsEnded {
+    /// The user.
+    pub user_id: UserId,
+}
+
 /// Why a sign-in failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -1273,6 +1295,12 @@ pub enum Event {
     InitialAccessTokenUsed(InitialAccessTokenUsed),
     /// See [`ClientRegistrationTokenRotated`].
     ClientRegistrationTokenRotated(ClientRegistrationTokenRotated),
+    /// See [`UserDisabled`].
+    UserDisabled(UserDisabled),
+    /// See [`UserEnabled`].
+    UserEnabled(UserEnabled),
+    /// See [`UserSessionsEnded`].
+    UserSessionsEnded(UserSessionsEnded),
 }
 
 /// Expands `$m!(Variant, ...)` over every event type: one list for the type names, the
@@ -1328,7 +1356,10 @@ macro_rules! for_each_event {
             DeviceAuthorizationDenied,
             DeviceCodeRedeemed,
             TokenExchanged,
-            SamlAssertionAccepted
+            SamlAssertionAccepted,
+            UserDisabled,
+            UserEnabled,
+            UserSessionsEnded
         );
     };
 }
@@ -1433,6 +1464,9 @@ impl Event {
             | Event::UserPasswordChanged(_)
             | Event::UserLoginFailed(_)
             | Event::UserLocked(_)
+            | Event::UserDisabled(_)
+            | Event::UserEnabled(_)
+            | Event::UserSessionsEnded(_)
             | Event::SigningKeyGenerated(_)
             | Event::SigningKeyActivated(_)
             | Event::SigningKeyRetired(_)
@@ -1460,6 +1494,9 @@ impl Event {
             Event::UserPasswordChanged(e) => e.user_id,
             Event::UserLoginFailed(e) => e.user_id?,
             Event::UserLocked(e) => e.user_id,
+            Event::UserDisabled(e) => e.user_id,
+            Event::UserEnabled(e) => e.user_id,
+            Event::UserSessionsEnded(e) => e.user_id,
             Event::UserProfileChanged(e) => e.user_id,
             Event::IdTokenIssued(e) => e.user_id,
             Event::SessionStarted(e) => e.user_id,

@@ -2,8 +2,8 @@
 //! (stream `user-<id>`).
 
 use crate::event::{
-    Event, LoginFailure, SignInVia, UserLocked, UserLoginFailed, UserPasswordChanged, UserProfile,
-    UserProfileChanged, UserRegistered,
+    Event, LoginFailure, SignInVia, UserDisabled, UserEnabled, UserLocked, UserLoginFailed,
+    UserPasswordChanged, UserProfile, UserProfileChanged, UserRegistered, UserSessionsEnded,
 };
 use crate::values::{PasswordHash, UserId, Username};
 
@@ -22,6 +22,11 @@ pub struct User {
     pub profile: UserProfile,
     /// When the profile last changed (Unix seconds); 0: never set.
     pub profile_updated_at: i64,
+    /// Locked by an administrator: no sign-in, no password grant, no session.
+    pub disabled: bool,
+    /// How often an administrator ended its sessions: sessions carry it, so each time ends
+    /// the older ones.
+    pub sessions_epoch: u32,
 }
 
 /// The fold of a user stream.
@@ -61,6 +66,11 @@ pub enum UserCommand {
         /// Now (Unix seconds): the `updated_at` claim.
         now: i64,
     },
+    /// Lock (true) or unlock (false) the account, as an administrator; nothing is recorded
+    /// when it already is so.
+    SetDisabled(bool),
+    /// End every session the user has now, as an administrator.
+    EndSessions,
     /// Record a failed sign-in; `lock` (failures, until) when it starts a throttle.
     RecordLoginFailure {
         /// Why it failed.
@@ -264,6 +274,18 @@ pub fn decide(state: &UserState, command: &UserCommand) -> Result<Vec<Event>, Us
                 updated_at: *now,
             })])
         }
+        (UserState::Active(u), UserCommand::SetDisabled(disabled)) => {
+            Ok(match (*disabled, u.disabled) {
+                (true, false) => vec![Event::UserDisabled(UserDisabled { user_id: u.user_id })],
+                (false, true) => vec![Event::UserEnabled(UserEnabled { user_id: u.user_id })],
+                _ => Vec::new(),
+            })
+        }
+        (UserState::Active(u), UserCommand::EndSessions) => {
+            Ok(vec![Event::UserSessionsEnded(UserSessionsEnded {
+                user_id: u.user_id,
+            })])
+        }
         (UserState::Active(u), UserCommand::RecordLoginFailure { reason, via, lock }) => {
             let mut events = vec![Event::UserLoginFailed(UserLoginFailed {
                 user_id: Some(u.user_id),
@@ -304,8 +326,13 @@ pub fn evolve(state: &mut UserState, event: &Event) {
                 password_version: 0,
                 profile: UserProfile::default(),
                 profile_updated_at: 0,
+                disabled: false,
+                sessions_epoch: 0,
             })
         }
+        (UserState::Active(u), Event::UserDisabled(_)) => u.disabled = true,
+        (UserState::Active(u), Event::UserEnabled(_)) => u.disabled = false,
+        (UserState::Active(u), Event::UserSessionsEnded(_)) => u.sessions_epoch += 1,
         (UserState::Active(u), Event::UserProfileChanged(e)) => {
             u.profile = e.profile.clone();
             u.profile_updated_at = e.updated_at;
@@ -348,6 +375,47 @@ mod tests {
 
     fn scenario() -> Scenario<UserState, UserCommand, UserError> {
         Scenario::new(decide, evolve)
+    }
+
+    #[test]
+    fn an_admin_locks_and_unlocks_once_each_and_ends_sessions_every_time() {
+        let disabled = Event::UserDisabled(UserDisabled { user_id: id() });
+        let enabled = Event::UserEnabled(UserEnabled { user_id: id() });
+        scenario()
+            .given(vec![registered()])
+            .when(UserCommand::SetDisabled(true))
+            .then(vec![disabled.clone()]);
+        // Locking a locked account, or unlocking an open one, records nothing.
+        scenario()
+            .given(vec![registered(), disabled.clone()])
+            .when(UserCommand::SetDisabled(true))
+            .then(vec![]);
+        scenario()
+            .given(vec![registered()])
+            .when(UserCommand::SetDisabled(false))
+            .then(vec![]);
+        scenario()
+            .given(vec![registered(), disabled.clone()])
+            .when(UserCommand::SetDisabled(false))
+            .then(vec![enabled.clone()]);
+        let ended = Event::UserSessionsEnded(UserSessionsEnded { user_id: id() });
+        scenario()
+            .given(vec![registered(), ended.clone()])
+            .when(UserCommand::EndSessions)
+            .then(vec![ended.clone()]);
+        scenario()
+            .when(UserCommand::EndSessions)
+            .then_err(UserError::NotFound);
+        // The fold: locked, then open again; each end of sessions bumps the epoch.
+        let mut state = UserState::Unregistered;
+        for e in [registered(), disabled, ended.clone(), ended, enabled] {
+            evolve(&mut state, &e);
+        }
+        let UserState::Active(u) = state else {
+            panic!("registered")
+        };
+        assert!(!u.disabled);
+        assert_eq!(u.sessions_epoch, 2);
     }
 
     #[test]

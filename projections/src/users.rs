@@ -33,6 +33,12 @@ pub struct UserView {
     /// When the profile last changed (Unix seconds; 0: never).
     #[serde(default, skip_serializing_if = "is_default")]
     pub profile_updated_at: i64,
+    /// Locked by an administrator.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub disabled: bool,
+    /// How often an administrator ended its sessions (sessions carry it).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub sessions_epoch: u32,
 }
 
 /// A browser session as the directory keeps it (row `S` + sid).
@@ -165,6 +171,8 @@ pub fn apply_one(current: Option<&UserView>, event: &RecordedEvent) -> Option<Us
             password_version: v.password_version,
             profile: v.profile.clone(),
             profile_updated_at: v.profile_updated_at,
+            disabled: v.disabled,
+            sessions_epoch: v.sessions_epoch,
         }),
         None => UserState::Unregistered,
     };
@@ -180,6 +188,8 @@ pub fn apply_one(current: Option<&UserView>, event: &RecordedEvent) -> Option<Us
         registered_at: current.map_or(event.recorded_at, |c| c.registered_at),
         profile: u.profile,
         profile_updated_at: u.profile_updated_at,
+        disabled: u.disabled,
+        sessions_epoch: u.sessions_epoch,
     })
 }
 
@@ -237,6 +247,9 @@ impl UserDirectory {
                     Event::UserRegistered(r) => r.user_id,
                     Event::UserPasswordChanged(c) => c.user_id,
                     Event::UserProfileChanged(c) => c.user_id,
+                    Event::UserDisabled(c) => c.user_id,
+                    Event::UserEnabled(c) => c.user_id,
+                    Event::UserSessionsEnded(c) => c.user_id,
                     _ => return,
                 };
                 let current = changed

@@ -245,6 +245,47 @@ impl Backend {
         }
     }
 
+    /// Locks or unlocks a user, ends its sessions, or sets its password (as the admin API's
+    /// `access` body says).
+    pub async fn user_access(
+        &self,
+        username: &str,
+        locked: Option<bool>,
+        end_sessions: bool,
+        password: Option<String>,
+    ) -> anyhow::Result<service::UserOutput> {
+        match self {
+            Backend::Remote(r) => Remote::answer(
+                r.agent
+                    .post(&format!(
+                        "{}/admin/api/users/{}/access",
+                        r.base,
+                        encode(username)
+                    ))
+                    .header("Authorization", &r.auth())
+                    .send_json(serde_json::json!({
+                        "locked": locked,
+                        "end_sessions": end_sessions,
+                        "password": password,
+                    })),
+            ),
+            Backend::Local(e) => {
+                let m = Self::cli_metadata();
+                let mut out = service::show_user(e, username)?;
+                if let Some(p) = password {
+                    out = service::set_user_password(e, username, p, m.clone()).await?;
+                }
+                if let Some(l) = locked {
+                    out = service::set_user_locked(e, username, l, m.clone()).await?;
+                }
+                if end_sessions {
+                    out = service::end_user_sessions(e, username, m).await?;
+                }
+                Ok(out)
+            }
+        }
+    }
+
     /// One user, by username or id.
     pub fn show_user(&self, username: &str) -> anyhow::Result<service::UserOutput> {
         match self {

@@ -322,7 +322,7 @@ pub fn events(format: Format, items: &[RecordedEvent]) -> anyhow::Result<()> {
 }
 
 /// Every field of a user, in order: CSV columns and the rows of `user show`.
-const USER_FIELDS: [&str; 11] = [
+const USER_FIELDS: [&str; 12] = [
     "user_id",
     "username",
     "name",
@@ -334,6 +334,7 @@ const USER_FIELDS: [&str; 11] = [
     "locale",
     "registered_at",
     "updated_at",
+    "locked",
 ];
 
 fn user_fields(u: &crate::service::UserOutput) -> Vec<String> {
@@ -351,6 +352,7 @@ fn user_fields(u: &crate::service::UserOutput) -> Vec<String> {
         opt(&p.locale),
         u.registered_at.clone(),
         u.updated_at.clone(),
+        u.locked.to_string(),
     ]
 }
 

@@ -21,6 +21,14 @@ pub enum UserCommand {
     Show(ShowArgs),
     /// List users.
     List(ListArgs),
+    /// Lock a user's account: no sign-in, no password grant, and its sessions end.
+    Lock(NameArgs),
+    /// Unlock a user's account.
+    Unlock(NameArgs),
+    /// End every session the user has now: each browser signs in again.
+    EndSessions(NameArgs),
+    /// Set a user's password, read from the first line of standard input; its sessions end.
+    SetPassword(NameArgs),
 }
 
 /// Profile claims (OpenID Connect Core §5.1), as `user create` and `user update` take them.
@@ -108,6 +116,16 @@ pub struct CreateArgs {
     pub format: Format,
 }
 
+/// Options of `user lock`, `unlock`, `end-sessions` and `set-password`.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The user's username (or id).
+    pub username: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
 /// Options of `user list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -142,7 +160,13 @@ pub fn run(cmd: UserCommand, data_dir: PathBuf) -> anyhow::Result<()> {
                 .apply(&domain::event::UserProfile::default())?;
             Some(read_password()?)
         }
-        UserCommand::Update(_) | UserCommand::Show(_) | UserCommand::List(_) => None,
+        UserCommand::SetPassword(_) => Some(read_password()?),
+        UserCommand::Update(_)
+        | UserCommand::Show(_)
+        | UserCommand::List(_)
+        | UserCommand::Lock(_)
+        | UserCommand::Unlock(_)
+        | UserCommand::EndSessions(_) => None,
     };
     actix_rt::System::new().block_on(async move {
         let backend = Backend::open(&data_dir)?;
@@ -184,6 +208,28 @@ pub fn run(cmd: UserCommand, data_dir: PathBuf) -> anyhow::Result<()> {
             }
             UserCommand::Show(a) => output::user(a.format, &backend.show_user(&a.username)?),
             UserCommand::List(a) => output::users(a.format, &backend.list_users()?),
+            UserCommand::Lock(a) => {
+                let out = backend
+                    .user_access(&a.username, Some(true), false, None)
+                    .await?;
+                output::user(a.format, &out)
+            }
+            UserCommand::Unlock(a) => {
+                let out = backend
+                    .user_access(&a.username, Some(false), false, None)
+                    .await?;
+                output::user(a.format, &out)
+            }
+            UserCommand::EndSessions(a) => {
+                let out = backend.user_access(&a.username, None, true, None).await?;
+                output::user(a.format, &out)
+            }
+            UserCommand::SetPassword(a) => {
+                let out = backend
+                    .user_access(&a.username, None, false, password)
+                    .await?;
+                output::user(a.format, &out)
+            }
         }
     })
 }

@@ -30,6 +30,8 @@ pub enum SignIn {
     Wrong,
     /// Too many recent failures: retry after this many seconds.
     Throttled(i64),
+    /// The right password, but an administrator locked the account.
+    Locked,
 }
 
 pub(crate) fn source_address(req: &HttpRequest) -> String {
@@ -69,6 +71,11 @@ pub async fn sign_in(
     .map_err(|e| OAuthError::server_error(&e))?;
     if let (true, Some(user)) = (verified, &user) {
         state.throttle.succeeded(username, &address);
+        // Said only after the password verified: the lock tells no one else the name exists.
+        if user.disabled {
+            tracing::warn!(username, %address, "sign-in to a locked account refused");
+            return Ok(SignIn::Locked);
+        }
         return Ok(SignIn::Ok(user.clone()));
     }
     let lock = state
@@ -127,6 +134,10 @@ pub async fn check_password(
         SignIn::Wrong => Err(OAuthError::new(
             ErrorCode::InvalidGrant,
             "wrong username or password",
+        )),
+        SignIn::Locked => Err(OAuthError::new(
+            ErrorCode::InvalidGrant,
+            "this account is locked; an administrator can unlock it",
         )),
         SignIn::Throttled(wait) => Err(OAuthError::new(
             ErrorCode::InvalidGrant,
@@ -256,6 +267,14 @@ pub async fn login(
             &return_to,
             username,
             Some("Wrong username or password."),
+        ),
+        Ok(SignIn::Locked) => login_page(
+            &req,
+            &state,
+            StatusCode::FORBIDDEN,
+            &return_to,
+            username,
+            Some("This account is locked. Ask an administrator to unlock it."),
         ),
         Ok(SignIn::Throttled(wait)) => {
             let mut res = login_page(

@@ -978,3 +978,361 @@ pub async fn rotate_keys(
         ),
     }
 }
+
+/// `GET /admin/users`: every user, or those whose username, name or e-mail holds `q`.
+pub async fn users(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if current_admin(&req, &state).is_none() {
+        return to_sign_in();
+    }
+    let q = form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.trim().to_lowercase())
+        .unwrap_or_default();
+    let all = service::list_users(&state.engine);
+    let holds = |v: &Option<String>| v.as_deref().is_some_and(|v| v.to_lowercase().contains(&q));
+    let shown: Vec<&service::UserOutput> = all
+        .iter()
+        .filter(|u| {
+            q.is_empty()
+                || u.username.to_lowercase().contains(&q)
+                || holds(&u.profile.name)
+                || holds(&u.profile.email)
+        })
+        .collect();
+    page_with_csrf(&req, &state, StatusCode::OK, |csrf| {
+        pages::console(
+            "Users",
+            csrf,
+            html! {
+                h1 { "Users" }
+                form.filters method="get" action="/admin/users" {
+                    div {
+                        label for="q" { "Search" }
+                        input type="text" id="q" name="q" value=(q) placeholder="username, name or e-mail";
+                    }
+                    div { button type="submit" { "Search" } }
+                }
+                p { a.button href="/admin/users/new" { "New user" } }
+                p.muted { (shown.len()) " of " (all.len()) " users." }
+                table {
+                    tr { th { "Username" } th { "Name" } th { "E-mail" } th { "State" } th { "Registered" } }
+                    @for u in &shown {
+                        tr {
+                            td { a href={ "/admin/users/" (u.username) } { (u.username) } }
+                            td { (u.profile.name.clone().unwrap_or_default()) }
+                            td { (u.profile.email.clone().unwrap_or_default()) }
+                            td { @if u.locked { span.inactive { "locked" } } @else { "active" } }
+                            td { (u.registered_at) }
+                        }
+                    }
+                }
+            },
+        )
+    })
+}
+
+/// The profile fields of the user forms.
+fn profile_fields(p: Option<&domain::event::UserProfile>) -> Markup {
+    let v = |f: fn(&domain::event::UserProfile) -> &Option<String>| {
+        p.and_then(|p| f(p).clone()).unwrap_or_default()
+    };
+    html! {
+        label for="name" { "Full name" }
+        input type="text" id="name" name="name" value=(v(|p| &p.name));
+        label for="given_name" { "Given name" }
+        input type="text" id="given_name" name="given_name" value=(v(|p| &p.given_name));
+        label for="family_name" { "Family name" }
+        input type="text" id="family_name" name="family_name" value=(v(|p| &p.family_name));
+        label for="preferred_username" { "Preferred username" }
+        input type="text" id="preferred_username" name="preferred_username" value=(v(|p| &p.preferred_username));
+        label for="email" { "E-mail" }
+        input type="text" id="email" name="email" value=(v(|p| &p.email));
+        label { input type="checkbox" name="email_verified" value="true" checked[p.is_some_and(|p| p.email_verified)]; " E-mail address verified" }
+        label for="locale" { "Locale (BCP 47, e.g. en-GB)" }
+        input type="text" id="locale" name="locale" value=(v(|p| &p.locale));
+    }
+}
+
+/// The profile a form asks for: each field as given (empty clears it).
+fn profile_changes(form: &super::form::Form) -> domain::user::ProfileChanges {
+    let text = |name: &str| Some(form.get(name).unwrap_or_default().trim().to_owned());
+    domain::user::ProfileChanges {
+        name: text("name"),
+        given_name: text("given_name"),
+        family_name: text("family_name"),
+        preferred_username: text("preferred_username"),
+        email: text("email"),
+        email_verified: Some(form.get("email_verified") == Some("true")),
+        locale: text("locale"),
+    }
+}
+
+/// `GET /admin/users/new`.
+pub async fn new_user(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if current_admin(&req, &state).is_none() {
+        return to_sign_in();
+    }
+    new_user_form(&req, &state, StatusCode::OK, None)
+}
+
+fn new_user_form(
+    req: &HttpRequest,
+    state: &AppState,
+    status: StatusCode,
+    error: Option<&str>,
+) -> HttpResponse {
+    page_with_csrf(req, state, status, |csrf| {
+        pages::console(
+            "New user",
+            csrf,
+            html! {
+                h1 { "New user" }
+                @if let Some(e) = error { p.error role="alert" { (e) } }
+                form method="post" action="/admin/users/new" {
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    label for="username" { "Username" }
+                    input type="text" id="username" name="username" required autocomplete="off";
+                    label for="password" { "Password" }
+                    input type="password" id="password" name="password" required autocomplete="new-password";
+                    (profile_fields(None))
+                    div.actions { button type="submit" { "Create" } }
+                }
+            },
+        )
+    })
+}
+
+/// `POST /admin/users/new`.
+pub async fn create_user(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let Some(who) = current_admin(&req, &state) else {
+        return to_sign_in();
+    };
+    let form = match posted(&req, payload).await {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
+    let p = profile_changes(&form);
+    let nonempty = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let create = service::CreateUser {
+        username: form.get("username").unwrap_or_default().trim().to_owned(),
+        password: form.get("password").unwrap_or_default().to_owned(),
+        name: nonempty(p.name),
+        given_name: nonempty(p.given_name),
+        family_name: nonempty(p.family_name),
+        preferred_username: nonempty(p.preferred_username),
+        email: nonempty(p.email),
+        email_verified: p.email_verified.filter(|v| *v),
+        locale: nonempty(p.locale),
+    };
+    let metadata = request_metadata(&req, Cause::Admin(who));
+    match service::create_user(&state.engine, create, metadata).await {
+        Ok(u) => redirect(
+            StatusCode::SEE_OTHER,
+            &format!("/admin/users/{}", u.username),
+        ),
+        Err(e) => new_user_form(&req, &state, StatusCode::BAD_REQUEST, Some(&e.to_string())),
+    }
+}
+
+/// `GET /admin/users/{name}`: profile, password, lock, sessions and authorized apps.
+pub async fn user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> HttpResponse {
+    if current_admin(&req, &state).is_none() {
+        return to_sign_in();
+    }
+    let notice = form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "done")
+        .and_then(|(_, v)| match v.as_ref() {
+            "profile" => Some("Profile saved."),
+            "password" => Some("Password changed; the user's sessions ended."),
+            "locked" => Some("Account locked: no sign-in, no password grant, no session."),
+            "unlocked" => Some("Account unlocked."),
+            "sessions" => Some("Every session of the user ended."),
+            "revoked" => Some(
+                "Authorization withdrawn; the application's tokens for this user no longer work.",
+            ),
+            _ => None,
+        });
+    user_page(&req, &state, &name, StatusCode::OK, notice, None)
+}
+
+fn user_page(
+    req: &HttpRequest,
+    state: &AppState,
+    name: &str,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> HttpResponse {
+    let u = match service::show_user(&state.engine, name) {
+        Ok(u) => u,
+        Err(e) => return pages::error_page(StatusCode::NOT_FOUND, "No such user", &e.to_string()),
+    };
+    let apps = uuid::Uuid::parse_str(&u.user_id)
+        .ok()
+        .and_then(|id| {
+            state
+                .engine
+                .models
+                .consents
+                .of_user(&domain::values::UserId(id))
+                .ok()
+        })
+        .unwrap_or_default();
+    let base = format!("/admin/users/{}", u.username);
+    page_with_csrf(req, state, status, |csrf| {
+        pages::console(
+            "User",
+            csrf,
+            html! {
+                h1 { "User " (u.username) " " @if u.locked { span.inactive { "(locked)" } } }
+                @if let Some(n) = notice { p.notice role="status" { (n) } }
+                @if let Some(e) = error { p.error role="alert" { (e) } }
+                p.muted { "Id " code { (u.user_id) } ", registered " (u.registered_at) ". "
+                    a href={ "/admin?subject=" (u.user_id) } { "Its history in the trail" } }
+                h2 { "Profile" }
+                form method="post" action={ (base) "/profile" } {
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    (profile_fields(Some(&u.profile)))
+                    div.actions { button type="submit" { "Save profile" } }
+                }
+                h2 { "Password" }
+                form method="post" action={ (base) "/password" } {
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    label for="password" { "New password (the user's sessions end)" }
+                    input type="password" id="password" name="password" required autocomplete="new-password";
+                    div.actions { button type="submit" { "Reset password" } }
+                }
+                h2 { "Access" }
+                div.actions {
+                    form.inline method="post" action={ (base) "/lock" } {
+                        input type="hidden" name="csrf_token" value=(csrf);
+                        @if u.locked {
+                            input type="hidden" name="lock" value="false";
+                            button type="submit" { "Unlock" }
+                        } @else {
+                            input type="hidden" name="lock" value="true";
+                            button.danger type="submit" { "Lock" }
+                        }
+                    }
+                    form.inline method="post" action={ (base) "/end-sessions" } {
+                        input type="hidden" name="csrf_token" value=(csrf);
+                        button.secondary type="submit" { "End sessions" }
+                    }
+                }
+                h2 { "Authorized apps" }
+                @if apps.is_empty() { p.muted { "None." } }
+                table {
+                    @for a in &apps {
+                        tr {
+                            td { a href={ "/admin/clients/" (a.client_id.as_str()) } { code { (a.client_id.as_str()) } } }
+                            td { (domain::values::join_scopes(&a.scopes)) }
+                            td {
+                                form.inline method="post" action={ (base) "/revoke" } {
+                                    input type="hidden" name="csrf_token" value=(csrf);
+                                    input type="hidden" name="client_id" value=(a.client_id.as_str());
+                                    button.danger type="submit" { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    })
+}
+
+/// One of the user page's forms, by `action`: `profile`, `password`, `lock`, `end-sessions`
+/// or `revoke`.
+pub async fn user_action(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let Some(who) = current_admin(&req, &state) else {
+        return to_sign_in();
+    };
+    let (name, action) = path.into_inner();
+    let form = match posted(&req, payload).await {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
+    let metadata = request_metadata(&req, Cause::Admin(who.clone()));
+    let engine = &state.engine;
+    let done = match action.as_str() {
+        "profile" => service::update_user_profile(engine, &name, profile_changes(&form), metadata)
+            .await
+            .map(|_| "profile"),
+        "password" => {
+            let password = form.get("password").unwrap_or_default().to_owned();
+            service::set_user_password(engine, &name, password, metadata)
+                .await
+                .map(|_| "password")
+        }
+        "lock" => {
+            let lock = form.get("lock") == Some("true");
+            service::set_user_locked(engine, &name, lock, metadata)
+                .await
+                .map(|_| if lock { "locked" } else { "unlocked" })
+        }
+        "end-sessions" => service::end_user_sessions(engine, &name, metadata)
+            .await
+            .map(|_| "sessions"),
+        "revoke" => {
+            let user = service::show_user(engine, &name);
+            let client = form
+                .get("client_id")
+                .and_then(|c| domain::values::ClientId::parse(c).ok());
+            match (user, client) {
+                (Ok(u), Some(client)) => {
+                    let Ok(user_id) = uuid::Uuid::parse_str(&u.user_id) else {
+                        return pages::error_page(StatusCode::NOT_FOUND, "No such user", "");
+                    };
+                    let command = domain::token::TokenCommand::RevokeAuthorization(
+                        domain::grant::RevokeAuthorization {
+                            user_id: domain::values::UserId(user_id),
+                        },
+                    );
+                    match state
+                        .decide(&req, &client, Cause::Admin(who), command)
+                        .await
+                    {
+                        Ok(_) => Ok("revoked"),
+                        Err(e) => Err(service::ServiceError::Invalid(
+                            super::token::command_error(e).description,
+                        )),
+                    }
+                }
+                (Err(e), _) => Err(e),
+                (_, None) => Err(service::ServiceError::Invalid("no such application".into())),
+            }
+        }
+        _ => return pages::error_page(StatusCode::NOT_FOUND, "Not found", "No such action."),
+    };
+    match done {
+        Ok(what) => redirect(
+            StatusCode::SEE_OTHER,
+            &format!("/admin/users/{}?done={what}", urlencode(&name)),
+        ),
+        Err(e) => user_page(
+            &req,
+            &state,
+            &name,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some(&e.to_string()),
+        ),
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

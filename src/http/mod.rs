@@ -290,6 +290,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/admin/clients/{id}/delete",
             web::post().to(console::delete_client),
         )
+        .route("/admin/users", web::get().to(console::users))
+        .route("/admin/users/new", web::get().to(console::new_user))
+        .route("/admin/users/new", web::post().to(console::create_user))
+        .route("/admin/users/{name}", web::get().to(console::user))
+        .route(
+            "/admin/users/{name}/{action}",
+            web::post().to(console::user_action),
+        )
         .route("/admin/keys", web::get().to(console::keys))
         .route("/admin/keys/rotate", web::post().to(console::rotate_keys))
         .route("/admin/tokens", web::get().to(console::tokens))
@@ -318,6 +326,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/users", web::get().to(admin::list_users))
                 .route("/users/{username}", web::get().to(admin::show_user))
                 .route("/users/{username}", web::patch().to(admin::update_user))
+                .route(
+                    "/users/{username}/access",
+                    web::post().to(admin::user_access),
+                )
                 .route("/audit", web::get().to(admin::audit))
                 .route("/audit/verify", web::get().to(admin::verify))
                 .route("/audit/checkpoint", web::post().to(admin::checkpoint))
@@ -402,6 +414,7 @@ fn is_page(path: &str) -> bool {
     ) || path.starts_with("/admin/clients")
         || path.starts_with("/admin/tokens")
         || path.starts_with("/admin/keys")
+        || path.starts_with("/admin/users")
 }
 
 /// Answers 429 with `Retry-After` to a source address past its page limit.

@@ -458,6 +458,7 @@ fn admin_nav(csrf: &str) -> Markup {
         nav.top {
             a href="/admin" { "Events" }
             a href="/admin/clients" { "Clients" }
+            a href="/admin/users" { "Users" }
             a href="/admin/tokens" { "Tokens" }
             a href="/admin/keys" { "Keys" }
             form.inline.signout method="post" action="/admin/logout" {

@@ -101,6 +101,10 @@ pub struct Session {
     /// from before OpenID Connect.
     #[serde(default)]
     pub sid: String,
+    /// The user's sessions epoch at sign-in: an administrator ending the user's sessions
+    /// bumps it, which ends this one. Absent in older cookies: 0.
+    #[serde(default)]
+    pub epoch: u32,
 }
 
 /// The signed-in user of a request, if the session is valid and the user unchanged.
@@ -132,7 +136,12 @@ pub fn current_session(
         return None;
     }
     let user = state.engine.models.users.get(&session.user_id)?;
-    (user.password_version == session.password_version).then_some((session, user))
+    // A password change, a locked account or an administrator ending the user's sessions
+    // ends this one.
+    (user.password_version == session.password_version
+        && user.sessions_epoch == session.epoch
+        && !user.disabled)
+        .then_some((session, user))
 }
 
 /// Starts a session for a user who just signed in: records `SessionStarted` (its id is the
@@ -153,6 +162,7 @@ pub async fn start_session(
         expires_at: now + i64::from(state.grants.session_ttl_secs),
         auth_time: now,
         sid: sid.clone(),
+        epoch: user.sessions_epoch,
     };
     let metadata = super::request_metadata(req, domain::Cause::User(user.user_id.to_string()));
     state

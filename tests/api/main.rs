@@ -15,6 +15,7 @@ mod assertions;
 mod audit;
 mod browser;
 mod clients;
+mod console;
 mod crash;
 mod device;
 mod doctor;
