@@ -22,7 +22,8 @@ pub struct User {
     pub profile: UserProfile,
     /// When the profile last changed (Unix seconds); 0: never set.
     pub profile_updated_at: i64,
-    /// Locked by an administrator: no sign-in, no password grant, no session.
+    /// Locked by an administrator: no sign-in, no password grant, no session (a lock also
+    /// ends the sessions it had, for good).
     pub disabled: bool,
     /// How often an administrator ended its sessions: sessions carry it, so each time ends
     /// the older ones.
@@ -330,7 +331,11 @@ pub fn evolve(state: &mut UserState, event: &Event) {
                 sessions_epoch: 0,
             })
         }
-        (UserState::Active(u), Event::UserDisabled(_)) => u.disabled = true,
+        // A lock ends the sessions for good: unlocking does not bring them back.
+        (UserState::Active(u), Event::UserDisabled(_)) => {
+            u.disabled = true;
+            u.sessions_epoch += 1;
+        }
         (UserState::Active(u), Event::UserEnabled(_)) => u.disabled = false,
         (UserState::Active(u), Event::UserSessionsEnded(_)) => u.sessions_epoch += 1,
         (UserState::Active(u), Event::UserProfileChanged(e)) => {
@@ -406,7 +411,7 @@ mod tests {
         scenario()
             .when(UserCommand::EndSessions)
             .then_err(UserError::NotFound);
-        // The fold: locked, then open again; each end of sessions bumps the epoch.
+        // The fold: locked, then open again; the lock and each end of sessions bump the epoch.
         let mut state = UserState::Unregistered;
         for e in [registered(), disabled, ended.clone(), ended, enabled] {
             evolve(&mut state, &e);
@@ -415,7 +420,7 @@ mod tests {
             panic!("registered")
         };
         assert!(!u.disabled);
-        assert_eq!(u.sessions_epoch, 2);
+        assert_eq!(u.sessions_epoch, 3);
     }
 
     #[test]

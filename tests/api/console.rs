@@ -136,8 +136,11 @@ fn an_admin_manages_a_user_in_the_console() {
     assert_eq!(wrong.status, 401);
     assert!(!wrong.body.contains("locked"));
 
-    // Unlocked: back in.
+    // Unlocked: the session the lock ended stays ended; bob signs in again.
+    let mut before_lock = Browser::new(&app);
+    before_lock.cookies = bob.cookies.clone();
     act(&mut console, "bob", "lock", &[("lock", "false")]);
+    assert!(!signed_in(&mut before_lock));
     assert_eq!(bob.sign_in("bob", "first password of bob").status, 303);
     assert!(signed_in(&mut bob));
 
