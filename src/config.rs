@@ -85,6 +85,10 @@ pub struct FileConfig {
     pub metrics: Option<bool>,
     /// Serve `/metrics` on this address instead of the main listener.
     pub metrics_bind: Option<String>,
+    /// See `serve --key-retire-leeway-secs`.
+    pub key_retire_leeway_secs: Option<u64>,
+    /// See `serve --verify-on-start`: `full` or `since-last`.
+    pub verify_on_start: Option<String>,
 }
 
 impl FileConfig {

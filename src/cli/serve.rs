@@ -166,8 +166,9 @@ pub struct ServeArgs {
     /// length of the log; the whole chain is then walked in the background and the outcome
     /// recorded as `ChainVerified` or `ChainBroken`) or `full` (every event before serving:
     /// any changed byte stops the start).
-    #[arg(long, env = "AUTHLEDGER_VERIFY_ON_START", default_value = "since-last", value_parser = ["full", "since-last"])]
-    pub verify_on_start: String,
+    /// (default since-last)
+    #[arg(long, env = "AUTHLEDGER_VERIFY_ON_START", value_parser = ["full", "since-last"])]
+    pub verify_on_start: Option<String>,
 }
 
 /// A trusted proxy: an address (a /32 or /128) or a CIDR range.
@@ -250,7 +251,7 @@ pub fn run(
                 .or(file.signing_alg)
                 .map(|a| SigningAlgorithm::parse(&a))
                 .transpose()?,
-            retire_leeway_secs: args.key_retire_leeway_secs,
+            retire_leeway_secs: args.key_retire_leeway_secs.or(file.key_retire_leeway_secs),
         },
         key_check: Duration::from_secs(
             args.key_check_secs
@@ -260,7 +261,13 @@ pub fn run(
         ),
         whoami_scope: args.whoami_scope.or(file.whoami_scope),
         allow_unverified: args.allow_unverified,
-        verify_on_start_full: args.verify_on_start == "full",
+        verify_on_start_full: match args.verify_on_start.or(file.verify_on_start).as_deref() {
+            None | Some("since-last") => false,
+            Some("full") => true,
+            Some(other) => anyhow::bail!(
+                "verify_on_start is {other:?} in the configuration file; use full or since-last"
+            ),
+        },
         limits: {
             let d = crate::http::limits::LimitSettings::default();
             let proxies = if args.trusted_proxies.is_empty() {

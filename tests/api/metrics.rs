@@ -389,3 +389,37 @@ fn metrics_move_to_their_own_address_or_go_away() {
     assert_eq!(off.get("/readyz").0, 200);
     drop::<TestApp>(off);
 }
+
+#[test]
+fn a_setting_comes_from_the_flag_else_the_environment_else_the_config_file() {
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("authledger.toml");
+    std::fs::write(
+        &conf,
+        "metrics = false\nlog_json = true\nverify_on_start = \"full\"\nkey_retire_leeway_secs = 5\n",
+    )
+    .unwrap();
+    let conf_env = ("AUTHLEDGER_CONFIG", conf.to_str().unwrap());
+    // The file alone: metrics off.
+    let mut app = TestApp::on(tempfile::tempdir().unwrap(), &[], &[conf_env]);
+    app.start();
+    assert_eq!(app.get("/metrics").0, 404);
+    app.stop();
+    // The environment beats the file.
+    app.env.push(("AUTHLEDGER_METRICS".into(), "true".into()));
+    app.start();
+    assert_eq!(app.get("/metrics").0, 200);
+    app.stop();
+    // The flag beats the environment.
+    app.flags = vec!["--metrics".into(), "false".into()];
+    app.start();
+    assert_eq!(app.get("/metrics").0, 404);
+    app.stop();
+    // A value the file may not hold stops the start and says which.
+    std::fs::write(&conf, "verify_on_start = \"sometimes\"\n").unwrap();
+    let err = crate::helpers::failed_start(app.data_dir(), &[], &[conf_env]);
+    assert!(
+        err.contains("verify_on_start") && err.contains("full or since-last"),
+        "{err}"
+    );
+}
