@@ -555,7 +555,10 @@ fn is_bcrypt(h: &str) -> bool {
     let b = h.as_bytes();
     b.len() == 60
         && matches!(&b[..4], b"$2a$" | b"$2b$" | b"$2y$")
-        && h[4..6].parse::<u8>().is_ok_and(|c| (4..=31).contains(&c))
+        && std::str::from_utf8(&b[4..6])
+            .ok()
+            .and_then(|c| c.parse::<u8>().ok())
+            .is_some_and(|c| (4..=31).contains(&c))
         && b[6] == b'$'
         && b[7..]
             .iter()
@@ -962,6 +965,8 @@ mod tests {
             "$2b$04$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTH",
             "$2b$04$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTH=",
             "$pbkdf2-sha256$i=25000,l=32$oiEm8SRgF0nU8ePl+repDQ$aRmUx7lYzq0",
+            // Not ASCII where the cost goes: refused, never a panic on a char boundary.
+            "$2b$1éLqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTHq",
         ] {
             assert!(SecretHash::imported_bcrypt(bad).is_err(), "{bad}");
         }
