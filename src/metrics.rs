@@ -291,6 +291,7 @@ pub fn appended(events: &[Arc<RecordedEvent>]) {
                     domain::event::LoginFailure::UnknownUser => "unknown_user",
                     domain::event::LoginFailure::WrongPassword => "wrong_password",
                     domain::event::LoginFailure::Throttled => "throttled",
+                    domain::event::LoginFailure::AccountLocked => "account_locked",
                 };
                 count(FAILED_LOGINS, &[("reason", reason)], 1);
             }
@@ -333,6 +334,19 @@ pub fn request(
     status: u16,
     took: Duration,
 ) {
+    // Any token is a method to actix: only the standard ones become labels, or a client could
+    // mint series (and cache entries) at will.
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    let Some(label) = KNOWN.iter().find(|m| **m == method.as_str()) else {
+        observe(
+            HTTP_DURATION,
+            &[("endpoint", "unmatched"), ("method", "other")],
+            took.as_secs_f64(),
+        );
+        status_counter("unmatched", "other", status).increment(1);
+        return;
+    };
+    let method_label: &str = label;
     ENDPOINTS.with(|cache| {
         let mut cache = cache.borrow_mut();
         let known = cache
@@ -344,7 +358,7 @@ pub fn request(
             let counter = match e.by_status.iter().find(|(s, _)| *s == status) {
                 Some((_, c)) => c.clone(),
                 None => {
-                    let c = status_counter(path, method.as_str(), status);
+                    let c = status_counter(path, method_label, status);
                     e.by_status.push((status, c.clone()));
                     c
                 }
@@ -356,16 +370,16 @@ pub fn request(
         let endpoint = pattern.as_deref().unwrap_or("unmatched");
         observe(
             HTTP_DURATION,
-            &[("endpoint", endpoint), ("method", method.as_str())],
+            &[("endpoint", endpoint), ("method", method_label)],
             took.as_secs_f64(),
         );
-        let counter = status_counter(endpoint, method.as_str(), status);
+        let counter = status_counter(endpoint, method_label, status);
         counter.increment(1);
         if pattern.as_deref() == Some(path) {
             let latency = HISTOGRAMS.with(|h| {
                 h.borrow_mut().get(
                     HTTP_DURATION,
-                    &[("endpoint", endpoint), ("method", method.as_str())],
+                    &[("endpoint", endpoint), ("method", method_label)],
                     |l| metrics::histogram!(HTTP_DURATION, l),
                 )
             });

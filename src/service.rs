@@ -551,6 +551,12 @@ pub fn registration(
                 "client_secret_bcrypt is for imported clients only (with imported)".into(),
             ))
         }
+        (Some(_), Some(_)) if req.admin => {
+            return Err(ServiceError::Invalid(
+                "an administrator client gets a secret of this server's, not an imported hash"
+                    .into(),
+            ))
+        }
         (Some(_), Some(_)) if req.public || by_key || req.client_secret.is_some() => {
             return Err(ServiceError::Invalid(
                 "client_secret_bcrypt goes with a confidential client that has no other secret"
@@ -1094,10 +1100,22 @@ pub fn redact(mut e: RecordedEvent) -> RecordedEvent {
                 u.password_hash = h;
             }
         }
+        // An imported bcrypt hash is unkeyed: a copy could be attacked offline.
+        Event::ClientRegistered(c)
+            if c.secret_hash
+                .as_ref()
+                .is_some_and(|h| h.scheme() == domain::values::HashScheme::Bcrypt) =>
+        {
+            c.secret_hash = domain::values::SecretHash::imported_bcrypt(REDACTED_BCRYPT).ok();
+        }
         _ => {}
     }
     e
 }
+
+/// What the audit trail shows in place of an imported bcrypt hash (a valid form, cost 4,
+/// that no secret is likely to match).
+pub const REDACTED_BCRYPT: &str = "$2b$04$redactedredactedredactedredactedredactedredactedredac";
 
 /// What the audit trail shows in place of a password hash.
 pub const REDACTED_HASH: &str = "$argon2id$redacted";

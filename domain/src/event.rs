@@ -898,6 +898,8 @@ pub enum LoginFailure {
     WrongPassword,
     /// Refused unchecked: too many recent failures.
     Throttled,
+    /// The right password to an account an administrator locked (answered as a wrong one).
+    AccountLocked,
 }
 
 /// A sign-in (login page or password grant) failed.

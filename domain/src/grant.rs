@@ -27,6 +27,8 @@ pub struct CodeView {
     pub redeemed_family: Option<Uuid>,
     /// The browser session it was issued in has ended (a logout).
     pub session_ended: bool,
+    /// An administrator locked the user's account.
+    pub user_locked: bool,
 }
 
 impl CodeView {
@@ -55,6 +57,8 @@ pub struct RefreshView {
     pub authorization_revoked: bool,
     /// The browser session its grant began in has ended (a logout).
     pub session_ended: bool,
+    /// An administrator locked the user's account.
+    pub user_locked: bool,
 }
 
 impl RefreshView {
@@ -774,6 +778,9 @@ pub fn redeem_code(client: &Client, cmd: &RedeemCode) -> Result<Vec<Event>, Refu
     if view.session_ended {
         return Err(invalid_grant(GrantRejected::SessionEnded));
     }
+    if view.user_locked {
+        return Err(invalid_grant(GrantRejected::AccountLocked));
+    }
     match (&cmd.redirect_uri, code.redirect_uri_sent) {
         (Some(p), _) if *p != code.redirect_uri => {
             return Err(invalid_grant(GrantRejected::RedirectUriDiffers))
@@ -864,6 +871,9 @@ pub fn refresh(client: &Client, cmd: &RefreshGrant) -> Result<Vec<Event>, Refusa
     }
     if cmd.now >= old.expires_at || cmd.now >= old.family_expires_at {
         return Err(invalid_grant(GrantRejected::RefreshExpired));
+    }
+    if view.user_locked {
+        return Err(invalid_grant(GrantRejected::AccountLocked));
     }
     // A grant that holds offline_access outlives the session, as that scope asks.
     if view.session_ended
@@ -1214,6 +1224,7 @@ mod tests {
             issued: code_issued(challenge),
             redeemed_family: redeemed.then(|| Uuid::from_u128(3)),
             session_ended: false,
+            user_locked: false,
         })
     }
 
@@ -1354,6 +1365,7 @@ mod tests {
             family_revoked: false,
             authorization_revoked: false,
             session_ended: false,
+            user_locked: false,
         }
     }
 
@@ -1561,6 +1573,7 @@ mod tests {
                 issued: code.clone(),
                 redeemed_family: None,
                 session_ended: false,
+                user_locked: false,
             }),
             Some(VERIFIER),
             Some(CB),
@@ -1605,6 +1618,7 @@ mod tests {
             family_revoked: false,
             authorization_revoked: false,
             session_ended: false,
+            user_locked: false,
         };
         let mut cmd = rotate(view, 0, NOW + 600, None);
         if let TokenCommand::Refresh(r) = &mut cmd {
@@ -1640,6 +1654,7 @@ mod tests {
                     issued: code.clone(),
                     redeemed_family: None,
                     session_ended: false,
+                    user_locked: false,
                 }),
                 Some(VERIFIER),
                 Some(CB),
@@ -1687,6 +1702,29 @@ mod tests {
     }
 
     #[test]
+    fn a_locked_users_codes_and_refresh_tokens_get_nothing_even_offline() {
+        let client =
+            registered_for_openid(vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+        let view = CodeView {
+            issued: code_issued(true),
+            redeemed_family: None,
+            session_ended: false,
+            user_locked: true,
+        };
+        scenario()
+            .given(vec![client.clone()])
+            .when(redeem(Some(view), Some(VERIFIER), Some(CB)))
+            .then_err(invalid_grant(GrantRejected::AccountLocked));
+        let mut view = refresh_view(None, (1, 2));
+        view.user_locked = true;
+        view.issued.scopes = scopes("read offline_access");
+        scenario()
+            .given(vec![client])
+            .when(rotate(view, 0, NOW + 10, None))
+            .then_err(invalid_grant(GrantRejected::AccountLocked));
+    }
+
+    #[test]
     fn a_grant_whose_session_ended_issues_nothing_more_unless_it_is_offline() {
         let client =
             registered_for_openid(vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
@@ -1696,6 +1734,7 @@ mod tests {
             issued,
             redeemed_family: None,
             session_ended: true,
+            user_locked: false,
         };
         scenario()
             .given(vec![client.clone()])

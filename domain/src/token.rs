@@ -229,6 +229,9 @@ pub enum GrantRejected {
     /// were told the user left, so no new id_token may name it (Back-Channel Logout §2.7).
     #[error("the user signed out of the session this grant belongs to")]
     SessionEnded,
+    /// An administrator locked the user's account: its grants get no new tokens.
+    #[error("the user's account is locked")]
+    AccountLocked,
     /// The DPoP proof's key is not the one the code or refresh token is bound to (RFC 9449
     /// §5, §10).
     #[error("the DPoP proof's key is not the key this grant is bound to")]

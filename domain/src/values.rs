@@ -529,14 +529,16 @@ impl SecretHash {
     }
 
     /// bcrypt compares only the first 72 bytes, so Symfony's password hasher (League's
-    /// bundle) hashes a longer secret as base64(SHA-512(secret)) first: both forms are tried.
+    /// bundle) hashes a longer secret as base64(SHA-512(secret)) first: for a `$2y$` hash both
+    /// forms are tried.
     fn verify_bcrypt(&self, presented: &str) -> bool {
         use base64::Engine as _;
         let hash = &self.0[BCRYPT.len()..];
         if bcrypt::verify(presented, hash).unwrap_or(false) {
             return true;
         }
-        presented.len() > 72 && {
+        // Only PHP writes `$2y$`, and only Symfony's hasher pre-hashes.
+        hash.starts_with("$2y$") && presented.len() > 72 && {
             let pre = base64::engine::general_purpose::STANDARD
                 .encode(sha2::Sha512::digest(presented.as_bytes()));
             bcrypt::verify(pre, hash).unwrap_or(false)
@@ -549,16 +551,21 @@ impl SecretHash {
     }
 }
 
-/// `$2a$`, `$2b$` or `$2y$`, a two-digit cost from 04 to 31, `$`, then 22 characters of salt
-/// and 31 of hash in bcrypt's base64 alphabet.
+/// The cheapest bcrypt cost accepted (bcrypt's own minimum).
+const MIN_BCRYPT_COST: u8 = 4;
+/// The dearest bcrypt cost accepted: 12 (Hydra's and PHP's default is 10). Each step doubles
+/// the work of every check of that client, and a check happens before the client is known to
+/// be who it says; dearer hashes are not kept (the import issues a new secret).
+pub const MAX_BCRYPT_COST: u8 = 12;
+
+/// `$2a$`, `$2b$` or `$2y$`, a two-digit cost from 04 to [`MAX_BCRYPT_COST`], `$`, then 22
+/// characters of salt and 31 of hash in bcrypt's base64 alphabet.
 fn is_bcrypt(h: &str) -> bool {
     let b = h.as_bytes();
     b.len() == 60
         && matches!(&b[..4], b"$2a$" | b"$2b$" | b"$2y$")
-        && std::str::from_utf8(&b[4..6])
-            .ok()
-            .and_then(|c| c.parse::<u8>().ok())
-            .is_some_and(|c| (4..=31).contains(&c))
+        && b[4..6].iter().all(u8::is_ascii_digit)
+        && (MIN_BCRYPT_COST..=MAX_BCRYPT_COST).contains(&((b[4] - b'0') * 10 + (b[5] - b'0')))
         && b[6] == b'$'
         && b[7..]
             .iter()
@@ -962,6 +969,8 @@ mod tests {
         for bad in [
             "$2x$04$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTHq",
             "$2b$03$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTHq",
+            "$2b$13$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTHq",
+            "$2b$+4$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTHq",
             "$2b$04$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTH",
             "$2b$04$LqGXTnV/3Y5SIETX0Ff1UurpCdhDr4OXIuohxnVuqCzueBp.aZTH=",
             "$pbkdf2-sha256$i=25000,l=32$oiEm8SRgF0nU8ePl+repDQ$aRmUx7lYzq0",

@@ -838,6 +838,7 @@ impl TokenIndex {
             redeemed_family,
             // The user directory knows sessions; `ReadModels` fills this in.
             session_ended: false,
+            user_locked: false,
         }))
     }
 
@@ -874,6 +875,7 @@ impl TokenIndex {
             issued,
             // The user directory knows sessions; `ReadModels` fills this in.
             session_ended: false,
+            user_locked: false,
         }))
     }
 

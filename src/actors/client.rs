@@ -138,6 +138,10 @@ impl GrantViews for projections::ReadModels {
         let mut view = self.tokens.code(code_hash)?;
         if let Some(v) = &mut view {
             v.session_ended = session_ended(self, v.issued.oidc.as_ref())?;
+            v.user_locked = self
+                .users
+                .get(&v.issued.user_id)
+                .is_some_and(|u| u.disabled);
         }
         Ok(view)
     }
@@ -145,6 +149,10 @@ impl GrantViews for projections::ReadModels {
         let mut view = self.tokens.refresh(token_hash)?;
         if let Some(v) = &mut view {
             v.session_ended = session_ended(self, v.issued.oidc.as_ref())?;
+            v.user_locked = self
+                .users
+                .get(&v.issued.user_id)
+                .is_some_and(|u| u.disabled);
         }
         Ok(view)
     }

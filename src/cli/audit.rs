@@ -415,20 +415,34 @@ const EXPORT_PAGE: usize = 1000;
 
 fn export(args: ExportArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
     use std::io::Write as _;
+    // The trail holds keyed hashes and sealed keys: the file is its owner's alone.
+    use std::os::unix::fs::OpenOptionsExt as _;
     let backend = actix_rt::System::new().block_on(async { Backend::open(data_dir) })?;
     let to_stdout = args.output.as_os_str() == "-";
     // Written beside the target and renamed at the end: an interrupted export leaves no file
     // that looks complete.
-    let partial = args.output.with_extension("partial");
+    let partial = {
+        let mut name = args.output.clone().into_os_string();
+        name.push(".partial");
+        PathBuf::from(name)
+    };
     let file: Box<dyn std::io::Write> = if to_stdout {
         Box::new(std::io::stdout().lock())
     } else {
-        Box::new(std::fs::File::create(&partial).map_err(|e| {
-            anyhow::anyhow!(
-                "creating {}: {e}; is the directory there and writable?",
-                partial.display()
-            )
-        })?)
+        Box::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&partial)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "creating {}: {e}; is the directory there and writable?",
+                        partial.display()
+                    )
+                })?,
+        )
     };
     let mut out = std::io::BufWriter::new(file);
     let params = AuditParams {

@@ -275,7 +275,19 @@ impl Draft {
                         self.req.client_secret_bcrypt = Some(h.to_owned());
                         self.secret = "bcrypt";
                     }
-                    Err(_) => self.rotate("client_secret", "a malformed bcrypt hash"),
+                    Err(_) => {
+                        let cost = h.get(4..6).and_then(|c| c.parse::<u8>().ok());
+                        match cost {
+                            Some(c) if c > domain::values::MAX_BCRYPT_COST => self.rotate(
+                                "client_secret",
+                                &format!(
+                                    "a bcrypt hash of cost {c}, dearer than the {} this server checks at each authentication",
+                                    domain::values::MAX_BCRYPT_COST
+                                ),
+                            ),
+                            _ => self.rotate("client_secret", "a malformed bcrypt hash"),
+                        }
+                    }
                 }
             }
             Some(h) if h.starts_with('$') => {
@@ -309,6 +321,18 @@ impl Draft {
     }
 
     fn done(mut self) -> Planned {
+        // Within what a registration records (service::check_origin): 200 notes of 500 bytes.
+        self.unmapped.truncate(200);
+        for note in &mut self.unmapped {
+            if note.len() > 500 {
+                let mut end = 497;
+                while !note.is_char_boundary(end) {
+                    end -= 1;
+                }
+                note.truncate(end);
+                note.push_str("...");
+            }
+        }
         let origin = ImportOrigin {
             source: self.source.as_str().to_owned(),
             source_id: self.source_id.clone(),

@@ -209,14 +209,32 @@ fn hidden_field(name: &str) -> bool {
         || matches!(name, "private_key" | "nonce")
 }
 
-/// One payload value as a cell: text as it is, lists joined by commas, objects as JSON.
+/// One payload value as a cell: text as it is, lists joined by commas, objects as JSON
+/// without the fields [`hidden_field`] names, at any depth.
 fn detail_value(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Array(items) => {
             items.iter().map(detail_value).collect::<Vec<_>>().join(",")
         }
+        serde_json::Value::Object(_) => without_hidden(v).to_string(),
         other => other.to_string(),
+    }
+}
+
+/// `v` without the fields [`hidden_field`] names, at any depth.
+fn without_hidden(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .filter(|(k, _)| !hidden_field(k))
+                .map(|(k, v)| (k.clone(), without_hidden(v)))
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(without_hidden).collect())
+        }
+        other => other.clone(),
     }
 }
 

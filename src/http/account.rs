@@ -30,8 +30,6 @@ pub enum SignIn {
     Wrong,
     /// Too many recent failures: retry after this many seconds.
     Throttled(i64),
-    /// The right password, but an administrator locked the account.
-    Locked,
 }
 
 pub(crate) fn source_address(req: &HttpRequest) -> String {
@@ -70,14 +68,19 @@ pub async fn sign_in(
     .await
     .map_err(|e| OAuthError::server_error(&e))?;
     if let (true, Some(user)) = (verified, &user) {
-        state.throttle.succeeded(username, &address);
-        // Said only after the password verified: the lock tells no one else the name exists.
-        if user.disabled {
-            tracing::warn!(username, %address, "sign-in to a locked account refused");
-            return Ok(SignIn::Locked);
+        if !user.disabled {
+            state.throttle.succeeded(username, &address);
+            return Ok(SignIn::Ok(user.clone()));
         }
-        return Ok(SignIn::Ok(user.clone()));
     }
+    // A locked account answers as a wrong password does, so a stolen password is not
+    // confirmed by the lock; the trail says which it was.
+    let reason = if verified {
+        tracing::warn!(username, %address, "sign-in to a locked account refused");
+        LoginFailure::AccountLocked
+    } else {
+        LoginFailure::WrongPassword
+    };
     let lock = state
         .throttle
         .failed(Some(username), &address, state.engine.clock.unix_now_ms());
@@ -90,7 +93,7 @@ pub async fn sign_in(
                 .send(ExecuteUserCommand {
                     user_id: u.user_id,
                     command: UserCommand::RecordLoginFailure {
-                        reason: LoginFailure::WrongPassword,
+                        reason,
                         via: via.clone(),
                         lock: lock.map(|l| (l.failures, l.until)),
                     },
@@ -135,10 +138,7 @@ pub async fn check_password(
             ErrorCode::InvalidGrant,
             "wrong username or password",
         )),
-        SignIn::Locked => Err(OAuthError::new(
-            ErrorCode::InvalidGrant,
-            "this account is locked; an administrator can unlock it",
-        )),
+
         SignIn::Throttled(wait) => Err(OAuthError::new(
             ErrorCode::InvalidGrant,
             format!("too many failed sign-ins; retry in {wait} s"),
@@ -268,14 +268,7 @@ pub async fn login(
             username,
             Some("Wrong username or password."),
         ),
-        Ok(SignIn::Locked) => login_page(
-            &req,
-            &state,
-            StatusCode::FORBIDDEN,
-            &return_to,
-            username,
-            Some("This account is locked. Ask an administrator to unlock it."),
-        ),
+
         Ok(SignIn::Throttled(wait)) => {
             let mut res = login_page(
                 &req,

@@ -147,8 +147,17 @@ pub async fn authenticate(
         return Err(failed());
     };
     let ok = match view.client.secret_hash.clone() {
-        // An imported bcrypt hash takes tens of milliseconds: off the async worker.
+        // An imported bcrypt hash takes tens of milliseconds: off the async worker, and at
+        // most half the cores at once, since anyone who knows the client's id can ask.
         Some(h) if h.scheme() == domain::values::HashScheme::Bcrypt => {
+            let Some(_permit) = BcryptPermit::take() else {
+                return Err(OAuthError::new(
+                    domain::oauth::ErrorCode::TemporarilyUnavailable,
+                    "too many checks of imported client secrets at once; retry in a second",
+                )
+                .with_status(actix_web::http::StatusCode::SERVICE_UNAVAILABLE)
+                .with_retry_after(1));
+            };
             let (key, secret) = (state.hash_key.clone(), secret.to_owned());
             actix_web::web::block(move || h.verify(&key, &secret))
                 .await
@@ -230,4 +239,31 @@ async fn by_assertion(
         view,
         method: AuthMethod::PrivateKeyJwt,
     })
+}
+
+/// A slot for one bcrypt check of an imported client secret (ADR 0026), freed on drop.
+struct BcryptPermit;
+
+/// bcrypt checks running now.
+static BCRYPT_RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl BcryptPermit {
+    /// A slot, when fewer than half the cores (at least one) are checking already.
+    fn take() -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let most = (cores / 2).max(1);
+        BCRYPT_RUNNING
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < most).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self)
+    }
+}
+
+impl Drop for BcryptPermit {
+    fn drop(&mut self) {
+        BCRYPT_RUNNING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }

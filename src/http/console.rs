@@ -808,6 +808,13 @@ pub async fn revoke(
         .get("refresh")
         .and_then(|r| state.session_key.open::<String>("admin-refresh", r))
         .and_then(|hash| state.engine.models.tokens.refresh(&hash).ok().flatten());
+    if refresh.as_ref().is_some_and(|r| r.issued.id != id) {
+        return pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "Not revoked",
+            "The form names another token than its page; inspect the token again.",
+        );
+    }
     let (client_id, family) = match &refresh {
         Some(r) => (Some(r.issued.client_id.clone()), Some(r.issued.family_id)),
         None => (

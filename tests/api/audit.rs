@@ -876,7 +876,12 @@ fn exports_carry_each_events_details_without_secrets_and_defuse_spreadsheet_form
             - lines[0]["position"].as_u64().unwrap()
             + 1
     );
-    assert!(!dir.path().join("trail.partial").exists());
+    assert!(!dir.path().join("trail.jsonl.partial").exists());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&all).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the trail is its owner's alone");
+    }
     // Resuming after the last position exports nothing more.
     let last = lines.last().unwrap()["position"]
         .as_u64()
