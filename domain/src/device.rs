@@ -69,6 +69,8 @@ pub struct DeviceView {
     pub decision: Option<DeviceDecision>,
     /// Tokens were issued for it.
     pub redeemed: bool,
+    /// An administrator locked the account of the user who approved it.
+    pub user_locked: bool,
 }
 
 /// A user's answer.
@@ -240,6 +242,9 @@ pub fn poll(client: &Client, cmd: &PollDevice) -> Result<Vec<Event>, Refusal> {
         Some(DeviceDecision::Denied) => return Err(TokenError::DeviceDenied.into()),
         Some(DeviceDecision::Approved(a)) => a,
     };
+    if view.user_locked {
+        return Err(TokenError::InvalidGrant(GrantRejected::AccountLocked).into());
+    }
     let mut events = vec![Event::DeviceCodeRedeemed(DeviceCodeRedeemed {
         client_id: client.client_id.clone(),
         device_code_hash: cmd.device_code_hash.clone(),
@@ -329,6 +334,7 @@ mod tests {
             started: started(),
             decision,
             redeemed,
+            user_locked: false,
         }
     }
 
@@ -479,6 +485,11 @@ mod tests {
             NOW + 20,
         )
         .then_err(TokenError::InvalidGrant(GrantRejected::DeviceCodeUsed).into());
+        // The approving user's account locked since: nothing.
+        let mut locked = view(Some(DeviceDecision::Approved(Box::new(approved()))), false);
+        locked.user_locked = true;
+        when(Some(locked), None, NOW + 20)
+            .then_err(TokenError::InvalidGrant(GrantRejected::AccountLocked).into());
         let events = decide_token(
             &{
                 let mut s = ClientState::Unregistered;

@@ -786,6 +786,7 @@ impl TokenIndex {
                 .tree
                 .get(text_key(b'X', device_code_hash))?
                 .is_some(),
+            user_locked: false,
         }))
     }
 

@@ -166,7 +166,13 @@ impl GrantViews for projections::ReadModels {
         &self,
         device_code_hash: &str,
     ) -> Result<Option<domain::device::DeviceView>, ProjectionError> {
-        self.tokens.device(device_code_hash)
+        let mut view = self.tokens.device(device_code_hash)?;
+        if let Some(v) = &mut view {
+            if let Some(domain::device::DeviceDecision::Approved(a)) = &v.decision {
+                v.user_locked = self.users.get(&a.user_id).is_some_and(|u| u.disabled);
+            }
+        }
+        Ok(view)
     }
     fn consent(&self, user: &UserId, client: &ClientId) -> Result<ConsentView, ProjectionError> {
         let row = self.consents.get(user, client.as_str())?;

@@ -31,6 +31,22 @@ fn invalid(why: &str) -> OAuthError {
 
 /// Finds a presented token of `token_type` (the full URI): active, and issued here.
 fn find(state: &AppState, token: &str, token_type: &str) -> Result<Presented, OAuthError> {
+    let found = find_any(state, token, token_type)?;
+    // A user an administrator locked is not spoken for by a new token either.
+    let locked = uuid::Uuid::parse_str(&found.token.subject)
+        .ok()
+        .and_then(|id| state.engine.models.users.get(&domain::values::UserId(id)))
+        .is_some_and(|u| u.disabled);
+    if locked {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "the token presented speaks for a user whose account is locked",
+        ));
+    }
+    Ok(found)
+}
+
+fn find_any(state: &AppState, token: &str, token_type: &str) -> Result<Presented, OAuthError> {
     let kind = token_type
         .strip_prefix(TYPE_PREFIX)
         .filter(|k| matches!(*k, "access_token" | "refresh_token" | "id_token" | "jwt"))

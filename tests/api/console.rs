@@ -88,6 +88,41 @@ fn an_admin_manages_a_user_in_the_console() {
     act(&mut console, "bob", "end-sessions", &[]);
     assert!(!signed_in(&mut bob), "the session ended");
 
+    let secret = app.cli_json(&[
+        "client",
+        "create",
+        "--name",
+        "app",
+        "--id",
+        "app",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--grant-type",
+        "authorization_code",
+        "--grant-type",
+        "password",
+        "--grant-type",
+        "refresh_token",
+        "--scope",
+        "read",
+        "--format",
+        "json",
+    ])["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A refresh token bob got before the lock.
+    let (status, before) = app.post_form(
+        "/token",
+        Some(("app", &secret)),
+        &[
+            ("grant_type", "password"),
+            ("username", "bob"),
+            ("password", "first password of bob"),
+        ],
+    );
+    assert_eq!(status, 200, "{before}");
+    let refresh = before["refresh_token"].as_str().unwrap().to_owned();
     // Locked: the session ends, sign-in and the password grant are refused.
     assert_eq!(bob.sign_in("bob", "first password of bob").status, 303);
     let page = act(&mut console, "bob", "lock", &[("lock", "true")]);
@@ -104,27 +139,24 @@ fn an_admin_manages_a_user_in_the_console() {
     );
     let failures = app.events("UserLoginFailed");
     assert_eq!(failures.last().unwrap()["data"]["reason"], "account_locked");
-    let secret = app.cli_json(&[
-        "client",
-        "create",
-        "--name",
-        "app",
-        "--id",
-        "app",
-        "--redirect-uri",
-        "https://app.example/cb",
-        "--grant-type",
-        "authorization_code",
-        "--grant-type",
-        "password",
-        "--scope",
-        "read",
-        "--format",
-        "json",
-    ])["client_secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    // Its grants get nothing more: the refresh token from before the lock is refused.
+    let (status, body) = app.post_form(
+        "/token",
+        Some(("app", &secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("locked"),
+        "{body}"
+    );
     let (status, body) = app.post_form(
         "/token",
         Some(("app", &secret)),
