@@ -1272,11 +1272,7 @@ pub async fn create_user(
     profile
         .apply(&domain::event::UserProfile::default())
         .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    let password = req.password;
-    let hash = actix_web::web::block(move || crate::passwords::hash(&password))
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?
-        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let hash = hash_password(req.password).await?;
     let user_id = domain::values::UserId(uuid::Uuid::now_v7());
     engine
         .users()
@@ -1332,61 +1328,68 @@ async fn user_command(
     Ok(())
 }
 
-/// Replaces a user's password (hashed with argon2id here); the user's sessions end.
-pub async fn set_user_password(
-    engine: &Engine,
-    username_or_id: &str,
-    password: String,
-    metadata: Metadata,
-) -> Result<UserOutput, ServiceError> {
-    let user_id = find_user(engine, username_or_id)?.user_id;
-    let hash = actix_web::web::block(move || crate::passwords::hash(&password))
+/// A password hashed with argon2id, off the async threads (it takes tens of milliseconds).
+async fn hash_password(password: String) -> Result<domain::values::PasswordHash, ServiceError> {
+    actix_web::web::block(move || crate::passwords::hash(&password))
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?
-        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    user_command(
-        engine,
-        user_id,
-        domain::user::UserCommand::ChangePassword(hash),
-        metadata,
-    )
-    .await?;
-    user_output(engine, &user_id)
+        .map_err(|e| ServiceError::Invalid(e.to_string()))
 }
 
-/// Locks (`true`) or unlocks a user's account: a locked user cannot sign in or use the
-/// password grant, and its sessions end. Nothing is recorded when it already is so.
-pub async fn set_user_locked(
-    engine: &Engine,
-    username_or_id: &str,
-    locked: bool,
-    metadata: Metadata,
-) -> Result<UserOutput, ServiceError> {
-    let user_id = find_user(engine, username_or_id)?.user_id;
-    user_command(
-        engine,
-        user_id,
-        domain::user::UserCommand::SetDisabled(locked),
-        metadata,
-    )
-    .await?;
-    user_output(engine, &user_id)
+/// What an administrator does to a user's access (admin API body, CLI, console): lock or
+/// unlock the account, end its sessions, set a new password; at least one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserAccess {
+    /// `true` locks the account (no sign-in, no password grant, its sessions and grants
+    /// end), `false` unlocks it.
+    #[serde(default)]
+    pub locked: Option<bool>,
+    /// Ends every session the user has now.
+    #[serde(default)]
+    pub end_sessions: bool,
+    /// A new password (argon2id-hashed here; the user's sessions end).
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
-/// Ends every session the user has now: each browser signs in again.
-pub async fn end_user_sessions(
+/// Applies `access` to a user, in this order: the password, the lock, the sessions; each step
+/// is its own event (a failing step leaves the earlier ones recorded). Answers the user then.
+pub async fn user_access(
     engine: &Engine,
     username_or_id: &str,
+    access: UserAccess,
     metadata: Metadata,
 ) -> Result<UserOutput, ServiceError> {
+    use domain::user::UserCommand;
+    if access.locked.is_none() && !access.end_sessions && access.password.is_none() {
+        return Err(ServiceError::Invalid(
+            "give locked, end_sessions or password".into(),
+        ));
+    }
     let user_id = find_user(engine, username_or_id)?.user_id;
-    user_command(
-        engine,
-        user_id,
-        domain::user::UserCommand::EndSessions,
-        metadata,
-    )
-    .await?;
+    if let Some(password) = access.password {
+        let hash = hash_password(password).await?;
+        user_command(
+            engine,
+            user_id,
+            UserCommand::ChangePassword(hash),
+            metadata.clone(),
+        )
+        .await?;
+    }
+    if let Some(locked) = access.locked {
+        user_command(
+            engine,
+            user_id,
+            UserCommand::SetDisabled(locked),
+            metadata.clone(),
+        )
+        .await?;
+    }
+    if access.end_sessions {
+        user_command(engine, user_id, UserCommand::EndSessions, metadata).await?;
+    }
     user_output(engine, &user_id)
 }
 

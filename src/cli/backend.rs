@@ -245,14 +245,11 @@ impl Backend {
         }
     }
 
-    /// Locks or unlocks a user, ends its sessions, or sets its password (as the admin API's
-    /// `access` body says).
+    /// Locks or unlocks a user, ends its sessions, or sets its password.
     pub async fn user_access(
         &self,
         username: &str,
-        locked: Option<bool>,
-        end_sessions: bool,
-        password: Option<String>,
+        access: service::UserAccess,
     ) -> anyhow::Result<service::UserOutput> {
         match self {
             Backend::Remote(r) => Remote::answer(
@@ -263,25 +260,10 @@ impl Backend {
                         encode(username)
                     ))
                     .header("Authorization", &r.auth())
-                    .send_json(serde_json::json!({
-                        "locked": locked,
-                        "end_sessions": end_sessions,
-                        "password": password,
-                    })),
+                    .send_json(&access),
             ),
             Backend::Local(e) => {
-                let m = Self::cli_metadata();
-                let mut out = service::show_user(e, username)?;
-                if let Some(p) = password {
-                    out = service::set_user_password(e, username, p, m.clone()).await?;
-                }
-                if let Some(l) = locked {
-                    out = service::set_user_locked(e, username, l, m.clone()).await?;
-                }
-                if end_sessions {
-                    out = service::end_user_sessions(e, username, m).await?;
-                }
-                Ok(out)
+                Ok(service::user_access(e, username, access, Self::cli_metadata()).await?)
             }
         }
     }

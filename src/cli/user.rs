@@ -2,7 +2,7 @@
 
 use super::backend::Backend;
 use super::{output, Format};
-use crate::service::CreateUser;
+use crate::service::{CreateUser, UserAccess};
 use clap::{Args, Subcommand};
 use domain::user::ProfileChanges;
 use std::io::{BufRead, IsTerminal};
@@ -210,23 +210,49 @@ pub fn run(cmd: UserCommand, data_dir: PathBuf) -> anyhow::Result<()> {
             UserCommand::List(a) => output::users(a.format, &backend.list_users()?),
             UserCommand::Lock(a) => {
                 let out = backend
-                    .user_access(&a.username, Some(true), false, None)
+                    .user_access(
+                        &a.username,
+                        UserAccess {
+                            locked: Some(true),
+                            ..UserAccess::default()
+                        },
+                    )
                     .await?;
                 output::user(a.format, &out)
             }
             UserCommand::Unlock(a) => {
                 let out = backend
-                    .user_access(&a.username, Some(false), false, None)
+                    .user_access(
+                        &a.username,
+                        UserAccess {
+                            locked: Some(false),
+                            ..UserAccess::default()
+                        },
+                    )
                     .await?;
                 output::user(a.format, &out)
             }
             UserCommand::EndSessions(a) => {
-                let out = backend.user_access(&a.username, None, true, None).await?;
+                let out = backend
+                    .user_access(
+                        &a.username,
+                        UserAccess {
+                            end_sessions: true,
+                            ..UserAccess::default()
+                        },
+                    )
+                    .await?;
                 output::user(a.format, &out)
             }
             UserCommand::SetPassword(a) => {
                 let out = backend
-                    .user_access(&a.username, None, false, password)
+                    .user_access(
+                        &a.username,
+                        UserAccess {
+                            password,
+                            ..UserAccess::default()
+                        },
+                    )
                     .await?;
                 output::user(a.format, &out)
             }

@@ -501,23 +501,8 @@ pub async fn update_user(
     Ok(HttpResponse::Ok().json(out))
 }
 
-/// What an administrator does to a user's access (`POST /admin/api/users/{username}/access`).
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserAccess {
-    /// `true` locks the account, `false` unlocks it.
-    #[serde(default)]
-    pub locked: Option<bool>,
-    /// Ends every session the user has now.
-    #[serde(default)]
-    pub end_sessions: bool,
-    /// A new password (argon2id-hashed here; its sessions end).
-    #[serde(default)]
-    pub password: Option<String>,
-}
-
 /// `POST /admin/api/users/{username}/access`: lock or unlock the account, end its sessions,
-/// set a new password; the user as it is then.
+/// set a new password ([`service::UserAccess`]); the user as it is then.
 pub async fn user_access(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -525,24 +510,9 @@ pub async fn user_access(
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
     let who = authorize(&req, &state)?;
-    let body: UserAccess = user_body(&req, payload).await?;
-    if body.locked.is_none() && !body.end_sessions && body.password.is_none() {
-        return Err(OAuthError::invalid_request(
-            "give locked, end_sessions or password",
-        ));
-    }
-    let metadata = request_metadata(&req, who);
-    let engine = &state.engine;
-    let mut out = service::show_user(engine, &username)?;
-    if let Some(password) = body.password {
-        out = service::set_user_password(engine, &username, password, metadata.clone()).await?;
-    }
-    if let Some(locked) = body.locked {
-        out = service::set_user_locked(engine, &username, locked, metadata.clone()).await?;
-    }
-    if body.end_sessions {
-        out = service::end_user_sessions(engine, &username, metadata).await?;
-    }
+    let body: service::UserAccess = user_body(&req, payload).await?;
+    let out =
+        service::user_access(&state.engine, &username, body, request_metadata(&req, who)).await?;
     Ok(HttpResponse::Ok().json(out))
 }
 

@@ -10,7 +10,7 @@
 
 use super::pages::{self, redirect};
 use super::session::{csrf_ok, page_with_csrf};
-use super::viewer::current_admin;
+use super::viewer::{current_admin, to_sign_in};
 use super::{request_metadata, AppState};
 use crate::service::{self, ChangeClient, ClientOutput, CreateClient};
 use actix_web::http::StatusCode;
@@ -18,11 +18,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use domain::values::GrantType;
 use domain::Cause;
 use maud::{html, Markup};
-
-/// The answer to a request without an admin session: the sign-in page.
-fn to_sign_in() -> HttpResponse {
-    redirect(StatusCode::SEE_OTHER, "/admin/login")
-}
 
 fn lines(text: Option<&str>) -> Vec<String> {
     text.unwrap_or_default()
@@ -56,6 +51,16 @@ async fn posted(
         ));
     }
     Ok(form)
+}
+
+/// The signed-in admin and the form it posted (CSRF checked); else the answer to give.
+async fn admin_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(String, super::form::Form), HttpResponse> {
+    let who = current_admin(req, state).ok_or_else(to_sign_in)?;
+    Ok((who, posted(req, payload).await?))
 }
 
 /// `GET /admin/clients`: every client, or those whose id or name holds `q`.
@@ -224,10 +229,7 @@ pub async fn create_client(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Some(who) = current_admin(&req, &state) else {
-        return to_sign_in();
-    };
-    let form = match posted(&req, payload).await {
+    let (who, form) = match admin_form(&req, payload, &state).await {
         Ok(f) => f,
         Err(res) => return res,
     };
@@ -318,10 +320,7 @@ pub async fn update_client(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let Some(who) = current_admin(&req, &state) else {
-        return to_sign_in();
-    };
-    let form = match posted(&req, payload).await {
+    let (who, form) = match admin_form(&req, payload, &state).await {
         Ok(f) => f,
         Err(res) => return res,
     };
@@ -415,12 +414,10 @@ pub async fn rotate_secret(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let Some(who) = current_admin(&req, &state) else {
-        return to_sign_in();
+    let (who, _) = match admin_form(&req, payload, &state).await {
+        Ok(f) => f,
+        Err(res) => return res,
     };
-    if let Err(res) = posted(&req, payload).await {
-        return res;
-    }
     let metadata = request_metadata(&req, Cause::Admin(who));
     match service::rotate_secret(&state.engine, &id, metadata).await {
         Ok(out) => secret_page(&req, &state, &out, "Secret rotated"),
@@ -474,12 +471,10 @@ pub async fn delete_client(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let Some(who) = current_admin(&req, &state) else {
-        return to_sign_in();
+    let (who, _) = match admin_form(&req, payload, &state).await {
+        Ok(f) => f,
+        Err(res) => return res,
     };
-    if let Err(res) = posted(&req, payload).await {
-        return res;
-    }
     let metadata = request_metadata(&req, Cause::Admin(who));
     match service::delete_client(&state.engine, &id, metadata).await {
         Ok(()) => redirect(StatusCode::SEE_OTHER, "/admin/clients"),
@@ -739,10 +734,7 @@ pub async fn inspect(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if current_admin(&req, &state).is_none() {
-        return to_sign_in();
-    }
-    let form = match posted(&req, payload).await {
+    let (_, form) = match admin_form(&req, payload, &state).await {
         Ok(f) => f,
         Err(res) => return res,
     };
@@ -789,10 +781,7 @@ pub async fn revoke(
     state: web::Data<AppState>,
     jti: web::Path<String>,
 ) -> HttpResponse {
-    let Some(who) = current_admin(&req, &state) else {
-        return to_sign_in();
-    };
-    let form = match posted(&req, payload).await {
+    let (who, form) = match admin_form(&req, payload, &state).await {
         Ok(f) => f,
         Err(res) => return res,
     };
@@ -952,10 +941,7 @@ pub async fn rotate_keys(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Some(who) = current_admin(&req, &state) else {
-        return to_sign_in();
-    };
-    let form = match posted(&req, payload).await {
+    let (who, form) = match admin_form(&req, payload, &state).await {
         Ok(f) => f,
         Err(res) => return res,
     };
@@ -1115,10 +1101,7 @@ pub async fn create_user(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let Some(who) = current_admin(&req, &state) else {
-        return to_sign_in();
-    };
-    let form = match posted(&req, payload).await {
+    let (who, form) = match admin_form(&req, payload, &state).await {
         Ok(f) => f,
         Err(res) => return res,
     };
@@ -1279,20 +1262,33 @@ pub async fn user_action(
             .await
             .map(|_| "profile"),
         "password" => {
-            let password = form.get("password").unwrap_or_default().to_owned();
-            service::set_user_password(engine, &name, password, metadata)
+            let access = service::UserAccess {
+                password: Some(form.get("password").unwrap_or_default().to_owned()),
+                ..service::UserAccess::default()
+            };
+            service::user_access(engine, &name, access, metadata)
                 .await
                 .map(|_| "password")
         }
         "lock" => {
             let lock = form.get("lock") == Some("true");
-            service::set_user_locked(engine, &name, lock, metadata)
+            let access = service::UserAccess {
+                locked: Some(lock),
+                ..service::UserAccess::default()
+            };
+            service::user_access(engine, &name, access, metadata)
                 .await
                 .map(|_| if lock { "locked" } else { "unlocked" })
         }
-        "end-sessions" => service::end_user_sessions(engine, &name, metadata)
-            .await
-            .map(|_| "sessions"),
+        "end-sessions" => {
+            let access = service::UserAccess {
+                end_sessions: true,
+                ..service::UserAccess::default()
+            };
+            service::user_access(engine, &name, access, metadata)
+                .await
+                .map(|_| "sessions")
+        }
         "revoke" => {
             let user = service::show_user(engine, &name);
             let client = form

@@ -180,7 +180,8 @@ async fn newest_first(
         .map_err(|e| OAuthError::server_error(&e))??)
 }
 
-fn to_sign_in() -> HttpResponse {
+/// The answer to a request without an admin session: the sign-in page.
+pub(crate) fn to_sign_in() -> HttpResponse {
     redirect(StatusCode::SEE_OTHER, "/admin/login")
 }
 

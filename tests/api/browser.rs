@@ -905,15 +905,7 @@ async fn console_tour(app: &TestApp, driver: &Driver) {
         "--limit",
         "100",
     ]);
-    let by_admin: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| {
-            e["metadata"]["caused_by"] == serde_json::json!({"kind": "admin", "id": admin_id})
-        })
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let by_admin = crate::helpers::types_caused_by_admin(&events, admin_id);
     for kind in [
         "ClientRegistered",
         "ClientRedirectUriAdded",

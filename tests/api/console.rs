@@ -259,15 +259,7 @@ fn an_admin_manages_a_user_in_the_console() {
         "--limit",
         "200",
     ]);
-    let by_admin: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| {
-            e["metadata"]["caused_by"] == serde_json::json!({"kind": "admin", "id": admin_id})
-        })
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let by_admin = crate::helpers::types_caused_by_admin(&events, &admin_id);
     for kind in [
         "UserRegistered",
         "UserProfileChanged",

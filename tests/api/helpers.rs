@@ -459,3 +459,15 @@ pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// The types of the events of an audit query's JSON answer that `admin` caused, in order.
+pub fn types_caused_by_admin<'a>(events: &'a Value, admin: &str) -> Vec<&'a str> {
+    let cause = serde_json::json!({"kind": "admin", "id": admin});
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["metadata"]["caused_by"] == cause)
+        .map(|e| e["type"].as_str().unwrap())
+        .collect()
+}
