@@ -38,11 +38,11 @@ cd "$HERE"
 case "${1:-}" in
   client_credentials)
     s="$(create "svc-$suffix" --grant-type client_credentials --scope read)"
-    "$PY" client_credentials.py --issuer "$ISSUER" --client-id "svc-$suffix" --client-secret "$s" --scope read ;;
+    "$PY" client_credentials.py --issuer "$ISSUER" --client-id "svc-$suffix" --client-secret="$s" --scope read ;;
   code_pkce_web)
     s="$(create "web-$suffix" --redirect-uri http://127.0.0.1/callback --grant-type authorization_code \
       --grant-type refresh_token --scope "openid profile offline_access")"
-    "$PY" code_pkce_web.py --issuer "$ISSUER" --client-id "web-$suffix" --client-secret "$s" ;;
+    "$PY" code_pkce_web.py --issuer "$ISSUER" --client-id "web-$suffix" --client-secret="$s" ;;
   code_pkce_native)
     create "desktop-$suffix" --public --redirect-uri http://127.0.0.1/callback \
       --grant-type authorization_code --grant-type refresh_token --scope "openid offline_access" >/dev/null
@@ -51,7 +51,7 @@ case "${1:-}" in
     create "desktop-$suffix" --public --redirect-uri http://127.0.0.1/callback \
       --grant-type authorization_code --grant-type refresh_token --scope "openid offline_access" >/dev/null
     rt="$("$PY" code_pkce_native.py --issuer "$ISSUER" --client-id "desktop-$suffix" --open-browser | tee /dev/stderr | field refresh_token)"
-    "$PY" refresh.py --issuer "$ISSUER" --client-id "desktop-$suffix" --refresh-token "$rt" ;;
+    "$PY" refresh.py --issuer "$ISSUER" --client-id "desktop-$suffix" --refresh-token="$rt" ;;
   device_flow)
     create "tv-$suffix" --public --grant-type urn:ietf:params:oauth:grant-type:device_code --scope "openid read" >/dev/null
     "$PY" device_flow.py --issuer "$ISSUER" --client-id "tv-$suffix" ;;
@@ -60,7 +60,7 @@ case "${1:-}" in
     "$PY" keygen.py "$tmp/partner.pem" partner-1 > "$tmp/jwks.json"
     s="$(create "partner-$suffix" --grant-type urn:ietf:params:oauth:grant-type:jwt-bearer --scope read \
       --jwks "@$tmp/jwks.json" --trusted-issuer https://idp.partner.example)"
-    "$PY" jwt_bearer.py --issuer "$ISSUER" --client-id "partner-$suffix" --client-secret "$s" \
+    "$PY" jwt_bearer.py --issuer "$ISSUER" --client-id "partner-$suffix" --client-secret="$s" \
       --key "$tmp/partner.pem" --kid partner-1 --assertion-issuer https://idp.partner.example \
       --subject alice@partner.example
     rm -rf "$tmp" ;;

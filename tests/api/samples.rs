@@ -19,14 +19,16 @@ struct Sample {
 }
 
 impl Sample {
+    /// Starts `script` with `args`, flag and value pairs.
     fn start(app: &TestApp, script: &str, args: &[&str]) -> Self {
         let dir = format!("{}/examples/clients", env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new(python())
             .current_dir(&dir)
             .arg(script)
-            .arg("--issuer")
-            .arg(&app.base)
-            .args(args)
+            .arg(format!("--issuer={}", app.base))
+            // `--flag=value`: a secret or token may begin with `-`, which argparse would
+            // take for an option of its own.
+            .args(args.chunks(2).map(|p| format!("{}={}", p[0], p[1])))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
