@@ -133,26 +133,35 @@ fn session_ended(
     }
 }
 
+/// What a grant's view needs of its user: whether the session it began in ended, and whether an
+/// administrator locked the account.
+fn user_state(
+    models: &projections::ReadModels,
+    signed_in: Option<&domain::event::OidcContext>,
+    user: &UserId,
+) -> Result<(bool, bool), ProjectionError> {
+    Ok((session_ended(models, signed_in)?, user_locked(models, user)))
+}
+
+/// Whether an administrator locked the user's account.
+fn user_locked(models: &projections::ReadModels, user: &UserId) -> bool {
+    models.users.get(user).is_some_and(|u| u.disabled)
+}
+
 impl GrantViews for projections::ReadModels {
     fn code(&self, code_hash: &str) -> Result<Option<CodeView>, ProjectionError> {
         let mut view = self.tokens.code(code_hash)?;
         if let Some(v) = &mut view {
-            v.session_ended = session_ended(self, v.issued.oidc.as_ref())?;
-            v.user_locked = self
-                .users
-                .get(&v.issued.user_id)
-                .is_some_and(|u| u.disabled);
+            (v.session_ended, v.user_locked) =
+                user_state(self, v.issued.oidc.as_ref(), &v.issued.user_id)?;
         }
         Ok(view)
     }
     fn refresh(&self, token_hash: &str) -> Result<Option<RefreshView>, ProjectionError> {
         let mut view = self.tokens.refresh(token_hash)?;
         if let Some(v) = &mut view {
-            v.session_ended = session_ended(self, v.issued.oidc.as_ref())?;
-            v.user_locked = self
-                .users
-                .get(&v.issued.user_id)
-                .is_some_and(|u| u.disabled);
+            (v.session_ended, v.user_locked) =
+                user_state(self, v.issued.oidc.as_ref(), &v.issued.user_id)?;
         }
         Ok(view)
     }
@@ -169,7 +178,7 @@ impl GrantViews for projections::ReadModels {
         let mut view = self.tokens.device(device_code_hash)?;
         if let Some(v) = &mut view {
             if let Some(domain::device::DeviceDecision::Approved(a)) = &v.decision {
-                v.user_locked = self.users.get(&a.user_id).is_some_and(|u| u.disabled);
+                v.user_locked = user_locked(self, &a.user_id);
             }
         }
         Ok(view)

@@ -154,34 +154,30 @@ impl Backend {
 
     /// Registers a client.
     pub async fn create_client(&self, req: CreateClient) -> anyhow::Result<ClientOutput> {
-        match self {
-            Backend::Remote(r) => Remote::answer(
-                r.agent
-                    .post(&format!("{}/admin/api/clients", r.base))
-                    .header("Authorization", &r.auth())
-                    .send_json(&req),
-            ),
-            Backend::Local(e) => Ok(service::create_client(e, req, Self::cli_metadata()).await?),
-        }
+        self.create_client_correlated(req, None).await
     }
 
-    /// Registers a client as one of several tied together by `correlation` (an import).
+    /// Registers a client, as one of several tied together by `correlation` when given (an
+    /// import).
     pub async fn create_client_correlated(
         &self,
         req: CreateClient,
-        correlation: &str,
+        correlation: Option<&str>,
     ) -> anyhow::Result<ClientOutput> {
         match self {
-            Backend::Remote(r) => Remote::answer(
-                r.agent
+            Backend::Remote(r) => {
+                let mut post = r
+                    .agent
                     .post(&format!("{}/admin/api/clients", r.base))
-                    .header("Authorization", &r.auth())
-                    .header("X-Correlation-Id", correlation)
-                    .send_json(&req),
-            ),
+                    .header("Authorization", &r.auth());
+                if let Some(c) = correlation {
+                    post = post.header("X-Correlation-Id", c);
+                }
+                Remote::answer(post.send_json(&req))
+            }
             Backend::Local(e) => {
                 let metadata = Metadata {
-                    correlation_id: Some(correlation.to_owned()),
+                    correlation_id: correlation.map(str::to_owned),
                     ..Self::cli_metadata()
                 };
                 Ok(service::create_client(e, req, metadata).await?)

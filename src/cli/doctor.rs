@@ -281,19 +281,9 @@ fn kek(dir: &Path, checks: &mut Vec<Check>) -> Option<Kek> {
     }
 }
 
-/// What the `keys` stream says of one signing key.
-#[derive(Default)]
-struct KeyState {
-    algorithm: String,
-    sealed: Option<domain::event::EncryptedPrivateKey>,
-    created_at: i64,
-    active: bool,
-    retired: bool,
-}
-
 fn keys_in_log(log: &crate::store::Log, kek: Option<&Kek>) -> Check {
     use crate::store::EventStore;
-    use domain::Event;
+    use domain::keys::{KeyRing, KeyStatus};
     const NAME: &str = "signing keys";
     let events = match log.read_stream(domain::event::KEYS_STREAM, 1) {
         Ok(e) => e,
@@ -305,33 +295,8 @@ fn keys_in_log(log: &crate::store::Log, kek: Option<&Kek>) -> Check {
             )
         }
     };
-    let mut keys: std::collections::BTreeMap<String, KeyState> = Default::default();
-    for e in events {
-        match e.event {
-            Event::SigningKeyGenerated(g) => {
-                let k = keys.entry(g.kid).or_default();
-                k.algorithm = g.algorithm.as_str().to_owned();
-                k.sealed = g.private_key;
-                k.created_at = g.created_at;
-            }
-            Event::SigningKeyActivated(a) => {
-                for k in keys
-                    .values_mut()
-                    .filter(|k| k.algorithm == a.algorithm.as_str())
-                {
-                    k.active = false;
-                }
-                keys.entry(a.kid).or_default().active = true;
-            }
-            Event::SigningKeyRetired(r) => {
-                let k = keys.entry(r.kid).or_default();
-                k.retired = true;
-                k.active = false;
-            }
-            _ => {}
-        }
-    }
-    if keys.is_empty() {
+    let ring = KeyRing::from_events(events.iter().map(|e| &e.event));
+    if ring.keys.is_empty() {
         return fail(
             NAME,
             "no signing key was ever recorded",
@@ -345,14 +310,21 @@ fn keys_in_log(log: &crate::store::Log, kek: Option<&Kek>) -> Check {
             format!("see the key-encryption key check ({KEK_ENV})"),
         );
     };
-    let mut unopened = Vec::new();
-    for (kid, k) in keys.iter().filter(|(_, k)| !k.retired) {
-        if let Some(sealed) = &k.sealed {
-            if let Err(e) = kek.open(kid, sealed) {
-                unopened.push(format!("{kid}: {e}"));
-            }
-        }
-    }
+    let now = crate::clock::Clock::system().unix_now();
+    let published: Vec<_> = ring
+        .keys
+        .iter()
+        .filter(|k| ring.status(k, now) != KeyStatus::Retired)
+        .collect();
+    let unopened: Vec<String> = published
+        .iter()
+        .filter_map(|k| {
+            let sealed = k.private_key.as_ref()?;
+            kek.open(&k.kid, sealed)
+                .err()
+                .map(|e| format!("{}: {e}", k.kid))
+        })
+        .collect();
     if !unopened.is_empty() {
         return fail(
             NAME,
@@ -360,22 +332,24 @@ fn keys_in_log(log: &crate::store::Log, kek: Option<&Kek>) -> Check {
             format!("run with the {KEK_ENV} (or {KEK_FILE}) the keys were sealed with: restore it from your backup"),
         );
     }
-    let active: Vec<(&String, &KeyState)> = keys.iter().filter(|(_, k)| k.active).collect();
-    let now = crate::clock::Clock::system().unix_now();
+    let active: Vec<_> = published
+        .iter()
+        .filter(|k| ring.status(k, now) == KeyStatus::Active)
+        .collect();
     let old: Vec<String> = active
         .iter()
-        .filter(|(_, k)| now - k.created_at > KEY_AGE_WARN_SECS)
-        .map(|(kid, k)| format!("{kid} ({})", k.algorithm))
+        .filter(|k| now - k.created_at > KEY_AGE_WARN_SECS)
+        .map(|k| format!("{} ({})", k.kid, k.algorithm))
         .collect();
     let summary = format!(
         "{} active ({}), {} published in all; the key-encryption key opens each",
         active.len(),
         active
             .iter()
-            .map(|(_, k)| k.algorithm.as_str())
+            .map(|k| k.algorithm.to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        keys.values().filter(|k| !k.retired).count()
+        published.len()
     );
     if active.is_empty() {
         fail(

@@ -112,7 +112,7 @@ pub fn run(args: ImportArgs, data_dir: PathBuf) -> anyhow::Result<()> {
                 }
                 (Ok(req), Some(b)) => {
                     line.client_id = req.client_id.clone();
-                    match b.create_client_correlated(req, &correlation).await {
+                    match b.create_client_correlated(req, Some(&correlation)).await {
                         Ok(out) => {
                             line.action = "imported".into();
                             if p.secret == "rotated" {

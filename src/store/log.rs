@@ -768,6 +768,8 @@ impl Writer {
         let mut local = false;
         // This node's own appends (not copies of the shared log's), for the metrics.
         let mut local_events: Vec<Arc<RecordedEvent>> = Vec::new();
+        // Kept only when metrics are recorded: the writer thread is the log's bottleneck.
+        let metered = crate::metrics::enabled();
         // Versions of streams whose events a skipped run held (no positions to index).
         let mut skipped: Vec<(String, u64)> = Vec::new();
         let mut hash = self.last_hash.clone();
@@ -878,7 +880,9 @@ impl Writer {
                     continue;
                 }
                 records.extend(job_records);
-                local_events.extend(recorded.iter().cloned());
+                if metered {
+                    local_events.extend(recorded.iter().cloned());
+                }
                 new_heads.insert(job.stream, version);
                 position = job_position;
                 hash = job_hash;

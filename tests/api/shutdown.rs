@@ -29,15 +29,20 @@ fn sigterm_under_load_cuts_off_no_request_and_loses_no_acknowledged_event() {
     let other_answers = Mutex::new(Vec::<u16>::new());
     let transport_errors = AtomicUsize::new(0);
     let stopped = AtomicBool::new(false);
+    // Each token answered is announced, so the test waits on the load itself, not on time.
+    let (issued, answered) = std::sync::mpsc::channel::<()>();
     let status = std::thread::scope(|s| {
         for _ in 0..6 {
-            s.spawn(|| {
+            let issued = issued.clone();
+            let (url, basic, tokens, other_answers) = (&url, &basic, &tokens, &other_answers);
+            let (transport_errors, stopped) = (&transport_errors, &stopped);
+            s.spawn(move || {
                 let a = agent();
                 // Until the server is gone: a request that finds no listener ends the thread.
                 while !stopped.load(Ordering::SeqCst) {
                     match a
-                        .post(&url)
-                        .header("Authorization", &basic)
+                        .post(url)
+                        .header("Authorization", basic)
                         .send_form([("grant_type", "client_credentials")])
                     {
                         Ok(mut res) => {
@@ -48,6 +53,7 @@ fn sigterm_under_load_cuts_off_no_request_and_loses_no_acknowledged_event() {
                             if code == 200 {
                                 let t = body["access_token"].as_str().unwrap().to_owned();
                                 tokens.lock().unwrap().push(t);
+                                let _ = issued.send(());
                             } else {
                                 other_answers.lock().unwrap().push(code);
                             }
@@ -59,14 +65,13 @@ fn sigterm_under_load_cuts_off_no_request_and_loses_no_acknowledged_event() {
                 }
             });
         }
-        // Stop once the load is well under way.
-        let started = Instant::now();
-        while tokens.lock().unwrap().len() < 60 {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the load never got going"
-            );
-            std::thread::sleep(Duration::from_millis(5));
+        // Stop once the load is well under way: 60 tokens answered.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for _ in 0..60 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            answered
+                .recv_timeout(left)
+                .expect("the load never got going");
         }
         let mut child = app.child.take().unwrap();
         send_signal(child.id() as i32, "TERM");
