@@ -81,7 +81,7 @@ impl From<CommandError> for ServiceError {
 }
 
 /// A client registration request (admin API body; built from CLI flags).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClient {
     /// Display name.
@@ -161,16 +161,20 @@ pub struct CreateClient {
     pub dpop_bound_access_tokens: bool,
     /// What it may exchange (RFC 8693): subject_clients, audiences, scopes.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub token_exchange: Option<domain::event::ExchangePolicy>,
     /// The SAML IdP whose assertions it may present (RFC 7522): issuer, certificate_pem,
     /// audience.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub saml_idp: Option<domain::event::SamlIdp>,
     /// Set by dynamic client registration only, never from a request body.
+    #[schema(ignore)]
     #[serde(skip)]
     pub dynamic: Option<domain::event::DynamicRegistration>,
     /// The server it was exported from (`authledger import`): recorded with the client.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub imported: Option<domain::event::ImportOrigin>,
     /// An imported bcrypt hash of its secret (`$2a$`, `$2b$` or `$2y$`), kept so that the
     /// secret it has keeps working; only with `imported`, and never with `client_secret`.
@@ -179,7 +183,7 @@ pub struct CreateClient {
 }
 
 /// Changes to a client (admin API body; built from CLI flags).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeClient {
     /// Redirect URIs to add.
@@ -247,14 +251,16 @@ pub struct ChangeClient {
     pub dpop_bound_access_tokens: Option<bool>,
     /// New token exchange policy (`null` is no change; remove it with the grant).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub token_exchange: Option<domain::event::ExchangePolicy>,
     /// New trusted SAML IdP.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub saml_idp: Option<domain::event::SamlIdp>,
 }
 
 /// A client as the CLI and the admin API print it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClientOutput {
     /// Identifier.
     pub client_id: String,
@@ -322,9 +328,11 @@ pub struct ClientOutput {
     pub dpop_bound_access_tokens: bool,
     /// What it may exchange.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub token_exchange: Option<domain::event::ExchangePolicy>,
     /// The SAML IdP it trusts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub saml_idp: Option<domain::event::SamlIdp>,
     /// Registration time (RFC 3339).
     pub registered_at: String,
@@ -775,6 +783,15 @@ pub async fn delete_client(
     metadata: Metadata,
 ) -> Result<(), ServiceError> {
     let client_id = parse_id(id)?;
+    // An admin client deleting itself would lock out whoever holds only its credentials (its
+    // token stops working with the answer); another admin client, or the CLI, can.
+    if matches!(&metadata.caused_by, domain::Cause::Admin(admin) if *admin == client_id.as_str()) {
+        return Err(ServiceError::Conflict(
+            "an admin client cannot delete itself; delete it with another admin client or \
+             with `authledger client delete`"
+                .into(),
+        ));
+    }
     send(engine, &client_id, ClientCommand::Delete, metadata).await?;
     Ok(())
 }
@@ -803,7 +820,7 @@ pub fn show_client(engine: &Engine, id: &str) -> Result<ClientOutput, ServiceErr
 }
 
 /// A token that was active at a past moment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenAsOf {
     /// Token id.
     pub jti: String,
@@ -820,7 +837,7 @@ pub struct TokenAsOf {
 }
 
 /// A client as it was at a past moment, and its tokens active then.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClientAsOf {
     /// The moment (RFC 3339).
     pub as_of: String,
@@ -933,7 +950,8 @@ pub fn list_clients(engine: &Engine) -> Vec<ClientOutput> {
 }
 
 /// Audit query parameters as the CLI and the admin API take them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// Client id.
     pub client: Option<String>,
@@ -1015,9 +1033,10 @@ impl AuditParams {
 }
 
 /// One page of the audit trail.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditOutput {
     /// Events in global order.
+    #[schema(value_type = Vec<Object>)]
     pub events: Vec<RecordedEvent>,
     /// Pass as `after` (oldest first) or `before` (newest first) for the next page.
     pub next_cursor: Option<u64>,
@@ -1122,7 +1141,7 @@ pub const REDACTED_HASH: &str = "$argon2id$redacted";
 
 /// A user registration (admin API body; built from CLI input): a username, a password and,
 /// optionally, profile claims (an empty one is the same as none).
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Unique username.
@@ -1178,7 +1197,7 @@ impl std::fmt::Debug for CreateUser {
 
 /// A user as the CLI and the admin API print it: its profile claims (OpenID Connect Core
 /// §5.1; absent ones left out) and never its password or hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserOutput {
     /// Id.
     pub user_id: String,
@@ -1186,6 +1205,7 @@ pub struct UserOutput {
     pub username: String,
     /// Profile claims.
     #[serde(flatten)]
+    #[schema(value_type = crate::http::openapi::Profile)]
     pub profile: domain::event::UserProfile,
     /// Registration time (RFC 3339).
     pub registered_at: String,
@@ -1338,7 +1358,7 @@ async fn hash_password(password: String) -> Result<domain::values::PasswordHash,
 
 /// What an administrator does to a user's access (admin API body, CLI, console): lock or
 /// unlock the account, end its sessions, set a new password; at least one.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserAccess {
     /// `true` locks the account (no sign-in, no password grant, its sessions and grants
@@ -1410,7 +1430,7 @@ pub fn list_users(engine: &Engine) -> Vec<UserOutput> {
 }
 
 /// A signing key as the CLI and the admin API print it (public facts only).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyOutput {
     /// Key id.
     pub kid: String,
@@ -1481,7 +1501,7 @@ pub fn list_keys(engine: &Engine) -> Result<Vec<KeyOutput>, ServiceError> {
 }
 
 /// What `keys rotate` asks for.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKeys {
     /// Algorithms to rotate (empty: all).
@@ -1568,7 +1588,7 @@ mod tests {
 }
 
 /// A new initial access token for dynamic client registration: its value is shown here only.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InitialAccessTokenOutput {
     /// Its id (in the events that issue and use it).
     pub id: String,
@@ -1581,7 +1601,7 @@ pub struct InitialAccessTokenOutput {
 }
 
 /// How an admin asks for an initial access token.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueInitialAccessToken {
     /// Lifetime in seconds (default one day).

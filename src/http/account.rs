@@ -203,6 +203,17 @@ fn login_page(
 }
 
 /// `GET /login`.
+#[utoipa::path(
+    get,
+    path = "/login",
+    tag = "pages",
+    operation_id = "login_page",
+    params(("return_to" = Option<String>, Query, description = "Where to go once signed in (a path of this server)")),
+    responses(
+        (status = 200, description = "The sign-in page", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn login_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
     let return_to = safe_return_to(query.get("return_to"));
@@ -215,6 +226,22 @@ pub async fn login_form(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
 }
 
 /// `POST /login`.
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "pages",
+    operation_id = "login",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: on to `return_to`"),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 401, description = "Wrong username or password", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many failed sign-ins: wait", content_type = "text/html", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn login(
     req: HttpRequest,
     payload: web::Payload,
@@ -289,6 +316,19 @@ pub async fn login(
 }
 
 /// `POST /logout`.
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "pages",
+    operation_id = "logout",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed out: to the sign-in page"),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn logout(
     req: HttpRequest,
     payload: web::Payload,
@@ -317,6 +357,18 @@ pub async fn logout(
 }
 
 /// `GET /account`.
+#[utoipa::path(
+    get,
+    path = "/account",
+    tag = "pages",
+    operation_id = "account_page",
+    responses(
+        (status = 302, description = "Not signed in: to the sign-in page"),
+        (status = 200, description = "The signed-in user's apps, each with a revoke button", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let Some(user) = current_user(&req, &state, state.engine.clock.unix_now()) else {
         return to_login("/account");
@@ -368,6 +420,22 @@ pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
 
 /// `POST /account/revoke`: withdraws a client's authorization; every token of this user for
 /// that client becomes inactive.
+#[utoipa::path(
+    post,
+    path = "/account/revoke",
+    tag = "pages",
+    operation_id = "account_revoke",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 302, description = "Not signed in: to the sign-in page"),
+        (status = 303, description = "Revoked (or not signed in): back to the account page"),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn revoke(
     req: HttpRequest,
     payload: web::Payload,

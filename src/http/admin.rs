@@ -105,7 +105,8 @@ async fn user_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The bytes of a JSON body (`application/json` or `application/*+json`), at most 64 KiB.
+/// The bytes of a JSON object body (`application/json` or `application/*+json`), at most
+/// 64 KiB.
 pub(crate) async fn json_bytes(
     req: &HttpRequest,
     payload: web::Payload,
@@ -124,10 +125,34 @@ pub(crate) async fn json_bytes(
             "the body must be application/json",
         ));
     }
-    super::form::read_body(req, payload, MAX_JSON_BODY).await
+    let body = super::form::read_body(req, payload, MAX_JSON_BODY).await?;
+    // Every body is an object: serde would also take an array for a struct, field by field.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(OAuthError::invalid_request(
+            "the body must be a JSON object",
+        ));
+    }
+    Ok(body)
 }
 
 /// `POST /admin/api/clients`.
+#[utoipa::path(
+    post,
+    path = "/admin/api/clients",
+    tag = "admin",
+    operation_id = "admin_create_client",
+    request_body(content = crate::service::CreateClient),
+    security(("admin" = [])),
+    responses(
+        (status = 201, description = "The client, with its secret (shown this once)", body = crate::service::ClientOutput),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 409, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -142,6 +167,22 @@ pub async fn create(
 }
 
 /// `POST /admin/api/registration-tokens`: an initial access token for `POST /register`.
+#[utoipa::path(
+    post,
+    path = "/admin/api/registration-tokens",
+    tag = "admin",
+    operation_id = "admin_issue_registration_token",
+    request_body(content = crate::service::IssueInitialAccessToken),
+    security(("admin" = [])),
+    responses(
+        (status = 201, description = "An initial access token for POST /register (shown this once)", body = crate::service::InitialAccessTokenOutput),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn issue_registration_token(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -157,6 +198,20 @@ pub async fn issue_registration_token(
 }
 
 /// `GET /admin/api/clients`.
+#[utoipa::path(
+    get,
+    path = "/admin/api/clients",
+    tag = "admin",
+    operation_id = "admin_list_clients",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Every client", body = Vec<crate::service::ClientOutput>),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -166,6 +221,25 @@ pub async fn list(
 }
 
 /// `GET /admin/api/clients/{id}`.
+#[utoipa::path(
+    get,
+    path = "/admin/api/clients/{id}",
+    tag = "admin",
+    operation_id = "admin_show_client",
+    params(
+        ("id" = String, Path, description = "The client id"),
+        ("as_of" = Option<String>, Query, description = "RFC 3339 time or Unix seconds: the client then, and its tokens active then"),
+    ),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The client; with `as_of`, the client then and its tokens active then", body = crate::http::openapi::ClientAnswer),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 404, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn show(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -189,6 +263,25 @@ pub async fn show(
 }
 
 /// `PATCH /admin/api/clients/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/admin/api/clients/{id}",
+    tag = "admin",
+    operation_id = "admin_update_client",
+    params(("id" = String, Path, description = "The client id")),
+    request_body(content = crate::service::ChangeClient),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The client as changed", body = crate::service::ClientOutput),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 404, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 409, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -202,6 +295,23 @@ pub async fn update(
 }
 
 /// `POST /admin/api/clients/{id}/rotate-secret`.
+#[utoipa::path(
+    post,
+    path = "/admin/api/clients/{id}/rotate-secret",
+    tag = "admin",
+    operation_id = "admin_rotate_secret",
+    params(("id" = String, Path, description = "The client id")),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The client with its new secret (shown this once)", body = crate::service::ClientOutput),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 404, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 409, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn rotate_secret(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -215,6 +325,23 @@ pub async fn rotate_secret(
 }
 
 /// `DELETE /admin/api/clients/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/admin/api/clients/{id}",
+    tag = "admin",
+    operation_id = "admin_delete_client",
+    params(("id" = String, Path, description = "The client id")),
+    security(("admin" = [])),
+    responses(
+        (status = 409, description = "An admin client cannot delete itself", body = crate::http::openapi::OAuthErrorBody),
+        (status = 204, description = "Deleted: its tokens stop working"),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 404, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -227,6 +354,21 @@ pub async fn delete(
 
 /// `GET /admin/api/audit?client=&subject=&type=&request_id=&correlation_id=&since=&until=
 /// &order=asc|desc&after=|before=&limit=`; `type` may repeat or hold a comma-separated list.
+#[utoipa::path(
+    get,
+    path = "/admin/api/audit",
+    tag = "admin",
+    operation_id = "admin_audit",
+    params(crate::service::AuditParams),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "One page of the audit trail", body = crate::service::AuditOutput),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn audit(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -285,6 +427,20 @@ pub fn audit_params_from(
 
 /// `GET /admin/api/audit/verify`: walks the log's hash chain; 200 with `status` `verified` or
 /// `broken` (a broken chain is an answer, not a failure of the request).
+#[utoipa::path(
+    get,
+    path = "/admin/api/audit/verify",
+    tag = "admin",
+    operation_id = "admin_verify",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The hash chain walked: `verified`, or `broken` and where", body = Object),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn verify(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -300,6 +456,20 @@ pub async fn verify(
 
 /// `POST /admin/api/audit/checkpoint`: a signed statement of the log's head (see
 /// [`crate::signed_checkpoint`]), as `{"checkpoint": "<JWS>"}`.
+#[utoipa::path(
+    post,
+    path = "/admin/api/audit/checkpoint",
+    tag = "admin",
+    operation_id = "admin_checkpoint",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "A signed statement of the log's head", body = crate::http::openapi::Checkpoint),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn checkpoint(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -312,7 +482,7 @@ pub async fn checkpoint(
 }
 
 /// The body of `POST /admin/api/clock`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct ClockMove {
     /// Milliseconds to move the clock forward.
     #[serde(default)]
@@ -324,12 +494,30 @@ pub struct ClockMove {
 
 /// `POST /admin/api/clock`: moves the server's clock forward or sets it back, on a server started with the
 /// hidden `serve --test-clock` only (404 otherwise, as if the route did not exist).
+#[utoipa::path(
+    post,
+    path = "/admin/api/clock",
+    tag = "admin",
+    operation_id = "admin_clock",
+    request_body(content = crate::http::admin::ClockMove),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The clock moved: the server's time now", body = Object),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 404, description = "Not a test-clock server: no such resource", body = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn advance_clock(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<ClockMove>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
+    let body: ClockMove = json_body(&req, payload).await?;
     if !(state.engine.clock.advance(body.advance_ms)
         && state.engine.clock.set_back(body.set_back_ms))
     {
@@ -354,7 +542,7 @@ pub async fn advance_clock(
 }
 
 /// The body of `POST /admin/api/audit/checkpoint/verify`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct CheckpointCheck {
     /// The JWS of a checkpoint.
     pub checkpoint: String,
@@ -365,13 +553,29 @@ pub struct CheckpointCheck {
 
 /// `POST /admin/api/audit/checkpoint/verify`: checks the log against a checkpoint published
 /// earlier; 200 with `status` `verified` and what was checked, or `mismatch` and why.
+#[utoipa::path(
+    post,
+    path = "/admin/api/audit/checkpoint/verify",
+    tag = "admin",
+    operation_id = "admin_verify_checkpoint",
+    request_body(content = crate::http::admin::CheckpointCheck),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The log checked against the checkpoint: `verified` or `mismatch`", body = crate::http::openapi::CheckpointReport),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn verify_checkpoint(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<CheckpointCheck>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
     authorize(&req, &state)?;
-    let body = body.into_inner();
+    let body: CheckpointCheck = json_body(&req, payload).await?;
     let jwks = match body.jwks {
         Some(j) => j.to_string(),
         None => state.keys.jwks().to_string(),
@@ -404,7 +608,7 @@ pub fn checkpoint_report(
 }
 
 /// The body of `POST /admin/api/compact`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub struct CompactRequest {
     /// `access-tokens` or `assertions`.
     pub class: String,
@@ -416,6 +620,22 @@ pub struct CompactRequest {
 
 /// `POST /admin/api/compact`: compacts a retention class in bounded batches, off the worker
 /// threads, while the server goes on serving; answers the report when done.
+#[utoipa::path(
+    post,
+    path = "/admin/api/compact",
+    tag = "admin",
+    operation_id = "admin_compact",
+    request_body(content = crate::http::admin::CompactRequest),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "What was compacted", body = Object),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn compact(
     req: HttpRequest,
     payload: web::Payload,
@@ -453,6 +673,23 @@ pub async fn compact(
 }
 
 /// `POST /admin/api/users`.
+#[utoipa::path(
+    post,
+    path = "/admin/api/users",
+    tag = "admin",
+    operation_id = "admin_create_user",
+    request_body(content = crate::service::CreateUser),
+    security(("admin" = [])),
+    responses(
+        (status = 201, description = "The user", body = crate::service::UserOutput),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 409, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn create_user(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -467,6 +704,20 @@ pub async fn create_user(
 }
 
 /// `GET /admin/api/users`.
+#[utoipa::path(
+    get,
+    path = "/admin/api/users",
+    tag = "admin",
+    operation_id = "admin_list_users",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Every user", body = Vec<crate::service::UserOutput>),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn list_users(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -476,6 +727,22 @@ pub async fn list_users(
 }
 
 /// `GET /admin/api/users/{username}` (a user id works too).
+#[utoipa::path(
+    get,
+    path = "/admin/api/users/{username}",
+    tag = "admin",
+    operation_id = "admin_show_user",
+    params(("username" = String, Path, description = "The username or user id")),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The user", body = crate::service::UserOutput),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 404, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn show_user(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -487,6 +754,24 @@ pub async fn show_user(
 
 /// `PATCH /admin/api/users/{username}`: sets the profile claims the body names (an empty
 /// string clears one); answers the user.
+#[utoipa::path(
+    patch,
+    path = "/admin/api/users/{username}",
+    tag = "admin",
+    operation_id = "admin_update_user",
+    params(("username" = String, Path, description = "The username or user id")),
+    request_body(content = crate::http::openapi::ProfileChanges),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The user as changed", body = crate::service::UserOutput),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 404, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn update_user(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -503,6 +788,24 @@ pub async fn update_user(
 
 /// `POST /admin/api/users/{username}/access`: lock or unlock the account, end its sessions,
 /// set a new password ([`service::UserAccess`]); the user as it is then.
+#[utoipa::path(
+    post,
+    path = "/admin/api/users/{username}/access",
+    tag = "admin",
+    operation_id = "admin_user_access",
+    params(("username" = String, Path, description = "The username or user id")),
+    request_body(content = crate::service::UserAccess),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The user as it is now", body = crate::service::UserOutput),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 404, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn user_access(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -517,6 +820,20 @@ pub async fn user_access(
 }
 
 /// `GET /admin/api/keys`: every signing key and where it stands.
+#[utoipa::path(
+    get,
+    path = "/admin/api/keys",
+    tag = "admin",
+    operation_id = "admin_list_keys",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Every signing key and where it stands", body = Vec<crate::service::KeyOutput>),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn list_keys(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -528,6 +845,22 @@ pub async fn list_keys(
 
 /// `POST /admin/api/keys/rotate`: a successor per algorithm, published now, signing after the
 /// lead time.
+#[utoipa::path(
+    post,
+    path = "/admin/api/keys/rotate",
+    tag = "admin",
+    operation_id = "admin_rotate_keys",
+    request_body(content = crate::service::RotateKeys),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Every signing key, with the successors", body = Vec<crate::service::KeyOutput>),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn rotate_keys(
     req: HttpRequest,
     payload: web::Payload,

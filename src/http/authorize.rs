@@ -213,6 +213,22 @@ pub(super) fn single<'a>(
 }
 
 /// `GET|POST /authorize`.
+#[utoipa::path(
+    method(get, post),
+    path = "/authorize",
+    tag = "pages",
+    operation_id = "authorize",
+    params(("client_id" = Option<String>, Query, description = "The client"), ("response_type" = Option<String>, Query, description = "code"), ("redirect_uri" = Option<String>, Query, description = "Where the answer goes"), ("scope" = Option<String>, Query, description = "Space-separated scopes"), ("state" = Option<String>, Query, description = "Returned as given"), ("code_challenge" = Option<String>, Query, description = "PKCE"), ("code_challenge_method" = Option<String>, Query, description = "S256"), ("request_uri" = Option<String>, Query, description = "A pushed request (RFC 9126)")),
+    responses(
+        (status = 302, description = "To the client with a code or an error (RFC 6749 §4.1.2), or to sign-in"),
+        (status = 303, description = "To the sign-in or consent page"),
+        (status = 200, description = "The consent page", content_type = "text/html", body = String),
+        (status = 400, description = "The request cannot be sent back to the client (unknown client or redirect URI): the error is shown here", content_type = "text/html", body = String),
+        (status = 413, description = "The request is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn authorize(
     req: HttpRequest,
     payload: web::Payload,
@@ -818,6 +834,19 @@ fn pending_for(
 }
 
 /// `GET /consent`.
+#[utoipa::path(
+    get,
+    path = "/consent",
+    tag = "pages",
+    operation_id = "consent_page",
+    responses(
+        (status = 200, description = "The consent page", content_type = "text/html", body = String),
+        (status = 302, description = "To the client, or to sign-in"),
+        (status = 303, description = "To sign-in"),
+        (status = 400, description = "No pending request", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
     let Some(user) = current_user(&req, &state, state.engine.clock.unix_now()) else {
@@ -856,6 +885,22 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
 }
 
 /// `POST /consent`: Approve issues the code (or token); Deny answers `access_denied`.
+#[utoipa::path(
+    post,
+    path = "/consent",
+    tag = "pages",
+    operation_id = "consent",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 302, description = "To the client with a code or access_denied"),
+        (status = 303, description = "To sign-in"),
+        (status = 400, description = "No pending request, or the form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn consent(
     req: HttpRequest,
     payload: web::Payload,

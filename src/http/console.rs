@@ -64,6 +64,18 @@ async fn admin_form(
 }
 
 /// `GET /admin/clients`: every client, or those whose id or name holds `q`.
+#[utoipa::path(
+    get,
+    path = "/admin/clients",
+    tag = "console",
+    operation_id = "console_clients",
+    params(("q" = Option<String>, Query, description = "Search: id or name")),
+    responses(
+        (status = 200, description = "The clients, searchable", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn clients(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if current_admin(&req, &state).is_none() {
         return to_sign_in();
@@ -185,6 +197,17 @@ fn json_field(form: &super::form::Form, name: &str) -> Result<Option<serde_json:
 }
 
 /// `GET /admin/clients/new`.
+#[utoipa::path(
+    get,
+    path = "/admin/clients/new",
+    tag = "console",
+    operation_id = "console_new_client",
+    responses(
+        (status = 200, description = "The form to register a client", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn new_client(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if current_admin(&req, &state).is_none() {
         return to_sign_in();
@@ -224,6 +247,24 @@ fn client_form(
 }
 
 /// `POST /admin/clients/new`: registers the client; its secret is shown once.
+#[utoipa::path(
+    post,
+    path = "/admin/clients/new",
+    tag = "console",
+    operation_id = "console_create_client",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
+        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
+        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn create_client(
     req: HttpRequest,
     payload: web::Payload,
@@ -299,6 +340,19 @@ fn secret_page(req: &HttpRequest, state: &AppState, c: &ClientOutput, title: &st
 }
 
 /// `GET /admin/clients/{id}/edit`.
+#[utoipa::path(
+    get,
+    path = "/admin/clients/{id}/edit",
+    tag = "console",
+    operation_id = "console_edit_client",
+    params(("id" = String, Path, description = "The client")),
+    responses(
+        (status = 200, description = "The form to change the client", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 404, description = "No such client", content_type = "text/html", body = String),
+    )
+)]
 pub async fn edit_client(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -314,6 +368,25 @@ pub async fn edit_client(
 }
 
 /// `POST /admin/clients/{id}/edit`: the changes between the form and the client as it is.
+#[utoipa::path(
+    post,
+    path = "/admin/clients/{id}/edit",
+    tag = "console",
+    operation_id = "console_update_client",
+    params(("id" = String, Path, description = "The client")),
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
+        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
+        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn update_client(
     req: HttpRequest,
     payload: web::Payload,
@@ -408,6 +481,25 @@ pub async fn update_client(
 }
 
 /// `POST /admin/clients/{id}/rotate-secret`: a new secret, shown once.
+#[utoipa::path(
+    post,
+    path = "/admin/clients/{id}/rotate-secret",
+    tag = "console",
+    operation_id = "console_rotate_secret",
+    params(("id" = String, Path, description = "The client")),
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
+        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
+        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn rotate_secret(
     req: HttpRequest,
     payload: web::Payload,
@@ -430,6 +522,19 @@ pub async fn rotate_secret(
 }
 
 /// `GET /admin/clients/{id}/delete`: asks first.
+#[utoipa::path(
+    get,
+    path = "/admin/clients/{id}/delete",
+    tag = "console",
+    operation_id = "console_confirm_delete",
+    params(("id" = String, Path, description = "The client")),
+    responses(
+        (status = 200, description = "Asks to confirm the deletion", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 404, description = "No such client", content_type = "text/html", body = String),
+    )
+)]
 pub async fn confirm_delete(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -465,6 +570,25 @@ pub async fn confirm_delete(
 }
 
 /// `POST /admin/clients/{id}/delete`.
+#[utoipa::path(
+    post,
+    path = "/admin/clients/{id}/delete",
+    tag = "console",
+    operation_id = "console_delete_client",
+    params(("id" = String, Path, description = "The client")),
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
+        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
+        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn delete_client(
     req: HttpRequest,
     payload: web::Payload,
@@ -711,6 +835,17 @@ fn paste_form(csrf: &str) -> Markup {
 }
 
 /// `GET /admin/tokens`: the paste form.
+#[utoipa::path(
+    get,
+    path = "/admin/tokens",
+    tag = "console",
+    operation_id = "console_tokens",
+    responses(
+        (status = 200, description = "The token inspector: paste a token, or pick one from the trail", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn tokens(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if current_admin(&req, &state).is_none() {
         return to_sign_in();
@@ -729,6 +864,24 @@ pub async fn tokens(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 }
 
 /// `POST /admin/tokens`: inspects a pasted token.
+#[utoipa::path(
+    post,
+    path = "/admin/tokens",
+    tag = "console",
+    operation_id = "console_inspect",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
+        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
+        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn inspect(
     req: HttpRequest,
     payload: web::Payload,
@@ -744,6 +897,19 @@ pub async fn inspect(
 }
 
 /// `GET /admin/tokens/{jti}`: an access token picked from the trail.
+#[utoipa::path(
+    get,
+    path = "/admin/tokens/{jti}",
+    tag = "console",
+    operation_id = "console_token",
+    params(("jti" = String, Path, description = "The token id")),
+    responses(
+        (status = 200, description = "The token: active or why not, its claims, its family", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 404, description = "No such token", content_type = "text/html", body = String),
+    )
+)]
 pub async fn inspect_by_id(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -775,6 +941,25 @@ fn by_id(state: &AppState, jti: &str) -> Inspection {
 
 /// `POST /admin/tokens/{jti}/revoke`: revoked by the admin, as `TokenRevoked` with the
 /// reason `revoked_by_admin`; with `family`, a refresh token's whole grant.
+#[utoipa::path(
+    post,
+    path = "/admin/tokens/{jti}/revoke",
+    tag = "console",
+    operation_id = "console_revoke",
+    params(("jti" = String, Path, description = "The token id")),
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
+        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
+        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn revoke(
     req: HttpRequest,
     payload: web::Payload,
@@ -866,6 +1051,17 @@ pub async fn revoke(
 }
 
 /// `GET /admin/keys`: every signing key, what it signs and when it leaves the JWKS.
+#[utoipa::path(
+    get,
+    path = "/admin/keys",
+    tag = "console",
+    operation_id = "console_keys",
+    responses(
+        (status = 200, description = "The signing keys: what each signs, when it retires", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn keys(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if current_admin(&req, &state).is_none() {
         return to_sign_in();
@@ -936,6 +1132,24 @@ fn keys_page(req: &HttpRequest, state: &AppState, notice: Option<&str>) -> HttpR
 }
 
 /// `POST /admin/keys/rotate`: new keys, published now and signing after the lead time.
+#[utoipa::path(
+    post,
+    path = "/admin/keys/rotate",
+    tag = "console",
+    operation_id = "console_rotate_keys",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
+        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
+        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn rotate_keys(
     req: HttpRequest,
     payload: web::Payload,
@@ -973,6 +1187,18 @@ pub async fn rotate_keys(
 }
 
 /// `GET /admin/users`: every user, or those whose username, name or e-mail holds `q`.
+#[utoipa::path(
+    get,
+    path = "/admin/users",
+    tag = "console",
+    operation_id = "console_users",
+    params(("q" = Option<String>, Query, description = "Search: username, name or e-mail")),
+    responses(
+        (status = 200, description = "The users, searchable", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn users(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if current_admin(&req, &state).is_none() {
         return to_sign_in();
@@ -1061,6 +1287,17 @@ fn profile_changes(form: &super::form::Form) -> domain::user::ProfileChanges {
 }
 
 /// `GET /admin/users/new`.
+#[utoipa::path(
+    get,
+    path = "/admin/users/new",
+    tag = "console",
+    operation_id = "console_new_user",
+    responses(
+        (status = 200, description = "The form to create a user", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn new_user(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if current_admin(&req, &state).is_none() {
         return to_sign_in();
@@ -1096,6 +1333,24 @@ fn new_user_form(
 }
 
 /// `POST /admin/users/new`.
+#[utoipa::path(
+    post,
+    path = "/admin/users/new",
+    tag = "console",
+    operation_id = "console_create_user",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
+        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
+        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn create_user(
     req: HttpRequest,
     payload: web::Payload,
@@ -1129,6 +1384,19 @@ pub async fn create_user(
 }
 
 /// `GET /admin/users/{name}`: profile, password, lock, sessions and authorized apps.
+#[utoipa::path(
+    get,
+    path = "/admin/users/{name}",
+    tag = "console",
+    operation_id = "console_user",
+    params(("name" = String, Path, description = "The username or user id")),
+    responses(
+        (status = 200, description = "The user: profile, access, authorized apps", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 404, description = "No such user", content_type = "text/html", body = String),
+    )
+)]
 pub async fn user(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -1241,6 +1509,25 @@ fn user_page(
 
 /// One of the user page's forms, by `action`: `profile`, `password`, `lock`, `end-sessions`
 /// or `revoke`.
+#[utoipa::path(
+    post,
+    path = "/admin/users/{name}/{action}",
+    tag = "console",
+    operation_id = "console_user_action",
+    params(("name" = String, Path, description = "The username or user id"), ("action" = String, Path, description = "`profile`, `password`, `lock`, `unlock`, `end-sessions` or `revoke`")),
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
+        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
+        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn user_action(
     req: HttpRequest,
     payload: web::Payload,

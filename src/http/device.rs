@@ -49,6 +49,22 @@ fn user_code() -> Result<String, OAuthError> {
 
 /// `POST /device_authorization` (§3.1, §3.2).
 #[tracing::instrument(skip_all, fields(client_id))]
+#[utoipa::path(
+    post,
+    path = "/device_authorization",
+    tag = "oauth",
+    operation_id = "device_authorization",
+    request_body(content = crate::http::openapi::DeviceAuthorizationRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("client" = [])),
+    responses(
+        (status = 200, description = "A device code and a user code (RFC 8628 §3.2)", body = crate::http::openapi::DeviceAuthorizationResponse),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 429, description = "Too many requests: wait `Retry-After` seconds", body = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn authorization(
     req: HttpRequest,
     payload: web::Payload,
@@ -118,6 +134,18 @@ struct Pending {
 }
 
 /// `GET /device`: the code entry form (prefilled from `verification_uri_complete`).
+#[utoipa::path(
+    get,
+    path = "/device",
+    tag = "pages",
+    operation_id = "device_page",
+    params(("user_code" = Option<String>, Query, description = "Fills in the code (verification_uri_complete)")),
+    responses(
+        (status = 200, description = "Where a user types the code shown on their device", content_type = "text/html", body = String),
+        (status = 302, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn entry(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let query = Form::parse(req.query_string().as_bytes()).unwrap_or_default();
     let typed = query.get("user_code").unwrap_or("");
@@ -168,6 +196,23 @@ async fn signed_in_form(
 }
 
 /// `POST /device`: looks the code up and asks the user to approve or deny.
+#[utoipa::path(
+    post,
+    path = "/device",
+    tag = "pages",
+    operation_id = "device_submit",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The next step: the request to approve, the code again with what was wrong, or the outcome", content_type = "text/html", body = String),
+        (status = 302, description = "Not signed in: to the sign-in page"),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn submit(
     req: HttpRequest,
     payload: web::Payload,
@@ -255,6 +300,23 @@ pub async fn submit(
 }
 
 /// `POST /device/decide`: records the user's answer.
+#[utoipa::path(
+    post,
+    path = "/device/decide",
+    tag = "pages",
+    operation_id = "device_decide",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The next step: the request to approve, the code again with what was wrong, or the outcome", content_type = "text/html", body = String),
+        (status = 302, description = "Not signed in: to the sign-in page"),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn decide(
     req: HttpRequest,
     payload: web::Payload,

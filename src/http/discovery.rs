@@ -6,6 +6,15 @@ use actix_web::{web, HttpResponse};
 use domain::values::{AuthMethod, GrantType, SigningAlgorithm};
 
 /// The public signing keys.
+#[utoipa::path(
+    get,
+    path = "/jwks",
+    tag = "oauth",
+    operation_id = "jwks",
+    responses(
+        (status = 200, description = "The public signing keys (RFC 7517)", body = crate::http::openapi::Jwks, content_type = "application/jwk-set+json"),
+    )
+)]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
@@ -13,7 +22,30 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .body(state.keys.jwks().as_str().to_owned())
 }
 
+#[utoipa::path(
+    get,
+    path = "/authorize/jwks",
+    tag = "oauth",
+    operation_id = "authorize_jwks",
+    responses(
+        (status = 200, description = "The public signing keys (RFC 7517), where clients that derive the JWKS address from the authorization endpoint look", body = crate::http::openapi::Jwks, content_type = "application/jwk-set+json"),
+    )
+)]
+/// `GET /authorize/jwks`: the JWKS again, for clients that look for it beside `/authorize`.
+pub async fn authorize_jwks(state: web::Data<AppState>) -> HttpResponse {
+    jwks(state).await
+}
+
 /// Authorization server metadata (RFC 8414 §2).
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "oauth",
+    operation_id = "oauth_metadata",
+    responses(
+        (status = 200, description = "Authorization server metadata (RFC 8414)", body = Object),
+    )
+)]
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(metadata_document(&state))
 }
@@ -67,6 +99,15 @@ pub fn metadata_document(state: &AppState) -> serde_json::Value {
 
 /// Liveness: the process answers. 200 whatever the store's state (`/readyz` says whether to
 /// send it traffic), with that state for a person looking.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses(
+        (status = 200, description = "The process answers (whatever the store's state)", body = crate::http::openapi::Health),
+    )
+)]
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     use crate::store::EventStore;
     HttpResponse::Ok().json(serde_json::json!({
@@ -80,11 +121,31 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
 /// log is catching up or the database is unreachable, once the store stopped taking writes,
 /// and while the server stops. A damaged log served with `--allow-unverified` is ready for
 /// reads (200, `read_only`).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready for traffic", body = crate::http::openapi::Health),
+        (status = 503, description = "Not ready: catching up, failing or stopping", body = crate::http::openapi::Health),
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     readiness(&state)
 }
 
 /// `GET /metrics` on the main listener, unless a metrics address is configured.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
+        (status = 404, description = "Metrics are off, or served on their own address", body = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn metrics_here(state: web::Data<AppState>) -> HttpResponse {
     if !state.metrics_here {
         return super::not_found_answer("/metrics");

@@ -38,6 +38,21 @@ struct Cursor {
 
 /// `GET /admin/api/events/stream?from=POSITION&client=&subject=&type=&request_id=
 /// &correlation_id=`: every event from `from` on (default: only new ones), then each new one.
+#[utoipa::path(
+    get,
+    path = "/admin/api/events/stream",
+    tag = "admin",
+    operation_id = "admin_events_stream",
+    params(("from" = Option<u64>, Query, description = "Replay from this position first"), ("client" = Option<String>, Query, description = "Only this client's events"), ("subject" = Option<String>, Query, description = "Only this subject's events"), ("type" = Option<String>, Query, description = "Only these event types (comma-separated)")),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Server-sent events: each event recorded from now on (or from `from`) that matches the filters", body = String, content_type = "text/event-stream"),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn stream(
     req: HttpRequest,
     state: web::Data<AppState>,

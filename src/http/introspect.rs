@@ -90,6 +90,23 @@ fn active_refresh(
 
 /// Handles an introspection request.
 #[tracing::instrument(skip_all)]
+#[utoipa::path(
+    post,
+    path = "/introspect",
+    tag = "oauth",
+    operation_id = "introspect",
+    request_body(content = crate::http::openapi::TokenQuery, content_type = "application/x-www-form-urlencoded"),
+    security(("client" = [])),
+    responses(
+        (status = 200, description = "Whether the token is active, and its claims if it is (RFC 7662)", body = crate::http::openapi::IntrospectionResponse),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 429, description = "Too many requests: wait `Retry-After` seconds", body = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn introspect(
     req: HttpRequest,
     payload: web::Payload,

@@ -93,6 +93,22 @@ fn bad(message: &str) -> HttpResponse {
 /// user confirms on a page first (§2: the OP asks when it cannot tell the request is the
 /// user's). Afterwards the browser goes to the `post_logout_redirect_uri` registered by that
 /// client, with `state`, or sees a signed-out page.
+#[utoipa::path(
+    method(get, post),
+    path = "/end_session",
+    tag = "pages",
+    operation_id = "end_session",
+    params(("id_token_hint" = Option<String>, Query, description = "An id_token the server issued"), ("post_logout_redirect_uri" = Option<String>, Query, description = "Registered by the client"), ("state" = Option<String>, Query, description = "Returned as given")),
+    responses(
+        (status = 200, description = "Asks the user to confirm, or says they are signed out", content_type = "text/html", body = String),
+        (status = 302, description = "Signed out: to the client's post-logout redirect URI"),
+        (status = 303, description = "Signed out: to the client's post-logout redirect URI"),
+        (status = 400, description = "The request is invalid (unknown client, unregistered redirect, a bad id_token_hint)", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn end_session_endpoint(
     req: HttpRequest,
     payload: web::Payload,
@@ -256,6 +272,23 @@ fn signed_out(
 
 /// `POST /end_session/confirm`: the confirmation page's answer; the request it confirms comes
 /// back sealed, so nothing in it can have changed.
+#[utoipa::path(
+    post,
+    path = "/end_session/confirm",
+    tag = "pages",
+    operation_id = "end_session_confirm",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Signed out", content_type = "text/html", body = String),
+        (status = 302, description = "Signed out: to the client's post-logout redirect URI"),
+        (status = 303, description = "Signed out: to the client's post-logout redirect URI"),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn confirm(
     req: HttpRequest,
     payload: web::Payload,

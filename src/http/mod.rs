@@ -17,6 +17,7 @@ pub mod introspect;
 pub mod limits;
 pub mod logout;
 pub mod oidc;
+pub mod openapi;
 pub mod pages;
 pub mod par;
 pub mod register;
@@ -31,6 +32,7 @@ use crate::engine::Engine;
 use crate::keys::Keyring;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::{Cause, Metadata};
 use error::OAuthError;
@@ -159,202 +161,287 @@ fn json_error(err: impl std::fmt::Display) -> actix_web::Error {
     OAuthError::invalid_request(format!("invalid JSON body: {err}")).into()
 }
 
-/// Registers every route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::PathConfig::default().error_handler(|e, _| json_error(e)))
-        .service(
-            web::resource("/token")
-                .route(web::post().to(token::token))
-                .route(web::get().to(token::token_by_get))
-                .default_service(web::to(|| async { method_not_allowed("POST") })),
-        )
-        .service(
-            web::resource("/device_authorization")
-                .route(web::post().to(device::authorization))
-                .default_service(web::to(|| async { method_not_allowed("POST") })),
-        )
-        .service(
-            web::resource("/device")
-                .route(web::get().to(device::entry))
-                .route(web::post().to(device::submit))
-                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
-        )
-        .service(
-            web::resource("/device/decide")
-                .route(web::post().to(device::decide))
-                .default_service(web::to(|| async { method_not_allowed("POST") })),
-        )
-        .service(
-            web::resource("/par")
-                .route(web::post().to(par::push))
-                .default_service(web::to(|| async { method_not_allowed("POST") })),
-        )
-        .service(
-            web::resource("/authorize")
-                .route(web::get().to(authorize::authorize))
-                .route(web::post().to(authorize::authorize))
-                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
-        )
-        .service(
-            web::resource("/consent")
-                .route(web::get().to(authorize::consent_form))
-                .route(web::post().to(authorize::consent))
-                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
-        )
-        .service(
-            web::resource("/login")
-                .route(web::get().to(account::login_form))
-                .route(web::post().to(account::login))
-                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
-        )
-        .service(post_only("/logout", web::post().to(account::logout)))
-        .route("/account", web::get().to(account::account))
-        .service(post_only(
-            "/account/revoke",
-            web::post().to(account::revoke),
-        ))
-        .service(post_only(
+/// Every route the server answers: path (actix and OpenAPI spell parameters alike), method,
+/// handler. This table is the one list: `configure` registers it, the 405 answers' `Allow`
+/// comes from it, and a test checks that the OpenAPI contract (`openapi.rs`) documents each
+/// entry and nothing else. Order matters where paths overlap (`/admin/clients/new` before
+/// `/admin/clients/{id}`): the first registered path that matches wins.
+pub fn routes() -> Vec<(&'static str, Method, actix_web::Route)> {
+    use Method as M;
+    vec![
+        ("/token", M::POST, web::post().to(token::token)),
+        ("/token", M::GET, web::get().to(token::token_by_get)),
+        (
+            "/device_authorization",
+            M::POST,
+            web::post().to(device::authorization),
+        ),
+        ("/device", M::GET, web::get().to(device::entry)),
+        ("/device", M::POST, web::post().to(device::submit)),
+        ("/device/decide", M::POST, web::post().to(device::decide)),
+        ("/par", M::POST, web::post().to(par::push)),
+        ("/authorize", M::GET, web::get().to(authorize::authorize)),
+        ("/authorize", M::POST, web::post().to(authorize::authorize)),
+        ("/consent", M::GET, web::get().to(authorize::consent_form)),
+        ("/consent", M::POST, web::post().to(authorize::consent)),
+        ("/login", M::GET, web::get().to(account::login_form)),
+        ("/login", M::POST, web::post().to(account::login)),
+        ("/logout", M::POST, web::post().to(account::logout)),
+        ("/account", M::GET, web::get().to(account::account)),
+        ("/account/revoke", M::POST, web::post().to(account::revoke)),
+        (
             "/introspect",
+            M::POST,
             web::post().to(introspect::introspect),
-        ))
-        .service(post_only("/revoke", web::post().to(revoke::revoke)))
-        .route("/tokeninfo", web::get().to(resource::tokeninfo))
-        .service(
-            web::resource("/api/whoami")
-                .route(web::get().to(resource::whoami))
-                .route(web::post().to(resource::whoami))
-                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
-        )
-        .route("/jwks", web::get().to(discovery::jwks))
-        .route("/authorize/jwks", web::get().to(discovery::jwks))
-        .route(
+        ),
+        ("/revoke", M::POST, web::post().to(revoke::revoke)),
+        ("/tokeninfo", M::GET, web::get().to(resource::tokeninfo)),
+        ("/api/whoami", M::GET, web::get().to(resource::whoami)),
+        ("/api/whoami", M::POST, web::post().to(resource::whoami)),
+        ("/jwks", M::GET, web::get().to(discovery::jwks)),
+        (
+            "/authorize/jwks",
+            M::GET,
+            web::get().to(discovery::authorize_jwks),
+        ),
+        (
             "/.well-known/oauth-authorization-server",
+            M::GET,
             web::get().to(discovery::metadata),
-        )
-        .route(
+        ),
+        (
             "/.well-known/openid-configuration",
+            M::GET,
             web::get().to(oidc::openid_configuration),
-        )
-        .service(
-            web::resource("/end_session")
-                .route(web::get().to(logout::end_session_endpoint))
-                .route(web::post().to(logout::end_session_endpoint))
-                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
-        )
-        .service(post_only("/register", web::post().to(register::register)))
-        .service(
-            web::resource("/register/{client_id}")
-                .route(web::get().to(register::read))
-                .route(web::put().to(register::update))
-                .route(web::delete().to(register::delete))
-                .default_service(web::to(|| async { method_not_allowed("GET, PUT, DELETE") })),
-        )
-        .service(post_only(
+        ),
+        (
+            "/end_session",
+            M::GET,
+            web::get().to(logout::end_session_endpoint),
+        ),
+        (
+            "/end_session",
+            M::POST,
+            web::post().to(logout::end_session_endpoint),
+        ),
+        (
             "/end_session/confirm",
+            M::POST,
             web::post().to(logout::confirm),
-        ))
-        .service(
-            web::resource("/userinfo")
-                .route(web::get().to(oidc::userinfo))
-                .route(web::post().to(oidc::userinfo))
-                .default_service(web::to(|| async { method_not_allowed("GET, POST") })),
-        )
-        .route("/healthz", web::get().to(discovery::healthz))
-        .route("/readyz", web::get().to(discovery::readyz))
-        .route("/metrics", web::get().to(discovery::metrics_here))
-        .route("/admin", web::get().to(viewer::events))
-        .route("/admin/login", web::get().to(viewer::login_form))
-        .route("/admin/login", web::post().to(viewer::login))
-        .route("/admin/logout", web::post().to(viewer::logout))
-        .route("/admin/clients", web::get().to(console::clients))
-        .route("/admin/clients/new", web::get().to(console::new_client))
-        .route("/admin/clients/new", web::post().to(console::create_client))
-        .route("/admin/clients/{id}", web::get().to(viewer::client))
-        .route(
+        ),
+        ("/register", M::POST, web::post().to(register::register)),
+        (
+            "/register/{client_id}",
+            M::GET,
+            web::get().to(register::read),
+        ),
+        (
+            "/register/{client_id}",
+            M::PUT,
+            web::put().to(register::update),
+        ),
+        (
+            "/register/{client_id}",
+            M::DELETE,
+            web::delete().to(register::delete),
+        ),
+        ("/userinfo", M::GET, web::get().to(oidc::userinfo)),
+        ("/userinfo", M::POST, web::post().to(oidc::userinfo)),
+        ("/healthz", M::GET, web::get().to(discovery::healthz)),
+        ("/readyz", M::GET, web::get().to(discovery::readyz)),
+        ("/metrics", M::GET, web::get().to(discovery::metrics_here)),
+        ("/openapi.json", M::GET, web::get().to(openapi::document)),
+        ("/admin", M::GET, web::get().to(viewer::events)),
+        ("/admin/login", M::GET, web::get().to(viewer::login_form)),
+        ("/admin/login", M::POST, web::post().to(viewer::login)),
+        ("/admin/logout", M::POST, web::post().to(viewer::logout)),
+        ("/admin/clients", M::GET, web::get().to(console::clients)),
+        (
+            "/admin/clients/new",
+            M::GET,
+            web::get().to(console::new_client),
+        ),
+        (
+            "/admin/clients/new",
+            M::POST,
+            web::post().to(console::create_client),
+        ),
+        ("/admin/clients/{id}", M::GET, web::get().to(viewer::client)),
+        (
             "/admin/clients/{id}/edit",
+            M::GET,
             web::get().to(console::edit_client),
-        )
-        .route(
+        ),
+        (
             "/admin/clients/{id}/edit",
+            M::POST,
             web::post().to(console::update_client),
-        )
-        .route(
+        ),
+        (
             "/admin/clients/{id}/rotate-secret",
+            M::POST,
             web::post().to(console::rotate_secret),
-        )
-        .route(
+        ),
+        (
             "/admin/clients/{id}/delete",
+            M::GET,
             web::get().to(console::confirm_delete),
-        )
-        .route(
+        ),
+        (
             "/admin/clients/{id}/delete",
+            M::POST,
             web::post().to(console::delete_client),
-        )
-        .route("/admin/users", web::get().to(console::users))
-        .route("/admin/users/new", web::get().to(console::new_user))
-        .route("/admin/users/new", web::post().to(console::create_user))
-        .route("/admin/users/{name}", web::get().to(console::user))
-        .route(
+        ),
+        ("/admin/users", M::GET, web::get().to(console::users)),
+        ("/admin/users/new", M::GET, web::get().to(console::new_user)),
+        (
+            "/admin/users/new",
+            M::POST,
+            web::post().to(console::create_user),
+        ),
+        ("/admin/users/{name}", M::GET, web::get().to(console::user)),
+        (
             "/admin/users/{name}/{action}",
+            M::POST,
             web::post().to(console::user_action),
-        )
-        .route("/admin/keys", web::get().to(console::keys))
-        .route("/admin/keys/rotate", web::post().to(console::rotate_keys))
-        .route("/admin/tokens", web::get().to(console::tokens))
-        .route("/admin/tokens", web::post().to(console::inspect))
-        .route("/admin/tokens/{jti}", web::get().to(console::inspect_by_id))
-        .route(
+        ),
+        ("/admin/keys", M::GET, web::get().to(console::keys)),
+        (
+            "/admin/keys/rotate",
+            M::POST,
+            web::post().to(console::rotate_keys),
+        ),
+        ("/admin/tokens", M::GET, web::get().to(console::tokens)),
+        ("/admin/tokens", M::POST, web::post().to(console::inspect)),
+        (
+            "/admin/tokens/{jti}",
+            M::GET,
+            web::get().to(console::inspect_by_id),
+        ),
+        (
             "/admin/tokens/{jti}/revoke",
+            M::POST,
             web::post().to(console::revoke),
-        )
-        .service(
-            web::scope("/admin/api")
-                .route("/clients", web::post().to(admin::create))
-                .route(
-                    "/registration-tokens",
-                    web::post().to(admin::issue_registration_token),
-                )
-                .route("/clients", web::get().to(admin::list))
-                .route("/clients/{id}", web::get().to(admin::show))
-                .route("/clients/{id}", web::patch().to(admin::update))
-                .route("/clients/{id}", web::delete().to(admin::delete))
-                .route(
-                    "/clients/{id}/rotate-secret",
-                    web::post().to(admin::rotate_secret),
-                )
-                .route("/users", web::post().to(admin::create_user))
-                .route("/users", web::get().to(admin::list_users))
-                .route("/users/{username}", web::get().to(admin::show_user))
-                .route("/users/{username}", web::patch().to(admin::update_user))
-                .route(
-                    "/users/{username}/access",
-                    web::post().to(admin::user_access),
-                )
-                .route("/audit", web::get().to(admin::audit))
-                .route("/audit/verify", web::get().to(admin::verify))
-                .route("/audit/checkpoint", web::post().to(admin::checkpoint))
-                .route(
-                    "/audit/checkpoint/verify",
-                    web::post().to(admin::verify_checkpoint),
-                )
-                .route("/events/stream", web::get().to(events::stream))
-                .route("/compact", web::post().to(admin::compact))
-                .route("/keys", web::get().to(admin::list_keys))
-                .route("/keys/rotate", web::post().to(admin::rotate_keys))
-                .route("/clock", web::post().to(admin::advance_clock)),
-        )
-        .default_service(web::to(not_found));
+        ),
+        ("/admin/api/clients", M::POST, web::post().to(admin::create)),
+        ("/admin/api/clients", M::GET, web::get().to(admin::list)),
+        (
+            "/admin/api/registration-tokens",
+            M::POST,
+            web::post().to(admin::issue_registration_token),
+        ),
+        (
+            "/admin/api/clients/{id}",
+            M::GET,
+            web::get().to(admin::show),
+        ),
+        (
+            "/admin/api/clients/{id}",
+            M::PATCH,
+            web::patch().to(admin::update),
+        ),
+        (
+            "/admin/api/clients/{id}",
+            M::DELETE,
+            web::delete().to(admin::delete),
+        ),
+        (
+            "/admin/api/clients/{id}/rotate-secret",
+            M::POST,
+            web::post().to(admin::rotate_secret),
+        ),
+        (
+            "/admin/api/users",
+            M::POST,
+            web::post().to(admin::create_user),
+        ),
+        ("/admin/api/users", M::GET, web::get().to(admin::list_users)),
+        (
+            "/admin/api/users/{username}",
+            M::GET,
+            web::get().to(admin::show_user),
+        ),
+        (
+            "/admin/api/users/{username}",
+            M::PATCH,
+            web::patch().to(admin::update_user),
+        ),
+        (
+            "/admin/api/users/{username}/access",
+            M::POST,
+            web::post().to(admin::user_access),
+        ),
+        ("/admin/api/audit", M::GET, web::get().to(admin::audit)),
+        (
+            "/admin/api/audit/verify",
+            M::GET,
+            web::get().to(admin::verify),
+        ),
+        (
+            "/admin/api/audit/checkpoint",
+            M::POST,
+            web::post().to(admin::checkpoint),
+        ),
+        (
+            "/admin/api/audit/checkpoint/verify",
+            M::POST,
+            web::post().to(admin::verify_checkpoint),
+        ),
+        (
+            "/admin/api/events/stream",
+            M::GET,
+            web::get().to(events::stream),
+        ),
+        (
+            "/admin/api/compact",
+            M::POST,
+            web::post().to(admin::compact),
+        ),
+        ("/admin/api/keys", M::GET, web::get().to(admin::list_keys)),
+        (
+            "/admin/api/keys/rotate",
+            M::POST,
+            web::post().to(admin::rotate_keys),
+        ),
+        (
+            "/admin/api/clock",
+            M::POST,
+            web::post().to(admin::advance_clock),
+        ),
+    ]
 }
 
-/// A POST-only endpoint; other methods get 405 with `Allow: POST`.
-fn post_only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
-        .default_service(web::to(|| async { method_not_allowed("POST") }))
+/// Registers every route of [`routes`]: one resource per path, whose other methods get 405
+/// with the `Allow` the table gives.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PathConfig::default().error_handler(|e, _| json_error(e)));
+    // Grouped by path, in the table's order.
+    let mut paths: Vec<(&'static str, Vec<Method>, Vec<actix_web::Route>)> = Vec::new();
+    for (path, method, route) in routes() {
+        match paths.iter_mut().find(|(p, ..)| *p == path) {
+            Some((_, methods, routes)) => {
+                methods.push(method);
+                routes.push(route);
+            }
+            None => paths.push((path, vec![method], vec![route])),
+        }
+    }
+    for (path, methods, routes) in paths {
+        let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+        let allow = allow.join(", ");
+        let resource = routes
+            .into_iter()
+            .fold(web::resource(path), |r, route| r.route(route));
+        cfg.service(resource.default_service(web::to(move || {
+            let answer = method_not_allowed(&allow);
+            async move { answer }
+        })));
+    }
+    cfg.default_service(web::to(not_found));
 }
 
 /// 405 with `Allow`, as JSON like every other API error.
-pub(crate) fn method_not_allowed(allow: &'static str) -> HttpResponse {
+pub(crate) fn method_not_allowed(allow: &str) -> HttpResponse {
     HttpResponse::MethodNotAllowed()
         .insert_header((actix_web::http::header::ALLOW, allow))
         .json(serde_json::json!({

@@ -295,6 +295,15 @@ pub fn verify_id_token(state: &AppState, token: &str) -> Option<HintClaims> {
 
 /// `GET /.well-known/openid-configuration` (Discovery 1.0 §3): the RFC 8414 document plus
 /// what OpenID Connect adds, derived from what the code supports.
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "oauth",
+    operation_id = "openid_configuration",
+    responses(
+        (status = 200, description = "OpenID provider metadata (OpenID Connect Discovery 1.0)", body = Object),
+    )
+)]
 pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
     let mut doc = super::discovery::metadata_document(&state);
     let iss = &state.issuer;
@@ -335,6 +344,22 @@ pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET|POST /userinfo` (Core §5.3): the claims of the user a token speaks for, for the
 /// token's scopes; the token comes every RFC 6750 way.
+#[utoipa::path(
+    method(get, post),
+    path = "/userinfo",
+    tag = "oauth",
+    operation_id = "userinfo",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's claims the token's scopes allow (OpenID Connect Core §5.3)", body = Object),
+        (status = 200, description = "A signed UserInfo response", body = String, content_type = "application/jwt"),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn userinfo(
     req: HttpRequest,
     payload: web::Payload,

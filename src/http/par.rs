@@ -23,6 +23,22 @@ const CREDENTIALS: [&str; 3] = ["client_secret", "client_assertion", "client_ass
 
 /// Handles a pushed authorization request.
 #[tracing::instrument(skip_all, fields(client_id))]
+#[utoipa::path(
+    post,
+    path = "/par",
+    tag = "oauth",
+    operation_id = "par",
+    request_body(content = crate::http::openapi::AuthorizationRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("client" = [])),
+    responses(
+        (status = 201, description = "The request is kept: send its `request_uri` to /authorize", body = crate::http::openapi::PushedAuthorizationResponse),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 429, description = "Too many requests: wait `Retry-After` seconds", body = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn push(
     req: HttpRequest,
     payload: web::Payload,

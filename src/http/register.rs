@@ -364,6 +364,23 @@ async fn metadata_body(
 }
 
 /// `POST /register` (RFC 7591 §3).
+#[utoipa::path(
+    post,
+    path = "/register",
+    tag = "oauth",
+    operation_id = "register",
+    request_body(content = Object, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The client registered, with its registration access token (RFC 7591 §3.2.1)", body = Object),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 429, description = "Too many registrations from this address", body = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn register(
     req: HttpRequest,
     payload: web::Payload,
@@ -466,6 +483,21 @@ fn registered(
 }
 
 /// `GET /register/{client_id}` (RFC 7592 §2.1).
+#[utoipa::path(
+    get,
+    path = "/register/{client_id}",
+    tag = "oauth",
+    operation_id = "register_read",
+    params(("client_id" = String, Path, description = "The registered client")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The client's metadata (RFC 7592 §2.1)", body = Object),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn read(
     req: HttpRequest,
     path: web::Path<String>,
@@ -507,6 +539,23 @@ async fn rotate_token(
 }
 
 /// `PUT /register/{client_id}` (RFC 7592 §2.2): the metadata replace the client's.
+#[utoipa::path(
+    put,
+    path = "/register/{client_id}",
+    tag = "oauth",
+    operation_id = "register_update",
+    params(("client_id" = String, Path, description = "The registered client")),
+    request_body(content = Object, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The client's metadata as changed (RFC 7592 §2.2)", body = Object),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn update(
     req: HttpRequest,
     path: web::Path<String>,
@@ -567,6 +616,21 @@ pub async fn update(
 }
 
 /// `DELETE /register/{client_id}` (RFC 7592 §2.3): 204, and the client's tokens stop.
+#[utoipa::path(
+    delete,
+    path = "/register/{client_id}",
+    tag = "oauth",
+    operation_id = "register_delete",
+    params(("client_id" = String, Path, description = "The registered client")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted (RFC 7592 §2.3)"),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn delete(
     req: HttpRequest,
     path: web::Path<String>,

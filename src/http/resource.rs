@@ -35,6 +35,21 @@ fn describe(state: &AppState, t: &TokenView, mut body: serde_json::Value) -> Htt
 
 /// `GET /tokeninfo?access_token=…`: `scope`, `client_id`, `sub` and `expires_in` of an active
 /// token; `400 {"error":"invalid_token"}` for anything else.
+#[utoipa::path(
+    get,
+    path = "/tokeninfo",
+    tag = "oauth",
+    operation_id = "tokeninfo",
+    params(("access_token" = Option<String>, Query, description = "The token (or send it as a bearer token)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token's subject, client and scopes", body = Object),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn tokeninfo(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let invalid = |d: &str| {
         HttpResponse::BadRequest()
@@ -65,6 +80,20 @@ pub async fn tokeninfo(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
 }
 
 /// `GET|POST /api/whoami`: who the token speaks for, to which client, with which scopes.
+#[utoipa::path(
+    method(get, post),
+    path = "/api/whoami",
+    tag = "oauth",
+    operation_id = "whoami",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token's subject, client and scopes", body = Object),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 403, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn whoami(
     req: HttpRequest,
     payload: web::Payload,

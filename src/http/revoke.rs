@@ -16,6 +16,22 @@ use domain::Cause;
 
 /// Handles a revocation request.
 #[tracing::instrument(skip_all)]
+#[utoipa::path(
+    post,
+    path = "/revoke",
+    tag = "oauth",
+    operation_id = "revoke",
+    request_body(content = crate::http::openapi::TokenQuery, content_type = "application/x-www-form-urlencoded"),
+    security(("client" = [])),
+    responses(
+        (status = 200, description = "Revoked, or there was nothing to revoke (RFC 7009 §2.2)"),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 429, description = "Too many requests: wait `Retry-After` seconds", body = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn revoke(
     req: HttpRequest,
     payload: web::Payload,

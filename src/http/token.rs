@@ -128,6 +128,22 @@ pub fn fresh_secret(key: &HashKey) -> Result<(String, SecretHash), OAuthError> {
 
 /// Handles a token request (POST).
 #[tracing::instrument(skip_all, fields(client_id, grant_type))]
+#[utoipa::path(
+    post,
+    path = "/token",
+    tag = "oauth",
+    operation_id = "token",
+    request_body(content = crate::http::openapi::TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("client" = [])),
+    responses(
+        (status = 200, description = "Tokens issued", body = crate::http::openapi::TokenResponse),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 429, description = "Too many requests: wait `Retry-After` seconds", body = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn token(
     req: HttpRequest,
     payload: web::Payload,
@@ -139,6 +155,22 @@ pub async fn token(
 
 /// Handles a token request by GET, only when `--allow-get-token-requests` is on (some old
 /// clients send them; credentials then travel in URLs).
+#[utoipa::path(
+    get,
+    path = "/token",
+    tag = "oauth",
+    operation_id = "token_by_get",
+    params(("grant_type" = String, Query, description = "As the POST form has it")),
+    responses(
+        (status = 200, description = "Tokens issued (only with `allow_get_token_requests`)", body = crate::http::openapi::TokenResponse),
+        (status = 405, description = "Token requests are POST (the default)", body = crate::http::openapi::OAuthErrorBody),
+        (status = 400, response = crate::http::openapi::OAuthErrorBody),
+        (status = 401, response = crate::http::openapi::OAuthErrorBody),
+        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        (status = 429, description = "Too many requests: wait `Retry-After` seconds", body = crate::http::openapi::OAuthErrorBody),
+    )
+)]
 pub async fn token_by_get(
     req: HttpRequest,
     state: web::Data<AppState>,

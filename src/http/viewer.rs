@@ -75,11 +75,37 @@ fn login_page(
 }
 
 /// `GET /admin/login`.
+#[utoipa::path(
+    get,
+    path = "/admin/login",
+    tag = "console",
+    operation_id = "console_login_page",
+    responses(
+        (status = 200, description = "The admin sign-in page", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn login_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     login_page(&req, &state, StatusCode::OK, "", None)
 }
 
 /// `POST /admin/login`: the admin client's id and secret.
+#[utoipa::path(
+    post,
+    path = "/admin/login",
+    tag = "console",
+    operation_id = "console_login",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: to the console"),
+        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
+        (status = 401, description = "Wrong client credentials", content_type = "text/html", body = String),
+        (status = 403, description = "Not an admin client, or no CSRF token", content_type = "text/html", body = String),
+        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
+        (status = 429, description = "Too many failed sign-ins: wait", content_type = "text/html", body = String),
+        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+    )
+)]
 pub async fn login(
     req: HttpRequest,
     payload: web::Payload,
@@ -142,6 +168,18 @@ pub async fn login(
 }
 
 /// `POST /admin/logout`.
+#[utoipa::path(
+    post,
+    path = "/admin/logout",
+    tag = "console",
+    operation_id = "console_logout",
+    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed out: to the sign-in page"),
+        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn logout(
     req: HttpRequest,
     payload: web::Payload,
@@ -186,6 +224,19 @@ pub(crate) fn to_sign_in() -> HttpResponse {
 }
 
 /// `GET /admin`: the trail, newest first, filtered, 50 to a page.
+#[utoipa::path(
+    get,
+    path = "/admin",
+    tag = "console",
+    operation_id = "console_events",
+    params(crate::service::AuditParams),
+    responses(
+        (status = 200, description = "The audit trail, newest first, with filters", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 400, description = "A filter could not be read", content_type = "text/html", body = String),
+    )
+)]
 pub async fn events(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if current_admin(&req, &state).is_none() {
         return to_sign_in();
@@ -205,6 +256,19 @@ pub async fn events(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
 }
 
 /// `GET /admin/clients/{id}`: a client's configuration and its history, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/clients/{id}",
+    tag = "console",
+    operation_id = "console_client",
+    params(("id" = String, Path, description = "The client")),
+    responses(
+        (status = 200, description = "The client, its settings and its history", content_type = "text/html", body = String),
+        (status = 303, description = "Not signed in: to the sign-in page"),
+        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        (status = 404, description = "No such client", content_type = "text/html", body = String),
+    )
+)]
 pub async fn client(
     req: HttpRequest,
     state: web::Data<AppState>,

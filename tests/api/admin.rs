@@ -489,3 +489,87 @@ fn user_profiles_are_set_by_the_cli_and_the_admin_api_and_recorded_without_passw
         running_list
     );
 }
+
+/// Found by the OpenAPI fuzzer: an array was read as the object it stood for, field by field;
+/// and an admin client could delete itself, locking out whoever held only its credentials.
+#[test]
+fn the_admin_api_takes_only_objects_and_an_admin_client_cannot_delete_itself() {
+    let app = spawn_app();
+    let bearer = format!("Bearer {}", app.admin_token());
+    let (status, body) = answer(
+        app.agent
+            .post(&format!("{}/admin/api/registration-tokens", app.base))
+            .header("Authorization", &bearer)
+            .header("Content-Type", "application/json")
+            .send("[null, null]"),
+    );
+    assert_eq!(
+        (status, body["error_description"].as_str()),
+        (400, Some("the body must be a JSON object")),
+        "{body}"
+    );
+    assert!(app.events("InitialAccessTokenIssued").is_empty());
+
+    let admin: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(app.data_dir().join("admin.json")).unwrap())
+            .unwrap();
+    let own = admin["client_id"].as_str().unwrap();
+    let (status, body) = answer(
+        app.agent
+            .delete(&format!("{}/admin/api/clients/{own}", app.base))
+            .header("Authorization", &bearer)
+            .call(),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert!(app.events("ClientDeleted").is_empty());
+    // Another admin client may; so may the CLI.
+    let (other, other_secret) = app.create_client(&["--admin", "--scope", "admin"]);
+    let other_token = app.token(&other, &other_secret, Some("admin"))["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = answer(
+        app.agent
+            .delete(&format!("{}/admin/api/clients/{own}", app.base))
+            .header("Authorization", &format!("Bearer {other_token}"))
+            .call(),
+    );
+    assert_eq!(status, 204);
+    // (The CLI speaks to a running server with admin.json's client, deleted now.)
+    let (status, page) = answer(
+        app.agent
+            .get(&format!("{}/admin/api/audit?type=ClientDeleted", app.base))
+            .header("Authorization", &format!("Bearer {other_token}"))
+            .call(),
+    );
+    assert_eq!(status, 200);
+    let deleted = page["events"].as_array().unwrap();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0]["metadata"]["caused_by"]["id"], other.as_str());
+}
+
+/// Each path's other methods get 405 with the methods the route table gives it.
+#[test]
+fn other_methods_get_405_with_the_routes_methods() {
+    let app = spawn_app();
+    for (path, allow) in [
+        ("/login", "GET, POST"),
+        ("/register/abc", "GET, PUT, DELETE"),
+        ("/admin/api/clients", "POST, GET"),
+        ("/openapi.json", "GET"),
+    ] {
+        let mut res = app
+            .agent
+            .patch(&format!("{}{path}", app.base))
+            .send_empty()
+            .unwrap();
+        assert_eq!(res.status(), 405, "{path}");
+        assert_eq!(res.headers().get("allow").unwrap(), allow, "{path}");
+        let body: serde_json::Value = res.body_mut().read_json().unwrap();
+        assert_eq!(body["error"], "invalid_request", "{path}");
+    }
+}

@@ -34,6 +34,7 @@ mod metrics;
 mod nodes;
 mod oauth;
 mod oidc;
+mod openapi;
 mod par;
 mod pg;
 mod register;
