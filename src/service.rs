@@ -710,6 +710,7 @@ pub async fn update_client(
     metadata: Metadata,
 ) -> Result<ClientOutput, ServiceError> {
     let client_id = parse_id(id)?;
+    refuse_self(&metadata, &client_id, "update")?;
     check_jwks(&req.jwks)?;
     let oidc = changed_oidc(engine, &client_id, &req)?;
     let mut extensions = view(engine, &client_id)?.client.extensions.clone();
@@ -783,17 +784,24 @@ pub async fn delete_client(
     metadata: Metadata,
 ) -> Result<(), ServiceError> {
     let client_id = parse_id(id)?;
-    // An admin client deleting itself would lock out whoever holds only its credentials (its
-    // token stops working with the answer); another admin client, or the CLI, can.
-    if matches!(&metadata.caused_by, domain::Cause::Admin(admin) if *admin == client_id.as_str()) {
-        return Err(ServiceError::Conflict(
-            "an admin client cannot delete itself; delete it with another admin client or \
-             with `authledger client delete`"
-                .into(),
-        ));
-    }
+    refuse_self(&metadata, &client_id, "delete")?;
     send(engine, &client_id, ClientCommand::Delete, metadata).await?;
     Ok(())
+}
+
+/// An admin client changing or deleting its own registration could take its own rights away
+/// (its admin scope, its grant, its way to authenticate) and lock out whoever holds only its
+/// credentials; another admin client, or the CLI, can. Rotating its own secret stays allowed.
+fn refuse_self(metadata: &Metadata, client_id: &ClientId, what: &str) -> Result<(), ServiceError> {
+    match &metadata.caused_by {
+        domain::Cause::Admin(admin) if *admin == client_id.as_str() => {
+            Err(ServiceError::Conflict(format!(
+                "an admin client cannot {what} itself; {what} it with another admin client or \
+                 with `authledger client {what}`"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn send(

@@ -278,7 +278,7 @@ pub async fn show(
         (status = 403, response = crate::http::openapi::OAuthErrorBody),
         (status = 404, response = crate::http::openapi::OAuthErrorBody),
         (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 409, response = crate::http::openapi::OAuthErrorBody),
+        (status = 409, description = "An admin client cannot update itself, or the change conflicts", body = crate::http::openapi::OAuthErrorBody),
         (status = 413, response = crate::http::openapi::OAuthErrorBody),
     )
 )]

@@ -192,8 +192,8 @@ pub struct AuthorizationRequest {
 /// A sign-in, consent or page form posted by a browser: the page's fields and its CSRF token.
 #[derive(ToSchema)]
 pub struct PageForm {
-    /// The CSRF token the page carried (the cookie's double).
-    pub csrf: Option<String>,
+    /// The CSRF token the page carried (the double of its cookie).
+    pub csrf_token: Option<String>,
 }
 
 /// A JSON Web Key Set (RFC 7517 §5).

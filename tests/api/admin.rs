@@ -491,7 +491,8 @@ fn user_profiles_are_set_by_the_cli_and_the_admin_api_and_recorded_without_passw
 }
 
 /// Found by the OpenAPI fuzzer: an array was read as the object it stood for, field by field;
-/// and an admin client could delete itself, locking out whoever held only its credentials.
+/// and an admin client could delete itself or take its own admin scope away, locking out
+/// whoever held only its credentials.
 #[test]
 fn the_admin_api_takes_only_objects_and_an_admin_client_cannot_delete_itself() {
     let app = spawn_app();
@@ -526,6 +527,19 @@ fn the_admin_api_takes_only_objects_and_an_admin_client_cannot_delete_itself() {
         "{body}"
     );
     assert!(app.events("ClientDeleted").is_empty());
+    // Nor change itself: taking its own admin scope away would lock it out the same way.
+    let (status, body) = answer(
+        app.agent
+            .patch(&format!("{}/admin/api/clients/{own}", app.base))
+            .header("Authorization", &bearer)
+            .send_json(serde_json::json!({"scopes": ["read"]})),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert!(app.events("ClientScopesChanged").is_empty());
     // Another admin client may; so may the CLI.
     let (other, other_secret) = app.create_client(&["--admin", "--scope", "admin"]);
     let other_token = app.token(&other, &other_secret, Some("admin"))["access_token"]

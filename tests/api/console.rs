@@ -7,7 +7,7 @@ use crate::web::{Browser, CHALLENGE};
 use serde_json::Value;
 
 /// A browser signed in to the console with the admin credential.
-fn admin(app: &TestApp) -> (Browser, String) {
+pub fn admin(app: &TestApp) -> (Browser, String) {
     let cred: Value =
         serde_json::from_str(&std::fs::read_to_string(app.data_dir().join("admin.json")).unwrap())
             .unwrap();

@@ -15,15 +15,21 @@ const PASS_SECS: &str = "45";
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_schema_conformance";
 
-fn schemathesis(app: &TestApp, what: &str, args: &[&str]) {
+/// Runs schemathesis on the contract against `app`, with `config` as its schemathesis.toml.
+fn schemathesis(app: &TestApp, what: &str, config: &str, args: &[&str]) {
     let doc = app.dir.path().join("openapi.json");
+    let config_file = app.dir.path().join("schemathesis.toml");
+    std::fs::write(&config_file, config).unwrap();
     let bin = python().with_file_name("schemathesis");
     let out = Command::new(&bin)
+        .arg("--no-color")
+        .arg("--config-file")
+        .arg(&config_file)
         .arg("run")
         .arg(&doc)
         .args(["--url", &app.base])
         .args(["--max-examples", "50", "--max-time", PASS_SECS])
-        .args(["--request-timeout", "10", "--no-color"])
+        .args(["--request-timeout", "10"])
         // The event stream is a long-lived answer by design: it ends when the client goes.
         .args(["--exclude-path", "/admin/api/events/stream"])
         .args(args)
@@ -122,6 +128,7 @@ fn the_contract_validates_and_the_fuzzer_finds_no_5xx_and_nothing_outside_it() {
     schemathesis(
         &app,
         "OAuth endpoints, as a client",
+        "",
         &[
             "--include-tag",
             "oauth",
@@ -132,12 +139,26 @@ fn the_contract_validates_and_the_fuzzer_finds_no_5xx_and_nothing_outside_it() {
         ],
     );
 
+    // Signed in to the console before the admin API's fuzzing may rotate the admin client's
+    // secret (a session, like a token, outlives that).
+    let (mut browser, _) = crate::console::admin(&app);
+    let page = browser.get("/admin/clients/new");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let token = page.field("csrf_token").unwrap();
+    let cookie = browser
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+
     // The admin API, as an admin: creates, changes and deletes whatever the fuzzer makes up
     // (and rotates the admin client's own secret: the token stays good till it expires).
     let admin = app.admin_token();
     schemathesis(
         &app,
         "the admin API",
+        "",
         &[
             "--include-tag",
             "admin",
@@ -148,16 +169,43 @@ fn the_contract_validates_and_the_fuzzer_finds_no_5xx_and_nothing_outside_it() {
         ],
     );
 
-    // The pages, the console and the operations endpoints, as a browser without a session.
+    // The pages, the console and the operations endpoints, as a browser signed in to the
+    // console: its session cookie on every request, and its CSRF token in most forms (the
+    // rest see the refusal of a form without it).
+    let audit = |query: &str| {
+        let mut res = app
+            .agent
+            .get(&format!("{}/admin/api/audit?{query}", app.base))
+            .header("Authorization", &format!("Bearer {admin}"))
+            .call()
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.body_mut().read_json::<Value>().unwrap()
+    };
+    let before = audit("limit=1")["head_position"].as_u64().unwrap();
     schemathesis(
         &app,
         "pages, console and operations",
+        &format!(
+            "[dictionaries.csrf]\nvalues = [\"{token}\"]\n\n\
+             [parameters]\n\"body.csrf_token\" = {{ dictionary = \"csrf\", probability = 0.8 }}\n"
+        ),
         &[
             "--include-tag-regex",
             "^(pages|console|operations)$",
+            "-H",
+            &format!("Cookie: {cookie}"),
             "--checks",
             CHECKS,
         ],
+    );
+
+    // The console's forms were reached, signed in and with the CSRF token: the key rotation
+    // form (which needs nothing else) went through.
+    let rotated = audit(&format!("type=SigningKeyGenerated&after={before}"));
+    assert!(
+        !rotated["events"].as_array().unwrap().is_empty(),
+        "the console pass changed nothing: was its session refused?"
     );
 
     // After all of it, the log is whole.
