@@ -54,7 +54,7 @@ impl Class {
 }
 
 /// What a compaction did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompactionReport {
     /// The class.
     pub class: String,

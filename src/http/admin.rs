@@ -434,7 +434,7 @@ pub fn audit_params_from(
     operation_id = "admin_verify",
     security(("admin" = [])),
     responses(
-        (status = 200, description = "The hash chain walked: `verified`, or `broken` and where", body = Object),
+        (status = 200, description = "The hash chain walked: `verified`, or `broken` and where", body = crate::store::verify::Verification),
         (status = 400, response = crate::http::openapi::OAuthErrorBody),
         (status = 401, response = crate::http::openapi::OAuthErrorBody),
         (status = 403, response = crate::http::openapi::OAuthErrorBody),
@@ -502,7 +502,7 @@ pub struct ClockMove {
     request_body(content = crate::http::admin::ClockMove),
     security(("admin" = [])),
     responses(
-        (status = 200, description = "The clock moved: the server's time now", body = Object),
+        (status = 200, description = "The clock moved: the server's time now", body = crate::http::openapi::ClockNow),
         (status = 400, response = crate::http::openapi::OAuthErrorBody),
         (status = 401, response = crate::http::openapi::OAuthErrorBody),
         (status = 403, response = crate::http::openapi::OAuthErrorBody),
@@ -628,7 +628,7 @@ pub struct CompactRequest {
     request_body(content = crate::http::admin::CompactRequest),
     security(("admin" = [])),
     responses(
-        (status = 200, description = "What was compacted", body = Object),
+        (status = 200, description = "What was compacted", body = crate::retention::CompactionReport),
         (status = 400, response = crate::http::openapi::OAuthErrorBody),
         (status = 401, response = crate::http::openapi::OAuthErrorBody),
         (status = 403, response = crate::http::openapi::OAuthErrorBody),

@@ -252,7 +252,7 @@ fn client_form(
     path = "/admin/clients/new",
     tag = "console",
     operation_id = "console_create_client",
-    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::http::openapi::ConsoleClientForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
         (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
@@ -374,7 +374,7 @@ pub async fn edit_client(
     tag = "console",
     operation_id = "console_update_client",
     params(("id" = String, Path, description = "The client")),
-    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::http::openapi::ConsoleClientForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
         (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
@@ -869,7 +869,7 @@ pub async fn tokens(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     path = "/admin/tokens",
     tag = "console",
     operation_id = "console_inspect",
-    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::http::openapi::ConsoleTokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
         (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
@@ -1137,7 +1137,7 @@ fn keys_page(req: &HttpRequest, state: &AppState, notice: Option<&str>) -> HttpR
     path = "/admin/keys/rotate",
     tag = "console",
     operation_id = "console_rotate_keys",
-    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::http::openapi::ConsoleKeysForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
         (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
@@ -1338,7 +1338,7 @@ fn new_user_form(
     path = "/admin/users/new",
     tag = "console",
     operation_id = "console_create_user",
-    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::http::openapi::ConsoleUserForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
         (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
@@ -1515,7 +1515,7 @@ fn user_page(
     tag = "console",
     operation_id = "console_user_action",
     params(("name" = String, Path, description = "The username or user id"), ("action" = String, Path, description = "`profile`, `password`, `lock`, `unlock`, `end-sessions` or `revoke`")),
-    request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = crate::http::openapi::ConsoleUserForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
         (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),

@@ -43,7 +43,7 @@ pub async fn authorize_jwks(state: web::Data<AppState>) -> HttpResponse {
     tag = "oauth",
     operation_id = "oauth_metadata",
     responses(
-        (status = 200, description = "Authorization server metadata (RFC 8414)", body = Object),
+        (status = 200, description = "Authorization server metadata (RFC 8414)", body = crate::http::openapi::ServerMetadata),
     )
 )]
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {

@@ -301,7 +301,7 @@ pub fn verify_id_token(state: &AppState, token: &str) -> Option<HintClaims> {
     tag = "oauth",
     operation_id = "openid_configuration",
     responses(
-        (status = 200, description = "OpenID provider metadata (OpenID Connect Discovery 1.0)", body = Object),
+        (status = 200, description = "OpenID provider metadata (OpenID Connect Discovery 1.0)", body = crate::http::openapi::ServerMetadata),
     )
 )]
 pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
@@ -351,7 +351,7 @@ pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
     operation_id = "userinfo",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The user's claims the token's scopes allow (OpenID Connect Core §5.3)", body = Object),
+        (status = 200, description = "The user's claims the token's scopes allow (OpenID Connect Core §5.3)", body = crate::http::openapi::UserInfo),
         (status = 200, description = "A signed UserInfo response", body = String, content_type = "application/jwt"),
         (status = 400, response = crate::http::openapi::OAuthErrorBody),
         (status = 401, response = crate::http::openapi::OAuthErrorBody),

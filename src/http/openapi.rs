@@ -121,8 +121,7 @@ pub struct IntrospectionResponse {
     pub iss: Option<String>,
     /// Token id.
     pub jti: Option<String>,
-    /// Audience: one resource or several.
-    #[schema(value_type = Option<Object>)]
+    /// Audience: one resource (a string) or several (an array).
     pub aud: Option<serde_json::Value>,
 }
 
@@ -194,6 +193,215 @@ pub struct AuthorizationRequest {
 pub struct PageForm {
     /// The CSRF token the page carried (the double of its cookie).
     pub csrf_token: Option<String>,
+}
+
+/// Who an access token speaks for (`/tokeninfo`, `/api/whoami`).
+#[derive(ToSchema)]
+pub struct TokenInfo {
+    /// Its subject (pairwise for a pairwise client).
+    pub sub: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// Its scopes, space-separated.
+    pub scope: String,
+    /// The user's username, when it speaks for a user.
+    pub username: Option<String>,
+    /// Seconds left (`/tokeninfo`).
+    pub expires_in: Option<i64>,
+    /// Expiry, Unix seconds (`/api/whoami`).
+    pub exp: Option<i64>,
+}
+
+/// A client's registration as dynamic client registration answers it (RFC 7591 §3.2.1,
+/// RFC 7592 §3): its metadata, and the means to manage it.
+#[derive(ToSchema)]
+pub struct ClientInformation {
+    /// The client's id.
+    pub client_id: String,
+    /// Its secret (only when registered or changed).
+    pub client_secret: Option<String>,
+    /// When the id was issued (Unix seconds).
+    pub client_id_issued_at: Option<i64>,
+    /// When the secret expires (0: never).
+    pub client_secret_expires_at: Option<i64>,
+    /// The token for `/register/{client_id}` (RFC 7592).
+    pub registration_access_token: Option<String>,
+    /// Where to manage the registration.
+    pub registration_client_uri: Option<String>,
+    /// Its display name.
+    pub client_name: Option<String>,
+    /// Its redirect URIs.
+    pub redirect_uris: Option<Vec<String>>,
+    /// Its grant types.
+    pub grant_types: Option<Vec<String>>,
+    /// Its response types.
+    pub response_types: Option<Vec<String>>,
+    /// Its scopes, space-separated.
+    pub scope: Option<String>,
+    /// How it authenticates at the token endpoint.
+    pub token_endpoint_auth_method: Option<String>,
+}
+
+/// The UserInfo answer (OpenID Connect Core §5.3.2): `sub`, and the claims the token's scopes
+/// allow.
+#[derive(ToSchema)]
+pub struct UserInfo {
+    /// The subject.
+    pub sub: String,
+    /// Full name (`profile`).
+    pub name: Option<String>,
+    /// Preferred username (`profile`).
+    pub preferred_username: Option<String>,
+    /// E-mail address (`email`).
+    pub email: Option<String>,
+    /// Whether the address was checked (`email`).
+    pub email_verified: Option<bool>,
+}
+
+/// Authorization server metadata (RFC 8414 §2); the OpenID provider metadata (OpenID Connect
+/// Discovery 1.0 §3) has these and more.
+#[derive(ToSchema)]
+pub struct ServerMetadata {
+    /// The issuer identifier.
+    pub issuer: String,
+    /// `/authorize`.
+    pub authorization_endpoint: String,
+    /// `/token`.
+    pub token_endpoint: String,
+    /// `/jwks`.
+    pub jwks_uri: String,
+    /// `code`.
+    pub response_types_supported: Vec<String>,
+    /// The grants.
+    pub grant_types_supported: Option<Vec<String>>,
+    /// The client authentication methods.
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// `/introspect`.
+    pub introspection_endpoint: Option<String>,
+    /// `/revoke`.
+    pub revocation_endpoint: Option<String>,
+    /// `/register`.
+    pub registration_endpoint: Option<String>,
+    /// `/device_authorization`.
+    pub device_authorization_endpoint: Option<String>,
+    /// `/par`.
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// `S256` (and `plain` where allowed).
+    pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// The scopes.
+    pub scopes_supported: Option<Vec<String>>,
+}
+
+/// Where the test clock stands after a move.
+#[derive(ToSchema)]
+pub struct ClockNow {
+    /// The server's time now, Unix milliseconds.
+    pub now_ms: i64,
+}
+
+/// The console's client form (create and edit): the settings the admin API takes, as a
+/// browser posts them; lists one per line, scopes space-separated, checkboxes `true`.
+#[derive(ToSchema)]
+pub struct ConsoleClientForm {
+    /// The page's CSRF token.
+    pub csrf_token: Option<String>,
+    /// The id to register (create only; generated when empty).
+    pub client_id: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// `true` for a public client (create only).
+    pub public: Option<String>,
+    /// Redirect URIs, one per line.
+    pub redirect_uris: Option<String>,
+    /// Grant types: `grant:authorization_code=true`, `grant:client_credentials=true`, ...
+    #[schema(rename = "grant:authorization_code")]
+    pub grant_authorization_code: Option<String>,
+    /// See `grant:authorization_code`.
+    #[schema(rename = "grant:client_credentials")]
+    pub grant_client_credentials: Option<String>,
+    /// See `grant:authorization_code`.
+    #[schema(rename = "grant:refresh_token")]
+    pub grant_refresh_token: Option<String>,
+    /// Scopes, space-separated.
+    pub scopes: Option<String>,
+    /// `jwt` or `opaque`.
+    pub token_format: Option<String>,
+    /// Access token lifetime, seconds.
+    pub access_token_ttl: Option<String>,
+    /// How it authenticates.
+    pub token_endpoint_auth_method: Option<String>,
+    /// Its public keys, a JWKS as JSON.
+    pub jwks: Option<String>,
+    /// Issuers whose assertions it may present, one per line.
+    pub trusted_issuers: Option<String>,
+    /// Where a logout may send the browser, one per line.
+    pub post_logout_redirect_uris: Option<String>,
+    /// Resources it may ask tokens for, one per line.
+    pub resources: Option<String>,
+    /// `true`: may introspect any token.
+    pub can_introspect: Option<String>,
+    /// `true`: may use PKCE `plain`.
+    pub allow_plain_pkce: Option<String>,
+    /// `true`: its requests must be pushed (RFC 9126).
+    pub require_par: Option<String>,
+    /// `true`: its access tokens must be DPoP-bound (RFC 9449).
+    pub dpop_bound: Option<String>,
+}
+
+/// The console's user forms: a new user, a profile, a password, a lock, an app to revoke.
+#[derive(ToSchema)]
+pub struct ConsoleUserForm {
+    /// The page's CSRF token.
+    pub csrf_token: Option<String>,
+    /// Username (a new user).
+    pub username: Option<String>,
+    /// Password (a new user, or `password`).
+    pub password: Option<String>,
+    /// `true` to lock, anything else to unlock (`lock`).
+    pub lock: Option<String>,
+    /// The client whose grants to revoke (`revoke`).
+    pub client_id: Option<String>,
+    /// Full name.
+    pub name: Option<String>,
+    /// Given name.
+    pub given_name: Option<String>,
+    /// Family name.
+    pub family_name: Option<String>,
+    /// Preferred username.
+    pub preferred_username: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// `true` when the address was checked.
+    pub email_verified: Option<String>,
+    /// BCP 47 language tag.
+    pub locale: Option<String>,
+}
+
+/// The console's key rotation form.
+#[derive(ToSchema)]
+pub struct ConsoleKeysForm {
+    /// The page's CSRF token.
+    pub csrf_token: Option<String>,
+    /// `true` to rotate the RS256 key (none checked: every algorithm).
+    #[schema(rename = "alg:RS256")]
+    pub alg_rs256: Option<String>,
+    /// `true` to rotate the ES256 key.
+    #[schema(rename = "alg:ES256")]
+    pub alg_es256: Option<String>,
+    /// `true` to rotate the EdDSA key.
+    #[schema(rename = "alg:EdDSA")]
+    pub alg_eddsa: Option<String>,
+    /// Seconds between publication and first signature.
+    pub lead_time: Option<String>,
+}
+
+/// The token inspector's paste form.
+#[derive(ToSchema)]
+pub struct ConsoleTokenForm {
+    /// The page's CSRF token.
+    pub csrf_token: Option<String>,
+    /// The token to inspect.
+    pub token: Option<String>,
 }
 
 /// A JSON Web Key Set (RFC 7517 §5).

@@ -372,7 +372,7 @@ async fn metadata_body(
     request_body(content = Object, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "The client registered, with its registration access token (RFC 7591 §3.2.1)", body = Object),
+        (status = 201, description = "The client registered, with its registration access token (RFC 7591 §3.2.1)", body = crate::http::openapi::ClientInformation),
         (status = 400, response = crate::http::openapi::OAuthErrorBody),
         (status = 401, response = crate::http::openapi::OAuthErrorBody),
         (status = 403, response = crate::http::openapi::OAuthErrorBody),
@@ -491,7 +491,7 @@ fn registered(
     params(("client_id" = String, Path, description = "The registered client")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The client's metadata (RFC 7592 §2.1)", body = Object),
+        (status = 200, description = "The client's metadata (RFC 7592 §2.1)", body = crate::http::openapi::ClientInformation),
         (status = 400, response = crate::http::openapi::OAuthErrorBody),
         (status = 401, response = crate::http::openapi::OAuthErrorBody),
         (status = 403, response = crate::http::openapi::OAuthErrorBody),
@@ -548,7 +548,7 @@ async fn rotate_token(
     request_body(content = Object, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The client's metadata as changed (RFC 7592 §2.2)", body = Object),
+        (status = 200, description = "The client's metadata as changed (RFC 7592 §2.2)", body = crate::http::openapi::ClientInformation),
         (status = 400, response = crate::http::openapi::OAuthErrorBody),
         (status = 401, response = crate::http::openapi::OAuthErrorBody),
         (status = 403, response = crate::http::openapi::OAuthErrorBody),

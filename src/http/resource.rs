@@ -43,7 +43,7 @@ fn describe(state: &AppState, t: &TokenView, mut body: serde_json::Value) -> Htt
     params(("access_token" = Option<String>, Query, description = "The token (or send it as a bearer token)")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The token's subject, client and scopes", body = Object),
+        (status = 200, description = "The token's subject, client and scopes", body = crate::http::openapi::TokenInfo),
         (status = 400, response = crate::http::openapi::OAuthErrorBody),
         (status = 401, response = crate::http::openapi::OAuthErrorBody),
         (status = 403, response = crate::http::openapi::OAuthErrorBody),
@@ -87,7 +87,7 @@ pub async fn tokeninfo(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     operation_id = "whoami",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The token's subject, client and scopes", body = Object),
+        (status = 200, description = "The token's subject, client and scopes", body = crate::http::openapi::TokenInfo),
         (status = 400, response = crate::http::openapi::OAuthErrorBody),
         (status = 401, response = crate::http::openapi::OAuthErrorBody),
         (status = 403, response = crate::http::openapi::OAuthErrorBody),
