@@ -45,7 +45,10 @@ fn schemathesis(app: &TestApp, what: &str, config: &str, args: &[&str]) {
     );
     // A pass that tested nothing would succeed too.
     assert!(stdout.contains("passed"), "{what}: {stdout}");
-    let counts = stdout.lines().skip_while(|l| !l.contains("Test cases:")).nth(1);
+    let counts = stdout
+        .lines()
+        .skip_while(|l| !l.contains("Test cases:"))
+        .nth(1);
     eprintln!("schemathesis, {what}: {}", counts.unwrap_or("?").trim());
 }
 
