@@ -207,7 +207,7 @@ impl GrantViews for projections::ReadModels {
 }
 
 /// Called once when an actor stops.
-type OnStop = Box<dyn FnOnce(&ClientId, &Addr<ClientActor>)>;
+type OnStop = Box<dyn FnOnce(&ClientId, &Addr<ClientActor>) + Send>;
 
 /// The actor of one client.
 pub struct ClientActor {
@@ -272,7 +272,10 @@ impl ClientActor {
     }
 
     /// Runs `f` when the actor stops (the registry forgets it).
-    pub fn on_stop(mut self, f: impl FnOnce(&ClientId, &Addr<ClientActor>) + 'static) -> Self {
+    pub fn on_stop(
+        mut self,
+        f: impl FnOnce(&ClientId, &Addr<ClientActor>) + Send + 'static,
+    ) -> Self {
         self.on_stop = Some(Box::new(f));
         self
     }
@@ -1012,6 +1015,118 @@ mod tests {
         assert_eq!(issued[0].version, 2);
     }
 
+    /// A store whose appends, once `gated`, are written at once but answered only when a
+    /// permit is given: a command durable in the log while its actor still waits.
+    struct GatedStore {
+        inner: Arc<dyn EventStore>,
+        gated: AtomicBool,
+        gate: Arc<tokio::sync::Semaphore>,
+        gated_appends: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl EventStore for GatedStore {
+        fn append(&self, stream: &str, expected: u64, events: Vec<NewEvent>) -> PendingAppend {
+            let pending = self.inner.append(stream, expected, events);
+            if !self.gated.load(Ordering::SeqCst) {
+                return pending;
+            }
+            self.gated_appends.fetch_add(1, Ordering::SeqCst);
+            let gate = self.gate.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let outcome = pending.await;
+                let _permit = gate.acquire().await;
+                let _ = tx.send(outcome);
+            });
+            PendingAppend::new(rx)
+        }
+        fn read_stream(&self, s: &str, v: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.inner.read_stream(s, v)
+        }
+        fn read_all(&self, p: u64, l: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.inner.read_all(p, l)
+        }
+        fn stream_version(&self, s: &str) -> Result<u64, StoreError> {
+            self.inner.stream_version(s)
+        }
+        fn head_position(&self) -> u64 {
+            self.inner.head_position()
+        }
+        fn subscribe(&self, after: u64) -> Result<Subscription, StoreError> {
+            self.inner.subscribe(after)
+        }
+        fn save_snapshot(&self, s: &str, v: u64, b: &[u8]) -> Result<(), StoreError> {
+            self.inner.save_snapshot(s, v, b)
+        }
+        fn load_snapshot(&self, s: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+            self.inner.load_snapshot(s)
+        }
+    }
+
+    /// Yields until `done` holds (bounded: a test that waits forever fails instead).
+    async fn until(mut done: impl FnMut() -> bool) {
+        for _ in 0..100_000 {
+            if done() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the condition never held");
+    }
+
+    /// Found by the SIGTERM-under-load test: actors ran on the HTTP worker that first asked
+    /// for them, and a server stopping stops its idle workers first, dropping the commands
+    /// their actors were deciding for the other workers' requests. The registry then decided
+    /// each again, and one token was recorded twice. Actors now run on the registry's own
+    /// threads.
+    #[actix_rt::test]
+    async fn a_command_in_flight_outlives_the_worker_that_started_its_actor() {
+        let (flaky, models) = projected();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let gated_appends = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let store = Arc::new(GatedStore {
+            inner: flaky,
+            gated: AtomicBool::new(false),
+            gate: gate.clone(),
+            gated_appends: gated_appends.clone(),
+        });
+        let registry = crate::actors::registry::Registry::with_limit(
+            store.clone(),
+            models,
+            Duration::from_secs(600),
+            10,
+        );
+        let id = ClientId::parse("worker-started").unwrap();
+        start_registered(&id, store.clone()).await;
+        // A first request, served on a worker, starts the registry's actor for the client.
+        let worker = Arbiter::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (r, i) = (registry.clone(), id.clone());
+        worker.spawn(async move {
+            let _ = tx.send(r.send(&i, issue()).await.is_ok());
+        });
+        assert!(rx.await.unwrap());
+        // A second request, on another worker, is in flight: its event is in the log, its
+        // actor waits for the answer. Then the first worker stops.
+        store.gated.store(true, Ordering::SeqCst);
+        let in_flight = {
+            let (r, i) = (registry.clone(), id.clone());
+            actix_rt::spawn(async move { r.send(&i, issue()).await })
+        };
+        until(|| gated_appends.load(Ordering::SeqCst) == 1).await;
+        worker.stop();
+        worker.join().unwrap();
+        gate.add_permits(10);
+        let events = in_flight.await.unwrap().unwrap();
+        assert_eq!(events[0].version, 2, "the second token follows the first");
+        assert_eq!(
+            gated_appends.load(Ordering::SeqCst),
+            1,
+            "the command was decided and appended once"
+        );
+        assert_eq!(store.stream_version(&events[0].stream).unwrap(), 2);
+    }
+
     #[actix_rt::test]
     async fn the_registry_keeps_live_actors_near_its_bound() {
         let (store, models) = projected();
@@ -1027,10 +1142,8 @@ mod tests {
             register(&addr, &id).await;
             registry.send(&id, issue()).await.unwrap();
         }
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
-        assert!(registry.live() <= 12, "{} live actors", registry.live());
+        // The actors asked to retire stop on the registry's threads.
+        until(|| registry.live() <= 12).await;
     }
 
     #[actix_rt::test]
@@ -1056,10 +1169,7 @@ mod tests {
         let again = registry.send(&ids[0], issue()).await.unwrap();
         assert_eq!(again[0].version, 2, "r0's second token follows its first");
         registry.send(&ids[3], issue()).await.unwrap();
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
-        assert!(registry.live() <= 3, "{} live actors", registry.live());
+        until(|| registry.live() <= 3).await;
     }
 
     #[actix_rt::test]

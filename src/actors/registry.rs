@@ -39,6 +39,11 @@ pub struct Registry {
     actors: Mutex<Actors>,
     max_live: usize,
     me: Weak<Registry>,
+    /// The threads the actors run on, made at the first start. Not the HTTP workers': a
+    /// worker stops when the server does, idle ones first, and its actors with it, dropping
+    /// the commands they were deciding for the other workers' requests (appended all the
+    /// same): `send` would then decide them again, and record a token twice.
+    arbiters: std::sync::OnceLock<Vec<ArbiterHandle>>,
 }
 
 impl Registry {
@@ -65,6 +70,7 @@ impl Registry {
             actors: Mutex::new(Actors::default()),
             max_live: max_live.max(1),
             me: me.clone(),
+            arbiters: std::sync::OnceLock::new(),
         })
     }
 
@@ -120,7 +126,7 @@ impl Registry {
                 registry.forget(id, addr);
             }
         });
-        let addr = actor.start();
+        let addr = self.start(client_id, actor);
         let live = Live {
             addr: addr.clone(),
             used: std::time::Instant::now(),
@@ -131,6 +137,22 @@ impl Registry {
             actors.retiring -= usize::from(old.retiring);
         }
         Ok(addr)
+    }
+
+    /// Starts `actor` on its client's arbiter (one per core, chosen by the client id, so that
+    /// clients spread over them as they did over the workers).
+    fn start(&self, client_id: &ClientId, actor: ClientActor) -> Addr<ClientActor> {
+        let arbiters = self.arbiters.get_or_init(|| {
+            let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+            (0..n).map(|_| Arbiter::new().handle()).collect()
+        });
+        let pick = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            client_id.hash(&mut h);
+            (h.finish() % arbiters.len() as u64) as usize
+        };
+        ClientActor::start_in_arbiter(&arbiters[pick], move |_| actor)
     }
 
     fn forget(&self, client_id: &ClientId, addr: &Addr<ClientActor>) {
