@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # What one switch costs: the same server twice, side by side, with flag sets A and B, under
 # the same load, A B A B; the table gives B/A per scenario. bench/limits.sh and
-# bench/metrics.sh name the switch and its two settings.
+# bench/metrics.sh name the switch and its two settings. With A_BIN and B_BIN, what a change
+# costs: two builds (say, before and after it) with the same flags.
 #
 #   AB_NAME=limits A_FLAGS="..." B_FLAGS="..." bench/ab.sh
+#   AB_NAME=actors A_NAME=before B_NAME=after A_BIN=/tmp/before B_BIN=target/release/authledger bench/ab.sh
 #
 # Env: AB_NAME (the results' name), A_NAME/B_NAME (off/on), A_FLAGS/B_FLAGS (serve flags),
 # REPEATS=5 DURATION=10 WARMUP=2 CONNECTIONS=32 PORT=18281 (and the next one)
@@ -29,9 +31,12 @@ read -r -a B_ARGS <<< "${B_FLAGS:-}"
 say() { printf '== %s\n' "$*" >&2; }
 
 command -v wrk >/dev/null || bench_die "wrk is missing (apt-get install wrk, or run bench/compare.sh once)"
-say "building authledger (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin authledger)
-AL="$ROOT/target/release/authledger"
+if [ -z "${A_BIN:-}" ] || [ -z "${B_BIN:-}" ]; then
+  say "building authledger (release)"
+  (cd "$ROOT" && cargo build --release --quiet --bin authledger)
+fi
+A_AL="${A_BIN:-$ROOT/target/release/authledger}"
+B_AL="${B_BIN:-$ROOT/target/release/authledger}"
 
 mkdir -p "$WORK/results"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
@@ -45,9 +50,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() { # NAME PORT FLAGS...
-  local dir="$WORK/ab-$1" port="$2"
-  shift 2
+start() { # NAME BINARY PORT FLAGS...
+  local dir="$WORK/ab-$1" AL="$2" port="$3"
+  shift 3
   rm -rf "$dir"
   "$AL" init --data-dir "$dir" > /dev/null
   "$AL" client create --data-dir "$dir" --id bench --name bench --secret "$SECRET" \
@@ -56,8 +61,8 @@ start() { # NAME PORT FLAGS...
   PIDS+=("$!")
   wait_for "http://127.0.0.1:$port/readyz" "$!" "$dir.log"
 }
-start a "$PORT" "${A_ARGS[@]}"
-start b $((PORT + 1)) "${B_ARGS[@]}"
+start a "$A_AL" "$PORT" "${A_ARGS[@]}"
+start b "$B_AL" $((PORT + 1)) "${B_ARGS[@]}"
 
 one() { # NAME PORT SCENARIO SECONDS
   local base="http://127.0.0.1:$2" tok
