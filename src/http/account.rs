@@ -211,7 +211,7 @@ fn login_page(
     params(("return_to" = Option<String>, Query, description = "Where to go once signed in (a path of this server)")),
     responses(
         (status = 200, description = "The sign-in page", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
     )
 )]
 pub async fn login_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -325,7 +325,7 @@ pub async fn login(
     responses(
         (status = 303, description = "Signed out: to the sign-in page"),
         (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
         (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
     )
 )]
@@ -366,7 +366,7 @@ pub async fn logout(
         (status = 302, description = "Not signed in: to the sign-in page"),
         (status = 200, description = "The signed-in user's apps, each with a revoke button", content_type = "text/html", body = String),
         (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
     )
 )]
 pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -432,7 +432,7 @@ pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
         (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
         (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
         (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
     )
 )]

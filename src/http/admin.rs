@@ -145,12 +145,9 @@ pub(crate) async fn json_bytes(
     security(("admin" = [])),
     responses(
         (status = 201, description = "The client, with its secret (shown this once)", body = crate::service::ClientOutput),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
         (status = 409, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::TooLarge,
     )
 )]
 pub async fn create(
@@ -176,11 +173,8 @@ pub async fn create(
     security(("admin" = [])),
     responses(
         (status = 201, description = "An initial access token for POST /register (shown this once)", body = crate::service::InitialAccessTokenOutput),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
+        crate::http::openapi::TooLarge,
     )
 )]
 pub async fn issue_registration_token(
@@ -206,10 +200,7 @@ pub async fn issue_registration_token(
     security(("admin" = [])),
     responses(
         (status = 200, description = "Every client", body = Vec<crate::service::ClientOutput>),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
     )
 )]
 pub async fn list(
@@ -233,11 +224,8 @@ pub async fn list(
     security(("admin" = [])),
     responses(
         (status = 200, description = "The client; with `as_of`, the client then and its tokens active then", body = crate::http::openapi::ClientAnswer),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 404, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
+        crate::http::openapi::NotFound,
     )
 )]
 pub async fn show(
@@ -273,13 +261,10 @@ pub async fn show(
     security(("admin" = [])),
     responses(
         (status = 200, description = "The client as changed", body = crate::service::ClientOutput),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 404, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
+        crate::http::openapi::NotFound,
         (status = 409, description = "An admin client cannot update itself, or the change conflicts", body = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::TooLarge,
     )
 )]
 pub async fn update(
@@ -304,11 +289,8 @@ pub async fn update(
     security(("admin" = [])),
     responses(
         (status = 200, description = "The client with its new secret (shown this once)", body = crate::service::ClientOutput),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 404, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
+        crate::http::openapi::NotFound,
         (status = 409, response = crate::http::openapi::OAuthErrorBody),
     )
 )]
@@ -335,11 +317,8 @@ pub async fn rotate_secret(
     responses(
         (status = 409, description = "An admin client cannot delete itself", body = crate::http::openapi::OAuthErrorBody),
         (status = 204, description = "Deleted: its tokens stop working"),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 404, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
+        crate::http::openapi::NotFound,
     )
 )]
 pub async fn delete(
@@ -363,10 +342,7 @@ pub async fn delete(
     security(("admin" = [])),
     responses(
         (status = 200, description = "One page of the audit trail", body = crate::service::AuditOutput),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
     )
 )]
 pub async fn audit(
@@ -435,10 +411,7 @@ pub fn audit_params_from(
     security(("admin" = [])),
     responses(
         (status = 200, description = "The hash chain walked: `verified`, or `broken` and where", body = crate::store::verify::Verification),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
     )
 )]
 pub async fn verify(
@@ -464,10 +437,7 @@ pub async fn verify(
     security(("admin" = [])),
     responses(
         (status = 200, description = "A signed statement of the log's head", body = crate::http::openapi::Checkpoint),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
     )
 )]
 pub async fn checkpoint(
@@ -503,12 +473,9 @@ pub struct ClockMove {
     security(("admin" = [])),
     responses(
         (status = 200, description = "The clock moved: the server's time now", body = crate::http::openapi::ClockNow),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
         (status = 404, description = "Not a test-clock server: no such resource", body = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::TooLarge,
     )
 )]
 pub async fn advance_clock(
@@ -562,11 +529,8 @@ pub struct CheckpointCheck {
     security(("admin" = [])),
     responses(
         (status = 200, description = "The log checked against the checkpoint: `verified` or `mismatch`", body = crate::http::openapi::CheckpointReport),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
+        crate::http::openapi::TooLarge,
     )
 )]
 pub async fn verify_checkpoint(
@@ -629,11 +593,8 @@ pub struct CompactRequest {
     security(("admin" = [])),
     responses(
         (status = 200, description = "What was compacted", body = crate::retention::CompactionReport),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
+        crate::http::openapi::TooLarge,
     )
 )]
 pub async fn compact(
@@ -682,12 +643,9 @@ pub async fn compact(
     security(("admin" = [])),
     responses(
         (status = 201, description = "The user", body = crate::service::UserOutput),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
         (status = 409, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::TooLarge,
     )
 )]
 pub async fn create_user(
@@ -712,10 +670,7 @@ pub async fn create_user(
     security(("admin" = [])),
     responses(
         (status = 200, description = "Every user", body = Vec<crate::service::UserOutput>),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
     )
 )]
 pub async fn list_users(
@@ -736,11 +691,8 @@ pub async fn list_users(
     security(("admin" = [])),
     responses(
         (status = 200, description = "The user", body = crate::service::UserOutput),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 404, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
+        crate::http::openapi::NotFound,
     )
 )]
 pub async fn show_user(
@@ -764,12 +716,9 @@ pub async fn show_user(
     security(("admin" = [])),
     responses(
         (status = 200, description = "The user as changed", body = crate::service::UserOutput),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 404, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
+        crate::http::openapi::NotFound,
+        crate::http::openapi::TooLarge,
     )
 )]
 pub async fn update_user(
@@ -798,12 +747,9 @@ pub async fn update_user(
     security(("admin" = [])),
     responses(
         (status = 200, description = "The user as it is now", body = crate::service::UserOutput),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 404, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
+        crate::http::openapi::NotFound,
+        crate::http::openapi::TooLarge,
     )
 )]
 pub async fn user_access(
@@ -828,10 +774,7 @@ pub async fn user_access(
     security(("admin" = [])),
     responses(
         (status = 200, description = "Every signing key and where it stands", body = Vec<crate::service::KeyOutput>),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
     )
 )]
 pub async fn list_keys(
@@ -854,11 +797,8 @@ pub async fn list_keys(
     security(("admin" = [])),
     responses(
         (status = 200, description = "Every signing key, with the successors", body = Vec<crate::service::KeyOutput>),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
+        crate::http::openapi::TooLarge,
     )
 )]
 pub async fn rotate_keys(

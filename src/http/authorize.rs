@@ -225,7 +225,7 @@ pub(super) fn single<'a>(
         (status = 200, description = "The consent page", content_type = "text/html", body = String),
         (status = 400, description = "The request cannot be sent back to the client (unknown client or redirect URI): the error is shown here", content_type = "text/html", body = String),
         (status = 413, description = "The request is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
         (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
     )
 )]
@@ -844,7 +844,7 @@ fn pending_for(
         (status = 302, description = "To the client, or to sign-in"),
         (status = 303, description = "To sign-in"),
         (status = 400, description = "No pending request", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
     )
 )]
 pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -897,7 +897,7 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
         (status = 400, description = "No pending request, or the form could not be read", content_type = "text/html", body = String),
         (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
         (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
         (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
     )
 )]

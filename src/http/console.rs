@@ -72,8 +72,7 @@ async fn admin_form(
     params(("q" = Option<String>, Query, description = "Search: id or name")),
     responses(
         (status = 200, description = "The clients, searchable", content_type = "text/html", body = String),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::ConsolePage,
     )
 )]
 pub async fn clients(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -204,8 +203,7 @@ fn json_field(form: &super::form::Form, name: &str) -> Result<Option<serde_json:
     operation_id = "console_new_client",
     responses(
         (status = 200, description = "The form to register a client", content_type = "text/html", body = String),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::ConsolePage,
     )
 )]
 pub async fn new_client(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -254,15 +252,7 @@ fn client_form(
     operation_id = "console_create_client",
     request_body(content = crate::http::openapi::ConsoleClientForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
-        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
-        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::ConsoleForm,
     )
 )]
 pub async fn create_client(
@@ -348,8 +338,7 @@ fn secret_page(req: &HttpRequest, state: &AppState, c: &ClientOutput, title: &st
     params(("id" = String, Path, description = "The client")),
     responses(
         (status = 200, description = "The form to change the client", content_type = "text/html", body = String),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::ConsolePage,
         (status = 404, description = "No such client", content_type = "text/html", body = String),
     )
 )]
@@ -376,15 +365,7 @@ pub async fn edit_client(
     params(("id" = String, Path, description = "The client")),
     request_body(content = crate::http::openapi::ConsoleClientForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
-        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
-        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::ConsoleForm,
     )
 )]
 pub async fn update_client(
@@ -489,15 +470,7 @@ pub async fn update_client(
     params(("id" = String, Path, description = "The client")),
     request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
-        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
-        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::ConsoleForm,
     )
 )]
 pub async fn rotate_secret(
@@ -530,8 +503,7 @@ pub async fn rotate_secret(
     params(("id" = String, Path, description = "The client")),
     responses(
         (status = 200, description = "Asks to confirm the deletion", content_type = "text/html", body = String),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::ConsolePage,
         (status = 404, description = "No such client", content_type = "text/html", body = String),
     )
 )]
@@ -578,15 +550,7 @@ pub async fn confirm_delete(
     params(("id" = String, Path, description = "The client")),
     request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
-        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
-        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::ConsoleForm,
     )
 )]
 pub async fn delete_client(
@@ -842,8 +806,7 @@ fn paste_form(csrf: &str) -> Markup {
     operation_id = "console_tokens",
     responses(
         (status = 200, description = "The token inspector: paste a token, or pick one from the trail", content_type = "text/html", body = String),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::ConsolePage,
     )
 )]
 pub async fn tokens(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -871,15 +834,7 @@ pub async fn tokens(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     operation_id = "console_inspect",
     request_body(content = crate::http::openapi::ConsoleTokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
-        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
-        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::ConsoleForm,
     )
 )]
 pub async fn inspect(
@@ -905,8 +860,7 @@ pub async fn inspect(
     params(("jti" = String, Path, description = "The token id")),
     responses(
         (status = 200, description = "The token: active or why not, its claims, its family", content_type = "text/html", body = String),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::ConsolePage,
         (status = 404, description = "No such token", content_type = "text/html", body = String),
     )
 )]
@@ -949,15 +903,7 @@ fn by_id(state: &AppState, jti: &str) -> Inspection {
     params(("jti" = String, Path, description = "The token id")),
     request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
-        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
-        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::ConsoleForm,
     )
 )]
 pub async fn revoke(
@@ -1058,8 +1004,7 @@ pub async fn revoke(
     operation_id = "console_keys",
     responses(
         (status = 200, description = "The signing keys: what each signs, when it retires", content_type = "text/html", body = String),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::ConsolePage,
     )
 )]
 pub async fn keys(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -1139,15 +1084,7 @@ fn keys_page(req: &HttpRequest, state: &AppState, notice: Option<&str>) -> HttpR
     operation_id = "console_rotate_keys",
     request_body(content = crate::http::openapi::ConsoleKeysForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
-        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
-        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::ConsoleForm,
     )
 )]
 pub async fn rotate_keys(
@@ -1195,8 +1132,7 @@ pub async fn rotate_keys(
     params(("q" = Option<String>, Query, description = "Search: username, name or e-mail")),
     responses(
         (status = 200, description = "The users, searchable", content_type = "text/html", body = String),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::ConsolePage,
     )
 )]
 pub async fn users(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -1294,8 +1230,7 @@ fn profile_changes(form: &super::form::Form) -> domain::user::ProfileChanges {
     operation_id = "console_new_user",
     responses(
         (status = 200, description = "The form to create a user", content_type = "text/html", body = String),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::ConsolePage,
     )
 )]
 pub async fn new_user(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -1340,15 +1275,7 @@ fn new_user_form(
     operation_id = "console_create_user",
     request_body(content = crate::http::openapi::ConsoleUserForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
-        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
-        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::ConsoleForm,
     )
 )]
 pub async fn create_user(
@@ -1392,8 +1319,7 @@ pub async fn create_user(
     params(("name" = String, Path, description = "The username or user id")),
     responses(
         (status = 200, description = "The user: profile, access, authorized apps", content_type = "text/html", body = String),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::ConsolePage,
         (status = 404, description = "No such user", content_type = "text/html", body = String),
     )
 )]
@@ -1517,15 +1443,7 @@ fn user_page(
     params(("name" = String, Path, description = "The username or user id"), ("action" = String, Path, description = "`profile`, `password`, `lock`, `unlock`, `end-sessions` or `revoke`")),
     request_body(content = crate::http::openapi::ConsoleUserForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Done (or not signed in): to the page that shows the outcome"),
-        (status = 200, description = "The form again, with what to fix", content_type = "text/html", body = String),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 404, description = "No such client, user or token", content_type = "text/html", body = String),
-        (status = 409, description = "The change conflicts with the current state", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::ConsoleForm,
     )
 )]
 pub async fn user_action(

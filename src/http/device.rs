@@ -58,11 +58,7 @@ fn user_code() -> Result<String, OAuthError> {
     security(("client" = [])),
     responses(
         (status = 200, description = "A device code and a user code (RFC 8628 §3.2)", body = crate::http::openapi::DeviceAuthorizationResponse),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 429, description = "Too many requests: wait `Retry-After` seconds", body = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::ClientErrors,
     )
 )]
 pub async fn authorization(
@@ -143,7 +139,7 @@ struct Pending {
     responses(
         (status = 200, description = "Where a user types the code shown on their device", content_type = "text/html", body = String),
         (status = 302, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
     )
 )]
 pub async fn entry(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -209,7 +205,7 @@ async fn signed_in_form(
         (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
         (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
         (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
         (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
     )
 )]
@@ -313,7 +309,7 @@ pub async fn submit(
         (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
         (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
         (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
         (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
     )
 )]

@@ -47,10 +47,7 @@ struct Cursor {
     security(("admin" = [])),
     responses(
         (status = 200, description = "Server-sent events: each event recorded from now on (or from `from`) that matches the filters", body = String, content_type = "text/event-stream"),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::AdminErrors,
     )
 )]
 pub async fn stream(

@@ -100,11 +100,7 @@ fn active_refresh(
     responses(
         (status = 200, description = "Whether the token is active, and its claims if it is (RFC 7662)", body = crate::http::openapi::IntrospectionResponse),
         (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 429, description = "Too many requests: wait `Retry-After` seconds", body = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::ClientErrors,
     )
 )]
 pub async fn introspect(

@@ -105,7 +105,7 @@ fn bad(message: &str) -> HttpResponse {
         (status = 303, description = "Signed out: to the client's post-logout redirect URI"),
         (status = 400, description = "The request is invalid (unknown client, unregistered redirect, a bad id_token_hint)", content_type = "text/html", body = String),
         (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
         (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
     )
 )]
@@ -285,7 +285,7 @@ fn signed_out(
         (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
         (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
         (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
         (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
     )
 )]

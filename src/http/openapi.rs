@@ -10,7 +10,7 @@
 use actix_web::HttpResponse;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
 
 /// An error answer (RFC 6749 §5.2): every JSON error of the server has this shape.
 #[derive(ToSchema, ToResponse)]
@@ -484,6 +484,119 @@ pub enum ClientAnswer {
     Now(crate::service::ClientOutput),
     /// The client at a past moment.
     AsOf(crate::service::ClientAsOf),
+}
+
+/// The errors of every admin API operation (each an RFC 6749 §5.2 body).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Read by the contract only.
+pub enum AdminErrors {
+    /// A malformed request: a wrong content type, malformed JSON, an unknown field, a bad id,
+    /// a value out of range, or a scheme other than `Bearer`.
+    #[response(status = 400)]
+    BadRequest(OAuthErrorBody),
+    /// No bearer token, or one not active.
+    #[response(status = 401)]
+    Unauthenticated(OAuthErrorBody),
+    /// A token without scope `admin`, or of a client not registered as an admin.
+    #[response(status = 403)]
+    Forbidden(OAuthErrorBody),
+    /// The store cannot take writes now (a full disk, an unreachable database): try again.
+    #[response(status = 503)]
+    Unavailable(OAuthErrorBody),
+}
+
+/// No such client or user.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Read by the contract only.
+pub enum NotFound {
+    /// Nothing by that id.
+    #[response(status = 404)]
+    NotFound(OAuthErrorBody),
+}
+
+/// A body over the limit (64 KiB for JSON).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Read by the contract only.
+pub enum TooLarge {
+    /// The body is too large.
+    #[response(status = 413)]
+    TooLarge(OAuthErrorBody),
+}
+
+/// The errors of an endpoint a client authenticates to (token, introspection, revocation,
+/// device authorization, PAR).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Read by the contract only.
+pub enum ClientErrors {
+    /// A malformed or refused request (`invalid_request`, `invalid_grant`, `unsupported_grant_type`, ...).
+    #[response(status = 400)]
+    BadRequest(OAuthErrorBody),
+    /// The client did not authenticate (`invalid_client`, with a `Basic` challenge).
+    #[response(status = 401)]
+    Unauthenticated(OAuthErrorBody),
+    /// The body is too large.
+    #[response(status = 413)]
+    TooLarge(OAuthErrorBody),
+    /// Too many requests: wait `Retry-After` seconds.
+    #[response(status = 429)]
+    TooMany(OAuthErrorBody),
+    /// The store cannot take writes now: try again.
+    #[response(status = 503)]
+    Unavailable(OAuthErrorBody),
+}
+
+/// The page limit's refusal, for every page.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Read by the contract only.
+pub enum PageLimit {
+    /// Too many pages asked for from this address: wait `Retry-After` seconds.
+    #[response(status = 429, content_type = "text/plain")]
+    TooMany(String),
+}
+
+/// What a console page answers besides itself.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Read by the contract only.
+pub enum ConsolePage {
+    /// Not signed in: to the sign-in page.
+    #[response(status = 303)]
+    SignIn,
+    /// Too many pages asked for from this address: wait `Retry-After` seconds.
+    #[response(status = 429, content_type = "text/plain")]
+    TooMany(String),
+}
+
+/// What a console form answers.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Read by the contract only.
+pub enum ConsoleForm {
+    /// Done (or not signed in): to the page that shows the outcome.
+    #[response(status = 303)]
+    Done,
+    /// The next page, or the form again with what to fix.
+    #[response(status = 200, content_type = "text/html")]
+    Page(String),
+    /// The form could not be read, or the change was refused.
+    #[response(status = 400, content_type = "text/html")]
+    BadRequest(String),
+    /// The form did not carry the page's CSRF token.
+    #[response(status = 403, content_type = "text/html")]
+    Forbidden(String),
+    /// No such client, user or token.
+    #[response(status = 404, content_type = "text/html")]
+    NotFound(String),
+    /// The change conflicts with the current state.
+    #[response(status = 409, content_type = "text/html")]
+    Conflict(String),
+    /// The form is too large.
+    #[response(status = 413, content_type = "text/html")]
+    TooLarge(String),
+    /// Too many pages asked for from this address: wait `Retry-After` seconds.
+    #[response(status = 429, content_type = "text/plain")]
+    TooMany(String),
+    /// The store cannot take writes now.
+    #[response(status = 503, content_type = "text/html")]
+    Unavailable(String),
 }
 
 /// The contract: every operation of the server.

@@ -32,11 +32,7 @@ const CREDENTIALS: [&str; 3] = ["client_secret", "client_assertion", "client_ass
     security(("client" = [])),
     responses(
         (status = 201, description = "The request is kept: send its `request_uri` to /authorize", body = crate::http::openapi::PushedAuthorizationResponse),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 429, description = "Too many requests: wait `Retry-After` seconds", body = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::ClientErrors,
     )
 )]
 pub async fn push(

@@ -25,11 +25,7 @@ use domain::Cause;
     security(("client" = [])),
     responses(
         (status = 200, description = "Revoked, or there was nothing to revoke (RFC 7009 §2.2)"),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 429, description = "Too many requests: wait `Retry-After` seconds", body = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::ClientErrors,
     )
 )]
 pub async fn revoke(

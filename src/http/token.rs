@@ -137,11 +137,7 @@ pub fn fresh_secret(key: &HashKey) -> Result<(String, SecretHash), OAuthError> {
     security(("client" = [])),
     responses(
         (status = 200, description = "Tokens issued", body = crate::http::openapi::TokenResponse),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 429, description = "Too many requests: wait `Retry-After` seconds", body = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::ClientErrors,
     )
 )]
 pub async fn token(
@@ -164,11 +160,7 @@ pub async fn token(
     responses(
         (status = 200, description = "Tokens issued (only with `allow_get_token_requests`)", body = crate::http::openapi::TokenResponse),
         (status = 405, description = "Token requests are POST (the default)", body = crate::http::openapi::OAuthErrorBody),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
-        (status = 429, description = "Too many requests: wait `Retry-After` seconds", body = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::ClientErrors,
     )
 )]
 pub async fn token_by_get(

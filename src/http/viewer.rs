@@ -82,7 +82,7 @@ fn login_page(
     operation_id = "console_login_page",
     responses(
         (status = 200, description = "The admin sign-in page", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
     )
 )]
 pub async fn login_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -177,7 +177,7 @@ pub async fn login(
     responses(
         (status = 303, description = "Signed out: to the sign-in page"),
         (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::PageLimit,
     )
 )]
 pub async fn logout(
@@ -232,8 +232,7 @@ pub(crate) fn to_sign_in() -> HttpResponse {
     params(crate::service::AuditParams),
     responses(
         (status = 200, description = "The audit trail, newest first, with filters", content_type = "text/html", body = String),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::ConsolePage,
         (status = 400, description = "A filter could not be read", content_type = "text/html", body = String),
     )
 )]
@@ -264,8 +263,7 @@ pub async fn events(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     params(("id" = String, Path, description = "The client")),
     responses(
         (status = 200, description = "The client, its settings and its history", content_type = "text/html", body = String),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 429, description = "Too many pages asked for from this address: wait `Retry-After` seconds", content_type = "text/plain", body = String),
+        crate::http::openapi::ConsolePage,
         (status = 404, description = "No such client", content_type = "text/html", body = String),
     )
 )]
