@@ -742,12 +742,29 @@ mod tests {
     use domain::values::{GrantType, HashKey, TokenFormat};
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    /// A store whose next append fails once when asked to, as a full disk would, and that
-    /// counts reads of streams.
+    /// A store whose next append fails once when asked to, as a full disk would, that counts
+    /// reads of streams, and whose appends, once `gated`, are written at once but answered only
+    /// when the gate gives a permit: a command durable in the log while its actor still waits.
     struct FlakyStore {
         inner: Log,
         fail_next: AtomicBool,
         stream_reads: std::sync::atomic::AtomicUsize,
+        gated: AtomicBool,
+        gate: Arc<tokio::sync::Semaphore>,
+        gated_appends: std::sync::atomic::AtomicUsize,
+    }
+
+    impl FlakyStore {
+        fn new(inner: Log) -> Self {
+            Self {
+                inner,
+                fail_next: AtomicBool::new(false),
+                stream_reads: Default::default(),
+                gated: AtomicBool::new(false),
+                gate: Arc::new(tokio::sync::Semaphore::new(0)),
+                gated_appends: Default::default(),
+            }
+        }
     }
 
     impl EventStore for FlakyStore {
@@ -757,7 +774,19 @@ mod tests {
                 let _ = tx.send(Err(StoreError::Unavailable("disk full".into())));
                 return PendingAppend::new(rx);
             }
-            self.inner.append(stream, expected, events)
+            let pending = self.inner.append(stream, expected, events);
+            if !self.gated.load(Ordering::SeqCst) {
+                return pending;
+            }
+            self.gated_appends.fetch_add(1, Ordering::SeqCst);
+            let gate = self.gate.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let outcome = pending.await;
+                let _permit = gate.acquire().await;
+                let _ = tx.send(outcome);
+            });
+            PendingAppend::new(rx)
         }
         fn read_stream(&self, s: &str, v: u64) -> Result<Vec<RecordedEvent>, StoreError> {
             self.stream_reads.fetch_add(1, Ordering::SeqCst);
@@ -846,11 +875,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_failed_append_fails_its_command_and_the_actor_recovers_while_independent_tokens_land(
     ) {
-        let store = Arc::new(FlakyStore {
-            inner: Log::in_memory().unwrap(),
-            fail_next: AtomicBool::new(false),
-            stream_reads: Default::default(),
-        });
+        let store = Arc::new(FlakyStore::new(Log::in_memory().unwrap()));
         let id = ClientId::parse("svc").unwrap();
         let addr = start_registered(&id, store.clone()).await;
 
@@ -982,12 +1007,7 @@ mod tests {
             &crate::clock::Clock::system(),
         )
         .unwrap();
-        let store = Arc::new(FlakyStore {
-            inner,
-            fail_next: AtomicBool::new(false),
-            stream_reads: Default::default(),
-        });
-        (store, models)
+        (Arc::new(FlakyStore::new(inner)), models)
     }
 
     #[actix_rt::test]
@@ -1015,54 +1035,6 @@ mod tests {
         assert_eq!(issued[0].version, 2);
     }
 
-    /// A store whose appends, once `gated`, are written at once but answered only when a
-    /// permit is given: a command durable in the log while its actor still waits.
-    struct GatedStore {
-        inner: Arc<dyn EventStore>,
-        gated: AtomicBool,
-        gate: Arc<tokio::sync::Semaphore>,
-        gated_appends: Arc<std::sync::atomic::AtomicUsize>,
-    }
-
-    impl EventStore for GatedStore {
-        fn append(&self, stream: &str, expected: u64, events: Vec<NewEvent>) -> PendingAppend {
-            let pending = self.inner.append(stream, expected, events);
-            if !self.gated.load(Ordering::SeqCst) {
-                return pending;
-            }
-            self.gated_appends.fetch_add(1, Ordering::SeqCst);
-            let gate = self.gate.clone();
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(async move {
-                let outcome = pending.await;
-                let _permit = gate.acquire().await;
-                let _ = tx.send(outcome);
-            });
-            PendingAppend::new(rx)
-        }
-        fn read_stream(&self, s: &str, v: u64) -> Result<Vec<RecordedEvent>, StoreError> {
-            self.inner.read_stream(s, v)
-        }
-        fn read_all(&self, p: u64, l: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-            self.inner.read_all(p, l)
-        }
-        fn stream_version(&self, s: &str) -> Result<u64, StoreError> {
-            self.inner.stream_version(s)
-        }
-        fn head_position(&self) -> u64 {
-            self.inner.head_position()
-        }
-        fn subscribe(&self, after: u64) -> Result<Subscription, StoreError> {
-            self.inner.subscribe(after)
-        }
-        fn save_snapshot(&self, s: &str, v: u64, b: &[u8]) -> Result<(), StoreError> {
-            self.inner.save_snapshot(s, v, b)
-        }
-        fn load_snapshot(&self, s: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-            self.inner.load_snapshot(s)
-        }
-    }
-
     /// Yields until `done` holds (bounded: a test that waits forever fails instead).
     async fn until(mut done: impl FnMut() -> bool) {
         for _ in 0..100_000 {
@@ -1081,15 +1053,7 @@ mod tests {
     /// threads.
     #[actix_rt::test]
     async fn a_command_in_flight_outlives_the_worker_that_started_its_actor() {
-        let (flaky, models) = projected();
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let gated_appends = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let store = Arc::new(GatedStore {
-            inner: flaky,
-            gated: AtomicBool::new(false),
-            gate: gate.clone(),
-            gated_appends: gated_appends.clone(),
-        });
+        let (store, models) = projected();
         let registry = crate::actors::registry::Registry::with_limit(
             store.clone(),
             models,
@@ -1113,14 +1077,14 @@ mod tests {
             let (r, i) = (registry.clone(), id.clone());
             actix_rt::spawn(async move { r.send(&i, issue()).await })
         };
-        until(|| gated_appends.load(Ordering::SeqCst) == 1).await;
+        until(|| store.gated_appends.load(Ordering::SeqCst) == 1).await;
         worker.stop();
         worker.join().unwrap();
-        gate.add_permits(10);
+        store.gate.add_permits(10);
         let events = in_flight.await.unwrap().unwrap();
         assert_eq!(events[0].version, 2, "the second token follows the first");
         assert_eq!(
-            gated_appends.load(Ordering::SeqCst),
+            store.gated_appends.load(Ordering::SeqCst),
             1,
             "the command was decided and appended once"
         );
