@@ -199,14 +199,7 @@ async fn signed_in_form(
     operation_id = "device_submit",
     request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "The next step: the request to approve, the code again with what was wrong, or the outcome", content_type = "text/html", body = String),
-        (status = 302, description = "Not signed in: to the sign-in page"),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        crate::http::openapi::PageLimit,
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::DeviceForm,
     )
 )]
 pub async fn submit(
@@ -303,14 +296,7 @@ pub async fn submit(
     operation_id = "device_decide",
     request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "The next step: the request to approve, the code again with what was wrong, or the outcome", content_type = "text/html", body = String),
-        (status = 302, description = "Not signed in: to the sign-in page"),
-        (status = 303, description = "Not signed in: to the sign-in page"),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        crate::http::openapi::PageLimit,
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::DeviceForm,
     )
 )]
 pub async fn decide(

@@ -353,11 +353,8 @@ pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
     responses(
         (status = 200, description = "The user's claims the token's scopes allow (OpenID Connect Core §5.3)", body = crate::http::openapi::UserInfo),
         (status = 200, description = "A signed UserInfo response", body = String, content_type = "application/jwt"),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::BearerErrors,
+        crate::http::openapi::TooLarge,
     )
 )]
 pub async fn userinfo(

@@ -545,6 +545,56 @@ pub enum ClientErrors {
     Unavailable(OAuthErrorBody),
 }
 
+/// The errors of an endpoint a bearer token opens (`/tokeninfo`, `/api/whoami`, `/userinfo`,
+/// `/register/{client_id}`).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Read by the contract only.
+pub enum BearerErrors {
+    /// A malformed request, or no token where the endpoint takes it.
+    #[response(status = 400)]
+    BadRequest(OAuthErrorBody),
+    /// No token, or one not active (`invalid_token`, with a `Bearer` challenge).
+    #[response(status = 401)]
+    Unauthenticated(OAuthErrorBody),
+    /// A token without the scope or rights the endpoint needs (`insufficient_scope`).
+    #[response(status = 403)]
+    Forbidden(OAuthErrorBody),
+    /// The store cannot take writes now: try again.
+    #[response(status = 503)]
+    Unavailable(OAuthErrorBody),
+}
+
+/// What the device flow's forms answer (`POST /device`, `POST /device/decide`).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Read by the contract only.
+pub enum DeviceForm {
+    /// The next step: the request to approve, the code again with what was wrong, or the
+    /// outcome.
+    #[response(status = 200, content_type = "text/html")]
+    Page(String),
+    /// Not signed in: to the sign-in page.
+    #[response(status = 302)]
+    SignIn,
+    /// Not signed in: to the sign-in page.
+    #[response(status = 303)]
+    SignInAfterPost,
+    /// The form could not be read.
+    #[response(status = 400, content_type = "text/html")]
+    BadRequest(String),
+    /// The form did not carry the page's CSRF token.
+    #[response(status = 403, content_type = "text/html")]
+    Forbidden(String),
+    /// The form is too large.
+    #[response(status = 413, content_type = "text/html")]
+    TooLarge(String),
+    /// Too many pages asked for from this address: wait `Retry-After` seconds.
+    #[response(status = 429, content_type = "text/plain")]
+    TooMany(String),
+    /// The store cannot take writes now.
+    #[response(status = 503, content_type = "text/html")]
+    Unavailable(String),
+}
+
 /// The page limit's refusal, for every page.
 #[derive(IntoResponses)]
 #[allow(dead_code)] // Read by the contract only.

@@ -373,11 +373,8 @@ async fn metadata_body(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The client registered, with its registration access token (RFC 7591 §3.2.1)", body = crate::http::openapi::ClientInformation),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::BearerErrors,
+        crate::http::openapi::TooLarge,
         (status = 429, description = "Too many registrations from this address", body = crate::http::openapi::OAuthErrorBody),
     )
 )]
@@ -492,10 +489,7 @@ fn registered(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The client's metadata (RFC 7592 §2.1)", body = crate::http::openapi::ClientInformation),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::BearerErrors,
     )
 )]
 pub async fn read(
@@ -549,11 +543,8 @@ async fn rotate_token(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The client's metadata as changed (RFC 7592 §2.2)", body = crate::http::openapi::ClientInformation),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 413, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::BearerErrors,
+        crate::http::openapi::TooLarge,
     )
 )]
 pub async fn update(
@@ -625,10 +616,7 @@ pub async fn update(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted (RFC 7592 §2.3)"),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::BearerErrors,
     )
 )]
 pub async fn delete(

@@ -44,10 +44,7 @@ fn describe(state: &AppState, t: &TokenView, mut body: serde_json::Value) -> Htt
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The token's subject, client and scopes", body = crate::http::openapi::TokenInfo),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::BearerErrors,
     )
 )]
 pub async fn tokeninfo(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -88,10 +85,7 @@ pub async fn tokeninfo(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The token's subject, client and scopes", body = crate::http::openapi::TokenInfo),
-        (status = 400, response = crate::http::openapi::OAuthErrorBody),
-        (status = 401, response = crate::http::openapi::OAuthErrorBody),
-        (status = 403, response = crate::http::openapi::OAuthErrorBody),
-        (status = 503, response = crate::http::openapi::OAuthErrorBody),
+        crate::http::openapi::BearerErrors,
     )
 )]
 pub async fn whoami(
