@@ -107,6 +107,51 @@ impl KeySet {
         Ok(Self { keys })
     }
 
+    /// Checks that every EC key's coordinates are the full size of its curve (RFC 7518
+    /// §6.2.1.2): a coordinate with its leading zero byte dropped, as some libraries write
+    /// one key in 128, names another point, and every signature would then fail to verify.
+    pub fn check_coordinates(jwks: &serde_json::Value) -> Result<(), JoseError> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine as _;
+        let keys = jwks.get("keys").and_then(serde_json::Value::as_array);
+        for key in keys.into_iter().flatten() {
+            if key.get("kty").and_then(serde_json::Value::as_str) != Some("EC") {
+                continue;
+            }
+            let crv = key
+                .get("crv")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            let size = match crv {
+                "P-256" => 32,
+                "P-384" => 48,
+                "P-521" => 66,
+                _ => continue,
+            };
+            let kid = key
+                .get("kid")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("(no kid)");
+            for coordinate in ["x", "y"] {
+                let Some(text) = key.get(coordinate).and_then(serde_json::Value::as_str) else {
+                    continue;
+                };
+                let Ok(bytes) = URL_SAFE_NO_PAD.decode(text) else {
+                    continue;
+                };
+                if bytes.len() != size {
+                    return Err(JoseError::Invalid(format!(
+                        "key {kid}: its {coordinate} is {} bytes, but a {crv} coordinate is \
+                         {size}, zero-padded on the left (RFC 7518 section 6.2.1.2); export the \
+                         key again with a library that pads it",
+                        bytes.len()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// How many usable keys it has.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -184,6 +229,23 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_ec_coordinate_short_of_its_curve_size_is_refused_by_name() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine as _;
+        let full = |n: usize| URL_SAFE_NO_PAD.encode(vec![7u8; n]);
+        let jwks = |x: String| {
+            serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "x": x,
+                                          "y": full(32)}]})
+        };
+        assert!(KeySet::check_coordinates(&jwks(full(32))).is_ok());
+        let err = KeySet::check_coordinates(&jwks(full(31)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key k1: its x is 31 bytes"), "{err}");
+        assert!(err.contains("P-256 coordinate is 32"), "{err}");
+    }
+
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;

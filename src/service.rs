@@ -456,6 +456,8 @@ fn parse_opt<T>(
 fn check_jwks(jwks: &Option<serde_json::Value>) -> Result<(), ServiceError> {
     let Some(doc) = jwks else { return Ok(()) };
     domain::client::check_jwks(doc).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    crate::jose::KeySet::check_coordinates(doc)
+        .map_err(|e| ServiceError::Invalid(format!("invalid JWKS: {e}")))?;
     let given = doc["keys"].as_array().map_or(0, Vec::len);
     let usable = crate::jose::KeySet::parse(doc)
         .map_err(|e| ServiceError::Invalid(format!("invalid JWKS: {e}")))?

@@ -3,6 +3,7 @@ prints the public key as a JWKS to register with the client (--jwks @file).
 
     python keygen.py partner.pem partner-1 > partner-jwks.json"""
 
+import base64
 import json
 import os
 import sys
@@ -19,6 +20,11 @@ def main() -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(key.as_pem(is_private=True))
     public = key.as_dict(is_private=False)
+    # Authlib drops a coordinate's leading zero byte (about one key in 128); RFC 7518
+    # section 6.2.1.2 wants the full 32 bytes, and authledger refuses the key otherwise.
+    for coordinate in ("x", "y"):
+        raw = base64.urlsafe_b64decode(public[coordinate] + "=" * (-len(public[coordinate]) % 4))
+        public[coordinate] = base64.urlsafe_b64encode(raw.rjust(32, b"\0")).rstrip(b"=").decode()
     public.update({"kid": kid, "use": "sig", "alg": "ES256"})
     print(json.dumps({"keys": [public]}, indent=2))
 

@@ -414,3 +414,31 @@ fn a_registered_client_secret_method_is_enforced_and_keys_must_be_public() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A P-256 key whose `x` lost its leading zero byte (Authlib exports one key in about 128 so)
+/// would name another point, and every assertion signed with it would fail to verify; it is
+/// refused at registration, by name.
+#[test]
+fn a_key_with_a_short_ec_coordinate_is_refused_at_registration() {
+    let app = spawn_app_with(&[]);
+    let mut jwks = signer("short").jwks;
+    let x = URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["x"].as_str().unwrap())
+        .unwrap();
+    jwks["keys"][0]["x"] = URL_SAFE_NO_PAD.encode(&x[1..]).into();
+    let path = app.data_dir().join("short.json");
+    std::fs::write(&path, jwks.to_string()).unwrap();
+    let out = app.cli(&[
+        "client",
+        "create",
+        "--name",
+        "partner",
+        "--grant-type",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "--jwks",
+        &format!("@{}", path.display()),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("key short: its x is 31 bytes"), "{err}");
+}
