@@ -651,6 +651,11 @@ fn access_facts(state: &AppState, t: &projections::TokenView, i: &mut Inspection
     if !client_exists {
         i.why_not.push("its client is deleted".into());
     }
+    if r.user_id()
+        .is_some_and(|u| super::introspect::user_locked(state, &u))
+    {
+        i.why_not.push("its user's account is locked".into());
+    }
     i.active = i.why_not.is_empty();
 }
 
@@ -690,6 +695,9 @@ fn refresh_facts(state: &AppState, r: &domain::grant::RefreshView, i: &mut Inspe
     }
     if now >= t.expires_at {
         i.why_not.push(format!("expired at {}", when(t.expires_at)));
+    }
+    if super::introspect::user_locked(state, &t.user_id) {
+        i.why_not.push("its user's account is locked".into());
     }
     i.active = i.why_not.is_empty();
 }

@@ -58,12 +58,26 @@ pub fn resolve(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuth
 /// exists.
 pub fn active(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuthError> {
     Ok(resolve(state, token)?.filter(|t| {
-        t.is_active(state.engine.clock.unix_now()) && client_exists(state, &t.record.client_id)
+        t.is_active(state.engine.clock.unix_now())
+            && client_exists(state, &t.record.client_id)
+            && !t.record.user_id().is_some_and(|u| user_locked(state, &u))
     }))
 }
 
 fn client_exists(state: &AppState, id: &domain::values::ClientId) -> bool {
     state.engine.models.clients.get(id.as_str()).is_some()
+}
+
+/// Whether an administrator locked the account a token speaks for: while it is locked, none of
+/// its tokens is active (the token endpoint refuses its grants as well); unlocked, those not
+/// expired or revoked are again, as its refresh tokens are.
+pub(crate) fn user_locked(state: &AppState, user: &domain::values::UserId) -> bool {
+    state
+        .engine
+        .models
+        .users
+        .get(user)
+        .is_some_and(|u| u.disabled)
 }
 
 /// Finds a presented refresh token in the index by the hash of its value.
@@ -83,7 +97,9 @@ fn active_refresh(
 ) -> Result<Option<domain::event::RefreshTokenIssued>, OAuthError> {
     Ok(resolve_refresh(state, token)?
         .filter(|v| {
-            v.is_active(state.engine.clock.unix_now()) && client_exists(state, &v.issued.client_id)
+            v.is_active(state.engine.clock.unix_now())
+                && client_exists(state, &v.issued.client_id)
+                && !user_locked(state, &v.issued.user_id)
         })
         .map(|v| v.issued))
 }
@@ -136,6 +152,7 @@ async fn answer(
             let r = &t.record;
             if !(t.is_active(state.engine.clock.unix_now())
                 && client_exists(&state, &r.client_id)
+                && !r.user_id().is_some_and(|u| user_locked(&state, &u))
                 && may_see(&r.client_id))
             {
                 inactive()

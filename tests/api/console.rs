@@ -123,6 +123,18 @@ fn an_admin_manages_a_user_in_the_console() {
     );
     assert_eq!(status, 200, "{before}");
     let refresh = before["refresh_token"].as_str().unwrap().to_owned();
+    let access = before["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(app.introspect("app", &secret, &access)["active"], true);
+    let whoami = |token: &str| {
+        app.agent
+            .get(&format!("{}/api/whoami", app.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(whoami(&access), 200);
     // Locked: the session ends, sign-in and the password grant are refused.
     assert_eq!(bob.sign_in("bob", "first password of bob").status, 303);
     let page = act(&mut console, "bob", "lock", &[("lock", "true")]);
@@ -171,6 +183,10 @@ fn an_admin_manages_a_user_in_the_console() {
         (400, Some("invalid_grant")),
         "{body}"
     );
+    // Its access tokens are not active while it is locked: at introspection and at a
+    // resource that asks the server.
+    assert_eq!(app.introspect("app", &secret, &access)["active"], false);
+    assert_eq!(whoami(&access), 401);
     // A wrong password to a locked account says nothing of the lock.
     let wrong = bob.sign_in("bob", "not bob's password");
     assert_eq!(wrong.status, 401);
@@ -185,6 +201,8 @@ fn an_admin_manages_a_user_in_the_console() {
     app.advance_clock(600_000);
     assert_eq!(bob.sign_in("bob", "first password of bob").status, 303);
     assert!(signed_in(&mut bob));
+    // Unlocked, its unexpired tokens are active again, as its refresh tokens are.
+    assert_eq!(app.introspect("app", &secret, &access)["active"], true);
 
     // A new password: the old one no longer works, the session ended.
     act(
