@@ -1035,6 +1035,20 @@ mod tests {
         assert_eq!(issued[0].version, 2);
     }
 
+    /// A registry over `store` whose actors stay while idle, with `limit` live at most.
+    fn registry(
+        store: Arc<FlakyStore>,
+        models: Arc<projections::ReadModels>,
+        limit: usize,
+    ) -> Arc<crate::actors::registry::Registry> {
+        crate::actors::registry::Registry::with_limit(
+            store,
+            models,
+            Duration::from_secs(600),
+            limit,
+        )
+    }
+
     /// Yields until `done` holds (bounded: a test that waits forever fails instead).
     async fn until(mut done: impl FnMut() -> bool) {
         for _ in 0..100_000 {
@@ -1054,12 +1068,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_command_in_flight_outlives_the_worker_that_started_its_actor() {
         let (store, models) = projected();
-        let registry = crate::actors::registry::Registry::with_limit(
-            store.clone(),
-            models,
-            Duration::from_secs(600),
-            10,
-        );
+        let registry = registry(store.clone(), models, 10);
         let id = ClientId::parse("worker-started").unwrap();
         start_registered(&id, store.clone()).await;
         // A first request, served on a worker, starts the registry's actor for the client.
@@ -1094,12 +1103,7 @@ mod tests {
     #[actix_rt::test]
     async fn the_registry_keeps_live_actors_near_its_bound() {
         let (store, models) = projected();
-        let registry = crate::actors::registry::Registry::with_limit(
-            store.clone(),
-            models,
-            Duration::from_secs(600),
-            10,
-        );
+        let registry = registry(store.clone(), models, 10);
         for n in 0..40 {
             let id = ClientId::parse(&format!("c{n}")).unwrap();
             let addr = restore(id.clone(), store.clone()).unwrap().start();
@@ -1113,12 +1117,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_client_whose_actor_was_asked_to_retire_is_still_served() {
         let (store, models) = projected();
-        let registry = crate::actors::registry::Registry::with_limit(
-            store.clone(),
-            models,
-            Duration::from_secs(600),
-            2,
-        );
+        let registry = registry(store.clone(), models, 2);
         let ids: Vec<ClientId> = (0..4)
             .map(|n| ClientId::parse(&format!("r{n}")).unwrap())
             .collect();

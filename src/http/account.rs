@@ -233,13 +233,7 @@ pub async fn login_form(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
     operation_id = "login",
     request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Signed in: on to `return_to`"),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 401, description = "Wrong username or password", content_type = "text/html", body = String),
-        (status = 403, description = "The form did not carry the page's CSRF token", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many failed sign-ins: wait", content_type = "text/html", body = String),
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::SignInForm,
     )
 )]
 pub async fn login(

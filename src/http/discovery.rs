@@ -22,6 +22,7 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .body(state.keys.jwks().as_str().to_owned())
 }
 
+/// `GET /authorize/jwks`: the JWKS again, for clients that look for it beside `/authorize`.
 #[utoipa::path(
     get,
     path = "/authorize/jwks",
@@ -31,7 +32,6 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         (status = 200, description = "The public signing keys (RFC 7517), where clients that derive the JWKS address from the authorization endpoint look", body = crate::http::openapi::Jwks, content_type = "application/jwk-set+json"),
     )
 )]
-/// `GET /authorize/jwks`: the JWKS again, for clients that look for it beside `/authorize`.
 pub async fn authorize_jwks(state: web::Data<AppState>) -> HttpResponse {
     jwks(state).await
 }

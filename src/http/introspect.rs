@@ -57,11 +57,15 @@ pub fn resolve(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuth
 /// A token that is active now: known, not revoked, not expired, and of a client that still
 /// exists.
 pub fn active(state: &AppState, token: &str) -> Result<Option<TokenView>, OAuthError> {
-    Ok(resolve(state, token)?.filter(|t| {
-        t.is_active(state.engine.clock.unix_now())
-            && client_exists(state, &t.record.client_id)
-            && !t.record.user_id().is_some_and(|u| user_locked(state, &u))
-    }))
+    Ok(resolve(state, token)?.filter(|t| is_live(state, t)))
+}
+
+/// Whether a known token is active now (not revoked or expired), its client still exists and
+/// its user's account is not locked.
+fn is_live(state: &AppState, t: &TokenView) -> bool {
+    t.is_active(state.engine.clock.unix_now())
+        && client_exists(state, &t.record.client_id)
+        && !t.record.user_id().is_some_and(|u| user_locked(state, &u))
 }
 
 fn client_exists(state: &AppState, id: &domain::values::ClientId) -> bool {
@@ -150,11 +154,7 @@ async fn answer(
     let body = match resolve(&state, token)? {
         Some(t) => {
             let r = &t.record;
-            if !(t.is_active(state.engine.clock.unix_now())
-                && client_exists(&state, &r.client_id)
-                && !r.user_id().is_some_and(|u| user_locked(&state, &u))
-                && may_see(&r.client_id))
-            {
+            if !(is_live(&state, &t) && may_see(&r.client_id)) {
                 inactive()
             } else {
                 let mut b = serde_json::json!({

@@ -595,6 +595,34 @@ pub enum DeviceForm {
     Unavailable(String),
 }
 
+/// What a sign-in form answers (`POST /login`, `POST /admin/login`).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Read by the contract only.
+pub enum SignInForm {
+    /// Signed in: on to where the sign-in was asked for.
+    #[response(status = 303)]
+    SignedIn,
+    /// The form could not be read.
+    #[response(status = 400, content_type = "text/html")]
+    BadRequest(String),
+    /// Wrong credentials (the form again, saying so).
+    #[response(status = 401, content_type = "text/html")]
+    Wrong(String),
+    /// The form did not carry the page's CSRF token (or, for the console, the client is not
+    /// an admin).
+    #[response(status = 403, content_type = "text/html")]
+    Forbidden(String),
+    /// The form is too large.
+    #[response(status = 413, content_type = "text/html")]
+    TooLarge(String),
+    /// Too many failed sign-ins: wait.
+    #[response(status = 429, content_type = "text/html")]
+    TooMany(String),
+    /// The store cannot take writes now.
+    #[response(status = 503, content_type = "text/html")]
+    Unavailable(String),
+}
+
 /// The page limit's refusal, for every page.
 #[derive(IntoResponses)]
 #[allow(dead_code)] // Read by the contract only.

@@ -97,13 +97,7 @@ pub async fn login_form(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
     operation_id = "console_login",
     request_body(content = crate::http::openapi::PageForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Signed in: to the console"),
-        (status = 400, description = "The form could not be read", content_type = "text/html", body = String),
-        (status = 401, description = "Wrong client credentials", content_type = "text/html", body = String),
-        (status = 403, description = "Not an admin client, or no CSRF token", content_type = "text/html", body = String),
-        (status = 413, description = "The form is too large", content_type = "text/html", body = String),
-        (status = 429, description = "Too many failed sign-ins: wait", content_type = "text/html", body = String),
-        (status = 503, description = "The store cannot take writes now", content_type = "text/html", body = String),
+        crate::http::openapi::SignInForm,
     )
 )]
 pub async fn login(
